@@ -1,0 +1,82 @@
+"""A generic tabular binary classifier (Keras Functional API) and the Trainer's run_fn."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import absl.logging
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from models.tabular.features import OOV_BUCKETS, TabularSettings, transformed_name, vocabulary_name
+from models.tabular.signatures import make_serving_signatures
+
+EMBEDDING_DIM = 8
+
+
+def to_model_inputs(settings: TabularSettings, transformed: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """Transformed [batch] tensors -> the model's named [batch, 1] inputs (the label is dropped)."""
+    names = [transformed_name(name) for name in settings.features]
+    return {name: tf.reshape(transformed[name], [-1, 1]) for name in names}
+
+
+def build_model(settings: TabularSettings, vocabulary_sizes: dict[str, int]) -> tf.keras.Model:
+    """Numeric inputs concatenated with categorical embeddings, then a dense stack to one probability."""
+    inputs, encoded = [], []
+    for name in settings.numeric_features:
+        layer = tf.keras.Input(shape=(1,), name=transformed_name(name), dtype=tf.float32)
+        inputs.append(layer)
+        encoded.append(layer)
+    for name in settings.categorical_features:
+        layer = tf.keras.Input(shape=(1,), name=transformed_name(name), dtype=tf.int64)
+        inputs.append(layer)
+        embedded = tf.keras.layers.Embedding(vocabulary_sizes[name] + OOV_BUCKETS, EMBEDDING_DIM)(layer)
+        encoded.append(tf.keras.layers.Flatten()(embedded))
+    hidden = tf.keras.layers.Concatenate()(encoded) if len(encoded) > 1 else encoded[0]
+    for units in settings.hidden_units:
+        hidden = tf.keras.layers.Dense(units, activation="relu")(hidden)
+        if settings.dropout:
+            hidden = tf.keras.layers.Dropout(settings.dropout, seed=settings.seed)(hidden)
+    output = tf.keras.layers.Dense(1, activation="sigmoid", name="probability")(hidden)
+    model = tf.keras.Model(inputs=inputs, outputs=output, name="tabular_classifier")
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(settings.learning_rate),
+        loss=tf.keras.losses.BinaryCrossentropy(),
+        metrics=[tf.keras.metrics.AUC(name="auc"), tf.keras.metrics.BinaryAccuracy(name="accuracy")])
+    return model
+
+
+def input_fn(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
+             transform_output: tft.TFTransformOutput, settings: TabularSettings,
+             shuffle: bool) -> tf.data.Dataset:
+    """Batches of (model inputs, label) from transformed examples, repeating forever."""
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(batch_size=settings.batch_size, label_key=settings.label,
+                                       shuffle=shuffle, shuffle_seed=settings.seed),
+        transform_output.transformed_metadata.schema)
+    return dataset.map(lambda features, label: (to_model_inputs(settings, features), label))
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """TFX Trainer entry point: train on the transformed train split, export both signatures."""
+    settings = TabularSettings.from_custom_config(fn_args.custom_config or {})
+    tf.keras.utils.set_random_seed(settings.seed)
+    transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    train = input_fn(fn_args.train_files, fn_args.data_accessor, transform_output, settings, shuffle=True)
+    evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, transform_output, settings,
+                          shuffle=False)
+    sizes = {name: transform_output.vocabulary_size_by_name(vocabulary_name(name))
+             for name in settings.categorical_features}
+    model = build_model(settings, sizes)
+    model.summary(print_fn=absl.logging.info)
+    model.fit(train, steps_per_epoch=fn_args.train_steps, validation_data=evaluation,
+              validation_steps=fn_args.eval_steps, epochs=1,
+              callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
+    signatures = make_serving_signatures(
+        model, transform_output, settings.label, lambda transformed: to_model_inputs(settings, transformed))
+    model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures,
+               include_optimizer=False)

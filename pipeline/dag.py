@@ -1,0 +1,103 @@
+"""create_pipeline(config): the TFX DAG of a use case, read top to bottom like the production line."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
+
+from components.idempotent_pusher import IdempotentPusherExecutor
+from pipeline.config import UseCaseConfig
+
+PREDICTION_KEY = "probability"
+
+
+def trainer_custom_config(config: UseCaseConfig) -> dict:
+    """Settings the model module reads in preprocessing_fn and run_fn (plain JSON)."""
+    return {
+        "label": config.data.label,
+        "features": {name: kind.value for name, kind in config.data.features.items()},
+        "hidden_units": list(config.model.hidden_units),
+        "dropout": config.model.dropout,
+        "learning_rate": config.model.learning_rate,
+        "batch_size": config.model.batch_size,
+        "seed": config.training.seed,
+    }
+
+
+def eval_config(config: UseCaseConfig) -> tfma.EvalConfig:
+    """AUC gate: absolute floor plus allowed change versus the latest blessed model."""
+    auc_gate = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.evaluation.auc_lower_bound}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": config.evaluation.auc_change_threshold}))
+    metrics = [
+        tfma.MetricConfig(class_name="ExampleCount"),
+        tfma.MetricConfig(class_name="AUC", threshold=auc_gate),
+        tfma.MetricConfig(class_name="AUCPrecisionRecall"),
+        tfma.MetricConfig(class_name="BinaryAccuracy"),
+        tfma.MetricConfig(class_name="Precision"),
+        tfma.MetricConfig(class_name="Recall"),
+    ]
+    slices = [tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[name])
+                                     for name in config.evaluation.slice_features]
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=config.data.label,
+                                    prediction_key=PREDICTION_KEY)],
+        slicing_specs=slices,
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
+
+
+def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None = None) -> tfx.dsl.Pipeline:
+    """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer → Evaluator → Pusher."""
+    module = config.model.module
+    custom_config = trainer_custom_config(config)
+
+    example_gen = tfx.components.CsvExampleGen(
+        input_base=str(config.data.source),
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+            tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
+            for name, buckets in config.data.split.items()])))
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
+                                          infer_feature_shape=True)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        preprocessing_fn=f"{module}.preprocessing.preprocessing_fn", custom_config=custom_config)
+    trainer = tfx.components.Trainer(
+        run_fn=f"{module}.model.run_fn",
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(num_steps=config.training.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=config.training.eval_steps),
+        custom_config=custom_config)
+    baseline_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+        baseline_model=baseline_resolver.outputs["model"], eval_config=eval_config(config))
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
+            base_directory=str(config.serving.base_path))),
+        custom_executor_spec=executor_spec.ExecutorClassSpec(IdempotentPusherExecutor))
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline.name,
+        pipeline_root=str(config.pipeline.root),
+        components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
+                    baseline_resolver, evaluator, pusher],
+        enable_cache=config.pipeline.enable_cache,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(config.pipeline.metadata_path)),
+        beam_pipeline_args=config.runner.beam_args if beam_pipeline_args is None else beam_pipeline_args)
