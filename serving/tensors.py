@@ -1,0 +1,124 @@
+"""numpy <-> TensorProto and TF dtype names, without TensorFlow's slower generic converters."""
+from __future__ import annotations
+
+import numpy as np
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+from serving.errors import invalid_argument
+
+DT = types_pb2.DataType
+
+NUMPY_DTYPE: dict[int, np.dtype] = {
+    types_pb2.DT_FLOAT: np.dtype(np.float32),
+    types_pb2.DT_DOUBLE: np.dtype(np.float64),
+    types_pb2.DT_INT32: np.dtype(np.int32),
+    types_pb2.DT_UINT8: np.dtype(np.uint8),
+    types_pb2.DT_INT16: np.dtype(np.int16),
+    types_pb2.DT_INT8: np.dtype(np.int8),
+    types_pb2.DT_STRING: np.dtype(object),
+    types_pb2.DT_INT64: np.dtype(np.int64),
+    types_pb2.DT_BOOL: np.dtype(np.bool_),
+    types_pb2.DT_UINT16: np.dtype(np.uint16),
+    types_pb2.DT_UINT32: np.dtype(np.uint32),
+    types_pb2.DT_UINT64: np.dtype(np.uint64),
+    types_pb2.DT_HALF: np.dtype(np.float16),
+    types_pb2.DT_COMPLEX64: np.dtype(np.complex64),
+    types_pb2.DT_COMPLEX128: np.dtype(np.complex128),
+}
+TF_DTYPE: dict[np.dtype, int] = {v: k for k, v in NUMPY_DTYPE.items()}
+
+# tensorflow::DataTypeString names, used in TF Serving's messages.
+DTYPE_NAME: dict[int, str] = {
+    types_pb2.DT_FLOAT: "float", types_pb2.DT_DOUBLE: "double", types_pb2.DT_INT32: "int32",
+    types_pb2.DT_UINT8: "uint8", types_pb2.DT_INT16: "int16", types_pb2.DT_INT8: "int8",
+    types_pb2.DT_STRING: "string", types_pb2.DT_COMPLEX64: "complex64", types_pb2.DT_INT64: "int64",
+    types_pb2.DT_BOOL: "bool", types_pb2.DT_QINT8: "qint8", types_pb2.DT_QUINT8: "quint8",
+    types_pb2.DT_QINT32: "qint32", types_pb2.DT_BFLOAT16: "bfloat16", types_pb2.DT_QINT16: "qint16",
+    types_pb2.DT_QUINT16: "quint16", types_pb2.DT_UINT16: "uint16", types_pb2.DT_COMPLEX128: "complex128",
+    types_pb2.DT_HALF: "half", types_pb2.DT_RESOURCE: "resource", types_pb2.DT_VARIANT: "variant",
+    types_pb2.DT_UINT32: "uint32", types_pb2.DT_UINT64: "uint64",
+}
+
+
+def dtype_name(dtype: int) -> str:
+    return DTYPE_NAME.get(dtype, f"unknown dtype enum ({dtype})")
+
+
+def shape_proto(shape: tuple[int, ...]) -> tensor_shape_pb2.TensorShapeProto:
+    return tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in shape])
+
+
+def to_proto(array: np.ndarray, dtype: int | None = None, *, use_tensor_content: bool = False) -> tensor_pb2.TensorProto:
+    """Typed repeated fields by default (what TF Serving sends); raw ``tensor_content`` on request."""
+    array = np.asarray(array)
+    if dtype is None:
+        dtype = types_pb2.DT_STRING if array.dtype.kind in "OSU" else TF_DTYPE[array.dtype]
+    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape_proto(array.shape))
+    flat = array.ravel()
+    if dtype == types_pb2.DT_STRING:
+        proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in flat)
+    elif use_tensor_content:
+        proto.tensor_content = np.ascontiguousarray(flat, dtype=NUMPY_DTYPE[dtype]).tobytes()
+    elif dtype == types_pb2.DT_FLOAT:
+        proto.float_val.extend(flat.astype(np.float32).tolist())
+    elif dtype == types_pb2.DT_DOUBLE:
+        proto.double_val.extend(flat.tolist())
+    elif dtype in (types_pb2.DT_INT32, types_pb2.DT_INT16, types_pb2.DT_INT8, types_pb2.DT_UINT8, types_pb2.DT_UINT16):
+        proto.int_val.extend(flat.tolist())
+    elif dtype == types_pb2.DT_INT64:
+        proto.int64_val.extend(flat.tolist())
+    elif dtype == types_pb2.DT_BOOL:
+        proto.bool_val.extend(flat.tolist())
+    elif dtype == types_pb2.DT_UINT32:
+        proto.uint32_val.extend(flat.tolist())
+    elif dtype == types_pb2.DT_UINT64:
+        proto.uint64_val.extend(flat.tolist())
+    elif dtype == types_pb2.DT_HALF:
+        proto.half_val.extend(flat.astype(np.float16).view(np.uint16).tolist())
+    else:
+        proto.tensor_content = np.ascontiguousarray(flat, dtype=NUMPY_DTYPE[dtype]).tobytes()
+    return proto
+
+
+_FIELD = {
+    types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val", types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_INT16: "int_val", types_pb2.DT_INT8: "int_val", types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_UINT16: "int_val", types_pb2.DT_INT64: "int64_val", types_pb2.DT_BOOL: "bool_val",
+    types_pb2.DT_UINT32: "uint32_val", types_pb2.DT_UINT64: "uint64_val", types_pb2.DT_STRING: "string_val",
+    types_pb2.DT_HALF: "half_val", types_pb2.DT_COMPLEX64: "scomplex_val", types_pb2.DT_COMPLEX128: "dcomplex_val",
+}
+
+
+def from_proto(proto: tensor_pb2.TensorProto, alias: str = "") -> np.ndarray:
+    """Decode either representation; an inconsistent proto is INVALID_ARGUMENT ``tensor parsing error``."""
+    dtype = proto.dtype
+    if dtype not in NUMPY_DTYPE:
+        raise invalid_argument(f"tensor parsing error: {alias}")
+    if proto.tensor_shape.unknown_rank or any(d.size < 0 for d in proto.tensor_shape.dim):
+        raise invalid_argument(f"tensor parsing error: {alias}")
+    shape = tuple(d.size for d in proto.tensor_shape.dim)
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    np_dtype = NUMPY_DTYPE[dtype]
+    if proto.tensor_content and dtype != types_pb2.DT_STRING:
+        data = np.frombuffer(proto.tensor_content, dtype=np_dtype)
+        if data.size != count:
+            raise invalid_argument(f"tensor parsing error: {alias}")
+        return data.reshape(shape)
+    values = getattr(proto, _FIELD[dtype])
+    if dtype == types_pb2.DT_STRING:
+        data = np.empty(len(values), dtype=object)
+        data[:] = list(values)
+    elif dtype == types_pb2.DT_HALF:
+        data = np.asarray(values, dtype=np.uint16).view(np.float16)
+    elif dtype in (types_pb2.DT_COMPLEX64, types_pb2.DT_COMPLEX128):
+        pairs = np.asarray(values, dtype=np.float64).reshape(-1, 2)
+        data = (pairs[:, 0] + 1j * pairs[:, 1]).astype(np_dtype)
+    else:
+        data = np.asarray(values, dtype=np_dtype)
+    if data.size == count:
+        return data.reshape(shape)
+    if data.size == 1 and count > 0:  # TF allows a single value to fill the tensor
+        return np.full(shape, data[0], dtype=np_dtype)
+    if data.size == 0 and count == 0:
+        return data.reshape(shape)
+    raise invalid_argument(f"tensor parsing error: {alias}")
