@@ -10,8 +10,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import argparse
 import importlib
 import sys
+import time
 import traceback
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from pipeline.config import ConfigError, UseCaseConfig, check_data_columns, load_config
 
 # Subcommands owned by other rooms: name -> ("module:function", help). Each function takes the
 # remaining argv and returns an exit code; it is imported only when its subcommand runs.
@@ -21,6 +27,12 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "promote": ("serving.cli:promote_main", "move the stable label to the canary version"),
     "rollback": ("serving.cli:rollback_main", "move the canary label back to the stable version"),
 }
+DATASETS: dict[str, tuple[str, str]] = {
+    "breast-cancer": ("pipeline.datasets.breast_cancer:breast_cancer_main",
+                      "write scikit-learn's breast-cancer data set to CSV"),
+    "fraud": ("pipeline.datasets.fraud_simulator:fraud_main",
+              "simulate card transactions (synthetic, with PII) as one CSV folder per day"),
+}
 
 
 def _load(target: str) -> Callable[[list[str]], int]:
@@ -28,21 +40,124 @@ def _load(target: str) -> Callable[[list[str]], int]:
     return getattr(importlib.import_module(module_name), function_name)
 
 
+def _parse_override(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set training.train_steps=50")
+    return key, yaml.safe_load(value)
+
+
+def _config_from(args: argparse.Namespace) -> UseCaseConfig:
+    config = load_config(args.config)
+    if getattr(args, "set", None):
+        config = config.with_overrides(dict(_parse_override(item) for item in args.set))
+    return config
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _config_from(args)
+    check_data_columns(config)
+    from pipeline.report import format_report, load_report
+    from pipeline.runners import run
+
+    runner = args.runner or config.runner.default
+    print(f"esteira: running pipeline {config.pipeline.name} with the {runner} runner "
+          f"(artifacts in {config.pipeline.root})", flush=True)
+    started = time.monotonic()
+    error: BaseException | None = None
+    try:
+        run(config, runner)
+    except Exception as caught:  # the report below says which component failed
+        error = caught
+    wall = time.monotonic() - started
+    print(format_report(load_report(config.pipeline.metadata_path, config.pipeline.name),
+                        config.serving.base_path, wall))
+    if error is not None:
+        raise error
+    return 0
+
+
+def _compile(args: argparse.Namespace) -> int:
+    config = _config_from(args)
+    from pipeline.runners import compile_kubeflow
+
+    output = args.out or Path(f"outputs/{config.pipeline.name}/kubeflow_pipeline.json")
+    path = compile_kubeflow(config, output, image=args.image)
+    print(f"wrote Kubeflow Pipelines v2 spec to {path}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    config = _config_from(args)
+    from pipeline.report import format_report, load_report
+
+    print(format_report(load_report(config.pipeline.metadata_path, config.pipeline.name),
+                        config.serving.base_path))
+    return 0
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="esteira", description="Esteira: the ML production line.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    data = commands.add_parser("data", help="produce a data set (see `esteira data -h`)")
+    data.add_argument("dataset", choices=sorted(DATASETS), help="; ".join(
+        f"{name}: {help_text}" for name, (_target, help_text) in DATASETS.items()))
+
+    def with_config(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--config", required=True, type=Path, help="use-case YAML, e.g. configs/breast_cancer.yaml")
+        sub.add_argument("--set", action="append", metavar="KEY=VALUE",
+                         help="override a config value, e.g. --set training.train_steps=50 (repeatable)")
+
+    run = commands.add_parser("run", help="run the TFX pipeline of a use case")
+    with_config(run)
+    run.add_argument("--runner", choices=["local", "beam"], help="default: runner.default in the config")
+    run.set_defaults(handler=_run)
+
+    compile_ = commands.add_parser("compile", help="compile the pipeline for an orchestrator")
+    compile_.add_argument("target", choices=["kubeflow"], help="kubeflow: a KFP v2 / Vertex PipelineJob spec")
+    with_config(compile_)
+    compile_.add_argument("--out", type=Path, help="output file (.json, or .yaml for the bare pipeline spec)")
+    compile_.add_argument("--image", help="container image for every component (default: runner.kubeflow_image)")
+    compile_.set_defaults(handler=_compile)
+
+    report = commands.add_parser("report", help="summarise the latest run of a use case from MLMD")
+    with_config(report)
+    report.set_defaults(handler=_report)
+
+    for name, (_target, help_text) in DELEGATED.items():
+        commands.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     if debug:
         argv.remove("--debug")
-    if argv and argv[0] in DELEGATED:
-        return _load(DELEGATED[argv[0]][0])(argv[1:])
-    parser = argparse.ArgumentParser(prog="esteira", description="Esteira: the ML production line.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (_target, help_text) in DELEGATED.items():
-        commands.add_parser(name, help=help_text, add_help=False)
-    args = parser.parse_args(argv)
-    parser.error(f"unknown command {args.command}")
-    return 2
+    try:
+        if argv and argv[0] in DELEGATED:
+            return _load(DELEGATED[argv[0]][0])(argv[1:])
+        if len(argv) >= 2 and argv[0] == "data" and argv[1] in DATASETS:
+            return _load(DATASETS[argv[1]][0])(argv[2:])
+        args = _build_parser().parse_args(argv)
+        return args.handler(args)
+    except ConfigError as error:
+        if debug:
+            traceback.print_exc()
+        print(f"esteira: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("esteira: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # one line for users; --debug shows where
+        if debug:
+            traceback.print_exc()
+        else:
+            print(f"esteira: error: {type(error).__name__}: {error} (run with --debug for the traceback)",
+                  file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,111 @@
+"""What a pipeline run did, read from MLMD alone: per-component time and cache hits, AUC, blessing, push."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ml_metadata as mlmd
+
+from pipeline import lineage
+
+
+@dataclass(frozen=True)
+class RunReport:
+    run_id: str
+    executions: list[lineage.NodeExecution]
+    metrics: dict[str, float] = field(default_factory=dict)
+    blessed: bool | None = None
+    blessing_failures: list[str] = field(default_factory=list)
+    pushed: bool | None = None
+    push_reason: str = ""
+    version: str = ""
+    destination: str = ""
+
+    @property
+    def failed(self) -> list[str]:
+        return [e.node for e in self.executions if e.state not in ("COMPLETE", "CACHED")]
+
+    @property
+    def cached(self) -> list[str]:
+        return [e.node for e in self.executions if e.state == "CACHED"]
+
+
+def _evaluation_metrics(uri: str) -> tuple[dict[str, float], list[str]]:
+    """Overall-slice metrics of the candidate model and the reasons validation failed, if it did."""
+    import tensorflow_model_analysis as tfma
+
+    metrics: dict[str, float] = {}
+    for slice_metrics in tfma.load_metrics(uri):
+        if slice_metrics.slice_key.single_slice_keys:
+            continue
+        for item in slice_metrics.metric_keys_and_values:
+            if item.key.is_diff or item.key.model_name not in ("", "candidate"):
+                continue
+            metrics[item.key.name] = item.value.double_value.value
+    failures: list[str] = []
+    validation = tfma.load_validation_result(uri)
+    for per_slice in validation.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            failures.append(f"{failure.metric_key.name}{' change' if failure.metric_key.is_diff else ''}: "
+                            f"{failure.message}")
+    return metrics, failures
+
+
+def build_report(store: mlmd.MetadataStore, pipeline_name: str, run_id: str | None = None) -> RunReport:
+    run_id = run_id or lineage.latest_run_id(store, pipeline_name)
+    executions = lineage.run_executions(store, run_id)
+    by_node = {execution.node: execution for execution in executions}
+    values: dict = {}
+    evaluator = by_node.get("Evaluator")
+    if evaluator and evaluator.state in ("COMPLETE", "CACHED"):
+        evaluation = lineage.output_artifacts(store, evaluator.execution_id, "evaluation")
+        if evaluation:
+            values["metrics"], values["blessing_failures"] = _evaluation_metrics(evaluation[0].uri)
+        blessing = lineage.output_artifacts(store, evaluator.execution_id, "blessing")
+        if blessing:
+            values["blessed"] = blessing[0].custom_properties["blessed"].int_value == 1
+    pusher = by_node.get("Pusher")
+    if pusher and pusher.state in ("COMPLETE", "CACHED"):
+        pushed = lineage.output_artifacts(store, pusher.execution_id, "pushed_model")
+        if pushed:
+            props = pushed[0].custom_properties
+            values["pushed"] = props["pushed"].int_value == 1
+            values["push_reason"] = props["push_reason"].string_value if "push_reason" in props else ""
+            values["version"] = props["pushed_version"].string_value if "pushed_version" in props else ""
+            values["destination"] = (props["pushed_destination"].string_value
+                                     if "pushed_destination" in props else "")
+    return RunReport(run_id=run_id, executions=executions, **values)
+
+
+def load_report(metadata_path: Path, pipeline_name: str) -> RunReport:
+    return build_report(lineage.open_store(metadata_path), pipeline_name)
+
+
+def format_report(report: RunReport, serving_base: Path, wall_seconds: float | None = None) -> str:
+    lines = [f"run {report.run_id}"]
+    width = max((len(e.node) for e in report.executions), default=10)
+    for execution in report.executions:
+        lines.append(f"  {execution.node:<{width}}  {execution.state.lower():<8}  {execution.seconds:7.1f} s")
+    total = sum(e.seconds for e in report.executions)
+    lines.append(f"  {'components total':<{width}}  {'':<8}  {total:7.1f} s"
+                 + (f"   (pipeline wall clock: {wall_seconds:.1f} s)" if wall_seconds else ""))
+    if report.cached:
+        lines.append(f"cache hits: {len(report.cached)} of {len(report.executions)} "
+                     f"({', '.join(report.cached)})")
+    if "auc" in report.metrics:
+        extras = ", ".join(f"{name} {report.metrics[name]:.4f}" for name in
+                           ("auc_precision_recall", "binary_accuracy", "precision", "recall")
+                           if name in report.metrics)
+        count = int(report.metrics.get("example_count", 0))
+        lines.append(f"eval AUC {report.metrics['auc']:.4f} on {count} examples ({extras})")
+    if report.blessed is not None:
+        lines.append("blessed: yes" if report.blessed else
+                     "blessed: no — " + ("; ".join(report.blessing_failures) or "validation failed"))
+    if report.pushed:
+        lines.append(f"pushed: version {report.version} at {report.destination}")
+    elif report.pushed is False:
+        where = f" (serving {serving_base / report.version})" if report.version else ""
+        lines.append(f"pushed: no — {report.push_reason or 'not blessed'}{where}")
+    if report.failed:
+        lines.append(f"FAILED: {', '.join(report.failed)}")
+    return "\n".join(lines)
