@@ -165,7 +165,7 @@ def test_memory_does_not_grow_with_the_number_of_transactions(tmp_path: Path) ->
     def peak(transactions: int) -> int:
         config = SimulationConfig(transactions=transactions, days=1, seed=1, customers=200, max_chunk_rows=500)
         tracemalloc.start()
-        simulate(config, tmp_path / str(transactions), progress=False)
+        simulate(config, tmp_path / str(transactions), progress=False, overwrite=True)
         _, top = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         return top
