@@ -1,0 +1,156 @@
+"""``tensorflow_model_server``'s command line (same names, meanings and defaults) plus Esteira's own flags."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+
+_TRUE = {"true", "1", "yes", "t", "y"}
+_FALSE = {"false", "0", "no", "f", "n"}
+
+
+class FlagError(ValueError):
+    """Bad command line; the message names the flag and what to pass instead."""
+
+
+@dataclass
+class ServerFlags:
+    # --- TF Serving flags (model_servers/main.cc; defaults from server.h) ---
+    port: int = 8500
+    rest_api_port: int = 0
+    rest_api_num_threads: int = 0
+    rest_api_timeout_in_ms: int = 30000
+    rest_api_enable_cors_support: bool = False
+    model_name: str = "default"
+    model_base_path: str = ""
+    model_config_file: str = ""
+    model_config_file_poll_wait_seconds: int = 0
+    file_system_poll_wait_seconds: int = 1
+    allow_version_labels_for_unavailable_models: bool = False
+    enable_batching: bool = False
+    batching_parameters_file: str = ""
+    enable_model_warmup: bool = True
+    num_request_iterations_for_warmup: int = 0
+    monitoring_config_file: str = ""
+    saved_model_tags: str = "serve"
+    enable_serialization_as_tensor_content: bool = False
+    version: bool = False
+    # --- Esteira flags (no TF Serving equivalent) ---
+    host: str = "0.0.0.0"
+    remote_backend: str = ""
+    canary_config_file: str = ""
+    auth_token_file: str = ""
+    auth_protect_probes: bool = False
+    auth_protect_metrics: bool = False
+    audit_log_file: str = ""
+    rest_api_max_body_bytes: int = 64 * 1024 * 1024
+    request_read_timeout_seconds: float = 30.0
+    inference_threads: int = 0
+    log_level: str = "INFO"
+
+    extra: dict = field(default_factory=dict, repr=False)
+
+
+ESTEIRA_FLAGS = {
+    "host", "remote_backend", "canary_config_file", "auth_token_file", "auth_protect_probes",
+    "auth_protect_metrics", "audit_log_file", "rest_api_max_body_bytes", "request_read_timeout_seconds",
+    "inference_threads", "log_level",
+}
+
+HELP = {
+    "port": "gRPC port (TF Serving: 8500)",
+    "rest_api_port": "REST port; 0 disables REST (TF Serving default; its Docker image uses 8501)",
+    "rest_api_timeout_in_ms": "REST inference timeout in ms (answers 504)",
+    "model_name": "model name in single-model mode",
+    "model_base_path": "folder holding numeric version folders (single-model mode)",
+    "model_config_file": "text ModelServerConfig (several models, policies, labels); overrides model_name/base_path",
+    "model_config_file_poll_wait_seconds": "re-read the config file every N s (0 = read once)",
+    "file_system_poll_wait_seconds": "look for new versions every N s (0 = once at start)",
+    "allow_version_labels_for_unavailable_models": "let a new label point at a version not loaded yet",
+    "enable_batching": "batch concurrent requests (see --batching_parameters_file)",
+    "batching_parameters_file": "text BatchingParameters",
+    "monitoring_config_file": "text MonitoringConfig; enables Prometheus metrics on the REST port",
+    "remote_backend": "gateway mode: forward inference to this TF Serving gRPC host:port",
+    "canary_config_file": "JSON weights per model and label for requests without a version",
+    "auth_token_file": "bearer tokens, one per line (caller:token); also ESTEIRA_AUTH_TOKENS",
+    "audit_log_file": "hash-chained access audit log (one line per request)",
+    "rest_api_max_body_bytes": "largest accepted REST request body",
+    "request_read_timeout_seconds": "a REST request must arrive complete within this (slow clients get 408)",
+}
+
+
+def parse_flags(argv: list[str]) -> ServerFlags:
+    """``--name=value``, ``--name value`` and bare ``--bool_flag``; unknown flags are errors."""
+    flags = ServerFlags()
+    types = {f.name: f.type for f in fields(ServerFlags) if f.name != "extra"}
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        index += 1
+        if not arg.startswith("-") or arg in ("-", "--"):
+            raise FlagError(f"unexpected argument {arg!r}; flags look like --name=value (see --help)")
+        name, sep, value = arg.lstrip("-").partition("=")
+        if name not in types:
+            raise FlagError(f"unknown argument: {arg} (see `esteira serve --help` for the accepted flags)")
+        kind = types[name]
+        if kind in (bool, "bool"):
+            if not sep:
+                if index < len(argv) and argv[index].lower() in _TRUE | _FALSE:
+                    value = argv[index]
+                    index += 1
+                else:
+                    value = "true"
+            lowered = value.lower()
+            if lowered not in _TRUE | _FALSE:
+                raise FlagError(f"--{name} takes true or false, got {value!r}")
+            setattr(flags, name, lowered in _TRUE)
+            continue
+        if not sep:
+            if index >= len(argv):
+                raise FlagError(f"--{name} needs a value: --{name}=VALUE")
+            value = argv[index]
+            index += 1
+        try:
+            if kind in (int, "int"):
+                setattr(flags, name, int(value))
+            elif kind in (float, "float"):
+                setattr(flags, name, float(value))
+            else:
+                setattr(flags, name, value)
+        except ValueError:
+            raise FlagError(f"--{name} needs a {'number' if kind in (int, 'int', float, 'float') else 'value'}, got {value!r}") from None
+    validate(flags)
+    return flags
+
+
+def validate(flags: ServerFlags) -> None:
+    if not flags.version and not flags.model_config_file and not flags.model_base_path and not flags.remote_backend:
+        raise FlagError(
+            "Both server_options.model_base_path and server_options.model_config_file are empty! "
+            "Pass --model_base_path=/abs/path/to/model (folder of numeric versions) or --model_config_file=FILE"
+        )
+    if flags.batching_parameters_file and not flags.enable_batching:
+        raise FlagError(
+            "server_options.batching_parameters_file is set without setting server_options.enable_batching to true."
+        )
+    for name in ("port", "rest_api_port"):
+        value = getattr(flags, name)
+        if not 0 <= value <= 65535:
+            raise FlagError(f"--{name} must be between 0 and 65535 (got {value})")
+    if flags.port == 0 and flags.rest_api_port == 0:
+        raise FlagError("both --port and --rest_api_port are 0; enable at least one of gRPC or REST")
+    if flags.rest_api_max_body_bytes <= 0:
+        raise FlagError("--rest_api_max_body_bytes must be > 0")
+    if flags.model_base_path and not flags.model_config_file and not os.path.isabs(flags.model_base_path) \
+            and "://" not in flags.model_base_path:
+        flags.model_base_path = os.path.abspath(flags.model_base_path)
+
+
+def usage() -> str:
+    lines = ["usage: esteira serve [--flag=value ...]", "", "TF Serving flags (same meaning and defaults):"]
+    for f in fields(ServerFlags):
+        if f.name == "extra":
+            continue
+        if f.name == "host":
+            lines += ["", "Esteira flags:"]
+        lines.append(f"  --{f.name}={f.default!r:<12} {HELP.get(f.name, '')}")
+    return "\n".join(lines)

@@ -1,0 +1,215 @@
+"""The model server: wires flags to the model manager (or remote backend), REST and gRPC."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+import grpc
+
+from serving.auth import Authenticator
+from serving.canary import CanaryRouter
+from serving.config import (
+    read_batching_parameters, read_model_config, read_monitoring_config, single_model_config,
+)
+from serving.flags import ServerFlags
+from serving.grpc_service import add_services
+from serving.httpserver import HttpServer, Limits
+from serving.json_codec import write_error
+from serving.metrics import Registry
+from serving.rest import RestApi
+from serving.service import AuditSink, Service
+
+log = logging.getLogger("serving")
+
+
+class ModelServer:
+    """Build from flags, ``await start()``, ``await stop()``. Ports 0 in flags mean "disabled" as in TF Serving;
+    use :func:`pick_free_port` for tests."""
+
+    def __init__(self, flags: ServerFlags) -> None:
+        self.flags = flags
+        self.metrics = Registry()
+        self.grpc_server: grpc.aio.Server | None = None
+        self.http: HttpServer | None = None
+        self.grpc_port = 0
+        self.rest_port = 0
+        self._config_task: asyncio.Task | None = None
+        self.service: Service | None = None
+
+    def _model_config(self):  # type: ignore[no-untyped-def]
+        if self.flags.model_config_file:
+            return read_model_config(self.flags.model_config_file)
+        return single_model_config(self.flags.model_name, self.flags.model_base_path)
+
+    def build(self) -> Service:
+        """Everything that can fail on bad configuration, before any port opens."""
+        flags = self.flags
+        monitoring = read_monitoring_config(flags.monitoring_config_file)
+        self.metrics_path = monitoring.path if monitoring.enable else None
+        batching = read_batching_parameters(flags.batching_parameters_file) if flags.enable_batching else None
+        router = CanaryRouter.from_file(flags.canary_config_file)
+        auth = Authenticator.load(flags.auth_token_file or None, protect_probes=flags.auth_protect_probes,
+                                  protect_metrics=flags.auth_protect_metrics)
+        if flags.remote_backend:
+            from serving.backends.remote import RemoteBackend
+
+            backend = RemoteBackend(flags.remote_backend, metrics=self.metrics,
+                                    model_config_file=flags.model_config_file or None)
+        else:
+            from serving.backends.local import LocalBackend
+            from serving.manager import ModelManager
+
+            manager = ModelManager(
+                self._model_config(), metrics=self.metrics,
+                poll_seconds=flags.file_system_poll_wait_seconds,
+                allow_labels_for_unavailable=flags.allow_version_labels_for_unavailable_models,
+                enable_warmup=flags.enable_model_warmup,
+                warmup_iterations=flags.num_request_iterations_for_warmup,
+                tags=tuple(t.strip() for t in flags.saved_model_tags.split(",") if t.strip()),
+            )
+            manager.start()
+            backend = LocalBackend(manager, batching=batching, threads=flags.inference_threads or None)
+        audit = AuditSink(flags.audit_log_file) if flags.audit_log_file else None
+        timeout = flags.rest_api_timeout_in_ms / 1000 if flags.rest_api_timeout_in_ms > 0 else None
+        self.service = Service(backend, self.metrics, router=router, auth=auth, audit=audit, timeout_seconds=timeout)
+        return self.service
+
+    async def start(self) -> None:
+        service = self.service or self.build()
+        flags = self.flags
+        if flags.port:
+            self.grpc_server = grpc.aio.server(options=[
+                ("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1),
+                ("grpc.so_reuseport", 0),
+            ])
+            add_services(self.grpc_server, service, flags.enable_serialization_as_tensor_content)
+            self.grpc_port = self.grpc_server.add_insecure_port(f"{_bind(flags.host)}:{flags.port}")
+            if self.grpc_port == 0:
+                raise OSError(f"cannot bind gRPC port {flags.port}; is another server running on it?")
+            await self.grpc_server.start()
+            log.info("Running gRPC ModelServer at %s:%d ...", flags.host, self.grpc_port)
+        if flags.rest_api_port:
+            if flags.rest_api_port == flags.port:
+                log.error("--rest_api_port is the same as --port; REST is not started")
+            else:
+                api = RestApi(service, metrics_path=self.metrics_path, cors=flags.rest_api_enable_cors_support)
+                limits = Limits(max_body_bytes=flags.rest_api_max_body_bytes,
+                                request_timeout=flags.request_read_timeout_seconds)
+                self.http = HttpServer(api, flags.host, flags.rest_api_port, limits, write_error)
+                self.rest_port = await self.http.start()
+                log.info("Exporting HTTP/REST API at:%s:%d ...", flags.host, self.rest_port)
+        if flags.model_config_file and flags.model_config_file_poll_wait_seconds > 0 and not flags.remote_backend:
+            self._config_task = asyncio.get_running_loop().create_task(self._poll_config())
+
+    async def _poll_config(self) -> None:
+        """Re-read the config file periodically; errors are logged and the old config stays."""
+        last = None
+        while True:
+            await asyncio.sleep(self.flags.model_config_file_poll_wait_seconds)
+            try:
+                text = await asyncio.to_thread(_read, self.flags.model_config_file)
+                if text == last:
+                    continue
+                config = read_model_config(self.flags.model_config_file)
+                await self.service.backend.reload(config)  # type: ignore[union-attr]
+                last = text
+            except Exception as exc:  # noqa: BLE001 - keep serving with the previous config
+                log.error("model config reload failed, keeping the previous config: %s", exc)
+
+    async def stop(self) -> None:
+        if self._config_task is not None:
+            self._config_task.cancel()
+        if self.http is not None:
+            await self.http.stop()
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace=1)
+        if self.service is not None:
+            await asyncio.to_thread(self.service.close)
+
+
+def _read(path: str) -> str:
+    with open(path) as handle:
+        return handle.read()
+
+
+def _bind(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def pick_free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (about twice the HTTP throughput), else asyncio's loop."""
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:
+        return asyncio.new_event_loop()
+
+
+@dataclass
+class RunningServer:
+    """A server running on its own event-loop thread (tests, benchmarks, notebooks)."""
+
+    server: ModelServer
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.rest_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.server.grpc_port}"
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(timeout=60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=30)
+
+    def __enter__(self) -> "RunningServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_in_thread(flags: ServerFlags) -> RunningServer:
+    server = ModelServer(flags)
+    server.build()
+    loop = new_event_loop()
+    ready = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+
+        async def boot() -> None:
+            try:
+                await server.start()
+            except BaseException as exc:  # noqa: BLE001
+                failure.append(exc)
+            finally:
+                ready.set()
+
+        loop.create_task(boot())
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="model-server", daemon=True)
+    thread.start()
+    ready.wait(60)
+    if failure:
+        loop.call_soon_threadsafe(loop.stop)
+        raise failure[0]
+    return RunningServer(server, loop, thread)
