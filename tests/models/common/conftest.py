@@ -10,6 +10,10 @@ two replicas use `MirroredStrategy` over /cpu:0 and /cpu:1. Tests that need sepa
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -31,3 +35,39 @@ assert tf.keras.__name__.startswith("tf_keras"), "Keras 2 (tf-keras) is required
 def mirrored() -> tf.distribute.MirroredStrategy:
     """One 2-replica strategy per session: collective keys restart with every new instance."""
     return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(REPLICAS)])
+
+
+SCRIPTS = Path(__file__).parent / "scripts"
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def script_env() -> dict[str, str]:
+    """Environment for the helper scripts: Keras 2, quiet TF, the repository importable."""
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.pop("TF_CONFIG", None)
+    return env
+
+
+@pytest.fixture
+def script_command() -> Callable[..., list[str]]:
+    """The command line that runs scripts/<name> with this interpreter."""
+    return lambda name, *args: [sys.executable, str(SCRIPTS / name), *map(str, args)]
+
+
+@pytest.fixture
+def run_script(script_env: dict[str, str], script_command) -> Callable[..., None]:
+    """Run scripts/<name> to completion; fail with its stderr tail if it fails or hangs."""
+
+    def run(name: str, *args: object, timeout: float = 120) -> None:
+        try:
+            done = subprocess.run(
+                script_command(name, *args), env=script_env, capture_output=True, text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as error:  # run() has killed the child already
+            raise AssertionError(f"{name} did not finish within {timeout} s") from error
+        assert done.returncode == 0, f"{name} failed ({done.returncode}):\n{done.stderr[-3000:]}"
+
+    return run

@@ -1,0 +1,95 @@
+"""Train a small Keras model in its own process; used by the determinism and resume tests.
+
+Writes a JSON report (and the final weights as .npz) so the test process can compare runs.
+With --block-after-epoch K the process stops making progress after epoch K has been backed up
+and prints "EPOCH_DONE K", so the test can SIGKILL it at a known point.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from models.common.checkpointing import ResumableBackup, remove_backup  # noqa: E402
+from models.common.determinism import make_deterministic  # noqa: E402
+
+EXAMPLES, FEATURES, BATCH = 512, 8, 32
+
+
+class BlockAfterEpoch(tf.keras.callbacks.Callback):
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch + 1 == self.epoch:
+            print(f"EPOCH_DONE {self.epoch}", flush=True)
+            time.sleep(600)  # the test kills the process here
+
+
+class RecordStart(tf.keras.callbacks.Callback):
+    """The optimizer step counter as restored, read from the model when training begins."""
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.steps_at_start = int(self.model.optimizer.iterations.numpy())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--backup-dir")
+    parser.add_argument("--block-after-epoch", type=int)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+
+    make_deterministic(args.seed)
+    rng = np.random.default_rng(2024)  # the data is fixed; only the seed varies
+    x = rng.normal(size=(EXAMPLES, FEATURES)).astype("float32")
+    y = (x[:, :1] + 0.5 * x[:, 1:2] > 0).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(EXAMPLES).batch(BATCH)
+
+    inputs = tf.keras.Input(shape=(FEATURES,))
+    hidden = tf.keras.layers.Dense(16, activation="relu")(inputs)
+    hidden = tf.keras.layers.Dropout(0.2)(hidden)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(1, activation="sigmoid")(hidden))
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="binary_crossentropy")
+
+    callbacks: list[tf.keras.callbacks.Callback] = []
+    backup = ResumableBackup(args.backup_dir) if args.backup_dir else None
+    if backup:
+        callbacks.append(backup)
+    record = RecordStart()
+    callbacks.append(record)
+    if args.block_after_epoch:
+        callbacks.append(BlockAfterEpoch(args.block_after_epoch))
+
+    history = model.fit(data, epochs=args.epochs, callbacks=callbacks, verbose=0)
+    model.save(os.path.join(os.path.dirname(args.out), "model"), include_optimizer=False)
+    if backup:
+        remove_backup(args.backup_dir)
+
+    np.savez(args.out + ".npz", *model.get_weights())
+    resumed = backup.resumed_from if backup else None
+    report = {
+        "epochs_run": history.epoch,
+        "steps_at_start": record.steps_at_start,
+        "steps_at_end": int(model.optimizer.iterations.numpy()),
+        "steps_per_epoch": EXAMPLES // BATCH,
+        "resumed_from": None if resumed is None else vars(resumed),
+    }
+    with open(args.out, "w") as f:
+        json.dump(report, f)
+
+
+if __name__ == "__main__":
+    main()
