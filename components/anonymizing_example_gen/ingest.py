@@ -1,0 +1,156 @@
+"""The Beam half of the anonymizing ExampleGen: raw CSV files in, anonymized rows out.
+
+Raw values exist only inside `ReadAnonymizedRows`, which parses and anonymizes each row in the
+same step: no PCollection, shuffle or file ever holds a raw row. Everything downstream (the
+k-anonymity check, the card histories) works on anonymized rows.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from components.anonymizing_example_gen.sequence_features import AddCardHistory, SequenceFeaturesConfig
+from privacy.anonymizer import Anonymizer
+from privacy.k_anonymity import group_key
+from privacy.keys import load_key
+from privacy.policy import PrivacyPolicy
+
+METRICS_NAMESPACE = "esteira.anonymizing_example_gen"
+ROWS_IN = "rows_in"
+ROWS_SUPPRESSED = "rows_suppressed"
+ROWS_OUT = "rows_out"
+CONTEXT_ROWS = "context_rows"
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IngestPlan:
+    """Everything one input split needs; holds no key (workers load it themselves)."""
+
+    policy_json: str
+    target_files: list[str]
+    context_files: list[str] = field(default_factory=list)
+    sequence: SequenceFeaturesConfig | None = None
+    k_anonymity_report_path: str | None = None
+
+    @property
+    def policy(self) -> PrivacyPolicy:
+        return PrivacyPolicy.from_json(self.policy_json)
+
+
+class ReadAnonymizedRows(beam.DoFn):
+    """(path, is_target) -> (is_target, anonymized row) for every data row of the CSV file.
+
+    The key is loaded in `setup`, on the worker, from the environment or secret file the policy
+    names, so it is never pickled into the pipeline graph.
+    """
+
+    def __init__(self, policy_json: str) -> None:
+        self._policy_json = policy_json
+        self._anonymizer: Anonymizer | None = None
+        self._rows_in = Metrics.counter(METRICS_NAMESPACE, ROWS_IN)
+        self._context_rows = Metrics.counter(METRICS_NAMESPACE, CONTEXT_ROWS)
+
+    def setup(self) -> None:
+        policy = PrivacyPolicy.from_json(self._policy_json)
+        self._anonymizer = Anonymizer(policy, load_key(policy.key) if policy.needs_key else None)
+
+    def process(self, element: tuple[str, bool]) -> Iterator[tuple[bool, Row]]:
+        path, is_target = element
+        assert self._anonymizer is not None
+        counter = self._rows_in if is_target else self._context_rows
+        with FileSystems.open(path) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
+            reader = csv.reader(text)
+            header = next(reader, None)
+            if header is None:
+                return
+            anonymize = self._anonymizer.bind(header, source=path)
+            for cells in reader:
+                if not cells:  # blank line
+                    continue
+                row = anonymize(cells, line=reader.line_num)
+                counter.inc()
+                yield is_target, row
+
+
+class _DropSmallGroups(beam.DoFn):
+    """Suppress mode: drop rows of groups smaller than k. Fail mode: drop everything if any group is."""
+
+    def __init__(self, quasi_identifiers: list[str], suppress: bool, count: bool) -> None:
+        self._quasi_identifiers = quasi_identifiers
+        self._suppress = suppress
+        self._suppressed = Metrics.counter(METRICS_NAMESPACE, ROWS_SUPPRESSED) if count else None
+
+    def process(self, pair: tuple[bool, Row], violations: dict) -> Iterator[tuple[bool, Row]]:
+        small = group_key(pair[1], self._quasi_identifiers) in violations
+        if self._suppress and small:
+            if self._suppressed is not None:
+                self._suppressed.inc()
+            return
+        if not self._suppress and violations:
+            return
+        yield pair
+
+
+def _write_report(_: Any, path: str, k: int, groups: int, rows: int, violations: list) -> None:
+    summary = {"k": k, "groups": groups, "rows": rows, "violations": [[list(key), n] for key, n in violations]}
+    with FileSystems.create(path) as stream:
+        stream.write(json.dumps(summary).encode("utf-8"))
+
+
+class AnonymizedRows(beam.PTransform):
+    """Pipeline root -> anonymized target rows (dicts), k-anonymous and with card histories if configured."""
+
+    def __init__(self, plan: IngestPlan) -> None:
+        super().__init__()
+        self._plan = plan
+
+    def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
+        plan, policy = self._plan, self._plan.policy
+        files = [(path, True) for path in plan.target_files] + [(path, False) for path in plan.context_files]
+        rows = (
+            pipeline
+            | "ListFiles" >> beam.Create(files)
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadAndAnonymize" >> beam.ParDo(ReadAnonymizedRows(plan.policy_json))
+        )
+        targets, context = rows | "TargetOrContext" >> beam.Partition(lambda pair, _: 0 if pair[0] else 1, 2)
+
+        if policy.k_anonymity is not None:
+            rule = policy.k_anonymity
+            qis = list(rule.quasi_identifiers)
+            group_sizes = (
+                targets
+                | "GroupKey" >> beam.Map(lambda pair: (group_key(pair[1], qis), 1))
+                | "GroupSizes" >> beam.CombinePerKey(sum)
+            )
+            small = group_sizes | "SmallGroups" >> beam.Filter(lambda kv, k: kv[1] < k, rule.k)
+            suppress = rule.on_violation == "suppress"
+            targets = targets | "KAnonymize" >> beam.ParDo(
+                _DropSmallGroups(qis, suppress, count=True), beam.pvalue.AsDict(small))
+            context = context | "KAnonymizeContext" >> beam.ParDo(
+                _DropSmallGroups(qis, suppress, count=False), beam.pvalue.AsDict(small))
+            if plan.k_anonymity_report_path:
+                n_groups = group_sizes | "CountGroups" >> beam.combiners.Count.Globally()
+                n_rows = group_sizes | "CountRows" >> beam.Map(lambda kv: kv[1]) | "SumRows" >> beam.CombineGlobally(sum)
+                _ = (
+                    pipeline
+                    | "ReportTrigger" >> beam.Create([None])
+                    | "WriteKAnonymityReport" >> beam.Map(
+                        _write_report, plan.k_anonymity_report_path, rule.k,
+                        beam.pvalue.AsSingleton(n_groups), beam.pvalue.AsSingleton(n_rows), beam.pvalue.AsList(small),
+                    )
+                )
+
+        if plan.sequence is None:
+            return targets | "Rows" >> beam.Map(lambda pair: pair[1])
+        kinds = plan.sequence.feature_kinds(policy.output_columns())
+        return (targets, context) | "AllRows" >> beam.Flatten() | "CardHistory" >> AddCardHistory(plan.sequence, kinds)

@@ -1,0 +1,142 @@
+"""Each transaction's card history (its previous N transactions) as fixed-length list features.
+
+Built from anonymized rows only, keyed by the pseudonymized card id, so raw identifiers are never
+grouped or shuffled. No leakage: a transaction's history holds only transactions of the same card
+with a strictly earlier time. Transactions at the same second never see each other (neither is
+known when the other is scored); among equal times, `tiebreak` fixes the order of the lists.
+
+History lists are most recent first and padded to `length`:
+
+    history_<feature>        the feature of each earlier transaction (padding: 0.0 or "")
+    history_seconds_since    seconds from that transaction to this one (> 0; padding 0.0)
+    history_mask             1 for a real entry, 0 for padding
+    history_count            number of real entries (0..length)
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Iterable, Iterator, Literal, Mapping
+
+import apache_beam as beam
+from pydantic import BaseModel, ConfigDict, Field
+
+Row = dict[str, Any]
+Kind = Literal["int", "float", "bytes"]
+_KIND_OF_DTYPE: dict[str, Kind] = {"string": "bytes", "int": "int", "float": "float", "timestamp": "int"}
+_PAD: dict[Kind, Any] = {"float": 0.0, "bytes": "", "int": 0}
+
+
+class SequenceFeaturesConfig(BaseModel):
+    """The `sequence:` settings: which output columns make up a card's history, and how long it is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = "card_id"
+    time: str = "timestamp"
+    tiebreak: str | None = "transaction_id"
+    length: int = Field(default=10, ge=1, le=1000)
+    features: list[str] = Field(default_factory=lambda: ["amount", "merchant_category", "distance_from_home_km"])
+    lookback_spans: int = Field(default=0, ge=0)
+    prefix: str = "history_"
+
+    def feature_kinds(self, output_columns: Mapping[str, str]) -> dict[str, Kind]:
+        """Names and kinds of the history features, given the policy's output columns and types."""
+        for column in [self.key, self.time, *self.features, *([self.tiebreak] if self.tiebreak else [])]:
+            if column not in output_columns:
+                raise ValueError(
+                    f"sequence features use column {column!r}, which the privacy policy does not output; "
+                    f"use one of {sorted(output_columns)}"
+                )
+        if output_columns[self.time] not in ("timestamp", "int", "float"):
+            raise ValueError(
+                f"sequence.time column {self.time!r} must have dtype timestamp, int or float "
+                f"(seconds), not {output_columns[self.time]}"
+            )
+        kinds: dict[str, Kind] = {f"{self.prefix}{name}": _KIND_OF_DTYPE[output_columns[name]] for name in self.features}
+        kinds[f"{self.prefix}seconds_since"] = "float"
+        kinds[f"{self.prefix}mask"] = "int"
+        kinds[f"{self.prefix}count"] = "int"
+        clash = sorted(set(kinds) & set(output_columns))
+        if clash:
+            raise ValueError(f"history feature names {clash} collide with output columns; change sequence.prefix")
+        return kinds
+
+
+def with_history(
+    rows: Iterable[tuple[bool, Row]], config: SequenceFeaturesConfig, kinds: Mapping[str, Kind]
+) -> Iterator[Row]:
+    """One card's rows (any order) -> its target rows, each with the history of strictly earlier rows.
+
+    `rows` are (is_target, row) pairs; context rows (earlier spans) feed histories but are not emitted.
+    """
+    timed = [(row[config.time], _tiebreak(row, config), is_target, row) for is_target, row in rows]
+    timed.sort(key=lambda item: (item[0], item[1]))
+    recent: deque[Row] = deque(maxlen=config.length)
+    start = 0
+    while start < len(timed):
+        end = start
+        while end < len(timed) and timed[end][0] == timed[start][0]:
+            end += 1
+        earlier = list(reversed(recent))  # most recent first; nothing at this same time
+        for now, _, is_target, row in timed[start:end]:
+            if is_target:
+                yield {**row, **history_features(earlier, now, config, kinds)}
+        recent.extend(item[3] for item in timed[start:end])
+        start = end
+
+
+def history_features(
+    earlier: list[Row], now: float, config: SequenceFeaturesConfig, kinds: Mapping[str, Kind]
+) -> Row:
+    """The padded history lists of a transaction at time `now` given its earlier rows (most recent first)."""
+    pad = config.length - len(earlier)
+    features: Row = {}
+    for name in config.features:
+        out = f"{config.prefix}{name}"
+        fill = _PAD[kinds[out]]
+        features[out] = [fill if row[name] is None else row[name] for row in earlier] + [fill] * pad
+    features[f"{config.prefix}seconds_since"] = [float(now - row[config.time]) for row in earlier] + [0.0] * pad
+    features[f"{config.prefix}mask"] = [1] * len(earlier) + [0] * pad
+    features[f"{config.prefix}count"] = len(earlier)
+    return features
+
+
+def empty_history(config: SequenceFeaturesConfig, kinds: Mapping[str, Kind]) -> Row:
+    return history_features([], 0.0, config, kinds)
+
+
+def _tiebreak(row: Row, config: SequenceFeaturesConfig) -> str:
+    value = row.get(config.tiebreak) if config.tiebreak else None
+    return "" if value is None else str(value)
+
+
+class AddCardHistory(beam.PTransform):
+    """(is_target, row) pairs -> target rows with history features, grouped by card pseudonym.
+
+    Rows without a card or a time cannot be placed in a history: they get an empty one.
+    """
+
+    def __init__(self, config: SequenceFeaturesConfig, kinds: Mapping[str, Kind]) -> None:
+        super().__init__()
+        self._config = config
+        self._kinds = dict(kinds)
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        config, kinds = self._config, self._kinds
+        placeable, loose = rows | "Placeable" >> beam.Partition(
+            lambda pair, _: 0 if pair[1].get(config.key) is not None and pair[1].get(config.time) is not None else 1,
+            2,
+        )
+        with_card = (
+            placeable
+            | "KeyByCard" >> beam.Map(lambda pair: (pair[1][config.key], pair))
+            | "GroupByCard" >> beam.GroupByKey()
+            | "History" >> beam.FlatMap(lambda keyed: with_history(keyed[1], config, kinds))
+        )
+        without_card = (
+            loose
+            | "OnlyTargets" >> beam.Filter(lambda pair: pair[0])
+            | "EmptyHistory" >> beam.Map(lambda pair: {**pair[1], **empty_history(config, kinds)})
+        )
+        return (with_card, without_card) | "Merge" >> beam.Flatten()
+
