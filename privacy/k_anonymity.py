@@ -19,8 +19,9 @@ class KAnonymityReport:
     k: int
     quasi_identifiers: tuple[str, ...]
     groups: int
-    rows: int
+    rows: int  # members counted: rows, or distinct values of the `count_distinct` column
     violations: tuple[tuple[GroupKey, int], ...]  # smallest groups first
+    unit: str = "rows"
 
     @property
     def ok(self) -> bool:
@@ -40,10 +41,11 @@ class KAnonymityReport:
             return f"k-anonymity holds: {self.groups} groups over ({names}), each with at least k={self.k} rows"
         shown = "; ".join(f"({', '.join(map(str, key))}): {count}" for key, count in self.violations[:limit])
         more = f"; and {len(self.violations) - limit} more" if len(self.violations) > limit else ""
+        unit = self.unit
         return (
             f"k-anonymity violated: {len(self.violations)} of {self.groups} groups over ({names}) have fewer "
-            f"than k={self.k} rows ({self.violating_rows} of {self.rows} rows; smallest group: "
-            f"{self.smallest_group} rows). Smallest groups: {shown}{more}. Fix: generalize further (wider "
+            f"than k={self.k} {unit} ({self.violating_rows} of {self.rows} {unit}; smallest group: "
+            f"{self.smallest_group} {unit}). Smallest groups: {shown}{more}. Fix: generalize further (wider "
             "bins, shorter prefixes), lower privacy.k_anonymity.k, or set "
             "privacy.k_anonymity.on_violation: suppress to drop those rows"
         )
@@ -53,8 +55,9 @@ def evaluate(
     group_counts: Mapping[GroupKey, int] | Iterable[tuple[GroupKey, int]],
     k: int,
     quasi_identifiers: Sequence[str],
+    unit: str = "rows",
 ) -> KAnonymityReport:
-    """Check counts per quasi-identifier group against k."""
+    """Check member counts per quasi-identifier group against k."""
     items = list(group_counts.items() if isinstance(group_counts, Mapping) else group_counts)
     violations = sorted(((key, n) for key, n in items if n < k), key=lambda item: (item[1], repr(item[0])))
     return KAnonymityReport(
@@ -63,4 +66,5 @@ def evaluate(
         groups=len(items),
         rows=sum(n for _, n in items),
         violations=tuple(violations),
+        unit=unit,
     )

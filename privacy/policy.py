@@ -122,12 +122,18 @@ class PseudonymKeyConfig(BaseModel):
 
 
 class KAnonymityConfig(BaseModel):
-    """Every combination of quasi-identifier values must occur in at least k rows."""
+    """Every combination of quasi-identifier values must occur in at least k rows.
+
+    With `count_distinct` (an output column such as the card pseudonym), a group's size is the
+    number of distinct people in it rather than rows: one customer's many transactions do not
+    make a group large.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     k: int = Field(ge=2)
     quasi_identifiers: list[str] = Field(min_length=1)
+    count_distinct: str | None = None
     on_violation: Literal["fail", "suppress"] = "fail"
 
 
@@ -176,6 +182,12 @@ class PrivacyPolicy(BaseModel):
                         f"k_anonymity.quasi_identifiers names {qi!r}, which is not an output column; "
                         f"use one of {sorted(outputs)} (output names, after renaming)"
                     )
+            distinct = self.k_anonymity.count_distinct
+            if distinct is not None and distinct not in outputs:
+                raise ValueError(
+                    f"k_anonymity.count_distinct names {distinct!r}, which is not an output column; "
+                    f"use one of {sorted(outputs)}, e.g. the pseudonymized card or customer id"
+                )
         return self
 
     # -- derived views -------------------------------------------------------------------------

@@ -190,6 +190,7 @@ def _read_report(plan: IngestPlan, policy: PrivacyPolicy) -> KAnonymityReport:
     return KAnonymityReport(
         k=summary["k"], quasi_identifiers=tuple(policy.k_anonymity.quasi_identifiers),
         groups=summary["groups"], rows=summary["rows"], violations=tuple(violations),
+        unit=f"distinct {policy.k_anonymity.count_distinct}" if policy.k_anonymity.count_distinct else "rows",
     )
 
 

@@ -127,11 +127,17 @@ class AnonymizedRows(beam.PTransform):
         if policy.k_anonymity is not None:
             rule = policy.k_anonymity
             qis = list(rule.quasi_identifiers)
-            group_sizes = (
-                targets
-                | "GroupKey" >> beam.Map(lambda pair: (group_key(pair[1], qis), 1))
-                | "GroupSizes" >> beam.CombinePerKey(sum)
-            )
+            if rule.count_distinct:  # members are people (e.g. cards), not rows
+                distinct = rule.count_distinct
+                members = (
+                    targets
+                    | "GroupAndMember" >> beam.Map(lambda pair: (group_key(pair[1], qis), pair[1].get(distinct)))
+                    | "DistinctMembers" >> beam.Distinct()
+                    | "CountMember" >> beam.Map(lambda kv: (kv[0], 1))
+                )
+            else:
+                members = targets | "GroupKey" >> beam.Map(lambda pair: (group_key(pair[1], qis), 1))
+            group_sizes = members | "GroupSizes" >> beam.CombinePerKey(sum)
             small = group_sizes | "SmallGroups" >> beam.Filter(lambda kv, k: kv[1] < k, rule.k)
             suppress = rule.on_violation == "suppress"
             targets = targets | "KAnonymize" >> beam.ParDo(

@@ -43,3 +43,12 @@ def test_report_message_is_bounded() -> None:
     counts = {(str(i), "x"): 1 for i in range(50)}
     message = evaluate(counts, k=2, quasi_identifiers=QIS).describe(limit=3)
     assert "and 47 more" in message
+
+
+def test_counting_distinct_people_names_the_unit() -> None:
+    rows = [{"age_band": "25-34", "cep_prefix": "013", "card": "x"}] * 6  # one person, six rows
+    by_rows = Counter(group_key(row, QIS) for row in rows)
+    assert evaluate(by_rows, k=5, quasi_identifiers=QIS).ok
+    people = Counter(group_key(row, QIS) for row in {tuple(sorted(r.items())): r for r in rows}.values())
+    report = evaluate(people, k=5, quasi_identifiers=QIS, unit="distinct card")
+    assert not report.ok and "fewer than k=5 distinct card" in report.describe()

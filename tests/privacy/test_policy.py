@@ -105,3 +105,11 @@ def test_hash_is_stable_under_reordering_and_changes_with_content() -> None:
     changed = PrivacyPolicy.model_validate({**POLICY, "columns": {**POLICY["columns"], "cpf": "pseudonymize"}})
     assert policy.sha256() != changed.sha256()
     assert PrivacyPolicy.from_json(policy.canonical_json()) == policy
+
+
+def test_count_distinct_must_be_an_output_column() -> None:
+    good = {**POLICY, "k_anonymity": {"k": 3, "quasi_identifiers": ["age_band"], "count_distinct": "card_id"}}
+    assert PrivacyPolicy.model_validate(good).k_anonymity.count_distinct == "card_id"
+    bad = {**POLICY, "k_anonymity": {"k": 3, "quasi_identifiers": ["age_band"], "count_distinct": "card_number"}}
+    with pytest.raises(pydantic.ValidationError, match="count_distinct names 'card_number'"):
+        PrivacyPolicy.model_validate(bad)
