@@ -297,6 +297,7 @@ class ModelManager:
             raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
         for item in sorted(versions, key=lambda v: v.number, reverse=True):
             entry = response.model_version_status.add(version=item.number, state=_STATE_ENUM.Value(item.state))
+            entry.status.SetInParent()
             if item.error is not None:
                 entry.status.error_code = CODE_NUMBER.get(item.error.code, 2)
                 entry.status.error_message = item.error.message

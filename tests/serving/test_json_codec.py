@@ -1,0 +1,63 @@
+"""Number formatting and layouts as TF Serving writes them (json_tensor.cc), without a server."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serving import json_codec
+from serving.errors import ServingError
+
+
+@pytest.mark.parametrize(("value", "single", "text"), [
+    (3.0, True, "3.0"), (0.1, True, "0.1"), (float(np.float32(1 / 3)), True, "0.333333343"),
+    (float(np.float32(1435774380)), True, "1.43577434e+09"), (9e6, True, "9e+06"), (3e-5, True, "3e-05"),
+    (-0.0, True, "-0.0"), (0.123456789, False, "0.123456789"), (1 / 3, False, "0.33333333333333331"),
+    (float("nan"), True, "NaN"), (float("inf"), True, "Infinity"), (float("-inf"), False, "-Infinity"),
+])
+def test_float_format(value: float, single: bool, text: str) -> None:
+    assert json_codec.format_float(value, single) == text
+
+
+def test_layouts() -> None:
+    assert json_codec.write_row_predictions({"y": np.array([2.5, 3, 4.5], np.float32)}) == \
+        b'{\n    "predictions": [2.5, 3.0, 4.5\n    ]\n}'
+    assert json_codec.write_row_predictions({"y": np.array([[2.5, 3], [3.5, 4]], np.float32)}) == \
+        b'{\n    "predictions": [[2.5, 3.0], [3.5, 4.0]\n    ]\n}'
+    assert json_codec.write_columnar_outputs({"y": np.array([3.5, 4], np.float32)}) == \
+        b'{\n    "outputs": [\n        3.5,\n        4.0\n    ]\n}'
+    assert json_codec.write_row_predictions({"a": np.array([[0, 0.1]], np.float32), "c": np.array([7])}) == \
+        b'{\n    "predictions": [\n        {\n            "a": [0.0, 0.1],\n            "c": 7\n        }\n    ]\n}'
+    assert json_codec.write_row_predictions({"y": np.array([np.nan], np.float32)}) == \
+        b'{\n    "predictions": [NaN\n    ]\n}'
+    assert json_codec.write_classify_results([[(b"a", 0.25), (b"b", 0.5)], [(b"", 12.0)]]) == \
+        b'{\n    "results": [[["a", 0.25], ["b", 0.5]], [["", 12.0]]\n    ]\n}'
+    assert json_codec.write_regress_results([3.5, 4.0]) == b'{\n    "results": [3.5, 4.0]\n}'
+    error = json_codec.write_error("Servable not found for request: Latest(half)")
+    assert error == b'{\n    "error": "Servable not found for request: Latest(half)"\n}' and len(error) == 63
+
+
+def test_parser_accepts_rapidjson_extras() -> None:
+    assert json_codec.parse_body(b'{"x": [Inf, -Inf, NaN, Infinity]} trailing')["x"][0] == float("inf")
+    with pytest.raises(ServingError, match="The document is empty. at offset: 3"):
+        json_codec.parse_body(b"   ")
+
+
+def test_ragged_and_typed_inputs() -> None:
+    spec = {"x": (1, None)}  # DT_FLOAT
+    tensors, row = json_codec.parse_predict_request({"instances": [[1, 2], [3, 4]]}, spec, "s")
+    assert row and tensors["x"].shape == (2, 2) and tensors["x"].dtype == np.float32
+    with pytest.raises(ServingError, match="Expecting tensor size: 2 but got: 1"):
+        json_codec.parse_predict_request({"instances": [[1, 2], [3]]}, spec, "s")
+    with pytest.raises(ServingError, match="Encountered list at unexpected size: 1 at level: 1 expected size: 2"):
+        json_codec.parse_predict_request({"inputs": [[1, 2], [3]]}, spec, "s")
+    with pytest.raises(ServingError, match="Type: True is not of expected type: float"):
+        json_codec.parse_predict_request({"inputs": [True]}, spec, "s")
+    ints = json_codec.parse_predict_request({"inputs": [1, 2]}, {"x": (3, None)}, "s")[0]["x"]  # DT_INT32
+    assert ints.dtype == np.int32
+    with pytest.raises(ServingError, match="Type: Number is not of expected type: int32"):
+        json_codec.parse_predict_request({"inputs": [1.5]}, {"x": (3, None)}, "s")
+    strings = json_codec.parse_predict_request({"instances": [{"b64": "aGk="}, "yo"]}, {"x": (7, None)}, "s")[0]["x"]
+    assert list(strings) == [b"hi", b"yo"]
+    with pytest.raises(ServingError) as info:
+        json_codec.parse_predict_request({"inputs": [1]}, {"x": (19, None)}, "s")  # DT_HALF
+    assert info.value.code == "UNIMPLEMENTED"
