@@ -111,7 +111,9 @@ class RunnerConfig(_Section):
 
 
 class PipelineSection(_Section):
-    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    # Kubeflow Pipelines' rule, enforced here so a local run never picks a name KFP later rejects.
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,127}$",
+                      description="lower-case letters, digits and '-', e.g. breast-cancer")
     root: Path = Field(description="folder for pipeline artifacts")
     metadata_path: Path = Field(description="sqlite MLMD database file")
     enable_cache: bool = True
@@ -227,14 +229,16 @@ def check_data_columns(config: UseCaseConfig) -> list[Path]:
     files = sorted(source.glob("*.csv"))
     if not files:
         raise ConfigError(f"data.source: no *.csv file in {source}")
-    wanted = [config.data.label, *config.data.features]
     for file in files:
         with file.open(newline="") as handle:
             header = next(csv.reader(handle), [])
-        missing = [column for column in wanted if column not in header]
-        if missing:
-            role = "label" if config.data.label in missing else "feature"
+        if config.data.label not in header:
             raise ConfigError(
-                f"data: {role} column(s) {missing} not in {file.name} (columns: {', '.join(header)}); "
-                "fix data.label / data.features or the data")
+                f"data.label: column '{config.data.label}' not in {file.name} "
+                f"(columns: {', '.join(header)}); fix data.label or the data")
+        missing = [column for column in config.data.features if column not in header]
+        if missing:
+            raise ConfigError(
+                f"data.features: column(s) {', '.join(missing)} not in {file.name} "
+                f"(columns: {', '.join(header)}); fix data.features or the data")
     return files

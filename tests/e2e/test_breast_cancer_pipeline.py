@@ -1,0 +1,159 @@
+"""The whole production line on real data: CLI run → pushed SavedModel → predictions → MLMD lineage."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+
+from pipeline import lineage
+from pipeline.config import UseCaseConfig, load_config
+from pipeline.report import RunReport, load_report
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+FEW_STEPS = {"training": {"train_steps": 150, "eval_steps": 10}}
+
+
+@dataclass
+class Workspace:
+    root: Path
+    config_path: Path
+    config: UseCaseConfig
+
+
+def make_workspace(root: Path, overrides: dict) -> Workspace:
+    """A use-case config under ``root`` whose data and outputs live there too."""
+    data = yaml.safe_load((REPO / "configs" / "breast_cancer.yaml").read_text())
+    for section, values in overrides.items():
+        data[section].update(values)
+    config_path = root / "breast_cancer.yaml"
+    config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    esteira(root, "data", "breast-cancer", "--out", "data/breast_cancer")
+    return Workspace(root, config_path, load_config(config_path, base=root))
+
+
+def esteira(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"esteira {' '.join(args)} failed:\n{result.stderr[-4000:]}"
+    return result
+
+
+def versions(base: Path) -> list[Path]:
+    return sorted(p for p in base.iterdir() if p.name.isdigit()) if base.is_dir() else []
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, RunReport, str]:
+    workspace = make_workspace(tmp_path_factory.mktemp("breast_cancer"), FEW_STEPS)
+    result = esteira(workspace.root, "run", "--config", str(workspace.config_path))
+    report = load_report(workspace.config.pipeline.metadata_path, workspace.config.pipeline.name)
+    return workspace, report, result.stdout
+
+
+def eval_split_examples(workspace: Workspace, report: RunReport) -> list[bytes]:
+    store = lineage.open_store(workspace.config.pipeline.metadata_path)
+    example_gen = next(e for e in report.executions if e.node == "CsvExampleGen")
+    examples = lineage.output_artifacts(store, example_gen.execution_id, "examples")[0]
+    records: list[bytes] = []
+    for path in sorted(Path(examples.uri, "Split-eval").glob("*.gz")):
+        records.extend(r.numpy() for r in tf.data.TFRecordDataset(str(path), compression_type="GZIP"))
+    return records
+
+
+def test_every_component_completes_and_report_is_printed(first_run) -> None:
+    _workspace, report, stdout = first_run
+    nodes = {e.node: e.state for e in report.executions}
+    for node in ("CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
+                 "Trainer", "Evaluator", "Pusher"):
+        assert nodes.get(node) == "COMPLETE", (node, nodes)
+    assert "pushed: version" in stdout and "eval AUC" in stdout
+
+
+def test_pushed_model_is_under_serving_base_path(first_run) -> None:
+    workspace, report, _ = first_run
+    pushed = versions(workspace.config.serving.base_path)
+    assert len(pushed) == 1 and (pushed[0] / "saved_model.pb").is_file()
+    assert report.pushed and report.version == pushed[0].name
+
+
+def test_eval_auc_clears_the_gate(first_run) -> None:
+    _workspace, report, _ = first_run
+    assert report.blessed is True
+    assert report.metrics["auc"] >= 0.95
+    assert report.metrics["example_count"] > 50
+
+
+def test_both_signatures_answer_and_agree(first_run) -> None:
+    workspace, report, _ = first_run
+    model = tf.saved_model.load(str(versions(workspace.config.serving.base_path)[0]))
+    records = eval_split_examples(workspace, report)[:16]
+    assert records, "no eval examples found"
+    from_examples = model.signatures["serving_default"](examples=tf.constant(records))["probability"]
+
+    spec = {name: tf.io.FixedLenFeature([], tf.float32) for name in workspace.config.data.features}
+    raw = tf.io.parse_example(tf.constant(records), spec)
+    from_raw = model.signatures["serving_raw"](**raw)["probability"]
+
+    assert from_examples.shape == (len(records), 1)
+    assert np.all((from_examples.numpy() >= 0) & (from_examples.numpy() <= 1))
+    np.testing.assert_allclose(from_examples.numpy(), from_raw.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_mlmd_lineage_from_pushed_model_to_examples(first_run) -> None:
+    workspace, report, _ = first_run
+    store = lineage.open_store(workspace.config.pipeline.metadata_path)
+    pushed = lineage.pushed_models(store)
+    assert len(pushed) == 1
+    trace = lineage.trace_pushed_model(store, pushed[0])
+    assert lineage.artifact_type(store, trace.model) == "Model"
+    assert lineage.artifact_type(store, trace.blessing) == "ModelBlessing"
+    assert trace.blessing.custom_properties["blessed"].int_value == 1
+    assert lineage.artifact_type(store, trace.examples) == "Examples"
+    assert lineage.node_name(store, lineage.producer(store, trace.examples.id)) == "CsvExampleGen"
+    assert lineage.node_name(store, lineage.producer(store, trace.model.id)) == "Trainer"
+    assert trace.pushed_model.custom_properties["pushed_version"].string_value == report.version
+
+
+def test_second_run_hits_cache_and_does_not_republish(first_run) -> None:
+    workspace, first, _ = first_run
+    result = esteira(workspace.root, "run", "--config", str(workspace.config_path))
+    report = load_report(workspace.config.pipeline.metadata_path, workspace.config.pipeline.name)
+    assert report.run_id != first.run_id
+    assert {"CsvExampleGen", "Transform", "Trainer"} <= set(report.cached)
+    assert report.pushed is False and "identical to the served version" in report.push_reason
+    assert len(versions(workspace.config.serving.base_path)) == 1
+    assert "cache hits" in result.stdout and "pushed: no" in result.stdout
+
+
+def test_beam_dag_runner_pushes_a_model(tmp_path: Path) -> None:
+    workspace = make_workspace(tmp_path, {"training": {"train_steps": 30, "eval_steps": 5},
+                                          "evaluation": {"auc_lower_bound": 0.5}})
+    esteira(workspace.root, "run", "--config", str(workspace.config_path), "--runner", "beam")
+    report = load_report(workspace.config.pipeline.metadata_path, workspace.config.pipeline.name)
+    assert report.pushed is True
+    assert (workspace.config.serving.base_path / report.version / "saved_model.pb").is_file()
+
+
+def test_tfx_cli_creates_and_runs_the_pipeline(tmp_path: Path) -> None:
+    workspace = make_workspace(tmp_path, {"training": {"train_steps": 30, "eval_steps": 5},
+                                          "evaluation": {"auc_lower_bound": 0.5}})
+    env = dict(os.environ, ESTEIRA_CONFIG=str(workspace.config_path), LOCAL_HOME=str(tmp_path / "tfx_home"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    tfx = str(Path(sys.executable).parent / "tfx")
+    for args in (["pipeline", "create", "--engine", "local",
+                  "--pipeline_path", str(REPO / "pipeline" / "local_runner.py")],
+                 ["run", "create", "--engine", "local", "--pipeline_name", workspace.config.pipeline.name]):
+        result = subprocess.run([tfx, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                timeout=900)
+        assert result.returncode == 0, result.stderr[-4000:]
+    report = load_report(workspace.config.pipeline.metadata_path, workspace.config.pipeline.name)
+    assert report.pushed is True and not report.failed

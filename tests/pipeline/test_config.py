@@ -1,0 +1,117 @@
+"""Config loading: every mistake stops with one line naming the key or path and what is allowed."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, check_data_columns, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "configs" / "breast_cancer.yaml"
+
+
+def write_config(tmp_path: Path, mutate) -> Path:
+    data = yaml.safe_load(CONFIG.read_text())
+    mutate(data)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_shipped_config_loads_with_paths_resolved(tmp_path: Path) -> None:
+    config = load_config(CONFIG, base=tmp_path)
+    assert config.data.label == "malignant"
+    assert len(config.data.features) == 30
+    assert config.pipeline.root == tmp_path / "outputs/breast_cancer/pipeline"
+    assert config.serving.base_path.is_absolute()
+
+
+def test_unknown_key_names_key_and_allowed_keys(tmp_path: Path) -> None:
+    path = write_config(tmp_path, lambda d: d["training"].update(trian_steps=5))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert "training.trian_steps" in message
+    assert "train_steps" in message and "eval_steps" in message
+
+
+def test_wrong_type_names_key_and_value(tmp_path: Path) -> None:
+    path = write_config(tmp_path, lambda d: d["model"].update(batch_size="many"))
+    with pytest.raises(ConfigError, match=r"model\.batch_size: .*'many'"):
+        load_config(path)
+
+
+def test_unknown_feature_type_lists_allowed(tmp_path: Path) -> None:
+    path = write_config(tmp_path, lambda d: d["data"]["features"].update(mean_radius="double"))
+    with pytest.raises(ConfigError, match=r"data\.features\.mean_radius: .*'float', 'int' or 'string'"):
+        load_config(path)
+
+
+def test_missing_section_is_named(tmp_path: Path) -> None:
+    path = write_config(tmp_path, lambda d: d.pop("serving"))
+    with pytest.raises(ConfigError, match=r"serving: required key is missing"):
+        load_config(path)
+
+
+def test_missing_file_names_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nope.yaml not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_invalid_yaml_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("pipeline:\n  name: [unclosed\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_config(path)
+
+
+def test_pipeline_name_must_suit_kubeflow(tmp_path: Path) -> None:
+    path = write_config(tmp_path, lambda d: d["pipeline"].update(name="Breast_Cancer"))
+    with pytest.raises(ConfigError, match=r"pipeline\.name"):
+        load_config(path)
+
+
+def test_label_absent_from_data_is_named(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "rows.csv").write_text("mean_radius,diagnosis\n1.0,0\n")
+    path = write_config(tmp_path, lambda d: d["data"].update(source=str(data_dir)))
+    config = load_config(path)
+    with pytest.raises(ConfigError, match=r"data\.label: column 'malignant' not in rows.csv"):
+        check_data_columns(config)
+    (data_dir / "rows.csv").write_text("mean_radius,malignant\n1.0,0\n")
+    with pytest.raises(ConfigError, match=r"data\.features: column\(s\) .*mean_texture.* not in rows.csv"):
+        check_data_columns(config)
+
+
+def test_missing_data_folder_says_how_to_create_it(tmp_path: Path) -> None:
+    config = load_config(CONFIG, base=tmp_path)
+    with pytest.raises(ConfigError, match="esteira data breast-cancer"):
+        check_data_columns(config)
+
+
+def test_overrides_are_validated() -> None:
+    config = load_config(CONFIG)
+    assert config.with_overrides({"training.train_steps": 7}).training.train_steps == 7
+    with pytest.raises(ConfigError, match="unknown key 'stepz'"):
+        config.with_overrides({"training.stepz": 7})
+    with pytest.raises(ConfigError, match=r"training\.train_steps"):
+        config.with_overrides({"training.train_steps": 0})
+
+
+def test_cli_config_error_is_one_line_without_traceback(tmp_path: Path) -> None:
+    path = write_config(tmp_path, lambda d: d["evaluation"].update(auc_lower_bound=1.5))
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(path)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "evaluation.auc_lower_bound" in lines[0]
+    assert "Traceback" not in result.stderr
+
+    debug = subprocess.run([sys.executable, "-m", "pipeline.cli", "--debug", "run", "--config", str(path)],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
