@@ -33,9 +33,12 @@ def _records(path: Path) -> list[bytes]:
     import tensorflow as tf
 
     try:
-        return [record.numpy() for record in tf.data.TFRecordDataset(str(path))]
+        records = [record.numpy() for record in tf.data.TFRecordDataset(str(path))]
     except Exception as exc:  # noqa: BLE001 - a corrupt file fails the version load
         raise ServingError("DATA_LOSS", f"Failed to read warmup file {path}: {exc}") from None
+    if not records and path.stat().st_size > 0:
+        raise ServingError("DATA_LOSS", f"Failed to read warmup file {path}: not a TFRecord file of PredictionLog")
+    return records
 
 
 def warm_up(servable: object, metrics: Registry, iterations: int = 1) -> int:

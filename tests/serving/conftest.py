@@ -9,15 +9,13 @@ from typing import Iterator
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pytest
 
 from serving.demo_model import export_demo_model
-from serving.flags import parse_flags
-from serving.server import RunningServer, pick_free_port, start_in_thread
-
-MODEL = "demo"
-
+from serving.server import RunningServer
+from serving_helpers import MODEL, start_server, write_config
 
 @pytest.fixture(scope="session")
 def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -26,30 +24,6 @@ def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     export_demo_model(store / MODEL, 1, warmup_records=2)
     export_demo_model(store / MODEL, 2, bias=3.0)
     return store
-
-
-def write_config(path: Path, models: dict[str, str], *, labels: dict[str, dict[str, int]] | None = None,
-                 policy: str = "all {}") -> Path:
-    parts = ["model_config_list {"]
-    for name, base in models.items():
-        parts.append(f'  config {{ name: "{name}" base_path: "{base}" model_platform: "tensorflow" '
-                     f"model_version_policy {{ {policy} }}")
-        for label, version in (labels or {}).get(name, {}).items():
-            parts.append(f'    version_labels {{ key: "{label}" value: {version} }}')
-        parts.append("  }")
-    parts.append("}")
-    path.write_text("\n".join(parts) + "\n")
-    return path
-
-
-def start_server(tmp_path: Path, *extra: str) -> RunningServer:
-    monitoring = tmp_path / "monitoring.config"
-    monitoring.write_text('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n')
-    flags = parse_flags([
-        f"--port={pick_free_port()}", f"--rest_api_port={pick_free_port()}", "--host=127.0.0.1",
-        f"--monitoring_config_file={monitoring}", *extra,
-    ])
-    return start_in_thread(flags)
 
 
 @pytest.fixture(scope="session")

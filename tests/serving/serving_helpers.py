@@ -1,0 +1,35 @@
+"""Helpers the serving tests share: config files and servers on free loopback ports."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from serving.flags import parse_flags
+from serving.server import RunningServer, pick_free_port, start_in_thread
+
+MODEL = "demo"
+
+
+def write_config(path: Path, models: dict[str, str], *, labels: dict[str, dict[str, int]] | None = None,
+                 policy: str = "all {}") -> Path:
+    parts = ["model_config_list {"]
+    for name, base in models.items():
+        parts.append(f'  config {{ name: "{name}" base_path: "{base}" model_platform: "tensorflow" '
+                     f"model_version_policy {{ {policy} }}")
+        for label, version in (labels or {}).get(name, {}).items():
+            parts.append(f'    version_labels {{ key: "{label}" value: {version} }}')
+        parts.append("  }")
+    parts.append("}")
+    path.write_text("\n".join(parts) + "\n")
+    return path
+
+
+def start_server(tmp_path: Path, *extra: str) -> RunningServer:
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n')
+    flags = parse_flags([
+        f"--port={pick_free_port()}", f"--rest_api_port={pick_free_port()}", "--host=127.0.0.1",
+        f"--monitoring_config_file={monitoring}", *extra,
+    ])
+    return start_in_thread(flags)
+
+
