@@ -20,7 +20,7 @@ from components.anonymizing_example_gen.sequence_features import AddCardHistory,
 from privacy.anonymizer import Anonymizer
 from privacy.k_anonymity import group_key
 from privacy.keys import load_key
-from privacy.policy import PrivacyPolicy
+from privacy.policy import KAnonymityConfig, PrivacyPolicy
 
 METRICS_NAMESPACE = "esteira.anonymizing_example_gen"
 ROWS_IN = "rows_in"
@@ -125,38 +125,48 @@ class AnonymizedRows(beam.PTransform):
         targets, context = rows | "TargetOrContext" >> beam.Partition(lambda pair, _: 0 if pair[0] else 1, 2)
 
         if policy.k_anonymity is not None:
-            rule = policy.k_anonymity
-            qis = list(rule.quasi_identifiers)
-            if rule.count_distinct:  # members are people (e.g. cards), not rows
-                distinct = rule.count_distinct
-                members = (
-                    targets
-                    | "GroupAndMember" >> beam.Map(lambda pair: (group_key(pair[1], qis), pair[1].get(distinct)))
-                    | "DistinctMembers" >> beam.Distinct()
-                    | "CountMember" >> beam.Map(lambda kv: (kv[0], 1))
-                )
-            else:
-                members = targets | "GroupKey" >> beam.Map(lambda pair: (group_key(pair[1], qis), 1))
-            group_sizes = members | "GroupSizes" >> beam.CombinePerKey(sum)
-            small = group_sizes | "SmallGroups" >> beam.Filter(lambda kv, k: kv[1] < k, rule.k)
-            suppress = rule.on_violation == "suppress"
-            targets = targets | "KAnonymize" >> beam.ParDo(
-                _DropSmallGroups(qis, suppress, count=True), beam.pvalue.AsDict(small))
-            context = context | "KAnonymizeContext" >> beam.ParDo(
-                _DropSmallGroups(qis, suppress, count=False), beam.pvalue.AsDict(small))
-            if plan.k_anonymity_report_path:
-                n_groups = group_sizes | "CountGroups" >> beam.combiners.Count.Globally()
-                n_rows = group_sizes | "CountRows" >> beam.Map(lambda kv: kv[1]) | "SumRows" >> beam.CombineGlobally(sum)
-                _ = (
-                    pipeline
-                    | "ReportTrigger" >> beam.Create([None])
-                    | "WriteKAnonymityReport" >> beam.Map(
-                        _write_report, plan.k_anonymity_report_path, rule.k,
-                        beam.pvalue.AsSingleton(n_groups), beam.pvalue.AsSingleton(n_rows), beam.pvalue.AsList(small),
-                    )
-                )
+            targets, context = self._k_anonymize(pipeline, targets, context, policy.k_anonymity)
 
         if plan.sequence is None:
             return targets | "Rows" >> beam.Map(lambda pair: pair[1])
         kinds = plan.sequence.feature_kinds(policy.output_columns())
-        return (targets, context) | "AllRows" >> beam.Flatten() | "CardHistory" >> AddCardHistory(plan.sequence, kinds)
+        rows = (targets, context) | "AllRows" >> beam.Flatten()
+        return rows | "CardHistory" >> AddCardHistory(plan.sequence, kinds)
+
+    def _k_anonymize(
+        self, pipeline: beam.Pipeline, targets: beam.PCollection, context: beam.PCollection, rule: KAnonymityConfig
+    ) -> tuple[beam.PCollection, beam.PCollection]:
+        """Count members per quasi-identifier group; drop small groups' rows (or all rows, in fail mode)."""
+        qis = list(rule.quasi_identifiers)
+        if rule.count_distinct:  # members are people (e.g. cards), not rows
+            distinct = rule.count_distinct
+            members = (
+                targets
+                | "GroupAndMember" >> beam.Map(lambda pair: (group_key(pair[1], qis), pair[1].get(distinct)))
+                | "DistinctMembers" >> beam.Distinct()
+                | "CountMember" >> beam.Map(lambda kv: (kv[0], 1))
+            )
+        else:
+            members = targets | "GroupKey" >> beam.Map(lambda pair: (group_key(pair[1], qis), 1))
+        group_sizes = members | "GroupSizes" >> beam.CombinePerKey(sum)
+        small = group_sizes | "SmallGroups" >> beam.Filter(lambda kv, k: kv[1] < k, rule.k)
+        suppress = rule.on_violation == "suppress"
+        targets = targets | "KAnonymize" >> beam.ParDo(
+            _DropSmallGroups(qis, suppress, count=True), beam.pvalue.AsDict(small))
+        context = context | "KAnonymizeContext" >> beam.ParDo(
+            _DropSmallGroups(qis, suppress, count=False), beam.pvalue.AsDict(small))
+        if self._plan.k_anonymity_report_path:
+            n_groups = group_sizes | "CountGroups" >> beam.combiners.Count.Globally()
+            sizes = group_sizes | "GroupSize" >> beam.Map(lambda kv: kv[1])
+            n_members = sizes | "SumSizes" >> beam.CombineGlobally(sum)
+            _ = (
+                pipeline
+                | "ReportTrigger" >> beam.Create([None])
+                | "WriteKAnonymityReport" >> beam.Map(
+                    _write_report, self._plan.k_anonymity_report_path, rule.k,
+                    beam.pvalue.AsSingleton(n_groups),
+                    beam.pvalue.AsSingleton(n_members),
+                    beam.pvalue.AsList(small),
+                )
+            )
+        return targets, context

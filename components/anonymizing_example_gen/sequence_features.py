@@ -52,7 +52,9 @@ class SequenceFeaturesConfig(BaseModel):
                 f"sequence.time column {self.time!r} must have dtype timestamp, int or float "
                 f"(seconds), not {output_columns[self.time]}"
             )
-        kinds: dict[str, Kind] = {f"{self.prefix}{name}": _KIND_OF_DTYPE[output_columns[name]] for name in self.features}
+        kinds: dict[str, Kind] = {
+            f"{self.prefix}{name}": _KIND_OF_DTYPE[output_columns[name]] for name in self.features
+        }
         kinds[f"{self.prefix}seconds_since"] = "float"
         kinds[f"{self.prefix}mask"] = "int"
         kinds[f"{self.prefix}count"] = "int"

@@ -121,7 +121,8 @@ def test_beam_context_rows_are_dropped_from_the_output() -> None:
     with beam.Pipeline(runner="FnApiRunner") as pipeline:
         outputs = (
             pipeline
-            | beam.Create([(True, tx("today", 1000)), (False, tx("yesterday", 10)), (False, tx("other", 20, card=None))])
+            | beam.Create([(True, tx("today", 1000)), (False, tx("yesterday", 10)),
+                           (False, tx("other", 20, card=None))])
             | AddCardHistory(CONFIG, KINDS)
             | beam.Map(lambda o: (o["transaction_id"], o["history_transaction_id"]))
         )
