@@ -169,7 +169,7 @@ def _earlier_span_files(input_base: str, template: str, span: int, lookback: int
 
 
 def _read_header(path: str) -> list[str]:
-    with FileSystems.open(path) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
+    with FileSystems.open(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
         return next(csv.reader(text), [])
 
 

@@ -67,7 +67,8 @@ class ReadAnonymizedRows(beam.DoFn):
         path, is_target = element
         assert self._anonymizer is not None
         counter = self._rows_in if is_target else self._context_rows
-        with FileSystems.open(path) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
+        # utf-8-sig: spreadsheet exports often start with a byte-order mark, which is not part of a name
+        with FileSystems.open(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
             reader = csv.reader(text)
             header = next(reader, None)
             if header is None:

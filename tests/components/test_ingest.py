@@ -14,6 +14,7 @@ from apache_beam.testing.util import assert_that
 from components.anonymizing_example_gen.ingest import AnonymizedRows, IngestPlan, ReadAnonymizedRows
 from components.anonymizing_example_gen.sequence_features import SequenceFeaturesConfig
 from pipeline.datasets.fraud_simulator import COLUMNS, PII_COLUMNS, SimulationConfig, simulate
+from privacy.errors import InvalidValueError
 from privacy.policy import PrivacyPolicy
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "fraud_privacy_example.yaml"
@@ -118,3 +119,18 @@ def test_the_reader_as_shipped_to_workers_carries_no_key() -> None:
     shipped = pickle.dumps(ReadAnonymizedRows(policy().canonical_json()))
     assert SECRET.encode() not in shipped
     assert b"ESTEIRA_PSEUDONYM_KEY" in shipped  # only the name of where to find it
+
+
+def test_reader_accepts_a_byte_order_mark_and_counts_lines_for_errors(span_file: Path, tmp_path: Path) -> None:
+    lines = span_file.read_text(encoding="utf-8").splitlines(keepends=True)
+    bad = lines[3].split(",")
+    bad[7] = "15/05/1969"  # birth_date in the wrong format
+    path = tmp_path / "export.csv"
+    path.write_text("\ufeff" + "".join(lines[:3]) + ",".join(bad), encoding="utf-8")
+    reader = ReadAnonymizedRows(policy().canonical_json())
+    reader.setup()
+    rows = reader.process((str(path), True))
+    assert next(rows)[1]["age_band"] and next(rows)[0] is True
+    with pytest.raises(InvalidValueError, match=r"export.csv, line 4, column 'birth_date'") as caught:
+        next(rows)
+    assert "15/05/1969" not in str(caught.value)
