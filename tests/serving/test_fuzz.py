@@ -1,0 +1,34 @@
+"""Bounded fuzz of the REST API: arbitrary JSON and bytes never produce a 5xx or take the server down."""
+from __future__ import annotations
+
+import json
+
+import httpx
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+MODEL = "demo"
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True), st.text(max_size=8))
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                       st.dictionaries(st.text(max_size=6), inner, max_size=4)), max_leaves=12)
+documents = st.one_of(
+    values,
+    st.fixed_dictionaries({"instances": values}, optional={"signature_name": st.sampled_from(["predict_raw", "x", 3])}),
+    st.fixed_dictionaries({"inputs": values}, optional={"signature_name": st.sampled_from(["predict_raw", "serving_default"])}),
+    st.fixed_dictionaries({"examples": values}, optional={"context": values, "signature_name": st.sampled_from(["classify", "regress"])}),
+)
+paths = st.sampled_from([f"/v1/models/{MODEL}:predict", f"/v1/models/{MODEL}:classify", f"/v1/models/{MODEL}:regress",
+                         f"/v1/models/{MODEL}/versions/1:predict", f"/v1/models/{MODEL}/labels/canary:regress"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(path=paths, document=documents, raw=st.one_of(st.none(), st.binary(max_size=64)))
+def test_rest_fuzz_never_5xx(shared_server, path: str, document: object, raw: bytes | None) -> None:  # type: ignore[no-untyped-def]
+    body = raw if raw is not None else json.dumps(document, allow_nan=True).encode()
+    response = httpx.post(shared_server.rest_url + path, content=body, timeout=20)
+    assert response.status_code < 500 or response.status_code == 501, (body, response.text)
+    if response.status_code != 200:
+        assert "error" in json.loads(response.content)
+
+
+def test_server_still_up_after_fuzz(shared_server) -> None:  # type: ignore[no-untyped-def]
+    assert httpx.get(shared_server.rest_url + "/readyz").status_code == 200
