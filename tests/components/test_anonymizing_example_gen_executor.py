@@ -139,3 +139,27 @@ def test_k_anonymity_violation_fails_with_a_report_and_leaves_no_examples(raw: P
     assert "k-anonymity violated" in message and "fewer than k=50 distinct card_id" in message
     assert "(age_band, cep_region)" in message and "on_violation: suppress" in message
     assert not list((tmp_path / "examples").glob("Split-*"))
+
+
+def test_component_parameters_hold_the_policy_but_no_key() -> None:
+    from components.anonymizing_example_gen import AnonymizingExampleGen
+
+    privacy, sequence = sections()
+    component = AnonymizingExampleGen(input_base="/data", privacy_policy=privacy, sequence_features=sequence,
+                                      input_config=example_gen_pb2.Input(splits=[
+                                          example_gen_pb2.Input.Split(name="single_split", pattern=PATTERN)]))
+    parameters = component.exec_properties
+    assert PrivacyPolicy.from_json(parameters["privacy_policy"]) == PrivacyPolicy.model_validate(privacy)
+    assert json.loads(parameters["input_pattern_templates"]) == {"single_split": PATTERN}
+    assert "executor-test-key" not in json.dumps({k: str(v) for k, v in parameters.items()})
+
+
+def test_component_refuses_inconsistent_settings_at_construction() -> None:
+    from components.anonymizing_example_gen import AnonymizingExampleGen
+
+    privacy, sequence = sections()
+    with pytest.raises(ValueError, match=r"lookback_spans needs input patterns with \{SPAN\}"):
+        AnonymizingExampleGen(input_base="/data", privacy_policy=privacy, sequence_features=sequence)
+    with pytest.raises(ValueError, match="column 'cpf', which the privacy policy does not output"):
+        AnonymizingExampleGen(input_base="/data", privacy_policy=privacy,
+                              sequence_features={**sequence, "features": ["cpf"], "lookback_spans": 0})
