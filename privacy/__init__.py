@@ -1,0 +1,1 @@
+"""Privacy at ingestion: column policy, pseudonyms, generalizations, k-anonymity, fingerprints (no TFX)."""

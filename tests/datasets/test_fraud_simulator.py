@@ -170,6 +170,6 @@ def test_memory_does_not_grow_with_the_number_of_transactions(tmp_path: Path) ->
         tracemalloc.stop()
         return top
 
-    peak(4000)  # warm-up: one-time allocations (imports, caches) are not the simulation's
-    small, large = peak(4000), peak(32000)
+    peak(3000)  # warm-up: one-time allocations (imports, caches) are not the simulation's
+    small, large = peak(3000), peak(24000)
     assert large < 1.5 * small, (small, large)
