@@ -1,1 +1,1 @@
-"""Privacy at ingestion: column policy, pseudonyms, generalizations, k-anonymity, fingerprints (no TFX)."""
+"""Privacy library, free of TFX: column policy, pseudonyms, generalizations, k-anonymity, fingerprints, audit log."""
