@@ -82,7 +82,22 @@ def install_for_newer_glibc(name: str, block: str, wheelhouse: Path) -> None:
     uv("install", "--no-deps", "--reinstall-package", name, str(local))
 
 
+def verify() -> None:
+    """Import the TFX stack in a fresh interpreter; exit with the reason if it fails."""
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    check = subprocess.run([sys.executable, "-c", IMPORT_CHECK], env=env, capture_output=True, text=True)
+    if check.returncode != 0:
+        last = (check.stderr.strip().splitlines() or ["(no output)"])[-1]
+        sys.exit(f"install: the TFX stack does not import: {last}\n"
+                 "Fix: run `make install` again; if it persists, delete .venv and retry, "
+                 "or use a system with glibc >= 2.39.")
+    print(check.stdout.strip())
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--verify-only"]:
+        verify()
+        return
     blocks = lock_blocks(LOCK.read_text())
     missing = [name for name in NEEDS_GLIBC_2_39 if name not in blocks]
     if missing:
@@ -108,14 +123,7 @@ def main() -> None:
         run(sys.executable, str(ROOT / "scripts" / "elf_compat.py"), "--patchelf", patchelf,
             *(str(site / ext) for ext in EXTENSIONS))
     uv("install", "--no-deps", "--no-build-isolation", "-e", str(ROOT))
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-    check = subprocess.run([sys.executable, "-c", IMPORT_CHECK], env=env, capture_output=True, text=True)
-    if check.returncode != 0:
-        last = (check.stderr.strip().splitlines() or ["(no output)"])[-1]
-        sys.exit(f"install: the TFX stack does not import: {last}\n"
-                 "Fix: run `make install` again; if it persists, delete .venv and retry, "
-                 "or use a system with glibc >= 2.39.")
-    print(check.stdout.strip())
+    verify()
 
 
 if __name__ == "__main__":
