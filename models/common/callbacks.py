@@ -107,8 +107,15 @@ class LearningRateAndEpsilonLogger(tf.keras.callbacks.Callback):
 
 
 def current_learning_rate(optimizer: Any) -> float:
-    """The learning rate the optimizer applies now, evaluating a schedule at the current step."""
-    rate = optimizer.learning_rate
+    """The learning rate in effect now (the one the next step uses), old and new Keras 2 optimizers.
+
+    A schedule is evaluated at the optimizer's step counter, as tf.keras's TensorBoard callback
+    does when it writes `epoch_learning_rate` itself, so both always write the same value.
+    """
+    if isinstance(optimizer, tf.keras.optimizers.legacy.Optimizer):
+        rate = optimizer.lr  # the legacy optimizers (which the DP optimizers wrap) keep the schedule here
+    else:
+        rate = getattr(optimizer, "_learning_rate", None) or optimizer.learning_rate
     if isinstance(rate, tf.keras.optimizers.schedules.LearningRateSchedule):
         rate = rate(optimizer.iterations)
     return float(tf.keras.backend.get_value(rate))

@@ -22,18 +22,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from models.common.strategy import configure_logical_cpus  # noqa: E402
+from models.common.strategy import StrategyConfigError, configure_logical_cpus  # noqa: E402
 
 REPLICAS = 2
 
-# Fails with an explanation (StrategyConfigError) if something initialised TF earlier.
-configure_logical_cpus(REPLICAS)
+try:
+    configure_logical_cpus(REPLICAS)
+    _DEVICE_ERROR: Exception | None = None
+except StrategyConfigError as error:  # something in this session ran TF before this file
+    _DEVICE_ERROR = error
 assert tf.keras.__name__.startswith("tf_keras"), "Keras 2 (tf-keras) is required: set TF_USE_LEGACY_KERAS=1"
 
 
 @pytest.fixture(scope="session")
 def mirrored() -> tf.distribute.MirroredStrategy:
     """One 2-replica strategy per session: collective keys restart with every new instance."""
+    if _DEVICE_ERROR is not None:
+        pytest.fail(f"2-replica tests need 2 logical CPUs: {_DEVICE_ERROR} Run them on their own: "
+                    "pytest tests/models/common")
     return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(REPLICAS)])
 
 

@@ -1,0 +1,65 @@
+"""One worker of a MultiWorkerMirroredStrategy training; TF_CONFIG names the cluster and the task.
+
+Each worker gets a different seed on purpose: identical final weights then come from the
+strategy (initial values broadcast from the chief, gradients all-reduced), not from chance.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from models.common.determinism import make_deterministic  # noqa: E402
+from models.common.strategy import build_strategy, is_chief, worker_output_dir  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    task = json.loads(os.environ["TF_CONFIG"])["task"]
+
+    strategy = build_strategy("multi_worker")
+    make_deterministic(100 + task["index"])
+    rng = np.random.default_rng(2024)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    y = (x[:, :1] - x[:, 2:3] > 0).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(256).batch(32)
+
+    with strategy.scope():
+        inputs = tf.keras.Input(shape=(8,))
+        hidden = tf.keras.layers.Dense(16, activation="relu")(inputs)
+        model = tf.keras.Model(inputs, tf.keras.layers.Dense(1, activation="sigmoid")(hidden))
+        model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="binary_crossentropy")
+        initial = [w.copy() for w in model.get_weights()]
+    history = model.fit(data, epochs=args.epochs, verbose=0)
+
+    target = os.path.join(args.out, "model")
+    saved_to = worker_output_dir(target, strategy)
+    model.save(saved_to, include_optimizer=False)  # every worker must take part
+    if saved_to != target:
+        shutil.rmtree(os.path.dirname(saved_to))
+
+    np.savez(os.path.join(args.out, f"worker{task['index']}.npz"), *model.get_weights())
+    report = {
+        "replicas": strategy.num_replicas_in_sync,
+        "chief": is_chief(strategy),
+        "epochs": history.epoch,
+        "moved": any(not np.array_equal(a, b) for a, b in zip(initial, model.get_weights())),
+    }
+    with open(os.path.join(args.out, f"worker{task['index']}.json"), "w") as f:
+        json.dump(report, f)
+
+
+if __name__ == "__main__":
+    main()
