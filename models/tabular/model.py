@@ -74,7 +74,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model = build_model(settings, sizes)
     model.summary(print_fn=absl.logging.info)
     model.fit(train, steps_per_epoch=fn_args.train_steps, validation_data=evaluation,
-              validation_steps=fn_args.eval_steps, epochs=1,
+              validation_steps=fn_args.eval_steps, epochs=1, verbose=2,
               callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
     signatures = make_serving_signatures(
         model, transform_output, settings.label, lambda transformed: to_model_inputs(settings, transformed))

@@ -143,17 +143,22 @@ def test_beam_dag_runner_pushes_a_model(tmp_path: Path) -> None:
     assert (workspace.config.serving.base_path / report.version / "saved_model.pb").is_file()
 
 
-def test_tfx_cli_creates_and_runs_the_pipeline(tmp_path: Path) -> None:
-    workspace = make_workspace(tmp_path, {"training": {"train_steps": 30, "eval_steps": 5},
-                                          "evaluation": {"auc_lower_bound": 0.5}})
-    env = dict(os.environ, ESTEIRA_CONFIG=str(workspace.config_path), LOCAL_HOME=str(tmp_path / "tfx_home"),
+def test_tfx_cli_creates_and_runs_the_pipeline(first_run) -> None:
+    """TFX's own CLI executes pipeline/local_runner.py against the same workspace and records a run."""
+    workspace, _first, _ = first_run
+    store = lineage.open_store(workspace.config.pipeline.metadata_path)
+    runs_before = len(store.get_contexts_by_type(lineage.RUN_CONTEXT))
+    env = dict(os.environ, ESTEIRA_CONFIG=str(workspace.config_path),
+               LOCAL_HOME=str(workspace.root / "tfx_home"),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     tfx = str(Path(sys.executable).parent / "tfx")
     for args in (["pipeline", "create", "--engine", "local",
                   "--pipeline_path", str(REPO / "pipeline" / "local_runner.py")],
                  ["run", "create", "--engine", "local", "--pipeline_name", workspace.config.pipeline.name]):
-        result = subprocess.run([tfx, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+        result = subprocess.run([tfx, *args], cwd=workspace.root, env=env, capture_output=True, text=True,
                                 timeout=900)
         assert result.returncode == 0, result.stderr[-4000:]
+    store = lineage.open_store(workspace.config.pipeline.metadata_path)
+    assert len(store.get_contexts_by_type(lineage.RUN_CONTEXT)) == runs_before + 1
     report = load_report(workspace.config.pipeline.metadata_path, workspace.config.pipeline.name)
-    assert report.pushed is True and not report.failed
+    assert not report.failed and "Trainer" in report.cached and report.blessed is True
