@@ -44,6 +44,7 @@ class NonFiniteGuard(tf.keras.callbacks.Callback):
         super().__init__()
         self.weights_every = weights_every
         self._epoch = 0
+        self._last_batch = -1
         self._finite: Callable[[], tf.Tensor] | None = None
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
@@ -60,6 +61,7 @@ class NonFiniteGuard(tf.keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._last_batch = batch
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self._stop(batch, "loss", float(loss))
@@ -68,7 +70,7 @@ class NonFiniteGuard(tf.keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if not self.weights_every:
-            self._check_weights(batch=-1)
+            self._check_weights(self._last_batch)  # reported as the epoch's last batch
 
     def _check_weights(self, batch: int) -> None:
         assert self._finite is not None
@@ -79,8 +81,7 @@ class NonFiniteGuard(tf.keras.callbacks.Callback):
 
     def _stop(self, batch: int, tensor: str, value: float | None = None) -> None:
         self.model.stop_training = True
-        # batch == -1: found at the end of the epoch, after its last batch.
-        raise NonFiniteTrainingError(self._epoch + 1, batch + 1 if batch >= 0 else 0, tensor, value)
+        raise NonFiniteTrainingError(self._epoch + 1, batch + 1, tensor, value)
 
 
 class LearningRateAndEpsilonLogger(tf.keras.callbacks.Callback):

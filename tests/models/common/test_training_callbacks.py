@@ -96,6 +96,26 @@ def test_a_non_finite_weight_is_named() -> None:
                   callbacks=[PoisonWeight(), NonFiniteGuard()], verbose=0)
 
 
+def test_weights_checked_once_per_epoch_report_its_last_batch() -> None:
+    class PoisonAtEpochEnd(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            bias = self.model.get_layer("out").bias
+            bias.assign(tf.fill(bias.shape, np.inf))
+
+    with pytest.raises(NonFiniteTrainingError, match=r"weight 'out/bias:0' at epoch 1, batch 4 "):
+        _model(0.01).fit(_data(), epochs=2, steps_per_epoch=STEPS_PER_EPOCH, verbose=0,
+                         callbacks=[PoisonAtEpochEnd(), NonFiniteGuard(weights_every=0)])
+
+
+def test_guard_works_under_two_replicas(mirrored) -> None:
+    with mirrored.scope():
+        model = _model(0.01)
+    with pytest.raises(NonFiniteTrainingError) as raised:
+        model.fit(_data(poison_batch=2), epochs=1, steps_per_epoch=STEPS_PER_EPOCH,
+                  callbacks=[NonFiniteGuard()], verbose=0)
+    assert (raised.value.epoch, raised.value.batch, raised.value.tensor) == (1, 3, "loss")
+
+
 def test_healthy_training_is_left_alone() -> None:
     history = _model(0.01).fit(_data(), epochs=2, steps_per_epoch=STEPS_PER_EPOCH,
                                callbacks=[NonFiniteGuard()], verbose=0)

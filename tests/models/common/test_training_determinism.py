@@ -17,13 +17,16 @@ def _weights(path: str) -> list[np.ndarray]:
 
 
 def test_same_seed_same_weights_bit_for_bit(tmp_path, script_env, script_command) -> None:
-    """Two runs with seed 7 and one with seed 8, in parallel, each in a fresh process."""
-    runs = {"a": 7, "b": 7, "other": 8}
+    """Seed 7 twice, seed 8 once, and seed 7 twice with DP-SGD (its noise must follow the seed
+    too); in parallel, each in a fresh process."""
+    runs = {"a": (7,), "b": (7,), "other": (8,), "dp_a": (7, "--dp", "fast"), "dp_b": (7, "--dp", "fast")}
     processes = {}
-    for name, seed in runs.items():
+    for name, (seed, *extra) in runs.items():
         (tmp_path / name).mkdir()
         processes[name] = subprocess.Popen(
-            script_command("train_small.py", "--seed", seed, "--out", tmp_path / name / "report.json"),
+            script_command(
+                "train_small.py", "--seed", seed, *extra, "--out", tmp_path / name / "report.json"
+            ),
             env=script_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
     try:
@@ -35,10 +38,12 @@ def test_same_seed_same_weights_bit_for_bit(tmp_path, script_env, script_command
             if process.poll() is None:
                 process.kill()
 
-    a, b, other = (_weights(str(tmp_path / name / "report.json.npz")) for name in runs)
+    a, b, other, dp_a, dp_b = (_weights(str(tmp_path / name / "report.json.npz")) for name in runs)
     assert json.loads((tmp_path / "a" / "report.json").read_text())["steps_at_end"] == 48
     assert all(np.array_equal(x, y) for x, y in zip(a, b)), "same seed, different weights"
     assert not all(np.array_equal(x, y) for x, y in zip(a, other)), "the seed has no effect"
+    assert all(np.array_equal(x, y) for x, y in zip(dp_a, dp_b)), "same seed, different DP weights"
+    assert not all(np.array_equal(x, y) for x, y in zip(a, dp_a)), "DP training changed nothing"
 
 
 @pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True])

@@ -32,6 +32,11 @@ def test_mirrored_uses_one_logical_cpu_per_replica(replicas: int) -> None:
     assert devices == [f"device:CPU:{i}" for i in range(replicas)]
 
 
+def test_mirrored_on_one_machine_is_its_own_chief(mirrored) -> None:
+    assert is_chief(mirrored)
+    assert worker_output_dir("/out/model", mirrored) == "/out/model"
+
+
 def test_too_late_for_more_logical_cpus_names_the_fix() -> None:
     configure_logical_cpus(2)  # what the process already has: accepted
     with pytest.raises(StrategyConfigError, match=r"configure_logical_cpus\(3\) at the start"):

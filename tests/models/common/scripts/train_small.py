@@ -21,6 +21,7 @@ import tensorflow as tf  # noqa: E402
 
 from models.common.checkpointing import ResumableBackup, remove_backup  # noqa: E402
 from models.common.determinism import make_deterministic  # noqa: E402
+from models.common.dp import DPConfig, compile_dp_model  # noqa: E402
 
 EXAMPLES, FEATURES, BATCH = 512, 8, 32
 
@@ -49,6 +50,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--backup-dir")
     parser.add_argument("--block-after-epoch", type=int)
+    parser.add_argument("--dp", choices=["fast", "vectorized", "microbatch"], help="DP-SGD clipping")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -56,13 +58,19 @@ def main() -> None:
     rng = np.random.default_rng(2024)  # the data is fixed; only the seed varies
     x = rng.normal(size=(EXAMPLES, FEATURES)).astype("float32")
     y = (x[:, :1] + 0.5 * x[:, 1:2] > 0).astype("float32")
-    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(EXAMPLES).batch(BATCH)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(EXAMPLES).batch(BATCH, drop_remainder=True)
 
     inputs = tf.keras.Input(shape=(FEATURES,))
     hidden = tf.keras.layers.Dense(16, activation="relu")(inputs)
     hidden = tf.keras.layers.Dropout(0.2)(hidden)
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(1, activation="sigmoid")(hidden))
-    model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="binary_crossentropy")
+    if args.dp:
+        model = compile_dp_model(
+            model, DPConfig(l2_norm_clip=1.0, noise_multiplier=1.0, clipping=args.dp),
+            optimizer=tf.keras.optimizers.Adam(0.01), loss=tf.keras.losses.BinaryCrossentropy(),
+        )
+    else:
+        model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="binary_crossentropy")
 
     callbacks: list[tf.keras.callbacks.Callback] = []
     backup = ResumableBackup(args.backup_dir) if args.backup_dir else None
