@@ -48,6 +48,8 @@ def configure_logical_cpus(num_devices: int) -> None:
     """
     if num_devices < 1:
         raise StrategyConfigError(f"num_devices must be >= 1, got {num_devices}.")
+    if num_devices == 1:
+        return  # every process has at least one CPU device, configured or not
     cpus = tf.config.list_physical_devices("CPU")
     current = tf.config.get_logical_device_configuration(cpus[0])
     if current is not None and len(current) >= num_devices:

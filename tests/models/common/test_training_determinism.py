@@ -17,9 +17,9 @@ def _weights(path: str) -> list[np.ndarray]:
 
 
 def test_same_seed_same_weights_bit_for_bit(tmp_path, script_env, script_command) -> None:
-    """Seed 7 twice, seed 8 once, and seed 7 twice with DP-SGD (its noise must follow the seed
-    too); in parallel, each in a fresh process."""
-    runs = {"a": (7,), "b": (7,), "other": (8,), "dp_a": (7, "--dp", "fast"), "dp_b": (7, "--dp", "fast")}
+    """Seed 7 twice, seed 8 once, in parallel, each in a fresh process. The seed-7 processes also
+    train with DP-SGD afterwards (re-seeded): its noise must follow the seed too."""
+    runs = {"a": (7, "--also-dp", "fast"), "b": (7, "--also-dp", "fast"), "other": (8,)}
     processes = {}
     for name, (seed, *extra) in runs.items():
         (tmp_path / name).mkdir()
@@ -38,7 +38,8 @@ def test_same_seed_same_weights_bit_for_bit(tmp_path, script_env, script_command
             if process.poll() is None:
                 process.kill()
 
-    a, b, other, dp_a, dp_b = (_weights(str(tmp_path / name / "report.json.npz")) for name in runs)
+    a, b, other = (_weights(str(tmp_path / name / "report.json.npz")) for name in runs)
+    dp_a, dp_b = (_weights(str(tmp_path / name / "report.json.dp.npz")) for name in ("a", "b"))
     assert json.loads((tmp_path / "a" / "report.json").read_text())["steps_at_end"] == 48
     assert all(np.array_equal(x, y) for x, y in zip(a, b)), "same seed, different weights"
     assert not all(np.array_equal(x, y) for x, y in zip(a, other)), "the seed has no effect"

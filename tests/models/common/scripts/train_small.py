@@ -50,27 +50,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--backup-dir")
     parser.add_argument("--block-after-epoch", type=int)
-    parser.add_argument("--dp", choices=["fast", "vectorized", "microbatch"], help="DP-SGD clipping")
+    parser.add_argument(
+        "--also-dp", choices=["fast", "vectorized", "microbatch"],
+        help="afterwards, re-seed and train again with DP-SGD; weights go to <out>.dp.npz",
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
     make_deterministic(args.seed)
-    rng = np.random.default_rng(2024)  # the data is fixed; only the seed varies
-    x = rng.normal(size=(EXAMPLES, FEATURES)).astype("float32")
-    y = (x[:, :1] + 0.5 * x[:, 1:2] > 0).astype("float32")
-    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(EXAMPLES).batch(BATCH, drop_remainder=True)
-
-    inputs = tf.keras.Input(shape=(FEATURES,))
-    hidden = tf.keras.layers.Dense(16, activation="relu")(inputs)
-    hidden = tf.keras.layers.Dropout(0.2)(hidden)
-    model = tf.keras.Model(inputs, tf.keras.layers.Dense(1, activation="sigmoid")(hidden))
-    if args.dp:
-        model = compile_dp_model(
-            model, DPConfig(l2_norm_clip=1.0, noise_multiplier=1.0, clipping=args.dp),
-            optimizer=tf.keras.optimizers.Adam(0.01), loss=tf.keras.losses.BinaryCrossentropy(),
-        )
-    else:
-        model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="binary_crossentropy")
+    data = _data()
+    model = _model(dp=None)
 
     callbacks: list[tf.keras.callbacks.Callback] = []
     backup = ResumableBackup(args.backup_dir) if args.backup_dir else None
@@ -97,6 +86,33 @@ def main() -> None:
     }
     with open(args.out, "w") as f:
         json.dump(report, f)
+
+    if args.also_dp:
+        make_deterministic(args.seed)
+        dp_model = _model(dp=args.also_dp)
+        dp_model.fit(_data(), epochs=args.epochs, verbose=0)
+        np.savez(args.out + ".dp.npz", *dp_model.get_weights())
+
+
+def _data() -> tf.data.Dataset:
+    rng = np.random.default_rng(2024)  # the data is fixed; only the seed varies
+    x = rng.normal(size=(EXAMPLES, FEATURES)).astype("float32")
+    y = (x[:, :1] + 0.5 * x[:, 1:2] > 0).astype("float32")
+    return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(EXAMPLES).batch(BATCH, drop_remainder=True)
+
+
+def _model(dp: str | None) -> tf.keras.Model:
+    inputs = tf.keras.Input(shape=(FEATURES,))
+    hidden = tf.keras.layers.Dense(16, activation="relu")(inputs)
+    hidden = tf.keras.layers.Dropout(0.2)(hidden)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(1, activation="sigmoid")(hidden))
+    if dp:
+        return compile_dp_model(
+            model, DPConfig(l2_norm_clip=1.0, noise_multiplier=1.0, clipping=dp),
+            optimizer=tf.keras.optimizers.Adam(0.01), loss=tf.keras.losses.BinaryCrossentropy(),
+        )
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="binary_crossentropy")
+    return model
 
 
 if __name__ == "__main__":
