@@ -183,3 +183,26 @@ def test_microbatch_model_reloads_with_include_optimizer_false(tmp_path) -> None
     model.save(tmp_path / "m", include_optimizer=False)
     reloaded = tf.keras.models.load_model(tmp_path / "m")
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_dict_inputs_as_in_a_tfx_run_fn(method: str) -> None:
+    """Transformed features arrive as a dict of named tensors; every method must accept it."""
+    inputs = {name: tf.keras.Input(shape=(1,), name=name) for name in ("amount", "hour")}
+    joined = tf.keras.layers.Concatenate()([inputs["amount"], inputs["hour"]])
+    hidden = tf.keras.layers.Dense(4, activation="relu")(joined)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(1)(hidden))
+    dp_model = compile_dp_model(
+        model,
+        DPConfig(1.0, 1.0, method),
+        optimizer=tf.keras.optimizers.Adam(1e-2),
+        loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+        metrics=[tf.keras.metrics.AUC(name="auc")],
+    )
+    if method == "fast":
+        assert dp_model._enable_fast_peg_computation  # not silently the slow path
+    rng = np.random.default_rng(0)
+    features = {name: rng.normal(size=(64, 1)).astype("float32") for name in inputs}
+    labels = (features["amount"] > 0).astype("float32")
+    history = dp_model.fit(features, labels, batch_size=16, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0]) and "auc" in history.history
