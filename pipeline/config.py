@@ -13,6 +13,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from components.anonymizing_example_gen.sequence_features import SequenceFeaturesConfig
+from privacy.errors import PrivacyError
+from privacy.policy import PrivacyPolicy
+
 
 class ConfigError(ValueError):
     """A configuration problem a user can fix; the message names the key or path and the fix."""
@@ -31,9 +35,17 @@ class FeatureType(str, Enum):
 class DataConfig(_Section):
     """Where the raw data lives and what its columns mean."""
 
-    source: Path = Field(description="folder of CSV files read by ExampleGen (every *.csv in it)")
+    source: Path = Field(description="folder of CSV files read by ExampleGen")
+    input_pattern: str = Field(
+        default="*.csv",
+        description="files under source; '{SPAN:4}' marks a span number, e.g. 'span-{SPAN:4}/*.csv' "
+                    "(the latest span is read)")
     label: str = Field(description="binary label column (0/1)")
-    features: dict[str, FeatureType] = Field(description="feature column -> float | int | string")
+    features: dict[str, FeatureType] = Field(
+        description="feature column -> float | int | string (with a privacy policy: its output columns "
+                    "and history features)")
+    partition_feature: str | None = Field(
+        default=None, description="split by this column's hash (e.g. card_id) instead of the whole example")
     split: dict[str, int] = Field(
         default={"train": 4, "eval": 1},
         description="output split name -> hash buckets; must contain 'train' and 'eval'")
@@ -70,6 +82,7 @@ class ModelConfig(_Section):
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     learning_rate: float = Field(default=1e-3, gt=0.0)
     batch_size: int = Field(default=32, ge=1)
+    options: dict[str, Any] = Field(default={}, description="model-specific settings, checked by the model")
 
     @field_validator("hidden_units")
     @classmethod
@@ -92,7 +105,19 @@ class EvaluationConfig(_Section):
     auc_change_threshold: float = Field(
         default=-0.01, le=0.0,
         description="smallest allowed AUC difference (candidate - baseline); -0.01 tolerates a 0.01 drop")
-    slice_features: list[str] = Field(default=[], description="raw features to slice metrics by")
+    slice_features: list[str] = Field(
+        default=[], description="features to slice metrics by (transformed ones too with transform_signature)")
+    recall_at_false_positive_rates: list[float] = Field(
+        default=[], description="report recall at these false-positive rates, e.g. [0.01]")
+    transform_signature: str | None = Field(
+        default=None, description="model signature TFMA runs first so slices can use transformed features")
+
+    @field_validator("recall_at_false_positive_rates")
+    @classmethod
+    def _rates_in_unit_interval(cls, value: list[float]) -> list[float]:
+        if any(not 0.0 < rate < 1.0 for rate in value):
+            raise ValueError("false-positive rates must be between 0 and 1 (exclusive)")
+        return value
 
 
 class ServingConfig(_Section):
@@ -129,14 +154,42 @@ class UseCaseConfig(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     serving: ServingConfig
     runner: RunnerConfig = RunnerConfig()
+    privacy: PrivacyPolicy | None = Field(
+        default=None, description="column policy applied while reading raw data (anonymizing ExampleGen)")
+    sequence_features: SequenceFeaturesConfig | None = Field(
+        default=None, description="per-key history features built by the anonymizing ExampleGen")
 
     @model_validator(mode="after")
     def _slices_are_features(self) -> "UseCaseConfig":
         unknown = [name for name in self.evaluation.slice_features if name not in self.data.features]
-        if unknown:
+        if unknown and self.evaluation.transform_signature is None:
             raise ValueError(
-                f"evaluation.slice_features names {unknown}, which are not in data.features")
+                f"evaluation.slice_features names {unknown}, which are not in data.features "
+                "(set evaluation.transform_signature to slice on transformed features)")
         return self
+
+    @model_validator(mode="after")
+    def _columns_come_from_the_policy(self) -> "UseCaseConfig":
+        if self.sequence_features is not None and self.privacy is None:
+            raise ValueError("sequence_features needs a privacy section (the anonymizing ExampleGen builds them)")
+        if self.privacy is None:
+            return self
+        outputs = dict(self.privacy.output_columns())
+        if self.sequence_features is not None:
+            outputs.update(self.sequence_features.feature_kinds(outputs))
+        for name in [self.data.label, *self.data.features, *filter(None, [self.data.partition_feature])]:
+            if name not in outputs:
+                raise ValueError(
+                    f"data column '{name}' is not produced by the privacy policy; "
+                    f"available: {', '.join(sorted(outputs))}")
+        return self
+
+    def sequence_feature_types(self) -> dict[str, str]:
+        """History feature name -> float | int | string, as the anonymizing ExampleGen emits them."""
+        if self.sequence_features is None or self.privacy is None:
+            return {}
+        kinds = self.sequence_features.feature_kinds(self.privacy.output_columns())
+        return {name: {"bytes": "string"}.get(kind, kind) for name, kind in kinds.items()}
 
     def resolved(self, base: Path) -> "UseCaseConfig":
         """A copy with every relative path made absolute against ``base``."""
@@ -219,19 +272,37 @@ def load_config(path: str | Path, base: Path | None = None) -> UseCaseConfig:
     return _validate(data, source=str(path)).resolved(base or Path.cwd())
 
 
+def input_glob(pattern: str) -> str:
+    """ExampleGen's span/version/date placeholders as glob wildcards, to find the files up front."""
+    import re
+
+    return re.sub(r"\{(SPAN|VERSION|YYYY|MM|DD)(:\d+)?\}", "*", pattern)
+
+
 def check_data_columns(config: UseCaseConfig) -> list[Path]:
-    """Check the data folder exists and every CSV has the label and feature columns; return the CSVs."""
+    """Check the data exists and every CSV has the columns the config needs; return the CSVs.
+
+    With a privacy policy, the raw header must match the policy exactly (deny by default);
+    otherwise the label and feature columns must be present.
+    """
     source = config.data.source
     if not source.is_dir():
         raise ConfigError(
             f"data.source: folder {source} not found; create the data first "
-            f"(e.g. `esteira data breast-cancer --out {source}`) or fix the path")
-    files = sorted(source.glob("*.csv"))
+            f"(`esteira data breast-cancer --out {source}` or `esteira data fraud ... --out {source}`) "
+            "or fix the path")
+    files = sorted(source.glob(input_glob(config.data.input_pattern)))
     if not files:
-        raise ConfigError(f"data.source: no *.csv file in {source}")
+        raise ConfigError(f"data.input_pattern: no file matches {config.data.input_pattern} in {source}")
     for file in files:
         with file.open(newline="") as handle:
             header = next(csv.reader(handle), [])
+        if config.privacy is not None:
+            try:
+                config.privacy.check_header(header, source=str(file))
+            except (ValueError, PrivacyError) as error:
+                raise ConfigError(f"privacy.columns: {error}") from None
+            continue
         if config.data.label not in header:
             raise ConfigError(
                 f"data.label: column '{config.data.label}' not in {file.name} "

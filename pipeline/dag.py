@@ -5,9 +5,13 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+import json
+
 import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
+from tfx.dsl.components.base.base_component import BaseComponent
 
 from components.idempotent_pusher import IdempotentPusherExecutor
 from pipeline.config import UseCaseConfig
@@ -25,7 +29,17 @@ def trainer_custom_config(config: UseCaseConfig) -> dict:
         "learning_rate": config.model.learning_rate,
         "batch_size": config.model.batch_size,
         "seed": config.training.seed,
+        "sequence": {
+            "length": config.sequence_features.length,
+            "prefix": config.sequence_features.prefix,
+            "features": config.sequence_feature_types(),
+        } if config.sequence_features else None,
+        "options": dict(config.model.options),
     }
+
+
+def recall_metric_name(rate: float) -> str:
+    return f"recall_at_fpr_{rate:g}"
 
 
 def eval_config(config: UseCaseConfig) -> tfma.EvalConfig:
@@ -37,19 +51,44 @@ def eval_config(config: UseCaseConfig) -> tfma.EvalConfig:
             absolute={"value": config.evaluation.auc_change_threshold}))
     metrics = [
         tfma.MetricConfig(class_name="ExampleCount"),
-        tfma.MetricConfig(class_name="AUC", threshold=auc_gate),
+        # The gate judges the whole eval split; slices are reported, not gated (a small slice's AUC is noise).
+        tfma.MetricConfig(class_name="AUC", per_slice_thresholds=[
+            tfma_config.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=auc_gate)]),
         tfma.MetricConfig(class_name="AUCPrecisionRecall"),
         tfma.MetricConfig(class_name="BinaryAccuracy"),
         tfma.MetricConfig(class_name="Precision"),
         tfma.MetricConfig(class_name="Recall"),
+        *(tfma.MetricConfig(class_name="RecallAtFalsePositiveRate",
+                            config=json.dumps({"false_positive_rate": rate, "name": recall_metric_name(rate)}))
+          for rate in config.evaluation.recall_at_false_positive_rates),
     ]
     slices = [tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[name])
                                      for name in config.evaluation.slice_features]
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=config.data.label,
-                                    prediction_key=PREDICTION_KEY)],
+        model_specs=[tfma.ModelSpec(
+            signature_name="serving_default", label_key=config.data.label, prediction_key=PREDICTION_KEY,
+            preprocessing_function_names=[config.evaluation.transform_signature]
+            if config.evaluation.transform_signature else [])],
         slicing_specs=slices,
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
+
+
+def make_example_gen(config: UseCaseConfig) -> BaseComponent:
+    """CsvExampleGen, or the anonymizing ExampleGen when the use case declares a privacy policy."""
+    input_config = tfx.proto.Input(splits=[tfx.proto.Input.Split(name="raw", pattern=config.data.input_pattern)])
+    output_config = tfx.proto.Output(split_config=tfx.proto.SplitConfig(
+        splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
+                for name, buckets in config.data.split.items()],
+        partition_feature_name=config.data.partition_feature or ""))
+    if config.privacy is None:
+        return tfx.components.CsvExampleGen(input_base=str(config.data.source), input_config=input_config,
+                                            output_config=output_config)
+    from components.anonymizing_example_gen import AnonymizingExampleGen
+
+    return AnonymizingExampleGen(
+        input_base=str(config.data.source), privacy_policy=config.privacy,
+        sequence_features=config.sequence_features, input_config=input_config,
+        output_config=output_config)
 
 
 def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None = None) -> tfx.dsl.Pipeline:
@@ -57,11 +96,7 @@ def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None 
     module = config.model.module
     custom_config = trainer_custom_config(config)
 
-    example_gen = tfx.components.CsvExampleGen(
-        input_base=str(config.data.source),
-        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
-            tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
-            for name, buckets in config.data.split.items()])))
+    example_gen = make_example_gen(config)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
                                           infer_feature_shape=True)

@@ -45,10 +45,27 @@ def _evaluation_metrics(uri: str) -> tuple[dict[str, float], list[str]]:
     failures: list[str] = []
     validation = tfma.load_validation_result(uri)
     for per_slice in validation.metric_validations_per_slice:
+        where = ", ".join(f"{key.column}={key.bytes_value.decode() or key.int64_value or key.float_value}"
+                          for key in per_slice.slice_key.single_slice_keys) or "overall"
         for failure in per_slice.failures:
-            failures.append(f"{failure.metric_key.name}{' change' if failure.metric_key.is_diff else ''}: "
-                            f"{failure.message}")
+            failures.append(f"{_describe_failure(failure)} ({where})")
     return metrics, failures
+
+
+def _describe_failure(failure) -> str:
+    """E.g. 'auc 0.7598 below the lower bound 0.85' or 'auc change -0.0312 below the allowed -0.01'."""
+    name = failure.metric_key.name
+    value = failure.metric_value.double_value.value
+    threshold = failure.metric_threshold
+    if failure.metric_key.is_diff:
+        allowed = threshold.change_threshold.absolute.value
+        return f"{name} change {value:+.4f} vs the blessed baseline is below the allowed {allowed:+.4f}"
+    bounds = threshold.value_threshold
+    if bounds.HasField("lower_bound") and value < bounds.lower_bound.value:
+        return f"{name} {value:.4f} below the lower bound {bounds.lower_bound.value:g}"
+    if bounds.HasField("upper_bound") and value > bounds.upper_bound.value:
+        return f"{name} {value:.4f} above the upper bound {bounds.upper_bound.value:g}"
+    return f"{name} {value:.4f} failed {failure.message or 'its threshold'}"
 
 
 def build_report(store: mlmd.MetadataStore, pipeline_name: str, run_id: str | None = None) -> RunReport:
@@ -93,9 +110,9 @@ def format_report(report: RunReport, serving_base: Path, wall_seconds: float | N
         lines.append(f"cache hits: {len(report.cached)} of {len(report.executions)} "
                      f"({', '.join(report.cached)})")
     if "auc" in report.metrics:
-        extras = ", ".join(f"{name} {report.metrics[name]:.4f}" for name in
-                           ("auc_precision_recall", "binary_accuracy", "precision", "recall")
-                           if name in report.metrics)
+        names = ["auc_precision_recall", "binary_accuracy", "precision", "recall",
+                 *sorted(name for name in report.metrics if name.startswith("recall_at_fpr_"))]
+        extras = ", ".join(f"{name} {report.metrics[name]:.4f}" for name in names if name in report.metrics)
         count = int(report.metrics.get("example_count", 0))
         lines.append(f"eval AUC {report.metrics['auc']:.4f} on {count} examples ({extras})")
     if report.blessed is not None:

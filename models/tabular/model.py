@@ -77,6 +77,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
               validation_steps=fn_args.eval_steps, epochs=1, verbose=2,
               callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
     signatures = make_serving_signatures(
-        model, transform_output, settings.label, lambda transformed: to_model_inputs(settings, transformed))
+        model, transform_output, settings.label, list(settings.features),
+        lambda transformed: to_model_inputs(settings, transformed))
     model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures,
                include_optimizer=False)

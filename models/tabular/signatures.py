@@ -19,9 +19,13 @@ def make_serving_signatures(
     model: tf.keras.Model,
     transform_output: tft.TFTransformOutput,
     label: str,
+    raw_features: list[str],
     to_model_inputs: Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]],
 ) -> dict[str, tf.types.experimental.ConcreteFunction]:
-    """Build both signatures; ``to_model_inputs`` maps transformed features to the model's inputs."""
+    """Build both signatures; ``to_model_inputs`` maps transformed features to the model's inputs.
+
+    The raw signature takes only ``raw_features`` (the columns the model uses), one value per row.
+    """
     model.tft_layer = transform_output.transform_features_layer()
     raw_spec = dict(transform_output.raw_feature_spec())
     raw_spec.pop(label, None)
@@ -34,16 +38,21 @@ def make_serving_signatures(
     def serve_examples(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         return predict(tf.io.parse_example(serialized, raw_spec))
 
-    raw_inputs = {name: tf.TensorSpec(shape=[None], dtype=spec.dtype, name=name)
-                  for name, spec in sorted(raw_spec.items())}
+    raw_inputs = {name: tf.TensorSpec(shape=[None], dtype=raw_spec[name].dtype, name=name)
+                  for name in sorted(raw_features)}
 
     @tf.function(input_signature=[raw_inputs])
     def serve_raw(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        # One scalar per row in, the schema's fixed shape (e.g. [1]) out, as parse_example gives.
-        shaped = {name: tf.reshape(value, [-1, *raw_spec[name].shape]) for name, value in features.items()}
-        return predict(shaped)
+        return predict({name: _as_parsed(value, raw_spec[name]) for name, value in features.items()})
 
     return {
         EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
         RAW_SIGNATURE: serve_raw.get_concrete_function(),
     }
+
+
+def _as_parsed(value: tf.Tensor, spec: tf.io.FixedLenFeature | tf.io.VarLenFeature) -> tf.Tensor | tf.SparseTensor:
+    """One value per row, shaped as tf.io.parse_example would give it for this feature spec."""
+    if isinstance(spec, tf.io.VarLenFeature):
+        return tf.sparse.from_dense(tf.reshape(value, [-1, 1]))
+    return tf.reshape(value, [-1, *spec.shape])

@@ -115,3 +115,43 @@ def test_cli_config_error_is_one_line_without_traceback(tmp_path: Path) -> None:
     debug = subprocess.run([sys.executable, "-m", "pipeline.cli", "--debug", "run", "--config", str(path)],
                            capture_output=True, text=True, cwd=tmp_path)
     assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+FRAUD_CONFIG = REPO / "configs" / "fraud.yaml"
+
+
+def write_fraud_config(tmp_path: Path, mutate) -> Path:
+    data = yaml.safe_load(FRAUD_CONFIG.read_text())
+    mutate(data)
+    path = tmp_path / "fraud.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_fraud_config_loads_with_policy_and_history() -> None:
+    config = load_config(FRAUD_CONFIG)
+    assert config.privacy is not None and config.sequence_features is not None
+    history = config.sequence_feature_types()
+    assert history["history_merchant_category"] == "string" and history["history_mask"] == "int"
+
+
+def test_feature_the_policy_drops_is_refused(tmp_path: Path) -> None:
+    path = write_fraud_config(tmp_path, lambda d: d["data"]["features"].update(cpf="string"))
+    with pytest.raises(ConfigError, match=r"data column 'cpf' is not produced by the privacy policy"):
+        load_config(path)
+
+
+def test_history_without_privacy_is_refused(tmp_path: Path) -> None:
+    path = write_fraud_config(tmp_path, lambda d: d.pop("privacy"))
+    with pytest.raises(ConfigError, match="sequence_features needs a privacy section"):
+        load_config(path)
+
+
+def test_raw_column_missing_from_policy_stops_before_the_run(tmp_path: Path) -> None:
+    span = tmp_path / "data" / "fraud" / "span-0001"
+    span.mkdir(parents=True)
+    config = load_config(FRAUD_CONFIG, base=tmp_path)
+    header = list(config.privacy.columns) + ["mothers_maiden_name"]
+    (span / "transactions.csv").write_text(",".join(header) + "\n")
+    with pytest.raises(ConfigError, match="mothers_maiden_name"):
+        check_data_columns(config)
