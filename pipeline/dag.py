@@ -14,6 +14,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.base.base_component import BaseComponent
 
 from components.idempotent_pusher import IdempotentPusherExecutor
+from components.recording_trainer import RecordingTrainerExecutor
 from pipeline.config import UseCaseConfig
 
 PREDICTION_KEY = "probability"
@@ -112,7 +113,8 @@ def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None 
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(num_steps=config.training.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=config.training.eval_steps),
-        custom_config=custom_config)
+        custom_config=custom_config,
+        custom_executor_spec=executor_spec.ExecutorClassSpec(RecordingTrainerExecutor))
     baseline_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),

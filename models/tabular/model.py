@@ -11,6 +11,7 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+from models.common.training_record import write_training_record
 from models.tabular.features import OOV_BUCKETS, TabularSettings, transformed_name, vocabulary_name
 from models.tabular.signatures import make_serving_signatures
 
@@ -81,3 +82,4 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         lambda transformed: to_model_inputs(settings, transformed))
     model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures,
                include_optimizer=False)
+    write_training_record(fn_args.model_run_dir, {"seed": settings.seed, "train_steps": fn_args.train_steps})

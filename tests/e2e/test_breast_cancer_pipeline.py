@@ -121,6 +121,7 @@ def test_mlmd_lineage_from_pushed_model_to_examples(first_run) -> None:
     assert lineage.node_name(store, lineage.producer(store, trace.examples.id)) == "CsvExampleGen"
     assert lineage.node_name(store, lineage.producer(store, trace.model.id)) == "Trainer"
     assert trace.pushed_model.custom_properties["pushed_version"].string_value == report.version
+    assert trace.model.custom_properties["training_seed"].int_value == workspace.config.training.seed
 
 
 def test_second_run_hits_cache_and_does_not_republish(first_run) -> None:
