@@ -71,8 +71,8 @@ def main() -> None:
         callbacks.append(BlockAfterEpoch(args.block_after_epoch))
 
     history = model.fit(data, epochs=args.epochs, callbacks=callbacks, verbose=0)
-    model.save(os.path.join(os.path.dirname(args.out), "model"), include_optimizer=False)
-    if backup:
+    if backup:  # the run_fn order: save the model, then drop the backup
+        model.save(os.path.join(os.path.dirname(args.out), "model"), include_optimizer=False)
         remove_backup(args.backup_dir)
 
     np.savez(args.out + ".npz", *model.get_weights())
