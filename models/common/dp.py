@@ -7,8 +7,9 @@ Three clipping methods, all from tensorflow-privacy 0.9.0:
   trainable weights must be in the registry (Dense, Embedding); otherwise use ``vectorized``.
 * ``vectorized``: `DPModel` without a registry; per-example gradients with `tf.vectorized_map`.
   Works for any layer, memory grows with batch × parameters.
-* ``microbatch``: the Gaussian DP optimizer (`make_gaussian_query_optimizer_class`), clipping the mean gradient of
-  each of ``num_microbatches`` groups (default: one example per group) in a `tf.while_loop`.
+* ``microbatch``: the Gaussian DP optimizer (`make_gaussian_query_optimizer_class`), clipping
+  the mean gradient of each of ``num_microbatches`` groups (default: one example per group) in
+  a `tf.while_loop`.
 
 On one replica tensorflow-privacy is used exactly as documented. On R > 1 replicas
 (MirroredStrategy, MultiWorkerMirroredStrategy) it is not correct as is, because three things
