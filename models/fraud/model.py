@@ -1,0 +1,197 @@
+"""The card-fraud classifier (Keras Functional API) and the Trainer's run_fn.
+
+Two branches meet in custom layers:
+
+    card history [batch, steps, features] -- causal Conv1D -- LSTM --+
+                                                                     MaskedAttentionPooling -- GatedFusion -- dense -- sigmoid
+    current transaction -- embeddings + numbers -- dense ------------+ (the query)   (and the current side) ^
+
+Honouring the mask: histories are most recent first and padded at the end, so padding is always a
+suffix. A causal Conv1D and a forward LSTM never look at later steps, hence the encodings of real
+steps do not depend on the padding at all, and MaskedAttentionPooling gives padded steps exactly zero
+weight. Padded values therefore cannot change a prediction (tested).
+
+Class imbalance (about 1.5 % frauds): by default a class-balanced focal loss. Why: most legitimate
+transactions are easy (a grocery purchase in the home city); focal loss shrinks their share of the
+gradient so training spends itself on the hard cases (travel versus cloned cards), and it needs no
+class prior up front, which a Trainer streaming its data does not have. ``loss: weighted_bce`` (class
+weights) is the alternative, with ``positive_weight``.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import absl.logging
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from models.common.callbacks import NonFiniteGuard
+from models.common.determinism import make_deterministic
+from models.common.training_record import write_training_record
+from models.fraud.features import (
+    DAY_OF_WEEK,
+    DAYS_PER_WEEK,
+    HOUR_OF_DAY,
+    HOURS_PER_DAY,
+    OOV_BUCKETS,
+    FraudSettings,
+    transformed_name,
+    vocabulary_name,
+)
+from models.fraud.layers import GatedFusion, MaskedAttentionPooling
+from models.fraud.signatures import make_serving_signatures
+
+OUTPUT_NAME = "probability"
+
+
+def vocabularies(settings: FraudSettings) -> list[str]:
+    """Every vocabulary the model embeds (current string columns and unshared history ones)."""
+    names = [vocabulary_name(name) for name in settings.categorical_features]
+    for name, kind in settings.sequence.value_features.items():
+        if kind == "string" and settings.history_vocabulary(name) not in names:
+            names.append(settings.history_vocabulary(name))
+    return names
+
+
+def current_inputs(settings: FraudSettings) -> dict[str, tf.DType]:
+    """Model inputs of shape [batch, 1]: transformed current-transaction columns and the history count."""
+    inputs = {transformed_name(name): tf.float32 for name in settings.numeric_features}
+    inputs.update({transformed_name(name): tf.int64 for name in settings.categorical_features})
+    if settings.uses_time:
+        inputs[transformed_name(HOUR_OF_DAY)] = tf.int64
+        inputs[transformed_name(DAY_OF_WEEK)] = tf.int64
+    inputs[transformed_name(settings.sequence.count)] = tf.float32
+    return inputs
+
+
+def sequence_inputs(settings: FraudSettings) -> dict[str, tf.DType]:
+    """Model inputs of shape [batch, steps]: per-step history values, seconds since, the mask."""
+    sequence = settings.sequence
+    inputs = {transformed_name(name): (tf.int64 if kind == "string" else tf.float32)
+              for name, kind in sequence.value_features.items()}
+    inputs[transformed_name(sequence.seconds_since)] = tf.float32
+    inputs[transformed_name(sequence.mask)] = tf.float32
+    return inputs
+
+
+def to_model_inputs(settings: FraudSettings, transformed: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """Transformed features -> the model's named inputs ([batch, 1] or [batch, steps]); label dropped."""
+    length = settings.sequence.length
+    result = {name: tf.cast(tf.reshape(transformed[name], [-1, 1]), dtype)
+              for name, dtype in current_inputs(settings).items()}
+    result.update({name: tf.cast(tf.reshape(transformed[name], [-1, length]), dtype)
+                   for name, dtype in sequence_inputs(settings).items()})
+    return result
+
+
+def build_model(settings: FraudSettings, vocabulary_sizes: dict[str, int]) -> tf.keras.Model:
+    """The two-branch network, compiled with the configured imbalance-aware loss."""
+    options, sequence, length = settings.options, settings.sequence, settings.sequence.length
+    missing = [name for name in vocabularies(settings) if name not in vocabulary_sizes]
+    if missing:
+        raise ValueError(f"vocabulary sizes missing for {missing}; pass the Transform output's sizes")
+    inputs = {name: tf.keras.Input(shape=(1,), name=name, dtype=dtype)
+              for name, dtype in current_inputs(settings).items()}
+    inputs.update({name: tf.keras.Input(shape=(length,), name=name, dtype=dtype)
+                   for name, dtype in sequence_inputs(settings).items()})
+
+    embeddings = {name: tf.keras.layers.Embedding(vocabulary_sizes[name] + OOV_BUCKETS, options.embedding_dim,
+                                                  name=f"embed_{name}")
+                  for name in vocabularies(settings)}
+
+    # Current transaction: numbers as they are, strings and time of day/week through embeddings.
+    current = [inputs[transformed_name(name)] for name in settings.numeric_features]
+    current.append(inputs[transformed_name(sequence.count)])
+    for name in settings.categorical_features:
+        embedded = embeddings[vocabulary_name(name)](inputs[transformed_name(name)])
+        current.append(tf.keras.layers.Flatten(name=f"flat_{name}")(embedded))
+    if settings.uses_time:
+        for name, size in ((HOUR_OF_DAY, HOURS_PER_DAY), (DAY_OF_WEEK, DAYS_PER_WEEK)):
+            embedded = tf.keras.layers.Embedding(size, options.embedding_dim, name=f"embed_{name}")(
+                inputs[transformed_name(name)])
+            current.append(tf.keras.layers.Flatten(name=f"flat_{name}")(embedded))
+    current_encoding = tf.keras.layers.Dense(settings.hidden_units[0], activation="relu", name="current_dense")(
+        tf.keras.layers.Concatenate(name="current_features")(current))
+
+    # Card history: one feature vector per step, then local patterns (bursts) and order.
+    steps = []
+    for name, kind in sequence.value_features.items():
+        value = inputs[transformed_name(name)]
+        if kind == "string":
+            steps.append(embeddings[settings.history_vocabulary(name)](value))
+        else:
+            steps.append(tf.keras.layers.Reshape((length, 1), name=f"steps_{name}")(value))
+    steps.append(tf.keras.layers.Reshape((length, 1), name="steps_seconds_since")(
+        inputs[transformed_name(sequence.seconds_since)]))
+    step_features = tf.keras.layers.Concatenate(name="step_features")(steps) if len(steps) > 1 else steps[0]
+    convolved = tf.keras.layers.Conv1D(options.conv_filters, options.conv_kernel_size, padding="causal",
+                                       activation="relu", name="history_conv")(step_features)
+    encoded = tf.keras.layers.LSTM(options.lstm_units, return_sequences=True, name="history_lstm")(convolved)
+    history = MaskedAttentionPooling(options.attention_units, name="history_attention")(
+        [encoded, current_encoding, inputs[transformed_name(sequence.mask)]])
+
+    hidden = GatedFusion(options.fusion_units, name="fusion")([history, current_encoding])
+    for index, units in enumerate(settings.hidden_units[1:]):
+        hidden = tf.keras.layers.Dense(units, activation="relu", name=f"dense_{index}")(hidden)
+        if settings.dropout:
+            hidden = tf.keras.layers.Dropout(settings.dropout, seed=settings.seed, name=f"dropout_{index}")(hidden)
+    output = tf.keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_NAME)(hidden)
+    model = tf.keras.Model(inputs=inputs, outputs=output, name="fraud_classifier")
+    model.compile(optimizer=tf.keras.optimizers.Adam(settings.learning_rate), loss=make_loss(settings),
+                  metrics=[tf.keras.metrics.AUC(name="auc"), tf.keras.metrics.AUC(curve="PR", name="auc_pr")])
+    return model
+
+
+def make_loss(settings: FraudSettings) -> tf.keras.losses.Loss:
+    options = settings.options
+    if options.loss == "focal":
+        return tf.keras.losses.BinaryFocalCrossentropy(
+            apply_class_balancing=True, alpha=options.focal_alpha, gamma=options.focal_gamma)
+    return tf.keras.losses.BinaryCrossentropy()
+
+
+def class_weight(settings: FraudSettings) -> dict[int, float] | None:
+    """Keras class weights for ``loss: weighted_bce``; the focal loss balances classes itself."""
+    return {0: 1.0, 1: settings.options.positive_weight} if settings.options.loss == "weighted_bce" else None
+
+
+def input_fn(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
+             transform_output: tft.TFTransformOutput, settings: FraudSettings,
+             shuffle: bool) -> tf.data.Dataset:
+    """Batches of (model inputs, [batch, 1] float label) from transformed examples, repeating forever."""
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(batch_size=settings.batch_size, label_key=settings.label,
+                                       shuffle=shuffle, shuffle_seed=settings.seed),
+        transform_output.transformed_metadata.schema)
+    return dataset.map(lambda features, label: (
+        to_model_inputs(settings, features), tf.cast(tf.reshape(label, [-1, 1]), tf.float32)))
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """TFX Trainer entry point: train on the transformed train split, export the three signatures."""
+    settings = FraudSettings.from_custom_config(fn_args.custom_config or {})
+    make_deterministic(settings.seed)
+    transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    train = input_fn(fn_args.train_files, fn_args.data_accessor, transform_output, settings, shuffle=True)
+    evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, transform_output, settings,
+                          shuffle=False)
+    sizes = {name: transform_output.vocabulary_size_by_name(name) for name in vocabularies(settings)}
+    model = build_model(settings, sizes)
+    model.summary(print_fn=absl.logging.info)
+    epochs = max(1, min(settings.options.epochs, fn_args.train_steps))
+    model.fit(train, steps_per_epoch=max(1, fn_args.train_steps // epochs), epochs=epochs,
+              validation_data=evaluation, validation_steps=fn_args.eval_steps,
+              class_weight=class_weight(settings), verbose=2,
+              callbacks=[NonFiniteGuard(weights_every=0),
+                         tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
+    signatures = make_serving_signatures(
+        model, transform_output, settings, lambda transformed: to_model_inputs(settings, transformed))
+    model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures, include_optimizer=False)
+    write_training_record(fn_args.model_run_dir, {
+        "seed": settings.seed, "train_steps": fn_args.train_steps, "epochs": epochs,
+        "loss": settings.options.loss})
