@@ -48,6 +48,9 @@ def test_two_workers_end_with_identical_weights(tmp_path, script_env, script_com
     assert [r["replicas"] for r in reports] == [2, 2]
     assert [r["chief"] for r in reports] == [True, False]
     assert all(r["epochs"] == [0, 1, 2] and r["moved"] for r in reports)
+    # One configured seed draws the same on every worker; re-seeded, each worker has its own.
+    assert reports[0]["draw_same_seed"] == reports[1]["draw_same_seed"]
+    assert reports[0]["draw_reseeded"] != reports[1]["draw_reseeded"]
     weights = []
     for i in range(2):
         with np.load(tmp_path / f"worker{i}.npz") as archive:

@@ -1,7 +1,9 @@
 """One worker of a MultiWorkerMirroredStrategy training; TF_CONFIG names the cluster and the task.
 
-Each worker gets a different seed on purpose: identical final weights then come from the
-strategy (initial values broadcast from the chief, gradients all-reduced), not from chance.
+Both workers use the same configured seed (identical shuffles, so sharding partitions the
+data), then `reseed_model_ops` gives each its own op seeds: identical final weights then come
+from the strategy (initial values broadcast from the chief, gradients all-reduced), not from
+identical random draws. Each worker also records one random draw before and after re-seeding.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import shutil  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from models.common.determinism import make_deterministic  # noqa: E402
+from models.common.determinism import make_deterministic, reseed_model_ops  # noqa: E402
 from models.common.strategy import build_strategy, is_chief, worker_output_dir  # noqa: E402
 
 
@@ -30,11 +32,16 @@ def main() -> None:
     task = json.loads(os.environ["TF_CONFIG"])["task"]
 
     strategy = build_strategy("multi_worker")
-    make_deterministic(100 + task["index"])
+    seed = make_deterministic(7)
+    draw_same_seed = tf.random.normal([4]).numpy().tolist()  # what one seed alone gives
+
+    make_deterministic(seed)  # the run_fn order: seed, input pipeline, re-seed, model
     rng = np.random.default_rng(2024)
     x = rng.normal(size=(256, 8)).astype("float32")
     y = (x[:, :1] - x[:, 2:3] > 0).astype("float32")
     data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(256).batch(32)
+    reseed_model_ops(seed, strategy)
+    draw_reseeded = tf.random.normal([4]).numpy().tolist()
 
     with strategy.scope():
         inputs = tf.keras.Input(shape=(8,))
@@ -55,6 +62,8 @@ def main() -> None:
         "replicas": strategy.num_replicas_in_sync,
         "chief": is_chief(strategy),
         "epochs": history.epoch,
+        "draw_same_seed": draw_same_seed,
+        "draw_reseeded": draw_reseeded,
         "moved": any(not np.array_equal(a, b) for a, b in zip(initial, model.get_weights())),
     }
     with open(os.path.join(args.out, f"worker{task['index']}.json"), "w") as f:

@@ -1,0 +1,126 @@
+"""The fraud network on synthetic tensors: builds, learns, ignores padding; settings errors name the key."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fraud_helpers import LENGTH, custom_config
+from models.fraud.features import FraudConfigError, FraudSettings
+from models.fraud.model import build_model, class_weight, current_inputs, sequence_inputs, vocabularies
+
+SIZES = {"merchant_category_vocab": 5, "channel_vocab": 2, "age_band_vocab": 3}
+
+
+def synthetic_inputs(settings: FraudSettings, n: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Model inputs (already 'transformed') whose label follows the amount and a history burst."""
+    rng = np.random.default_rng(seed)
+    label = (rng.random(n) < 0.2).astype("float32")
+    count = rng.integers(0, LENGTH + 1, size=n)
+    mask = (np.arange(LENGTH)[None, :] < count[:, None]).astype("float32")
+    inputs: dict[str, np.ndarray] = {}
+    for name, dtype in current_inputs(settings).items():
+        if dtype == tf.int64:
+            high = {"hour_of_day_xf": 24, "day_of_week_xf": 7}.get(name, 3)
+            inputs[name] = rng.integers(0, high, size=(n, 1))
+        else:
+            inputs[name] = rng.normal(size=(n, 1)).astype("float32")
+    inputs["amount_xf"] = (rng.normal(size=(n, 1)) + 2.0 * label[:, None]).astype("float32")
+    inputs["history_count_xf"] = (count / LENGTH).astype("float32")[:, None]
+    for name, dtype in sequence_inputs(settings).items():
+        if dtype == tf.int64:
+            inputs[name] = (rng.integers(1, 5, size=(n, LENGTH)) * mask).astype("int64")
+        else:
+            inputs[name] = (rng.normal(size=(n, LENGTH)) * mask).astype("float32")
+    inputs["history_amount_xf"] = ((rng.normal(size=(n, LENGTH)) - 1.5 * label[:, None]) * mask).astype("float32")
+    inputs["history_mask_xf"] = mask
+    return inputs, label[:, None]
+
+
+def test_model_builds_with_the_configured_branches_and_custom_layers() -> None:
+    settings = FraudSettings.from_custom_config(custom_config())
+    model = build_model(settings, SIZES)
+    names = {layer.name for layer in model.layers}
+    assert {"history_conv", "history_lstm", "history_attention", "fusion", "probability"} <= names
+    assert model.get_layer("history_conv").padding == "causal"
+    assert set(model.input_names) == set(current_inputs(settings)) | set(sequence_inputs(settings))
+    assert model.output_shape == (None, 1)
+    # one embedding for the current and the history merchant category
+    assert vocabularies(settings) == ["merchant_category_vocab", "channel_vocab", "age_band_vocab"]
+
+
+@pytest.mark.parametrize("loss", ["focal", "weighted_bce"])
+def test_model_trains_a_few_steps_and_loss_falls(loss: str) -> None:
+    settings = FraudSettings.from_custom_config(custom_config(loss=loss))
+    tf.keras.utils.set_random_seed(settings.seed)
+    model = build_model(settings, SIZES)
+    inputs, label = synthetic_inputs(settings, 512, seed=3)
+    before = model.evaluate(inputs, label, verbose=0, return_dict=True)
+    model.fit(inputs, label, batch_size=64, epochs=4, verbose=0, class_weight=class_weight(settings))
+    after = model.evaluate(inputs, label, verbose=0, return_dict=True)
+    assert np.isfinite(after["loss"]) and after["loss"] < before["loss"]
+    assert after["auc"] > 0.8  # the synthetic label is learnable from amount and history
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+def test_padded_history_values_do_not_change_predictions() -> None:
+    """Causal Conv1D + forward LSTM + masked pooling: nothing after the last real step is read."""
+    settings = FraudSettings.from_custom_config(custom_config())
+    model = build_model(settings, SIZES)
+    inputs, _ = synthetic_inputs(settings, 32, seed=4)
+    mask = inputs["history_mask_xf"]
+    assert 0 < mask.sum() < mask.size
+    junk = dict(inputs)
+    rng = np.random.default_rng(5)
+    for name, dtype in sequence_inputs(settings).items():
+        if name == "history_mask_xf":
+            continue
+        noise = rng.integers(1, 5, size=mask.shape) if dtype == tf.int64 else 100 * rng.normal(size=mask.shape)
+        junk[name] = np.where(mask > 0, inputs[name], noise).astype(inputs[name].dtype)
+    np.testing.assert_allclose(model(junk).numpy(), model(inputs).numpy(), rtol=1e-6, atol=1e-7)
+    # ... while a real step does matter
+    changed = dict(inputs)
+    changed["history_amount_xf"] = inputs["history_amount_xf"] + 5.0 * mask
+    assert not np.allclose(model(changed).numpy(), model(inputs).numpy())
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"lstm_unit": 8}, r"unknown key\(s\) \['lstm_unit'\]"),
+    ({"loss": "hinge"}, "model.options.loss must be one of"),
+    ({"focal_alpha": 1.5}, "model.options.focal_alpha"),
+    ({"conv_filters": 0}, "model.options.conv_filters must be a positive integer"),
+    ({"log_features": "amount"}, "model.options.log_features must be a list"),
+])
+def test_bad_options_name_the_key(options: dict[str, Any], message: str) -> None:
+    config = custom_config()
+    config["options"] = options
+    with pytest.raises(FraudConfigError, match=message):
+        FraudSettings.from_custom_config(config)
+
+
+def test_settings_errors_name_the_problem() -> None:
+    config = custom_config()
+    config["sequence"] = None
+    with pytest.raises(FraudConfigError, match="sequence_features"):
+        FraudSettings.from_custom_config(config)
+    config = custom_config()
+    del config["sequence"]["features"]["history_mask"]
+    with pytest.raises(FraudConfigError, match="history_mask"):
+        FraudSettings.from_custom_config(config)
+    config = custom_config()
+    del config["features"]["amount"]
+    with pytest.raises(FraudConfigError, match="amount_feature 'amount'"):
+        FraudSettings.from_custom_config(config)
+    config = custom_config()
+    config["features"]["timestamp"] = "string"
+    with pytest.raises(FraudConfigError, match="time_feature 'timestamp'"):
+        FraudSettings.from_custom_config(config)
+
+
+def test_settings_round_trip_through_custom_config() -> None:
+    settings = FraudSettings.from_custom_config(custom_config(loss="weighted_bce", positive_weight=20))
+    assert FraudSettings.from_custom_config(settings.to_custom_config()) == settings
+    assert settings.options.positive_weight == 20.0 and class_weight(settings) == {0: 1.0, 1: 20.0}
+    assert settings.numeric_features == ["amount", "distance_from_home_km"]  # timestamp is encoded apart
