@@ -77,10 +77,11 @@ def eval_config(config: UseCaseConfig) -> tfma.EvalConfig:
 def make_example_gen(config: UseCaseConfig) -> BaseComponent:
     """CsvExampleGen, or the anonymizing ExampleGen when the use case declares a privacy policy."""
     input_config = tfx.proto.Input(splits=[tfx.proto.Input.Split(name="raw", pattern=config.data.input_pattern)])
-    output_config = tfx.proto.Output(split_config=tfx.proto.SplitConfig(
-        splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
-                for name, buckets in config.data.split.items()],
-        partition_feature_name=config.data.partition_feature or ""))
+    split_config = tfx.proto.SplitConfig(splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
+                                                 for name, buckets in config.data.split.items()])
+    if config.data.partition_feature:  # an empty name would be read as a feature called ''
+        split_config.partition_feature_name = config.data.partition_feature
+    output_config = tfx.proto.Output(split_config=split_config)
     if config.privacy is None:
         return tfx.components.CsvExampleGen(input_base=str(config.data.source), input_config=input_config,
                                             output_config=output_config)
