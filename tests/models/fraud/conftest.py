@@ -35,6 +35,8 @@ def transform_run(tmp_path_factory: pytest.TempPathFactory) -> TransformRun:
             lambda inputs: preprocessing_fn(inputs, config))
         eval_out, _ = ((evaluation, metadata), transform_fn) | tft_beam.TransformDataset()
         _ = transform_fn | tft_beam.WriteTransformFn(str(root / "transform"))
+        _ = metadata | tft_beam.WriteMetadata(  # the raw schema, as the Transform component writes it
+            str(root / "transform" / tft.TFTransformOutput.RAW_METADATA_DIR), pipeline)
         coder = tft.coders.ExampleProtoCoder(train_meta.schema)
         for name, data in (("train", train_out), ("eval", eval_out)):
             _ = (data | f"Encode{name}" >> beam.Map(coder.encode)
