@@ -92,10 +92,50 @@ class ModelConfig(_Section):
         return value
 
 
+class DistributionConfig(_Section):
+    """How many replicas train; the same config scales from a laptop to GPUs or several workers."""
+
+    strategy: Literal["none", "mirrored", "multi_worker"] = "none"
+    num_replicas: int = Field(default=1, ge=1, description="mirrored: devices (logical CPUs without GPUs)")
+
+    @model_validator(mode="after")
+    def _replicas_need_mirrored(self) -> "DistributionConfig":
+        if self.num_replicas > 1 and self.strategy != "mirrored":
+            raise ValueError("num_replicas > 1 needs strategy: mirrored (multi_worker takes its size from TF_CONFIG)")
+        return self
+
+
+class DPConfig(_Section):
+    """DP-SGD: per-example clipping plus Gaussian noise, with the privacy budget checked."""
+
+    enabled: bool = False
+    l2_norm_clip: float = Field(default=1.0, gt=0)
+    noise_multiplier: float = Field(default=1.1, ge=0)
+    clipping: Literal["fast", "vectorized", "microbatch"] = Field(
+        default="fast", description="fast: Dense/Embedding models only; vectorized: any layer; microbatch: slowest")
+    num_microbatches: int | None = Field(default=None, ge=1)
+    delta: float = Field(default=1e-5, gt=0, lt=1)
+    max_epsilon: float = Field(default=10.0, gt=0, description="the Trainer fails if epsilon would exceed it")
+    accountant: Literal["rdp", "pld"] = "rdp"
+
+
 class TrainingConfig(_Section):
-    train_steps: int = Field(default=500, ge=1)
+    train_steps: int = Field(default=500, ge=1, description="optimizer steps in total, over all epochs")
     eval_steps: int = Field(default=50, ge=1)
+    epochs: int = Field(default=1, ge=1, description="train_steps are split into this many epochs (backups per epoch)")
     seed: int = Field(default=42, ge=0)
+    distribution: DistributionConfig = DistributionConfig()
+    dp: DPConfig = DPConfig()
+    backup_root: Path | None = Field(
+        default=None, description="stable folder for resumable backups (default: <pipeline.root>/_trainer_backups)")
+    debug_numerics: bool = Field(default=False, description="tf.debugging.enable_check_numerics (slow)")
+    histogram_freq: int = Field(default=1, ge=0, description="TensorBoard weight histograms every N epochs (0: off)")
+
+    @model_validator(mode="after")
+    def _steps_cover_epochs(self) -> "TrainingConfig":
+        if self.train_steps < self.epochs:
+            raise ValueError(f"train_steps ({self.train_steps}) must be at least epochs ({self.epochs})")
+        return self
 
 
 class EvaluationConfig(_Section):
@@ -196,9 +236,13 @@ class UseCaseConfig(_Section):
         def absolute(path: Path) -> Path:
             return path if path.is_absolute() else (base / path).resolve()
 
+        root = absolute(self.pipeline.root)
         return self.model_copy(update={
+            "training": self.training.model_copy(update={
+                "backup_root": absolute(self.training.backup_root) if self.training.backup_root
+                else root / "_trainer_backups"}),
             "pipeline": self.pipeline.model_copy(update={
-                "root": absolute(self.pipeline.root),
+                "root": root,
                 "metadata_path": absolute(self.pipeline.metadata_path)}),
             "data": self.data.model_copy(update={"source": absolute(self.data.source)}),
             "serving": self.serving.model_copy(update={"base_path": absolute(self.serving.base_path)}),

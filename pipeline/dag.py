@@ -36,6 +36,15 @@ def trainer_custom_config(config: UseCaseConfig) -> dict:
             "features": config.sequence_feature_types(),
         } if config.sequence_features else None,
         "options": dict(config.model.options),
+        "training": {
+            "epochs": config.training.epochs,
+            "strategy": config.training.distribution.strategy,
+            "num_replicas": config.training.distribution.num_replicas,
+            "dp": config.training.dp.model_dump(),
+            "backup_root": str(config.training.backup_root) if config.training.backup_root else None,
+            "debug_numerics": config.training.debug_numerics,
+            "histogram_freq": config.training.histogram_freq,
+        },
     }
 
 
@@ -112,6 +121,7 @@ def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None 
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
+        statistics=statistics_gen.outputs["statistics"],  # example counts, for DP accounting
         train_args=tfx.proto.TrainArgs(num_steps=config.training.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=config.training.eval_steps),
         custom_config=custom_config,

@@ -16,10 +16,12 @@ from tfx import v1 as tfx  # noqa: E402
 
 from pipeline.config import check_data_columns, load_config  # noqa: E402
 from pipeline.dag import create_pipeline  # noqa: E402
+from pipeline.runners import prepare_devices  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(_HERE), "configs", "breast_cancer.yaml")
 
 if __name__ == "__main__":
     config = load_config(os.environ.get("ESTEIRA_CONFIG", DEFAULT_CONFIG))
     check_data_columns(config)
+    prepare_devices(config)
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config))

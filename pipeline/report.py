@@ -20,6 +20,7 @@ class RunReport:
     push_reason: str = ""
     version: str = ""
     destination: str = ""
+    training: dict[str, float | int | str] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[str]:
@@ -81,6 +82,13 @@ def build_report(store: mlmd.MetadataStore, pipeline_name: str, run_id: str | No
         blessing = lineage.output_artifacts(store, evaluator.execution_id, "blessing")
         if blessing:
             values["blessed"] = blessing[0].custom_properties["blessed"].int_value == 1
+    trainer = by_node.get("Trainer")
+    if trainer and trainer.state in ("COMPLETE", "CACHED"):
+        models = lineage.output_artifacts(store, trainer.execution_id, "model")
+        if models:
+            values["training"] = {
+                name.removeprefix("training_"): getattr(value, value.WhichOneof("value"))
+                for name, value in models[0].custom_properties.items() if name.startswith("training_")}
     pusher = by_node.get("Pusher")
     if pusher and pusher.state in ("COMPLETE", "CACHED"):
         pushed = lineage.output_artifacts(store, pusher.execution_id, "pushed_model")
@@ -109,6 +117,17 @@ def format_report(report: RunReport, serving_base: Path, wall_seconds: float | N
     if report.cached:
         lines.append(f"cache hits: {len(report.cached)} of {len(report.executions)} "
                      f"({', '.join(report.cached)})")
+    if report.training:
+        facts = report.training
+        line = (f"training: {facts.get('steps', '?')} steps, {facts.get('epochs', '?')} epoch(s), "
+                f"{facts.get('strategy', 'none')} x{facts.get('num_replicas', 1)}, seed {facts.get('seed', '?')}")
+        if facts.get("resumed_from_epoch"):
+            line += f", resumed after epoch {facts['resumed_from_epoch']}"
+        if facts.get("dp"):
+            line += (f"; DP-SGD epsilon {facts.get('dp_epsilon', float('nan')):.3f} at delta {facts.get('dp_delta')}"
+                     f" ({facts.get('dp_accountant')}, noise {facts.get('dp_noise_multiplier')}, "
+                     f"clip {facts.get('dp_l2_norm_clip')})")
+        lines.append(line)
     if "auc" in report.metrics:
         names = ["auc_precision_recall", "binary_accuracy", "precision", "recall",
                  *sorted(name for name in report.metrics if name.startswith("recall_at_fpr_"))]

