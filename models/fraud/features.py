@@ -56,7 +56,6 @@ class FraudOptions:
     focal_gamma: float = 2.0
     focal_alpha: float = 0.75           # weight of the positive class in the focal loss
     positive_weight: float = 10.0       # class weight of frauds with loss "weighted_bce"
-    epochs: int = 4                     # train_steps are spread over this many epochs
     vocabulary_top_k: int | None = None  # cap vocabularies of high-cardinality string columns
     time_feature: str | None = "timestamp"  # int64 seconds -> hour of day, day of week
     amount_feature: str = "amount"      # its raw value gives the `amount_band` slice
@@ -80,7 +79,7 @@ class FraudOptions:
             options["log_features"] = tuple(value)
         defaults = cls()
         for name in ("embedding_dim", "conv_filters", "conv_kernel_size", "lstm_units",
-                     "attention_units", "fusion_units", "epochs"):
+                     "attention_units", "fusion_units"):
             if name in options:
                 options[name] = _positive_int(f"model.options.{name}", options[name])
         if options.get("vocabulary_top_k") is not None:

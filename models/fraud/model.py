@@ -23,15 +23,12 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import absl.logging
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models.common.callbacks import NonFiniteGuard
-from models.common.determinism import make_deterministic
-from models.common.training_record import write_training_record
+from models.common.training import TrainingPlan, backup_key, train_and_export
 from models.fraud.features import (
     DAY_OF_WEEK,
     DAYS_PER_WEEK,
@@ -89,7 +86,7 @@ def to_model_inputs(settings: FraudSettings, transformed: dict[str, tf.Tensor]) 
 
 
 def build_model(settings: FraudSettings, vocabulary_sizes: dict[str, int]) -> tf.keras.Model:
-    """The two-branch network, compiled with the configured imbalance-aware loss."""
+    """The two-branch network (uncompiled: the training loop compiles it in its strategy scope)."""
     options, sequence, length = settings.options, settings.sequence, settings.sequence.length
     missing = [name for name in vocabularies(settings) if name not in vocabulary_sizes]
     if missing:
@@ -140,13 +137,15 @@ def build_model(settings: FraudSettings, vocabulary_sizes: dict[str, int]) -> tf
         if settings.dropout:
             hidden = tf.keras.layers.Dropout(settings.dropout, seed=settings.seed, name=f"dropout_{index}")(hidden)
     output = tf.keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_NAME)(hidden)
-    model = tf.keras.Model(inputs=inputs, outputs=output, name="fraud_classifier")
-    model.compile(optimizer=tf.keras.optimizers.Adam(settings.learning_rate), loss=make_loss(settings),
-                  metrics=[tf.keras.metrics.AUC(name="auc"), tf.keras.metrics.AUC(curve="PR", name="auc_pr")])
-    return model
+    return tf.keras.Model(inputs=inputs, outputs=output, name="fraud_classifier")
+
+
+def make_metrics() -> list[tf.keras.metrics.Metric]:
+    return [tf.keras.metrics.AUC(name="auc"), tf.keras.metrics.AUC(curve="PR", name="auc_pr")]
 
 
 def make_loss(settings: FraudSettings) -> tf.keras.losses.Loss:
+    """The imbalance-aware loss the options name (see the module docstring for why focal by default)."""
     options = settings.options
     if options.loss == "focal":
         return tf.keras.losses.BinaryFocalCrossentropy(
@@ -160,38 +159,47 @@ def class_weight(settings: FraudSettings) -> dict[int, float] | None:
 
 
 def input_fn(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
-             transform_output: tft.TFTransformOutput, settings: FraudSettings,
+             transform_output: tft.TFTransformOutput, settings: FraudSettings, batch_size: int,
              shuffle: bool) -> tf.data.Dataset:
-    """Batches of (model inputs, [batch, 1] float label) from transformed examples, repeating forever."""
+    """Full batches of (model inputs, [batch, 1] float label) from transformed examples, repeating forever."""
     dataset = data_accessor.tf_dataset_factory(
         file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=settings.batch_size, label_key=settings.label,
-                                       shuffle=shuffle, shuffle_seed=settings.seed),
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=settings.label, shuffle=shuffle,
+                                       shuffle_seed=settings.seed, drop_final_batch=True),
         transform_output.transformed_metadata.schema)
-    return dataset.map(lambda features, label: (
-        to_model_inputs(settings, features), tf.cast(tf.reshape(label, [-1, 1]), tf.float32)))
+    return dataset.map(
+        lambda features, label: (to_model_inputs(settings, features), tf.cast(tf.reshape(label, [-1, 1]), tf.float32)),
+        num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """TFX Trainer entry point: train on the transformed train split, export the three signatures."""
-    settings = FraudSettings.from_custom_config(fn_args.custom_config or {})
-    make_deterministic(settings.seed)
+    """TFX Trainer entry point: train per the config's training plan, export the three signatures."""
+    config = fn_args.custom_config or {}
+    settings = FraudSettings.from_custom_config(config)
+    plan = TrainingPlan.from_custom_config(config, fn_args.train_steps)
     transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    train = input_fn(fn_args.train_files, fn_args.data_accessor, transform_output, settings, shuffle=True)
-    evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, transform_output, settings,
-                          shuffle=False)
     sizes = {name: transform_output.vocabulary_size_by_name(name) for name in vocabularies(settings)}
-    model = build_model(settings, sizes)
-    model.summary(print_fn=absl.logging.info)
-    epochs = max(1, min(settings.options.epochs, fn_args.train_steps))
-    model.fit(train, steps_per_epoch=max(1, fn_args.train_steps // epochs), epochs=epochs,
-              validation_data=evaluation, validation_steps=fn_args.eval_steps,
-              class_weight=class_weight(settings), verbose=2,
-              callbacks=[NonFiniteGuard(weights_every=0),
-                         tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
-    signatures = make_serving_signatures(
-        model, transform_output, settings, lambda transformed: to_model_inputs(settings, transformed))
-    model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures, include_optimizer=False)
-    write_training_record(fn_args.model_run_dir, {
-        "seed": settings.seed, "train_steps": fn_args.train_steps, "epochs": epochs,
-        "loss": settings.options.loss})
+
+    def datasets(batch_size: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+        return (input_fn(fn_args.train_files, fn_args.data_accessor, transform_output, settings, batch_size, True),
+                input_fn(fn_args.eval_files, fn_args.data_accessor, transform_output, settings, batch_size, False))
+
+    def export(model: tf.keras.Model, directory: str) -> None:
+        signatures = make_serving_signatures(
+            model, transform_output, settings, lambda transformed: to_model_inputs(settings, transformed))
+        model.save(directory, save_format="tf", signatures=signatures, include_optimizer=False)
+
+    train_and_export(
+        plan, build_model=lambda: build_model(settings, sizes), loss=make_loss(settings), metrics=make_metrics,
+        datasets=datasets, eval_steps=fn_args.eval_steps, num_train_examples=lambda: count_examples(fn_args),
+        export=export, serving_model_dir=fn_args.serving_model_dir, model_run_dir=fn_args.model_run_dir,
+        backup_key_text=backup_key(config, fn_args.train_files), class_weight=class_weight(settings))
+
+
+def count_examples(fn_args: tfx.components.FnArgs) -> int:
+    """Training examples, from the StatisticsGen statistics the Trainer receives (for DP accounting)."""
+    counts = getattr(fn_args, "num_examples", None) or {}
+    if "train" not in counts:
+        raise ValueError("DP accounting needs the train example count: give the Trainer the StatisticsGen "
+                         "statistics input")
+    return int(counts["train"])

@@ -26,7 +26,9 @@ def custom_config(**options: Any) -> dict[str, Any]:
             "sequence": {"length": LENGTH, "prefix": "history_", "features": dict(HISTORY)},
             "hidden_units": [16, 8], "dropout": 0.1, "learning_rate": 0.01, "batch_size": 16, "seed": 7,
             "options": {"embedding_dim": 4, "conv_filters": 8, "lstm_units": 8, "attention_units": 8,
-                        "fusion_units": 8, "epochs": 2, **options}}
+                        "fusion_units": 8, **options},
+            "training": {"epochs": 2, "strategy": "none", "num_replicas": 1, "dp": {"enabled": False},
+                         "backup_root": None, "debug_numerics": False, "histogram_freq": 0}}
 
 
 def raw_feature_spec() -> dict[str, tf.io.FixedLenFeature]:

@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from fraud_helpers import LENGTH, custom_config
 from models.fraud.features import FraudConfigError, FraudSettings
-from models.fraud.model import build_model, class_weight, current_inputs, sequence_inputs, vocabularies
+from models.fraud.model import (build_model, class_weight, current_inputs, make_loss, make_metrics,
+                                sequence_inputs, vocabularies)
 
 SIZES = {"merchant_category_vocab": 5, "channel_vocab": 2, "age_band_vocab": 3}
 
@@ -56,6 +57,7 @@ def test_model_trains_a_few_steps_and_loss_falls(loss: str) -> None:
     settings = FraudSettings.from_custom_config(custom_config(loss=loss))
     tf.keras.utils.set_random_seed(settings.seed)
     model = build_model(settings, SIZES)
+    model.compile(tf.keras.optimizers.Adam(settings.learning_rate), loss=make_loss(settings), metrics=make_metrics())
     inputs, label = synthetic_inputs(settings, 512, seed=3)
     before = model.evaluate(inputs, label, verbose=0, return_dict=True)
     model.fit(inputs, label, batch_size=64, epochs=4, verbose=0, class_weight=class_weight(settings))

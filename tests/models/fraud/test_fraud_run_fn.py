@@ -55,7 +55,7 @@ def test_export_has_three_signatures_and_a_training_record(exported: Path) -> No
     assert raw_inputs["history_count"].shape.as_list() == [None]
     assert "card_id" not in raw_inputs and LABEL not in raw_inputs
     record = json.loads((exported / "model_run" / RECORD_FILE).read_text())
-    assert record["seed"] == 7 and record["train_steps"] == 20 and record["loss"] == "focal"
+    assert record["seed"] == 7 and record["epochs"] == 2 and record["steps"] == 20 and record["dp"] is False
 
 
 def test_both_serving_signatures_give_the_same_probabilities(exported: Path, transform_run: TransformRun) -> None:
