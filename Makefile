@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: install lock data demo test test-fast bench-pipeline clean help
+.PHONY: install lock data demo demo-fraud test test-fast tensorboard serve-demo bench-pipeline bench-serving bench-training clean help
 
 help:
 	@echo "make demo            install if needed, write the data, run the pipeline, print what happened"
@@ -17,7 +17,12 @@ help:
 	@echo "make test-fast       unit tests only (no whole-pipeline runs)"
 	@echo "make install         create .venv from requirements.lock (idempotent)"
 	@echo "make lock            re-resolve requirements.lock from pyproject.toml"
+	@echo "make demo-fraud      simulate card transactions and run the fraud pipeline (privacy at ingestion)"
+	@echo "make tensorboard     serve the Trainer's TensorBoard logs on http://127.0.0.1:6006"
+	@echo "make serve-demo      serve the demo's pushed model on 127.0.0.1 (REST :8501, gRPC :8500)"
 	@echo "make bench-pipeline  per-component times, LocalDagRunner vs BeamDagRunner"
+	@echo "make bench-serving   serving throughput/latency vs a Flask baseline (needs: apt-get install wrk)"
+	@echo "make bench-training  examples/s with and without DP-SGD, 1 vs 2 replicas"
 	@echo "make clean           remove generated data and pipeline outputs"
 
 install:
@@ -39,6 +44,22 @@ demo: install data
 	echo "demo wall time: $$(( $$(date +%s) - start )) s (logs: rerun with \`$(ESTEIRA) run --config $(CONFIG)\`)"; \
 	exit $$rc
 
+# The fraud demo's pseudonymization key: generated once, kept out of the repository (outputs/ is ignored).
+FRAUD_KEY := outputs/fraud/pseudonym.key
+FRAUD_SIZE ?= --transactions 120000 --days 4 --seed 7
+
+$(FRAUD_KEY):
+	@mkdir -p $(dir $@) && umask 077 && $(PY) -c 'import secrets; print(secrets.token_hex(32))' > $@
+
+data/fraud/manifest.json: | install
+	$(ESTEIRA) data fraud $(FRAUD_SIZE) --out data/fraud
+
+demo-fraud: install data/fraud/manifest.json $(FRAUD_KEY)
+	@start=$$(date +%s); \
+	ESTEIRA_PSEUDONYM_KEY=$$(cat $(FRAUD_KEY)) $(ESTEIRA) run --config configs/fraud.yaml \
+	  2> >(grep --line-buffered -E '^esteira' >&2); rc=$$?; \
+	echo "demo-fraud wall time: $$(( $$(date +%s) - start )) s"; exit $$rc
+
 # pytest exits 5 when it collects nothing; that is not a failure of the suite.
 test: install
 	@$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
@@ -46,8 +67,22 @@ test: install
 test-fast: install
 	@$(PY) -m pytest -m "not e2e"; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
 
+tensorboard: install
+	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1 --port 6006
+
+serve-demo: install
+	$(ESTEIRA) serve --port=8500 --rest_api_port=8501 --host=127.0.0.1 \
+	  --model_name=breast_cancer --model_base_path=$(CURDIR)/outputs/breast_cancer/serving \
+	  --monitoring_config_file=configs/serving/monitoring.config
+
 bench-pipeline: install
 	$(PY) benchmarks/pipeline/runners.py
+
+bench-serving: install
+	$(PY) benchmarks/serving/bench_serving.py --seconds 4
+
+bench-training: install
+	$(PY) benchmarks/training/bench_training.py --steps 60 --rounds 5
 
 clean:
 	rm -rf data outputs

@@ -82,7 +82,7 @@ def train_and_export(
     metrics: Callable[[], list[Any]],
     datasets: Callable[[int], tuple[tf.data.Dataset, tf.data.Dataset]],
     eval_steps: int,
-    num_train_examples: int,
+    num_train_examples: Callable[[], int],
     export: Callable[[tf.keras.Model, str], None],
     serving_model_dir: str,
     model_run_dir: str,
@@ -92,7 +92,8 @@ def train_and_export(
     """Train per ``plan`` and export the serving model; returns the facts written to the record.
 
     ``datasets(global_batch_size)`` returns (train, eval) datasets of full batches, repeating;
-    ``export(model, directory)`` writes the SavedModel with its signatures.
+    ``export(model, directory)`` writes the SavedModel with its signatures;
+    ``num_train_examples()`` is called only for DP accounting.
     """
     if plan.debug_numerics:
         tf.debugging.enable_check_numerics()
@@ -105,7 +106,7 @@ def train_and_export(
 
     epsilon_fn = None
     if plan.dp is not None:
-        q = privacy_accounting.sampling_probability(plan.batch_size, num_train_examples)
+        q = privacy_accounting.sampling_probability(plan.batch_size, num_train_examples())
         epsilon_fn = functools.partial(privacy_accounting.compute_epsilon, sampling_probability=q,
                                        noise_multiplier=plan.dp.noise_multiplier, delta=plan.dp.delta,
                                        accountant=plan.dp.accountant)
@@ -146,8 +147,7 @@ def train_and_export(
         epsilon = epsilon_fn(steps=steps)
         record.update(dp_epsilon=epsilon, dp_delta=plan.dp.delta, dp_noise_multiplier=plan.dp.noise_multiplier,
                       dp_l2_norm_clip=plan.dp.l2_norm_clip, dp_clipping=plan.dp.clipping,
-                      dp_accountant=plan.dp.accountant, dp_sampling_probability=privacy_accounting.sampling_probability(
-                          plan.batch_size, num_train_examples))
+                      dp_accountant=plan.dp.accountant, dp_sampling_probability=q)
         privacy_accounting.check_privacy_budget(epsilon, plan.dp.max_epsilon, plan.dp.delta, plan.dp.accountant)
 
     export(exported, strategy_lib.worker_output_dir(serving_model_dir, strategy))

@@ -80,7 +80,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         plan, build_model=lambda: build_model(settings, sizes), loss=tf.keras.losses.BinaryCrossentropy(),
         metrics=lambda: [tf.keras.metrics.AUC(name="auc"), tf.keras.metrics.BinaryAccuracy(name="accuracy")],
         datasets=datasets, eval_steps=fn_args.eval_steps,
-        num_train_examples=count_examples(fn_args), export=export,
+        num_train_examples=lambda: count_examples(fn_args), export=export,
         serving_model_dir=fn_args.serving_model_dir, model_run_dir=fn_args.model_run_dir,
         backup_key_text=backup_key(config, fn_args.train_files))
 
