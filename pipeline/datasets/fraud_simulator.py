@@ -56,6 +56,21 @@ COLUMNS = [
 ]
 PII_COLUMNS = ["customer_name", "cpf", "email", "phone", "card_number", "birth_date", "customer_cep"]
 INPUT_PATTERN = "span-{SPAN:4}/*.csv"
+DIGIT_COLUMNS = ("cpf", "phone", "customer_cep")  # also searched as bare digits
+
+
+def personal_values(out_dir: Path) -> set[str]:
+    """Every raw personal value the simulator wrote under ``out_dir``, as written and, for numbers,
+    as bare digits: the needles a leak scan looks for in pipeline outputs."""
+    import re
+
+    values: set[str] = set()
+    for path in sorted(Path(out_dir).glob("span-*/*.csv")):
+        with path.open(newline="", encoding="utf-8") as stream:
+            for row in csv.DictReader(stream):
+                values.update(row[column] for column in PII_COLUMNS)
+                values.update(re.sub(r"\D", "", row[column]) for column in DIGIT_COLUMNS)
+    return {value for value in values if value}
 FILE_NAME = "transactions.csv"
 SCENARIOS = ["", "card_testing", "account_takeover", "compromised_merchant"]
 CARD_TESTING, ACCOUNT_TAKEOVER, COMPROMISED_MERCHANT = 1, 2, 3

@@ -2,10 +2,6 @@
 every file under the pipeline root and of the MLMD database for the raw personal data of the input."""
 from __future__ import annotations
 
-import csv
-import gzip
-import re
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -20,45 +16,13 @@ from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.proto import example_gen_pb2
 
 from components.anonymizing_example_gen import AnonymizingExampleGen
-from pipeline.datasets.fraud_simulator import INPUT_PATTERN, PII_COLUMNS, SimulationConfig, simulate
+from privacy.leak_scan import find_values as scan, sqlite_text as sqlite_dump
+from pipeline.datasets.fraud_simulator import INPUT_PATTERN, SimulationConfig, personal_values, simulate
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "fraud_privacy_example.yaml"
 SECRET = "pipeline-test-key-" + "s" * 40
-
-
-def personal_values(raw: Path) -> set[str]:
-    """Every raw personal value of the input, as written and (for numbers) as bare digits."""
-    values: set[str] = set()
-    for path in raw.glob("span-*/*.csv"):
-        with path.open(newline="", encoding="utf-8") as stream:
-            for row in csv.DictReader(stream):
-                for column in PII_COLUMNS:
-                    values.add(row[column])
-                for column in ("cpf", "phone", "customer_cep"):
-                    values.add(re.sub(r"\D", "", row[column]))
-    return values
-
-
-def scan(root: Path, needles: set[str]) -> dict[str, set[str]]:
-    """Which needles occur in which file under root (gzip files are searched decompressed too)."""
-    pattern = re.compile(b"|".join(re.escape(n.encode("utf-8")) for n in sorted(needles, key=len, reverse=True)))
-    found: dict[str, set[str]] = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        contents = [data]
-        if data[:2] == b"\x1f\x8b":
-            contents.append(gzip.decompress(data))
-        hits = {m.group().decode("utf-8") for content in contents for m in pattern.finditer(content)}
-        if hits:
-            found[str(path.relative_to(root))] = hits
-    return found
-
-
-def sqlite_dump(database: Path) -> str:
-    with sqlite3.connect(database) as connection:
-        return "\n".join(connection.iterdump())
 
 
 def test_no_raw_personal_data_reaches_any_artifact_or_mlmd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
