@@ -103,10 +103,12 @@ def main() -> None:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, {platform.platform()}",
         "command": f"python benchmarks/pipeline/runners.py --train-steps {args.train_steps} --repeats {args.repeats}",
+        "load_average_at_end": os.getloadavg(),
     }
     (RESULTS / "runners.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     lines = [f"# Demo pipeline wall time per component by runner", "",
              f"- date: {meta['date']}", f"- machine: {meta['machine']}", f"- command: `{meta['command']}`",
+             f"- load average at the end (1/5/15 min): {', '.join(f'{x:.1f}' for x in meta['load_average_at_end'])}",
              "", "| component | " + " | ".join(VARIANTS) + " |", "|---|" + "---:|" * len(VARIANTS)]
     for node in (*NODES, "components_total", "process_wall"):
         cells = []
