@@ -1,4 +1,4 @@
-"""A generic tabular binary classifier (Keras Functional API) and the Trainer's run_fn."""
+"""The Trainer's run_fn for the generic tabular classifier: input pipeline, training, export."""
 from __future__ import annotations
 
 import os
@@ -11,38 +11,9 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from models.common.training import TrainingPlan, backup_key, train_and_export
-from models.tabular.features import OOV_BUCKETS, TabularSettings, transformed_name, vocabulary_name
+from models.tabular.features import TabularSettings, vocabulary_name
+from models.tabular.network import build_model, to_model_inputs
 from models.tabular.signatures import make_serving_signatures
-
-EMBEDDING_DIM = 8
-
-
-def to_model_inputs(settings: TabularSettings, transformed: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    """Transformed [batch] tensors -> the model's named [batch, 1] inputs (the label is dropped)."""
-    names = [transformed_name(name) for name in settings.features]
-    return {name: tf.reshape(transformed[name], [-1, 1]) for name in names}
-
-
-def build_model(settings: TabularSettings, vocabulary_sizes: dict[str, int]) -> tf.keras.Model:
-    """Numeric inputs concatenated with categorical embeddings, then a dense stack to one probability."""
-    inputs, encoded = [], []
-    for name in settings.numeric_features:
-        layer = tf.keras.Input(shape=(1,), name=transformed_name(name), dtype=tf.float32)
-        inputs.append(layer)
-        encoded.append(layer)
-    for name in settings.categorical_features:
-        layer = tf.keras.Input(shape=(1,), name=transformed_name(name), dtype=tf.int64)
-        inputs.append(layer)
-        embedded = tf.keras.layers.Embedding(vocabulary_sizes[name] + OOV_BUCKETS, EMBEDDING_DIM)(layer)
-        encoded.append(tf.keras.layers.Flatten()(embedded))
-    hidden = tf.keras.layers.Concatenate()(encoded) if len(encoded) > 1 else encoded[0]
-    for units in settings.hidden_units:
-        hidden = tf.keras.layers.Dense(units, activation="relu")(hidden)
-        if settings.dropout:
-            hidden = tf.keras.layers.Dropout(settings.dropout, seed=settings.seed)(hidden)
-    output = tf.keras.layers.Dense(1, activation="sigmoid", name="probability")(hidden)
-    return tf.keras.Model(inputs=inputs, outputs=output, name="tabular_classifier")
-
 
 def input_fn(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
              transform_output: tft.TFTransformOutput, settings: TabularSettings, batch_size: int,

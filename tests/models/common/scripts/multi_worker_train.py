@@ -1,4 +1,5 @@
-"""One worker of a MultiWorkerMirroredStrategy training; TF_CONFIG names the cluster and the task.
+"""One worker of a MultiWorkerMirroredStrategy training of the tabular model; TF_CONFIG names the
+cluster and the task.
 
 Both workers use the same configured seed (identical shuffles, so sharding partitions the
 data), then `reseed_model_ops` gives each its own op seeds: identical final weights then come
@@ -22,6 +23,10 @@ import tensorflow as tf  # noqa: E402
 
 from models.common.determinism import make_deterministic, reseed_model_ops  # noqa: E402
 from models.common.strategy import build_strategy, is_chief, worker_output_dir  # noqa: E402
+from models.tabular.features import TabularSettings, transformed_name  # noqa: E402
+from models.tabular.network import build_model  # noqa: E402
+
+FEATURES = [f"f{i}" for i in range(8)]
 
 
 def main() -> None:
@@ -39,14 +44,15 @@ def main() -> None:
     rng = np.random.default_rng(2024)
     x = rng.normal(size=(256, 8)).astype("float32")
     y = (x[:, :1] - x[:, 2:3] > 0).astype("float32")
-    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(256).batch(32)
+    inputs = {transformed_name(name): x[:, i:i + 1] for i, name in enumerate(FEATURES)}
+    data = tf.data.Dataset.from_tensor_slices((inputs, y)).shuffle(256).batch(32)
     reseed_model_ops(seed, strategy)
     draw_reseeded = tf.random.normal([4]).numpy().tolist()
 
+    settings = TabularSettings(label="y", features={name: "float" for name in FEATURES},
+                               hidden_units=(16, 8), dropout=0.0, seed=seed)
     with strategy.scope():
-        inputs = tf.keras.Input(shape=(8,))
-        hidden = tf.keras.layers.Dense(16, activation="relu")(inputs)
-        model = tf.keras.Model(inputs, tf.keras.layers.Dense(1, activation="sigmoid")(hidden))
+        model = build_model(settings, vocabulary_sizes={})  # the pipeline's tabular model
         model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="binary_crossentropy")
         initial = [w.copy() for w in model.get_weights()]
     history = model.fit(data, epochs=args.epochs, verbose=0)
