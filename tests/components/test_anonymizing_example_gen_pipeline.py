@@ -2,6 +2,7 @@
 every file under the pipeline root and of the MLMD database for the raw personal data of the input."""
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
