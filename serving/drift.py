@@ -132,12 +132,29 @@ class DriftMonitor:
             self.observed[name] = np.zeros(len(ref.counts), dtype=np.int64)
             self.sums[name] = 0.0
 
+    pending: list[Mapping[str, np.ndarray]] = field(default_factory=list)
+    pending_rows: int = 0
+    FLUSH_ROWS = 4096  # bucket in bulk: one searchsorted per feature per few thousand rows, not per request
+
     def observe(self, columns: Mapping[str, np.ndarray]) -> None:
-        for name, values in columns.items():
-            ref = self.reference.get(name)
-            if ref is None:
+        """Queue the values; they are bucketed in bulk when enough have arrived or when read."""
+        rows = max((np.size(v) for v in columns.values()), default=0)
+        with self._lock:
+            self.pending.append(columns)
+            self.pending_rows += rows
+            if self.pending_rows < self.FLUSH_ROWS:
+                return
+            batch, self.pending, self.pending_rows = self.pending, [], 0
+        self._count(batch)
+
+    def _count(self, batch: list[Mapping[str, np.ndarray]]) -> None:
+        if not batch:
+            return
+        for name, ref in self.reference.items():
+            parts = [np.asarray(columns[name], dtype=np.float64).ravel() for columns in batch if name in columns]
+            if not parts:
                 continue
-            values = np.asarray(values, dtype=np.float64).ravel()
+            values = parts[0] if len(parts) == 1 else np.concatenate(parts)
             values = values[np.isfinite(values)]
             if values.size == 0:
                 continue
@@ -145,6 +162,11 @@ class DriftMonitor:
             with self._lock:
                 self.observed[name] += counts
                 self.sums[name] += float(values.sum())
+
+    def flush(self) -> None:
+        with self._lock:
+            batch, self.pending, self.pending_rows = self.pending, [], 0
+        self._count(batch)
 
     def observe_examples(self, serialized: np.ndarray) -> None:
         """Feature values out of serialized tf.Example protos (float and int features)."""
@@ -167,6 +189,7 @@ class DriftMonitor:
         self.observe({name: np.asarray(values) for name, values in columns.items()})
 
     def snapshot(self) -> dict[str, tuple[FeatureReference, np.ndarray, float]]:
+        self.flush()
         with self._lock:
             return {name: (self.reference[name], self.observed[name].copy(), self.sums[name]) for name in self.reference}
 

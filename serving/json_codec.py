@@ -36,8 +36,26 @@ _PY_TO_RAPIDJSON = (
 )
 
 
+try:  # a C parser for the common case; anything it refuses goes through the exact path below
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - optional speed-up
+    _orjson = None
+
+
+_LONG_DIGITS = re.compile(rb"(?<![0-9.])[0-9]{19,}(?![0-9.eE])")  # an integer token of 19+ digits
+
+
 def parse_body(body: bytes) -> Any:
-    """Parse like rapidjson with NaN/Inf allowed and trailing bytes after the first value ignored."""
+    """Parse like rapidjson with NaN/Inf allowed and trailing bytes after the first value ignored.
+
+    Well-formed strict JSON (nearly every request) is parsed by orjson when installed, several times
+    faster on 64-row bodies; whatever it rejects (NaN, Inf, trailing bytes, huge ints, bad UTF-8, lone
+    surrogates) is re-parsed by the stdlib path, which gives the same values and rapidjson's messages."""
+    if _orjson is not None and not _LONG_DIGITS.search(body):  # orjson turns ints beyond 64 bits into floats
+        try:
+            return _orjson.loads(body)
+        except _orjson.JSONDecodeError:
+            pass
     if not body:
         raise invalid_argument("JSON Parse error: The document is empty")
     stripped = body.lstrip(_WS)
@@ -119,8 +137,12 @@ def json_type_name(value: Any) -> str:
 InputSpec = Mapping[str, tuple[int, "tuple[int, ...] | None"]]
 
 
-def parse_predict_request(document: Any, inputs: InputSpec, signature_name: str) -> tuple[dict[str, np.ndarray], bool]:
-    """Tensors from a parsed predict body; returns (tensors, row_format)."""
+def parse_predict_request(document: Any, inputs: InputSpec, signature_name: str,
+                          may_hold_bools: bool = True) -> tuple[dict[str, np.ndarray], bool]:
+    """Tensors from a parsed predict body; returns (tensors, row_format).
+
+    ``may_hold_bools=False`` (the raw body has no ``true``/``false``) allows a one-array fast path for
+    rows of plain numbers, where a bool would otherwise be silently taken as a number."""
     has_instances = "instances" in document
     has_inputs = "inputs" in document
     if has_instances and has_inputs:
@@ -132,7 +154,7 @@ def parse_predict_request(document: Any, inputs: InputSpec, signature_name: str)
     if not inputs:
         raise invalid_argument(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
     if has_instances:
-        return _parse_instances(document["instances"], inputs), True
+        return _parse_instances(document["instances"], inputs, may_hold_bools), True
     return _parse_columnar(document["inputs"], inputs), False
 
 
@@ -140,7 +162,7 @@ def _is_b64(value: Any) -> bool:
     return isinstance(value, dict) and len(value) == 1 and "b64" in value
 
 
-def _parse_instances(instances: Any, inputs: InputSpec) -> dict[str, np.ndarray]:
+def _parse_instances(instances: Any, inputs: InputSpec, may_hold_bools: bool = True) -> dict[str, np.ndarray]:
     if not isinstance(instances, list):
         raise invalid_argument(f"JSON Value: {debug_string(instances)} Expecting 'instances' to be an list/array")
     if not instances:
@@ -154,7 +176,6 @@ def _parse_instances(instances: Any, inputs: InputSpec) -> dict[str, np.ndarray]
                     "instances is a plain list, but expecting list of objects as multiple input tensors required as per tensorinfo_map"
                 )
         expected = set(aliases)
-        columns: dict[str, list[Any]] = {alias: [] for alias in aliases}
         for index, row in enumerate(instances):
             if not isinstance(row, dict) or _is_b64(row):
                 raise invalid_argument(
@@ -167,12 +188,35 @@ def _parse_instances(instances: Any, inputs: InputSpec) -> dict[str, np.ndarray]
                 raise invalid_argument(
                     f"Failed to process element: {index} of 'instances' list. JSON object: {debug_string(row)} keys must be equal to: {','.join(sorted(aliases))}"
                 )
-            for alias in aliases:
-                columns[alias].append(row[alias])
+        if not may_hold_bools:
+            fast = _numeric_rows(instances, aliases, inputs)
+            if fast is not None:
+                return fast
+        columns = {alias: [row[alias] for row in instances] for alias in aliases}
         return {
             alias: _rows_to_tensor(columns[alias], inputs[alias][0], key=alias) for alias in aliases
         }
     return {aliases[0]: _rows_to_tensor(instances, inputs[aliases[0]][0], key=None)}
+
+
+def _numeric_rows(instances: list[dict[str, Any]], aliases: list[str], inputs: InputSpec) -> dict[str, np.ndarray] | None:
+    """Rows of plain float-typed scalars as one array, split into columns: one numpy conversion instead
+    of one per input. Only where the result equals the per-column path (finite floats below 2**53)."""
+    if any(inputs[alias][0] not in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE) for alias in aliases):
+        return None
+    order = tuple(instances[0])
+    try:
+        if all(tuple(row) == order for row in instances):  # same key order in every row (what clients send)
+            matrix = np.array([list(row.values()) for row in instances])
+        else:
+            order = tuple(aliases)
+            matrix = np.array([[row[alias] for alias in aliases] for row in instances])
+    except (ValueError, OverflowError):
+        return None
+    if matrix.ndim != 2 or matrix.dtype != np.float64 or not np.abs(matrix).max() < 2.0**53:
+        return None
+    column = {alias: j for j, alias in enumerate(order)}
+    return {alias: np.ascontiguousarray(matrix[:, column[alias]], dtype=NUMPY_DTYPE[inputs[alias][0]]) for alias in aliases}
 
 
 def _parse_columnar(value: Any, inputs: InputSpec) -> dict[str, np.ndarray]:

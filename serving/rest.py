@@ -22,6 +22,22 @@ NOT_FOUND_HTML = b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H
 INT64_MAX = 2**63 - 1
 
 
+_SPECS: dict[int, tuple[Any, dict[str, tuple[int, None]]]] = {}
+
+
+def _input_spec(definition: Any) -> dict[str, tuple[int, None]]:
+    """Alias -> (dtype, None) per SignatureDef, remembered: walking the proto per request was a hot spot.
+    Keyed by identity and checked, so a definition of an unloaded version is never confused with a new one."""
+    cached = _SPECS.get(id(definition))
+    if cached is not None and cached[0] is definition:
+        return cached[1]
+    spec = {alias: (info.dtype, None) for alias, info in definition.inputs.items()}
+    if len(_SPECS) > 256:
+        _SPECS.clear()
+    _SPECS[id(definition)] = (definition, spec)
+    return spec
+
+
 def _error(exc: ServingError) -> Response:
     return Response(exc.http_status, json_codec.write_error(exc.message))
 
@@ -159,8 +175,10 @@ class RestApi:
             definition = handle.signatures.get(key)
             if definition is None or key == "__saved_model_init_op":
                 raise ServingError("INVALID_ARGUMENT", f'Serving signature name: "{key}" not found in signature def')
-            spec = {alias: (info.dtype, None) for alias, info in definition.inputs.items()}
-            inputs, row_format = json_codec.parse_predict_request(document, spec, key)
+            spec = _input_spec(definition)
+            body = request.body
+            inputs, row_format = json_codec.parse_predict_request(
+                document, spec, key, may_hold_bools=b"true" in body or b"false" in body)
             outputs, served = await service.bounded(service.backend.predict(handle, key, inputs))
             call.version = str(served)
             service.count_classes(call.model, served, outputs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -38,11 +39,18 @@ class Signature:
     def method_name(self) -> str:
         return self.definition.method_name
 
-    @property
+    @cached_property
     def input_spec(self) -> dict[str, tuple[int, tuple[int, ...] | None]]:
+        """Read once: walking the SignatureDef proto per request cost more than the model call."""
         return {alias: (info.dtype, _shape(info)) for alias, info in self.definition.inputs.items()}
 
-    @property
+    @cached_property
+    def flat_inputs(self) -> tuple[tuple[str, int], ...]:
+        """(alias, dtype) in the flat entry point's order (sorted aliases)."""
+        spec = self.input_spec
+        return tuple((alias, spec[alias][0]) for alias in sorted(spec))
+
+    @cached_property
     def output_dtypes(self) -> dict[str, int]:
         return {alias: info.dtype for alias, info in self.definition.outputs.items()}
 
@@ -92,6 +100,7 @@ class SavedModelServable:
         self.path = str(path)
         self.tags = tuple(tags)
         self.signatures: dict[str, Signature] = {}
+        self.definitions: dict[str, meta_graph_pb2.SignatureDef] = {}  # built once, handed to every request
         self.meta_graph: meta_graph_pb2.MetaGraphDef | None = None
         self._model: Any = None
 
@@ -111,6 +120,7 @@ class SavedModelServable:
             if signature.function is not None:
                 signature.flat_call = self._flat_call_works(signature)
             self.signatures[key] = signature
+        self.definitions = {k: s.definition for k, s in self.signatures.items()}
 
     def _flat_call_works(self, signature: Signature) -> bool:
         """The flat entry point is private TF API: use it only if it exists and agrees with the public call."""
@@ -134,6 +144,7 @@ class SavedModelServable:
 
     def unload(self) -> None:
         self.signatures = {}
+        self.definitions = {}
         self._model = None
 
     # ---- inference ---------------------------------------------------------------------------
@@ -159,7 +170,7 @@ class SavedModelServable:
         try:
             if signature.flat_call:
                 fn = signature.function
-                flat = [_to_tensor(inputs[alias], spec[alias][0]) for alias in sorted(spec)]
+                flat = [_to_tensor(inputs[alias], dtype) for alias, dtype in signature.flat_inputs]
                 result = fn._call_flat(flat, fn.captured_inputs)
             else:
                 result = signature.function(**{alias: _to_tensor(v, spec[alias][0]) for alias, v in inputs.items()})
@@ -269,11 +280,30 @@ def _compatible(spec: tuple[int, ...], shape: tuple[int, ...]) -> bool:
 
 
 def _to_tensor(array: np.ndarray, dtype: int) -> Any:
+    """Numeric arrays go straight to an EagerTensor (what tf.constant ends in, minus ~4 µs of dispatch
+    per input, which adds up over 30 inputs per call); everything else takes tf.constant."""
+    if dtype != types_pb2.DT_STRING and isinstance(array, np.ndarray) and NUMPY_DTYPE.get(dtype) == array.dtype:
+        eager_tensor, context = _eager()
+        return eager_tensor(array, context().device_name, dtype)
     import tensorflow as tf
 
     if dtype == types_pb2.DT_STRING:
         return tf.constant(array, dtype=tf.string)
     return tf.constant(array)
+
+
+_EAGER: tuple[Any, Any] | None = None
+
+
+def _eager() -> tuple[Any, Any]:
+    """TensorFlow's EagerTensor constructor and context getter, imported once (TF loads lazily here)."""
+    global _EAGER
+    if _EAGER is None:
+        from tensorflow.python.eager import context
+        from tensorflow.python.framework import ops
+
+        _EAGER = (ops.EagerTensor, context.context)
+    return _EAGER
 
 
 def _sample_input(dtype: int, shape: tuple[int, ...] | None, seed: int) -> np.ndarray:

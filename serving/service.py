@@ -97,7 +97,8 @@ class Service:
         if not limit:
             return await work
         try:
-            return await asyncio.wait_for(work, limit)
+            async with asyncio.timeout(limit):  # a timer only; wait_for would wrap every request in another Task
+                return await work
         except asyncio.TimeoutError:
             raise ServingError("DEADLINE_EXCEEDED", f"Inference did not finish within {limit * 1000:.0f} ms") from None
 

@@ -1,6 +1,8 @@
 """numpy <-> TensorProto and TF dtype names, without TensorFlow's slower generic converters."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
@@ -94,10 +96,12 @@ def from_proto(proto: tensor_pb2.TensorProto, alias: str = "") -> np.ndarray:
     dtype = proto.dtype
     if dtype not in NUMPY_DTYPE:
         raise invalid_argument(f"tensor parsing error: {alias}")
-    if proto.tensor_shape.unknown_rank or any(d.size < 0 for d in proto.tensor_shape.dim):
+    if proto.tensor_shape.unknown_rank:
         raise invalid_argument(f"tensor parsing error: {alias}")
     shape = tuple(d.size for d in proto.tensor_shape.dim)
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if any(d < 0 for d in shape):
+        raise invalid_argument(f"tensor parsing error: {alias}")
+    count = math.prod(shape)  # exact int, no numpy reduction per input
     np_dtype = NUMPY_DTYPE[dtype]
     if proto.tensor_content and dtype != types_pb2.DT_STRING:
         data = np.frombuffer(proto.tensor_content, dtype=np_dtype)

@@ -83,22 +83,68 @@ def run_wrk(url: str, body: str, concurrency: int, seconds: float) -> dict:
             "p50_ms": ms("50"), "p99_ms": ms("99"), "loadgen_cpu_s": cpu}
 
 
-def run_grpc(target: str, rows: int, concurrency: int, seconds: float) -> dict:
+def run_h2load_grpc(target: str, frame: Path, concurrency: int, seconds: float, metrics_url: str) -> dict:
+    """gRPC Predict load from h2load (C, closed loop, one stream per connection like wrk's connections).
+
+    h2load sees HTTP status only; gRPC errors travel in trailers, so failures are the server's own
+    non-OK request count over the cell (nothing else talks to the server meanwhile)."""
+    log = Path(tempfile.mkstemp(suffix=".log")[1])
+    errors_before = server_errors(metrics_url)
     before = children_cpu()
+    out = subprocess.run(["h2load", "-c", str(concurrency), "-m", "1", "-t", "1", "-D", str(max(int(seconds), 1)),
+                          "-d", str(frame), "-H", "content-type: application/grpc", "-H", "te: trailers",
+                          "--log-file", str(log), f"http://{target}/tensorflow.serving.PredictionService/Predict"],
+                         capture_output=True, text=True, check=True).stdout
+    cpu = children_cpu() - before
+    durations = []
+    bad_status = 0
+    for line in log.read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3:
+            durations.append(int(parts[2]) / 1000)
+            bad_status += parts[1] != "200"
+    log.unlink()
+    failed = re.search(r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
+    h2_failed = sum(int(x) for x in failed.groups()) if failed else 0
+    import numpy as np
+
+    lat = np.array(durations or [0.0])
+    elapsed = float(re.search(r"finished in ([\d.]+)s", out).group(1)) if "finished in" in out else seconds
+    return {"requests": len(durations), "failures": bad_status + h2_failed + server_errors(metrics_url) - errors_before,
+            "seconds": elapsed, "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
+            "loadgen_cpu_s": cpu}
+
+
+def run_python_grpc(target: str, rows: int, concurrency: int, seconds: float) -> dict:
     out = subprocess.run([PY, str(HERE / "grpc_load.py"), target, str(rows), str(concurrency), str(seconds)],
                          capture_output=True, text=True, check=True, env=ENV).stdout
-    result = json.loads(out.strip().splitlines()[-1])
-    result["loadgen_cpu_s"] = children_cpu() - before
-    return result
+    return json.loads(out.strip().splitlines()[-1])  # loadgen_cpu_s: its own CPU after its imports
 
 
-def in_process(model_dir: Path, rows: int, seconds: float) -> dict:
+def server_errors(metrics_url: str) -> int:
+    import httpx
+
+    text = httpx.get(metrics_url, timeout=10).text
+    return sum(int(float(m.group(2))) for m in re.finditer(r'^esteira_requests_total\{([^}]*)\} ([\d.e+]+)$', text, re.M)
+               if 'code="OK"' not in m.group(1))
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def in_process(model_dir: Path, rows: int, seconds: float, flat: bool = False) -> dict:
+    """The signature called in this process with tensors built beforehand: no parsing, no network.
+    ``flat`` uses the private flat entry point the server uses (shown for reference, not the target's limit)."""
     import numpy as np
     import tensorflow as tf
 
     signature = tf.saved_model.load(str(model_dir)).signatures["predict_raw"]
     rng = np.random.default_rng(0)
     inputs = {f"feature_{i}": tf.constant(rng.normal(size=rows).astype(np.float32)) for i in range(30)}
+    if flat:
+        public, ordered = signature, [inputs[k] for k in sorted(inputs)]
+        signature = lambda **_: public._call_flat(ordered, public.captured_inputs)  # noqa: E731
     signature(**inputs)
     count, latencies = 0, []
     deadline = time.perf_counter() + seconds
@@ -114,6 +160,10 @@ def in_process(model_dir: Path, rows: int, seconds: float) -> dict:
             "p99_ms": float(np.percentile(lat, 99)), "loadgen_cpu_s": 0.0}
 
 
+TARGETS = ("REST 1-row c=8 req/s >= 5x Flask, p99 <= 3 ms; gRPC 1-row c=8 >= 2.5x Flask; 64-row rows/s >= 50 % of "
+           "in-process over REST and gRPC, gRPC >= REST; 0 failed requests across swaps; load to AVAILABLE <= 0.8 s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=4.0)
@@ -121,12 +171,15 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
+    use_h2load = shutil.which("h2load") is not None
     from serving.demo_model import export_demo_model
 
+    load_before = load_average()
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     base = work / "demo"
     export_demo_model(base, 1, warmup_records=4)
-    export_demo_model(work / "staging", 2, bias=1.0, warmup_records=4)
+    for version in (2, 3):  # published into base/ while the server is under load
+        export_demo_model(work / "staging", version, bias=float(version - 1), warmup_records=4)
     batching = work / "batching.config"
     batching.write_text("max_batch_size { value: 256 } batch_timeout_micros { value: 0 } "
                         "num_batch_threads { value: 2 } max_enqueued_batches { value: 1000 }")
@@ -135,18 +188,25 @@ def main() -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     results: list[dict] = []
     bodies = {1: rows_json(1), 64: rows_json(64)}
+    frames = {}
+    for rows in (1, 64):
+        frames[rows] = work / f"predict_{rows}.grpc"
+        subprocess.run([PY, str(HERE / "grpc_load.py"), "--write-frame", str(rows), str(frames[rows])], env=ENV, check=True)
 
-    def record(system: str, api: str, rows: int, concurrency: int, r: dict) -> None:
+    def record(system: str, api: str, rows: int, concurrency: int, r: dict, loadgen: str) -> None:
         rps = r["requests"] / r["seconds"]
         row = {"system": system, "api": api, "rows": rows, "concurrency": concurrency, "req_per_s": round(rps, 1),
                "rows_per_s": round(rps * rows, 1), "p50_ms": round(r["p50_ms"], 3), "p99_ms": round(r["p99_ms"], 3),
-               "failures": r["failures"], "loadgen_cpu_share": round(r["loadgen_cpu_s"] / (2 * r["seconds"]), 3)}
+               "failures": r["failures"], "loadgen": loadgen,
+               "loadgen_cpu_share": round(r["loadgen_cpu_s"] / ((os.cpu_count() or 1) * r["seconds"]), 3)}
         results.append(row)
         print(json.dumps(row), flush=True)
 
-    # 1. in-process limit
+    # 1. in-process limit: the signature called directly with ready tensors, no serving around it
     for rows in (1, 64):
-        record("in-process", "signature call", rows, 1, in_process(base / "1", rows, args.seconds))
+        record("in-process", "signature call", rows, 1, in_process(base / "1", rows, args.seconds), "none")
+    for rows in (1, 64):
+        record("in-process", "flat call (reference)", rows, 1, in_process(base / "1", rows, args.seconds / 2, flat=True), "none")
 
     # 2. Flask baseline
     port = free_port()
@@ -156,53 +216,120 @@ def main() -> None:
         wait_http(f"http://127.0.0.1:{port}/")
         for rows in (1, 64):
             for c in levels:
-                record("flask", "REST", rows, c, run_wrk(f"http://127.0.0.1:{port}/v1/models/demo:predict", bodies[rows], c, args.seconds))
+                record("flask", "REST", rows, c, run_wrk(f"http://127.0.0.1:{port}/v1/models/demo:predict", bodies[rows], c, args.seconds), "wrk")
     finally:
         flask.terminate()
         flask.wait(10)
 
     # 3. Esteira REST + gRPC (same server process)
     rest, grpc_port = free_port(), free_port()
+    started = time.monotonic()
     server = subprocess.Popen([PY, "-m", "pipeline.cli", "serve", f"--port={grpc_port}", f"--rest_api_port={rest}",
                                "--host=127.0.0.1", "--model_name=demo", f"--model_base_path={base}",
+                               "--file_system_poll_wait_seconds=1",
                                "--enable_batching", f"--batching_parameters_file={batching}",
                                f"--monitoring_config_file={monitoring}", "--log_level=WARNING"],
                               env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     swap: dict = {}
     try:
         wait_http(f"http://127.0.0.1:{rest}/readyz")
+        import httpx
+
+        while httpx.get(f"http://127.0.0.1:{rest}/readyz").status_code != 200:
+            time.sleep(0.05)
+        startup_s = time.monotonic() - started
         url = f"http://127.0.0.1:{rest}/v1/models/demo:predict"
+        metrics_url = f"http://127.0.0.1:{rest}/monitoring/prometheus/metrics"
+        target = f"127.0.0.1:{grpc_port}"
+
+        def grpc_cell(rows: int, c: int, seconds: float) -> dict:
+            if use_h2load:
+                return run_h2load_grpc(target, frames[rows], c, seconds, metrics_url)
+            return run_python_grpc(target, rows, c, seconds)
+
+        loadgen = "h2load" if use_h2load else "grpc_load.py"
         for rows in (1, 64):
             for c in levels:
-                record("esteira", "REST", rows, c, run_wrk(url, bodies[rows], c, args.seconds))
-                record("esteira", "gRPC", rows, c, run_grpc(f"127.0.0.1:{grpc_port}", rows, c, args.seconds))
-        # 4. version swap under load: publish version 2 while wrk runs
-        script_args = (url, bodies[1], 8, 8.0)
+                record("esteira", "REST", rows, c, run_wrk(url, bodies[rows], c, args.seconds), "wrk")
+                record("esteira", "gRPC", rows, c, grpc_cell(rows, c, args.seconds), loadgen)
+        # 4. version swaps under REST + gRPC load: publish version 2, then 3, while both generators run
         import threading
 
         holder: dict = {}
-        thread = threading.Thread(target=lambda: holder.update(run_wrk(*script_args)))
-        thread.start()
-        time.sleep(2.0)
-        (work / "staging" / "2").rename(base / "2")
-        thread.join()
-        import httpx
-
+        window = 10.0
+        errors_before = server_errors(metrics_url)
+        threads = [threading.Thread(target=lambda: holder.update(rest=run_wrk(url, bodies[1], 8, window))),
+                   threading.Thread(target=lambda: holder.update(grpc=grpc_cell(1, 8, window)))]
+        for thread in threads:
+            thread.start()
+        to_available = {}
+        for version in (2, 3):
+            time.sleep(2.0)
+            published = time.monotonic()
+            (work / "staging" / str(version)).rename(base / str(version))
+            while time.monotonic() - published < 30:
+                status = httpx.get(f"http://127.0.0.1:{rest}/v1/models/demo/versions/{version}")
+                if status.status_code == 200 and status.json()["model_version_status"][0]["state"] == "AVAILABLE":
+                    break
+                time.sleep(0.01)
+            to_available[str(version)] = round(time.monotonic() - published, 3)
+        for thread in threads:
+            thread.join()
         status = httpx.get(f"http://127.0.0.1:{rest}/v1/models/demo").json()["model_version_status"]
-        metrics = httpx.get(f"http://127.0.0.1:{rest}/monitoring/prometheus/metrics").text
+        metrics = httpx.get(metrics_url).text
         loads = {m.group(1): float(m.group(2)) for m in
                  re.finditer(r'esteira_model_load_seconds\{model="demo",version="(\d+)"\} ([\d.]+)', metrics)}
-        swap = {"requests": holder["requests"], "failures": holder["failures"],
-                "states": {s["version"]: s["state"] for s in status}, "load_seconds": loads}
+        swap = {"rest_requests": holder["rest"]["requests"], "rest_failures": holder["rest"]["failures"],
+                "grpc_requests": holder["grpc"]["requests"], "grpc_failures": holder["grpc"]["failures"],
+                "server_errors": server_errors(metrics_url) - errors_before,
+                "rest_p99_ms": round(holder["rest"]["p99_ms"], 3), "grpc_p99_ms": round(holder["grpc"]["p99_ms"], 3),
+                "states": {s["version"]: s["state"] for s in status}, "load_seconds": loads,
+                "publish_to_available_s": to_available, "poll_interval_s": 1,
+                "process_start_to_ready_s": round(startup_s, 3)}
         print(json.dumps({"swap": swap}), flush=True)
     finally:
         server.terminate()
         server.wait(20)
     shutil.rmtree(work, ignore_errors=True)
-    write_outputs(results, swap, args)
+    write_outputs(results, swap, args, load_before, load_average())
 
 
-def write_outputs(results: list[dict], swap: dict, args: argparse.Namespace) -> None:
+def _cell(results: list[dict], system: str, api: str, rows: int, concurrency: int) -> dict:
+    return next(r for r in results if (r["system"], r["api"], r["rows"], r["concurrency"]) == (system, api, rows, concurrency))
+
+
+def verdicts(results: list[dict], swap: dict) -> list[tuple[str, str, str, bool]]:
+    """(target, reached, baseline, met) per target, all from this run."""
+    flask1 = _cell(results, "flask", "REST", 1, 8)
+    rest1, grpc1 = _cell(results, "esteira", "REST", 1, 8), _cell(results, "esteira", "gRPC", 1, 8)
+    limit = _cell(results, "in-process", "signature call", 64, 1)["rows_per_s"]
+    out = [
+        ("REST 1-row c=8 >= 5x Flask req/s", f"{rest1['req_per_s']:.0f} req/s = {rest1['req_per_s'] / flask1['req_per_s']:.2f}x",
+         f"Flask {flask1['req_per_s']:.0f} req/s", rest1["req_per_s"] >= 5 * flask1["req_per_s"]),
+        ("REST 1-row c=8 p99 <= 3 ms", f"{rest1['p99_ms']:.2f} ms", f"Flask {flask1['p99_ms']:.2f} ms", rest1["p99_ms"] <= 3),
+        ("gRPC 1-row c=8 >= 2.5x Flask req/s", f"{grpc1['req_per_s']:.0f} req/s = {grpc1['req_per_s'] / flask1['req_per_s']:.2f}x",
+         f"Flask {flask1['req_per_s']:.0f} req/s", grpc1["req_per_s"] >= 2.5 * flask1["req_per_s"]),
+    ]
+    for c in sorted({r["concurrency"] for r in results if r["rows"] == 64 and r["system"] == "esteira"}):
+        rest64, grpc64 = _cell(results, "esteira", "REST", 64, c), _cell(results, "esteira", "gRPC", 64, c)
+        for api, cell in (("REST", rest64), ("gRPC", grpc64)):
+            out.append((f"{api} 64-row c={c} >= 50 % of in-process rows/s", f"{cell['rows_per_s']:.0f} rows/s = {100 * cell['rows_per_s'] / limit:.0f} %",
+                        f"in-process {limit:.0f} rows/s", cell["rows_per_s"] >= 0.5 * limit))
+        out.append((f"gRPC >= REST, 64-row c={c}", f"gRPC {grpc64['rows_per_s']:.0f} vs REST {rest64['rows_per_s']:.0f} rows/s", "",
+                     grpc64["rows_per_s"] >= rest64["rows_per_s"]))
+    if swap:
+        failed = swap["rest_failures"] + swap["grpc_failures"]
+        out.append(("0 failed requests across 2 swaps (REST + gRPC c=8 each)",
+                    f"{failed} failed of {swap['rest_requests'] + swap['grpc_requests']}", "", failed == 0))
+        worst = max(swap["load_seconds"].values()) if swap["load_seconds"] else float("nan")
+        out.append(("model load (load + warm-up) to AVAILABLE <= 0.8 s",
+                    f"worst {worst:.3f} s (" + ", ".join(f"v{k} {v:.3f}" for k, v in sorted(swap["load_seconds"].items())) + ")",
+                    "publish->AVAILABLE incl. up to 1 s poll: " + ", ".join(f"v{k} {v:.2f} s" for k, v in swap["publish_to_available_s"].items()),
+                    worst <= 0.8))
+    return out
+
+
+def write_outputs(results: list[dict], swap: dict, args: argparse.Namespace, load_before: str, load_after: str) -> None:
     import csv
 
     with open(HERE / "results.csv", "w", newline="") as handle:
@@ -211,8 +338,11 @@ def write_outputs(results: list[dict], swap: dict, args: argparse.Namespace) -> 
         writer.writerows(results)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": f"{platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} cores, {platform.platform()}", "python": platform.python_version(),
-            "command": "python benchmarks/serving/bench_serving.py " + " ".join(sys.argv[1:]), "seconds_per_cell": args.seconds}
-    (HERE / "results.json").write_text(json.dumps({"meta": meta, "results": results, "swap": swap}, indent=1))
+            "command": "python benchmarks/serving/bench_serving.py " + " ".join(sys.argv[1:]), "seconds_per_cell": args.seconds,
+            "load_average_before": load_before, "load_average_after": load_after}
+    checks = verdicts(results, swap)
+    (HERE / "results.json").write_text(json.dumps({"meta": meta, "results": results, "swap": swap,
+                                                   "targets": [dict(zip(("target", "reached", "baseline", "met"), c)) for c in checks]}, indent=1))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -233,6 +363,29 @@ def write_outputs(results: list[dict], swap: dict, args: argparse.Namespace) -> 
     fig.suptitle(f"Serving throughput, {meta['date']}, {os.cpu_count()} cores (server and load generator share them)")
     fig.tight_layout()
     fig.savefig(HERE / "throughput.png", dpi=90)
+
+    lines = ["# Serving benchmark results", "",
+             f"Machine: {meta['machine']}, Python {meta['python']}; shared with other work: load average "
+             f"{load_before} before the run, {load_after} after (1/5/15 min). Date: {meta['date']}.",
+             f"Command: `{meta['command']}` (`make bench-serving`); {args.seconds:g} s per cell. REST load: wrk -t1 "
+             f"(C, closed loop, c connections); gRPC load: {results[-1]['loadgen'] if results else ''} (C, closed loop, "
+             "c connections x 1 stream). Esteira runs with --enable_batching (max_batch_size 256, timeout 0, 2 threads). "
+             "Model: the demo model, 30 float features, signature `predict_raw`, JSON row format.",
+             "Files: results.csv, results.json, throughput.png.", "",
+             "## Against the targets (same run, side by side)", "",
+             "| target | reached | baseline (same run) | met |", "|---|---|---|---|"]
+    lines += [f"| {t} | {r} | {b} | {'yes' if m else 'NO'} |" for t, r, b, m in checks]
+    lines += ["", "## All cells", "",
+              "| system | api | rows | conc | req/s | rows/s | p50 ms | p99 ms | failed | load generator | its CPU share |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['system']} | {r['api']} | {r['rows']} | {r['concurrency']} | {r['req_per_s']} | {r['rows_per_s']} | "
+              f"{r['p50_ms']} | {r['p99_ms']} | {r['failures']} | {r['loadgen']} | {r['loadgen_cpu_share']:.0%} |" for r in results]
+    if swap:
+        lines += ["", "## Version swaps under load", "", "```", json.dumps(swap, indent=1), "```"]
+    analysis = HERE / "analysis.md"
+    if analysis.exists():
+        lines += ["", analysis.read_text().rstrip()]
+    (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

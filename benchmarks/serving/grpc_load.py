@@ -1,6 +1,10 @@
-"""Closed-loop gRPC Predict load: N concurrent callers for D seconds; prints one JSON line of results."""
+"""Closed-loop gRPC Predict load in Python (fallback when h2load is missing); prints one JSON line.
+
+Its CPU time is measured from after its imports, so the figure is what generating load costs.
+"""
 import asyncio
 import json
+import resource
 import sys
 import time
 
@@ -10,6 +14,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 
 def build(rows: int) -> bytes:
+    """A serialized PredictRequest: 30 float features, ``rows`` values each (the demo model's input)."""
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
     request = predict_pb2.PredictRequest()
@@ -21,6 +26,11 @@ def build(rows: int) -> bytes:
         proto.float_val.extend(rng.normal(size=rows).astype(np.float32).tolist())
         request.inputs[f"feature_{i}"].CopyFrom(proto)
     return request.SerializeToString()
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def main(target: str, rows: int, concurrency: int, seconds: float) -> None:
@@ -41,13 +51,21 @@ async def main(target: str, rows: int, concurrency: int, seconds: float) -> None
                     latencies.append(time.perf_counter() - start)
                 except grpc.aio.AioRpcError:
                     failures += 1
+        cpu_before = _cpu()
         started = time.perf_counter()
         await asyncio.gather(*(caller() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+        cpu = _cpu() - cpu_before
     lat = np.array(latencies) * 1000
     print(json.dumps({"requests": len(latencies), "failures": failures, "seconds": elapsed,
-                      "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99))}))
+                      "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
+                      "loadgen_cpu_s": cpu}))
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])))
+    if sys.argv[1] == "--write-frame":  # gRPC length-prefixed message for h2load: grpc_load.py --write-frame ROWS FILE
+        message = build(int(sys.argv[2]))
+        with open(sys.argv[3], "wb") as handle:
+            handle.write(b"\x00" + len(message).to_bytes(4, "big") + message)
+    else:
+        asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])))

@@ -31,17 +31,21 @@ class LocalBackend:
         servable = found.servable
         if servable is None:  # unloaded between resolve and here
             raise ServingError("NOT_FOUND", f"Servable not found for request: Specific({name}, {found.number})")
-        return Handle(name, found.number, {k: s.definition for k, s in servable.signatures.items()},
-                      version, label, local=(servable, found.drift))
+        definitions = getattr(servable, "definitions", None)
+        if definitions is None:
+            definitions = {k: s.definition for k, s in servable.signatures.items()}
+        # The handle pins the version's signatures and loaded model: a version unloaded while this request
+        # is in flight (a swap under load) stays usable until the request is done, as TF Serving's handles do.
+        return Handle(name, found.number, definitions, version, label,
+                      local=(servable, found.drift, servable.signatures, getattr(servable, "_model", None)))
 
     def _signature(self, handle: Handle, name: str) -> Signature:
-        servable, _ = handle.local
-        return servable.signature(name)
+        return _pinned_signature(handle.local[2], name)
 
     async def predict(self, handle: Handle, signature: str, inputs: Mapping[str, np.ndarray],
                       output_filter: Sequence[str] = ()) -> tuple[dict[str, np.ndarray], int]:
-        servable, drift = handle.local
-        sig = servable.signature(signature)
+        servable, drift, signatures, _model = handle.local
+        sig = _pinned_signature(signatures, signature)
         check_output_filter(sig, output_filter)
         check_inputs(sig, inputs)
 
@@ -61,8 +65,8 @@ class LocalBackend:
         return dict(outputs), handle.version
 
     async def classify(self, handle: Handle, signature: str, examples: Sequence[bytes]) -> tuple[list, int]:
-        servable, drift = handle.local
-        sig = _examples_signature(servable, signature)
+        servable, drift, signatures, _model = handle.local
+        sig = _examples_signature(signatures, signature)
 
         def run() -> list:
             result = servable.classify(sig, examples)
@@ -73,8 +77,8 @@ class LocalBackend:
         return await asyncio.get_running_loop().run_in_executor(self.executor, run), handle.version
 
     async def regress(self, handle: Handle, signature: str, examples: Sequence[bytes]) -> tuple[list[float], int]:
-        servable, drift = handle.local
-        sig = _examples_signature(servable, signature)
+        servable, drift, signatures, _model = handle.local
+        sig = _examples_signature(signatures, signature)
 
         def run() -> list[float]:
             result = servable.regress(sig, examples)
@@ -101,8 +105,16 @@ class LocalBackend:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _examples_signature(servable, name: str) -> Signature:  # type: ignore[no-untyped-def]
-    signature = servable.signatures.get(name or DEFAULT_SIGNATURE)
+def _pinned_signature(signatures: Mapping[str, Signature], name: str) -> Signature:
+    """SavedModelServable.signature() against the signatures pinned at resolve time."""
+    signature = signatures.get(name or DEFAULT_SIGNATURE)
+    if signature is None or signature.function is None:
+        raise ServingError("FAILED_PRECONDITION", f'Serving signature key "{name or DEFAULT_SIGNATURE}" not found.')
+    return signature
+
+
+def _examples_signature(signatures: Mapping[str, Signature], name: str) -> Signature:
+    signature = signatures.get(name or DEFAULT_SIGNATURE)
     if signature is None or signature.function is None:
         raise invalid_argument(f"No signature was found with the name: {name or DEFAULT_SIGNATURE}")
     return signature
