@@ -13,7 +13,7 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.base.base_component import BaseComponent
 
-from components.idempotent_pusher import IdempotentPusherExecutor
+from components.serving_pusher import ServingPusher
 from components.recording_trainer import RecordingTrainerExecutor
 from pipeline.config import UseCaseConfig
 
@@ -134,11 +134,13 @@ def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None 
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"], eval_config=eval_config(config))
-    pusher = tfx.components.Pusher(
+    pusher = ServingPusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
             base_directory=str(config.serving.base_path))),
-        custom_executor_spec=executor_spec.ExecutorClassSpec(IdempotentPusherExecutor))
+        statistics=statistics_gen.outputs["statistics"],
+        reference_features=[name for name, kind in config.data.features.items() if kind.value == "float"],
+    ).with_id("Pusher")
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline.name,

@@ -1,4 +1,5 @@
-"""A Pusher that never publishes the same model twice."""
-from components.idempotent_pusher.executor import IdempotentPusherExecutor
+"""A Pusher for model servers: idempotent, and each version carries its drift reference."""
+from components.serving_pusher.component import ServingPusher
+from components.serving_pusher.executor import ServingPusherExecutor
 
-__all__ = ["IdempotentPusherExecutor"]
+__all__ = ["ServingPusher", "ServingPusherExecutor"]

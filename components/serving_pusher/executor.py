@@ -1,31 +1,49 @@
-"""Pusher executor that skips a push when the newest served version already holds this exact model.
+"""Pusher executor: skip a push when the newest served version already holds this exact model, and
+give each new version the training data's reference histograms before it becomes loadable.
 
 TFX's Pusher writes a new ``<unix time>/`` version on every blessed execution, so a re-run whose
 Trainer was cached re-publishes an identical model and makes model servers reload it for nothing.
 Here the candidate's content digest is compared with the newest version under the push destination;
 when they match, the artifact is marked ``pushed=0`` with the reason, and nothing is copied.
+A new version is written as TFX does (everything, then ``saved_model.pb`` last, so a polling server
+never sees half a model), with ``assets.extra/esteira_reference_stats.json`` added before the last step.
 """
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 from absl import logging
 from tfx import types
 from tfx.components.pusher import executor as tfx_pusher
+from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import proto_utils
+from tfx.utils import io_utils, proto_utils
+
+from components.serving_pusher.reference import reference_from_statistics
+from serving.drift import REFERENCE_FILE, write_reference
 
 REASON_KEY = "push_reason"
+STATISTICS_KEY = "statistics"
+REFERENCE_FEATURES_KEY = "reference_features"
+REFERENCE_SPLIT = "train"
+_ADDED_BY_PUSH = (f"assets.extra/{REFERENCE_FILE}",)
 
 
-def directory_digest(root: Path) -> str:
-    """SHA-256 over every file's relative path and bytes, in sorted order (content, not mtimes)."""
+def directory_digest(root: Path, ignore: tuple[str, ...] = _ADDED_BY_PUSH) -> str:
+    """SHA-256 over every file's relative path and bytes, in sorted order (content, not mtimes);
+    files the push itself adds are ignored so a pushed version compares equal to its source."""
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        relative = str(path.relative_to(root))
+        if relative in ignore:
+            continue
+        digest.update(relative.encode() + b"\0")
         with path.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
@@ -41,28 +59,52 @@ def newest_version(base_directory: Path) -> Path | None:
     return max(versions, key=lambda p: int(p.name), default=None)
 
 
-class IdempotentPusherExecutor(tfx_pusher.Executor):
-    """TFX Pusher semantics, plus: an identical newest version means no new push."""
+class ServingPusherExecutor(tfx_pusher.Executor):
+    """TFX Pusher semantics for a filesystem destination, plus idempotence and drift references."""
 
     def Do(self, input_dict: dict[str, list[types.Artifact]],
            output_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
         pushed = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
         if not self.CheckBlessing(input_dict):
             self._MarkNotPushed(pushed)
             pushed.set_string_custom_property(REASON_KEY, "model not blessed by the Evaluator")
             return
         destination = pusher_pb2.PushDestination()
-        proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY],
-                                  destination)
-        newest = newest_version(Path(destination.filesystem.base_directory))
-        if newest is not None:
-            model_digest = directory_digest(Path(self.GetModelPath(input_dict)))
-            if directory_digest(newest) == model_digest:
-                logging.info("Model identical to served version %s; not pushing again.", newest.name)
-                self._MarkNotPushed(pushed)
-                pushed.set_string_custom_property(
-                    REASON_KEY, f"identical to the served version {newest.name}")
-                pushed.set_string_custom_property("pushed_version", newest.name)
-                return
-        super().Do(input_dict, output_dict, exec_properties)
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
+        if destination.WhichOneof("destination") != "filesystem":
+            raise ValueError("ServingPusher pushes to a filesystem destination only; set push_destination.filesystem")
+        base = Path(destination.filesystem.base_directory)
+        model_path = Path(self.GetModelPath(input_dict))
+
+        newest = newest_version(base)
+        if newest is not None and directory_digest(newest) == directory_digest(model_path):
+            logging.info("Model identical to served version %s; not pushing again.", newest.name)
+            self._MarkNotPushed(pushed)
+            pushed.set_string_custom_property(REASON_KEY, f"identical to the served version {newest.name}")
+            pushed.set_string_custom_property("pushed_version", newest.name)
+            return
+
+        version = str(int(time.time()))
+        while (base / version).exists():  # two pushes within one second get distinct versions
+            version = str(int(version) + 1)
+        target = base / version
+        shutil.copytree(model_path, target, ignore=lambda folder, names: [
+            n for n in names if n == "saved_model.pb" and Path(folder) == model_path])
+        self._write_reference(input_dict, exec_properties, target)
+        shutil.copy2(model_path / "saved_model.pb", target / "saved_model.pb")  # last: now loadable
+        io_utils.copy_dir(str(model_path), pushed.uri)  # archive, as TFX's Pusher does
+        self._MarkPushed(pushed, pushed_destination=str(target), pushed_version=version)
         pushed.set_string_custom_property(REASON_KEY, "blessed model pushed as a new version")
+
+    def _write_reference(self, input_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any],
+                         version_dir: Path) -> None:
+        features = json.loads(exec_properties.get(REFERENCE_FEATURES_KEY) or "[]")
+        statistics = input_dict.get(STATISTICS_KEY)
+        if not statistics or not features:
+            return
+        stats = stats_artifact_utils.load_statistics(
+            artifact_utils.get_single_instance(statistics), REFERENCE_SPLIT).proto()
+        reference = reference_from_statistics(stats.datasets[0], features)
+        write_reference(version_dir, reference)
+        logging.info("Wrote drift reference histograms for %d feature(s) into %s", len(reference), version_dir)
