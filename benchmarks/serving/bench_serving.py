@@ -126,7 +126,21 @@ def server_errors(metrics_url: str) -> int:
 
     text = httpx.get(metrics_url, timeout=10).text
     return sum(int(float(m.group(2))) for m in re.finditer(r'^esteira_requests_total\{([^}]*)\} ([\d.e+]+)$', text, re.M)
-               if 'code="OK"' not in m.group(1))
+               if 'code="OK"' not in m.group(1) and 'api="predict"' in m.group(1))  # not the bench's own status polls
+
+
+def server_errors_by_code(metrics_url: str) -> dict[str, int]:
+    """Non-OK requests the server counted, by entrypoint, API and status code (what failed, not just how many)."""
+    import httpx
+
+    text = httpx.get(metrics_url, timeout=10).text
+    out: dict[str, int] = {}
+    for m in re.finditer(r'^esteira_requests_total\{([^}]*)\} ([\d.e+]+)$', text, re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        if labels.get("code") != "OK":
+            key = f"{labels.get('entrypoint')} {labels.get('api')} v{labels.get('version')} {labels.get('code')}"
+            out[key] = out.get(key, 0) + int(float(m.group(2)))
+    return out
 
 
 def load_average() -> str:
@@ -282,6 +296,7 @@ def main() -> None:
         swap = {"rest_requests": holder["rest"]["requests"], "rest_failures": holder["rest"]["failures"],
                 "grpc_requests": holder["grpc"]["requests"], "grpc_failures": holder["grpc"]["failures"],
                 "server_errors": server_errors(metrics_url) - errors_before,
+                "server_non_ok_since_start": server_errors_by_code(metrics_url),
                 "rest_p99_ms": round(holder["rest"]["p99_ms"], 3), "grpc_p99_ms": round(holder["grpc"]["p99_ms"], 3),
                 "states": {s["version"]: s["state"] for s in status}, "load_seconds": loads,
                 "publish_to_available_s": to_available, "poll_interval_s": 1,
