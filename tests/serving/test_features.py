@@ -203,8 +203,19 @@ def test_gateway_forwards_to_backend_server(shared_server, tmp_path: Path) -> No
 
 # ---- metrics, probes, robustness -------------------------------------------------------------------
 
-def test_metrics_names_and_drift(shared_server) -> None:  # type: ignore[no-untyped-def]
-    url = shared_server.rest_url
+def test_metrics_names_and_drift(model_store: Path, tmp_path: Path) -> None:
+    # Its own server: drift is a property of everything a version has seen, so requests from other
+    # tests on a shared server would change what this test measures.
+    config = write_config(tmp_path / "models.config", {MODEL: str(model_store / MODEL)},
+                          labels={MODEL: {"stable": 1, "canary": 2}})
+    server = start_server(tmp_path, f"--model_config_file={config}", "--file_system_poll_wait_seconds=0")
+    try:
+        check_metrics_names_and_drift(server.rest_url)
+    finally:
+        server.stop()
+
+
+def check_metrics_names_and_drift(url: str) -> None:
     for seed in range(5):
         httpx.post(f"{url}/v1/models/{MODEL}/versions/1:predict",
                    json={"signature_name": "predict_raw", "instances": [raw_row(seed)]})
@@ -219,7 +230,9 @@ def test_metrics_names_and_drift(shared_server) -> None:  # type: ignore[no-unty
     psi = {line.split('version="')[1].split('"')[0]: float(line.split()[-1]) for line in text.splitlines()
            if line.startswith('esteira_feature_drift_psi{model="demo"') and 'feature="feature_3"' in line}
     assert psi["2"] > 1.0 and psi["2"] > psi["1"]  # shifted inputs drift, in-distribution ones much less
-    assert 'esteira_predictions_total{model="demo",version="2",class="1"}' in text
+    per_class = [float(line.split()[-1]) for line in text.splitlines()
+                 if line.startswith('esteira_predictions_total{model="demo",version="2",class="')]
+    assert per_class and sum(per_class) == 5  # one predicted class counted per row sent to version 2
     assert "process_resident_memory_bytes" in text and "esteira_request_size_bytes_bucket" in text
     assert httpx.get(f"{url}/healthz").status_code == 200 and httpx.get(f"{url}/readyz").json() == {"status": "ready"}
 
