@@ -97,7 +97,7 @@ def predict_main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    from serving.client import GrpcClient, RestClient, ServingClientError
+    from serving.client import RestClient, ServingClientError
     from serving.errors import ServingError
 
     try:

@@ -11,7 +11,6 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import json
 from pathlib import Path
 from typing import Sequence
 

@@ -106,7 +106,7 @@ def main() -> None:
         "load_average_at_end": os.getloadavg(),
     }
     (RESULTS / "runners.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    lines = [f"# Demo pipeline wall time per component by runner", "",
+    lines = ["# Demo pipeline wall time per component by runner", "",
              f"- date: {meta['date']}", f"- machine: {meta['machine']}", f"- command: `{meta['command']}`",
              f"- load average at the end (1/5/15 min): {', '.join(f'{x:.1f}' for x in meta['load_average_at_end'])}",
              "", "| component | " + " | ".join(VARIANTS) + " |", "|---|" + "---:|" * len(VARIANTS)]

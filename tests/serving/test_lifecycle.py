@@ -6,7 +6,6 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
 import httpx
 import pytest
 from tensorflow_serving.config import model_server_config_pb2
