@@ -57,6 +57,7 @@ def _config_from(args: argparse.Namespace) -> UseCaseConfig:
 def _run(args: argparse.Namespace) -> int:
     config = _config_from(args)
     check_data_columns(config)
+    from pipeline.lineage import LineageError
     from pipeline.report import format_report, load_report
     from pipeline.runners import run
 
@@ -70,8 +71,13 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as caught:  # the report below says which component failed
         error = caught
     wall = time.monotonic() - started
-    print(format_report(load_report(config.pipeline.metadata_path, config.pipeline.name),
-                        config.serving.base_path, wall))
+    try:
+        print(format_report(load_report(config.pipeline.metadata_path, config.pipeline.name),
+                            config.serving.base_path, wall))
+    except LineageError:
+        if error is None:
+            raise
+        # The run failed before recording anything; its own error is the one to show.
     if error is not None:
         raise error
     return 0
