@@ -119,6 +119,25 @@ class DPConfig(_Section):
     accountant: Literal["rdp", "pld"] = "rdp"
 
 
+class InputConfig(_Section):
+    """The Trainer's tf.data pipeline (models/common/input_pipeline.py); 'autotune' lets tf.data choose."""
+
+    cache: Literal["memory", "off"] = Field(
+        default="memory", description="memory: read and map once, later epochs from RAM; off: stream every epoch")
+    shuffle_buffer: int = Field(default=10_000, ge=1, description="examples in the shuffle buffer")
+    parallel_reads: int | Literal["autotune"] = Field(default="autotune", description="files read in parallel")
+    parallel_calls: int | Literal["autotune"] = Field(default="autotune", description="parse/map/batch threads")
+    prefetch: int | Literal["autotune"] = Field(default="autotune", description="batches prepared ahead")
+    deterministic: bool = Field(default=True, description="order fixed by the seed; false trades it for speed")
+
+    @field_validator("parallel_reads", "parallel_calls", "prefetch")
+    @classmethod
+    def _positive_or_autotune(cls, value: int | str) -> int | str:
+        if value != "autotune" and value < 1:
+            raise ValueError(f"must be >= 1 or 'autotune', got {value}")
+        return value
+
+
 class TrainingConfig(_Section):
     train_steps: int = Field(default=500, ge=1, description="optimizer steps in total, over all epochs")
     eval_steps: int = Field(default=50, ge=1)
@@ -126,6 +145,7 @@ class TrainingConfig(_Section):
     seed: int = Field(default=42, ge=0)
     distribution: DistributionConfig = DistributionConfig()
     dp: DPConfig = DPConfig()
+    input: InputConfig = InputConfig()
     backup_root: Path | None = Field(
         default=None, description="stable folder for resumable backups (default: <pipeline.root>/_trainer_backups)")
     debug_numerics: bool = Field(default=False, description="tf.debugging.enable_check_numerics (slow)")

@@ -41,6 +41,7 @@ def trainer_custom_config(config: UseCaseConfig) -> dict:
             "strategy": config.training.distribution.strategy,
             "num_replicas": config.training.distribution.num_replicas,
             "dp": config.training.dp.model_dump(),
+            "input": config.training.input.model_dump(),
             "backup_root": str(config.training.backup_root) if config.training.backup_root else None,
             "debug_numerics": config.training.debug_numerics,
             "histogram_freq": config.training.histogram_freq,

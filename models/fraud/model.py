@@ -26,8 +26,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
-from tfx_bsl.public import tfxio
 
+from models.common.input_pipeline import InputOptions, trainer_datasets
 from models.common.training import TrainingPlan, backup_key, train_and_export
 from models.fraud.features import (
     DAY_OF_WEEK,
@@ -158,20 +158,6 @@ def class_weight(settings: FraudSettings) -> dict[int, float] | None:
     return {0: 1.0, 1: settings.options.positive_weight} if settings.options.loss == "weighted_bce" else None
 
 
-def input_fn(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
-             transform_output: tft.TFTransformOutput, settings: FraudSettings, batch_size: int,
-             shuffle: bool) -> tf.data.Dataset:
-    """Full batches of (model inputs, [batch, 1] float label) from transformed examples, repeating forever."""
-    dataset = data_accessor.tf_dataset_factory(
-        file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=settings.label, shuffle=shuffle,
-                                       shuffle_seed=settings.seed, drop_final_batch=True),
-        transform_output.transformed_metadata.schema)
-    return dataset.map(
-        lambda features, label: (to_model_inputs(settings, features), tf.cast(tf.reshape(label, [-1, 1]), tf.float32)),
-        num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point: train per the config's training plan, export the three signatures."""
     config = fn_args.custom_config or {}
@@ -180,9 +166,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     transform_output = tft.TFTransformOutput(fn_args.transform_output)
     sizes = {name: transform_output.vocabulary_size_by_name(name) for name in vocabularies(settings)}
 
-    def datasets(batch_size: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-        return (input_fn(fn_args.train_files, fn_args.data_accessor, transform_output, settings, batch_size, True),
-                input_fn(fn_args.eval_files, fn_args.data_accessor, transform_output, settings, batch_size, False))
+    datasets = trainer_datasets(
+        fn_args, transform_output.transformed_metadata.schema, label_key=settings.label, seed=settings.seed,
+        to_model_inputs=lambda features, label: (to_model_inputs(settings, features),
+                                                 tf.cast(tf.reshape(label, [-1, 1]), tf.float32)),
+        options=InputOptions.from_custom_config(config))
 
     def export(model: tf.keras.Model, directory: str) -> None:
         signatures = make_serving_signatures(

@@ -8,25 +8,12 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
-from tfx_bsl.public import tfxio
 
+from models.common.input_pipeline import InputOptions, trainer_datasets
 from models.common.training import TrainingPlan, backup_key, train_and_export
 from models.tabular.features import TabularSettings, vocabulary_name
 from models.tabular.network import build_model, to_model_inputs
 from models.tabular.signatures import make_serving_signatures
-
-def input_fn(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
-             transform_output: tft.TFTransformOutput, settings: TabularSettings, batch_size: int,
-             shuffle: bool) -> tf.data.Dataset:
-    """Full batches of (model inputs, label) from transformed examples, repeating forever."""
-    dataset = data_accessor.tf_dataset_factory(
-        file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=settings.label, shuffle=shuffle,
-                                       shuffle_seed=settings.seed, drop_final_batch=True),
-        transform_output.transformed_metadata.schema)
-    return dataset.map(lambda features, label: (to_model_inputs(settings, features), label),
-                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point: train per the config's training plan, export both signatures."""
@@ -37,9 +24,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     sizes = {name: transform_output.vocabulary_size_by_name(vocabulary_name(name))
              for name in settings.categorical_features}
 
-    def datasets(batch_size: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-        return (input_fn(fn_args.train_files, fn_args.data_accessor, transform_output, settings, batch_size, True),
-                input_fn(fn_args.eval_files, fn_args.data_accessor, transform_output, settings, batch_size, False))
+    datasets = trainer_datasets(
+        fn_args, transform_output.transformed_metadata.schema, label_key=settings.label, seed=settings.seed,
+        to_model_inputs=lambda features, label: (to_model_inputs(settings, features), label),
+        options=InputOptions.from_custom_config(config))
 
     def export(model: tf.keras.Model, directory: str) -> None:
         signatures = make_serving_signatures(

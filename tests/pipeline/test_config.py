@@ -45,6 +45,21 @@ def test_wrong_type_names_key_and_value(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_input_pipeline_settings_are_validated_and_reach_the_trainer(tmp_path: Path) -> None:
+    from pipeline.dag import trainer_custom_config
+    path = write_config(tmp_path, lambda d: d.setdefault("training", {}).update(
+        input={"cache": "off", "parallel_reads": 4, "prefetch": "autotune"}))
+    sent = trainer_custom_config(load_config(path))["training"]["input"]
+    assert sent == {"cache": "off", "shuffle_buffer": 10_000, "parallel_reads": 4, "parallel_calls": "autotune",
+                    "prefetch": "autotune", "deterministic": True}
+    path = write_config(tmp_path, lambda d: d.setdefault("training", {}).update(input={"parallel_calls": 0}))
+    with pytest.raises(ConfigError, match=r"training\.input\.parallel_calls.*>= 1 or 'autotune', got 0"):
+        load_config(path)
+    path = write_config(tmp_path, lambda d: d.setdefault("training", {}).update(input={"cache": "disk"}))
+    with pytest.raises(ConfigError, match=r"training\.input\.cache: .*'memory' or 'off'"):
+        load_config(path)
+
+
 def test_unknown_feature_type_lists_allowed(tmp_path: Path) -> None:
     path = write_config(tmp_path, lambda d: d["data"]["features"].update(mean_radius="double"))
     with pytest.raises(ConfigError, match=r"data\.features\.mean_radius: .*'float', 'int' or 'string'"):

@@ -1,0 +1,125 @@
+"""The Trainer's tf.data input pipeline, one implementation for every use case, tuned from config.
+
+Transformed examples are read through TFX's `DataAccessor` (TFXIO), which already reads files in
+parallel (an interleave over files, ``parallel_reads``) and parses them in parallel
+(``parallel_calls``); the model module only maps parsed features to model inputs. Two shapes:
+
+* ``cache: memory`` (default): one pass is read and parsed, mapped to model inputs, split into
+  examples and kept in memory; every later epoch is served from memory and reshuffled with the
+  configured seed. Later epochs cost no I/O, parsing or feature mapping, which is what makes the
+  input outrun training (benchmarks/training). Needs memory for the mapped examples of the split.
+* ``cache: off``: stream from the files on every epoch with TFXIO's own shuffle buffer, for data
+  that does not fit in memory. (There is no file cache: Keras stops the validation iterator part
+  way through the split, which leaves tf.data's file cache locked and unfinished.)
+
+Both end in batches of exactly ``batch_size`` (DP-SGD's accounting and per-replica shares need
+full batches), repeat forever (steps per epoch come from the plan), and prefetch. With
+``deterministic: true`` the order is a function of the seed alone, so two trainings with the same
+seed see the same batches (models/common/determinism.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping
+
+import tensorflow as tf
+from tfx_bsl.public import tfxio
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+Features = Mapping[str, Any]
+ToModelInputs = Callable[[Features, tf.Tensor], tuple[Any, tf.Tensor]]
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """The ``training.input`` block of the config; ``-1`` (autotune) lets tf.data pick a value."""
+
+    cache: Literal["memory", "off"] = "memory"
+    shuffle_buffer: int = 10_000
+    parallel_reads: int = AUTOTUNE
+    parallel_calls: int = AUTOTUNE
+    prefetch: int = AUTOTUNE
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        if self.cache not in ("memory", "off"):
+            raise ValueError(f"training.input.cache must be 'memory' or 'off', got {self.cache!r}")
+        if self.shuffle_buffer < 1:
+            raise ValueError(f"training.input.shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
+        for name in ("parallel_reads", "parallel_calls", "prefetch"):
+            value = getattr(self, name)
+            if value != AUTOTUNE and value < 1:
+                raise ValueError(f"training.input.{name} must be >= 1 or 'autotune', got {value}")
+
+    @classmethod
+    def from_custom_config(cls, config: Mapping[str, Any]) -> "InputOptions":
+        """Read ``custom_config['training']['input']``; 'autotune' in the YAML arrives as the string."""
+        raw = dict((config.get("training") or {}).get("input") or {})
+        for name in ("parallel_reads", "parallel_calls", "prefetch"):
+            if raw.get(name) == "autotune":
+                raw[name] = AUTOTUNE
+        return cls(**raw)
+
+
+def make_dataset(
+    file_pattern: list[str],
+    data_accessor: Any,
+    schema: Any,
+    *,
+    label_key: str,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    to_model_inputs: ToModelInputs,
+    options: InputOptions = InputOptions(),
+) -> tf.data.Dataset:
+    """Repeating full batches of ``to_model_inputs(features, label)`` from transformed examples.
+
+    ``data_accessor`` is ``fn_args.data_accessor``; ``schema`` the transformed schema
+    (``TFTransformOutput.transformed_metadata.schema``).
+    """
+    cached = options.cache == "memory"
+    read_options = tfxio.TensorFlowDatasetOptions(
+        batch_size=batch_size,
+        drop_final_batch=not cached,
+        num_epochs=1 if cached else None,
+        shuffle=shuffle and not cached,
+        shuffle_buffer_size=options.shuffle_buffer,
+        shuffle_seed=seed,
+        prefetch_buffer_size=options.prefetch,
+        reader_num_threads=options.parallel_reads,
+        parser_num_threads=options.parallel_calls,
+        sloppy_ordering=not options.deterministic,
+        label_key=label_key,
+    )
+    dataset = data_accessor.tf_dataset_factory(file_pattern, read_options, schema)
+    dataset = dataset.map(to_model_inputs, num_parallel_calls=options.parallel_calls,
+                          deterministic=options.deterministic)
+    if cached:
+        dataset = dataset.unbatch().cache()
+        if shuffle:
+            dataset = dataset.shuffle(options.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.repeat().batch(batch_size, drop_remainder=True, num_parallel_calls=options.parallel_calls,
+                                         deterministic=options.deterministic)
+    return dataset.prefetch(options.prefetch)
+
+
+def trainer_datasets(
+    fn_args: Any,
+    schema: Any,
+    *,
+    label_key: str,
+    seed: int,
+    to_model_inputs: ToModelInputs,
+    options: InputOptions,
+) -> Callable[[int], tuple[tf.data.Dataset, tf.data.Dataset]]:
+    """``datasets(global_batch_size) -> (train, eval)`` for `models.common.training.train_and_export`."""
+
+    def datasets(batch_size: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+        return tuple(  # type: ignore[return-value]
+            make_dataset(files, fn_args.data_accessor, schema, label_key=label_key, batch_size=batch_size,
+                         shuffle=shuffle, seed=seed, to_model_inputs=to_model_inputs, options=options)
+            for files, shuffle in ((fn_args.train_files, True), (fn_args.eval_files, False)))
+
+    return datasets
