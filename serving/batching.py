@@ -67,7 +67,10 @@ class Batcher:
         self._running = 0
         self._timer: asyncio.TimerHandle | None = None
 
-    async def submit(self, key: Hashable, run: RunFn, inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+    async def submit(self, key: Hashable, run: RunFn, inputs: Mapping[str, np.ndarray],
+                     same_shapes: bool = False) -> Mapping[str, np.ndarray]:
+        """``same_shapes``: the caller guarantees every task under ``key`` has the same aliases, dtypes and
+        non-batch shapes (checked against a fully known signature), so the queue key needs no per-input part."""
         loop = asyncio.get_running_loop()
         size = task_size(inputs)
         params = self.params
@@ -75,7 +78,10 @@ class Batcher:
             return await loop.run_in_executor(self.executor, run, inputs)
         if size > params.max_batch_size:
             raise invalid_argument(f"Task size {size} is larger than maximum input batch size {params.max_batch_size}")
-        full_key = (key, tuple((alias, array.shape[1:], array.dtype.str) for alias, array in sorted(inputs.items())))
+        if same_shapes:
+            full_key = (key, None)
+        else:
+            full_key = (key, tuple((alias, array.shape[1:], array.dtype.str) for alias, array in sorted(inputs.items())))
         queue = self._queues.get(full_key)
         if queue is None:
             queue = self._queues[full_key] = _Queue(run)

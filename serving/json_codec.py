@@ -56,6 +56,24 @@ def parse_body(body: bytes) -> Any:
             return _orjson.loads(body)
         except _orjson.JSONDecodeError:
             pass
+    return _parse_exact(body)
+
+
+def parse_body_unchecked(body: bytes) -> tuple[Any, bool]:
+    """(document, exact). With orjson the big-integer scan of :func:`parse_body` (a regex over the whole
+    body: 1.6 ms for 64 rows, ten times the parse) is skipped and ``exact`` is False: an integer beyond
+    64 bits may have been read as a float. Such a document may only be used where every number taken
+    from it is then proven small (``parse_predict_request(..., numeric_only=True)``); anything else
+    must re-parse with :func:`parse_body`."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(body), False
+        except _orjson.JSONDecodeError:
+            pass
+    return _parse_exact(body), True
+
+
+def _parse_exact(body: bytes) -> Any:
     if not body:
         raise invalid_argument("JSON Parse error: The document is empty")
     stripped = body.lstrip(_WS)
@@ -138,11 +156,21 @@ InputSpec = Mapping[str, tuple[int, "tuple[int, ...] | None"]]
 
 
 def parse_predict_request(document: Any, inputs: InputSpec, signature_name: str,
-                          may_hold_bools: bool = True) -> tuple[dict[str, np.ndarray], bool]:
+                          may_hold_bools: bool = True, numeric_only: bool = False) -> tuple[dict[str, np.ndarray], bool] | None:
     """Tensors from a parsed predict body; returns (tensors, row_format).
 
     ``may_hold_bools=False`` (the raw body has no ``true``/``false``) allows a one-array fast path for
-    rows of plain numbers, where a bool would otherwise be silently taken as a number."""
+    rows of plain numbers, where a bool would otherwise be silently taken as a number.
+    ``numeric_only``: return that fast path's result or None (never another path's result or error)."""
+    if numeric_only:
+        try:
+            if ("instances" in document and "inputs" not in document and inputs and not may_hold_bools
+                    and isinstance(document["instances"], list) and document["instances"]):
+                fast = _parse_instances(document["instances"], inputs, False, numeric_only=True)
+                return (fast, True) if fast is not None else None
+        except ServingError:
+            pass
+        return None
     has_instances = "instances" in document
     has_inputs = "inputs" in document
     if has_instances and has_inputs:
@@ -162,7 +190,8 @@ def _is_b64(value: Any) -> bool:
     return isinstance(value, dict) and len(value) == 1 and "b64" in value
 
 
-def _parse_instances(instances: Any, inputs: InputSpec, may_hold_bools: bool = True) -> dict[str, np.ndarray]:
+def _parse_instances(instances: Any, inputs: InputSpec, may_hold_bools: bool = True,
+                     numeric_only: bool = False) -> dict[str, np.ndarray] | None:
     if not isinstance(instances, list):
         raise invalid_argument(f"JSON Value: {debug_string(instances)} Expecting 'instances' to be an list/array")
     if not instances:
@@ -190,12 +219,14 @@ def _parse_instances(instances: Any, inputs: InputSpec, may_hold_bools: bool = T
                 )
         if not may_hold_bools:
             fast = _numeric_rows(instances, aliases, inputs)
-            if fast is not None:
+            if fast is not None or numeric_only:
                 return fast
         columns = {alias: [row[alias] for row in instances] for alias in aliases}
         return {
             alias: _rows_to_tensor(columns[alias], inputs[alias][0], key=alias) for alias in aliases
         }
+    if numeric_only:
+        return None
     return {aliases[0]: _rows_to_tensor(instances, inputs[aliases[0]][0], key=None)}
 
 
@@ -216,6 +247,10 @@ def _numeric_rows(instances: list[dict[str, Any]], aliases: list[str], inputs: I
     if matrix.ndim != 2 or matrix.dtype != np.float64 or not np.abs(matrix).max() < 2.0**53:
         return None
     column = {alias: j for j, alias in enumerate(order)}
+    dtypes = {inputs[alias][0] for alias in aliases}
+    if len(dtypes) == 1:  # one conversion; each input is a contiguous row of the transposed matrix
+        columns = matrix.T.astype(NUMPY_DTYPE[dtypes.pop()], order="C")
+        return {alias: columns[column[alias]] for alias in aliases}
     return {alias: np.ascontiguousarray(matrix[:, column[alias]], dtype=NUMPY_DTYPE[inputs[alias][0]]) for alias in aliases}
 
 
@@ -467,6 +502,28 @@ def format_float(value: float, single: bool) -> str:
     return text
 
 
+def format_floats(array: np.ndarray) -> list[str]:
+    """:func:`format_float` of every value of a float array (flattened), with the round-trip checks done
+    on the whole array at once: 64 values in ~40 us instead of ~200 us."""
+    single = array.dtype.itemsize <= 4
+    values = array.ravel()
+    if values.size < 8 or array.dtype.itemsize > 8 or not np.isfinite(values).all():
+        return [format_float(float(v), single) for v in values.tolist()]
+    numbers = values.tolist()
+    texts = ["%.6g" % v for v in numbers]
+    if texts:
+        back = np.array(texts, dtype=np.float64)
+        if single:
+            wrong = np.flatnonzero(back.astype(np.float32) != values.astype(np.float32))
+            wide = "%.9g"
+        else:
+            wrong = np.flatnonzero(back != values.astype(np.float64))
+            wide = "%.17g"
+        for i in wrong.tolist():
+            texts[i] = wide % numbers[i]
+    return [t if "." in t or "e" in t else t + ".0" for t in texts]
+
+
 def _scalar_writer(array: np.ndarray, alias: str):
     kind = array.dtype.kind
     if kind == "f":
@@ -532,6 +589,18 @@ def write_row_predictions(outputs: Mapping[str, np.ndarray]) -> bytes:
         )
     if len(aliases) == 1:
         array = outputs[aliases[0]]
+        if _float_fast_path(array):
+            texts = format_floats(array)
+            if array.ndim == 1:
+                rows = texts
+            elif array.shape[1] == 1:
+                rows = ["[" + t + "]" for t in texts]
+            elif array.shape[1] == 0:
+                rows = ["[]"] * array.shape[0]
+            else:
+                width = array.shape[1]
+                rows = ["[" + ", ".join(texts[i: i + width]) + "]" for i in range(0, len(texts), width)]
+            return ('{\n    "predictions": [' + ", ".join(rows) + "\n    ]\n}").encode()
         write = _scalar_writer(array, aliases[0])
         rows = [_fill_indent(_single_line(row, write), 2) for row in array]
         return ('{\n    "predictions": [' + ", ".join(rows) + "\n    ]\n}").encode("utf-8", "surrogateescape")

@@ -158,7 +158,11 @@ class RestApi:
 
     async def _inference(self, call: Call, verb: str, version: int | None, label: str | None, request: Request) -> bytes:
         service = self.service
-        document = json_codec.parse_body(request.body)
+        body = request.body
+        document, exact = json_codec.parse_body_unchecked(body)
+        if not exact and (verb != "predict" or not isinstance(document, dict)
+                          or not isinstance(document.get("signature_name", ""), str)):
+            document, exact = json_codec.parse_body(body), True
         if not isinstance(document, dict):
             raise ServingError("INVALID_ARGUMENT", f"JSON Value: {json_codec.debug_string(document)} Is not object")
         signature_name = document.get("signature_name", "")
@@ -176,9 +180,15 @@ class RestApi:
             if definition is None or key == "__saved_model_init_op":
                 raise ServingError("INVALID_ARGUMENT", f'Serving signature name: "{key}" not found in signature def')
             spec = _input_spec(definition)
-            body = request.body
-            inputs, row_format = json_codec.parse_predict_request(
-                document, spec, key, may_hold_bools=b"true" in body or b"false" in body)
+            may_hold_bools = b"true" in body or b"false" in body
+            parsed = None
+            if not exact:  # usable only if every number taken from it is proven small (see parse_body_unchecked)
+                parsed = json_codec.parse_predict_request(document, spec, key, may_hold_bools, numeric_only=True)
+                if parsed is None:
+                    document = json_codec.parse_body(body)
+            if parsed is None:
+                parsed = json_codec.parse_predict_request(document, spec, key, may_hold_bools)
+            inputs, row_format = parsed
             outputs, served = await service.bounded(service.backend.predict(handle, key, inputs))
             call.version = str(served)
             service.count_classes(call.model, served, outputs)

@@ -17,7 +17,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from serving.errors import ServingError, from_tf_error, invalid_argument
-from serving.tensors import NUMPY_DTYPE, dtype_name
+from serving.tensors import NUMPY_DTYPE, TF_DTYPE as TF_ENUM, dtype_name
 
 DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -34,6 +34,7 @@ class Signature:
     definition: meta_graph_pb2.SignatureDef
     function: Any = None
     flat_call: bool = False
+    fused: Any = None  # a concrete function taking every input stacked into one tensor (see _fuse)
 
     @property
     def method_name(self) -> str:
@@ -49,6 +50,38 @@ class Signature:
         """(alias, dtype) in the flat entry point's order (sorted aliases)."""
         spec = self.input_spec
         return tuple((alias, spec[alias][0]) for alias in sorted(spec))
+
+    @cached_property
+    def checks(self) -> tuple[tuple[str, Any, int, tuple[int, ...] | None], ...]:
+        """Per input (alias, numpy dtype or None, tf dtype, shape): what check_inputs compares, precomputed."""
+        return tuple((alias, NUMPY_DTYPE.get(dtype), dtype, shape) for alias, (dtype, shape) in self.input_spec.items())
+
+    @cached_property
+    def fixed_inner_shapes(self) -> bool:
+        """Every input numeric with a known shape but for the batch dimension: requests that pass
+        check_inputs then share their non-batch shapes and dtypes, so batching needs no per-request key."""
+        return bool(self.input_spec) and all(
+            dtype != types_pb2.DT_STRING and dtype in NUMPY_DTYPE and shape is not None and len(shape) >= 1
+            and all(d >= 0 for d in shape[1:])
+            for dtype, shape in self.input_spec.values()
+        )
+
+    @cached_property
+    def stackable(self) -> tuple[Any, tuple[int, ...]] | None:
+        """(numpy dtype, shape) when every input has the same numeric dtype and fully known shape but for
+        the batch dimension, and there are several inputs: they can travel as one stacked tensor."""
+        spec = self.input_spec
+        if len(spec) < 2:
+            return None
+        kinds = {(dtype, shape) for dtype, shape in spec.values()}
+        if len(kinds) != 1:
+            return None
+        (dtype, shape), = kinds
+        if dtype == types_pb2.DT_STRING or dtype not in NUMPY_DTYPE or shape is None or not shape:
+            return None
+        if any(d < 0 for d in shape[1:]):
+            return None
+        return NUMPY_DTYPE[dtype], shape
 
     @cached_property
     def output_dtypes(self) -> dict[str, int]:
@@ -119,6 +152,8 @@ class SavedModelServable:
             signature = Signature(key, definition, loaded.get(key))
             if signature.function is not None:
                 signature.flat_call = self._flat_call_works(signature)
+                if signature.flat_call and signature.stackable is not None:
+                    signature.fused = self._fuse(signature)
             self.signatures[key] = signature
         self.definitions = {k: s.definition for k, s in self.signatures.items()}
 
@@ -142,6 +177,33 @@ class SavedModelServable:
             np.array_equal(expected[k], got[k], equal_nan=expected[k].dtype.kind == "f") for k in expected
         )
 
+    def _fuse(self, signature: Signature) -> Any:
+        """One entry point for a signature of many same-typed inputs (30 float features): the inputs arrive
+        stacked in one tensor and are split inside the graph. Building 30 eager tensors per call cost as
+        much as running the model; one tensor costs ~7 us. Used only if it answers exactly as the public call."""
+        import tensorflow as tf
+
+        fn = signature.function
+        order = [alias for alias, _ in signature.flat_inputs]
+        np_dtype, shape = signature.stackable  # type: ignore[misc]
+        spec = tf.TensorSpec([len(order), None, *shape[1:]], tf.as_dtype(np_dtype))
+
+        def stacked(matrix: Any) -> Any:
+            return fn(**dict(zip(order, tf.unstack(matrix, num=len(order), axis=0))))
+
+        try:
+            fused = tf.function(stacked, input_signature=[spec], autograph=False).get_concrete_function()
+            sample = {alias: _sample_input(dtype, shape, seed=i) for i, (alias, (dtype, shape)) in enumerate(signature.input_spec.items())}
+            expected = {k: v.numpy() for k, v in fn(**{k: _to_tensor(v, signature.input_spec[k][0]) for k, v in sample.items()}).items()}
+            got = _fused_call(fused, np.stack([sample[alias] for alias in order]))
+        except Exception:  # noqa: BLE001 - a signature that cannot be wrapped keeps the flat call
+            return None
+        if expected.keys() == got.keys() and all(
+            np.array_equal(expected[k], got[k], equal_nan=expected[k].dtype.kind == "f") for k in expected
+        ):
+            return fused
+        return None
+
     def unload(self) -> None:
         self.signatures = {}
         self.definitions = {}
@@ -156,9 +218,11 @@ class SavedModelServable:
         return signature
 
     def predict(
-        self, signature: Signature, inputs: Mapping[str, np.ndarray], output_filter: Iterable[str] = ()
+        self, signature: Signature, inputs: Mapping[str, np.ndarray], output_filter: Iterable[str] = (),
+        checked: bool = False,
     ) -> dict[str, np.ndarray]:
-        check_inputs(signature, inputs)
+        if not checked:
+            check_inputs(signature, inputs)
         outputs = self._call(signature, inputs)
         wanted = list(output_filter)
         if wanted:
@@ -166,6 +230,12 @@ class SavedModelServable:
         return outputs
 
     def _call(self, signature: Signature, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if signature.fused is not None:
+            try:
+                matrix = np.stack([inputs[alias] for alias, _ in signature.flat_inputs])
+                return _fused_call(signature.fused, matrix)
+            except Exception:  # noqa: BLE001 - unequal lengths, or a runtime error: the flat call gives TF's own answer
+                pass
         spec = signature.input_spec
         try:
             if signature.flat_call:
@@ -236,6 +306,33 @@ class SavedModelServable:
 
 def check_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None:
     """TF Serving's alias check, then dtype and shape against the SignatureDef (clear errors, not TF's)."""
+    if len(inputs) == len(signature.checks):  # the common case, in one pass; anything odd takes the full check
+        try:
+            for alias, expected, _dtype, shape in signature.checks:
+                array = inputs[alias]
+                if array.dtype != expected or expected is _OBJECT:
+                    break
+                if shape is not None:
+                    dims = array.shape
+                    if len(dims) != len(shape):
+                        break
+                    for d, s in zip(shape, dims):
+                        if d >= 0 and d != s:
+                            break
+                    else:
+                        continue
+                    break
+            else:
+                return
+        except (KeyError, AttributeError):
+            pass
+    _check_inputs(signature, inputs)
+
+
+_OBJECT = np.dtype(object)
+
+
+def _check_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None:
     spec = signature.input_spec
     sent, wanted = set(inputs), set(spec)
     if sent != wanted:
@@ -293,6 +390,12 @@ def _to_tensor(array: np.ndarray, dtype: int) -> Any:
 
 
 _EAGER: tuple[Any, Any] | None = None
+
+
+def _fused_call(fused: Any, matrix: np.ndarray) -> dict[str, np.ndarray]:
+    eager_tensor, context = _eager()
+    result = fused._call_flat([eager_tensor(matrix, context().device_name, TF_ENUM[matrix.dtype])], fused.captured_inputs)
+    return {alias: tensor.numpy() for alias, tensor in result.items()}
 
 
 def _eager() -> tuple[Any, Any]:

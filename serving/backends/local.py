@@ -50,14 +50,15 @@ class LocalBackend:
         check_inputs(sig, inputs)
 
         def run(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-            outputs = servable.predict(sig, batch)
+            outputs = servable.predict(sig, batch, checked=True)  # each request was checked above
             if drift is not None:
                 observe_inputs(drift, sig, batch)
             return outputs
 
         loop = asyncio.get_running_loop()
         if self.batcher is not None:
-            outputs = await self.batcher.submit((handle.model, handle.version, sig.name), run, inputs)
+            outputs = await self.batcher.submit((handle.model, handle.version, sig.name), run, inputs,
+                                                same_shapes=sig.fixed_inner_shapes)
         else:
             outputs = await loop.run_in_executor(self.executor, run, inputs)
         if output_filter:
