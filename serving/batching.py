@@ -12,7 +12,7 @@ import time
 from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Mapping
+from typing import Any, Callable, Hashable, Mapping
 
 import numpy as np
 
@@ -66,6 +66,7 @@ class Batcher:
         self._order: deque[Hashable] = deque()
         self._running = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._kick_pending = False
 
     async def submit(self, key: Hashable, run: RunFn, inputs: Mapping[str, np.ndarray],
                      same_shapes: bool = False) -> Mapping[str, np.ndarray]:
@@ -99,8 +100,17 @@ class Batcher:
         queue.open_size += size
         if queue.open_size >= params.max_batch_size:
             queue.close_open()
-        self._kick(loop)
+        if not self._kick_pending:
+            # Scheduling runs after the callbacks already ready in this event-loop pass: requests that
+            # arrived together (read in the same pass) join one batch instead of one batch each. No timer,
+            # no waiting beyond the pass; batch_timeout_micros keeps its meaning on top of this.
+            self._kick_pending = True
+            loop.call_soon(self._deferred_kick, loop)
         return await task.future
+
+    def _deferred_kick(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._kick_pending = False
+        self._kick(loop)
 
     def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
         timeout = self.params.batch_timeout_micros / 1e6
@@ -125,7 +135,7 @@ class Batcher:
                 continue
             scanned = 0
             self._running += 1
-            loop.create_task(self._execute(queue.run, batch, loop))
+            self._execute(queue.run, batch, loop)
         if next_deadline is not None and self._timer is None:
             delay = max(next_deadline - time.perf_counter(), 0)
             self._timer = loop.call_later(delay, self._on_timer, loop)
@@ -141,26 +151,46 @@ class Batcher:
             self._queues.clear()
             self._order.clear()
 
-    async def _execute(self, run: RunFn, batch: list[_Task], loop: asyncio.AbstractEventLoop) -> None:
+    def _execute(self, run: RunFn, batch: list[_Task], loop: asyncio.AbstractEventLoop) -> None:
+        """Hand the batch to a batch thread; its completion comes back as one loop callback (no Task per batch)."""
         started = time.perf_counter()
+        observe = self.metrics.queuing_latency.observe
+        pool = (self.params.thread_pool_name,)
         for task in batch:
-            self.metrics.queuing_latency.observe((self.params.thread_pool_name,), (started - task.enqueued) * 1e6)
-        sizes = [task.size for task in batch]
-        total = sum(sizes)
+            observe(pool, (started - task.enqueued) * 1e6)
+        total = sum(task.size for task in batch)
         try:
-            outputs = await loop.run_in_executor(self.executor, self._run_batch, run, batch, total)
-            self.metrics.wrapped_run_count.inc()
-            for task in batch:
-                self.metrics.input_batch_size.observe((), task.size)
-            offset = 0
-            for task in batch:
-                if not task.future.done():
-                    task.future.set_result({a: v[offset: offset + task.size] for a, v in outputs.items()})
-                offset += task.size
-        except BaseException as exc:  # noqa: BLE001 - every waiting request gets the batch's error
-            for task in batch:
-                if not task.future.done():
-                    task.future.set_exception(exc if isinstance(exc, Exception) else ServingError("CANCELLED", "cancelled"))
+            done = self.executor.submit(self._run_batch, run, batch, total)
+        except BaseException as exc:  # noqa: BLE001 - e.g. the executor was shut down
+            self._complete(batch, None, exc, loop)
+            return
+
+        def back(future: Any) -> None:  # in the batch thread
+            exc = ServingError("CANCELLED", "cancelled") if future.cancelled() else future.exception()
+            try:
+                loop.call_soon_threadsafe(self._complete, batch, None if exc else future.result(), exc, loop)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+        done.add_done_callback(back)
+
+    def _complete(self, batch: list[_Task], outputs: Mapping[str, np.ndarray] | None, exc: BaseException | None,
+                  loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            if exc is None and outputs is not None:
+                self.metrics.wrapped_run_count.inc()
+                observe = self.metrics.input_batch_size.observe
+                offset = 0
+                for task in batch:
+                    observe((), task.size)
+                    if not task.future.done():
+                        task.future.set_result({a: v[offset: offset + task.size] for a, v in outputs.items()})
+                    offset += task.size
+            else:
+                error = exc if isinstance(exc, Exception) else ServingError("CANCELLED", "cancelled")
+                for task in batch:
+                    if not task.future.done():
+                        task.future.set_exception(error)
         finally:
             self._running -= 1
             self._kick(loop)

@@ -151,10 +151,12 @@ class DriftMonitor:
         if not batch:
             return
         for name, ref in self.reference.items():
-            parts = [np.asarray(columns[name], dtype=np.float64).ravel() for columns in batch if name in columns]
+            parts = [columns[name] for columns in batch if name in columns]
             if not parts:
                 continue
-            values = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            # one flattening concatenation and one cast per feature, not one per request (thousands per flush)
+            values = np.concatenate([np.asarray(part) for part in parts] if not all(isinstance(part, np.ndarray) for part in parts)
+                                    else parts, axis=None).astype(np.float64, copy=False)
             values = values[np.isfinite(values)]
             if values.size == 0:
                 continue

@@ -98,11 +98,22 @@ def from_proto(proto: tensor_pb2.TensorProto, alias: str = "") -> np.ndarray:
         raise invalid_argument(f"tensor parsing error: {alias}")
     if proto.tensor_shape.unknown_rank:
         raise invalid_argument(f"tensor parsing error: {alias}")
-    shape = tuple(d.size for d in proto.tensor_shape.dim)
-    if any(d < 0 for d in shape):
-        raise invalid_argument(f"tensor parsing error: {alias}")
-    count = math.prod(shape)  # exact int, no numpy reduction per input
+    dims = proto.tensor_shape.dim
+    if len(dims) == 1:  # the common case (one feature column) without generator expressions
+        count = dims[0].size
+        shape: tuple[int, ...] = (count,)
+        if count < 0:
+            raise invalid_argument(f"tensor parsing error: {alias}")
+    else:
+        shape = tuple(d.size for d in dims)
+        if any(d < 0 for d in shape):
+            raise invalid_argument(f"tensor parsing error: {alias}")
+        count = math.prod(shape)  # exact int, no numpy reduction per input
     np_dtype = NUMPY_DTYPE[dtype]
+    if dtype == types_pb2.DT_FLOAT and not proto.tensor_content:
+        data = np.array(proto.float_val, dtype=np_dtype)
+        if data.size == count:
+            return data.reshape(shape) if len(shape) != 1 else data
     if proto.tensor_content and dtype != types_pb2.DT_STRING:
         data = np.frombuffer(proto.tensor_content, dtype=np_dtype)
         if data.size != count:
