@@ -114,6 +114,8 @@ class DPConfig(_Section):
     clipping: Literal["fast", "vectorized", "microbatch"] = Field(
         default="fast", description="fast: Dense/Embedding models only; vectorized: any layer; microbatch: slowest")
     num_microbatches: int | None = Field(default=None, ge=1)
+    jit_compile: bool = Field(
+        default=True, description="vectorized: compile per-example gradients with XLA (faster; needed for LSTMs)")
     delta: float = Field(default=1e-5, gt=0, lt=1)
     max_epsilon: float = Field(default=10.0, gt=0, description="the Trainer fails if epsilon would exceed it")
     accountant: Literal["rdp", "pld"] = "rdp"

@@ -6,7 +6,13 @@ Three clipping methods, all from tensorflow-privacy 0.9.0:
   one extra backward pass, so it costs little more than non-private training. Every layer with
   trainable weights must be in the registry (Dense, Embedding); otherwise use ``vectorized``.
 * ``vectorized``: `DPModel` without a registry; per-example gradients with `tf.vectorized_map`.
-  Works for any layer, memory grows with batch × parameters.
+  Works for any layer without a `tf.while_loop` (an LSTM must be unrolled), memory grows with
+  batch × parameters. By default (``jit_compile``) the per-example gradients are compiled with XLA:
+  on the fraud model that is 5× faster, and it avoids a heap corruption ("free(): invalid next
+  size") that TF 2.21's oneDNN CPU kernels hit on the vectorized graph of an unrolled LSTM.
+  tensorflow-privacy's own ``use_xla`` compiles the whole train step instead, which fails under
+  MirroredStrategy (``merge_call`` inside XLA) and breaks saving the DP model; compiling only the
+  per-example part keeps the optimizer and the cross-replica sum outside XLA.
 * ``microbatch``: the Gaussian DP optimizer (`make_gaussian_query_optimizer_class`), clipping
   the mean gradient of each of ``num_microbatches`` groups (default: one example per group) in
   a `tf.while_loop`.
@@ -33,6 +39,7 @@ under R > 1 (tensorflow-privacy adds their gradient on every replica, then the s
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import sys
@@ -56,12 +63,14 @@ class DPConfig:
 
     `num_microbatches` is the global number of clipping groups per batch for the ``microbatch``
     method (None: one example per group); the other methods always clip per example.
+    `jit_compile` compiles ``vectorized``'s per-example gradients with XLA (ignored by the others).
     """
 
     l2_norm_clip: float
     noise_multiplier: float
     clipping: ClippingMethod = "fast"
     num_microbatches: int | None = None
+    jit_compile: bool = True
 
     def __post_init__(self) -> None:
         if not (self.l2_norm_clip > 0 and math.isfinite(self.l2_norm_clip)):
@@ -191,11 +200,13 @@ def compile_dp_model(
         model.compile(optimizer=dp_optimizer, loss=per_example_loss, metrics=metrics, **compile_kwargs)
         return model
     registry = tfp.make_default_layer_registry() if config.clipping == "fast" else None
-    dp_model = tfp.DPModel(
+    model_class = _xla_per_example_class(tfp.DPModel) if config.clipping == "vectorized" and config.jit_compile \
+        else tfp.DPModel
+    dp_model = model_class(
         l2_norm_clip=params.l2_norm_clip,
         noise_multiplier=params.noise_multiplier,
         num_microbatches=None,
-        use_xla=False,  # the XLA train_step breaks SavedModel export and MirroredStrategy
+        use_xla=False,  # an XLA train_step breaks MirroredStrategy and saving; see _xla_per_example_class
         layer_registry=registry,
         inputs=model.input,
         outputs=model.output,
@@ -256,3 +267,40 @@ def _scaled_gradients(dp_cls: type, scale: float) -> type:
 
     ReplicaScaledDPOptimizer.__name__ = f"ReplicaScaled{dp_cls.__name__}"
     return ReplicaScaledDPOptimizer
+
+
+def _xla_per_example_class(dp_model_class: type) -> type:
+    """`DPModel` whose ``vectorized`` per-example clipped gradients run as one XLA computation.
+
+    Its train step is tensorflow-privacy's vectorized branch (same clipping, noise, mean and
+    metrics, with ``num_microbatches=None``, i.e. one example per group), except that the
+    `tf.vectorized_map` over examples is compiled; noise, regularization and the optimizer stay
+    outside XLA, so cross-replica reductions behave as without it.
+    """
+
+    class XlaPerExampleDPModel(dp_model_class):  # type: ignore[misc, valid-type]
+        def train_step(self, data):  # type: ignore[no-untyped-def]
+            if self._clipping_loss is None:
+                self._make_clipping_loss()
+            x, y, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
+            per_example = tf.nest.map_structure(lambda t: tf.expand_dims(t, axis=1), data)
+            clipped = self._compiled_per_example_grads(per_example)
+            grads = tf.nest.map_structure(self._reduce_per_example_grads, clipped)
+            if self.losses:  # batch-independent by contract (see compile_dp_model for R > 1)
+                with tf.GradientTape() as tape:
+                    regularization = tf.add_n(self.losses)
+                grads = [g + r for g, r in zip(grads, tape.gradient(
+                    regularization, self.trainable_variables, unconnected_gradients=tf.UnconnectedGradients.ZERO))]
+            y_pred = self(x, training=True)
+            self.compiled_loss(y, y_pred, sample_weight=weights, regularization_losses=self.losses)
+            self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+            self.compiled_metrics.update_state(y, y_pred)
+            return {metric.name: metric.result() for metric in self.metrics}
+
+        @functools.cached_property
+        def _compiled_per_example_grads(self):  # type: ignore[no-untyped-def]
+            return tf.function(lambda examples: tf.vectorized_map(self._compute_per_example_grads, examples),
+                               jit_compile=True, autograph=False)
+
+    XlaPerExampleDPModel.__name__ = f"XlaPerExample{dp_model_class.__name__}"
+    return XlaPerExampleDPModel

@@ -29,6 +29,7 @@ class DPPlan:
     delta: float
     max_epsilon: float
     accountant: str
+    jit_compile: bool = True
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class TrainingPlan:
             strategy=training.get("strategy", "none"), num_replicas=int(training.get("num_replicas", 1)),
             backup_root=training.get("backup_root"), debug_numerics=bool(training.get("debug_numerics", False)),
             histogram_freq=int(training.get("histogram_freq", 1)),
-            dp=DPPlan(**{key: privacy[key] for key in DPPlan.__dataclass_fields__})
+            dp=DPPlan(**{key: privacy[key] for key in DPPlan.__dataclass_fields__ if key in privacy})
             if privacy.get("enabled") else None)
 
     @property
@@ -123,7 +124,7 @@ def train_and_export(
         if plan.dp is not None:
             model = dp.compile_dp_model(
                 model, dp.DPConfig(plan.dp.l2_norm_clip, plan.dp.noise_multiplier, plan.dp.clipping,
-                                   plan.dp.num_microbatches),
+                                   plan.dp.num_microbatches, plan.dp.jit_compile),
                 optimizer=optimizer, loss=loss, metrics=metrics())
         else:
             model.compile(optimizer=optimizer, loss=loss, metrics=metrics())

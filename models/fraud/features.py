@@ -50,6 +50,7 @@ class FraudOptions:
     conv_filters: int = 32
     conv_kernel_size: int = 3
     lstm_units: int = 32
+    lstm_unroll: bool = True            # a static loop over the short history: faster, and DP vectorized needs it
     attention_units: int = 32
     fusion_units: int = 32
     loss: str = "focal"                 # "focal" or "weighted_bce"
@@ -100,6 +101,9 @@ class FraudOptions:
                     f"model.options.focal_alpha must be a number in (0, 1), got {value!r} "
                     f"(default {defaults.focal_alpha})")
             options["focal_alpha"] = float(value)
+        if "lstm_unroll" in options and not isinstance(options["lstm_unroll"], bool):
+            raise FraudConfigError(
+                f"model.options.lstm_unroll must be true or false, got {options['lstm_unroll']!r}")
         if "loss" in options and options["loss"] not in cls._LOSSES:
             raise FraudConfigError(
                 f"model.options.loss must be one of {list(cls._LOSSES)}, got {options['loss']!r}")

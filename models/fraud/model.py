@@ -127,7 +127,8 @@ def build_model(settings: FraudSettings, vocabulary_sizes: dict[str, int]) -> tf
     step_features = tf.keras.layers.Concatenate(name="step_features")(steps) if len(steps) > 1 else steps[0]
     convolved = tf.keras.layers.Conv1D(options.conv_filters, options.conv_kernel_size, padding="causal",
                                        activation="relu", name="history_conv")(step_features)
-    encoded = tf.keras.layers.LSTM(options.lstm_units, return_sequences=True, name="history_lstm")(convolved)
+    encoded = tf.keras.layers.LSTM(options.lstm_units, return_sequences=True, unroll=options.lstm_unroll,
+                                   name="history_lstm")(convolved)
     history = MaskedAttentionPooling(options.attention_units, name="history_attention")(
         [encoded, current_encoding, inputs[transformed_name(sequence.mask)]])
 

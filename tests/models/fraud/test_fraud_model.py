@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from fraud_helpers import LENGTH, custom_config
+from models.common.dp import DPConfig, compile_dp_model
 from models.fraud.features import FraudConfigError, FraudSettings
 from models.fraud.model import (build_model, class_weight, current_inputs, make_loss, make_metrics,
                                 sequence_inputs, vocabularies)
@@ -67,6 +68,34 @@ def test_model_trains_a_few_steps_and_loss_falls(loss: str) -> None:
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
 
 
+def test_unrolled_and_looped_history_lstm_compute_the_same_function() -> None:
+    unrolled = build_model(FraudSettings.from_custom_config(custom_config(lstm_unroll=True)), SIZES)
+    looped = build_model(FraudSettings.from_custom_config(custom_config(lstm_unroll=False)), SIZES)
+    looped.set_weights(unrolled.get_weights())
+    inputs, _ = synthetic_inputs(FraudSettings.from_custom_config(custom_config()), 64, seed=5)
+    np.testing.assert_allclose(unrolled(inputs).numpy(), looped(inputs).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_dp_vectorized_trains_the_fraud_model_under_one_and_two_replicas(
+        replicas: int, mirrored: tf.distribute.Strategy) -> None:
+    """Per-example gradients through Conv1D, the unrolled LSTM and the custom layers, compiled with XLA."""
+    settings = FraudSettings.from_custom_config(custom_config())
+    tf.keras.utils.set_random_seed(settings.seed)
+    strategy = mirrored if replicas > 1 else tf.distribute.get_strategy()
+    with strategy.scope():
+        model = build_model(settings, SIZES)
+        before = [w.copy() for w in model.get_weights()]
+        dp_model = compile_dp_model(model, DPConfig(l2_norm_clip=1.0, noise_multiplier=0.5, clipping="vectorized"),
+                                    optimizer=tf.keras.optimizers.Adam(0.01), loss=make_loss(settings))
+    inputs, label = synthetic_inputs(settings, 256, seed=3)
+    history = dp_model.fit(inputs, label, batch_size=64, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    after = model.get_weights()  # the exported model shares the DP model's weights
+    assert all(np.all(np.isfinite(w)) for w in after)
+    assert all(not np.array_equal(b, a) for b, a in zip(before, after) if b.size > 1)
+
+
 def test_padded_history_values_do_not_change_predictions() -> None:
     """Causal Conv1D + forward LSTM + masked pooling: nothing after the last real step is read."""
     settings = FraudSettings.from_custom_config(custom_config())
@@ -94,6 +123,7 @@ def test_padded_history_values_do_not_change_predictions() -> None:
     ({"focal_alpha": 1.5}, "model.options.focal_alpha"),
     ({"conv_filters": 0}, "model.options.conv_filters must be a positive integer"),
     ({"log_features": "amount"}, "model.options.log_features must be a list"),
+    ({"lstm_unroll": "yes"}, "model.options.lstm_unroll must be true or false"),
 ])
 def test_bad_options_name_the_key(options: dict[str, Any], message: str) -> None:
     config = custom_config()
