@@ -197,7 +197,7 @@ class ModelManager:
         started = time.perf_counter()
         servable = SavedModelServable(model.name, number, path, self.tags)
         try:
-            servable.load()
+            servable.load(prepare=False)
             if self.enable_warmup:
                 warm_up(servable, self.metrics, self.warmup_iterations)
             if fingerprint(path) != version.fingerprint:
@@ -232,7 +232,17 @@ class ModelManager:
         if drift is not None:
             self.metrics.track_drift(model.name, str(number), drift)
         log.info("Successfully loaded servable version {name: %s version: %d} in %.3fs", model.name, number, elapsed)
+        # The version serves now (through the public signature call); the faster entry points are checked
+        # and switched on in the background, off the path to AVAILABLE.
+        threading.Thread(target=self._prepare, args=(servable,), name="model-prepare", daemon=True).start()
         self._changed()
+
+    @staticmethod
+    def _prepare(servable: SavedModelServable) -> None:
+        try:
+            servable.prepare()
+        except Exception:  # noqa: BLE001 - the public call keeps serving
+            log.exception("could not prepare the fast call paths of %s version %d", servable.name, servable.version)
 
     def _unload_replaced(self, model: Model, aspired: set[int]) -> None:
         with self._lock:

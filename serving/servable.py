@@ -139,7 +139,10 @@ class SavedModelServable:
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
-    def load(self) -> None:
+    def load(self, prepare: bool = True) -> None:
+        """Load the SavedModel. Signatures answer through the public call until :meth:`prepare` has
+        checked the faster entry points; ``prepare=False`` leaves that to the caller (the manager runs it
+        right after the version becomes AVAILABLE, so checking and tracing do not delay availability)."""
         import tensorflow as tf
 
         self.meta_graph = read_meta_graph(self.path, self.tags)
@@ -149,13 +152,23 @@ class SavedModelServable:
             raise from_tf_error(exc) from exc
         loaded = dict(self._model.signatures)
         for key, definition in self.meta_graph.signature_def.items():
-            signature = Signature(key, definition, loaded.get(key))
-            if signature.function is not None:
-                signature.flat_call = self._flat_call_works(signature)
-                if signature.flat_call and signature.stackable is not None:
-                    signature.fused = self._fuse(signature)
-            self.signatures[key] = signature
+            self.signatures[key] = Signature(key, definition, loaded.get(key))
         self.definitions = {k: s.definition for k, s in self.signatures.items()}
+        if prepare:
+            self.prepare()
+
+    def prepare(self) -> None:
+        """Switch each signature to its flat entry point (and the stacked one where it applies) once each
+        is shown to answer exactly as the public call. Safe while requests run: a call reads the switches
+        once, and every path gives the same answer."""
+        for signature in list(self.signatures.values()):
+            if signature.function is None or signature.flat_call:
+                continue
+            if self._flat_call_works(signature):
+                if signature.stackable is not None:
+                    signature.fused = self._fuse(signature)
+            else:
+                signature.flat_call = False
 
     def _flat_call_works(self, signature: Signature) -> bool:
         """The flat entry point is private TF API: use it only if it exists and agrees with the public call."""
@@ -169,13 +182,15 @@ class SavedModelServable:
             return False
         try:
             expected = {k: v.numpy() for k, v in fn(**{k: _to_tensor(v, spec[k][0]) for k, v in sample.items()}).items()}
-            signature.flat_call = True
-            got = self._call(signature, sample)
+            flat = [_to_tensor(sample[alias], dtype) for alias, dtype in signature.flat_inputs]
+            got = {alias: tensor.numpy() for alias, tensor in fn._call_flat(flat, fn.captured_inputs).items()}
         except Exception:  # noqa: BLE001 - e.g. a signature that needs specific values
             return False
-        return expected.keys() == got.keys() and all(
+        works = expected.keys() == got.keys() and all(
             np.array_equal(expected[k], got[k], equal_nan=expected[k].dtype.kind == "f") for k in expected
         )
+        signature.flat_call = works
+        return works
 
     def _fuse(self, signature: Signature) -> Any:
         """One entry point for a signature of many same-typed inputs (30 float features): the inputs arrive

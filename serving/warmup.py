@@ -30,10 +30,12 @@ def examples_from_input(input_proto: input_pb2.Input) -> list[bytes]:
 
 
 def _records(path: Path) -> list[bytes]:
-    import tensorflow as tf
+    """TFRecord payloads through TF's C++ record reader (CRC-checked, as tf.data's): ~0.1 ms for a few
+    records, where building a tf.data pipeline for them took ~50 ms of every version load."""
+    from tensorflow.python.lib.io import _pywrap_record_io
 
     try:
-        records = [record.numpy() for record in tf.data.TFRecordDataset(str(path))]
+        records = list(_pywrap_record_io.RecordIterator(str(path), ""))
     except Exception as exc:  # noqa: BLE001 - a corrupt file fails the version load
         raise ServingError("DATA_LOSS", f"Failed to read warmup file {path}: {exc}") from None
     if not records and path.stat().st_size > 0:

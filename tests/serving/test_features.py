@@ -76,7 +76,11 @@ def test_server_batches_concurrent_requests(model_store: Path, tmp_path: Path) -
             thread.start()
         for thread in threads:
             thread.join()
-        assert len(results) == 40 and all(r == expected for r in results)
+        # Same answer for every caller; a batch of 8 may take another oneDNN kernel than a batch of 1, so the
+        # last float digit can differ with the batch size a request landed in (TF Serving batches alike).
+        assert len(results) == 40 and all(
+            r.keys() == expected.keys() and np.allclose(r["predictions"], expected["predictions"], rtol=1e-6, atol=0)
+            for r in results)
         metrics = httpx.get(f"{server.rest_url}/monitoring/prometheus/metrics").text
         sizes = [line for line in metrics.splitlines()
                  if line.startswith(":tensorflow:serving:batching_session:processed_batch_size_bucket")]
