@@ -91,6 +91,43 @@ _FIELD = {
 }
 
 
+def _packed_floats(proto: tensor_pb2.TensorProto, count: int) -> np.ndarray | None:
+    """``float_val`` straight from the message's wire bytes (one packed run of little-endian floats):
+    numpy reading the repeated field item by item cost ~6 us per 64 values, this ~2 us. None when the
+    bytes are not the plain layout (dtype, shape, one packed float_val), so the caller takes the field."""
+    raw = proto.SerializeToString()
+    pos, end, found = 0, len(raw), None
+    while pos < end:
+        tag = raw[pos]
+        pos += 1
+        if tag & 0x80:
+            return None
+        wire = tag & 7
+        length = 0
+        shift = 0
+        while True:  # varint: the value (wire type 0) or the length (wire type 2)
+            if pos >= end:
+                return None
+            byte = raw[pos]
+            pos += 1
+            length |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+            shift += 7
+        if wire == 0:
+            continue
+        if wire != 2:
+            return None
+        if tag >> 3 == 5:  # float_val
+            if found is not None:
+                return None
+            found = (pos, length)
+        pos += length
+    if found is None or found[1] != 4 * count or pos != end:
+        return None
+    return np.frombuffer(raw, dtype="<f4", count=count, offset=found[0])
+
+
 def from_proto(proto: tensor_pb2.TensorProto, alias: str = "") -> np.ndarray:
     """Decode either representation; an inconsistent proto is INVALID_ARGUMENT ``tensor parsing error``."""
     dtype = proto.dtype
@@ -111,7 +148,9 @@ def from_proto(proto: tensor_pb2.TensorProto, alias: str = "") -> np.ndarray:
         count = math.prod(shape)  # exact int, no numpy reduction per input
     np_dtype = NUMPY_DTYPE[dtype]
     if dtype == types_pb2.DT_FLOAT and not proto.tensor_content:
-        data = np.array(proto.float_val, dtype=np_dtype)
+        data = _packed_floats(proto, count) if count >= 16 else None
+        if data is None:
+            data = np.array(proto.float_val, dtype=np_dtype)
         if data.size == count:
             return data.reshape(shape) if len(shape) != 1 else data
     if proto.tensor_content and dtype != types_pb2.DT_STRING:
