@@ -82,7 +82,7 @@ bench-serving: install
 	$(PY) benchmarks/serving/bench_serving.py --seconds 4
 
 bench-training: install
-	$(PY) benchmarks/training/bench_training.py --steps 60 --rounds 5
+	$(PY) benchmarks/training/bench_training.py --steps 30 --rounds 3
 
 clean:
 	rm -rf data outputs

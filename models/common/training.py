@@ -75,6 +75,15 @@ def backup_key(config: Mapping[str, Any], train_files: list[str]) -> str:
                                      sort_keys=True, default=str).encode()).hexdigest()
 
 
+def train_example_count(fn_args: Any) -> int:
+    """Training examples, from the StatisticsGen statistics the Trainer receives (for DP accounting)."""
+    counts = getattr(fn_args, "num_examples", None) or {}
+    if "train" not in counts:
+        raise ValueError("DP accounting needs the train example count: give the Trainer the StatisticsGen "
+                         "statistics input (pipeline/dag.py does)")
+    return int(counts["train"])
+
+
 def train_and_export(
     plan: TrainingPlan,
     *,

@@ -28,7 +28,7 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 
 from models.common.input_pipeline import InputOptions, trainer_datasets
-from models.common.training import TrainingPlan, backup_key, train_and_export
+from models.common.training import TrainingPlan, backup_key, train_and_export, train_example_count
 from models.fraud.features import (
     DAY_OF_WEEK,
     DAYS_PER_WEEK,
@@ -180,15 +180,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     train_and_export(
         plan, build_model=lambda: build_model(settings, sizes), loss=make_loss(settings), metrics=make_metrics,
-        datasets=datasets, eval_steps=fn_args.eval_steps, num_train_examples=lambda: count_examples(fn_args),
+        datasets=datasets, eval_steps=fn_args.eval_steps, num_train_examples=lambda: train_example_count(fn_args),
         export=export, serving_model_dir=fn_args.serving_model_dir, model_run_dir=fn_args.model_run_dir,
         backup_key_text=backup_key(config, fn_args.train_files), class_weight=class_weight(settings))
-
-
-def count_examples(fn_args: tfx.components.FnArgs) -> int:
-    """Training examples, from the StatisticsGen statistics the Trainer receives (for DP accounting)."""
-    counts = getattr(fn_args, "num_examples", None) or {}
-    if "train" not in counts:
-        raise ValueError("DP accounting needs the train example count: give the Trainer the StatisticsGen "
-                         "statistics input")
-    return int(counts["train"])

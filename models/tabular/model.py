@@ -10,7 +10,7 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 
 from models.common.input_pipeline import InputOptions, trainer_datasets
-from models.common.training import TrainingPlan, backup_key, train_and_export
+from models.common.training import TrainingPlan, backup_key, train_and_export, train_example_count
 from models.tabular.features import TabularSettings, vocabulary_name
 from models.tabular.network import build_model, to_model_inputs
 from models.tabular.signatures import make_serving_signatures
@@ -39,14 +39,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         plan, build_model=lambda: build_model(settings, sizes), loss=tf.keras.losses.BinaryCrossentropy(),
         metrics=lambda: [tf.keras.metrics.AUC(name="auc"), tf.keras.metrics.BinaryAccuracy(name="accuracy")],
         datasets=datasets, eval_steps=fn_args.eval_steps,
-        num_train_examples=lambda: count_examples(fn_args), export=export,
+        num_train_examples=lambda: train_example_count(fn_args), export=export,
         serving_model_dir=fn_args.serving_model_dir, model_run_dir=fn_args.model_run_dir,
         backup_key_text=backup_key(config, fn_args.train_files))
-
-
-def count_examples(fn_args: tfx.components.FnArgs) -> int:
-    """Training examples, from the StatisticsGen statistics the Trainer receives (for DP accounting)."""
-    counts = getattr(fn_args, "num_examples", None) or {}
-    if "train" not in counts:
-        raise ValueError("the Trainer needs the statistics input (train example count) for DP accounting")
-    return int(counts["train"])

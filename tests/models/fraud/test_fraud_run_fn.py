@@ -88,3 +88,27 @@ def test_keras_load_model_works_as_tfma_does(exported: Path, transform_run: Tran
     served = model.signatures[EXAMPLES_SIGNATURE](
         examples=tf.constant([serialize(row, with_label=False) for row in rows]))[OUTPUT_KEY]
     assert served.shape == (4, 1)
+
+
+def test_dp_vectorized_run_fn_records_epsilon_and_exports_a_model_tfma_loads(
+        transform_run: TransformRun, tmp_path: Path) -> None:
+    """The fraud network's layers are outside the fast-clipping registry: DP-SGD runs `vectorized`."""
+    config = custom_config()
+    config["training"]["dp"] = {"enabled": True, "l2_norm_clip": 1.0, "noise_multiplier": 1.1,
+                                "clipping": "vectorized", "num_microbatches": None, "delta": 1e-5,
+                                "max_epsilon": 1000.0, "accountant": "rdp", "jit_compile": True}
+    fn_args = FnArgs(train_files=transform_run.train_files, eval_files=transform_run.eval_files,
+                     train_steps=6, eval_steps=1, transform_output=transform_run.transform_dir,
+                     transform_graph_path=transform_run.transform_dir, data_accessor=_data_accessor(),
+                     serving_model_dir=str(tmp_path / "Format-Serving"), model_run_dir=str(tmp_path / "model_run"),
+                     custom_config=config)
+    fn_args.num_examples = {"train": 160}  # what TFX's Trainer executor sets from the statistics
+    run_fn(fn_args)
+    record = json.loads((tmp_path / "model_run" / RECORD_FILE).read_text())
+    assert record["dp"] is True and record["dp_clipping"] == "vectorized" and record["steps"] == 6
+    assert 0 < record["dp_epsilon"] < 1000.0
+    model = tf.keras.models.load_model(str(tmp_path / "Format-Serving"))
+    rows = transform_run.eval_rows[:4]
+    served = model.signatures[EXAMPLES_SIGNATURE](
+        examples=tf.constant([serialize(row, with_label=False) for row in rows]))[OUTPUT_KEY].numpy()
+    assert served.shape == (4, 1) and np.all(np.isfinite(served))
