@@ -19,6 +19,7 @@ import numpy as np
 from serving.config import BatchingParameters
 from serving.errors import ServingError, invalid_argument
 from serving.metrics import Registry
+from serving.tensors import StackedInputs
 
 RunFn = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
@@ -47,6 +48,8 @@ class _Queue:
 
 def task_size(inputs: Mapping[str, np.ndarray]) -> int | None:
     """The 0th dimension all inputs share; None when an input is a scalar (cannot be batched)."""
+    if type(inputs) is StackedInputs:
+        return inputs.matrix.shape[1] if inputs.matrix.ndim >= 2 else None
     sizes = set()
     for array in inputs.values():
         if array.ndim == 0:
@@ -197,8 +200,15 @@ class Batcher:
 
     def _run_batch(self, run: RunFn, batch: list[_Task], total: int) -> Mapping[str, np.ndarray]:
         padded = self._padded_size(total)
+        first = batch[0].inputs
         if len(batch) == 1 and padded == total:
-            inputs = batch[0].inputs
+            inputs = first
+        elif type(first) is StackedInputs and all(
+                type(task.inputs) is StackedInputs and task.inputs.aliases == first.aliases for task in batch):
+            parts = [task.inputs.matrix for task in batch]  # type: ignore[attr-defined]
+            if padded > total:
+                parts.append(np.repeat(parts[-1][:, :1], padded - total, axis=1))
+            inputs = StackedInputs(np.concatenate(parts, axis=1), first.aliases)
         else:
             inputs = {}
             for alias in batch[0].inputs:

@@ -138,7 +138,8 @@ class DriftMonitor:
 
     def observe(self, columns: Mapping[str, np.ndarray]) -> None:
         """Queue the values; they are bucketed in bulk when enough have arrived or when read."""
-        rows = max((np.size(v) for v in columns.values()), default=0)
+        matrix = getattr(columns, "matrix", None)  # StackedInputs: the rows without a view per input
+        rows = int(np.prod(matrix.shape[1:])) if matrix is not None else max((np.size(v) for v in columns.values()), default=0)
         with self._lock:
             self.pending.append(columns)
             self.pending_rows += rows
@@ -150,6 +151,18 @@ class DriftMonitor:
     def _count(self, batch: list[Mapping[str, np.ndarray]]) -> None:
         if not batch:
             return
+        from serving.tensors import StackedInputs
+
+        stacked: dict[tuple[str, ...], list[np.ndarray]] = {}
+        plain = []
+        for columns in batch:
+            if type(columns) is StackedInputs:
+                stacked.setdefault(columns.aliases, []).append(columns.matrix)
+            else:
+                plain.append(columns)
+        # inputs that arrived as one array: one concatenation per alias order, then one row per feature
+        merged = [StackedInputs(np.concatenate(matrices, axis=1), aliases) for aliases, matrices in stacked.items()]
+        batch = merged + plain
         for name, ref in self.reference.items():
             parts = [columns[name] for columns in batch if name in columns]
             if not parts:

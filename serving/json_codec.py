@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import math
+import operator
 import re
 from typing import Any, Mapping, Sequence
 
@@ -17,7 +18,7 @@ import numpy as np
 from tensorflow.core.framework import types_pb2
 
 from serving.errors import ServingError, invalid_argument
-from serving.tensors import NUMPY_DTYPE, dtype_name
+from serving.tensors import NUMPY_DTYPE, StackedInputs, dtype_name
 
 # ----------------------------------------------------------------------------------------------
 # Parsing
@@ -230,28 +231,46 @@ def _parse_instances(instances: Any, inputs: InputSpec, may_hold_bools: bool = T
     return {aliases[0]: _rows_to_tensor(instances, inputs[aliases[0]][0], key=None)}
 
 
-def _numeric_rows(instances: list[dict[str, Any]], aliases: list[str], inputs: InputSpec) -> dict[str, np.ndarray] | None:
+def _numeric_rows(instances: list[dict[str, Any]], aliases: list[str], inputs: InputSpec) -> Mapping[str, np.ndarray] | None:
     """Rows of plain float-typed scalars as one array, split into columns: one numpy conversion instead
-    of one per input. Only where the result equals the per-column path (finite floats below 2**53)."""
-    if any(inputs[alias][0] not in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE) for alias in aliases):
+    of one per input. Only where the result equals the per-column path (finite floats below 2**53).
+    Every row has exactly the aliases as keys (checked by the caller)."""
+    if len(aliases) < 2 or any(inputs[alias][0] not in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE) for alias in aliases):
         return None
-    order = tuple(instances[0])
-    try:
-        if all(tuple(row) == order for row in instances):  # same key order in every row (what clients send)
-            matrix = np.array([list(row.values()) for row in instances])
-        else:
-            order = tuple(aliases)
-            matrix = np.array([[row[alias] for alias in aliases] for row in instances])
+    ordered = _sorted_aliases(aliases)
+    try:  # each row's values in sorted-alias order, read by one C-level getter per row
+        matrix = np.array(list(map(_getter(ordered), instances)))
     except (ValueError, OverflowError):
         return None
     if matrix.ndim != 2 or matrix.dtype != np.float64 or not np.abs(matrix).max() < 2.0**53:
         return None
-    column = {alias: j for j, alias in enumerate(order)}
     dtypes = {inputs[alias][0] for alias in aliases}
-    if len(dtypes) == 1:  # one conversion; each input is a contiguous row of the transposed matrix
-        columns = matrix.T.astype(NUMPY_DTYPE[dtypes.pop()], order="C")
-        return {alias: columns[column[alias]] for alias in aliases}
-    return {alias: np.ascontiguousarray(matrix[:, column[alias]], dtype=NUMPY_DTYPE[inputs[alias][0]]) for alias in aliases}
+    if len(dtypes) == 1:  # one conversion: input i is row i of one array, inputs in sorted order
+        return StackedInputs(matrix.T.astype(NUMPY_DTYPE[dtypes.pop()], order="C"), ordered)
+    return {alias: np.ascontiguousarray(matrix[:, j], dtype=NUMPY_DTYPE[inputs[alias][0]]) for j, alias in enumerate(ordered)}
+
+
+_GETTERS: dict[tuple[str, ...], Any] = {}
+_SORTED: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _sorted_aliases(aliases: Sequence[str]) -> tuple[str, ...]:
+    key = tuple(aliases)
+    found = _SORTED.get(key)
+    if found is None:
+        if len(_SORTED) > 256:
+            _SORTED.clear()
+        found = _SORTED[key] = tuple(sorted(key))
+    return found
+
+
+def _getter(ordered: tuple[str, ...]) -> Any:
+    found = _GETTERS.get(ordered)
+    if found is None:
+        if len(_GETTERS) > 256:
+            _GETTERS.clear()
+        found = _GETTERS[ordered] = operator.itemgetter(*ordered)
+    return found
 
 
 def _parse_columnar(value: Any, inputs: InputSpec) -> dict[str, np.ndarray]:

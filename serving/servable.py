@@ -17,7 +17,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from serving.errors import ServingError, from_tf_error, invalid_argument
-from serving.tensors import NUMPY_DTYPE, TF_DTYPE as TF_ENUM, dtype_name
+from serving.tensors import NUMPY_DTYPE, TF_DTYPE as TF_ENUM, StackedInputs, dtype_name
 
 DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -50,6 +50,10 @@ class Signature:
         """(alias, dtype) in the flat entry point's order (sorted aliases)."""
         spec = self.input_spec
         return tuple((alias, spec[alias][0]) for alias in sorted(spec))
+
+    @cached_property
+    def sorted_aliases(self) -> tuple[str, ...]:
+        return tuple(sorted(self.input_spec))
 
     @cached_property
     def checks(self) -> tuple[tuple[str, Any, int, tuple[int, ...] | None], ...]:
@@ -247,7 +251,10 @@ class SavedModelServable:
     def _call(self, signature: Signature, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if signature.fused is not None:
             try:
-                matrix = np.stack([inputs[alias] for alias, _ in signature.flat_inputs])
+                if type(inputs) is StackedInputs and inputs.aliases == signature.sorted_aliases:
+                    matrix = inputs.matrix
+                else:
+                    matrix = np.stack([inputs[alias] for alias, _ in signature.flat_inputs])
                 return _fused_call(signature.fused, matrix)
             except Exception:  # noqa: BLE001 - unequal lengths, or a runtime error: the flat call gives TF's own answer
                 pass
@@ -321,6 +328,12 @@ class SavedModelServable:
 
 def check_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None:
     """TF Serving's alias check, then dtype and shape against the SignatureDef (clear errors, not TF's)."""
+    if type(inputs) is StackedInputs and signature.stackable is not None:  # one array: one check
+        dtype, shape = signature.stackable
+        matrix = inputs.matrix
+        if (matrix.dtype == dtype and inputs.aliases == signature.sorted_aliases
+                and _compatible(shape, matrix.shape[1:])):
+            return
     if len(inputs) == len(signature.checks):  # the common case, in one pass; anything odd takes the full check
         try:
             for alias, expected, _dtype, shape in signature.checks:

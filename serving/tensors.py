@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Iterator, Mapping
 
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
@@ -176,3 +177,54 @@ def from_proto(proto: tensor_pb2.TensorProto, alias: str = "") -> np.ndarray:
     if data.size == 0 and count == 0:
         return data.reshape(shape)
     raise invalid_argument(f"tensor parsing error: {alias}")
+
+
+_INDEXES: dict[tuple[str, ...], dict[str, int]] = {}
+
+
+class StackedInputs(Mapping[str, np.ndarray]):
+    """Named inputs that are the rows of one array (``matrix[i]`` is input ``aliases[i]``; aliases sorted).
+
+    A Mapping like any dict of inputs; checking, batching and the stacked model entry point use
+    ``matrix`` directly instead of one array per input (REST rows of plain numbers arrive this way)."""
+
+    __slots__ = ("matrix", "aliases", "_index")
+
+    def __init__(self, matrix: np.ndarray, aliases: tuple[str, ...]) -> None:
+        self.matrix = matrix
+        self.aliases = aliases
+        index = _INDEXES.get(aliases)
+        if index is None:
+            if len(_INDEXES) > 256:
+                _INDEXES.clear()
+            index = _INDEXES[aliases] = {alias: i for i, alias in enumerate(aliases)}
+        self._index = index
+
+    def __getitem__(self, alias: str) -> np.ndarray:
+        return self.matrix[self._index[alias]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.aliases)
+
+    def __len__(self) -> int:
+        return len(self.aliases)
+
+    def __contains__(self, alias: object) -> bool:
+        return alias in self._index
+
+
+def stack_uniform(inputs: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+    """Several numeric inputs of one dtype and shape as :class:`StackedInputs` (one copy now instead of
+    one per check, batch and model call later); anything else unchanged."""
+    if len(inputs) < 2:
+        return inputs
+    aliases = tuple(sorted(inputs))
+    first = inputs[aliases[0]]
+    dtype, shape = first.dtype, first.shape
+    if dtype.kind not in "fiu" or not shape:
+        return inputs
+    for alias in aliases:
+        array = inputs[alias]
+        if array.dtype != dtype or array.shape != shape:
+            return inputs
+    return StackedInputs(np.stack([inputs[alias] for alias in aliases]), aliases)

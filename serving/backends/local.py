@@ -16,6 +16,7 @@ from serving.config import BatchingParameters
 from serving.errors import ServingError, invalid_argument
 from serving.manager import ModelManager
 from serving.servable import DEFAULT_SIGNATURE, Signature, check_inputs
+from serving.tensors import StackedInputs
 
 
 class LocalBackend:
@@ -136,6 +137,9 @@ def check_output_filter(signature: Signature, output_filter: Sequence[str]) -> N
 
 def observe_inputs(drift, signature: Signature, inputs: Mapping[str, np.ndarray]) -> None:  # type: ignore[no-untyped-def]
     """Float/int inputs are features by alias; a single string input is taken as serialized tf.Example."""
+    if type(inputs) is StackedInputs and inputs.matrix.dtype.kind in "fiu":
+        drift.observe(inputs)  # kept as one array until the monitor buckets in bulk
+        return
     numeric = {a: v for a, v in inputs.items() if v.dtype.kind in "fiu"}
     if numeric:
         drift.observe(numeric)
