@@ -2,7 +2,9 @@
 
 Runs in worker threads; TensorFlow releases the GIL while it computes. Calls go through the
 signature's flat entry point when available (a third of the cost of the keyword call for
-wide signatures), checked against the keyword call once at load.
+wide signatures), and for many same-typed inputs through a stacked entry point (one input tensor
+instead of one per input); each is checked against the keyword call by :meth:`prepare`, which the
+manager runs right after the version becomes AVAILABLE (until then the keyword call serves).
 """
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ for gRPC. Server and load generator share this machine's cores; the generator's 
 Writes results.csv, results.json and throughput.png next to this file.
 
     python benchmarks/serving/bench_serving.py [--seconds 4]
+    python benchmarks/serving/bench_serving.py --report-only   # re-render RESULTS.md after editing analysis.md
 """
 from __future__ import annotations
 
@@ -182,7 +183,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--report-only", action="store_true",
+                        help="re-render RESULTS.md from the recorded results.json (e.g. after editing analysis.md); measures nothing")
     args = parser.parse_args()
+    if args.report_only:
+        recorded = json.loads((HERE / "results.json").read_text())
+        meta = recorded["meta"]
+        args.seconds = meta["seconds_per_cell"]
+        write_outputs(recorded["results"], recorded["swap"], args, meta["load_average_before"], meta["load_average_after"], meta=meta)
+        return
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
     use_h2load = shutil.which("h2load") is not None
@@ -344,14 +353,15 @@ def verdicts(results: list[dict], swap: dict) -> list[tuple[str, str, str, bool]
     return out
 
 
-def write_outputs(results: list[dict], swap: dict, args: argparse.Namespace, load_before: str, load_after: str) -> None:
+def write_outputs(results: list[dict], swap: dict, args: argparse.Namespace, load_before: str, load_after: str,
+                  meta: dict | None = None) -> None:
     import csv
 
     with open(HERE / "results.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(results[0]))
         writer.writeheader()
         writer.writerows(results)
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": f"{platform.processor() or platform.machine()}, "
+    meta = meta or {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": f"{platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} cores, {platform.platform()}", "python": platform.python_version(),
             "command": "python benchmarks/serving/bench_serving.py " + " ".join(sys.argv[1:]), "seconds_per_cell": args.seconds,
             "load_average_before": load_before, "load_average_after": load_after}
