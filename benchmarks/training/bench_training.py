@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import argparse  # noqa: E402
 import csv  # noqa: E402
 import datetime  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import secrets  # noqa: E402
@@ -102,6 +103,7 @@ def load_use_case(work: Path, name: str) -> UseCase:
     from tfx.components.util import tfxio_utils
 
     from models.common.input_pipeline import InputOptions, make_dataset
+    from models.common.training import labels_as_column
 
     facts = json.loads((work / name / "transform.json").read_text())
     config = facts["custom_config"]
@@ -122,22 +124,20 @@ def load_use_case(work: Path, name: str) -> UseCase:
         sizes = {v: transform_output.vocabulary_size_by_name(v) for v in network.vocabularies(settings)}
         build = lambda: network.build_model(settings, sizes)  # noqa: E731
         make_loss = lambda: network.make_loss(settings)  # noqa: E731
-        to_inputs = lambda f, label: (network.to_model_inputs(settings, f),  # noqa: E731
-                                      tf.cast(tf.reshape(label, [-1, 1]), tf.float32))
     else:
-        from models.tabular import network
+        from models.tabular import model as network
         from models.tabular.features import TabularSettings, vocabulary_name
         settings = TabularSettings.from_custom_config(config)
         sizes = {n: transform_output.vocabulary_size_by_name(vocabulary_name(n)) for n in settings.categorical_features}
         build = lambda: network.build_model(settings, sizes)  # noqa: E731
         make_loss = lambda: tf.keras.losses.BinaryCrossentropy()  # noqa: E731
-        to_inputs = lambda f, label: (network.to_model_inputs(settings, f),  # noqa: E731
-                                      tf.reshape(label, [-1, 1]))
+    to_inputs = functools.partial(network.model_inputs_and_label, settings)  # what run_fn maps batches to
 
     def dataset(cache: str) -> Any:
-        return make_dataset(train_files, accessor, schema, label_key=settings.label, batch_size=settings.batch_size,
-                            shuffle=True, seed=settings.seed, to_model_inputs=to_inputs,
-                            options=InputOptions(cache=cache))  # type: ignore[arg-type]
+        """The training input exactly as train_and_export receives it."""
+        return labels_as_column(make_dataset(
+            train_files, accessor, schema, label_key=settings.label, batch_size=settings.batch_size, shuffle=True,
+            seed=settings.seed, to_model_inputs=to_inputs, options=InputOptions(cache=cache)))  # type: ignore[arg-type]
 
     rows = sum(1 for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(train_files[0]), compression_type="GZIP"))
     return UseCase(name, settings.batch_size, rows, build, make_loss, dataset, build().count_params())

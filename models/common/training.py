@@ -75,6 +75,11 @@ def backup_key(config: Mapping[str, Any], train_files: list[str]) -> str:
                                      sort_keys=True, default=str).encode()).hexdigest()
 
 
+def labels_as_column(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Labels as [batch, 1]: DP-SGD's per-example losses need one loss per row, not a scalar."""
+    return dataset.map(lambda features, label: (features, tf.reshape(label, [-1, 1])))
+
+
 def train_example_count(fn_args: Any) -> int:
     """Training examples, from the StatisticsGen statistics the Trainer receives (for DP accounting)."""
     counts = getattr(fn_args, "num_examples", None) or {}
@@ -109,9 +114,7 @@ def train_and_export(
         tf.debugging.enable_check_numerics()
     strategy = strategy_lib.build_strategy(plan.strategy, plan.num_replicas)
     seed = determinism.make_deterministic(plan.seed)
-    # Labels as [batch, 1]: DP-SGD's per-example losses need one loss per row, not a scalar.
-    train, evaluation = (ds.map(lambda features, label: (features, tf.reshape(label, [-1, 1])))
-                         for ds in datasets(plan.batch_size))
+    train, evaluation = (labels_as_column(ds) for ds in datasets(plan.batch_size))
     determinism.reseed_model_ops(seed, strategy)
 
     epsilon_fn = None

@@ -19,6 +19,7 @@ weights) is the alternative, with ``positive_weight``.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -159,6 +160,12 @@ def class_weight(settings: FraudSettings) -> dict[int, float] | None:
     return {0: 1.0, 1: settings.options.positive_weight} if settings.options.loss == "weighted_bce" else None
 
 
+def model_inputs_and_label(settings: FraudSettings, transformed: dict[str, tf.Tensor],
+                           label: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    """What the input pipeline maps each batch of transformed examples to ([batch, 1] float label)."""
+    return to_model_inputs(settings, transformed), tf.cast(tf.reshape(label, [-1, 1]), tf.float32)
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point: train per the config's training plan, export the three signatures."""
     config = fn_args.custom_config or {}
@@ -169,8 +176,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     datasets = trainer_datasets(
         fn_args, transform_output.transformed_metadata.schema, label_key=settings.label, seed=settings.seed,
-        to_model_inputs=lambda features, label: (to_model_inputs(settings, features),
-                                                 tf.cast(tf.reshape(label, [-1, 1]), tf.float32)),
+        to_model_inputs=functools.partial(model_inputs_and_label, settings),
         options=InputOptions.from_custom_config(config))
 
     def export(model: tf.keras.Model, directory: str) -> None:

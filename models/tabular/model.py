@@ -1,6 +1,7 @@
 """The Trainer's run_fn for the generic tabular classifier: input pipeline, training, export."""
 from __future__ import annotations
 
+import functools
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -15,6 +16,12 @@ from models.tabular.features import TabularSettings, vocabulary_name
 from models.tabular.network import build_model, to_model_inputs
 from models.tabular.signatures import make_serving_signatures
 
+def model_inputs_and_label(settings: TabularSettings, transformed: dict[str, tf.Tensor],
+                           label: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    """What the input pipeline maps each batch of transformed examples to."""
+    return to_model_inputs(settings, transformed), label
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point: train per the config's training plan, export both signatures."""
     config = fn_args.custom_config or {}
@@ -26,7 +33,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     datasets = trainer_datasets(
         fn_args, transform_output.transformed_metadata.schema, label_key=settings.label, seed=settings.seed,
-        to_model_inputs=lambda features, label: (to_model_inputs(settings, features), label),
+        to_model_inputs=functools.partial(model_inputs_and_label, settings),
         options=InputOptions.from_custom_config(config))
 
     def export(model: tf.keras.Model, directory: str) -> None:
