@@ -12,7 +12,7 @@ import json
 import math
 import operator
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from tensorflow.core.framework import types_pb2
@@ -156,18 +156,24 @@ def json_type_name(value: Any) -> str:
 InputSpec = Mapping[str, tuple[int, "tuple[int, ...] | None"]]
 
 
+# Whether the raw body may hold a JSON ``true``/``false``: a fixed answer, or a check run only when needed.
+BoolCheck = bool | Callable[[], bool]
+
+
 def parse_predict_request(document: Any, inputs: InputSpec, signature_name: str,
-                          may_hold_bools: bool = True, numeric_only: bool = False) -> tuple[dict[str, np.ndarray], bool] | None:
+                          may_hold_bools: BoolCheck = True, numeric_only: bool = False) -> tuple[dict[str, np.ndarray], bool] | None:
     """Tensors from a parsed predict body; returns (tensors, row_format).
 
-    ``may_hold_bools=False`` (the raw body has no ``true``/``false``) allows a one-array fast path for
-    rows of plain numbers, where a bool would otherwise be silently taken as a number.
+    ``may_hold_bools`` False (the raw body has no ``true``/``false``) or a callable answering that question
+    allows a one-array fast path for rows of plain numbers, where a bool would otherwise be silently taken
+    as a number. The callable is asked only when the array holds a 0 or a 1, the only values a bool can
+    become: scanning a 64-row body for the two words costs most of its JSON parse.
     ``numeric_only``: return that fast path's result or None (never another path's result or error)."""
     if numeric_only:
         try:
-            if ("instances" in document and "inputs" not in document and inputs and not may_hold_bools
+            if ("instances" in document and "inputs" not in document and inputs and may_hold_bools is not True
                     and isinstance(document["instances"], list) and document["instances"]):
-                fast = _parse_instances(document["instances"], inputs, False, numeric_only=True)
+                fast = _parse_instances(document["instances"], inputs, may_hold_bools, numeric_only=True)
                 return (fast, True) if fast is not None else None
         except ServingError:
             pass
@@ -191,7 +197,7 @@ def _is_b64(value: Any) -> bool:
     return isinstance(value, dict) and len(value) == 1 and "b64" in value
 
 
-def _parse_instances(instances: Any, inputs: InputSpec, may_hold_bools: bool = True,
+def _parse_instances(instances: Any, inputs: InputSpec, may_hold_bools: BoolCheck = True,
                      numeric_only: bool = False) -> dict[str, np.ndarray] | None:
     if not isinstance(instances, list):
         raise invalid_argument(f"JSON Value: {debug_string(instances)} Expecting 'instances' to be an list/array")
@@ -218,8 +224,8 @@ def _parse_instances(instances: Any, inputs: InputSpec, may_hold_bools: bool = T
                 raise invalid_argument(
                     f"Failed to process element: {index} of 'instances' list. JSON object: {debug_string(row)} keys must be equal to: {','.join(sorted(aliases))}"
                 )
-        if not may_hold_bools:
-            fast = _numeric_rows(instances, aliases, inputs)
+        if may_hold_bools is not True:
+            fast = _numeric_rows(instances, aliases, inputs, may_hold_bools)
             if fast is not None or numeric_only:
                 return fast
         columns = {alias: [row[alias] for row in instances] for alias in aliases}
@@ -231,10 +237,11 @@ def _parse_instances(instances: Any, inputs: InputSpec, may_hold_bools: bool = T
     return {aliases[0]: _rows_to_tensor(instances, inputs[aliases[0]][0], key=None)}
 
 
-def _numeric_rows(instances: list[dict[str, Any]], aliases: list[str], inputs: InputSpec) -> Mapping[str, np.ndarray] | None:
+def _numeric_rows(instances: list[dict[str, Any]], aliases: list[str], inputs: InputSpec,
+                  may_hold_bools: BoolCheck = False) -> Mapping[str, np.ndarray] | None:
     """Rows of plain float-typed scalars as one array, split into columns: one numpy conversion instead
-    of one per input. Only where the result equals the per-column path (finite floats below 2**53).
-    Every row has exactly the aliases as keys (checked by the caller)."""
+    of one per input. Only where the result equals the per-column path (finite floats below 2**53, no
+    bool taken for 0 or 1). Every row has exactly the aliases as keys (checked by the caller)."""
     if len(aliases) < 2 or any(inputs[alias][0] not in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE) for alias in aliases):
         return None
     ordered = _sorted_aliases(aliases)
@@ -243,6 +250,8 @@ def _numeric_rows(instances: list[dict[str, Any]], aliases: list[str], inputs: I
     except (ValueError, OverflowError):
         return None
     if matrix.ndim != 2 or matrix.dtype != np.float64 or not np.abs(matrix).max() < 2.0**53:
+        return None
+    if may_hold_bools is True or (may_hold_bools and ((matrix == 0.0) | (matrix == 1.0)).any() and may_hold_bools()):
         return None
     dtypes = {inputs[alias][0] for alias in aliases}
     if len(dtypes) == 1:  # one conversion: input i is row i of one array, inputs in sorted order

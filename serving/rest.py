@@ -180,7 +180,9 @@ class RestApi:
             if definition is None or key == "__saved_model_init_op":
                 raise ServingError("INVALID_ARGUMENT", f'Serving signature name: "{key}" not found in signature def')
             spec = _input_spec(definition)
-            may_hold_bools = b"true" in body or b"false" in body
+            def may_hold_bools() -> bool:  # asked only when the fast path finds a 0 or a 1
+                return b"true" in body or b"false" in body
+
             parsed = None
             if not exact:  # usable only if every number taken from it is proven small (see parse_body_unchecked)
                 parsed = json_codec.parse_predict_request(document, spec, key, may_hold_bools, numeric_only=True)

@@ -57,6 +57,41 @@ def test_batcher_merges_and_rejects_when_full() -> None:
     assert max(calls) == 4 and all(c in (1, 2, 4) for c in calls)
 
 
+def test_inference_timeout_answers_deadline_exceeded_and_spares_the_rest() -> None:
+    """The server-wide timeout (one timer for every request): a late request answers DEADLINE_EXCEEDED,
+    requests in time are untouched, and a cancellation from outside is not mistaken for the timeout."""
+    from serving.service import Service
+
+    async def scenario() -> tuple[list, bool]:
+        service = Service(backend=None, metrics=Registry(), timeout_seconds=0.1)  # type: ignore[arg-type]
+
+        async def work(seconds: float) -> float:
+            await asyncio.sleep(seconds)
+            return seconds
+
+        async def one(seconds: float):  # type: ignore[no-untyped-def]
+            try:
+                return await service.bounded(work(seconds))
+            except ServingError as exc:
+                return exc.code
+
+        results = await asyncio.gather(one(0.01), one(0.5), one(0.02), one(0.3), one(0.05))
+        outside = asyncio.get_running_loop().create_task(service.bounded(work(0.5)))
+        await asyncio.sleep(0.02)
+        outside.cancel()
+        try:
+            await outside
+            cancelled = False
+        except asyncio.CancelledError:
+            cancelled = True
+        after = await one(0.01)  # the queue keeps working after expiries and cancellations
+        return results + [after], cancelled
+
+    results, cancelled = asyncio.run(scenario())
+    assert results == [0.01, "DEADLINE_EXCEEDED", 0.02, "DEADLINE_EXCEEDED", 0.05, 0.01]
+    assert cancelled
+
+
 def test_server_batches_concurrent_requests(model_store: Path, tmp_path: Path) -> None:
     params = tmp_path / "batching.config"
     params.write_text("max_batch_size { value: 32 } batch_timeout_micros { value: 2000 } "

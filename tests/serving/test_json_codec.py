@@ -61,3 +61,29 @@ def test_ragged_and_typed_inputs() -> None:
     with pytest.raises(ServingError) as info:
         json_codec.parse_predict_request({"inputs": [1]}, {"x": (19, None)}, "s")  # DT_HALF
     assert info.value.code == "UNIMPLEMENTED"
+
+
+def test_one_array_rows_ask_for_bools_only_when_a_value_could_be_one() -> None:
+    """Rows of floats take the one-array path; a bool would become 0 or 1 there, so the body check is asked
+    exactly then, and a bool among float inputs still gets the per-input path's error."""
+    spec = {"a": (1, None), "b": (1, None)}  # DT_FLOAT
+    asked: list[bool] = []
+
+    def body_check(answer: bool):
+        def check() -> bool:
+            asked.append(answer)
+            return answer
+        return check
+
+    tensors, row = json_codec.parse_predict_request({"instances": [{"a": 0.5, "b": 2.5}]}, spec, "s",
+                                                    body_check(False))
+    assert row and asked == [] and type(tensors).__name__ == "StackedInputs"
+    np.testing.assert_array_equal(tensors["b"], np.array([2.5], np.float32))
+    tensors, _ = json_codec.parse_predict_request({"instances": [{"a": 1, "b": 2.5}]}, spec, "s", body_check(False))
+    assert asked == [False] and tensors["a"].tolist() == [1.0]
+    with pytest.raises(ServingError):
+        json_codec.parse_predict_request({"instances": [{"a": True, "b": 2.5}]}, spec, "s", body_check(True))
+    assert asked == [False, True]
+    fast = json_codec.parse_predict_request({"instances": [{"a": True, "b": 2.5}]}, spec, "s", body_check(True),
+                                            numeric_only=True)
+    assert fast is None
