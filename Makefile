@@ -79,7 +79,7 @@ bench-pipeline: install
 	$(PY) benchmarks/pipeline/runners.py
 
 bench-serving: install
-	$(PY) benchmarks/serving/bench_serving.py --seconds 4
+	$(PY) benchmarks/serving/bench_serving.py --seconds 4 --rounds 3
 
 bench-training: install
 	$(PY) benchmarks/training/bench_training.py --steps 30 --rounds 3

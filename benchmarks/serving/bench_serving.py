@@ -183,6 +183,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="measure every cell this many times, round-robin over the cells of a system; "
+                             "the round with the median req/s is reported (this machine's speed drifts)")
     parser.add_argument("--report-only", action="store_true",
                         help="re-render RESULTS.md from the recorded results.json (e.g. after editing analysis.md); measures nothing")
     args = parser.parse_args()
@@ -190,6 +193,7 @@ def main() -> None:
         recorded = json.loads((HERE / "results.json").read_text())
         meta = recorded["meta"]
         args.seconds = meta["seconds_per_cell"]
+        args.rounds = meta.get("rounds", 1)
         write_outputs(recorded["results"], recorded["swap"], args, meta["load_average_before"], meta["load_average_after"], meta=meta)
         return
     if not shutil.which("wrk"):
@@ -216,35 +220,34 @@ def main() -> None:
         frames[rows] = work / f"predict_{rows}.grpc"
         subprocess.run([PY, str(HERE / "grpc_load.py"), "--write-frame", str(rows), str(frames[rows])], env=ENV, check=True)
 
-    def record(system: str, api: str, rows: int, concurrency: int, r: dict, loadgen: str) -> None:
+    def record(system: str, api: str, rows: int, concurrency: int, runs: list[dict], loadgen: str) -> None:
+        """One row per cell: the round with the median req/s (its own p50/p99), every round's req/s beside it,
+        failures summed over all rounds."""
+        rates = [r["requests"] / r["seconds"] for r in runs]
+        r = runs[sorted(range(len(runs)), key=rates.__getitem__)[len(runs) // 2]]
         rps = r["requests"] / r["seconds"]
         row = {"system": system, "api": api, "rows": rows, "concurrency": concurrency, "req_per_s": round(rps, 1),
                "rows_per_s": round(rps * rows, 1), "p50_ms": round(r["p50_ms"], 3), "p99_ms": round(r["p99_ms"], 3),
-               "failures": r["failures"], "loadgen": loadgen,
-               "loadgen_cpu_share": round(r["loadgen_cpu_s"] / ((os.cpu_count() or 1) * r["seconds"]), 3)}
+               "failures": sum(run["failures"] for run in runs), "loadgen": loadgen,
+               "loadgen_cpu_share": round(r["loadgen_cpu_s"] / ((os.cpu_count() or 1) * r["seconds"]), 3),
+               "rounds_req_per_s": [round(x, 1) for x in rates]}
         results.append(row)
         print(json.dumps(row), flush=True)
 
-    # 1. in-process limit: the signature called directly with ready tensors, no serving around it
-    for rows in (1, 64):
-        record("in-process", "signature call", rows, 1, in_process(base / "1", rows, args.seconds), "none")
-    for rows in (1, 64):
-        record("in-process", "flat call (reference)", rows, 1, in_process(base / "1", rows, args.seconds / 2, flat=True), "none")
+    def measure(cells: list[tuple[tuple, object]]) -> dict[tuple, list[dict]]:
+        """Every cell ``args.rounds`` times, round-robin over all systems, so a slow minute of the machine hits
+        the limit, the baseline and Esteira alike."""
+        runs: dict[tuple, list[dict]] = {key: [] for key, _ in cells}
+        for _ in range(args.rounds):
+            for key, run in cells:
+                runs[key].append(run())  # type: ignore[operator]
+        return runs
 
-    # 2. Flask baseline
+    # Both servers stay up for the whole run, so every cell can be measured in the same rounds: the in-process
+    # limit, the Flask baseline and Esteira side by side within minutes, not one system after another.
     port = free_port()
     flask = subprocess.Popen([PY, str(HERE / "flask_baseline.py"), str(base / "1"), str(port)], env=ENV,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/")
-        for rows in (1, 64):
-            for c in levels:
-                record("flask", "REST", rows, c, run_wrk(f"http://127.0.0.1:{port}/v1/models/demo:predict", bodies[rows], c, args.seconds), "wrk")
-    finally:
-        flask.terminate()
-        flask.wait(10)
-
-    # 3. Esteira REST + gRPC (same server process)
     rest, grpc_port = free_port(), free_port()
     started = time.monotonic()
     server = subprocess.Popen([PY, "-m", "pipeline.cli", "serve", f"--port={grpc_port}", f"--rest_api_port={rest}",
@@ -261,7 +264,9 @@ def main() -> None:
         while httpx.get(f"http://127.0.0.1:{rest}/readyz").status_code != 200:
             time.sleep(0.05)
         startup_s = time.monotonic() - started
+        wait_http(f"http://127.0.0.1:{port}/")
         url = f"http://127.0.0.1:{rest}/v1/models/demo:predict"
+        flask_url = f"http://127.0.0.1:{port}/v1/models/demo:predict"
         metrics_url = f"http://127.0.0.1:{rest}/monitoring/prometheus/metrics"
         target = f"127.0.0.1:{grpc_port}"
 
@@ -271,10 +276,22 @@ def main() -> None:
             return run_python_grpc(target, rows, c, seconds)
 
         loadgen = "h2load" if use_h2load else "grpc_load.py"
+        # 1. in-process limit: the signature called directly with ready tensors, no serving around it;
+        # 2. the Flask baseline; 3. Esteira REST + gRPC (same server process)
+        cells: list = [(("in-process", "signature call", rows, 1, "none"),
+                        lambda rows=rows: in_process(base / "1", rows, args.seconds)) for rows in (1, 64)]
+        cells += [(("in-process", "flat call (reference)", rows, 1, "none"),
+                   lambda rows=rows: in_process(base / "1", rows, args.seconds / 2, flat=True)) for rows in (1, 64)]
+        cells += [(("flask", "REST", rows, c, "wrk"), lambda rows=rows, c=c: run_wrk(flask_url, bodies[rows], c, args.seconds))
+                  for rows in (1, 64) for c in levels]
         for rows in (1, 64):
             for c in levels:
-                record("esteira", "REST", rows, c, run_wrk(url, bodies[rows], c, args.seconds), "wrk")
-                record("esteira", "gRPC", rows, c, grpc_cell(rows, c, args.seconds), loadgen)
+                cells.append((("esteira", "REST", rows, c, "wrk"), lambda rows=rows, c=c: run_wrk(url, bodies[rows], c, args.seconds)))
+                cells.append((("esteira", "gRPC", rows, c, loadgen), lambda rows=rows, c=c: grpc_cell(rows, c, args.seconds)))
+        for (system, api, rows, c, generator), runs in measure(cells).items():
+            record(system, api, rows, c, runs, generator)
+        flask.terminate()
+        flask.wait(10)
         # 4. version swaps under REST + gRPC load: publish version 2, then 3, while both generators run
         import threading
 
@@ -314,6 +331,9 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(20)
+        if flask.poll() is None:
+            flask.terminate()
+            flask.wait(10)
     shutil.rmtree(work, ignore_errors=True)
     write_outputs(results, swap, args, load_before, load_average())
 
@@ -364,6 +384,7 @@ def write_outputs(results: list[dict], swap: dict, args: argparse.Namespace, loa
     meta = meta or {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": f"{platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} cores, {platform.platform()}", "python": platform.python_version(),
             "command": "python benchmarks/serving/bench_serving.py " + " ".join(sys.argv[1:]), "seconds_per_cell": args.seconds,
+            "rounds": getattr(args, "rounds", 1),
             "load_average_before": load_before, "load_average_after": load_after}
     checks = verdicts(results, swap)
     (HERE / "results.json").write_text(json.dumps({"meta": meta, "results": results, "swap": swap,
@@ -392,7 +413,8 @@ def write_outputs(results: list[dict], swap: dict, args: argparse.Namespace, loa
     lines = ["# Serving benchmark results", "",
              f"Machine: {meta['machine']}, Python {meta['python']}; shared with other work: load average "
              f"{load_before} before the run, {load_after} after (1/5/15 min). Date: {meta['date']}.",
-             f"Command: `{meta['command']}` (`make bench-serving`); {args.seconds:g} s per cell. REST load: wrk -t1 "
+             f"Command: `{meta['command']}` (`make bench-serving`); {args.seconds:g} s per cell, {args.rounds} rounds "
+             "round-robin over every cell of every system, the round with the median req/s reported (all rounds' req/s in the last column). REST load: wrk -t1 "
              f"(C, closed loop, c connections); gRPC load: {results[-1]['loadgen'] if results else ''} (C, closed loop, "
              "c connections x 1 stream). Esteira runs with --enable_batching (max_batch_size 256, timeout 0, 2 threads). "
              "Model: the demo model, 30 float features, signature `predict_raw`, JSON row format.",
@@ -401,10 +423,11 @@ def write_outputs(results: list[dict], swap: dict, args: argparse.Namespace, loa
              "| target | reached | baseline (same run) | met |", "|---|---|---|---|"]
     lines += [f"| {t} | {r} | {b} | {'yes' if m else 'NO'} |" for t, r, b, m in checks]
     lines += ["", "## All cells", "",
-              "| system | api | rows | conc | req/s | rows/s | p50 ms | p99 ms | failed | load generator | its CPU share |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| system | api | rows | conc | req/s | rows/s | p50 ms | p99 ms | failed | load generator | its CPU share | req/s per round |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['system']} | {r['api']} | {r['rows']} | {r['concurrency']} | {r['req_per_s']} | {r['rows_per_s']} | "
-              f"{r['p50_ms']} | {r['p99_ms']} | {r['failures']} | {r['loadgen']} | {r['loadgen_cpu_share']:.0%} |" for r in results]
+              f"{r['p50_ms']} | {r['p99_ms']} | {r['failures']} | {r['loadgen']} | {r['loadgen_cpu_share']:.0%} | "
+              f"{' / '.join(f'{x:g}' for x in r.get('rounds_req_per_s', [r['req_per_s']]))} |" for r in results]
     if swap:
         lines += ["", "## Version swaps under load", "", "```", json.dumps(swap, indent=1), "```"]
     analysis = HERE / "analysis.md"

@@ -92,6 +92,20 @@ def test_inference_timeout_answers_deadline_exceeded_and_spares_the_rest() -> No
     assert cancelled
 
 
+def test_predicted_classes_counted_alike_for_few_and_many_rows() -> None:
+    from serving.service import Service
+
+    rng = np.random.default_rng(3)
+    for rows in (1, 16, 17, 300):
+        scores = rng.random((rows, 1)).astype(np.float32)
+        scores[0, 0] = np.nan  # counted as class 0, as numpy's comparison does
+        service = Service(backend=None, metrics=Registry())  # type: ignore[arg-type]
+        service.count_classes("m", 1, {"p": scores})
+        positives = int(np.count_nonzero(scores >= 0.5))
+        assert service.metrics.predictions.value(("m", "1", "1")) == positives
+        assert service.metrics.predictions.value(("m", "1", "0")) == rows - positives
+
+
 def test_server_batches_concurrent_requests(model_store: Path, tmp_path: Path) -> None:
     params = tmp_path / "batching.config"
     params.write_text("max_batch_size { value: 32 } batch_timeout_micros { value: 2000 } "
