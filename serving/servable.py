@@ -36,6 +36,7 @@ class Signature:
     definition: meta_graph_pb2.SignatureDef
     function: Any = None
     flat_call: bool = False
+    flat_runner: Callable[[list[Any]], Mapping[str, Any]] | None = None  # flat tensors in, output tensors out
     fused: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None  # every input stacked in one array (see _fuse)
 
     @property
@@ -189,16 +190,14 @@ class SavedModelServable:
         try:
             expected = {k: v.numpy() for k, v in fn(**{k: _to_tensor(v, spec[k][0]) for k, v in sample.items()}).items()}
             flat = [_to_tensor(sample[alias], dtype) for alias, dtype in signature.flat_inputs]
-            got = {alias: tensor.numpy() for alias, tensor in fn._call_flat(flat, fn.captured_inputs).items()}
         except Exception:  # noqa: BLE001 - e.g. a signature that needs specific values
             return False
-        works = expected.keys() == got.keys() and all(
-            np.array_equal(expected[k], got[k], equal_nan=expected[k].dtype.kind == "f") for k in expected
-        )
-        signature.flat_call = works
-        return works
+        runner = _first_agreeing(_runners(fn), flat, expected)
+        signature.flat_runner = runner
+        signature.flat_call = runner is not None
+        return signature.flat_call
 
-    def _fuse(self, signature: Signature) -> Any:
+    def _fuse(self, signature: Signature) -> Callable[[np.ndarray], dict[str, np.ndarray]] | None:
         """One entry point for a signature of many same-typed inputs (30 float features): the inputs arrive
         stacked in one tensor and are split inside the graph. Building 30 eager tensors per call cost as
         much as running the model; one tensor costs ~7 us. Used only if it answers exactly as the public call."""
@@ -217,21 +216,11 @@ class SavedModelServable:
             sample = {alias: _sample_input(dtype, shape, seed=i) for i, (alias, (dtype, shape)) in enumerate(signature.input_spec.items())}
             expected = {k: v.numpy() for k, v in fn(**{k: _to_tensor(v, signature.input_spec[k][0]) for k, v in sample.items()}).items()}
             matrix = np.stack([sample[alias] for alias in order])
+            stacked_input = [_to_tensor(matrix, TF_ENUM[matrix.dtype])]
         except Exception:  # noqa: BLE001 - a signature that cannot be wrapped keeps the flat call
             return None
-        # The runtime call is the faster of the two; each is used only if it answers exactly as the public call.
-        for call in (_runtime_call(concrete), lambda m: _fused_call(concrete, m)):
-            if call is None:
-                continue
-            try:
-                got = call(matrix)
-            except Exception:  # noqa: BLE001
-                continue
-            if expected.keys() == got.keys() and all(
-                np.array_equal(expected[k], got[k], equal_nan=expected[k].dtype.kind == "f") for k in expected
-            ):
-                return call
-        return None
+        runner = _first_agreeing(_runners(concrete), stacked_input, expected)
+        return None if runner is None else _stacked_call(runner)
 
     def unload(self) -> None:
         self.signatures = {}
@@ -270,10 +259,8 @@ class SavedModelServable:
                 pass
         spec = signature.input_spec
         try:
-            if signature.flat_call:
-                fn = signature.function
-                flat = [_to_tensor(inputs[alias], dtype) for alias, dtype in signature.flat_inputs]
-                result = fn._call_flat(flat, fn.captured_inputs)
+            if signature.flat_call and signature.flat_runner is not None:
+                result = signature.flat_runner([_to_tensor(inputs[alias], dtype) for alias, dtype in signature.flat_inputs])
             else:
                 result = signature.function(**{alias: _to_tensor(v, spec[alias][0]) for alias, v in inputs.items()})
         except ServingError:
@@ -430,18 +417,37 @@ def _to_tensor(array: np.ndarray, dtype: int) -> Any:
 _EAGER: tuple[Any, Any] | None = None
 
 
-def _fused_call(fused: Any, matrix: np.ndarray) -> dict[str, np.ndarray]:
-    eager_tensor, context = _eager()
-    result = fused._call_flat([eager_tensor(matrix, context().device_name, TF_ENUM[matrix.dtype])], fused.captured_inputs)
-    return {alias: tensor.numpy() for alias, tensor in result.items()}
+def _runners(concrete: Any) -> list[Callable[[list[Any]], Mapping[str, Any]]]:
+    """Ways to call a concrete function with flat input tensors, fastest first: the runtime call, then
+    ``_call_flat``. Both are private TF API; callers use the first that answers exactly as the public call."""
+    runners = []
+    runtime = _runtime_call(concrete)
+    if runtime is not None:
+        runners.append(runtime)
+    if hasattr(concrete, "_call_flat") and hasattr(concrete, "captured_inputs"):
+        runners.append(lambda flat: concrete._call_flat(flat, concrete.captured_inputs))
+    return runners
 
 
-def _runtime_call(concrete: Any) -> Callable[[np.ndarray], dict[str, np.ndarray]] | None:
-    """The stacked entry point called the way ``ConcreteFunction._call_flat`` ends: the function's name and
-    flat inputs straight to the eager context. The Python layers in between (tape checks, call options,
-    output packing) cost ~100 us per call, a third of a small model's call, and they hold the GIL that
-    the event loop needs. Private TF API: None unless every piece is there (the caller then checks that
-    the answers equal the public call's, bit for bit)."""
+def _first_agreeing(runners: list[Callable[[list[Any]], Mapping[str, Any]]], flat: list[Any],
+                    expected: Mapping[str, np.ndarray]) -> Callable[[list[Any]], Mapping[str, Any]] | None:
+    for runner in runners:
+        try:
+            got = {alias: tensor.numpy() for alias, tensor in runner(flat).items()}
+        except Exception:  # noqa: BLE001 - this way of calling does not work for this function
+            continue
+        if expected.keys() == got.keys() and all(
+            np.array_equal(expected[k], got[k], equal_nan=expected[k].dtype.kind == "f") for k in expected
+        ):
+            return runner
+    return None
+
+
+def _runtime_call(concrete: Any) -> Callable[[list[Any]], dict[str, Any]] | None:
+    """A concrete function called the way ``ConcreteFunction._call_flat`` ends: its name and flat inputs
+    straight to the eager context. The Python layers in between (tape checks, call options, output
+    packing) cost ~100 us per call, a third of a small model's call, and they hold the GIL that the
+    event loop needs. None unless every piece of this private API is there."""
     atomic = getattr(concrete, "_inference_function", None)
     outputs = getattr(concrete, "structured_outputs", None)
     try:
@@ -453,14 +459,24 @@ def _runtime_call(concrete: Any) -> Callable[[np.ndarray], dict[str, np.ndarray]
     if not isinstance(outputs, dict) or not all(isinstance(k, str) for k in outputs) or len(outputs) != count:
         return None
     aliases = sorted(outputs)  # flat outputs follow the sorted keys of the output dict
+    _, context = _eager()
+
+    def call(flat: list[Any]) -> dict[str, Any]:
+        return dict(zip(aliases, context().call_function(name, flat + captured, count)))
+
+    call.concrete = concrete  # type: ignore[attr-defined]  # keeps the function, and its runtime definition, alive
+    return call
+
+
+def _stacked_call(runner: Callable[[list[Any]], Mapping[str, Any]]) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """The stacked entry point: one array in (every input a row), numpy outputs out."""
     eager_tensor, context = _eager()
 
     def call(matrix: np.ndarray) -> dict[str, np.ndarray]:
-        ctx = context()
-        flat = ctx.call_function(name, [eager_tensor(matrix, ctx.device_name, TF_ENUM[matrix.dtype])] + captured, count)
-        return {alias: tensor.numpy() for alias, tensor in zip(aliases, flat)}
+        tensors = runner([eager_tensor(matrix, context().device_name, TF_ENUM[matrix.dtype])])
+        return {alias: tensor.numpy() for alias, tensor in tensors.items()}
 
-    call.concrete = concrete  # type: ignore[attr-defined]  # keeps the function, and its runtime definition, alive
+    call.runner = runner  # type: ignore[attr-defined]
     return call
 
 

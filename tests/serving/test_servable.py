@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.demo_model import export_demo_model
+from serving.demo_model import export_demo_model, make_examples
 from serving.errors import ServingError
 from serving.servable import SavedModelServable
 from serving.tensors import StackedInputs
@@ -26,7 +26,9 @@ def test_stacked_runtime_call_equals_the_public_call(servable: SavedModelServabl
     import tensorflow as tf
 
     signature = servable.signature("predict_raw")
-    assert signature.fused is not None and hasattr(signature.fused, "concrete")  # the runtime call was chosen
+    # the runtime call was chosen for both entry points (it agreed with the public call at load)
+    assert signature.fused is not None and hasattr(signature.fused.runner, "concrete")
+    assert signature.flat_call and hasattr(signature.flat_runner, "concrete")
     rng = np.random.default_rng(rows)
     aliases = signature.sorted_aliases
     matrix = rng.normal(size=(len(aliases), rows)).astype(np.float32)
@@ -35,6 +37,22 @@ def test_stacked_runtime_call_equals_the_public_call(servable: SavedModelServabl
     assert got.keys() == public.keys()
     for alias, value in public.items():
         np.testing.assert_array_equal(got[alias], value.numpy())
+
+
+def test_flat_runtime_call_equals_the_public_call_for_serialized_examples(servable: SavedModelServable) -> None:
+    import tensorflow as tf
+
+    signature = servable.signature("serving_default")
+    assert signature.fused is None and signature.flat_call and hasattr(signature.flat_runner, "concrete")
+    examples = make_examples(3)
+    alias = next(iter(signature.input_spec))
+    array = np.empty(len(examples), dtype=object)
+    array[:] = examples
+    got = servable.predict(signature, {alias: array})
+    public = signature.function(**{alias: tf.constant(examples)})
+    assert got.keys() == public.keys()
+    for name, value in public.items():
+        np.testing.assert_array_equal(got[name], value.numpy())
 
 
 def test_inputs_the_stacked_call_cannot_take_get_tensorflows_own_error(servable: SavedModelServable) -> None:
