@@ -35,9 +35,13 @@ class Signature:
     name: str
     definition: meta_graph_pb2.SignatureDef
     function: Any = None
-    flat_call: bool = False
     flat_runner: Callable[[list[Any]], Mapping[str, Any]] | None = None  # flat tensors in, output tensors out
     fused: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None  # every input stacked in one array (see _fuse)
+
+    @property
+    def flat_call(self) -> bool:
+        """Whether the flat entry point was shown to answer as the public call (see ``prepare``)."""
+        return self.flat_runner is not None
 
     @property
     def method_name(self) -> str:
@@ -171,11 +175,8 @@ class SavedModelServable:
         for signature in list(self.signatures.values()):
             if signature.function is None or signature.flat_call:
                 continue
-            if self._flat_call_works(signature):
-                if signature.stackable is not None:
-                    signature.fused = self._fuse(signature)
-            else:
-                signature.flat_call = False
+            if self._flat_call_works(signature) and signature.stackable is not None:
+                signature.fused = self._fuse(signature)
 
     def _flat_call_works(self, signature: Signature) -> bool:
         """The flat entry point is private TF API: use it only if it exists and agrees with the public call."""
@@ -192,9 +193,7 @@ class SavedModelServable:
             flat = [_to_tensor(sample[alias], dtype) for alias, dtype in signature.flat_inputs]
         except Exception:  # noqa: BLE001 - e.g. a signature that needs specific values
             return False
-        runner = _first_agreeing(_runners(fn), flat, expected)
-        signature.flat_runner = runner
-        signature.flat_call = runner is not None
+        signature.flat_runner = _first_agreeing(_runners(fn), flat, expected)
         return signature.flat_call
 
     def _fuse(self, signature: Signature) -> Callable[[np.ndarray], dict[str, np.ndarray]] | None:
@@ -259,7 +258,7 @@ class SavedModelServable:
                 pass
         spec = signature.input_spec
         try:
-            if signature.flat_call and signature.flat_runner is not None:
+            if signature.flat_runner is not None:
                 result = signature.flat_runner([_to_tensor(inputs[alias], dtype) for alias, dtype in signature.flat_inputs])
             else:
                 result = signature.function(**{alias: _to_tensor(v, spec[alias][0]) for alias, v in inputs.items()})

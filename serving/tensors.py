@@ -240,16 +240,10 @@ def _float_header(count: int) -> bytes:
     if header is None:
         proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
         proto.tensor_shape.dim.add().size = count
-        length, varint = 4 * count, bytearray()
-        while True:
-            byte = length & 0x7F
-            length >>= 7
-            varint.append(byte | (0x80 if length else 0))
-            if not length:
-                break
+        proto.float_val.extend([0.0] * count)  # protobuf writes the tag and length; the values are cut off
         if len(_FLOAT_HEADERS) > 256:
             _FLOAT_HEADERS.clear()
-        header = _FLOAT_HEADERS[count] = proto.SerializeToString() + b"\x2a" + bytes(varint)  # field 5, packed
+        header = _FLOAT_HEADERS[count] = proto.SerializeToString()[: -4 * count]
     return header
 
 
