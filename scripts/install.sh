@@ -16,6 +16,7 @@ fi
 want=$(cat requirements.lock requirements-nodeps.txt pyproject.toml scripts/install_lock.py scripts/elf_compat.py | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   echo "install: .venv is up to date with requirements.lock"
+  "$VENV/bin/python" scripts/build_native.py
   exec "$VENV/bin/python" scripts/install_lock.py --verify-only
 fi
 
@@ -23,5 +24,6 @@ start=$(date +%s)
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
 "$VENV/bin/python" scripts/install_lock.py
+"$VENV/bin/python" scripts/build_native.py  # the REST API's native HTTP transport
 echo "$want" > "$STAMP"
 echo "install: done in $(( $(date +%s) - start )) s"

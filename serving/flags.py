@@ -44,6 +44,7 @@ class ServerFlags:
     audit_log_file: str = ""
     rest_api_max_body_bytes: int = 64 * 1024 * 1024
     request_read_timeout_seconds: float = 30.0
+    rest_api_http_transport: str = "auto"
     inference_threads: int = 0
     log_level: str = "INFO"
 
@@ -53,7 +54,7 @@ class ServerFlags:
 ESTEIRA_FLAGS = {
     "host", "remote_backend", "canary_config_file", "auth_token_file", "auth_protect_probes",
     "auth_protect_metrics", "audit_log_file", "rest_api_max_body_bytes", "request_read_timeout_seconds",
-    "inference_threads", "log_level",
+    "rest_api_http_transport", "inference_threads", "log_level",
 }
 
 HELP = {
@@ -75,7 +76,9 @@ HELP = {
     "audit_log_file": "hash-chained access audit log (one line per request)",
     "rest_api_max_body_bytes": "largest accepted REST request body",
     "request_read_timeout_seconds": "a REST request must arrive complete within this (slow clients get 408)",
+    "rest_api_http_transport": "native (HTTP I/O on its own thread, built by make install), asyncio, or auto",
 }
+HTTP_TRANSPORTS = ("auto", "native", "asyncio")
 
 
 def parse_flags(argv: list[str]) -> ServerFlags:
@@ -140,6 +143,9 @@ def validate(flags: ServerFlags) -> None:
         raise FlagError("both --port and --rest_api_port are 0; enable at least one of gRPC or REST")
     if flags.rest_api_max_body_bytes <= 0:
         raise FlagError("--rest_api_max_body_bytes must be > 0")
+    if flags.rest_api_http_transport not in HTTP_TRANSPORTS:
+        raise FlagError(f"--rest_api_http_transport must be one of {', '.join(HTTP_TRANSPORTS)} "
+                        f"(got {flags.rest_api_http_transport!r})")
     if flags.model_base_path and not flags.model_config_file and not os.path.isabs(flags.model_base_path) \
             and "://" not in flags.model_base_path:
         flags.model_base_path = os.path.abspath(flags.model_base_path)

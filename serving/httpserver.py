@@ -69,21 +69,67 @@ class _DateCache:
 _DATE = _DateCache()
 
 
-def encode_response(response: Response, keep_alive: bool) -> bytes:
-    head = [b"HTTP/1.1 %d %s\r\n" % (response.status, REASONS.get(response.status, "Unknown").encode())]
+def response_head(response: Response) -> bytes:
+    """Status line, Content-Type and extra headers; the transport adds Connection, Date and Content-Length."""
+    head = b"HTTP/1.1 %d %s\r\n" % (response.status, REASONS.get(response.status, "Unknown").encode())
     if response.content_type:
-        head.append(b"Content-Type: " + response.content_type.encode() + b"\r\n")
+        head += b"Content-Type: " + response.content_type.encode() + b"\r\n"
     for name, value in response.headers:
-        head.append(f"{name}: {value}\r\n".encode("latin-1"))
-    if not keep_alive or response.close:
-        head.append(b"Connection: close\r\n")
-    head.append(b"Date: " + _DATE.get() + b"\r\nContent-Length: %d\r\n\r\n" % len(response.body))
-    return b"".join(head) + response.body
+        head += f"{name}: {value}\r\n".encode("latin-1")
+    return head
 
 
-class _Error(Exception):
+def encode_response(response: Response, keep_alive: bool) -> bytes:
+    close = b"" if keep_alive and not response.close else b"Connection: close\r\n"
+    return (response_head(response) + close + b"Date: " + _DATE.get()
+            + b"\r\nContent-Length: %d\r\n\r\n" % len(response.body) + response.body)
+
+
+# ---- protocol errors: one wording for both transports ---------------------------------------------
+
+def request_line_error(line: str) -> str:
+    return f"Malformed HTTP request line: {line[:100]!r}"
+
+
+def header_line_error(line: str) -> str:
+    return f"Malformed HTTP header line: {line[:100]!r}"
+
+
+def headers_too_large_error() -> str:
+    return f"Request headers exceed {MAX_HEADER_BYTES} bytes"
+
+
+def too_large_error(size: int, limit: int) -> str:
+    return (f"Request body of {size} bytes exceeds the limit of {limit} bytes; "
+            "send fewer rows per request or raise --rest_api_max_body_bytes")
+
+
+def read_timeout_error(seconds: float) -> str:
+    return f"Request not received completely within {seconds:g} s; send the whole request promptly"
+
+
+LENGTH_NOT_A_NUMBER = "Content-Length is not a number"
+LENGTH_NEGATIVE = "Content-Length is negative"
+MALFORMED_CHUNKED = "Malformed chunked request body"
+
+
+class HttpError(Exception):
+    """A request the transport rejects before any handler sees it; answered with ``status`` and closed."""
+
     def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
         self.status, self.message = status, message
+
+
+def gunzip(body: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        raise HttpError(400, "Content-Encoding says gzip but the body is not valid gzip") from None
+    if len(out) > limit:
+        raise HttpError(413, too_large_error(len(out), limit))
+    return out
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -128,8 +174,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.busy:
             return
         if self.buffer:  # a request started but never finished arriving: a slow or stuck client
-            self._fail(408, f"Request not received completely within {self.limits.request_timeout:g} s; "
-                            "send the whole request promptly")
+            self._fail(408, read_timeout_error(self.limits.request_timeout))
         else:
             self.close()
 
@@ -153,7 +198,7 @@ class HttpProtocol(asyncio.Protocol):
             self._arm(self.limits.request_timeout)
         try:
             self._parse()
-        except _Error as exc:
+        except HttpError as exc:
             self._fail(exc.status, exc.message)
 
     def _parse(self) -> None:
@@ -161,19 +206,19 @@ class HttpProtocol(asyncio.Protocol):
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(self.buffer) > MAX_HEADER_BYTES:
-                    raise _Error(431, f"Request headers exceed {MAX_HEADER_BYTES} bytes")
+                    raise HttpError(431, headers_too_large_error())
                 return
             head = bytes(self.buffer[:end]).decode("latin-1")
             lines = head.split("\r\n")
             parts = lines[0].split(" ")
             if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-                raise _Error(400, f"Malformed HTTP request line: {lines[0][:100]!r}")
+                raise HttpError(400, request_line_error(lines[0]))
             method, target, version = parts
             headers: dict[str, str] = {}
             for line in lines[1:]:
                 name, sep, value = line.partition(":")
                 if not sep:
-                    raise _Error(400, f"Malformed HTTP header line: {line[:100]!r}")
+                    raise HttpError(400, header_line_error(line))
                 key = name.strip().lower()
                 headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
             body_start = end + 4
@@ -187,11 +232,11 @@ class HttpProtocol(asyncio.Protocol):
                 try:
                     length = int(headers.get("content-length", "0"))
                 except ValueError:
-                    raise _Error(400, "Content-Length is not a number") from None
+                    raise HttpError(400, LENGTH_NOT_A_NUMBER) from None
                 if length < 0:
-                    raise _Error(400, "Content-Length is negative")
+                    raise HttpError(400, LENGTH_NEGATIVE)
                 if length > self.limits.max_body_bytes:
-                    raise _Error(413, self._too_large(length))
+                    raise HttpError(413, self._too_large(length))
                 if len(self.buffer) - body_start < length:
                     self._continue(headers)
                     return
@@ -199,7 +244,7 @@ class HttpProtocol(asyncio.Protocol):
             del self.buffer[:consumed]
             self.sent_continue = False
             if "gzip" in headers.get("content-encoding", "").lower():
-                body = self._gunzip(body)
+                body = gunzip(body, self.limits.max_body_bytes)
             connection = headers.get("connection", "").lower()
             keep_alive = ("close" not in connection) if version == "HTTP/1.1" else ("keep-alive" in connection)
             self.pending.append((Request(method, target, headers, body, self.peer), keep_alive))
@@ -208,8 +253,7 @@ class HttpProtocol(asyncio.Protocol):
             self._next()
 
     def _too_large(self, size: int) -> str:
-        return (f"Request body of {size} bytes exceeds the limit of {self.limits.max_body_bytes} bytes; "
-                "send fewer rows per request or raise --rest_api_max_body_bytes")
+        return too_large_error(size, self.limits.max_body_bytes)
 
     def _continue(self, headers: dict[str, str]) -> None:
         if not self.sent_continue and headers.get("expect", "").lower() == "100-continue" and self.transport:
@@ -226,9 +270,9 @@ class HttpProtocol(asyncio.Protocol):
             try:
                 size = int(bytes(self.buffer[pos:line_end]).split(b";")[0], 16)
             except ValueError:
-                raise _Error(400, "Malformed chunked request body") from None
+                raise HttpError(400, MALFORMED_CHUNKED) from None
             if len(body) + size > self.limits.max_body_bytes:
-                raise _Error(413, self._too_large(len(body) + size))
+                raise HttpError(413, self._too_large(len(body) + size))
             if size == 0:
                 trailer_end = self.buffer.find(b"\r\n", line_end + 2)
                 if trailer_end < 0:
@@ -238,16 +282,6 @@ class HttpProtocol(asyncio.Protocol):
                 return None
             body += self.buffer[line_end + 2: line_end + 2 + size]
             pos = line_end + 2 + size + 2
-
-    def _gunzip(self, body: bytes) -> bytes:
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            out = inflater.decompress(body, self.limits.max_body_bytes + 1)
-        except zlib.error:
-            raise _Error(400, "Content-Encoding says gzip but the body is not valid gzip") from None
-        if len(out) > self.limits.max_body_bytes:
-            raise _Error(413, self._too_large(len(out)))
-        return out
 
     # ---- dispatch ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from serving.grpc_service import add_services
 from serving.httpserver import HttpServer, Limits
 from serving.json_codec import write_error
 from serving.metrics import Registry
+from serving.native_http import NativeHttpServer, native_available
 from serving.rest import RestApi
 from serving.service import AuditSink, Service
 
@@ -32,7 +33,7 @@ class ModelServer:
         self.flags = flags
         self.metrics = Registry()
         self.grpc_server: grpc.aio.Server | None = None
-        self.http: HttpServer | None = None
+        self.http: HttpServer | NativeHttpServer | None = None
         self.grpc_port = 0
         self.rest_port = 0
         self._config_task: asyncio.Task | None = None
@@ -97,7 +98,8 @@ class ModelServer:
                 api = RestApi(service, metrics_path=self.metrics_path, cors=flags.rest_api_enable_cors_support)
                 limits = Limits(max_body_bytes=flags.rest_api_max_body_bytes,
                                 request_timeout=flags.request_read_timeout_seconds)
-                self.http = HttpServer(api, flags.host, flags.rest_api_port, limits, write_error)
+                self.http = _http_transport(flags.rest_api_http_transport)(
+                    api, flags.host, flags.rest_api_port, limits, write_error)
                 self.rest_port = await self.http.start()
                 log.info("Exporting HTTP/REST API at:%s:%d ...", flags.host, self.rest_port)
         if flags.model_config_file and flags.model_config_file_poll_wait_seconds > 0 and not flags.remote_backend:
@@ -127,6 +129,15 @@ class ModelServer:
             await self.grpc_server.stop(grace=1)
         if self.service is not None:
             await asyncio.to_thread(self.service.close)
+
+
+def _http_transport(name: str) -> type[HttpServer] | type[NativeHttpServer]:
+    """``auto`` takes the native transport when it is built and says so when it falls back."""
+    if name == "asyncio" or (name == "auto" and not native_available()):
+        if name == "auto":
+            log.warning("native HTTP transport not built (run `make install`); serving REST on the asyncio transport")
+        return HttpServer
+    return NativeHttpServer
 
 
 def _read(path: str) -> str:

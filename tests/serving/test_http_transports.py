@@ -1,0 +1,259 @@
+"""One HTTP/1.1 protocol suite, run against both REST transports (asyncio and native).
+
+The handler here echoes what it received, so each test checks what the transport parsed and how it framed
+the answer: keep-alive, pipelining, chunked and gzip bodies, 100-continue, limits, timeouts, errors.
+"""
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
+
+import pytest
+
+from serving.httpserver import HttpServer, Limits, Request, Response
+from serving.json_codec import write_error
+from serving.native_http import NativeHttpServer, native_available
+
+LIMITS = Limits(max_body_bytes=1000, request_timeout=0.5, keepalive_timeout=1.5)
+BIG = 4 * 1024 * 1024
+
+
+async def echo(request: Request) -> Response:
+    if request.target == "/boom":
+        raise RuntimeError("handler bug")
+    if request.target == "/big":
+        return Response(200, b"x" * BIG, content_type="application/octet-stream")
+    if request.target.startswith("/slow"):
+        await asyncio.sleep(0.05)
+    if request.target == "/close":
+        return Response(200, b"{}", close=True)
+    body = json.dumps({"method": request.method, "target": request.target, "body": request.body.decode("latin-1"),
+                       "headers": request.headers, "peer": request.peer}).encode()
+    return Response(200, body, headers=(("X-Echo", "yes"),))
+
+
+class Running:
+    def __init__(self, transport: str) -> None:
+        cls = NativeHttpServer if transport == "native" else HttpServer
+        self.server = cls(echo, "127.0.0.1", 0, LIMITS, write_error)
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.server.start())
+            started.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert started.wait(10)
+        self.port = self.server.port
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture(params=["asyncio", "native"])
+def server(request: pytest.FixtureRequest) -> Iterator[Running]:
+    if request.param == "native":
+        assert native_available(), "serving/_native_http is not built: run `make install`"
+    running = Running(request.param)
+    yield running
+    running.stop()
+
+
+def connect(server: Running) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    return sock
+
+
+def read_response(sock: socket.socket, buffer: bytearray) -> tuple[int, dict[str, str], bytes, list[str]]:
+    """One response off the socket (leftover bytes stay in ``buffer``); header names in order."""
+    while b"\r\n\r\n" not in buffer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a full response head: {bytes(buffer)!r}")
+        buffer += chunk
+    end = buffer.index(b"\r\n\r\n")
+    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+    del buffer[: end + 4]
+    status = int(lines[0].split(" ")[1])
+    names = [line.split(":", 1)[0] for line in lines[1:]]
+    headers = {line.split(":", 1)[0].lower(): line.split(":", 1)[1].strip() for line in lines[1:]}
+    length = int(headers.get("content-length", "0"))
+    while len(buffer) < length:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionError("closed mid-body")
+        buffer += chunk
+    body = bytes(buffer[:length])
+    del buffer[:length]
+    return status, headers, body, names
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    sock.settimeout(5)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def post(path: str, body: bytes, *extra: str) -> bytes:
+    head = [f"POST {path} HTTP/1.1", "Host: x", f"Content-Length: {len(body)}", *extra]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def test_keep_alive_and_exact_headers(server: Running) -> None:
+    with connect(server) as sock:
+        buffer = bytearray()
+        for n in range(3):
+            sock.sendall(post(f"/echo/{n}", b"hello", "X-Custom:  padded  ", "x-custom: second"))
+            status, headers, body, names = read_response(sock, buffer)
+            assert status == 200
+            assert names == ["Content-Type", "X-Echo", "Date", "Content-Length"]  # no Server header, no Connection
+            echoed = json.loads(body)
+            assert echoed["target"] == f"/echo/{n}" and echoed["body"] == "hello"
+            assert echoed["headers"]["x-custom"] == "padded, second"  # names lower-cased, repeats joined
+            assert echoed["peer"] == "127.0.0.1:%d" % sock.getsockname()[1]
+            assert headers["date"].endswith(" GMT")
+
+
+def test_pipelined_requests_answer_in_order(server: Running) -> None:
+    with connect(server) as sock:
+        sock.sendall(post("/slow/a", b"1") + post("/b", b"22") + post("/slow/c", b"333"))
+        buffer = bytearray()
+        seen = [json.loads(read_response(sock, buffer)[2]) for _ in range(3)]
+        assert [(s["target"], s["body"]) for s in seen] == [("/slow/a", "1"), ("/b", "22"), ("/slow/c", "333")]
+
+
+def test_chunked_and_gzip_bodies(server: Running) -> None:
+    with connect(server) as sock:
+        buffer = bytearray()
+        chunked = b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"
+        sock.sendall(chunked[:30])
+        time.sleep(0.05)
+        sock.sendall(chunked[30:])
+        assert json.loads(read_response(sock, buffer)[2])["body"] == "hello, world"
+        sock.sendall(post("/g", gzip.compress(b"zipped body"), "Content-Encoding: gzip"))
+        assert json.loads(read_response(sock, buffer)[2])["body"] == "zipped body"
+        sock.sendall(post("/g", b"not gzip at all", "Content-Encoding: gzip"))
+        status, headers, body, _ = read_response(sock, buffer)
+        assert status == 400 and "not valid gzip" in json.loads(body)["error"]
+        assert headers["connection"] == "close" and closed_by_peer(sock)
+
+
+def test_expect_100_continue(server: Running) -> None:
+    with connect(server) as sock:
+        sock.sendall(b"POST /e HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        buffer = bytearray()
+        while b"\r\n\r\n" not in buffer:
+            buffer += sock.recv(1024)
+        assert bytes(buffer).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        del buffer[: len(b"HTTP/1.1 100 Continue\r\n\r\n")]
+        sock.sendall(b"body")
+        status, _, body, _ = read_response(sock, buffer)
+        assert status == 200 and json.loads(body)["body"] == "body"
+
+
+@pytest.mark.parametrize("raw, status, message", [
+    (b"GARBAGE\r\n\r\n", 400, "Malformed HTTP request line: 'GARBAGE'"),
+    (b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400, "Malformed HTTP header line: 'no colon here'"),
+    (b"POST / HTTP/1.1\r\nContent-Length: ten\r\n\r\n", 400, "Content-Length is not a number"),
+    (b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n", 400, "Content-Length is negative"),
+    (b"POST / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n", 413,
+     "Request body of 5000 bytes exceeds the limit of 1000 bytes; send fewer rows per request or raise "
+     "--rest_api_max_body_bytes"),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n", 413, "Request body of 2048 bytes exceeds"),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, "Malformed chunked request body"),
+    (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 70000, 431, "Request headers exceed 65536 bytes"),
+])
+def test_protocol_errors_answer_and_close(server: Running, raw: bytes, status: int, message: str) -> None:
+    with connect(server) as sock:
+        sock.sendall(raw)
+        got, headers, body, _ = read_response(sock, bytearray())
+        assert got == status and json.loads(body)["error"].startswith(message)
+        assert headers["connection"] == "close" and closed_by_peer(sock)
+
+
+def test_slow_client_gets_408_and_idle_connection_closes(server: Running) -> None:
+    with connect(server) as slow, connect(server) as idle:
+        slow.sendall(b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+        started = time.monotonic()
+        status, headers, body, _ = read_response(slow, bytearray())
+        assert status == 408 and "within 0.5 s" in json.loads(body)["error"]
+        assert 0.4 <= time.monotonic() - started < 3
+        assert closed_by_peer(slow)
+        assert closed_by_peer(idle)  # nothing sent: closed after the keep-alive timeout (1.5 s)
+
+
+def test_connection_close_and_http10(server: Running) -> None:
+    with connect(server) as sock:
+        sock.sendall(post("/x", b"", "Connection: close"))
+        status, headers, _, _ = read_response(sock, bytearray())
+        assert status == 200 and headers["connection"] == "close" and closed_by_peer(sock)
+    with connect(server) as sock:
+        sock.sendall(b"GET /x HTTP/1.0\r\n\r\n")
+        status, headers, _, _ = read_response(sock, bytearray())
+        assert status == 200 and headers["connection"] == "close" and closed_by_peer(sock)
+    with connect(server) as sock:  # HTTP/1.0 asking for keep-alive stays open
+        buffer = bytearray()
+        for _ in range(2):
+            sock.sendall(b"GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            status, headers, _, _ = read_response(sock, buffer)
+            assert status == 200 and "connection" not in headers
+    with connect(server) as sock:  # the handler asks to close
+        sock.sendall(post("/close", b""))
+        status, headers, _, _ = read_response(sock, bytearray())
+        assert status == 200 and headers["connection"] == "close" and closed_by_peer(sock)
+
+
+def test_large_response_and_handler_failure(server: Running) -> None:
+    with connect(server) as sock:
+        buffer = bytearray()
+        sock.sendall(b"GET /big HTTP/1.1\r\n\r\n")
+        status, headers, body, _ = read_response(sock, buffer)
+        assert status == 200 and len(body) == BIG and headers["content-type"] == "application/octet-stream"
+        sock.sendall(b"GET /boom HTTP/1.1\r\n\r\n")
+        status, _, body, _ = read_response(sock, buffer)
+        assert status == 500 and json.loads(body) == {"error": "Internal server error; see the server log"}
+        sock.sendall(b"GET /after HTTP/1.1\r\n\r\n")  # the connection survives a handler bug
+        assert json.loads(read_response(sock, buffer)[2])["target"] == "/after"
+
+
+def test_many_concurrent_connections(server: Running) -> None:
+    def client(n: int) -> list[str]:
+        seen = []
+        with connect(server) as sock:
+            buffer = bytearray()
+            for i in range(20):
+                payload = f"{n}-{i}".encode()
+                sock.sendall(post(f"/slow/{n}" if i % 5 == 0 else f"/{n}", payload))
+                seen.append(json.loads(read_response(sock, buffer)[2])["body"])
+        return seen
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        results = list(pool.map(client, range(40)))
+    assert results == [[f"{n}-{i}" for i in range(20)] for n in range(40)]
+
+
+def test_stop_closes_open_connections() -> None:
+    for transport in ("asyncio", "native"):
+        running = Running(transport)
+        sock = connect(running)
+        sock.sendall(post("/x", b""))
+        assert read_response(sock, bytearray())[0] == 200
+        running.stop()
+        assert closed_by_peer(sock), transport
+        sock.close()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", running.port), timeout=1).close()
