@@ -64,8 +64,9 @@ def test_ragged_and_typed_inputs() -> None:
 
 
 def test_one_array_rows_ask_for_bools_only_when_a_value_could_be_one() -> None:
-    """Rows of floats take the one-array path; a bool would become 0 or 1 there, so the body check is asked
-    exactly then, and a bool among float inputs still gets the per-input path's error."""
+    """Rows of floats take the one-array path. A few rows are checked value by value, so a bool is seen by
+    its type; many rows are checked by numpy, where a bool would become 0 or 1, so the body check is asked
+    exactly then. Either way a bool among float inputs still gets the per-input path's error."""
     spec = {"a": (1, None), "b": (1, None)}  # DT_FLOAT
     asked: list[bool] = []
 
@@ -80,10 +81,18 @@ def test_one_array_rows_ask_for_bools_only_when_a_value_could_be_one() -> None:
     assert row and asked == [] and type(tensors).__name__ == "StackedInputs"
     np.testing.assert_array_equal(tensors["b"], np.array([2.5], np.float32))
     tensors, _ = json_codec.parse_predict_request({"instances": [{"a": 1, "b": 2.5}]}, spec, "s", body_check(False))
-    assert asked == [False] and tensors["a"].tolist() == [1.0]
+    assert asked == [] and tensors["a"].tolist() == [1.0] and type(tensors).__name__ == "StackedInputs"
     with pytest.raises(ServingError):
         json_codec.parse_predict_request({"instances": [{"a": True, "b": 2.5}]}, spec, "s", body_check(True))
-    assert asked == [False, True]
-    fast = json_codec.parse_predict_request({"instances": [{"a": True, "b": 2.5}]}, spec, "s", body_check(True),
-                                            numeric_only=True)
-    assert fast is None
+    assert asked == []
+    assert json_codec.parse_predict_request({"instances": [{"a": True, "b": 2.5}]}, spec, "s", body_check(True),
+                                            numeric_only=True) is None
+    many = [{"a": 0.5, "b": 2.5}] * 9
+    json_codec.parse_predict_request({"instances": many}, spec, "s", body_check(False))
+    assert asked == []
+    tensors, _ = json_codec.parse_predict_request({"instances": many + [{"a": 1, "b": 2.5}]}, spec, "s",
+                                                  body_check(False))
+    assert asked == [False] and tensors["a"].tolist()[-1] == 1.0
+    fast = json_codec.parse_predict_request({"instances": many + [{"a": True, "b": 2.5}]}, spec, "s",
+                                            body_check(True), numeric_only=True)
+    assert fast is None and asked == [False, True]  # the caller then re-parses on the per-input path
