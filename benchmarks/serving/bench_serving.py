@@ -254,8 +254,18 @@ def main() -> None:
                                "--host=127.0.0.1", "--model_name=demo", f"--model_base_path={base}",
                                "--file_system_poll_wait_seconds=1",
                                "--enable_batching", f"--batching_parameters_file={batching}",
-                               f"--monitoring_config_file={monitoring}", "--log_level=WARNING"],
+                               f"--monitoring_config_file={monitoring}", "--log_level=WARNING",
+                               "--rest_api_http_transport=native"],
                               env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The same server on the asyncio transport (REST only), to show what the native transport changes.
+    asyncio_rest = free_port()
+    asyncio_server = subprocess.Popen([PY, "-m", "pipeline.cli", "serve", "--port=0", f"--rest_api_port={asyncio_rest}",
+                                       "--host=127.0.0.1", "--model_name=demo", f"--model_base_path={base}",
+                                       "--file_system_poll_wait_seconds=0",
+                                       "--enable_batching", f"--batching_parameters_file={batching}",
+                                       f"--monitoring_config_file={monitoring}", "--log_level=WARNING",
+                                       "--rest_api_http_transport=asyncio"],
+                                      env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     swap: dict = {}
     try:
         wait_http(f"http://127.0.0.1:{rest}/readyz")
@@ -265,6 +275,10 @@ def main() -> None:
             time.sleep(0.05)
         startup_s = time.monotonic() - started
         wait_http(f"http://127.0.0.1:{port}/")
+        wait_http(f"http://127.0.0.1:{asyncio_rest}/readyz")
+        while httpx.get(f"http://127.0.0.1:{asyncio_rest}/readyz").status_code != 200:
+            time.sleep(0.05)
+        asyncio_url = f"http://127.0.0.1:{asyncio_rest}/v1/models/demo:predict"
         url = f"http://127.0.0.1:{rest}/v1/models/demo:predict"
         flask_url = f"http://127.0.0.1:{port}/v1/models/demo:predict"
         metrics_url = f"http://127.0.0.1:{rest}/monitoring/prometheus/metrics"
@@ -288,10 +302,13 @@ def main() -> None:
             for c in levels:
                 cells.append((("esteira", "REST", rows, c, "wrk"), lambda rows=rows, c=c: run_wrk(url, bodies[rows], c, args.seconds)))
                 cells.append((("esteira", "gRPC", rows, c, loadgen), lambda rows=rows, c=c: grpc_cell(rows, c, args.seconds)))
+                cells.append((("esteira-asyncio", "REST", rows, c, "wrk"),
+                              lambda rows=rows, c=c: run_wrk(asyncio_url, bodies[rows], c, args.seconds)))
         for (system, api, rows, c, generator), runs in measure(cells).items():
             record(system, api, rows, c, runs, generator)
-        flask.terminate()
-        flask.wait(10)
+        for other in (flask, asyncio_server):
+            other.terminate()
+            other.wait(10)
         # 4. version swaps under REST + gRPC load: publish version 2, then 3, while both generators run
         import threading
 
@@ -331,9 +348,10 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(20)
-        if flask.poll() is None:
-            flask.terminate()
-            flask.wait(10)
+        for other in (flask, asyncio_server):
+            if other.poll() is None:
+                other.terminate()
+                other.wait(10)
     shutil.rmtree(work, ignore_errors=True)
     write_outputs(results, swap, args, load_before, load_average())
 
@@ -396,7 +414,7 @@ def write_outputs(results: list[dict], swap: dict, args: argparse.Namespace, loa
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, rows in zip(axes, (1, 64)):
-        for system, api in (("flask", "REST"), ("esteira", "REST"), ("esteira", "gRPC")):
+        for system, api in (("flask", "REST"), ("esteira-asyncio", "REST"), ("esteira", "REST"), ("esteira", "gRPC")):
             points = [r for r in results if r["system"] == system and r["api"] == api and r["rows"] == rows]
             ax.plot([p["concurrency"] for p in points], [p["rows_per_s"] for p in points], marker="o", label=f"{system} {api}")
         limit = next(r["rows_per_s"] for r in results if r["system"] == "in-process" and r["rows"] == rows)
@@ -416,7 +434,9 @@ def write_outputs(results: list[dict], swap: dict, args: argparse.Namespace, loa
              f"Command: `{meta['command']}` (`make bench-serving`); {args.seconds:g} s per cell, {args.rounds} rounds "
              "round-robin over every cell of every system, the round with the median req/s reported (all rounds' req/s in the last column). REST load: wrk -t1 "
              f"(C, closed loop, c connections); gRPC load: {results[-1]['loadgen'] if results else ''} (C, closed loop, "
-             "c connections x 1 stream). Esteira runs with --enable_batching (max_batch_size 256, timeout 0, 2 threads). "
+             "c connections x 1 stream). Esteira runs with --enable_batching (max_batch_size 256, timeout 0, 2 threads); its REST "
+             "API on the native HTTP transport (`esteira`) and, in a second process measured in the same rounds, on the "
+             "asyncio transport (`esteira-asyncio`). "
              "Model: the demo model, 30 float features, signature `predict_raw`, JSON row format.",
              "Files: results.csv, results.json, throughput.png.", "",
              "## Against the targets (same run, side by side)", "",
