@@ -44,7 +44,7 @@ def serve_main(argv: list[str]) -> int:
         return 0
     logging.basicConfig(level=getattr(logging, flags.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from serving.server import ModelServer, new_event_loop
+    from serving.server import ModelServer, freeze_startup_objects, new_event_loop
 
     server = ModelServer(flags)
     try:
@@ -54,6 +54,7 @@ def serve_main(argv: list[str]) -> int:
     except Exception as exc:  # noqa: BLE001 - e.g. a label pointing at a version that did not load
         message = getattr(exc, "message", None) or str(exc)
         return _fail(f"Failed to start server. Error: {message}")
+    logging.getLogger("serving").info("%d startup objects frozen out of the cycle collector", freeze_startup_objects())
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     stop = asyncio.Event()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 from dataclasses import dataclass
@@ -155,6 +156,19 @@ def pick_free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def freeze_startup_objects() -> int:
+    """Put everything alive once the server is built (TensorFlow's modules, the first loaded models) out of
+    the cycle collector's reach, and return how many objects that is.
+
+    A full collection walks every tracked object: about a million with TensorFlow imported, 280 ms with
+    the GIL held, during which every request in flight waited (p99 250-300 ms at 32 concurrent clients).
+    Frozen, a full collection takes about 1 ms. Versions loaded later stay collectable, so unloading one
+    still frees it."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -433,7 +433,7 @@ def write_outputs(results: list[dict], swap: dict, args: argparse.Namespace, loa
              f"{load_before} before the run, {load_after} after (1/5/15 min). Date: {meta['date']}.",
              f"Command: `{meta['command']}` (`make bench-serving`); {args.seconds:g} s per cell, {args.rounds} rounds "
              "round-robin over every cell of every system, the round with the median req/s reported (all rounds' req/s in the last column). REST load: wrk -t1 "
-             f"(C, closed loop, c connections); gRPC load: {results[-1]['loadgen'] if results else ''} (C, closed loop, "
+             f"(C, closed loop, c connections); gRPC load: {next((r['loadgen'] for r in results if r['api'] == 'gRPC'), '')} (C, closed loop, "
              "c connections x 1 stream). Esteira runs with --enable_batching (max_batch_size 256, timeout 0, 2 threads); its REST "
              "API on the native HTTP transport (`esteira`) and, in a second process measured in the same rounds, on the "
              "asyncio transport (`esteira-asyncio`). "

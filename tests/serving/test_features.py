@@ -334,3 +334,26 @@ def test_cli_predict_rest_and_grpc(shared_server, tmp_path: Path, capsys) -> Non
     assert predict_main(["--model", "nope", "--input", str(body), "--server", shared_server.rest_url]) == 1
     assert "NOT_FOUND: Servable not found for request: Latest(nope)" in capsys.readouterr().err
     assert predict_main(["--model", MODEL, "--input", str(tmp_path / "missing.json")]) == 1
+
+
+def test_startup_objects_frozen_later_ones_collectable() -> None:
+    """Full collections skip what existed at startup; cycles made afterwards (a later version) are still freed."""
+    import gc
+    import weakref
+
+    from serving.server import freeze_startup_objects
+
+    class Node:
+        pass
+
+    try:
+        frozen = freeze_startup_objects()
+        assert frozen > 10_000 and gc.get_freeze_count() == frozen  # TensorFlow's objects, at least
+        later = Node()
+        later.self = later  # a reference cycle: only the cycle collector frees it
+        alive = weakref.ref(later)
+        del later
+        gc.collect()
+        assert alive() is None
+    finally:
+        gc.unfreeze()
