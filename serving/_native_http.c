@@ -128,7 +128,9 @@ typedef struct {
     size_t max_body;
     double request_timeout, keepalive_timeout;
     pthread_t thread;
-    int started, stopping, stopped;
+    int started, stopped;
+    int stopping;      /* set by Python, read by the I/O thread: __atomic accesses */
+    double accept_paused_until;  /* out of descriptors: accepting resumes after a pause */
     pthread_mutex_t mu;
     item_t *up_head, *up_tail;
     int up_notified;
@@ -564,7 +566,15 @@ static void accept_all(Server *s) {
         struct sockaddr_storage addr;
         socklen_t alen = sizeof addr;
         int fd = accept4(s->listen_fd, (struct sockaddr *)&addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) return;  /* EAGAIN, or an error the next event retries */
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* The listening socket stays readable while descriptors are exhausted: stop watching it for
+                 * a moment instead of spinning; pending connections wait in the backlog. */
+                epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, s->listen_fd, NULL);
+                s->accept_paused_until = now_mono() + 0.1;
+            }
+            return;  /* EAGAIN, or an error the next event retries */
+        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         uint32_t slot;
@@ -625,7 +635,7 @@ static void *io_main(void *arg) {
     Server *s = arg;
     struct epoll_event events[256];
     s->last_scan = now_mono();
-    while (!s->stopping) {
+    while (!__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE)) {
         int n = epoll_wait(s->epoll_fd, events, 256, 100);
         for (int i = 0; i < n; i++) {
             uint64_t tag = events[i].data.u64;
@@ -647,6 +657,13 @@ static void *io_main(void *arg) {
         if (now - s->last_scan >= 0.05) {
             s->last_scan = now;
             scan_deadlines(s, now);
+            if (s->accept_paused_until && now >= s->accept_paused_until) {
+                struct epoll_event ev;
+                ev.events = EPOLLIN;
+                ev.data.u64 = TAG_LISTEN;
+                epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->listen_fd, &ev);
+                s->accept_paused_until = 0;
+            }
         }
     }
     for (uint32_t slot = 0; slot < s->nconns; slot++) {
@@ -716,7 +733,7 @@ static int Server_init(Server *s, PyObject *args, PyObject *kwds) {
 
 static void stop_thread(Server *s) {
     if (!s->started || s->stopped) return;
-    s->stopping = 1;
+    __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
     uint64_t one = 1;
     ssize_t r = write(s->wake_fd, &one, sizeof one);
     (void)r;
