@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import random
 import socket
 import threading
 import time
@@ -257,3 +258,65 @@ def test_stop_closes_open_connections() -> None:
         sock.close()
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", running.port), timeout=1).close()
+
+
+def _mutate(data: bytes, rng: random.Random) -> bytes:
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        kind = rng.randrange(6)
+        pos = rng.randrange(len(out) + 1)
+        if kind == 0 and out:  # flip bytes
+            for _ in range(rng.randint(1, 8)):
+                out[rng.randrange(len(out))] = rng.randrange(256)
+        elif kind == 1:  # insert random bytes, sometimes CR/LF/colon/space heavy
+            alphabet = b"\r\n: ;0123456789abcdefABCDEF-" if rng.random() < 0.5 else bytes(range(256))
+            out[pos:pos] = bytes(rng.choice(alphabet) for _ in range(rng.randint(1, 40)))
+        elif kind == 2:  # truncate
+            del out[pos:]
+        elif kind == 3:  # a second request after this one (pipelining), maybe glued without a boundary
+            out += rng.choice(SEEDS)
+        elif kind == 4:  # duplicate a slice
+            end = min(len(out), pos + rng.randint(1, 64))
+            out[pos:pos] = out[pos:end]
+        else:  # a long run of one byte
+            out[pos:pos] = bytes([rng.randrange(256)]) * rng.randint(100, 70000)
+    return bytes(out)
+
+
+SEEDS = [
+    post("/v", b'{"instances": [1.0]}'),
+    b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    b"GET /g HTTP/1.0\r\nConnection: keep-alive\r\nX-A: 1\r\nx-a: 2\r\n\r\n",
+    b"POST /e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+]
+
+
+def test_mutated_requests_never_break_the_transport(server: Running) -> None:
+    """400 mutated requests (flipped, inserted, truncated, glued, oversized bytes): each connection gets
+    answers or is closed, never a crash or a hang, and the server then answers a clean request."""
+    rng = random.Random(20261122)
+    cases = [_mutate(rng.choice(SEEDS), rng) for _ in range(400)]
+
+    def send(data: bytes) -> list[int]:
+        statuses: list[int] = []
+        with connect(server) as sock:
+            sock.settimeout(3)
+            try:
+                sock.sendall(data)
+                buffer = bytearray()
+                while True:
+                    statuses.append(read_response(sock, buffer)[0])
+                    if b"HTTP/1.1 100 Continue\r\n\r\n" == bytes(buffer[:25]):
+                        del buffer[:25]
+            except (ConnectionError, OSError, ValueError, IndexError):
+                pass  # closed, reset, or a 100 Continue / half response before the timeout
+        return statuses
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        answered = list(pool.map(send, cases))
+    assert all(status in (100, 200, 400, 408, 413, 431, 500) for statuses in answered for status in statuses)
+    assert sum(1 for statuses in answered if statuses) > 100  # most mutations still got an answer
+    with connect(server) as sock:
+        sock.sendall(post("/after", b"ok"))
+        status, _, body, _ = read_response(sock, bytearray())
+        assert status == 200 and json.loads(body)["target"] == "/after"
