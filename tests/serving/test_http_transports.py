@@ -245,6 +245,9 @@ def test_many_concurrent_connections(server: Running) -> None:
     with ThreadPoolExecutor(max_workers=40) as pool:
         results = list(pool.map(client, range(40)))
     assert results == [[f"{n}-{i}" for i in range(20)] for n in range(40)]
+    if isinstance(server.server, NativeHttpServer):
+        stats = server.server.stats()
+        assert stats["accepted"] == 40 and stats["requests"] == 800
 
 
 def test_stop_closes_open_connections() -> None:
