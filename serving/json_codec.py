@@ -170,6 +170,8 @@ def parse_predict_request(document: Any, inputs: InputSpec, signature_name: str,
     as a number. The callable is asked only when the array holds a 0 or a 1, the only values a bool can
     become: scanning a 64-row body for the two words costs most of its JSON parse.
     ``numeric_only``: return that fast path's result or None (never another path's result or error)."""
+    if callable(may_hold_bools):
+        may_hold_bools = _asked_once(may_hold_bools)
     if numeric_only:
         try:
             if ("instances" in document and "inputs" not in document and inputs and may_hold_bools is not True
@@ -191,7 +193,19 @@ def parse_predict_request(document: Any, inputs: InputSpec, signature_name: str,
         raise invalid_argument(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
     if has_instances:
         return _parse_instances(document["instances"], inputs, may_hold_bools), True
-    return _parse_columnar(document["inputs"], inputs), False
+    return _parse_columnar(document["inputs"], inputs, may_hold_bools), False
+
+
+def _asked_once(check: Callable[[], bool]) -> Callable[[], bool]:
+    """The body scan behind ``check`` runs at most once per request, however many inputs ask."""
+    answer: list[bool] = []
+
+    def once() -> bool:
+        if not answer:
+            answer.append(check())
+        return answer[0]
+
+    return once
 
 
 def _is_b64(value: Any) -> bool:
@@ -231,11 +245,12 @@ def _parse_instances(instances: Any, inputs: InputSpec, may_hold_bools: BoolChec
                 return fast
         columns = {alias: [row[alias] for row in instances] for alias in aliases}
         return {
-            alias: _rows_to_tensor(columns[alias], inputs[alias][0], key=alias) for alias in aliases
+            alias: _rows_to_tensor(columns[alias], inputs[alias][0], key=alias, may_hold_bools=may_hold_bools)
+            for alias in aliases
         }
     if numeric_only:
         return None
-    return {aliases[0]: _rows_to_tensor(instances, inputs[aliases[0]][0], key=None)}
+    return {aliases[0]: _rows_to_tensor(instances, inputs[aliases[0]][0], key=None, may_hold_bools=may_hold_bools)}
 
 
 _SMALL_ROWS = 8  # up to this many rows, values are checked on the Python tuples instead of by numpy passes
@@ -312,23 +327,23 @@ def _getter(ordered: tuple[str, ...]) -> Any:
     return found
 
 
-def _parse_columnar(value: Any, inputs: InputSpec) -> dict[str, np.ndarray]:
+def _parse_columnar(value: Any, inputs: InputSpec, may_hold_bools: BoolCheck = True) -> dict[str, np.ndarray]:
     aliases = list(inputs)
     if isinstance(value, dict) and not _is_b64(value):
         result = {}
         for alias in aliases:
             if alias not in value:
                 raise invalid_argument(f"Missing named input: {alias} in 'inputs' object.")
-            result[alias] = _value_to_tensor(value[alias], inputs[alias][0])
+            result[alias] = _value_to_tensor(value[alias], inputs[alias][0], may_hold_bools)
         return result
     if len(aliases) > 1:
         raise invalid_argument(
             "inputs is a plain value/list, but expecting an object as multiple input tensors required as per tensorinfo_map"
         )
-    return {aliases[0]: _value_to_tensor(value, inputs[aliases[0]][0])}
+    return {aliases[0]: _value_to_tensor(value, inputs[aliases[0]][0], may_hold_bools)}
 
 
-def _fast_numeric(values: Any, dtype: int) -> np.ndarray | None:
+def _fast_numeric(values: Any, dtype: int, may_hold_bools: BoolCheck = True) -> np.ndarray | None:
     """The common case (a well-formed list of JSON numbers) without per-element Python work."""
     if dtype not in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):
         return None
@@ -336,13 +351,23 @@ def _fast_numeric(values: Any, dtype: int) -> np.ndarray | None:
         array = np.array(values)
     except (ValueError, OverflowError):
         return None
-    if array.dtype.kind in "fi":
-        return array.astype(NUMPY_DTYPE[dtype], copy=False)
-    return None
+    if array.dtype.kind not in "fi" or _holds_bool(values, array, may_hold_bools):
+        return None
+    return array.astype(NUMPY_DTYPE[dtype], copy=False)
 
 
-def _rows_to_tensor(rows: list[Any], dtype: int, key: str | None) -> np.ndarray:
-    fast = _fast_numeric(rows, dtype)
+def _holds_bool(values: Any, array: np.ndarray, may_hold_bools: BoolCheck) -> bool:
+    """A true/false among numbers becomes 1/0 in numpy's conversion, where TF Serving rejects it: the
+    per-value path must see it. Only a 0 or a 1 in the array can have been one."""
+    if may_hold_bools is False or not ((array == 0) | (array == 1)).any():
+        return False
+    if may_hold_bools is True:
+        return any(type(v) is bool for v in np.array(values, dtype=object).ravel().tolist())
+    return may_hold_bools()
+
+
+def _rows_to_tensor(rows: list[Any], dtype: int, key: str | None, may_hold_bools: BoolCheck = True) -> np.ndarray:
+    fast = _fast_numeric(rows, dtype, may_hold_bools)
     if fast is not None:
         return fast
     row_shape: list[int] | None = None
@@ -368,8 +393,8 @@ def _rows_to_tensor(rows: list[Any], dtype: int, key: str | None) -> np.ndarray:
     return _make_array(flat, dtype, [len(rows)] + (row_shape or []))
 
 
-def _value_to_tensor(value: Any, dtype: int) -> np.ndarray:
-    fast = _fast_numeric(value, dtype)
+def _value_to_tensor(value: Any, dtype: int, may_hold_bools: BoolCheck = True) -> np.ndarray:
+    fast = _fast_numeric(value, dtype, may_hold_bools)
     if fast is not None:
         return fast
     shape = _shape_of(value)

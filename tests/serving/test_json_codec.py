@@ -96,3 +96,21 @@ def test_one_array_rows_ask_for_bools_only_when_a_value_could_be_one() -> None:
     fast = json_codec.parse_predict_request({"instances": many + [{"a": True, "b": 2.5}]}, spec, "s",
                                             body_check(True), numeric_only=True)
     assert fast is None and asked == [False, True]  # the caller then re-parses on the per-input path
+    with pytest.raises(ServingError):  # ... where the bool among numbers is an error, as in TF Serving
+        json_codec.parse_predict_request({"instances": many + [{"a": True, "b": 2.5}]}, spec, "s", body_check(True))
+    assert asked == [False, True, True]  # one body scan for the request, though two inputs hold a 0 or 1
+
+
+@pytest.mark.parametrize("check", [True, False, lambda: True])
+def test_a_bool_among_numbers_is_rejected_on_every_path(check) -> None:  # type: ignore[no-untyped-def]
+    """numpy would read [0.5, true] as [0.5, 1.0]; TF Serving answers INVALID_ARGUMENT."""
+    spec = {"a": (1, None)}  # DT_FLOAT
+    for document in ({"inputs": [0.5, True]}, {"inputs": {"a": [[0.5], [False]]}}, {"instances": [0.5, True]}):
+        if check is False:  # the caller promised no bool in the body: the fast path is taken
+            assert json_codec.parse_predict_request(document, spec, "s", check)[0]["a"].tolist() in (
+                [0.5, 1.0], [[0.5], [0.0]])
+            continue
+        with pytest.raises(ServingError) as caught:
+            json_codec.parse_predict_request(document, spec, "s", check)
+        assert caught.value.code == "INVALID_ARGUMENT"
+    assert json_codec.parse_predict_request({"inputs": [0.0, 1.0, 2.5]}, spec, "s", check)[0]["a"].tolist() == [0, 1, 2.5]
