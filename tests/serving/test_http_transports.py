@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
 import random
 import socket
 import threading
@@ -323,3 +324,62 @@ def test_mutated_requests_never_break_the_transport(server: Running) -> None:
         sock.sendall(post("/after", b"ok"))
         status, _, body, _ = read_response(sock, bytearray())
         assert status == 200 and json.loads(body)["target"] == "/after"
+
+
+FD_LIMITED_SERVER = """
+import asyncio, os, resource, sys
+from serving.httpserver import Limits, Response
+from serving.json_codec import write_error
+from serving.native_http import NativeHttpServer
+
+async def ok(request):
+    return Response(200, b"{}")
+
+async def main():
+    server = NativeHttpServer(ok, "127.0.0.1", 0, Limits(), write_error)
+    port = await server.start()
+    spare = 4  # descriptors left for accepted connections
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + spare, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    print(port, flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def test_native_transport_pauses_accepting_when_descriptors_run_out() -> None:
+    """Out of descriptors, the listening socket stays readable: the I/O thread must not spin on it, and
+    must accept again once connections close."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen([sys.executable, "-c", FD_LIMITED_SERVER], cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(child.stdout.readline())  # type: ignore[union-attr]
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(12)]
+        time.sleep(0.3)  # the server accepts what it can, then runs out of descriptors
+
+        def cpu_seconds() -> float:
+            fields = open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        before = cpu_seconds()
+        time.sleep(1.0)
+        assert cpu_seconds() - before < 0.3  # a spinning accept loop would burn the whole second
+        for sock in clients:
+            sock.close()
+        deadline = time.monotonic() + 10
+        while True:  # descriptors come back as the server sees the closes; accepting resumes
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                    sock.sendall(post("/after", b""))
+                    assert read_response(sock, bytearray())[0] == 200
+                break
+            except (ConnectionError, OSError):
+                assert time.monotonic() < deadline, "the server never accepted again"
+                time.sleep(0.2)
+    finally:
+        child.kill()
+        child.wait(10)
