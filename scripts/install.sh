@@ -13,10 +13,17 @@ if ! command -v "$PYTHON" >/dev/null; then
   echo "install: $PYTHON not found; Esteira needs Python 3.11 (set PYTHON=/path/to/python3.11)" >&2
   exit 1
 fi
+# The REST API's native HTTP transport: optional for serving (the asyncio transport is the fallback),
+# required by its tests, which say how to build it.
+build_native() {
+  "$VENV/bin/python" scripts/build_native.py ||
+    echo "install: the native HTTP transport was not built (see above); esteira serve falls back to asyncio" >&2
+}
+
 want=$(cat requirements.lock requirements-nodeps.txt pyproject.toml scripts/install_lock.py scripts/elf_compat.py | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   echo "install: .venv is up to date with requirements.lock"
-  "$VENV/bin/python" scripts/build_native.py
+  build_native
   exec "$VENV/bin/python" scripts/install_lock.py --verify-only
 fi
 
@@ -24,6 +31,6 @@ start=$(date +%s)
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
 "$VENV/bin/python" scripts/install_lock.py
-"$VENV/bin/python" scripts/build_native.py  # the REST API's native HTTP transport
+build_native
 echo "$want" > "$STAMP"
 echo "install: done in $(( $(date +%s) - start )) s"

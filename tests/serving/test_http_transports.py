@@ -67,7 +67,7 @@ class Running:
 @pytest.fixture(params=["asyncio", "native"])
 def server(request: pytest.FixtureRequest) -> Iterator[Running]:
     if request.param == "native":
-        assert native_available(), "serving/_native_http is not built: run `make install`"
+        assert native_available(), "serving/_native_http is not built: apt-get install gcc python3.11-dev, then make install"
     running = Running(request.param)
     yield running
     running.stop()
