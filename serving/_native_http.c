@@ -183,6 +183,29 @@ static void conn_close(Server *s, uint32_t slot) {
 
 /* ---- queue up to Python ------------------------------------------------------------------------ */
 
+/* eventfds carry wake-ups only: a failed write means one is already pending, a failed read none was. */
+static void signal_fd(int fd) {
+    uint64_t one = 1;
+    ssize_t r = write(fd, &one, sizeof one);
+    (void)r;
+}
+
+static void drain_fd(int fd) {
+    uint64_t count;
+    ssize_t r = read(fd, &count, sizeof count);
+    (void)r;
+}
+
+static void free_items(item_t *it) {
+    while (it) {
+        item_t *next = it->next;
+        free(it->head);
+        free(it->body);
+        free(it);
+        it = next;
+    }
+}
+
 static void push_up(Server *s, item_t *it) {
     int notify = 0;
     pthread_mutex_lock(&s->mu);
@@ -194,11 +217,7 @@ static void push_up(Server *s, item_t *it) {
         notify = 1;
     }
     pthread_mutex_unlock(&s->mu);
-    if (notify) {
-        uint64_t one = 1;
-        ssize_t r = write(s->notify_fd, &one, sizeof one);
-        (void)r;
-    }
+    if (notify) signal_fd(s->notify_fd);
 }
 
 static void report_error(Server *s, uint32_t slot, int kind, long long number, const char *detail, size_t detail_len) {
@@ -219,6 +238,14 @@ static void report_error(Server *s, uint32_t slot, int kind, long long number, c
     c->deadline = 0;
     epoll_set(s, c, slot);
     push_up(s, it);
+}
+
+/* parse_one's way out for a malformed request: report it, then drop the half-built item (the detail may
+ * point into it; report_error copies it). */
+static int reject(Server *s, uint32_t slot, item_t *it, int kind, long long number, const char *detail, size_t detail_len) {
+    report_error(s, slot, kind, number, detail, detail_len);
+    free_items(it);
+    return 1;
 }
 
 /* ---- parsing ----------------------------------------------------------------------------------- */
@@ -316,7 +343,7 @@ static int parse_one(Server *s, uint32_t slot) {
     item_t *it = calloc(1, sizeof *it);
     if (!it) { conn_close(s, slot); return 1; }
     it->head = malloc(head_len + 1);
-    if (!it->head) { free(it); conn_close(s, slot); return 1; }
+    if (!it->head) { free_items(it); conn_close(s, slot); return 1; }
     memcpy(it->head, d, head_len);
     it->head[head_len] = 0;
     char *h = it->head;
@@ -327,10 +354,7 @@ static int parse_one(Server *s, uint32_t slot) {
     const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', l0 - (size_t)(sp1 + 1 - h)) : NULL;
     const char *sp3 = sp2 ? memchr(sp2 + 1, ' ', l0 - (size_t)(sp2 + 1 - h)) : NULL;
     if (!sp1 || !sp2 || sp3 || l0 - (size_t)(sp2 + 1 - h) < 7 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0) {
-        report_error(s, slot, ERR_REQUEST_LINE, 0, h, l0);
-        free(it->head);
-        free(it);
-        return 1;
+        return reject(s, slot, it, ERR_REQUEST_LINE, 0, h, l0);
     }
     it->method_off = 0;
     it->method_len = (size_t)(sp1 - h);
@@ -343,10 +367,7 @@ static int parse_one(Server *s, uint32_t slot) {
         size_t le = e ? (size_t)(e - h) : head_len;
         const char *colon = memchr(h + pos, ':', le - pos);
         if (!colon) {
-            report_error(s, slot, ERR_HEADER_LINE, 0, h + pos, le - pos);
-            free(it->head);
-            free(it);
-            return 1;
+            return reject(s, slot, it, ERR_HEADER_LINE, 0, h + pos, le - pos);
         }
         if (it->nheaders < MAX_HEADERS) {
             int i = it->nheaders++;
@@ -376,10 +397,7 @@ static int parse_one(Server *s, uint32_t slot) {
         int r = dechunk(s, c, body_start, &body, &consumed, &kind, &size);
         if (r < 0) {
             buf_free(&body);
-            free(it->head);
-            free(it);
-            report_error(s, slot, kind, size, NULL, 0);
-            return 1;
+            return reject(s, slot, it, kind, size, NULL, 0);
         }
         if (r == 0) {
             buf_free(&body);
@@ -398,28 +416,18 @@ static int parse_one(Server *s, uint32_t slot) {
                 digits++;
             }
             if (digits <= 0) {
-                free(it->head);
-                free(it);
-                report_error(s, slot, ERR_LENGTH_NAN, 0, NULL, 0);
-                return 1;
+                return reject(s, slot, it, ERR_LENGTH_NAN, 0, NULL, 0);
             }
             if (negative && length > 0) {
-                free(it->head);
-                free(it);
-                report_error(s, slot, ERR_LENGTH_NEGATIVE, 0, NULL, 0);
-                return 1;
+                return reject(s, slot, it, ERR_LENGTH_NEGATIVE, 0, NULL, 0);
             }
         }
         if ((unsigned long long)length > s->max_body) {
-            free(it->head);
-            free(it);
-            report_error(s, slot, ERR_TOO_LARGE, length, NULL, 0);
-            return 1;
+            return reject(s, slot, it, ERR_TOO_LARGE, length, NULL, 0);
         }
         if (n - body_start < (size_t)length) goto incomplete;
         if (length && buf_append(&body, d + body_start, (size_t)length)) {
-            free(it->head);
-            free(it);
+            free_items(it);
             conn_close(s, slot);
             return 1;
         }
@@ -453,8 +461,7 @@ incomplete:
         buf_append(&c->out, cont, sizeof cont - 1);
         c->sent_continue = 1;
     }
-    free(it->head);
-    free(it);
+    free_items(it);
     return 0;
 }
 
@@ -534,9 +541,7 @@ static void take_replies(Server *s) {
     reply_t *r = s->down_head;
     s->down_head = s->down_tail = NULL;
     s->down_woken = 0;
-    uint64_t counter;
-    ssize_t got = read(s->wake_fd, &counter, sizeof counter);
-    (void)got;
+    drain_fd(s->wake_fd);
     pthread_mutex_unlock(&s->mu);
     /* Append every reply first, then flush each connection once: a batch of answers costs one send per
      * connection, and a connection's next request is parsed only after its answer is queued. */
@@ -677,16 +682,6 @@ static void *io_main(void *arg) {
 
 /* ---- Python type ------------------------------------------------------------------------------- */
 
-static void free_items(item_t *it) {
-    while (it) {
-        item_t *next = it->next;
-        free(it->head);
-        free(it->body);
-        free(it);
-        it = next;
-    }
-}
-
 static void free_replies(reply_t *r) {
     while (r) {
         reply_t *next = r->next;
@@ -734,9 +729,7 @@ static int Server_init(Server *s, PyObject *args, PyObject *kwds) {
 static void stop_thread(Server *s) {
     if (!s->started || s->stopped) return;
     __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
-    uint64_t one = 1;
-    ssize_t r = write(s->wake_fd, &one, sizeof one);
-    (void)r;
+    signal_fd(s->wake_fd);
     Py_BEGIN_ALLOW_THREADS
     pthread_join(s->thread, NULL);
     Py_END_ALLOW_THREADS
@@ -782,9 +775,7 @@ static PyObject *Server_take(Server *s, PyObject *unused) {
     item_t *it = s->up_head;
     s->up_head = s->up_tail = NULL;
     s->up_notified = 0;
-    uint64_t counter;
-    ssize_t got = read(s->notify_fd, &counter, sizeof counter);
-    (void)got;
+    drain_fd(s->notify_fd);
     pthread_mutex_unlock(&s->mu);
     PyObject *out = PyList_New(0);
     item_t *first = it;
@@ -878,11 +869,7 @@ static PyObject *Server_flush(Server *s, PyObject *unused) {
         wake = 1;
     }
     pthread_mutex_unlock(&s->mu);
-    if (wake && !s->stopped) {
-        uint64_t one = 1;
-        ssize_t w = write(s->wake_fd, &one, sizeof one);
-        (void)w;
-    }
+    if (wake && !s->stopped) signal_fd(s->wake_fd);
     Py_RETURN_NONE;
 }
 

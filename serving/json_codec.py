@@ -291,13 +291,14 @@ def _numeric_rows(instances: list[dict[str, Any]], aliases: list[str], inputs: I
             return None  # bools, strings, lists or huge numbers: the per-column path decides
         matrix = np.array(rows, dtype=np.float64)
     else:
+        rows = list(map(getter, instances))
         try:
-            matrix = np.array(list(map(getter, instances)))
+            matrix = np.array(rows)
         except (ValueError, OverflowError):
             return None
         if matrix.ndim != 2 or matrix.dtype != np.float64 or not np.abs(matrix).max() < 2.0**53:
             return None
-        if may_hold_bools is True or (may_hold_bools and ((matrix == 0.0) | (matrix == 1.0)).any() and may_hold_bools()):
+        if _holds_bool(rows, matrix, may_hold_bools):
             return None
     if len(dtypes) == 1:  # one conversion: input i is row i of one array, inputs in sorted order
         return StackedInputs(matrix.T.astype(NUMPY_DTYPE[next(iter(dtypes))], order="C"), ordered)

@@ -113,14 +113,13 @@ class NativeHttpServer:
         create_task = self._loop.create_task  # type: ignore[union-attr]
         for conn, method, target, headers, body, keep_alive, peer in native.take():
             if method is None:  # a protocol error: target is the kind, headers the detail, body a number
-                error = _protocol_error(target, headers, body, self.limits)
-                self._respond(conn, response_head(Response(error.status, b"")), self.error_body(error.message), True)
+                self._reject(conn, _protocol_error(target, headers, body, self.limits))
                 continue
             if "content-encoding" in headers and "gzip" in headers["content-encoding"].lower():
                 try:
                     body = gunzip(body, self.limits.max_body_bytes)
                 except HttpError as error:
-                    self._respond(conn, response_head(Response(error.status, b"")), self.error_body(error.message), True)
+                    self._reject(conn, error)
                     continue
             create_task(self._run(conn, Request(method, target, headers, body, peer), keep_alive))
 
@@ -131,6 +130,10 @@ class NativeHttpServer:
             log.exception("unhandled error serving %s %s", request.method, request.target)
             response = Response(500, self.error_body("Internal server error; see the server log"))
         self._respond(conn, response_head(response), response.body, not keep_alive or response.close)
+
+    def _reject(self, conn: int, error: HttpError) -> None:
+        """A request the transport refuses: the error body, then the connection closes."""
+        self._respond(conn, response_head(Response(error.status, b"")), self.error_body(error.message), True)
 
     def _respond(self, conn: int, head: bytes, body: bytes, close: bool) -> None:
         """Queue the answer; the I/O thread is woken once, after every answer ready in this loop pass."""

@@ -250,22 +250,21 @@ def main() -> None:
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rest, grpc_port = free_port(), free_port()
     started = time.monotonic()
-    server = subprocess.Popen([PY, "-m", "pipeline.cli", "serve", f"--port={grpc_port}", f"--rest_api_port={rest}",
-                               "--host=127.0.0.1", "--model_name=demo", f"--model_base_path={base}",
-                               "--file_system_poll_wait_seconds=1",
-                               "--enable_batching", f"--batching_parameters_file={batching}",
-                               f"--monitoring_config_file={monitoring}", "--log_level=WARNING",
-                               "--rest_api_http_transport=native"],
-                              env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # The same server on the asyncio transport (REST only), to show what the native transport changes.
+
+    def esteira(grpc: int, rest_port: int, poll_seconds: int, transport: str) -> subprocess.Popen:
+        return subprocess.Popen([PY, "-m", "pipeline.cli", "serve", f"--port={grpc}", f"--rest_api_port={rest_port}",
+                                 "--host=127.0.0.1", "--model_name=demo", f"--model_base_path={base}",
+                                 f"--file_system_poll_wait_seconds={poll_seconds}",
+                                 "--enable_batching", f"--batching_parameters_file={batching}",
+                                 f"--monitoring_config_file={monitoring}", "--log_level=WARNING",
+                                 f"--rest_api_http_transport={transport}"],
+                                env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    server = esteira(grpc_port, rest, 1, "native")
+    # The same server on the asyncio transport (REST only, no polling: it sits out the swaps), to show what
+    # the native transport changes.
     asyncio_rest = free_port()
-    asyncio_server = subprocess.Popen([PY, "-m", "pipeline.cli", "serve", "--port=0", f"--rest_api_port={asyncio_rest}",
-                                       "--host=127.0.0.1", "--model_name=demo", f"--model_base_path={base}",
-                                       "--file_system_poll_wait_seconds=0",
-                                       "--enable_batching", f"--batching_parameters_file={batching}",
-                                       f"--monitoring_config_file={monitoring}", "--log_level=WARNING",
-                                       "--rest_api_http_transport=asyncio"],
-                                      env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    asyncio_server = esteira(0, asyncio_rest, 0, "asyncio")
     swap: dict = {}
     try:
         wait_http(f"http://127.0.0.1:{rest}/readyz")
