@@ -1,7 +1,7 @@
-"""Compile the native HTTP transport (serving/_native_http.c) for the Python running this script.
+"""Compile the native transports (serving/_native_http.c, serving/_native_grpc.c) for this Python.
 
 Called by `make install`; plain gcc with the interpreter's own include directory and extension suffix,
-so no build system is involved. Rebuilds only when the source is newer than the module.
+so no build system is involved. A module is rebuilt only when its source or the shared header is newer.
 """
 from __future__ import annotations
 
@@ -12,19 +12,37 @@ import sysconfig
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "serving" / "_native_http.c"
+SERVING = ROOT / "serving"
+SHARED = SERVING / "_native_io.h"
+# module name -> (libraries to link, the Debian packages that provide their headers)
+MODULES = {"_native_http": ([], []), "_native_grpc": (["nghttp2"], ["libnghttp2-dev"])}
 FLAGS = ["-O2", "-fPIC", "-shared", "-pthread", "-Wall", "-Wextra", "-Wno-unused-parameter",
-         "-Wno-missing-field-initializers"]
+         "-Wno-missing-field-initializers", "-Werror=implicit-function-declaration"]
 
 
-def target() -> Path:
-    return SOURCE.with_name("_native_http" + sysconfig.get_config_var("EXT_SUFFIX"))
+def target(name: str) -> Path:
+    return SERVING / (name + sysconfig.get_config_var("EXT_SUFFIX"))
+
+
+def build(name: str, compiler: str, include: Path) -> bool:
+    source, out = SERVING / f"{name}.c", target(name)
+    if out.exists() and out.stat().st_mtime >= max(source.stat().st_mtime, SHARED.stat().st_mtime):
+        return True
+    libraries, packages = MODULES[name]
+    partial = out.with_suffix(".partial")
+    result = subprocess.run([compiler, *FLAGS, f"-I{include}", str(source), "-o", str(partial),
+                             *(f"-l{lib}" for lib in libraries)])
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        hint = f"; its headers come from: apt-get install {' '.join(packages)}" if packages else ""
+        print(f"build_native: compiling {source.name} failed (see above){hint}", file=sys.stderr)
+        return False
+    partial.replace(out)
+    print(f"build_native: built {out.relative_to(ROOT)}")
+    return True
 
 
 def main() -> int:
-    out = target()
-    if out.exists() and out.stat().st_mtime >= SOURCE.stat().st_mtime:
-        return 0
     compiler = shutil.which("gcc") or shutil.which("cc")
     include = Path(sysconfig.get_paths()["include"])
     if compiler is None:
@@ -34,15 +52,8 @@ def main() -> int:
         print(f"build_native: {include}/Python.h is missing; install the headers: apt-get install python3.11-dev",
               file=sys.stderr)
         return 1
-    partial = out.with_suffix(".partial")
-    result = subprocess.run([compiler, *FLAGS, f"-I{include}", str(SOURCE), "-o", str(partial)])
-    if result.returncode != 0:
-        partial.unlink(missing_ok=True)
-        print(f"build_native: compiling {SOURCE.name} failed (see above)", file=sys.stderr)
-        return 1
-    partial.replace(out)
-    print(f"build_native: built {out.relative_to(ROOT)}")
-    return 0
+    built = [build(name, compiler, include) for name in MODULES]
+    return 0 if all(built) else 1
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ if ! command -v "$PYTHON" >/dev/null; then
   echo "install: $PYTHON not found; Esteira needs Python 3.11 (set PYTHON=/path/to/python3.11)" >&2
   exit 1
 fi
-# The REST API's native HTTP transport: optional for serving (the asyncio transport is the fallback),
-# required by its tests, which say how to build it.
+# The model server's native transports (REST: HTTP/1.1; gRPC: HTTP/2 on libnghttp2): optional for
+# serving (asyncio and grpcio are the fallbacks), required by their tests, which say how to build them.
 build_native() {
   "$VENV/bin/python" scripts/build_native.py ||
-    echo "install: the native HTTP transport was not built (see above); esteira serve falls back to asyncio" >&2
+    echo "install: a native transport was not built (see above); esteira serve falls back to asyncio/grpcio" >&2
 }
 
 want=$(cat requirements.lock requirements-nodeps.txt pyproject.toml scripts/install_lock.py scripts/elf_compat.py | sha256sum | cut -d' ' -f1)

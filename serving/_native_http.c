@@ -34,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "_native_io.h"
+
 #define MAX_HEADER_BYTES (64 * 1024)
 #define READ_CHUNK (64 * 1024)
 #define PAUSE_READ_BYTES (1024 * 1024) /* stop reading a busy connection beyond this much buffered */
@@ -44,44 +46,6 @@
 /* Protocol error kinds reported to Python (mirrored in serving/native_http.py). */
 enum { ERR_NONE = 0, ERR_REQUEST_LINE, ERR_HEADER_LINE, ERR_HEADERS_TOO_LARGE, ERR_LENGTH_NAN,
        ERR_LENGTH_NEGATIVE, ERR_TOO_LARGE, ERR_CHUNKED, ERR_TIMEOUT };
-
-typedef struct {
-    char *data;
-    size_t len, cap;
-} buf_t;
-
-static int buf_reserve(buf_t *b, size_t extra) {
-    if (b->len + extra <= b->cap) return 0;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + extra) cap *= 2;
-    char *p = realloc(b->data, cap);
-    if (!p) return -1;
-    b->data = p;
-    b->cap = cap;
-    return 0;
-}
-
-static int buf_append(buf_t *b, const char *data, size_t n) {
-    if (buf_reserve(b, n)) return -1;
-    memcpy(b->data + b->len, data, n);
-    b->len += n;
-    return 0;
-}
-
-static void buf_consume(buf_t *b, size_t n) {
-    if (n >= b->len) {
-        b->len = 0;
-    } else {
-        memmove(b->data, b->data + n, b->len - n);
-        b->len -= n;
-    }
-}
-
-static void buf_free(buf_t *b) {
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
 
 typedef struct {
     int fd;
@@ -146,12 +110,6 @@ typedef struct {
     unsigned long long accepted, requests;
 } Server;
 
-static double now_mono(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static uint64_t conn_id(uint32_t slot, uint32_t gen) { return ((uint64_t)gen << 32) | slot; }
 
 static conn_t *conn_get(Server *s, uint64_t id) {
@@ -182,19 +140,6 @@ static void conn_close(Server *s, uint32_t slot) {
 }
 
 /* ---- queue up to Python ------------------------------------------------------------------------ */
-
-/* eventfds carry wake-ups only: a failed write means one is already pending, a failed read none was. */
-static void signal_fd(int fd) {
-    uint64_t one = 1;
-    ssize_t r = write(fd, &one, sizeof one);
-    (void)r;
-}
-
-static void drain_fd(int fd) {
-    uint64_t count;
-    ssize_t r = read(fd, &count, sizeof count);
-    (void)r;
-}
 
 static void free_items(item_t *it) {
     while (it) {

@@ -45,6 +45,7 @@ class ServerFlags:
     rest_api_max_body_bytes: int = 64 * 1024 * 1024
     request_read_timeout_seconds: float = 30.0
     rest_api_http_transport: str = "auto"
+    grpc_transport: str = "auto"
     inference_threads: int = 0
     log_level: str = "INFO"
 
@@ -54,7 +55,7 @@ class ServerFlags:
 ESTEIRA_FLAGS = {
     "host", "remote_backend", "canary_config_file", "auth_token_file", "auth_protect_probes",
     "auth_protect_metrics", "audit_log_file", "rest_api_max_body_bytes", "request_read_timeout_seconds",
-    "rest_api_http_transport", "inference_threads", "log_level",
+    "rest_api_http_transport", "grpc_transport", "inference_threads", "log_level",
 }
 
 HELP = {
@@ -77,8 +78,10 @@ HELP = {
     "rest_api_max_body_bytes": "largest accepted REST request body",
     "request_read_timeout_seconds": "a REST request must arrive complete within this (slow clients get 408)",
     "rest_api_http_transport": "native (HTTP I/O on its own thread, built by make install), asyncio, or auto",
+    "grpc_transport": "native (HTTP/2 I/O on its own thread, built by make install with libnghttp2), grpcio, or auto",
 }
 HTTP_TRANSPORTS = ("auto", "native", "asyncio")
+GRPC_TRANSPORTS = ("auto", "native", "grpcio")
 
 
 def parse_flags(argv: list[str]) -> ServerFlags:
@@ -146,6 +149,8 @@ def validate(flags: ServerFlags) -> None:
     if flags.rest_api_http_transport not in HTTP_TRANSPORTS:
         raise FlagError(f"--rest_api_http_transport must be one of {', '.join(HTTP_TRANSPORTS)} "
                         f"(got {flags.rest_api_http_transport!r})")
+    if flags.grpc_transport not in GRPC_TRANSPORTS:
+        raise FlagError(f"--grpc_transport must be one of {', '.join(GRPC_TRANSPORTS)} (got {flags.grpc_transport!r})")
     if flags.model_base_path and not flags.model_config_file and not os.path.isabs(flags.model_base_path) \
             and "://" not in flags.model_base_path:
         flags.model_base_path = os.path.abspath(flags.model_base_path)

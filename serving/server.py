@@ -19,6 +19,8 @@ from serving.grpc_service import add_services
 from serving.httpserver import HttpServer, Limits
 from serving.json_codec import write_error
 from serving.metrics import Registry
+from serving.native_grpc import NativeGrpcServer
+from serving.native_grpc import native_available as native_grpc_available
 from serving.native_http import NativeHttpServer, native_available
 from serving.rest import RestApi
 from serving.service import AuditSink, Service
@@ -33,7 +35,7 @@ class ModelServer:
     def __init__(self, flags: ServerFlags) -> None:
         self.flags = flags
         self.metrics = Registry()
-        self.grpc_server: grpc.aio.Server | None = None
+        self.grpc_server: grpc.aio.Server | NativeGrpcServer | None = None
         self.http: HttpServer | NativeHttpServer | None = None
         self.grpc_port = 0
         self.rest_port = 0
@@ -82,15 +84,20 @@ class ModelServer:
         service = self.service or self.build()
         flags = self.flags
         if flags.port:
-            self.grpc_server = grpc.aio.server(options=[
-                ("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1),
-                ("grpc.so_reuseport", 0),
-            ])
-            add_services(self.grpc_server, service, flags.enable_serialization_as_tensor_content)
-            self.grpc_port = self.grpc_server.add_insecure_port(f"{_bind(flags.host)}:{flags.port}")
-            if self.grpc_port == 0:
-                raise OSError(f"cannot bind gRPC port {flags.port}; is another server running on it?")
-            await self.grpc_server.start()
+            if _native_grpc(flags.grpc_transport):
+                self.grpc_server = NativeGrpcServer(flags.host, flags.port)
+                add_services(self.grpc_server, service, flags.enable_serialization_as_tensor_content)
+                self.grpc_port = await self.grpc_server.start()
+            else:
+                self.grpc_server = grpc.aio.server(options=[
+                    ("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1),
+                    ("grpc.so_reuseport", 0),
+                ])
+                add_services(self.grpc_server, service, flags.enable_serialization_as_tensor_content)
+                self.grpc_port = self.grpc_server.add_insecure_port(f"{_bind(flags.host)}:{flags.port}")
+                if self.grpc_port == 0:
+                    raise OSError(f"cannot bind gRPC port {flags.port}; is another server running on it?")
+                await self.grpc_server.start()
             log.info("Running gRPC ModelServer at %s:%d ...", flags.host, self.grpc_port)
         if flags.rest_api_port:
             if flags.rest_api_port == flags.port:
@@ -139,6 +146,16 @@ def _http_transport(name: str) -> type[HttpServer] | type[NativeHttpServer]:
             log.warning("native HTTP transport not built (run `make install`); serving REST on the asyncio transport")
         return HttpServer
     return NativeHttpServer
+
+
+def _native_grpc(name: str) -> bool:
+    """``auto`` takes the native gRPC transport when it is built and says so when it falls back."""
+    if name == "grpcio" or (name == "auto" and not native_grpc_available()):
+        if name == "auto":
+            log.warning("native gRPC transport not built (run `make install`; it needs libnghttp2-dev); "
+                        "serving gRPC on grpcio")
+        return False
+    return True
 
 
 def _read(path: str) -> str:
