@@ -251,20 +251,20 @@ def main() -> None:
     rest, grpc_port = free_port(), free_port()
     started = time.monotonic()
 
-    def esteira(grpc: int, rest_port: int, poll_seconds: int, transport: str) -> subprocess.Popen:
+    def esteira(grpc: int, rest_port: int, poll_seconds: int, transport: str, grpc_transport: str) -> subprocess.Popen:
         return subprocess.Popen([PY, "-m", "pipeline.cli", "serve", f"--port={grpc}", f"--rest_api_port={rest_port}",
                                  "--host=127.0.0.1", "--model_name=demo", f"--model_base_path={base}",
                                  f"--file_system_poll_wait_seconds={poll_seconds}",
                                  "--enable_batching", f"--batching_parameters_file={batching}",
                                  f"--monitoring_config_file={monitoring}", "--log_level=WARNING",
-                                 f"--rest_api_http_transport={transport}"],
+                                 f"--rest_api_http_transport={transport}", f"--grpc_transport={grpc_transport}"],
                                 env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    server = esteira(grpc_port, rest, 1, "native")
-    # The same server on the asyncio transport (REST only, no polling: it sits out the swaps), to show what
-    # the native transport changes.
-    asyncio_rest = free_port()
-    asyncio_server = esteira(0, asyncio_rest, 0, "asyncio")
+    server = esteira(grpc_port, rest, 1, "native", "native")
+    # The same server on the fallback transports, REST on asyncio and gRPC on grpcio (no polling: it sits out
+    # the swaps), to show what the native transports change.
+    asyncio_rest, grpcio_port = free_port(), free_port()
+    asyncio_server = esteira(grpcio_port, asyncio_rest, 0, "asyncio", "grpcio")
     swap: dict = {}
     try:
         wait_http(f"http://127.0.0.1:{rest}/readyz")
@@ -283,10 +283,12 @@ def main() -> None:
         metrics_url = f"http://127.0.0.1:{rest}/monitoring/prometheus/metrics"
         target = f"127.0.0.1:{grpc_port}"
 
-        def grpc_cell(rows: int, c: int, seconds: float) -> dict:
+        def grpc_cell(rows: int, c: int, seconds: float, fallback: bool = False) -> dict:
+            to = f"127.0.0.1:{grpcio_port}" if fallback else target
             if use_h2load:
-                return run_h2load_grpc(target, frames[rows], c, seconds, metrics_url)
-            return run_python_grpc(target, rows, c, seconds)
+                metrics = f"http://127.0.0.1:{asyncio_rest}/monitoring/prometheus/metrics" if fallback else metrics_url
+                return run_h2load_grpc(to, frames[rows], c, seconds, metrics)
+            return run_python_grpc(to, rows, c, seconds)
 
         loadgen = "h2load" if use_h2load else "grpc_load.py"
         # 1. in-process limit: the signature called directly with ready tensors, no serving around it;
@@ -303,6 +305,8 @@ def main() -> None:
                 cells.append((("esteira", "gRPC", rows, c, loadgen), lambda rows=rows, c=c: grpc_cell(rows, c, args.seconds)))
                 cells.append((("esteira-asyncio", "REST", rows, c, "wrk"),
                               lambda rows=rows, c=c: run_wrk(asyncio_url, bodies[rows], c, args.seconds)))
+                cells.append((("esteira-grpcio", "gRPC", rows, c, loadgen),
+                              lambda rows=rows, c=c: grpc_cell(rows, c, args.seconds, fallback=True)))
         for (system, api, rows, c, generator), runs in measure(cells).items():
             record(system, api, rows, c, runs, generator)
         for other in (flask, asyncio_server):
@@ -413,7 +417,8 @@ def write_outputs(results: list[dict], swap: dict, args: argparse.Namespace, loa
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, rows in zip(axes, (1, 64)):
-        for system, api in (("flask", "REST"), ("esteira-asyncio", "REST"), ("esteira", "REST"), ("esteira", "gRPC")):
+        for system, api in (("flask", "REST"), ("esteira-asyncio", "REST"), ("esteira-grpcio", "gRPC"), ("esteira", "REST"),
+                            ("esteira", "gRPC")):
             points = [r for r in results if r["system"] == system and r["api"] == api and r["rows"] == rows]
             ax.plot([p["concurrency"] for p in points], [p["rows_per_s"] for p in points], marker="o", label=f"{system} {api}")
         limit = next(r["rows_per_s"] for r in results if r["system"] == "in-process" and r["rows"] == rows)
@@ -434,8 +439,8 @@ def write_outputs(results: list[dict], swap: dict, args: argparse.Namespace, loa
              "round-robin over every cell of every system, the round with the median req/s reported (all rounds' req/s in the last column). REST load: wrk -t1 "
              f"(C, closed loop, c connections); gRPC load: {next((r['loadgen'] for r in results if r['api'] == 'gRPC'), '')} (C, closed loop, "
              "c connections x 1 stream). Esteira runs with --enable_batching (max_batch_size 256, timeout 0, 2 threads); its REST "
-             "API on the native HTTP transport (`esteira`) and, in a second process measured in the same rounds, on the "
-             "asyncio transport (`esteira-asyncio`). "
+             "and gRPC APIs on the native transports (`esteira`) and, in a second process measured in the same rounds, on the "
+             "fallback transports: asyncio for REST (`esteira-asyncio`), grpcio's server for gRPC (`esteira-grpcio`). "
              "Model: the demo model, 30 float features, signature `predict_raw`, JSON row format.",
              "Files: results.csv, results.json, throughput.png.", "",
              "## Against the targets (same run, side by side)", "",
