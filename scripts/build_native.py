@@ -1,4 +1,4 @@
-"""Compile the native transports (serving/_native_http.c, serving/_native_grpc.c) for this Python.
+"""Compile the native modules (serving/_native_http.c, _native_grpc.c, _native_codec.c) for this Python.
 
 Called by `make install`; plain gcc with the interpreter's own include directory and extension suffix,
 so no build system is involved. A module is rebuilt only when its source or the shared header is newer.
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVING = ROOT / "serving"
 SHARED = SERVING / "_native_io.h"
 # module name -> (libraries to link, the Debian packages that provide their headers)
-MODULES = {"_native_http": ([], []), "_native_grpc": (["nghttp2"], ["libnghttp2-dev"])}
+MODULES = {"_native_http": ([], []), "_native_grpc": (["nghttp2"], ["libnghttp2-dev"]), "_native_codec": ([], [])}
 FLAGS = ["-O2", "-fPIC", "-shared", "-pthread", "-Wall", "-Wextra", "-Wno-unused-parameter",
          "-Wno-missing-field-initializers", "-Werror=implicit-function-declaration"]
 

@@ -63,10 +63,12 @@ def test_ragged_and_typed_inputs() -> None:
     assert info.value.code == "UNIMPLEMENTED"
 
 
-def test_one_array_rows_ask_for_bools_only_when_a_value_could_be_one() -> None:
+def test_one_array_rows_ask_for_bools_only_when_a_value_could_be_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows of floats take the one-array path. A few rows are checked value by value, so a bool is seen by
     its type; many rows are checked by numpy, where a bool would become 0 or 1, so the body check is asked
-    exactly then. Either way a bool among float inputs still gets the per-input path's error."""
+    exactly then. Either way a bool among float inputs still gets the per-input path's error.
+    (The Python path; the native one checks types and never needs to ask: compared below.)"""
+    monkeypatch.setattr(json_codec, "_native_codec", None)
     spec = {"a": (1, None), "b": (1, None)}  # DT_FLOAT
     asked: list[bool] = []
 
@@ -114,3 +116,81 @@ def test_a_bool_among_numbers_is_rejected_on_every_path(check) -> None:  # type:
             json_codec.parse_predict_request(document, spec, "s", check)
         assert caught.value.code == "INVALID_ARGUMENT"
     assert json_codec.parse_predict_request({"inputs": [0.0, 1.0, 2.5]}, spec, "s", check)[0]["a"].tolist() == [0, 1, 2.5]
+
+
+# ---- the native hot loops (serving/_native_codec.c) against the Python paths they shortcut --------------
+
+def _native() -> object:
+    assert json_codec._native_codec is not None, "serving/_native_codec is not built: apt-get install gcc python3.11-dev, then make install"
+    return json_codec._native_codec
+
+
+def _python_format(values: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    with monkeypatch.context() as patch:
+        patch.setattr(json_codec, "_native_codec", None)
+        return json_codec.format_floats(values)
+
+
+SPECIAL_FLOATS = [0.0, -0.0, 1.0, -1.0, 0.1, 1 / 3, 2.5, 9e6, 3e-5, 1e-45, 1.4e-45, 1.17549435e-38, 3.4028235e38,
+                  -3.4028235e38, 16777216.0, 16777217.0, 123456.7, 1234567.0, 1e16, 1e21, 5e-324, 2.2250738585072014e-308,
+                  1.7976931348623157e308, float("nan"), float("inf"), float("-inf"), 0.30000000000000004]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_native_float_format_equals_the_python_path(dtype, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    native = _native()
+    rng = np.random.default_rng(7)
+    with np.errstate(over="ignore"):
+        specials = np.array(SPECIAL_FLOATS, dtype=dtype)
+    bits = rng.integers(0, 2**32 if dtype == np.float32 else 2**63, size=20000, dtype=np.uint64)
+    random_bits = (bits.astype(np.uint32).view(np.float32) if dtype == np.float32 else bits.view(np.float64))
+    scaled = (rng.normal(size=20000) * 10.0 ** rng.integers(-12, 12, size=20000)).astype(dtype)
+    rounded = (np.round(rng.normal(size=5000) * 1e5) / 10.0 ** rng.integers(0, 6, size=5000)).astype(dtype)
+    for values in (specials, random_bits, scaled, rounded):
+        assert native.format_floats(values, dtype == np.float32) == _python_format(values, monkeypatch)
+    assert json_codec.format_floats(np.array([[0.5], [2.0]], np.float32)) == ["0.5", "2.0"]
+
+
+def _parse(document: dict, spec: dict, native: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[str, object]:
+    """The outcome as comparable values (repr keeps NaN equal to NaN)."""
+    with monkeypatch.context() as patch:
+        if not native:
+            patch.setattr(json_codec, "_native_codec", None)
+        try:
+            tensors, row = json_codec.parse_predict_request(document, spec, "s", True)
+        except ServingError as error:
+            return "error", (error.code, str(error))
+        return "ok", (row, {alias: (tensors[alias].dtype.str, repr(tensors[alias].tolist())) for alias in sorted(tensors)})
+
+
+def test_native_rows_equal_the_python_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows of every kind of value, through both paths: the same tensors (dtype and values) or the same error."""
+    _native()
+    rng = np.random.default_rng(11)
+    odd_values = [True, False, None, "1.5", [1.0], {"b64": "AA=="}, 2**53, -(2**53), 2**53 - 1, 2**63, 2**64 + 1,
+                  -(2**70), 1e300, 9007199254740993.0, float("nan"), float("inf"), 0, 1, -0.0, 1e-320]
+    specs = [{"a": (1, None), "b": (1, None), "c": (1, None)},  # DT_FLOAT
+             {"a": (2, None), "b": (2, None)},                   # DT_DOUBLE
+             {"a": (1, None), "b": (2, None)}]                   # mixed float/double
+    checked = 0
+    for spec in specs:
+        aliases = sorted(spec)
+        for _ in range(300):
+            rows = []
+            for _row in range(int(rng.integers(1, 12))):
+                row = {alias: float(rng.normal() * 10.0 ** rng.integers(-3, 6)) if rng.random() < 0.6
+                       else int(rng.integers(-1000, 1000)) for alias in aliases}
+                if rng.random() < 0.15:
+                    row[aliases[int(rng.integers(len(aliases)))]] = odd_values[int(rng.integers(len(odd_values)))]
+                if rng.random() < 0.03:
+                    row.pop(aliases[0])
+                if rng.random() < 0.03:
+                    row["extra"] = 1.0
+                rows.append(row if rng.random() > 0.02 else [1.0, 2.0])
+            document = {"instances": rows}
+            assert _parse(document, spec, True, monkeypatch) == _parse(document, spec, False, monkeypatch), document
+            checked += 1
+    assert checked == 900
+    native_rows = json_codec._native_codec.float_rows([{"a": 1, "b": 0.5}, {"a": -2, "b": 1e10}], ("a", "b"))
+    assert np.frombuffer(native_rows, np.float64).tolist() == [1.0, -2.0, 0.5, 1e10]  # column order
+    assert json_codec._native_codec.float_rows([{"a": True, "b": 0.5}], ("a", "b")) is None
