@@ -13,7 +13,7 @@ from tensorflow_serving.apis import (
 
 from serving.errors import ServingError, invalid_argument
 from serving.service import Call, Service
-from serving.tensors import from_proto, stack_float_protos, stack_uniform, to_proto
+from serving.tensors import from_proto, stack_predict_inputs, stack_uniform, to_proto
 from serving.warmup import examples_from_input
 
 
@@ -81,7 +81,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
             signature = request.model_spec.signature_name or "serving_default"
             if signature not in handle.signatures or signature == "__saved_model_init_op":
                 raise ServingError("FAILED_PRECONDITION", f'Serving signature key "{signature}" not found.')
-            inputs = stack_float_protos(request.inputs)
+            inputs = stack_predict_inputs(request)
             if inputs is None:
                 inputs = stack_uniform({alias: from_proto(tensor, alias) for alias, tensor in request.inputs.items()})
             outputs, served = await self.service.backend.predict(handle, signature, inputs, list(request.output_filter))

@@ -6,8 +6,14 @@ from typing import Iterator, Mapping
 
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import predict_pb2
 
 from serving.errors import invalid_argument
+
+try:  # the wire scan in C (serving/_native_codec.c, built by `make install`); stack_float_protos is the reference
+    from serving import _native_codec
+except ImportError:
+    _native_codec = None
 
 DT = types_pb2.DataType
 
@@ -272,3 +278,14 @@ def stack_float_protos(protos: Mapping[str, tensor_pb2.TensorProto]) -> StackedI
         parts.append(raw)
     rows = np.frombuffer(b"".join(parts), dtype=np.uint8).reshape(len(aliases), size)[:, len(header):]
     return StackedInputs(np.ascontiguousarray(rows).view("<f4").astype(np.float32, copy=False), aliases)
+
+
+def stack_predict_inputs(request: predict_pb2.PredictRequest) -> StackedInputs | None:
+    """:func:`stack_float_protos` of a PredictRequest's inputs, from one serialization of the whole request
+    scanned in C (30 inputs: one call instead of 30) when the native codec is built."""
+    if _native_codec is not None:
+        found = _native_codec.predict_float_inputs(request.SerializeToString())
+        if found is not None:
+            aliases, rows, data = found
+            return StackedInputs(np.frombuffer(data, dtype="<f4").reshape(len(aliases), rows), aliases)
+    return stack_float_protos(request.inputs)
