@@ -116,7 +116,7 @@ def test_metadata_and_deadline_reach_the_servicer(server: Running) -> None:
     assert metadata["x-client-id"] == ("card-42", False)
     assert metadata["trace-bin"] == ("\x00\xff\x10", True)  # -bin values arrive decoded, as bytes
     assert not any(k in metadata for k in ("content-type", "te", "grpc-timeout", ":path"))
-    assert 3 < answer["remaining"] <= 5
+    assert 3 < answer["remaining"] <= 5.1  # grpcio rounds the deadline it receives up a little
     assert json.loads(server.call("Echo", b""))["remaining"] is None  # no deadline sent
 
 
