@@ -32,12 +32,11 @@ def test_float_val_inputs_stack_exactly_like_the_per_input_decode(rows: int) -> 
     assert fast.matrix.tobytes() == slow.matrix.tobytes()  # bit for bit, NaN and -0.0 included
 
 
-def test_anything_but_plain_same_length_float_val_takes_the_per_input_path() -> None:
-    base = {f"f{i}": _float_val(np.arange(4, dtype=np.float32) + i) for i in range(3)}
+BASE = {f"f{i}": _float_val(np.arange(4, dtype=np.float32) + i) for i in range(3)}
 
-    def variant(alias: str, proto: tensor_pb2.TensorProto) -> dict[str, tensor_pb2.TensorProto]:
-        return {**base, alias: proto}
 
+def _not_plain_float_val() -> list[tensor_pb2.TensorProto]:
+    """Float inputs that must leave the one-join fast path to the per-input decode."""
     other_length = _float_val(np.arange(5, dtype=np.float32))
     with_version = _float_val(np.arange(4, dtype=np.float32))
     with_version.version_number = 2
@@ -48,12 +47,18 @@ def test_anything_but_plain_same_length_float_val_takes_the_per_input_path() -> 
     doubles = tensor_pb2.TensorProto(dtype=types_pb2.DT_DOUBLE)
     doubles.tensor_shape.dim.add().size = 4
     doubles.double_val.extend([1.0, 2.0, 3.0, 4.0])
-    for proto in (other_length, with_version, named_dim, matrix, content, doubles):
-        assert stack_float_protos(variant("f1", proto)) is None
     short = _float_val(np.arange(4, dtype=np.float32))
     del short.float_val[-1]  # shape says 4, three values: the per-input path reports it
-    assert stack_float_protos(variant("f2", short)) is None
-    assert stack_float_protos({"only": base["f0"]}) is None
+    one_value = _float_val(np.arange(1, dtype=np.float32))
+    one_value.tensor_shape.dim[0].size = 4  # one value filling four: the per-input path's broadcast
+    empty = _float_val(np.zeros(0, np.float32))
+    return [other_length, with_version, named_dim, matrix, content, doubles, short, one_value, empty]
+
+
+def test_anything_but_plain_same_length_float_val_takes_the_per_input_path() -> None:
+    for proto in _not_plain_float_val():
+        assert stack_float_protos({**BASE, "f1": proto}) is None
+    assert stack_float_protos({"only": BASE["f0"]}) is None
 
 
 def _request(protos: dict[str, tensor_pb2.TensorProto]) -> predict_pb2.PredictRequest:
@@ -81,25 +86,12 @@ def test_the_native_request_scan_equals_the_per_input_path() -> None:
         assert isinstance(native, StackedInputs) and native.aliases == reference.aliases
         assert native.matrix.dtype == np.float32 and native.matrix.shape == (6, rows) and native.matrix.flags.writeable
         assert native.matrix.tobytes() == reference.matrix.tobytes()
-    base = {f"f{i}": _float_val(np.arange(4, dtype=np.float32) + i) for i in range(3)}
-    other_length = _float_val(np.arange(5, dtype=np.float32))
-    with_version = _float_val(np.arange(4, dtype=np.float32))
-    with_version.version_number = 2
-    named_dim = _float_val(np.arange(4, dtype=np.float32))
-    named_dim.tensor_shape.dim[0].name = "batch"
-    matrix = _float_val(np.ones((2, 2), np.float32))
-    content = to_proto(np.arange(4, dtype=np.float32), use_tensor_content=True)
-    short = _float_val(np.arange(4, dtype=np.float32))
-    del short.float_val[-1]
-    one_value = _float_val(np.arange(1, dtype=np.float32))
-    one_value.tensor_shape.dim[0].size = 4  # one value filling four: the per-input path's broadcast
-    empty = _float_val(np.zeros(0, np.float32))
-    for proto in (other_length, with_version, named_dim, matrix, content, short, one_value, empty):
-        request = _request({**base, "f1": proto})
+    for proto in _not_plain_float_val():
+        request = _request({**BASE, "f1": proto})
         assert scan(request.SerializeToString()) is None and stack_float_protos(request.inputs) is None
-    assert scan(_request({"only": base["f0"]}).SerializeToString()) is None
+    assert scan(_request({"only": BASE["f0"]}).SerializeToString()) is None
     assert scan(b"\xff\xff") is None and scan(b"") is None  # not a message, or no inputs
-    whole = _request(base).SerializeToString()
+    whole = _request(BASE).SerializeToString()
     for cut in range(1, len(whole)):  # a cut inside a field is declined; at a field boundary it is a shorter request
         found = scan(whole[:cut])
-        assert found is None or (set(found[0]) <= set(base) and len(found[0]) >= 2)
+        assert found is None or (set(found[0]) <= set(BASE) and len(found[0]) >= 2)
