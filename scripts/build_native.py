@@ -16,7 +16,7 @@ SERVING = ROOT / "serving"
 SHARED = SERVING / "_native_io.h"
 # module name -> (libraries to link, the Debian packages that provide their headers)
 MODULES = {"_native_http": ([], []), "_native_grpc": (["nghttp2"], ["libnghttp2-dev"]), "_native_codec": ([], [])}
-FLAGS = ["-O2", "-fPIC", "-shared", "-pthread", "-Wall", "-Wextra", "-Wno-unused-parameter",
+FLAGS = ["-O2", "-fno-strict-aliasing", "-fPIC", "-shared", "-pthread", "-Wall", "-Wextra", "-Wno-unused-parameter",
          "-Wno-missing-field-initializers", "-Werror=implicit-function-declaration"]
 
 

@@ -37,8 +37,6 @@
 #define CONNECTION_WINDOW (16 << 20)
 #define MAX_HEADER_LIST (64 * 1024)
 #define MAX_PATH 512
-#define TAG_LISTEN UINT64_MAX
-#define TAG_WAKE (UINT64_MAX - 1)
 
 /* Why a call was refused before reaching Python (an HTTP status, answered here). */
 enum { REFUSE_NONE = 0, REFUSE_METHOD = 405, REFUSE_CONTENT_TYPE = 415 };
@@ -101,36 +99,18 @@ typedef struct reply {
 
 struct Server {
     PyObject_HEAD
-    int listen_fd, epoll_fd, wake_fd, notify_fd;
+    io_core_t io;
     size_t max_message;
-    pthread_t thread;
-    int started, stopped;
-    int stopping, draining;  /* set by Python, read by the I/O thread: __atomic accesses */
-    int drained;             /* I/O thread: GOAWAY already sent */
-    pthread_mutex_t mu;
-    item_t *up_head, *up_tail;
-    int up_notified;
-    reply_t *down_head, *down_tail;
-    int down_woken;
+    int draining;  /* set by Python, read by the I/O thread: __atomic accesses */
+    int drained;   /* I/O thread: GOAWAY already sent */
     nghttp2_session_callbacks *callbacks;
     nghttp2_option *options;
-    /* I/O thread only */
-    conn_t **conns;
-    uint32_t nconns;
-    uint32_t *free_slots;
-    uint32_t nfree;
-    double accept_paused_until;
     unsigned long long accepted, calls;
 };
 
-static uint64_t conn_id(uint32_t slot, uint32_t gen) { return ((uint64_t)gen << 32) | slot; }
+#define CONN(s, slot) ((conn_t *)(s)->io.conns[slot])
 
-static conn_t *conn_get(Server *s, uint64_t id) {
-    uint32_t slot = (uint32_t)(id & 0xffffffffu), gen = (uint32_t)(id >> 32);
-    if (slot >= s->nconns) return NULL;
-    conn_t *c = s->conns[slot];
-    return (c && c->fd >= 0 && c->gen == gen) ? c : NULL;
-}
+static conn_t *conn_get(Server *s, uint64_t id) { return core_conn(&s->io, id); }
 
 static void stream_unlink(conn_t *c, stream_t *st) {
     if (st->prev) st->prev->next = st->next; else c->streams = st->next;
@@ -166,12 +146,10 @@ static void free_replies(reply_t *r) {
 }
 
 static void conn_close(Server *s, uint32_t slot) {
-    conn_t *c = s->conns[slot];
+    conn_t *c = CONN(s, slot);
     if (!c || c->fd < 0) return;
-    epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+    epoll_ctl(s->io.epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
-    c->fd = -1;
-    c->gen++;
     if (c->session) {
         nghttp2_session_del(c->session);
         c->session = NULL;
@@ -183,7 +161,7 @@ static void conn_close(Server *s, uint32_t slot) {
     }
     buf_free(&c->out);
     c->out_off = 0;
-    s->free_slots[s->nfree++] = slot;
+    core_release_slot(&s->io, slot);
 }
 
 static void epoll_out(Server *s, conn_t *c, uint32_t slot, int want) {
@@ -192,12 +170,12 @@ static void epoll_out(Server *s, conn_t *c, uint32_t slot, int want) {
     struct epoll_event ev;
     ev.events = EPOLLIN | (want ? EPOLLOUT : 0);
     ev.data.u64 = conn_id(slot, c->gen);
-    epoll_ctl(s->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
+    epoll_ctl(s->io.epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
 /* Pull frames from nghttp2 and write them; what the socket does not take waits for EPOLLOUT. */
 static void conn_pump(Server *s, uint32_t slot) {
-    conn_t *c = s->conns[slot];
+    conn_t *c = CONN(s, slot);
     for (;;) {
         while (c->out.len - c->out_off < OUT_HIGH_WATER) {
             const uint8_t *data;
@@ -230,7 +208,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     if (!st) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     st->id = frame->hd.stream_id;
     session_ctx_t *ctx = user;
-    conn_t *c = ctx->server->conns[ctx->slot];
+    conn_t *c = CONN(ctx->server, ctx->slot);
     st->next = c->streams;
     if (c->streams) c->streams->prev = st;
     c->streams = st;
@@ -288,19 +266,7 @@ static void refuse(nghttp2_session *session, stream_t *st, int status) {
     nghttp2_submit_response(session, st->id, nv, 1, NULL);
 }
 
-static void push_up(Server *s, item_t *it) {
-    int notify = 0;
-    pthread_mutex_lock(&s->mu);
-    it->next = NULL;
-    if (s->up_tail) s->up_tail->next = it; else s->up_head = it;
-    s->up_tail = it;
-    if (!s->up_notified) {
-        s->up_notified = 1;
-        notify = 1;
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (notify) signal_fd(s->notify_fd);
-}
+static void push_up(Server *s, item_t *it) { core_push_up(&s->io, (node_t *)it); }
 
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user) {
     session_ctx_t *ctx = user;
@@ -315,7 +281,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     item_t *it = calloc(1, sizeof *it);
     if (!it) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     Server *s = ctx->server;
-    it->conn = conn_id(ctx->slot, s->conns[ctx->slot]->gen);
+    it->conn = conn_id(ctx->slot, CONN(s, ctx->slot)->gen);
     it->stream = st->id;
     it->too_large = st->too_large;
     memcpy(it->path, st->path, (size_t)st->path_len);
@@ -335,7 +301,7 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
     if (st) {
         session_ctx_t *ctx = user;
         nghttp2_session_set_stream_user_data(session, stream_id, NULL);
-        stream_unlink(ctx->server->conns[ctx->slot], st);
+        stream_unlink(CONN(ctx->server, ctx->slot), st);
         stream_free(st);  /* an answer still coming from Python finds no stream and is dropped */
     }
     return 0;
@@ -409,7 +375,7 @@ static void answer(Server *s, reply_t *r) {
 /* ---- I/O thread ---------------------------------------------------------------------------------- */
 
 static void on_readable(Server *s, uint32_t slot) {
-    conn_t *c = s->conns[slot];
+    conn_t *c = CONN(s, slot);
     uint8_t chunk[READ_CHUNK];
     for (;;) {
         ssize_t r = recv(c->fd, chunk, sizeof chunk, 0);
@@ -433,17 +399,12 @@ static void on_readable(Server *s, uint32_t slot) {
 }
 
 static void take_replies(Server *s) {
-    pthread_mutex_lock(&s->mu);
-    reply_t *r = s->down_head;
-    s->down_head = s->down_tail = NULL;
-    s->down_woken = 0;
-    drain_fd(s->wake_fd);
-    pthread_mutex_unlock(&s->mu);
+    reply_t *r = (reply_t *)core_take_down(&s->io);
     /* Submit every answer first, then write each connection once. */
     for (reply_t *it = r; it; it = it->next) answer(s, it);
     for (reply_t *it = r; it; it = it->next) {
         conn_t *c = conn_get(s, it->conn);
-        if (c && nghttp2_session_want_write(c->session)) conn_pump(s, (uint32_t)(it->conn & 0xffffffffu));
+        if (c && nghttp2_session_want_write(c->session)) conn_pump(s, conn_slot(it->conn));
     }
     free_replies(r);
 }
@@ -464,51 +425,26 @@ static int new_session(Server *s, conn_t *c, uint32_t slot) {
 
 static void accept_all(Server *s) {
     for (;;) {
-        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(s->io.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, s->listen_fd, NULL);  /* as _native_http.c: no spinning */
-                s->accept_paused_until = now_mono() + 0.1;
-            }
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) core_pause_accept(&s->io);
             return;
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         uint32_t slot;
-        if (s->nfree) {
-            slot = s->free_slots[--s->nfree];
-        } else {
-            uint32_t n = s->nconns ? s->nconns * 2 : 64;
-            conn_t **conns = realloc(s->conns, n * sizeof *conns);
-            uint32_t *free_slots = conns ? realloc(s->free_slots, n * sizeof *free_slots) : NULL;
-            if (!conns || !free_slots) { if (conns) s->conns = conns; close(fd); return; }
-            s->conns = conns;
-            s->free_slots = free_slots;
-            for (uint32_t i = s->nconns; i < n; i++) s->conns[i] = NULL;
-            for (uint32_t i = n; i > s->nconns + 1; i--) s->free_slots[s->nfree++] = i - 1;
-            slot = s->nconns;
-            s->nconns = n;
-        }
-        conn_t *c = s->conns[slot];
-        if (!c) {
-            c = s->conns[slot] = calloc(1, sizeof *c);
-            if (!c) { close(fd); s->free_slots[s->nfree++] = slot; return; }
-        }
-        uint32_t gen = c->gen;
-        memset(c, 0, sizeof *c);
-        c->gen = gen;
-        c->fd = fd;
+        conn_t *c = core_new_conn(&s->io, fd, sizeof *c, &slot);
+        if (!c) return;
         struct epoll_event ev;
         ev.events = EPOLLIN;
         ev.data.u64 = conn_id(slot, c->gen);
-        if (new_session(s, c, slot) || epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &ev)) {
+        if (new_session(s, c, slot) || epoll_ctl(s->io.epoll_fd, EPOLL_CTL_ADD, fd, &ev)) {
             if (c->session) {
                 nghttp2_session_del(c->session);
                 c->session = NULL;
             }
             close(fd);
-            c->fd = -1;
-            s->free_slots[s->nfree++] = slot;
+            core_release_slot(&s->io, slot);
             continue;
         }
         s->accepted++;
@@ -518,10 +454,10 @@ static void accept_all(Server *s) {
 
 /* Stop taking new calls: GOAWAY on every connection; calls already in flight still get their answers. */
 static void drain_all(Server *s) {
-    epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, s->listen_fd, NULL);
-    s->accept_paused_until = 0;
-    for (uint32_t slot = 0; slot < s->nconns; slot++) {
-        conn_t *c = s->conns[slot];
+    epoll_ctl(s->io.epoll_fd, EPOLL_CTL_DEL, s->io.listen_fd, NULL);
+    s->io.accept_paused_until = 0;
+    for (uint32_t slot = 0; slot < s->io.nconns; slot++) {
+        conn_t *c = CONN(s, slot);
         if (!c || c->fd < 0) continue;
         nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->session),
                               NGHTTP2_NO_ERROR, NULL, 0);
@@ -533,8 +469,8 @@ static void drain_all(Server *s) {
 static void *io_main(void *arg) {
     Server *s = arg;
     struct epoll_event events[256];
-    while (!__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE)) {
-        int n = epoll_wait(s->epoll_fd, events, 256, 100);
+    while (!__atomic_load_n(&s->io.stopping, __ATOMIC_ACQUIRE)) {
+        int n = epoll_wait(s->io.epoll_fd, events, 256, 100);
         for (int i = 0; i < n; i++) {
             uint64_t tag = events[i].data.u64;
             if (tag == TAG_LISTEN) { accept_all(s); continue; }
@@ -545,29 +481,23 @@ static void *io_main(void *arg) {
             }
             conn_t *c = conn_get(s, tag);
             if (!c) continue;
-            uint32_t slot = (uint32_t)(tag & 0xffffffffu);
+            uint32_t slot = conn_slot(tag);
             if (events[i].events & EPOLLOUT) {
                 conn_pump(s, slot);
                 if (!conn_get(s, tag)) continue;
             }
             if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(s, slot);
         }
-        if (s->accept_paused_until && now_mono() >= s->accept_paused_until && !s->drained) {
-            struct epoll_event ev;
-            ev.events = EPOLLIN;
-            ev.data.u64 = TAG_LISTEN;
-            epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->listen_fd, &ev);
-            s->accept_paused_until = 0;
-        }
+        if (!s->drained) core_resume_accept(&s->io, now_mono());
     }
     take_replies(s);  /* answers Python queued just before stop() */
-    for (uint32_t slot = 0; slot < s->nconns; slot++) {
-        conn_t *c = s->conns[slot];
+    for (uint32_t slot = 0; slot < s->io.nconns; slot++) {
+        conn_t *c = CONN(s, slot);
         if (c && c->fd >= 0) {
             nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->session),
                                   NGHTTP2_NO_ERROR, NULL, 0);
             conn_pump(s, slot);
-            if (s->conns[slot]->fd >= 0) conn_close(s, slot);
+            if (CONN(s, slot)->fd >= 0) conn_close(s, slot);
         }
     }
     return NULL;
@@ -580,7 +510,7 @@ static int Server_init(Server *s, PyObject *args, PyObject *kwds) {
     int fd;
     unsigned long long max_message;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "iK", kwlist, &fd, &max_message)) return -1;
-    if (s->started) {
+    if (s->io.opened) {
         PyErr_SetString(PyExc_RuntimeError, "server already initialised");
         return -1;
     }
@@ -593,58 +523,22 @@ static int Server_init(Server *s, PyObject *args, PyObject *kwds) {
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(s->callbacks, on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_recv_callback(s->callbacks, on_frame_recv);
     nghttp2_session_callbacks_set_on_stream_close_callback(s->callbacks, on_stream_close);
-    s->listen_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (s->listen_fd < 0) { PyErr_SetFromErrno(PyExc_OSError); return -1; }
-    fcntl(s->listen_fd, F_SETFL, fcntl(s->listen_fd, F_GETFL) | O_NONBLOCK);
+    if (core_open(&s->io, fd)) return -1;
     s->max_message = (size_t)max_message;
-    s->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-    s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    s->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (s->epoll_fd < 0 || s->wake_fd < 0 || s->notify_fd < 0) { PyErr_SetFromErrno(PyExc_OSError); return -1; }
-    struct epoll_event ev;
-    ev.events = EPOLLIN;
-    ev.data.u64 = TAG_LISTEN;
-    epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->listen_fd, &ev);
-    ev.data.u64 = TAG_WAKE;
-    epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->wake_fd, &ev);
-    pthread_mutex_init(&s->mu, NULL);
-    if (pthread_create(&s->thread, NULL, io_main, s)) {
-        PyErr_SetString(PyExc_OSError, "cannot start the gRPC I/O thread");
-        return -1;
-    }
-    s->started = 1;
-    return 0;
+    return core_start(&s->io, io_main, s);
 }
 
 static void stop_thread(Server *s) {
-    if (!s->started || s->stopped) return;
-    __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
-    signal_fd(s->wake_fd);
-    Py_BEGIN_ALLOW_THREADS
-    pthread_join(s->thread, NULL);
-    Py_END_ALLOW_THREADS
-    s->stopped = 1;
-    close(s->listen_fd);
-    close(s->epoll_fd);
-    close(s->wake_fd);
-    for (uint32_t i = 0; i < s->nconns; i++) free(s->conns[i]);
-    free(s->conns);
-    free(s->free_slots);
-    s->conns = NULL;
-    s->free_slots = NULL;
-    s->nconns = s->nfree = 0;
-    free_items(s->up_head);
-    free_replies(s->down_head);
-    s->up_head = s->up_tail = NULL;
-    s->down_head = s->down_tail = NULL;
+    if (!core_join(&s->io)) return;
+    free_items((item_t *)s->io.up_head);
+    free_replies((reply_t *)s->io.down_head);
+    s->io.up_head = s->io.up_tail = NULL;
+    s->io.down_head = s->io.down_tail = NULL;
 }
 
 static void Server_dealloc(Server *s) {
     stop_thread(s);
-    if (s->started) {
-        close(s->notify_fd);
-        pthread_mutex_destroy(&s->mu);
-    }
+    core_close(&s->io);
     if (s->callbacks) nghttp2_session_callbacks_del(s->callbacks);
     if (s->options) nghttp2_option_del(s->options);
     Py_TYPE(s)->tp_free((PyObject *)s);
@@ -656,14 +550,14 @@ static PyObject *Server_stop(Server *s, PyObject *unused) {
 }
 
 static PyObject *Server_drain(Server *s, PyObject *unused) {
-    if (s->started && !s->stopped) {
+    if (s->io.started && !s->io.stopped) {
         __atomic_store_n(&s->draining, 1, __ATOMIC_RELEASE);
-        signal_fd(s->wake_fd);
+        signal_fd(s->io.wake_fd);
     }
     Py_RETURN_NONE;
 }
 
-static PyObject *Server_notify_fd(Server *s, PyObject *unused) { return PyLong_FromLong(s->notify_fd); }
+static PyObject *Server_notify_fd(Server *s, PyObject *unused) { return PyLong_FromLong(s->io.notify_fd); }
 
 /* Metadata as a tuple of (name, value) str pairs, latin-1 (HTTP/2 field values are octets). */
 static PyObject *metadata_tuple(const buf_t *h) {
@@ -688,12 +582,7 @@ static PyObject *metadata_tuple(const buf_t *h) {
 
 /* Every complete call since the last take(): a list of (conn, stream, path, metadata, body, too_large). */
 static PyObject *Server_take(Server *s, PyObject *unused) {
-    pthread_mutex_lock(&s->mu);
-    item_t *it = s->up_head;
-    s->up_head = s->up_tail = NULL;
-    s->up_notified = 0;
-    drain_fd(s->notify_fd);
-    pthread_mutex_unlock(&s->mu);
+    item_t *it = (item_t *)core_take_up(&s->io);
     PyObject *out = PyList_New(0);
     item_t *first = it;
     for (; out && it; it = it->next) {
@@ -726,7 +615,7 @@ static PyObject *Server_respond(Server *s, PyObject *const *args, Py_ssize_t nar
         PyErr_SetString(PyExc_ValueError, "a gRPC message is at most 4 GiB");
         return NULL;
     }
-    if (s->stopped || !s->started) Py_RETURN_NONE;
+    if (s->io.stopped || !s->io.started) Py_RETURN_NONE;
     reply_t *r = calloc(1, sizeof *r);
     if (!r) return PyErr_NoMemory();
     r->conn = conn;
@@ -744,23 +633,13 @@ static PyObject *Server_respond(Server *s, PyObject *const *args, Py_ssize_t nar
         memcpy(r->body, body, (size_t)body_len);
         r->body_len = (size_t)body_len;
     }
-    pthread_mutex_lock(&s->mu);
-    if (s->down_tail) s->down_tail->next = r; else s->down_head = r;
-    s->down_tail = r;
-    pthread_mutex_unlock(&s->mu);
+    core_queue_down(&s->io, (node_t *)r);
     Py_RETURN_NONE;
 }
 
 /* Wake the I/O thread for the answers queued since the last flush (once per event loop pass). */
 static PyObject *Server_flush(Server *s, PyObject *unused) {
-    int wake = 0;
-    pthread_mutex_lock(&s->mu);
-    if (s->down_head && !s->down_woken) {
-        s->down_woken = 1;
-        wake = 1;
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (wake && !s->stopped) signal_fd(s->wake_fd);
+    core_flush(&s->io);
     Py_RETURN_NONE;
 }
 

@@ -40,8 +40,6 @@
 #define READ_CHUNK (64 * 1024)
 #define PAUSE_READ_BYTES (1024 * 1024) /* stop reading a busy connection beyond this much buffered */
 #define MAX_HEADERS 128
-#define TAG_LISTEN UINT64_MAX
-#define TAG_WAKE (UINT64_MAX - 1)
 
 /* Protocol error kinds reported to Python (mirrored in serving/native_http.py). */
 enum { ERR_NONE = 0, ERR_REQUEST_LINE, ERR_HEADER_LINE, ERR_HEADERS_TOO_LARGE, ERR_LENGTH_NAN,
@@ -88,55 +86,34 @@ typedef struct reply {
 
 typedef struct {
     PyObject_HEAD
-    int listen_fd, epoll_fd, wake_fd, notify_fd;
+    io_core_t io;
     size_t max_body;
     double request_timeout, keepalive_timeout;
-    pthread_t thread;
-    int started, stopped;
-    int stopping;      /* set by Python, read by the I/O thread: __atomic accesses */
-    double accept_paused_until;  /* out of descriptors: accepting resumes after a pause */
-    pthread_mutex_t mu;
-    item_t *up_head, *up_tail;
-    int up_notified;
-    reply_t *down_head, *down_tail;
-    int down_woken;
-    /* I/O thread only */
-    conn_t **conns;
-    uint32_t nconns;
-    uint32_t *free_slots;
-    uint32_t nfree;
-    double last_scan;
+    double last_scan;  /* I/O thread only */
     /* counters (I/O thread writes, read racily for stats) */
     unsigned long long accepted, requests;
 } Server;
 
-static uint64_t conn_id(uint32_t slot, uint32_t gen) { return ((uint64_t)gen << 32) | slot; }
+#define CONN(s, slot) ((conn_t *)(s)->io.conns[slot])
 
-static conn_t *conn_get(Server *s, uint64_t id) {
-    uint32_t slot = (uint32_t)(id & 0xffffffffu), gen = (uint32_t)(id >> 32);
-    if (slot >= s->nconns) return NULL;
-    conn_t *c = s->conns[slot];
-    return (c && c->fd >= 0 && c->gen == gen) ? c : NULL;
-}
+static conn_t *conn_get(Server *s, uint64_t id) { return core_conn(&s->io, id); }
 
 static void epoll_set(Server *s, conn_t *c, uint32_t slot) {
     struct epoll_event ev;
     ev.events = (c->paused ? 0 : EPOLLIN) | (c->want_out ? EPOLLOUT : 0);
     ev.data.u64 = conn_id(slot, c->gen);
-    epoll_ctl(s->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
+    epoll_ctl(s->io.epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
 static void conn_close(Server *s, uint32_t slot) {
-    conn_t *c = s->conns[slot];
+    conn_t *c = CONN(s, slot);
     if (!c || c->fd < 0) return;
-    epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+    epoll_ctl(s->io.epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
-    c->fd = -1;
-    c->gen++;
     buf_free(&c->in);
     buf_free(&c->out);
     c->out_off = 0;
-    s->free_slots[s->nfree++] = slot;
+    core_release_slot(&s->io, slot);
 }
 
 /* ---- queue up to Python ------------------------------------------------------------------------ */
@@ -151,22 +128,10 @@ static void free_items(item_t *it) {
     }
 }
 
-static void push_up(Server *s, item_t *it) {
-    int notify = 0;
-    pthread_mutex_lock(&s->mu);
-    it->next = NULL;
-    if (s->up_tail) s->up_tail->next = it; else s->up_head = it;
-    s->up_tail = it;
-    if (!s->up_notified) {
-        s->up_notified = 1;
-        notify = 1;
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (notify) signal_fd(s->notify_fd);
-}
+static void push_up(Server *s, item_t *it) { core_push_up(&s->io, (node_t *)it); }
 
 static void report_error(Server *s, uint32_t slot, int kind, long long number, const char *detail, size_t detail_len) {
-    conn_t *c = s->conns[slot];
+    conn_t *c = CONN(s, slot);
     item_t *it = calloc(1, sizeof *it);
     if (!it) { conn_close(s, slot); return; }
     it->id = conn_id(slot, c->gen);
@@ -275,7 +240,7 @@ static int dechunk(Server *s, conn_t *c, size_t start, buf_t *body, size_t *cons
 /* Try to take one complete request off c->in and hand it to Python. Returns 1 if one was handed up
  * (or an error reported), 0 if more bytes are needed. */
 static int parse_one(Server *s, uint32_t slot) {
-    conn_t *c = s->conns[slot];
+    conn_t *c = CONN(s, slot);
     const char *d = c->in.data;
     size_t n = c->in.len;
     if (n == 0) return 0;
@@ -413,7 +378,7 @@ incomplete:
 /* ---- I/O --------------------------------------------------------------------------------------- */
 
 static void flush_out(Server *s, uint32_t slot) {
-    conn_t *c = s->conns[slot];
+    conn_t *c = CONN(s, slot);
     while (c->out_off < c->out.len) {
         ssize_t w = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
         if (w > 0) {
@@ -436,7 +401,7 @@ static void flush_out(Server *s, uint32_t slot) {
 static void after_reply(Server *s, uint32_t slot);
 
 static void on_readable(Server *s, uint32_t slot) {
-    conn_t *c = s->conns[slot];
+    conn_t *c = CONN(s, slot);
     int was_empty = c->in.len == 0;
     for (;;) {
         if (buf_reserve(&c->in, READ_CHUNK)) { conn_close(s, slot); return; }
@@ -459,13 +424,13 @@ static void on_readable(Server *s, uint32_t slot) {
     }
     if (was_empty && c->in.len) c->deadline = now_mono() + s->request_timeout;
     parse_one(s, slot);
-    c = s->conns[slot];
+    c = CONN(s, slot);
     if (c && c->fd >= 0 && c->out.len > c->out_off) flush_out(s, slot);  /* 100 Continue */
 }
 
 /* Python answered: the connection is free for its next (pipelined) request. */
 static void after_reply(Server *s, uint32_t slot) {
-    conn_t *c = s->conns[slot];
+    conn_t *c = CONN(s, slot);
     c->busy = 0;
     if (c->close_after) {
         c->in.len = 0;
@@ -482,26 +447,21 @@ static void after_reply(Server *s, uint32_t slot) {
 }
 
 static void take_replies(Server *s) {
-    pthread_mutex_lock(&s->mu);
-    reply_t *r = s->down_head;
-    s->down_head = s->down_tail = NULL;
-    s->down_woken = 0;
-    drain_fd(s->wake_fd);
-    pthread_mutex_unlock(&s->mu);
+    reply_t *r = (reply_t *)core_take_down(&s->io);
     /* Append every reply first, then flush each connection once: a batch of answers costs one send per
      * connection, and a connection's next request is parsed only after its answer is queued. */
     reply_t *first = r;
     for (; r; r = r->next) {
         conn_t *c = conn_get(s, r->id);
         if (!c) continue;
-        if (buf_append(&c->out, r->data, r->len)) { conn_close(s, (uint32_t)(r->id & 0xffffffffu)); continue; }
+        if (buf_append(&c->out, r->data, r->len)) { conn_close(s, conn_slot(r->id)); continue; }
         if (r->close) c->close_after = 1;
     }
     for (r = first; r;) {
         reply_t *next = r->next;
         conn_t *c = conn_get(s, r->id);
         if (c) {
-            uint32_t slot = (uint32_t)(r->id & 0xffffffffu);
+            uint32_t slot = conn_slot(r->id);
             after_reply(s, slot);
             c = conn_get(s, r->id);
             if (c) flush_out(s, slot);
@@ -515,42 +475,16 @@ static void accept_all(Server *s) {
     for (;;) {
         struct sockaddr_storage addr;
         socklen_t alen = sizeof addr;
-        int fd = accept4(s->listen_fd, (struct sockaddr *)&addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(s->io.listen_fd, (struct sockaddr *)&addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* The listening socket stays readable while descriptors are exhausted: stop watching it for
-                 * a moment instead of spinning; pending connections wait in the backlog. */
-                epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, s->listen_fd, NULL);
-                s->accept_paused_until = now_mono() + 0.1;
-            }
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) core_pause_accept(&s->io);
             return;  /* EAGAIN, or an error the next event retries */
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         uint32_t slot;
-        if (s->nfree) {
-            slot = s->free_slots[--s->nfree];
-        } else {
-            uint32_t n = s->nconns ? s->nconns * 2 : 64;
-            conn_t **conns = realloc(s->conns, n * sizeof *conns);
-            uint32_t *free_slots = conns ? realloc(s->free_slots, n * sizeof *free_slots) : NULL;
-            if (!conns || !free_slots) { if (conns) s->conns = conns; close(fd); return; }
-            s->conns = conns;
-            s->free_slots = free_slots;
-            for (uint32_t i = s->nconns; i < n; i++) s->conns[i] = NULL;
-            for (uint32_t i = n; i > s->nconns + 1; i--) s->free_slots[s->nfree++] = i - 1;
-            slot = s->nconns;
-            s->nconns = n;
-        }
-        conn_t *c = s->conns[slot];
-        if (!c) {
-            c = s->conns[slot] = calloc(1, sizeof *c);
-            if (!c) { close(fd); s->free_slots[s->nfree++] = slot; return; }
-        }
-        uint32_t gen = c->gen;
-        memset(c, 0, sizeof *c);
-        c->gen = gen;
-        c->fd = fd;
+        conn_t *c = core_new_conn(&s->io, fd, sizeof *c, &slot);
+        if (!c) return;
         c->deadline = now_mono() + s->keepalive_timeout;
         char host[INET6_ADDRSTRLEN] = "";
         int port = 0;
@@ -567,14 +501,14 @@ static void accept_all(Server *s) {
         struct epoll_event ev;
         ev.events = EPOLLIN;
         ev.data.u64 = conn_id(slot, c->gen);
-        if (epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &ev)) { close(fd); c->fd = -1; s->free_slots[s->nfree++] = slot; continue; }
+        if (epoll_ctl(s->io.epoll_fd, EPOLL_CTL_ADD, fd, &ev)) { close(fd); core_release_slot(&s->io, slot); continue; }
         s->accepted++;
     }
 }
 
 static void scan_deadlines(Server *s, double now) {
-    for (uint32_t slot = 0; slot < s->nconns; slot++) {
-        conn_t *c = s->conns[slot];
+    for (uint32_t slot = 0; slot < s->io.nconns; slot++) {
+        conn_t *c = CONN(s, slot);
         if (!c || c->fd < 0 || c->busy || c->deadline == 0 || now < c->deadline) continue;
         if (c->in.len) report_error(s, slot, ERR_TIMEOUT, 0, NULL, 0);  /* a started request never finished */
         else conn_close(s, slot);
@@ -585,15 +519,15 @@ static void *io_main(void *arg) {
     Server *s = arg;
     struct epoll_event events[256];
     s->last_scan = now_mono();
-    while (!__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE)) {
-        int n = epoll_wait(s->epoll_fd, events, 256, 100);
+    while (!__atomic_load_n(&s->io.stopping, __ATOMIC_ACQUIRE)) {
+        int n = epoll_wait(s->io.epoll_fd, events, 256, 100);
         for (int i = 0; i < n; i++) {
             uint64_t tag = events[i].data.u64;
             if (tag == TAG_LISTEN) { accept_all(s); continue; }
             if (tag == TAG_WAKE) { take_replies(s); continue; }
             conn_t *c = conn_get(s, tag);
             if (!c) continue;
-            uint32_t slot = (uint32_t)(tag & 0xffffffffu);
+            uint32_t slot = conn_slot(tag);
             if (events[i].events & EPOLLOUT) {
                 flush_out(s, slot);
                 if (!conn_get(s, tag)) continue;
@@ -607,19 +541,13 @@ static void *io_main(void *arg) {
         if (now - s->last_scan >= 0.05) {
             s->last_scan = now;
             scan_deadlines(s, now);
-            if (s->accept_paused_until && now >= s->accept_paused_until) {
-                struct epoll_event ev;
-                ev.events = EPOLLIN;
-                ev.data.u64 = TAG_LISTEN;
-                epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->listen_fd, &ev);
-                s->accept_paused_until = 0;
-            }
+            core_resume_accept(&s->io, now);
         }
     }
-    for (uint32_t slot = 0; slot < s->nconns; slot++) {
-        if (s->conns[slot] && s->conns[slot]->fd >= 0) {
+    for (uint32_t slot = 0; slot < s->io.nconns; slot++) {
+        if (CONN(s, slot) && CONN(s, slot)->fd >= 0) {
             flush_out(s, slot);
-            if (s->conns[slot]->fd >= 0) conn_close(s, slot);
+            if (CONN(s, slot)->fd >= 0) conn_close(s, slot);
         }
     }
     return NULL;
@@ -642,64 +570,28 @@ static int Server_init(Server *s, PyObject *args, PyObject *kwds) {
     double request_timeout, keepalive_timeout;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "iKdd", kwlist, &fd, &max_body, &request_timeout, &keepalive_timeout))
         return -1;
-    if (s->started) {
+    if (s->io.opened) {
         PyErr_SetString(PyExc_RuntimeError, "server already initialised");
         return -1;
     }
-    s->listen_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (s->listen_fd < 0) { PyErr_SetFromErrno(PyExc_OSError); return -1; }
-    fcntl(s->listen_fd, F_SETFL, fcntl(s->listen_fd, F_GETFL) | O_NONBLOCK);
+    if (core_open(&s->io, fd)) return -1;
     s->max_body = (size_t)max_body;
     s->request_timeout = request_timeout;
     s->keepalive_timeout = keepalive_timeout;
-    s->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-    s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    s->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (s->epoll_fd < 0 || s->wake_fd < 0 || s->notify_fd < 0) { PyErr_SetFromErrno(PyExc_OSError); return -1; }
-    struct epoll_event ev;
-    ev.events = EPOLLIN;
-    ev.data.u64 = TAG_LISTEN;
-    epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->listen_fd, &ev);
-    ev.data.u64 = TAG_WAKE;
-    epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->wake_fd, &ev);
-    pthread_mutex_init(&s->mu, NULL);
-    if (pthread_create(&s->thread, NULL, io_main, s)) {
-        PyErr_SetString(PyExc_OSError, "cannot start the HTTP I/O thread");
-        return -1;
-    }
-    s->started = 1;
-    return 0;
+    return core_start(&s->io, io_main, s);
 }
 
 static void stop_thread(Server *s) {
-    if (!s->started || s->stopped) return;
-    __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
-    signal_fd(s->wake_fd);
-    Py_BEGIN_ALLOW_THREADS
-    pthread_join(s->thread, NULL);
-    Py_END_ALLOW_THREADS
-    s->stopped = 1;
-    close(s->listen_fd);
-    close(s->epoll_fd);
-    close(s->wake_fd);
-    for (uint32_t i = 0; i < s->nconns; i++) free(s->conns[i]);
-    free(s->conns);
-    free(s->free_slots);
-    s->conns = NULL;
-    s->free_slots = NULL;
-    s->nconns = s->nfree = 0;
-    free_items(s->up_head);
-    free_replies(s->down_head);
-    s->up_head = s->up_tail = NULL;
-    s->down_head = s->down_tail = NULL;
+    if (!core_join(&s->io)) return;
+    free_items((item_t *)s->io.up_head);
+    free_replies((reply_t *)s->io.down_head);
+    s->io.up_head = s->io.up_tail = NULL;
+    s->io.down_head = s->io.down_tail = NULL;
 }
 
 static void Server_dealloc(Server *s) {
     stop_thread(s);
-    if (s->started) {
-        close(s->notify_fd);
-        pthread_mutex_destroy(&s->mu);
-    }
+    core_close(&s->io);
     Py_TYPE(s)->tp_free((PyObject *)s);
 }
 
@@ -708,7 +600,7 @@ static PyObject *Server_stop(Server *s, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
-static PyObject *Server_notify_fd(Server *s, PyObject *unused) { return PyLong_FromLong(s->notify_fd); }
+static PyObject *Server_notify_fd(Server *s, PyObject *unused) { return PyLong_FromLong(s->io.notify_fd); }
 
 static PyObject *latin1(const char *p, size_t n) { return PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL); }
 
@@ -716,12 +608,7 @@ static PyObject *latin1(const char *p, size_t n) { return PyUnicode_DecodeLatin1
  *   (id, method, target, headers, body, keep_alive, peer)  for requests, and
  *   (id, None, kind, detail, number, False, peer)           for protocol errors. */
 static PyObject *Server_take(Server *s, PyObject *unused) {
-    pthread_mutex_lock(&s->mu);
-    item_t *it = s->up_head;
-    s->up_head = s->up_tail = NULL;
-    s->up_notified = 0;
-    drain_fd(s->notify_fd);
-    pthread_mutex_unlock(&s->mu);
+    item_t *it = (item_t *)core_take_up(&s->io);
     PyObject *out = PyList_New(0);
     item_t *first = it;
     for (; out && it; it = it->next) {
@@ -776,7 +663,7 @@ static PyObject *Server_respond(Server *s, PyObject *const *args, Py_ssize_t nar
     if (PyBytes_AsStringAndSize(args[1], &head, &head_len) || PyBytes_AsStringAndSize(args[2], &body, &body_len)) return NULL;
     int close_after = PyObject_IsTrue(args[3]);
     if (close_after < 0) return NULL;
-    if (s->stopped || !s->started) Py_RETURN_NONE;
+    if (s->io.stopped || !s->io.started) Py_RETURN_NONE;
     time_t now = time(NULL);
     if (now != date_second) {
         struct tm tm;
@@ -797,24 +684,14 @@ static PyObject *Server_respond(Server *s, PyObject *const *args, Py_ssize_t nar
     memcpy(r->data, head, (size_t)head_len);
     memcpy(r->data + head_len, tail, (size_t)tail_len);
     memcpy(r->data + head_len + tail_len, body, (size_t)body_len);
-    pthread_mutex_lock(&s->mu);
-    if (s->down_tail) s->down_tail->next = r; else s->down_head = r;
-    s->down_tail = r;
-    pthread_mutex_unlock(&s->mu);
+    core_queue_down(&s->io, (node_t *)r);
     Py_RETURN_NONE;
 }
 
 /* Wake the I/O thread for the responses queued since the last flush. Python calls this once per event
  * loop pass, not per response: a batch's answers then cost one wake-up instead of one each. */
 static PyObject *Server_flush(Server *s, PyObject *unused) {
-    int wake = 0;
-    pthread_mutex_lock(&s->mu);
-    if (s->down_head && !s->down_woken) {
-        s->down_woken = 1;
-        wake = 1;
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (wake && !s->stopped) signal_fd(s->wake_fd);
+    core_flush(&s->io);
     Py_RETURN_NONE;
 }
 
