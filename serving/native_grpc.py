@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 import grpc
 
-from serving.native_http import _listening_socket
+from serving.native_http import listening_socket
 
 log = logging.getLogger("serving.grpc")
 
@@ -151,7 +151,7 @@ class NativeGrpcServer:
 
     async def start(self) -> int:
         self._loop = asyncio.get_running_loop()
-        sock = _listening_socket(self.host, self.port)
+        sock = listening_socket(self.host, self.port)
         try:
             self.port = sock.getsockname()[1]
             self._native = _native_grpc.Server(sock.fileno(), self.max_message_bytes)

@@ -54,7 +54,7 @@ def _protocol_error(kind: int, detail: str, number: int, limits: Limits) -> Http
     return HttpError(400, "Malformed HTTP request")
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int) -> socket.socket:
     """Bound like asyncio's create_server: SO_REUSEADDR, IPv6 sockets IPv6-only, backlog 1024."""
     family, kind, proto, _name, address = socket.getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
@@ -85,7 +85,7 @@ class NativeHttpServer:
 
     async def start(self) -> int:
         self._loop = asyncio.get_running_loop()
-        sock = _listening_socket(self.host, self.port)
+        sock = listening_socket(self.host, self.port)
         try:
             self.port = sock.getsockname()[1]
             limits = self.limits

@@ -1,8 +1,10 @@
 """Serving benchmark: Flask baseline vs Esteira REST vs Esteira gRPC vs the in-process signature call.
 
 One run, one model (the demo model: 30 float features, the size of the pipeline's), same load
-generators for every server: wrk (C, closed loop) for REST and grpc_load.py (grpc.aio, closed loop)
-for gRPC. Server and load generator share this machine's cores; the generator's CPU share is recorded.
+generators for every server: wrk (C, closed loop) for REST and h2load (C, closed loop; grpc_load.py on
+grpc.aio where h2load is missing) for gRPC. Esteira runs twice, on its native transports and on the
+fallback ones (asyncio REST, grpcio gRPC), measured in the same rounds. Server and load generator share
+this machine's cores; the generator's CPU share is recorded.
 Writes results.csv, results.json and throughput.png next to this file.
 
     python benchmarks/serving/bench_serving.py [--seconds 4]
