@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import grpc
+import numpy as np
 import pytest
 
 from serving.native_grpc import NativeGrpcServer, native_available, parse_timeout, percent_encode
@@ -239,3 +240,32 @@ def test_timeout_and_message_encodings() -> None:
     assert parse_timeout("123456789S") is None and parse_timeout("S") is None and parse_timeout("1x") is None
     assert percent_encode("plain text") == b"plain text"
     assert percent_encode("100% ü\n") == b"100%25 %C3%BC%0A"
+
+
+def test_the_model_services_answer_alike_on_both_transports(model_store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The real servicers behind each transport: same prediction, status and error for the same calls."""
+    from serving.client import GrpcClient, ServingClientError
+    from serving.demo_model import raw_row
+    from serving_helpers import start_server
+
+    inputs = {alias: np.array([value], np.float32) for alias, value in raw_row(3).items()}
+    seen = {}
+    for transport in ("grpcio", "native"):
+        (tmp_path / transport).mkdir()
+        server = start_server(tmp_path / transport, "--model_name=demo", f"--model_base_path={model_store / 'demo'}",
+                              f"--grpc_transport={transport}")
+        try:
+            front = type(server.server.grpc_server).__name__
+            assert (front == "NativeGrpcServer") == (transport == "native"), front
+            with GrpcClient(server.grpc_target, retries=0) as client:
+                predicted = client.predict("demo", inputs, signature="predict_raw")
+                status = client.status("demo")
+                with pytest.raises(ServingClientError) as missing:
+                    client.predict("no_such_model", inputs)
+            seen[transport] = ({k: v.tolist() for k, v in predicted.items()}, str(status),
+                               missing.value.code, missing.value.message)
+        finally:
+            server.stop()
+    assert seen["grpcio"] == seen["native"]
+    assert 0.0 <= seen["native"][0]["probabilities"][0][0] <= 1.0
+    assert seen["native"][2:] == ("NOT_FOUND", "Servable not found for request: Latest(no_such_model)")
