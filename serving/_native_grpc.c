@@ -72,7 +72,6 @@ typedef struct {
     buf_t out;
     size_t out_off;
     int want_out;
-    int closing;  /* GOAWAY sent: close once every stream is done */
 } conn_t;
 
 /* A complete call going up to Python. */
@@ -104,7 +103,6 @@ struct Server {
     int draining;  /* set by Python, read by the I/O thread: __atomic accesses */
     int drained;   /* I/O thread: GOAWAY already sent */
     nghttp2_session_callbacks *callbacks;
-    nghttp2_option *options;
     unsigned long long accepted, calls;
 };
 
@@ -347,8 +345,6 @@ static void answer(Server *s, reply_t *r) {
     st->grpc_status = r->grpc_status;
     st->message = r->message;
     r->message = NULL;
-    char code[12];
-    snprintf(code, sizeof code, "%d", r->grpc_status);
     if (r->body) {
         st->out = r->body;
         st->out_len = r->body_len;
@@ -361,6 +357,8 @@ static void answer(Server *s, reply_t *r) {
         nghttp2_data_provider provider = {.source = {.ptr = st}, .read_callback = read_body};
         nghttp2_submit_response(c->session, st->id, nv, 3, &provider);
     } else {  /* trailers-only: the status travels in the one HEADERS frame */
+        char code[12];
+        snprintf(code, sizeof code, "%d", r->grpc_status);
         nghttp2_nv nv[] = {
             {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
             {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
@@ -412,7 +410,7 @@ static void take_replies(Server *s) {
 static int new_session(Server *s, conn_t *c, uint32_t slot) {
     c->ctx.server = s;
     c->ctx.slot = slot;
-    if (nghttp2_session_server_new2(&c->session, s->callbacks, &c->ctx, s->options)) { c->session = NULL; return -1; }
+    if (nghttp2_session_server_new(&c->session, s->callbacks, &c->ctx)) { c->session = NULL; return -1; }
     nghttp2_settings_entry settings[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_CONCURRENT_STREAMS},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
@@ -439,12 +437,7 @@ static void accept_all(Server *s) {
         ev.events = EPOLLIN;
         ev.data.u64 = conn_id(slot, c->gen);
         if (new_session(s, c, slot) || epoll_ctl(s->io.epoll_fd, EPOLL_CTL_ADD, fd, &ev)) {
-            if (c->session) {
-                nghttp2_session_del(c->session);
-                c->session = NULL;
-            }
-            close(fd);
-            core_release_slot(&s->io, slot);
+            conn_close(s, slot);
             continue;
         }
         s->accepted++;
@@ -452,18 +445,22 @@ static void accept_all(Server *s) {
     }
 }
 
-/* Stop taking new calls: GOAWAY on every connection; calls already in flight still get their answers. */
-static void drain_all(Server *s) {
-    epoll_ctl(s->io.epoll_fd, EPOLL_CTL_DEL, s->io.listen_fd, NULL);
-    s->io.accept_paused_until = 0;
+/* GOAWAY to every open connection: no new streams; those already received still get their answers. */
+static void goaway_all(Server *s) {
     for (uint32_t slot = 0; slot < s->io.nconns; slot++) {
         conn_t *c = CONN(s, slot);
         if (!c || c->fd < 0) continue;
         nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->session),
                               NGHTTP2_NO_ERROR, NULL, 0);
-        c->closing = 1;
         conn_pump(s, slot);
     }
+}
+
+/* Stop taking new calls: no more accepts, GOAWAY on every connection. */
+static void drain_all(Server *s) {
+    epoll_ctl(s->io.epoll_fd, EPOLL_CTL_DEL, s->io.listen_fd, NULL);
+    s->io.accept_paused_until = 0;
+    goaway_all(s);
 }
 
 static void *io_main(void *arg) {
@@ -491,15 +488,9 @@ static void *io_main(void *arg) {
         if (!s->drained) core_resume_accept(&s->io, now_mono());
     }
     take_replies(s);  /* answers Python queued just before stop() */
-    for (uint32_t slot = 0; slot < s->io.nconns; slot++) {
-        conn_t *c = CONN(s, slot);
-        if (c && c->fd >= 0) {
-            nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->session),
-                                  NGHTTP2_NO_ERROR, NULL, 0);
-            conn_pump(s, slot);
-            if (CONN(s, slot)->fd >= 0) conn_close(s, slot);
-        }
-    }
+    goaway_all(s);
+    for (uint32_t slot = 0; slot < s->io.nconns; slot++)
+        if (CONN(s, slot) && CONN(s, slot)->fd >= 0) conn_close(s, slot);
     return NULL;
 }
 
@@ -514,7 +505,7 @@ static int Server_init(Server *s, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_RuntimeError, "server already initialised");
         return -1;
     }
-    if (nghttp2_session_callbacks_new(&s->callbacks) || nghttp2_option_new(&s->options)) {
+    if (nghttp2_session_callbacks_new(&s->callbacks)) {
         PyErr_NoMemory();
         return -1;
     }
@@ -529,18 +520,16 @@ static int Server_init(Server *s, PyObject *args, PyObject *kwds) {
 }
 
 static void stop_thread(Server *s) {
-    if (!core_join(&s->io)) return;
-    free_items((item_t *)s->io.up_head);
-    free_replies((reply_t *)s->io.down_head);
-    s->io.up_head = s->io.up_tail = NULL;
-    s->io.down_head = s->io.down_tail = NULL;
+    node_t *up, *down;
+    if (!core_join(&s->io, &up, &down)) return;
+    free_items((item_t *)up);
+    free_replies((reply_t *)down);
 }
 
 static void Server_dealloc(Server *s) {
     stop_thread(s);
     core_close(&s->io);
     if (s->callbacks) nghttp2_session_callbacks_del(s->callbacks);
-    if (s->options) nghttp2_option_del(s->options);
     Py_TYPE(s)->tp_free((PyObject *)s);
 }
 

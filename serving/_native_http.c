@@ -582,11 +582,10 @@ static int Server_init(Server *s, PyObject *args, PyObject *kwds) {
 }
 
 static void stop_thread(Server *s) {
-    if (!core_join(&s->io)) return;
-    free_items((item_t *)s->io.up_head);
-    free_replies((reply_t *)s->io.down_head);
-    s->io.up_head = s->io.up_tail = NULL;
-    s->io.down_head = s->io.down_tail = NULL;
+    node_t *up, *down;
+    if (!core_join(&s->io, &up, &down)) return;
+    free_items((item_t *)up);
+    free_replies((reply_t *)down);
 }
 
 static void Server_dealloc(Server *s) {

@@ -264,9 +264,10 @@ static inline void core_resume_accept(io_core_t *io, double now) {
     io->accept_paused_until = 0;
 }
 
-/* Stop and join the I/O thread (it closes its connections on the way out), then free the slots. The
- * queues are left to the caller, whose item types they hold. */
-static inline int core_join(io_core_t *io) {
+/* Stop and join the I/O thread (it closes its connections on the way out), then free the slots. What is
+ * still queued is detached into *up and *down for the caller to free: it knows their item types. */
+static inline int core_join(io_core_t *io, node_t **up, node_t **down) {
+    *up = *down = NULL;
     if (!io->started || io->stopped) return 0;
     __atomic_store_n(&io->stopping, 1, __ATOMIC_RELEASE);
     signal_fd(io->wake_fd);
@@ -283,12 +284,16 @@ static inline int core_join(io_core_t *io) {
     io->conns = NULL;
     io->free_slots = NULL;
     io->nconns = io->nfree = 0;
+    *up = io->up_head;
+    *down = io->down_head;
+    io->up_head = io->up_tail = io->down_head = io->down_tail = NULL;
     return 1;
 }
 
+/* After core_join (or when the thread never started): the remaining descriptors and the mutex. */
 static inline void core_close(io_core_t *io) {
     if (!io->opened) return;
-    if (!core_join(io) && !io->stopped) {  /* never started: only the descriptors to close */
+    if (!io->stopped) {  /* never started: only the descriptors to close */
         int fds[] = {io->listen_fd, io->epoll_fd, io->wake_fd};
         for (int i = 0; i < 3; i++) if (fds[i] >= 0) close(fds[i]);
     }

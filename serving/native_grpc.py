@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 import grpc
 
-from serving.native_http import listening_socket
+from serving.native_http import OneWakePerPass, listening_socket
 
 log = logging.getLogger("serving.grpc")
 
@@ -131,7 +131,7 @@ def _message(body: bytes, headers: tuple, max_bytes: int) -> bytes:
     return message
 
 
-class NativeGrpcServer:
+class NativeGrpcServer(OneWakePerPass):
     """The subset of ``grpc.aio.Server`` the model server uses, on the native transport."""
 
     def __init__(self, host: str, port: int, max_message_bytes: int = 2**31 - 1) -> None:
@@ -141,9 +141,6 @@ class NativeGrpcServer:
         self.host, self.port, self.max_message_bytes = host, port, max_message_bytes
         self._handlers: list[grpc.GenericRpcHandler] = []
         self._methods: dict[str, grpc.RpcMethodHandler | None] = {}
-        self._native = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._flush_pending = False
         self._tasks: set[asyncio.Task] = set()
 
     def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
@@ -227,16 +224,4 @@ class NativeGrpcServer:
         self._respond(conn, stream, 0, None, out)
 
     def _respond(self, conn: int, stream: int, status: int, message: bytes | None, body: bytes | None) -> None:
-        """Queue the answer; the I/O thread is woken once, after every answer ready in this loop pass."""
-        native = self._native
-        if native is None:
-            return
-        native.respond(conn, stream, status, message, body)
-        if not self._flush_pending:
-            self._flush_pending = True
-            self._loop.call_soon(self._flush)  # type: ignore[union-attr]
-
-    def _flush(self) -> None:
-        self._flush_pending = False
-        if self._native is not None:
-            self._native.flush()
+        self._queue_answer(conn, stream, status, message, body)

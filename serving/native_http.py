@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Callable
+from typing import Any, Callable
 
 from serving.httpserver import (
     LENGTH_NEGATIVE, LENGTH_NOT_A_NUMBER, MALFORMED_CHUNKED, Handler, HttpError, Limits, Request, Response, gunzip,
@@ -71,7 +71,31 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-class NativeHttpServer:
+class OneWakePerPass:
+    """Answers queued on a native server (``self._native``), whose I/O thread is woken once per event loop
+    pass, after every answer ready in that pass: one eventfd write per batch instead of one per answer
+    (it cost 7 % of the loop's time per single-row request). Shared by the native REST and gRPC transports."""
+
+    _native: Any = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _flush_pending = False
+
+    def _queue_answer(self, *answer: Any) -> None:
+        native = self._native
+        if native is None:
+            return
+        native.respond(*answer)
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)  # type: ignore[union-attr]
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if self._native is not None:
+            self._native.flush()
+
+
+class NativeHttpServer(OneWakePerPass):
     """Same interface as :class:`serving.httpserver.HttpServer`."""
 
     def __init__(self, handler: Handler, host: str, port: int, limits: Limits, error_body: Callable[[str], bytes]) -> None:
@@ -79,9 +103,6 @@ class NativeHttpServer:
             raise RuntimeError(f"the native HTTP transport is not built ({IMPORT_ERROR}); run `make install`, "
                                "or pass --rest_api_http_transport=asyncio")
         self.handler, self.host, self.port, self.limits, self.error_body = handler, host, port, limits, error_body
-        self._native = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._flush_pending = False
 
     async def start(self) -> int:
         self._loop = asyncio.get_running_loop()
@@ -136,16 +157,4 @@ class NativeHttpServer:
         self._respond(conn, response_head(Response(error.status, b"")), self.error_body(error.message), True)
 
     def _respond(self, conn: int, head: bytes, body: bytes, close: bool) -> None:
-        """Queue the answer; the I/O thread is woken once, after every answer ready in this loop pass."""
-        native = self._native
-        if native is None:
-            return
-        native.respond(conn, head, body, close)
-        if not self._flush_pending:
-            self._flush_pending = True
-            self._loop.call_soon(self._flush)  # type: ignore[union-attr]
-
-    def _flush(self) -> None:
-        self._flush_pending = False
-        if self._native is not None:
-            self._native.flush()
+        self._queue_answer(conn, head, body, close)
