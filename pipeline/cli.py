@@ -26,6 +26,7 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "predict": ("serving.cli:predict_main", "send a prediction request over REST or gRPC"),
     "promote": ("serving.cli:promote_main", "move the stable label to the canary version"),
     "rollback": ("serving.cli:rollback_main", "move the canary label back to the stable version"),
+    "dashboard": ("observability.cli:dashboard_main", "render the dashboard's panels from Prometheus as static HTML"),
 }
 DATASETS: dict[str, tuple[str, str]] = {
     "breast-cancer": ("pipeline.datasets.breast_cancer:breast_cancer_main",

@@ -1,0 +1,1 @@
+"""Watching the served models: dashboard definition, Grafana JSON, the static dashboard page, the local stack."""

@@ -1,0 +1,48 @@
+"""``esteira dashboard``: the dashboard's panels from a Prometheus server as one static HTML page."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from observability.static_page import PrometheusError, parse_duration, render
+
+
+def dashboard_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="esteira dashboard",
+        description="Render every panel of the model-server dashboard from Prometheus into DIR/index.html "
+                    "(charts drawn by a bundled uPlot; the page opens offline).")
+    parser.add_argument("--prometheus", required=True, help="Prometheus base URL, e.g. http://127.0.0.1:9090")
+    parser.add_argument("--out", required=True, type=Path, help="directory for index.html")
+    parser.add_argument("--range", default="1h", help="time range ending now (or at --end): 30s, 15m, 1h, 2d")
+    parser.add_argument("--end", type=float, default=None, help="end of the range, unix seconds (default: now)")
+    parser.add_argument("--model", help="only this model (default: every model)")
+    parser.add_argument("--version", help="only this version (default: every version)")
+    parser.add_argument("--max-features", type=int, default=4,
+                        help="input features drawn against training, highest PSI first (default 4)")
+    args = parser.parse_args(argv)
+    try:
+        seconds = parse_duration(args.range)
+    except ValueError as exc:
+        parser.error(f"--range: {exc}")
+    if args.max_features < 1:
+        parser.error("--max-features must be at least 1")
+    started = time.monotonic()
+    try:
+        target, rows = render(args.prometheus, args.out, range_seconds=seconds, end=args.end, model=args.model,
+                              version=args.version, max_repeat=args.max_features)
+    except PrometheusError as exc:
+        print(f"esteira dashboard: {exc}", file=sys.stderr)
+        return 1
+    panels = [p for row in rows for p in row.panels]
+    failed = [p for p in panels if p.error]
+    empty = [p for p in panels if not p.error and not p.has_data]
+    print(f"esteira dashboard: wrote {target} ({len(panels)} panels, {len(panels) - len(failed) - len(empty)} "
+          f"with data) in {time.monotonic() - started:.1f} s")
+    for panel in empty:
+        print(f"  no data: {panel.panel.title}")
+    for panel in failed:
+        print(f"  query failed: {panel.panel.title}: {panel.error}", file=sys.stderr)
+    return 1 if failed else 0
