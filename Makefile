@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: install lock data demo demo-fraud test test-fast tensorboard serve-demo bench-pipeline bench-serving bench-training clean help
+.PHONY: install lock data demo demo-fraud test test-fast tensorboard serve-demo stack stack-down dashboard bench-pipeline bench-serving bench-training clean help
 
 help:
 	@echo "make demo            install if needed, write the data, run the pipeline, print what happened"
@@ -20,6 +20,9 @@ help:
 	@echo "make demo-fraud      simulate card transactions and run the fraud pipeline (privacy at ingestion)"
 	@echo "make tensorboard     serve the Trainer's TensorBoard logs on http://127.0.0.1:6006"
 	@echo "make serve-demo      serve the demo's pushed model on 127.0.0.1 (REST :8501, gRPC :8500)"
+	@echo "make stack           demo model server + Prometheus + Alertmanager on 127.0.0.1 (prints URLs)"
+	@echo "make stack-down      stop exactly what make stack started"
+	@echo "make dashboard       render the dashboard from the stack's Prometheus to outputs/dashboard/index.html"
 	@echo "make bench-pipeline  per-component times, LocalDagRunner vs BeamDagRunner"
 	@echo "make bench-serving   serving throughput/latency vs a Flask baseline (needs: apt-get install wrk nghttp2-client)"
 	@echo "make bench-training  examples/s with and without DP-SGD, 1 vs 2 replicas"
@@ -74,6 +77,16 @@ serve-demo: install
 	$(ESTEIRA) serve --port=8500 --rest_api_port=8501 --host=127.0.0.1 \
 	  --model_name=breast_cancer --model_base_path=$(CURDIR)/outputs/breast_cancer/serving \
 	  --monitoring_config_file=configs/serving/monitoring.config
+
+# Needs Debian's prometheus and prometheus-alertmanager. State, logs and pid files in outputs/stack.
+stack: install
+	$(PY) -m observability.stack up --state-dir outputs/stack
+
+stack-down:
+	$(PY) -m observability.stack down --state-dir outputs/stack
+
+dashboard: install
+	$(ESTEIRA) dashboard --prometheus http://127.0.0.1:9090 --out outputs/dashboard --range 1h
 
 bench-pipeline: install
 	$(PY) benchmarks/pipeline/runners.py

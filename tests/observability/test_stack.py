@@ -1,0 +1,41 @@
+"""The local stack stops exactly what it started, and its Prometheus config is valid."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from observability.stack import StackConfig, _cmdline, start_process, stop_processes, write_prometheus_config
+
+
+def test_stop_leaves_a_process_that_reused_the_pid(tmp_path: Path) -> None:
+    process, _log = start_process("sleeper", ["sleep", "60"], tmp_path)
+    pid_file = tmp_path / "pids" / "sleeper.pid"
+    record = json.loads(pid_file.read_text())
+    assert record["cmdline"] == ["sleep", "60"]
+    try:
+        pid_file.write_text(json.dumps({**record, "cmdline": ["sleep", "61"]}))  # another program now
+        assert stop_processes(tmp_path) == []
+        assert process.poll() is None and not pid_file.exists()
+        pid_file.write_text(json.dumps(record))
+        assert stop_processes(tmp_path) == ["sleeper"]
+        assert process.wait(timeout=5) is not None and not _cmdline(process.pid)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_stack_prometheus_config_passes_promtool(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool not found: apt-get install prometheus (.ci/run installs it)")
+    config = StackConfig(tmp_path, rest_port=18601, prometheus_port=19190, alertmanager_port=19193, scrape_interval="1s")
+    target = write_prometheus_config(config)
+    text = target.read_text()
+    assert "127.0.0.1:18601" in text and "127.0.0.1:19193" in text and "esteira-gateway" not in text
+    result = subprocess.run([promtool, "check", "config", str(target)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
