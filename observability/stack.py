@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -94,7 +94,6 @@ class StackConfig:
     scrape_interval: str = "5s"
     rule_files: tuple[Path, ...] = RULE_FILES
     alertmanager_config: Path = MONITORING / "alertmanager.yml"
-    extra_server_flags: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def rest_url(self) -> str:
@@ -226,7 +225,7 @@ def server_argv(config: StackConfig) -> list[str]:
             "--host=127.0.0.1", f"--model_config_file={models_config}", f"--canary_config_file={canary}",
             "--allow_version_labels_for_unavailable_models",  # the versions may still be exporting
             f"--monitoring_config_file={ROOT / 'configs/serving/monitoring.config'}", "--enable_batching",
-            f"--batching_parameters_file={ROOT / 'configs/serving/batching.config'}", *config.extra_server_flags]
+            f"--batching_parameters_file={ROOT / 'configs/serving/batching.config'}"]
 
 
 # ---- the stack -------------------------------------------------------------------------------------

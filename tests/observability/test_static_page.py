@@ -96,3 +96,9 @@ def test_cli_names_an_unreachable_prometheus(tmp_path: Path, capsys: pytest.Capt
 def test_cli_rejects_a_bad_range(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         dashboard_main(["--prometheus", "http://x", "--out", str(tmp_path), "--range", "an hour"])
+
+
+def test_esteira_dispatches_the_dashboard_subcommand() -> None:
+    from pipeline.cli import DELEGATED, _load
+
+    assert _load(DELEGATED["dashboard"][0]) is dashboard_main
