@@ -125,6 +125,11 @@ _PREDICTIONS = Row("Predictions", (
               f" / ignoring (class) group_left sum by (model, version) (rate(esteira_predictions_total"
               f"{{{SELECTED}}}[$__rate_interval]))", "{{model}} v{{version}} class {{class}}"),
     )),
+    Panel("Prediction score quantiles", "p10 / p50 / p90 of the predicted score over time (needs "
+          "esteira_prediction_score).", "short",
+          tuple(Query(f"histogram_quantile({q}, sum by (model, version, le) (rate(esteira_prediction_score_bucket"
+                      f"{{{SELECTED}}}[$__rate_interval])))", "{{model}} v{{version}} " + name)
+                for q, name in ((0.1, "p10"), (0.5, "p50"), (0.9, "p90")))),
     Panel("Prediction shift against the last 6 hours", "Class share over 10 minutes minus over 6 hours "
           "(alert at 0.15).", "percentunit", (
               Query(f"model_version_class:esteira_predictions:share10m{{{SELECTED}}} - "

@@ -249,7 +249,7 @@ def render(prometheus_url: str, out_dir: Path, *, range_seconds: int = 3600, end
 _APP = r"""
 const units = {
   s: v => v < 1e-3 ? (v * 1e6).toFixed(0) + " µs" : v < 1 ? (v * 1e3).toFixed(1) + " ms" : v.toFixed(2) + " s",
-  percentunit: v => (v * 100).toFixed(Math.abs(v) < 0.01 ? 2 : 1) + "%",
+  percentunit: v => (Math.abs(v) >= 0.01 || v === 0 ? (v * 100).toFixed(1) : +(v * 100).toPrecision(2)) + "%",
   bytes: v => v >= 2 ** 30 ? (v / 2 ** 30).toFixed(2) + " GiB" : (v / 2 ** 20).toFixed(1) + " MiB",
   reqps: v => v.toFixed(2) + "/s",
   short: v => Math.abs(v) >= 1000 ? (v / 1000).toFixed(1) + "k" : +v.toFixed(3) + "",

@@ -28,12 +28,14 @@ from observability.static_page import PrometheusClient, Window, query_panel
 #  - feedback: esteira_feedback_total{model,version,true_class,predicted_class} needs the feedback API;
 #  - esteira_model_version_label_info{model,version,label} (which version a label points at);
 #  - esteira_input_feature_reference_share{model,version,feature,le} (the training histogram);
+#  - esteira_prediction_score{model,version} (histogram of predicted scores);
 #  - process_threads.
 NOT_YET_EXPORTED = frozenset({
     "Error rate per true class",
     "Feedback labels per class",
     "p99 latency by version label",
     "Training histogram",
+    "Prediction score quantiles",
     "Threads",
 })
 
