@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from serving.drift import FeatureReference
+from serving.observability.drift import FeatureReference
 
 QUANTILES = statistics_pb2.Histogram.QUANTILES
 STANDARD = statistics_pb2.Histogram.STANDARD

@@ -33,3 +33,20 @@ def start_server(tmp_path: Path, *extra: str) -> RunningServer:
     return start_in_thread(flags)
 
 
+
+
+def metric_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample called ``name`` in a Prometheus exposition, read by prometheus_client's parser
+    (so label order and number formatting do not matter)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [(dict(sample.labels), sample.value) for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == name]
+
+
+def metric_value(text: str, name: str, **labels: str) -> float | None:
+    """The value of the sample ``name`` whose labels include ``labels``; None when there is none."""
+    for found, value in metric_samples(text, name):
+        if labels.items() <= found.items():
+            return value
+    return None
