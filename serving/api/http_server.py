@@ -28,12 +28,16 @@ def headers_too_large_error() -> str:
     return f"Request headers exceed {MAX_HEAD_BYTES} bytes"
 
 
+MALFORMED = ("Malformed HTTP request: the request line, a header or the body framing is not valid HTTP/1.1; "
+             "send a well-formed request")
+
+
 class HeadLimitedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, plus three bounds it lacks: a request head must arrive within the
-    read timeout (else 408) and within ``MAX_HEAD_BYTES`` (else 431), and a connection that never sends
-    a request is closed after the keep-alive timeout. uvicorn arms its keep-alive timer only after a
-    response and has no head-size bound with httptools, so a silent client, a slow or an endless head
-    would each hold a connection."""
+    """uvicorn's httptools protocol, its 400s in the server's JSON error format, plus three bounds it
+    lacks: a request head must arrive within the read timeout (else 408) and within ``MAX_HEAD_BYTES``
+    (else 431), and a connection that never sends a request is closed after the keep-alive timeout.
+    uvicorn arms its keep-alive timer only after a response and has no head-size bound with httptools,
+    so a silent client, a slow or an endless head would each hold a connection."""
 
     read_timeout: float = 30.0
     error_body: Callable[[str], bytes] = staticmethod(lambda message: message.encode())
@@ -68,6 +72,10 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         self._head_done()
         super().connection_lost(exc)
 
+    def send_400_response(self, msg: str) -> None:
+        """What httptools refuses, answered in the server's JSON error format instead of uvicorn's text."""
+        self._refuse(400, MALFORMED)
+
     def _head_done(self) -> None:
         self._head_bytes = -1
         if self._head_timer is not None:
@@ -79,7 +87,7 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         body = self.error_body(message)
-        reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+        reason = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
         self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\nconnection: close\r\n"
                              b"content-length: %d\r\n\r\n%s" % (status, reason, len(body), body))
         self.transport.close()

@@ -50,3 +50,30 @@ def metric_value(text: str, name: str, **labels: str) -> float | None:
         if labels.items() <= found.items():
             return value
     return None
+
+
+class LoopThread:
+    """An event loop of the server's kind on its own thread, for tests that drive one server part."""
+
+    def __init__(self) -> None:
+        import asyncio
+        import threading
+
+        from serving.server import new_event_loop
+
+        self._asyncio = asyncio
+        self.loop = new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine, timeout: float = 10):  # type: ignore[no-untyped-def]
+        """Run ``coroutine`` on the loop and return its result."""
+        return self._asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def submit(self, coroutine):  # type: ignore[no-untyped-def]
+        """Start ``coroutine`` on the loop; the returned future gives its result."""
+        return self._asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)

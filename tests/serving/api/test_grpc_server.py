@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
@@ -17,7 +16,8 @@ import grpc
 import pytest
 
 from serving.api.grpc_server import ChannelArgumentError, create_grpc_server, listen, parse_channel_arguments
-from serving.server import new_event_loop, pick_free_port
+from serving.server import pick_free_port
+from serving_helpers import LoopThread
 
 BIG = 8 * 1024 * 1024
 
@@ -57,24 +57,15 @@ HANDLERS = grpc.method_handlers_generic_handler("test.Echo", {
 
 class Running:
     def __init__(self, channel_arguments: str = "") -> None:
-        self.loop = new_event_loop()
-        started = threading.Event()
-
-        async def start() -> None:
+        async def start() -> int:  # grpc.aio servers belong to the loop they are made on
             self.server = create_grpc_server(channel_arguments)
             self.server.add_generic_rpc_handlers((HANDLERS,))
-            self.port = listen(self.server, "127.0.0.1", pick_free_port())
+            port = listen(self.server, "127.0.0.1", pick_free_port())
             await self.server.start()
+            return port
 
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(start())
-            started.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        assert started.wait(10)
+        self.loop = LoopThread()
+        self.port = self.loop.run(start())
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}", options=[  # the client's own limits
             ("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1)])
 
@@ -83,9 +74,8 @@ class Running:
 
     def stop(self, grace: float = 1.0) -> None:
         self.channel.close()
-        asyncio.run_coroutine_threadsafe(self.server.stop(grace), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        self.loop.run(self.server.stop(grace))
+        self.loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -173,12 +163,14 @@ def test_stop_lets_calls_in_flight_finish() -> None:
     server = Running()
     future = server.channel.unary_unary("/test.Echo/Slow").future(b"0.3", timeout=5)
     time.sleep(0.1)
-    stopped = asyncio.run_coroutine_threadsafe(server.server.stop(2), server.loop)
+    stopped = server.loop.submit(server.server.stop(2))
     assert future.result() == b"done"
     stopped.result(5)
     with pytest.raises(grpc.RpcError) as error:  # nothing listens any more
         server.call("Mirror", b"x", timeout=2)
     assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+    server.channel.close()
+    server.loop.close()
 
 
 def test_channel_arguments_reach_the_server() -> None:

@@ -11,7 +11,6 @@ import gzip
 import json
 import random
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
@@ -21,7 +20,7 @@ import pytest
 from serving.api.asgi import Limits, Request, Response
 from serving.api.http_server import RestServer
 from serving.protocol.json_codec import write_error
-from serving.server import new_event_loop
+from serving_helpers import LoopThread
 
 LIMITS = Limits(max_body_bytes=1000, request_timeout=0.5, keepalive_timeout=1.5)
 BIG = 4 * 1024 * 1024
@@ -44,24 +43,12 @@ async def echo(request: Request) -> Response:
 class Running:
     def __init__(self) -> None:
         self.server = RestServer(echo, "127.0.0.1", 0, LIMITS, write_error)
-        self.loop = new_event_loop()
-        started = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self.server.start())
-            started.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        assert started.wait(10)
-        self.port = self.server.port
+        self.loop = LoopThread()
+        self.port = self.loop.run(self.server.start())
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        self.loop.run(self.server.stop())
+        self.loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -171,11 +158,11 @@ def test_expect_100_continue(server: Running) -> None:
     b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
 ])
 def test_malformed_requests_are_refused_by_the_parser(server: Running, raw: bytes) -> None:
-    """httptools refuses what is not HTTP/1.1; uvicorn answers 400 and closes."""
+    """httptools refuses what is not HTTP/1.1: 400 with a JSON error, and the connection closes."""
     with connect(server) as sock:
         sock.sendall(raw)
         got, headers, body, _ = read_response(sock, bytearray())
-        assert got == 400 and body == b"Invalid HTTP request received."
+        assert got == 400 and json.loads(body)["error"].startswith("Malformed HTTP request: ")
         assert headers["connection"] == "close" and closed_by_peer(sock)
 
 
