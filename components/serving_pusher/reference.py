@@ -1,7 +1,7 @@
 """Training-data histograms for the model server's drift metrics, from StatisticsGen's statistics.
 
 TFDV's quantile histogram of each numeric feature becomes the server's reference format
-(serving/drift.py): strictly increasing boundaries and one count per bucket.
+(serving/observability/drift.py): strictly increasing boundaries and one count per bucket.
 """
 from __future__ import annotations
 

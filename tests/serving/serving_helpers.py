@@ -26,8 +26,11 @@ def write_config(path: Path, models: dict[str, str], *, labels: dict[str, dict[s
 def start_server(tmp_path: Path, *extra: str) -> RunningServer:
     monitoring = tmp_path / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n')
+    grpc_port, rest_port = pick_free_port(), pick_free_port()
+    while rest_port == grpc_port:  # a port released by the first pick may be handed out again
+        rest_port = pick_free_port()
     flags = parse_flags([
-        f"--port={pick_free_port()}", f"--rest_api_port={pick_free_port()}", "--host=127.0.0.1",
+        f"--port={grpc_port}", f"--rest_api_port={rest_port}", "--host=127.0.0.1",
         f"--monitoring_config_file={monitoring}", *extra,
     ])
     return start_in_thread(flags)
