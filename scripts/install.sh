@@ -13,17 +13,9 @@ if ! command -v "$PYTHON" >/dev/null; then
   echo "install: $PYTHON not found; Esteira needs Python 3.11 (set PYTHON=/path/to/python3.11)" >&2
   exit 1
 fi
-# The model server's native transports (REST: HTTP/1.1; gRPC: HTTP/2 on libnghttp2): optional for
-# serving (asyncio and grpcio are the fallbacks), required by their tests, which say how to build them.
-build_native() {
-  "$VENV/bin/python" scripts/build_native.py ||
-    echo "install: a native transport was not built (see above); esteira serve falls back to asyncio/grpcio" >&2
-}
-
 want=$(cat requirements.lock requirements-nodeps.txt pyproject.toml scripts/install_lock.py scripts/elf_compat.py | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   echo "install: .venv is up to date with requirements.lock"
-  build_native
   exec "$VENV/bin/python" scripts/install_lock.py --verify-only
 fi
 
@@ -31,6 +23,5 @@ start=$(date +%s)
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
 "$VENV/bin/python" scripts/install_lock.py
-build_native
 echo "$want" > "$STAMP"
 echo "install: done in $(( $(date +%s) - start )) s"

@@ -99,7 +99,7 @@ def predict_main(argv: list[str]) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     from serving.client import RestClient, ServingClientError
-    from serving.errors import ServingError
+    from serving.protocol.errors import ServingError
 
     try:
         text = sys.stdin.read() if args.input == "-" else Path(args.input).read_text()
@@ -130,7 +130,7 @@ def predict_main(argv: list[str]) -> int:
 
 def _predict_grpc(args: argparse.Namespace, body: dict[str, Any], signature: str | None) -> dict[str, Any]:
     from serving.client import GrpcClient
-    from serving.json_codec import parse_predict_request
+    from serving.protocol.json_codec import parse_predict_request
 
     with GrpcClient(args.server[len("grpc://"):], token=args.token, timeout=args.timeout) as client:
         spec, signature_map = client.metadata(args.model, args.version, args.label)

@@ -164,7 +164,7 @@ class GrpcClient:
                 version: int | None = None, label: str | None = None, output_filter: Sequence[str] = ()) -> dict[str, np.ndarray]:
         from tensorflow_serving.apis import predict_pb2
 
-        from serving.tensors import from_proto, to_proto
+        from serving.protocol.tensors import from_proto, to_proto
 
         request = predict_pb2.PredictRequest(output_filter=list(output_filter))
         self._spec(request.model_spec, model, version, label, signature)
@@ -174,7 +174,7 @@ class GrpcClient:
         return {alias: from_proto(tensor, alias) for alias, tensor in response.outputs.items()}
 
     def _input(self, request: Any, examples: Sequence[Mapping[str, Any]]) -> None:
-        from serving.json_codec import _features_to_example
+        from serving.protocol.json_codec import _features_to_example
         from tensorflow.core.example import example_pb2
 
         for features in examples:

@@ -89,7 +89,7 @@ def export_demo_model(
     if reference_stats:
         rng = np.random.default_rng(seed)
         sample = {name: rng.normal(size=2000).astype(np.float32) for name in feature_names}
-        from serving.drift import build_reference, write_reference
+        from serving.observability.drift import build_reference, write_reference
 
         write_reference(tmp_dir, build_reference(sample))
     tmp_dir.rename(export_dir)  # the folder appears complete, as a pusher should publish it

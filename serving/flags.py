@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 
+from serving.api.grpc_server import ChannelArgumentError, parse_channel_arguments
+
 _TRUE = {"true", "1", "yes", "t", "y"}
 _FALSE = {"false", "0", "no", "f", "n"}
 
@@ -16,6 +18,8 @@ class FlagError(ValueError):
 class ServerFlags:
     # --- TF Serving flags (model_servers/main.cc; defaults from server.h) ---
     port: int = 8500
+    grpc_socket_path: str = ""
+    grpc_channel_arguments: str = ""
     rest_api_port: int = 0
     rest_api_num_threads: int = 0
     rest_api_timeout_in_ms: int = 30000
@@ -44,8 +48,6 @@ class ServerFlags:
     audit_log_file: str = ""
     rest_api_max_body_bytes: int = 64 * 1024 * 1024
     request_read_timeout_seconds: float = 30.0
-    rest_api_http_transport: str = "auto"
-    grpc_transport: str = "auto"
     inference_threads: int = 0
     log_level: str = "INFO"
 
@@ -55,11 +57,13 @@ class ServerFlags:
 ESTEIRA_FLAGS = {
     "host", "remote_backend", "canary_config_file", "auth_token_file", "auth_protect_probes",
     "auth_protect_metrics", "audit_log_file", "rest_api_max_body_bytes", "request_read_timeout_seconds",
-    "rest_api_http_transport", "grpc_transport", "inference_threads", "log_level",
+    "inference_threads", "log_level",
 }
 
 HELP = {
     "port": "gRPC port (TF Serving: 8500)",
+    "grpc_socket_path": "also serve gRPC on this Unix domain socket",
+    "grpc_channel_arguments": "gRPC server arguments, key=value,key=value (e.g. grpc.max_concurrent_streams=100)",
     "rest_api_port": "REST port; 0 disables REST (TF Serving default; its Docker image uses 8501)",
     "rest_api_timeout_in_ms": "REST inference timeout in ms (answers 504)",
     "model_name": "model name in single-model mode",
@@ -77,11 +81,7 @@ HELP = {
     "audit_log_file": "hash-chained access audit log (one line per request)",
     "rest_api_max_body_bytes": "largest accepted REST request body",
     "request_read_timeout_seconds": "a REST request must arrive complete within this (slow clients get 408)",
-    "rest_api_http_transport": "native (HTTP I/O on its own thread, built by make install), asyncio, or auto",
-    "grpc_transport": "native (HTTP/2 I/O on its own thread, built by make install with libnghttp2), grpcio, or auto",
 }
-HTTP_TRANSPORTS = ("auto", "native", "asyncio")
-GRPC_TRANSPORTS = ("auto", "native", "grpcio")
 
 
 def parse_flags(argv: list[str]) -> ServerFlags:
@@ -142,15 +142,14 @@ def validate(flags: ServerFlags) -> None:
         value = getattr(flags, name)
         if not 0 <= value <= 65535:
             raise FlagError(f"--{name} must be between 0 and 65535 (got {value})")
-    if flags.port == 0 and flags.rest_api_port == 0:
+    if flags.port == 0 and flags.rest_api_port == 0 and not flags.grpc_socket_path:
         raise FlagError("both --port and --rest_api_port are 0; enable at least one of gRPC or REST")
     if flags.rest_api_max_body_bytes <= 0:
         raise FlagError("--rest_api_max_body_bytes must be > 0")
-    if flags.rest_api_http_transport not in HTTP_TRANSPORTS:
-        raise FlagError(f"--rest_api_http_transport must be one of {', '.join(HTTP_TRANSPORTS)} "
-                        f"(got {flags.rest_api_http_transport!r})")
-    if flags.grpc_transport not in GRPC_TRANSPORTS:
-        raise FlagError(f"--grpc_transport must be one of {', '.join(GRPC_TRANSPORTS)} (got {flags.grpc_transport!r})")
+    try:
+        parse_channel_arguments(flags.grpc_channel_arguments, warn=False)
+    except ChannelArgumentError as exc:
+        raise FlagError(str(exc)) from None
     if flags.model_base_path and not flags.model_config_file and not os.path.isabs(flags.model_base_path) \
             and "://" not in flags.model_base_path:
         flags.model_base_path = os.path.abspath(flags.model_base_path)

@@ -1,29 +1,31 @@
-"""The model server: wires flags to the model manager (or remote backend), REST and gRPC."""
+"""The model server: wires flags to the model manager (or remote backend), REST (uvicorn) and gRPC
+(grpc.aio), both on one event loop in one process."""
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
+import os
 import threading
 from dataclasses import dataclass
 
 import grpc
 
-from serving.auth import Authenticator
+from serving.api.asgi import Limits
+from serving.api.auth import Authenticator
+from serving.api.grpc_server import create_grpc_server, listen
+from serving.api.grpc_service import add_services
+from serving.api.http_server import GRACE_SECONDS, RestServer
+from serving.api.rest import RestApi
+from serving.api.service import Service
 from serving.canary import CanaryRouter
 from serving.config import (
     read_batching_parameters, read_model_config, read_monitoring_config, single_model_config,
 )
 from serving.flags import ServerFlags
-from serving.grpc_service import add_services
-from serving.httpserver import HttpServer, Limits
-from serving.json_codec import write_error
-from serving.metrics import Registry
-from serving.native_grpc import NativeGrpcServer
-from serving.native_grpc import native_available as native_grpc_available
-from serving.native_http import NativeHttpServer, native_available
-from serving.rest import RestApi
-from serving.service import AuditSink, Service
+from serving.observability.audit import AuditSink
+from serving.observability.metrics import Registry
+from serving.protocol.json_codec import write_error
 
 log = logging.getLogger("serving")
 
@@ -35,8 +37,8 @@ class ModelServer:
     def __init__(self, flags: ServerFlags) -> None:
         self.flags = flags
         self.metrics = Registry()
-        self.grpc_server: grpc.aio.Server | NativeGrpcServer | None = None
-        self.http: HttpServer | NativeHttpServer | None = None
+        self.grpc_server: grpc.aio.Server | None = None
+        self.http: RestServer | None = None
         self.grpc_port = 0
         self.rest_port = 0
         self._config_task: asyncio.Task | None = None
@@ -57,13 +59,13 @@ class ModelServer:
         auth = Authenticator.load(flags.auth_token_file or None, protect_probes=flags.auth_protect_probes,
                                   protect_metrics=flags.auth_protect_metrics)
         if flags.remote_backend:
-            from serving.backends.remote import RemoteBackend
+            from serving.models.backends.remote import RemoteBackend
 
             backend = RemoteBackend(flags.remote_backend, metrics=self.metrics,
                                     model_config_file=flags.model_config_file or None)
         else:
-            from serving.backends.local import LocalBackend
-            from serving.manager import ModelManager
+            from serving.models.backends.local import LocalBackend
+            from serving.models.manager import ModelManager
 
             manager = ModelManager(
                 self._model_config(), metrics=self.metrics,
@@ -83,22 +85,15 @@ class ModelServer:
     async def start(self) -> None:
         service = self.service or self.build()
         flags = self.flags
-        if flags.port:
-            if _native_grpc(flags.grpc_transport):
-                self.grpc_server = NativeGrpcServer(flags.host, flags.port)
-                add_services(self.grpc_server, service, flags.enable_serialization_as_tensor_content)
-                self.grpc_port = await self.grpc_server.start()
-            else:
-                self.grpc_server = grpc.aio.server(options=[
-                    ("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1),
-                    ("grpc.so_reuseport", 0),
-                ])
-                add_services(self.grpc_server, service, flags.enable_serialization_as_tensor_content)
-                self.grpc_port = self.grpc_server.add_insecure_port(f"{_bind(flags.host)}:{flags.port}")
-                if self.grpc_port == 0:
-                    raise OSError(f"cannot bind gRPC port {flags.port}; is another server running on it?")
-                await self.grpc_server.start()
-            log.info("Running gRPC ModelServer at %s:%d ...", flags.host, self.grpc_port)
+        if flags.port or flags.grpc_socket_path:
+            self.grpc_server = create_grpc_server(flags.grpc_channel_arguments)
+            add_services(self.grpc_server, service, flags.enable_serialization_as_tensor_content)
+            self.grpc_port = listen(self.grpc_server, flags.host, flags.port, flags.grpc_socket_path)
+            await self.grpc_server.start()
+            if flags.port:
+                log.info("Running gRPC ModelServer at %s:%d ...", flags.host, self.grpc_port)
+            if flags.grpc_socket_path:
+                log.info("Running gRPC ModelServer at UNIX socket %s ...", flags.grpc_socket_path)
         if flags.rest_api_port:
             if flags.rest_api_port == flags.port:
                 log.error("--rest_api_port is the same as --port; REST is not started")
@@ -106,8 +101,7 @@ class ModelServer:
                 api = RestApi(service, metrics_path=self.metrics_path, cors=flags.rest_api_enable_cors_support)
                 limits = Limits(max_body_bytes=flags.rest_api_max_body_bytes,
                                 request_timeout=flags.request_read_timeout_seconds)
-                self.http = _http_transport(flags.rest_api_http_transport)(
-                    api, flags.host, flags.rest_api_port, limits, write_error)
+                self.http = RestServer(api, flags.host, flags.rest_api_port, limits, write_error)
                 self.rest_port = await self.http.start()
                 log.info("Exporting HTTP/REST API at:%s:%d ...", flags.host, self.rest_port)
         if flags.model_config_file and flags.model_config_file_poll_wait_seconds > 0 and not flags.remote_backend:
@@ -131,40 +125,19 @@ class ModelServer:
     async def stop(self) -> None:
         if self._config_task is not None:
             self._config_task.cancel()
-        if self.http is not None:
-            await self.http.stop()
+        draining = [self.http.stop()] if self.http is not None else []
         if self.grpc_server is not None:
-            await self.grpc_server.stop(grace=1)
+            draining.append(self.grpc_server.stop(grace=GRACE_SECONDS))
+        await asyncio.gather(*draining)  # both APIs finish their calls in flight at the same time
+        if self.flags.grpc_socket_path and os.path.exists(self.flags.grpc_socket_path):
+            os.unlink(self.flags.grpc_socket_path)
         if self.service is not None:
             await asyncio.to_thread(self.service.close)
-
-
-def _http_transport(name: str) -> type[HttpServer] | type[NativeHttpServer]:
-    """``auto`` takes the native transport when it is built and says so when it falls back."""
-    if name == "asyncio" or (name == "auto" and not native_available()):
-        if name == "auto":
-            log.warning("native HTTP transport not built (run `make install`); serving REST on the asyncio transport")
-        return HttpServer
-    return NativeHttpServer
-
-
-def _native_grpc(name: str) -> bool:
-    """``auto`` takes the native gRPC transport when it is built and says so when it falls back."""
-    if name == "grpcio" or (name == "auto" and not native_grpc_available()):
-        if name == "auto":
-            log.warning("native gRPC transport not built (run `make install`; it needs libnghttp2-dev); "
-                        "serving gRPC on grpcio")
-        return False
-    return True
 
 
 def _read(path: str) -> str:
     with open(path) as handle:
         return handle.read()
-
-
-def _bind(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def pick_free_port(host: str = "127.0.0.1") -> int:
@@ -189,13 +162,10 @@ def freeze_startup_objects() -> int:
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when installed (about twice the HTTP throughput), else asyncio's loop."""
-    try:
-        import uvloop
+    """uvloop: the loop uvicorn would pick (``loop="uvloop"``); REST and gRPC share it."""
+    import uvloop
 
-        return uvloop.new_event_loop()
-    except ImportError:
-        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 @dataclass

@@ -26,7 +26,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from components.serving_pusher.reference import reference_from_statistics
-from serving.drift import REFERENCE_FILE, write_reference
+from serving.observability.drift import REFERENCE_FILE, write_reference
 
 REASON_KEY = "push_reason"
 STATISTICS_KEY = "statistics"

@@ -1,14 +1,14 @@
 """Training-data histograms for the model server's drift metrics, from StatisticsGen's statistics.
 
 TFDV's quantile histogram of each numeric feature becomes the server's reference format
-(serving/drift.py): strictly increasing boundaries and one count per bucket.
+(serving/observability/drift.py): strictly increasing boundaries and one count per bucket.
 """
 from __future__ import annotations
 
 import numpy as np
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from serving.drift import FeatureReference
+from serving.observability.drift import FeatureReference
 
 QUANTILES = statistics_pb2.Histogram.QUANTILES
 STANDARD = statistics_pb2.Histogram.STANDARD

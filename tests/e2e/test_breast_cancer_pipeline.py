@@ -83,7 +83,7 @@ def test_pushed_model_is_under_serving_base_path(first_run) -> None:
     pushed = versions(workspace.config.serving.base_path)
     assert len(pushed) == 1 and (pushed[0] / "saved_model.pb").is_file()
     assert report.pushed and report.version == pushed[0].name
-    from serving.drift import read_reference
+    from serving.observability.drift import read_reference
 
     reference = read_reference(pushed[0])  # the server's drift metrics compare requests with this
     assert reference is not None and set(reference) == set(workspace.config.data.features)

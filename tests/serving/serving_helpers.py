@@ -26,10 +26,57 @@ def write_config(path: Path, models: dict[str, str], *, labels: dict[str, dict[s
 def start_server(tmp_path: Path, *extra: str) -> RunningServer:
     monitoring = tmp_path / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n')
+    grpc_port, rest_port = pick_free_port(), pick_free_port()
+    while rest_port == grpc_port:  # a port released by the first pick may be handed out again
+        rest_port = pick_free_port()
     flags = parse_flags([
-        f"--port={pick_free_port()}", f"--rest_api_port={pick_free_port()}", "--host=127.0.0.1",
+        f"--port={grpc_port}", f"--rest_api_port={rest_port}", "--host=127.0.0.1",
         f"--monitoring_config_file={monitoring}", *extra,
     ])
     return start_in_thread(flags)
 
 
+
+
+def metric_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample called ``name`` in a Prometheus exposition, read by prometheus_client's parser
+    (so label order and number formatting do not matter)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [(dict(sample.labels), sample.value) for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == name]
+
+
+def metric_value(text: str, name: str, **labels: str) -> float | None:
+    """The value of the sample ``name`` whose labels include ``labels``; None when there is none."""
+    for found, value in metric_samples(text, name):
+        if labels.items() <= found.items():
+            return value
+    return None
+
+
+class LoopThread:
+    """An event loop of the server's kind on its own thread, for tests that drive one server part."""
+
+    def __init__(self) -> None:
+        import asyncio
+        import threading
+
+        from serving.server import new_event_loop
+
+        self._asyncio = asyncio
+        self.loop = new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine, timeout: float = 10):  # type: ignore[no-untyped-def]
+        """Run ``coroutine`` on the loop and return its result."""
+        return self._asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def submit(self, coroutine):  # type: ignore[no-untyped-def]
+        """Start ``coroutine`` on the loop; the returned future gives its result."""
+        return self._asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)

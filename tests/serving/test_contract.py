@@ -21,7 +21,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.demo_model import FEATURES, make_examples, raw_row
-from serving.tensors import from_proto, to_proto
+from serving.protocol.tensors import from_proto, to_proto
 
 MODEL = "demo"
 

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 
 from privacy.audit import read_records, verify
-from serving.batching import Batcher
+from serving.models.batching import Batcher
 from serving.canary import CanaryRouter
 from serving.cli import predict_main, promote_main, rollback_main, serve_main
 from serving.client import GrpcClient, RestClient, ServingClientError
 from serving.config import BatchingParameters, read_model_config
 from serving.demo_model import raw_row
-from serving.errors import ServingError
-from serving.metrics import Registry
-from serving_helpers import MODEL, start_server, write_config
+from serving.protocol.errors import ServingError
+from serving.observability.metrics import Registry
+from serving_helpers import MODEL, metric_samples, metric_value, start_server, write_config
 
 TOKEN = "alice:" + "a" * 32
 BODY = {"signature_name": "predict_raw", "instances": [raw_row(1)]}
@@ -60,7 +60,7 @@ def test_batcher_merges_and_rejects_when_full() -> None:
 def test_inference_timeout_answers_deadline_exceeded_and_spares_the_rest() -> None:
     """The server-wide timeout (one timer for every request): a late request answers DEADLINE_EXCEEDED,
     requests in time are untouched, and a cancellation from outside is not mistaken for the timeout."""
-    from serving.service import Service
+    from serving.api.service import Service
 
     async def scenario() -> tuple[list, bool]:
         service = Service(backend=None, metrics=Registry(), timeout_seconds=0.1)  # type: ignore[arg-type]
@@ -93,7 +93,7 @@ def test_inference_timeout_answers_deadline_exceeded_and_spares_the_rest() -> No
 
 
 def test_predicted_classes_counted_alike_for_few_and_many_rows() -> None:
-    from serving.service import Service
+    from serving.api.service import Service
 
     rng = np.random.default_rng(3)
     for rows in (1, 16, 17, 300):
@@ -131,10 +131,9 @@ def test_server_batches_concurrent_requests(model_store: Path, tmp_path: Path) -
             r.keys() == expected.keys() and np.allclose(r["predictions"], expected["predictions"], rtol=1e-6, atol=0)
             for r in results)
         metrics = httpx.get(f"{server.rest_url}/monitoring/prometheus/metrics").text
-        sizes = [line for line in metrics.splitlines()
-                 if line.startswith(":tensorflow:serving:batching_session:processed_batch_size_bucket")]
-        single = int(next(l for l in sizes if 'le="2"' in l).split()[-1])  # batches of size 1 (TF buckets)
-        total = int(next(l for l in sizes if 'le="+Inf"' in l).split()[-1])
+        sizes = ":tensorflow:serving:batching_session:processed_batch_size_bucket"
+        single = metric_value(metrics, sizes, le="2")  # batches of size 1 (TF buckets)
+        total = metric_value(metrics, sizes, le="+Inf")
         assert total > single  # some batches merged several requests
     finally:
         server.stop()
@@ -205,10 +204,8 @@ def test_canary_routing_promote_and_rollback(model_store: Path, tmp_path: Path, 
                 for _ in range(n):
                     client.post(f"/v1/models/{MODEL}:predict", json=BODY)
             text = httpx.get(f"{server.rest_url}/monitoring/prometheus/metrics").text
-            for line in text.splitlines():
-                if line.startswith("esteira_requests_total{") and 'api="predict"' in line:
-                    seen.add(line.split('version="')[1].split('"')[0])
-            return seen
+            return {labels["version"] for labels, _ in metric_samples(text, "esteira_requests_total")
+                    if labels["api"] == "predict"}
 
         assert versions() == {"1", "2"}
         args = [f"--model={MODEL}", f"--model_config_file={config}", f"--server={server.grpc_target}"]
@@ -248,7 +245,8 @@ def test_gateway_forwards_to_backend_server(shared_server, tmp_path: Path) -> No
             results = client.classify(MODEL, [{"feature_0": 1.0}], signature="classify", label="canary")
             assert [label for label, _ in results[0]] == ["0", "1"]
         metrics = httpx.get(f"{gateway.rest_url}/monitoring/prometheus/metrics").text
-        assert 'esteira_requests_total{model="demo",version="1",api="predict",entrypoint="REST",code="OK"} 1' in metrics
+        assert metric_value(metrics, "esteira_requests_total", model="demo", version="1", api="predict",
+                            entrypoint="REST", code="OK") == 1
     finally:
         gateway.stop()
     assert verify(audit).records >= 4
@@ -278,13 +276,14 @@ def check_metrics_names_and_drift(url: str) -> None:
     response = httpx.get(f"{url}/monitoring/prometheus/metrics")
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
-    assert ':tensorflow:serving:request_latency_bucket{model_name="demo",API="predict",entrypoint="REST",le="10"}' in text
-    assert ':tensorflow:serving:request_count{model_name="demo",status="OK"}' in text
-    psi = {line.split('version="')[1].split('"')[0]: float(line.split()[-1]) for line in text.splitlines()
-           if line.startswith('esteira_feature_drift_psi{model="demo"') and 'feature="feature_3"' in line}
+    assert metric_value(text, ":tensorflow:serving:request_latency_bucket", model_name="demo", API="predict",
+                        entrypoint="REST", le="10") is not None  # TF Serving's names and bucket bounds
+    assert metric_value(text, ":tensorflow:serving:request_count", model_name="demo", status="OK") >= 10
+    psi = {labels["version"]: value for labels, value in metric_samples(text, "esteira_feature_drift_psi")
+           if labels["model"] == "demo" and labels["feature"] == "feature_3"}
     assert psi["2"] > 1.0 and psi["2"] > psi["1"]  # shifted inputs drift, in-distribution ones much less
-    per_class = [float(line.split()[-1]) for line in text.splitlines()
-                 if line.startswith('esteira_predictions_total{model="demo",version="2",class="')]
+    per_class = [value for labels, value in metric_samples(text, "esteira_predictions_total")
+                 if labels["model"] == "demo" and labels["version"] == "2"]
     assert per_class and sum(per_class) == 5  # one predicted class counted per row sent to version 2
     assert "process_resident_memory_bytes" in text and "esteira_request_size_bytes_bucket" in text
     assert httpx.get(f"{url}/healthz").status_code == 200 and httpx.get(f"{url}/readyz").json() == {"status": "ready"}
@@ -348,7 +347,8 @@ def test_startup_objects_frozen_later_ones_collectable() -> None:
 
     try:
         frozen = freeze_startup_objects()
-        assert frozen > 10_000 and gc.get_freeze_count() == frozen  # TensorFlow's objects, at least
+        # TensorFlow's objects, at least; server threads left by earlier tests may free a few frozen ones
+        assert frozen > 10_000 and 0.99 * frozen <= gc.get_freeze_count() <= frozen
         later = Node()
         later.self = later  # a reference cycle: only the cycle collector frees it
         alive = weakref.ref(later)

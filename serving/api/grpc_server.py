@@ -1,0 +1,85 @@
+"""gRPC on grpcio's asyncio server: the TCP port, an optional Unix socket, and TF Serving's
+``--grpc_channel_arguments`` turned into server options."""
+from __future__ import annotations
+
+import logging
+import os
+import stat
+
+import grpc
+
+log = logging.getLogger("serving")
+
+UNLIMITED = 2**31 - 1  # TF Serving accepts and sends messages of any size gRPC allows
+DEFAULT_OPTIONS: dict[str, int | str] = {
+    "grpc.max_receive_message_length": UNLIMITED, "grpc.max_send_message_length": UNLIMITED,
+    "grpc.so_reuseport": 0,  # a second server on the same port must fail, not share it
+}
+# Server-side channel arguments of gRPC core that take an integer (grpc_types.h); the others take a string.
+INTEGER_ARGUMENTS = frozenset({
+    "grpc.max_receive_message_length", "grpc.max_send_message_length", "grpc.max_concurrent_streams",
+    "grpc.max_metadata_size", "grpc.absolute_max_metadata_size", "grpc.so_reuseport",
+    "grpc.keepalive_time_ms", "grpc.keepalive_timeout_ms", "grpc.keepalive_permit_without_calls",
+    "grpc.http2.max_pings_without_data", "grpc.http2.min_ping_interval_without_data_ms",
+    "grpc.http2.min_recv_ping_interval_without_data_ms", "grpc.http2.max_ping_strikes",
+    "grpc.http2.max_frame_size", "grpc.http2.bdp_probe", "grpc.http2.lookahead_bytes",
+    "grpc.http2.write_buffer_size", "grpc.http2.hpack_table_size.decoder", "grpc.http2.hpack_table_size.encoder",
+    "grpc.max_connection_idle_ms", "grpc.max_connection_age_ms", "grpc.max_connection_age_grace_ms",
+    "grpc.default_compression_algorithm", "grpc.default_compression_level", "grpc.enable_retries",
+    "grpc.server_handshake_timeout_ms", "grpc.resource_quota_max_memory", "grpc.optimization_target_ms",
+    "grpc.max_allowed_incoming_connections",
+})
+STRING_ARGUMENTS = frozenset({"grpc.primary_user_agent", "grpc.secondary_user_agent", "grpc.optimization_target"})
+
+
+class ChannelArgumentError(ValueError):
+    """A ``--grpc_channel_arguments`` entry gRPC cannot take; the message names it and the fix."""
+
+
+def parse_channel_arguments(text: str, *, warn: bool = True) -> dict[str, int | str]:
+    """``key=value,key=value`` as TF Serving reads it. Keys gRPC's server does not know are left out with
+    a warning (gRPC would ignore them too); a known integer key with a non-integer value is an error."""
+    options: dict[str, int | str] = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = (piece.strip() for piece in entry.partition("="))
+        if not sep or not key:
+            raise ChannelArgumentError(
+                f"--grpc_channel_arguments entry {entry!r} is not key=value; "
+                "write e.g. --grpc_channel_arguments=grpc.max_concurrent_streams=100,grpc.keepalive_time_ms=60000")
+        if key in INTEGER_ARGUMENTS:
+            try:
+                options[key] = int(value)
+            except ValueError:
+                raise ChannelArgumentError(
+                    f"--grpc_channel_arguments: {key} takes an integer, got {value!r}") from None
+        elif key in STRING_ARGUMENTS:
+            options[key] = value
+        elif warn:
+            log.warning("--grpc_channel_arguments: %s is not a gRPC server argument; ignored", key)
+    return options
+
+
+def bind_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def create_grpc_server(channel_arguments: str = "") -> grpc.aio.Server:
+    options = {**DEFAULT_OPTIONS, **parse_channel_arguments(channel_arguments)}
+    return grpc.aio.server(options=list(options.items()))
+
+
+def listen(server: grpc.aio.Server, host: str, port: int, socket_path: str = "") -> int:
+    """Bind the TCP port (when not 0) and the Unix socket (when given); returns the TCP port gRPC got."""
+    bound = 0
+    if port:
+        bound = server.add_insecure_port(bind_address(host, port))
+        if bound == 0:
+            raise OSError(f"cannot bind gRPC port {port}; is another server running on it?")
+    if socket_path:
+        if os.path.exists(socket_path):
+            if not stat.S_ISSOCK(os.stat(socket_path).st_mode):
+                raise OSError(f"--grpc_socket_path={socket_path} exists and is not a socket; name a new path")
+            os.unlink(socket_path)  # left by a server that did not stop cleanly
+        if server.add_insecure_port(f"unix:{socket_path}") == 0:
+            raise OSError(f"cannot bind gRPC Unix socket {socket_path}; check that its folder exists and is writable")
+    return bound

@@ -1,0 +1,231 @@
+"""TF Serving's REST API (``/v1/models/...``), plus metrics and Kubernetes probe endpoints."""
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+from urllib.parse import unquote
+
+from google.protobuf import json_format
+from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
+
+from serving.protocol import json_codec
+from serving.observability.metrics import CONTENT_TYPE
+from serving.protocol.errors import ServingError
+from serving.api.asgi import Request, Response
+from serving.api.service import Call, Service
+
+_POST = re.compile(r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)")
+_GET = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:\/(metadata))?")
+_V1 = re.compile(r"(?i)/v1/.*")
+NOT_FOUND_HTML = b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n</BODY></HTML>\n"
+INT64_MAX = 2**63 - 1
+
+
+_SPECS: dict[int, tuple[Any, dict[str, tuple[int, None]]]] = {}
+
+
+def _input_spec(definition: Any) -> dict[str, tuple[int, None]]:
+    """Alias -> (dtype, None) per SignatureDef, remembered: walking the proto per request was a hot spot.
+    Keyed by identity and checked, so a definition of an unloaded version is never confused with a new one."""
+    cached = _SPECS.get(id(definition))
+    if cached is not None and cached[0] is definition:
+        return cached[1]
+    spec = {alias: (info.dtype, None) for alias, info in definition.inputs.items()}
+    if len(_SPECS) > 256:
+        _SPECS.clear()
+    _SPECS[id(definition)] = (definition, spec)
+    return spec
+
+
+def _error(exc: ServingError) -> Response:
+    return Response(exc.http_status, json_codec.write_error(exc.message))
+
+
+def _version(text: str | None) -> int | None:
+    if text is None:
+        return None
+    value = int(text)
+    if value > INT64_MAX:
+        raise ServingError("INVALID_ARGUMENT", f"Failed to convert version: {text} to numeric.")
+    return value
+
+
+class RestApi:
+    def __init__(self, service: Service, *, metrics_path: str | None, cors: bool = False) -> None:
+        self.service = service
+        self.metrics_path = metrics_path
+        self.cors = cors
+
+    async def __call__(self, request: Request) -> Response:
+        path = request.target.split("?", 1)[0]
+        if self.metrics_path is not None and path == self.metrics_path:
+            return self._metrics(request)
+        if path in ("/healthz", "/readyz"):
+            return self._probe(request, path)
+        if request.method == "OPTIONS":
+            origin = request.headers.get("origin", "")
+            ok = "http://" in origin or "https://" in origin
+            self.service.metrics.request_count.inc(("", "OK" if ok else "INVALID_ARGUMENT"))
+            return Response(200 if ok else 400, b"", content_type="text/html; charset=ISO-8859-1")
+        if not _V1.fullmatch(path):
+            return Response(404, NOT_FOUND_HTML, content_type="text/html", close=True)
+        response, model, api = await self._v1(request, path)
+        if self.cors:
+            response.headers = response.headers + (
+                ("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "POST, GET"),
+                ("Access-Control-Allow-Headers", "Content-Type"))
+        return response
+
+    # ---- auxiliary endpoints -----------------------------------------------------------------
+
+    def _authorized(self, request: Request, protected: bool) -> bool:
+        auth = self.service.auth
+        return auth is None or not protected or auth.caller(request.headers.get("authorization")) is not None
+
+    def _metrics(self, request: Request) -> Response:
+        auth = self.service.auth
+        if not self._authorized(request, auth is not None and auth.protect_metrics):
+            return Response(401, json_codec.write_error("Missing or invalid bearer token"),
+                            headers=(("WWW-Authenticate", "Bearer"),))
+        return Response(200, self.service.metrics.render(), content_type=CONTENT_TYPE)
+
+    def _probe(self, request: Request, path: str) -> Response:
+        auth = self.service.auth
+        if not self._authorized(request, auth is not None and auth.protect_probes):
+            return Response(401, json_codec.write_error("Missing or invalid bearer token"),
+                            headers=(("WWW-Authenticate", "Bearer"),))
+        if path == "/healthz":
+            return Response(200, b'{"status": "alive"}')
+        missing = self.service.backend.not_ready()
+        if missing:
+            body = json.dumps({"status": "not ready", "models_without_available_version": missing}).encode()
+            return Response(503, body)
+        return Response(200, b'{"status": "ready"}')
+
+    # ---- /v1 ---------------------------------------------------------------------------------
+
+    async def _v1(self, request: Request, path: str) -> tuple[Response, str, str]:
+        started = time.perf_counter()
+        service = self.service
+        call = Call("REST", "", started=started, request_bytes=len(request.body))
+        tf_api = ""
+        try:
+            if request.method == "POST" and (match := _POST.fullmatch(path)):
+                name, version, label, verb = match.groups()
+                if verb not in ("predict", "classify", "regress"):  # (?i) matched an upper-case verb
+                    raise ServingError("INVALID_ARGUMENT", f"Malformed request: {request.method} {path}")
+                call.api = tf_api = verb
+                call.model = unquote(name)
+                self._authenticate(request, call)
+                body = await self._inference(call, verb, _version(version), unquote(label) if label else None, request)
+            elif request.method == "GET" and (match := _GET.fullmatch(path)):
+                name, version, label, metadata = match.groups()
+                call.api = "metadata" if metadata else "status"
+                call.model = unquote(name) if name else ""
+                self._authenticate(request, call)
+                if not name:
+                    raise ServingError("INVALID_ARGUMENT", "Missing model name in request.")
+                if metadata:
+                    body = await self._metadata(call, _version(version), unquote(label) if label else None)
+                else:
+                    body = await self._status(call, _version(version))
+            else:
+                raise ServingError("INVALID_ARGUMENT", f"Malformed request: {request.method} {path}")
+            response = Response(200, body)
+        except ServingError as exc:
+            call.code = exc.code
+            response = _error(exc)
+            if exc.code == "UNAUTHENTICATED":
+                response.headers = (("WWW-Authenticate", "Bearer"),)
+        call.response_bytes = len(response.body)
+        service.metrics.request_count.inc((call.model, call.code))
+        if call.code == "OK":
+            service.metrics.request_latency.observe((call.model, tf_api, "REST"), (time.perf_counter() - started) * 1e6)
+        service.finish(call)
+        return response, call.model, call.api
+
+    def _authenticate(self, request: Request, call: Call) -> None:
+        auth = self.service.auth
+        if auth is None:
+            return
+        caller = auth.caller(request.headers.get("authorization"))
+        if caller is None:
+            self.service.metrics.auth_failures.inc(("REST",))
+            raise ServingError("UNAUTHENTICATED",
+                               "Missing or invalid bearer token; send 'Authorization: Bearer <token>'")
+        call.caller = caller
+
+    async def _inference(self, call: Call, verb: str, version: int | None, label: str | None, request: Request) -> bytes:
+        service = self.service
+        body = request.body
+        document, exact = json_codec.parse_body_unchecked(body)
+        if not exact and (verb != "predict" or not isinstance(document, dict)
+                          or not isinstance(document.get("signature_name", ""), str)):
+            document, exact = json_codec.parse_body(body), True
+        if not isinstance(document, dict):
+            raise ServingError("INVALID_ARGUMENT", f"JSON Value: {json_codec.debug_string(document)} Is not object")
+        signature_name = document.get("signature_name", "")
+        if not isinstance(signature_name, str):
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f"JSON Value: {json_codec.debug_string(document)} not formatted correctly. 'signature_name' key must be a string value.",
+            )
+        client_id = request.headers.get("x-client-id")
+        handle = await service.resolve(call.model, version, label, client_id)
+        call.version = str(handle.version)
+        if verb == "predict":
+            key = signature_name or "serving_default"
+            definition = handle.signatures.get(key)
+            if definition is None or key == "__saved_model_init_op":
+                raise ServingError("INVALID_ARGUMENT", f'Serving signature name: "{key}" not found in signature def')
+            spec = _input_spec(definition)
+            def may_hold_bools() -> bool:  # asked only when the fast path finds a 0 or a 1
+                return b"true" in body or b"false" in body
+
+            parsed = None
+            if not exact:  # usable only if every number taken from it is proven small (see parse_body_unchecked)
+                parsed = json_codec.parse_predict_request(document, spec, key, may_hold_bools, numeric_only=True)
+                if parsed is None:
+                    document = json_codec.parse_body(body)
+            if parsed is None:
+                parsed = json_codec.parse_predict_request(document, spec, key, may_hold_bools)
+            inputs, row_format = parsed
+            outputs, served = await service.bounded(service.backend.predict(handle, key, inputs))
+            call.version = str(served)
+            service.count_classes(call.model, served, outputs)
+            if row_format:
+                return json_codec.write_row_predictions(outputs)
+            return json_codec.write_columnar_outputs(outputs)
+        examples, context = json_codec.parse_examples_request(document, verb)
+        if context is not None:
+            examples = [context + example for example in examples]
+        if verb == "classify":
+            results, served = await service.bounded(service.backend.classify(handle, signature_name, examples))
+            call.version = str(served)
+            service.count_classifications(call.model, served, results)
+            return json_codec.write_classify_results(results)
+        values, served = await service.bounded(service.backend.regress(handle, signature_name, examples))
+        call.version = str(served)
+        return json_codec.write_regress_results(values)
+
+    async def _status(self, call: Call, version: int | None) -> bytes:
+        response = await self.service.backend.status(call.model, version)
+        text = json_format.MessageToJson(response, indent=1, preserving_proto_field_name=True,
+                                         always_print_fields_with_no_presence=True)
+        return (text + "\n").encode()
+
+    async def _metadata(self, call: Call, version: int | None, label: str | None) -> bytes:
+        handle = await self.service.backend.resolve(call.model, version, label)
+        call.version = str(handle.version)
+        spec = model_pb2.ModelSpec(name=call.model)
+        spec.version.value = handle.version
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, definition in handle.signatures.items():
+            signature_map.signature_def[key].CopyFrom(definition)
+        options: dict[str, Any] = dict(indent=1, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        return (
+            '{\n"model_spec":' + json_format.MessageToJson(spec, **options) + '\n,\n"metadata": {"signature_def": '
+            + json_format.MessageToJson(signature_map, **options) + "\n}\n}\n"
+        ).encode()
