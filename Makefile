@@ -21,7 +21,7 @@ help:
 	@echo "make tensorboard     serve the Trainer's TensorBoard logs on http://127.0.0.1:6006"
 	@echo "make serve-demo      serve the demo's pushed model on 127.0.0.1 (REST :8501, gRPC :8500)"
 	@echo "make bench-pipeline  per-component times, LocalDagRunner vs BeamDagRunner"
-	@echo "make bench-serving   serving throughput/latency vs a Flask baseline (needs: apt-get install wrk nghttp2-client)"
+	@echo "make bench-serving   Esteira vs KServe, Flask and the in-process call (needs: apt-get install wrk nghttp2-client)"
 	@echo "make bench-training  examples/s with and without DP-SGD, 1 vs 2 replicas"
 	@echo "make clean           remove generated data and pipeline outputs"
 
