@@ -268,7 +268,7 @@ Cell = tuple[tuple[str, str, int, int, str], Callable[[], dict], "subprocess.Pop
 def measure(cells: list[Cell], rounds: int) -> dict[tuple, list[dict]]:
     """Every cell ``rounds`` times, round-robin over all systems, so a slow minute of the machine hits the
     limit, the baselines and Esteira alike. Adds the server's CPU use (cores) to each run (this process's
-    for the in-process call)."""
+    for the in-process call) and the machine's 1-min load average after it."""
     runs: dict[tuple, list[dict]] = {key: [] for key, _, _ in cells}
     started = time.monotonic()
     for round_number in range(rounds):
@@ -278,6 +278,7 @@ def measure(cells: list[Cell], rounds: int) -> dict[tuple, list[dict]]:
             cpu_before = process_cpu(pid)
             result = run()
             result["server_cores"] = (process_cpu(pid) - cpu_before) / result["seconds"]
+            result["load_1min"] = os.getloadavg()[0]
             runs[key].append(result)
     return runs
 
@@ -293,7 +294,8 @@ def summarize(key: tuple, runs: list[dict]) -> dict:
             "rows_per_s": round(rps * rows, 1), "p50_ms": round(r["p50_ms"], 3), "p99_ms": round(r["p99_ms"], 3),
             "failures": sum(run["failures"] for run in runs), "loadgen": loadgen,
             "loadgen_cpu_share": round(r["loadgen_cpu_s"] / ((os.cpu_count() or 1) * r["seconds"]), 3),
-            "server_cores": round(r["server_cores"], 2), "rounds_req_per_s": [round(x, 1) for x in rates]}
+            "server_cores": round(r["server_cores"], 2), "load_1min": round(r["load_1min"], 2),
+            "rounds_req_per_s": [round(x, 1) for x in rates]}
 
 
 def swap_under_load(work: Path, base: Path, rest_url: str, status_url: str, metrics_url: str,
@@ -337,7 +339,7 @@ def main() -> None:
     from report import write_outputs
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=4.0, help="length of one cell (whole seconds for wrk/h2load)")
+    parser.add_argument("--seconds", type=int, default=4, help="length of one cell in seconds")
     parser.add_argument("--concurrency", default="1,8", help="comma-separated client counts; 1 and 8 carry the "
                         "targets, each more adds 8 cells per round (e.g. 1,8,32)")
     parser.add_argument("--rounds", type=int, default=3,
@@ -426,7 +428,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
             "python": sys.version.split()[0], "command": "python benchmarks/serving/bench_serving.py " + " ".join(sys.argv[1:]),
-            "seconds_per_cell": args.seconds, "rounds": args.rounds, "concurrency": levels,
+            "cores": os.cpu_count(), "seconds_per_cell": args.seconds, "rounds": args.rounds, "concurrency": levels,
             "load_average_before": load_before, "load_average_after": load_average(),
             "wall_s": round(time.monotonic() - started_run, 1), "kserve_env": kserve_install,
             "grpc_loadgen": loadgen}

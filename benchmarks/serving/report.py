@@ -81,6 +81,19 @@ def plot(path: Path, results: list[dict], meta: dict) -> None:
     plt.close(fig)
 
 
+def contention(meta: dict, results: list[dict]) -> list[str]:
+    """A warning line when the machine had more runnable work than cores: then absolute figures are low
+    and latencies long for every system alike, and only the ratios within the run carry over."""
+    cores = meta.get("cores")
+    busiest = max([float(meta[key].split()[0]) for key in ("load_average_before", "load_average_after")]
+                  + [r.get("load_1min", 0.0) for r in results])
+    if not cores or busiest <= cores:
+        return []
+    return ["", f"**Shared machine:** 1-min load average up to {busiest:.1f} on {cores} cores during this run: every "
+                "system got a fraction of the CPU, so req/s are low and p99s long across the board; compare ratios "
+                "within the run, and rerun on a quiet machine before reading absolute figures or the p99 target."]
+
+
 def write_outputs(out: Path, results: list[dict], swap: dict, meta: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.csv", "w", newline="") as handle:
@@ -98,7 +111,7 @@ def write_outputs(out: Path, results: list[dict], swap: dict, meta: dict) -> Non
              f"Machine: {meta['machine']}, Python {meta['python']}; shared with other work: load average "
              f"{meta['load_average_before']} before the run, {meta['load_average_after']} after (1/5/15 min). "
              f"Date: {meta['date']}; the run took {meta['wall_s']:g} s.",
-             f"Command: `{meta['command']}` (`make bench-serving`); {meta['seconds_per_cell']:g} s per cell, "
+             f"Command: `{meta['command']}`; {meta['seconds_per_cell']:g} s per cell, "
              f"{meta['rounds']} round(s) round-robin over every cell of every system, the round with the median req/s "
              "reported (every round's req/s in the last column).",
              "Systems, all up for the whole measuring phase, one process each: Esteira (`esteira serve`, REST + gRPC, "
@@ -109,17 +122,18 @@ def write_outputs(out: Path, results: list[dict], swap: dict, meta: dict) -> Non
              "model, 30 float features, signature `predict_raw`; every REST server gets the same JSON row-format "
              f"bodies from wrk -t1 (C, closed loop, c connections); Esteira's gRPC Predict gets {meta['grpc_loadgen']} "
              "(closed loop, c connections x 1 stream). `server cores` is the server process's CPU time over the "
-             "cell (2 = both cores); `loadgen CPU` the load generator's share of the machine.",
-             "Files: results.csv, results.json, throughput.png.", "",
+             "cell (2 = both cores); `loadgen CPU` the load generator's share of the machine; `load avg` the machine's "
+             "1-min load average after the cell.",
+             "Files: results.csv, results.json, throughput.png.", *contention(meta, results), "",
              "## Against the targets (same run, side by side)", "",
              "| target | reached | baseline (same run) | met |", "|---|---|---|---|"]
     lines += [f"| {t} | {r} | {b} | {'yes' if m else 'NOT MET'} |" for t, r, b, m in checks]
     lines += ["", "## All cells", "",
               "| system | api | rows | conc | req/s | rows/s | p50 ms | p99 ms | failed | load generator | loadgen CPU | "
-              "server cores | req/s per round |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "server cores | load avg | req/s per round |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {LABELS.get(r['system'], r['system'])} | {r['api']} | {r['rows']} | {r['concurrency']} | {r['req_per_s']} | "
               f"{r['rows_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['failures']} | {r['loadgen']} | "
-              f"{r['loadgen_cpu_share']:.0%} | {r['server_cores']:.2f} | {' / '.join(f'{x:g}' for x in r['rounds_req_per_s'])} |"
+              f"{r['loadgen_cpu_share']:.0%} | {r['server_cores']:.2f} | {r.get('load_1min', '')} | {' / '.join(f'{x:g}' for x in r['rounds_req_per_s'])} |"
               for r in results]
     if swap:
         lines += ["", "## Version swaps under load", "", "```", json.dumps(swap, indent=1), "```"]
