@@ -39,7 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 ROW_COUNTS = (1, 64)
-SWAP_WINDOW_S = 10.0
+SWAP_WINDOW_S = 15.0
 
 
 def progress(message: str, since: float) -> None:
@@ -307,6 +307,7 @@ def swap_under_load(work: Path, base: Path, rest_url: str, status_url: str, metr
     errors_before = server_errors(metrics_url)
     threads = [threading.Thread(target=lambda: holder.update(rest=run_wrk(rest_url, rest_body, 8, SWAP_WINDOW_S))),
                threading.Thread(target=lambda: holder.update(grpc=grpc_cell(1, 8, SWAP_WINDOW_S)))]
+    load_started = time.monotonic()
     for thread in threads:
         thread.start()
     to_available = {}
@@ -320,6 +321,7 @@ def swap_under_load(work: Path, base: Path, rest_url: str, status_url: str, metr
                 break
             time.sleep(0.01)
         to_available[str(version)] = round(time.monotonic() - published, 3)
+    last_available_s = time.monotonic() - load_started
     for thread in threads:
         thread.join()
     states = httpx.get(status_url).json()["model_version_status"]
@@ -332,7 +334,8 @@ def swap_under_load(work: Path, base: Path, rest_url: str, status_url: str, metr
             "server_non_ok_since_start": server_errors_by_code(metrics_url),
             "rest_p99_ms": round(holder["rest"]["p99_ms"], 3), "grpc_p99_ms": round(holder["grpc"]["p99_ms"], 3),
             "states": {s["version"]: s["state"] for s in states}, "load_seconds": loads,
-            "publish_to_available_s": to_available, "poll_interval_s": 1}
+            "publish_to_available_s": to_available, "poll_interval_s": 1, "load_window_s": SWAP_WINDOW_S,
+            "last_available_after_s": round(last_available_s, 3), "swaps_inside_load_window": last_available_s < SWAP_WINDOW_S}
 
 
 def main() -> None:
@@ -369,18 +372,18 @@ def main() -> None:
     started_run = time.monotonic()
     progress(f"KServe environment {'reused' if kserve_install['reused'] else 'installed'}; exporting the model", started_run)
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    base = export_models(work)
-    bodies = {rows: rows_json(rows) for rows in ROW_COUNTS}
-    frames = {rows: write_grpc_frame(work / f"predict_{rows}.grpc", rows) for rows in ROW_COUNTS}
-
-    # All servers stay up for the whole measuring phase, so every cell is measured in the same rounds.
-    flask_port, kserve_port, rest_port, grpc_port = free_port(), free_port(), free_port(), free_port()
-    progress("starting Esteira, Flask and KServe", started_run)
-    esteira_started = time.monotonic()
-    esteira = start_esteira(work, base, grpc_port, rest_port)
-    servers = [esteira]
+    servers: list[subprocess.Popen] = []
     results: list[dict] = []
     try:
+        base = export_models(work)
+        bodies = {rows: rows_json(rows) for rows in ROW_COUNTS}
+        frames = {rows: write_grpc_frame(work / f"predict_{rows}.grpc", rows) for rows in ROW_COUNTS}
+        # All servers stay up for the whole measuring phase, so every cell is measured in the same rounds.
+        flask_port, kserve_port, rest_port, grpc_port = free_port(), free_port(), free_port(), free_port()
+        progress("starting Esteira, Flask and KServe", started_run)
+        esteira_started = time.monotonic()
+        esteira = start_esteira(work, base, grpc_port, rest_port)
+        servers.append(esteira)
         flask = subprocess.Popen([PY, str(HERE / "flask_baseline.py"), str(base / "1"), str(flask_port)], env=ENV,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         servers.append(flask)
