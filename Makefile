@@ -24,7 +24,7 @@ help:
 	@echo "make stack-down      stop exactly what make stack started"
 	@echo "make dashboard       render the dashboard from the stack's Prometheus to outputs/dashboard/index.html"
 	@echo "make bench-pipeline  per-component times, LocalDagRunner vs BeamDagRunner"
-	@echo "make bench-serving   serving throughput/latency vs a Flask baseline (needs: apt-get install wrk nghttp2-client)"
+	@echo "make bench-serving   Esteira vs KServe, Flask and the in-process call (needs: apt-get install wrk nghttp2-client)"
 	@echo "make bench-training  examples/s with and without DP-SGD, 1 vs 2 replicas"
 	@echo "make clean           remove generated data and pipeline outputs"
 

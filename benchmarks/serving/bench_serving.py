@@ -1,21 +1,23 @@
-"""Serving benchmark: Flask baseline vs Esteira REST vs Esteira gRPC vs the in-process signature call.
+"""Serving benchmark: Esteira against KServe's ModelServer, a Flask baseline and the in-process signature call.
 
-One run, one model (the demo model: 30 float features, the size of the pipeline's), same load
-generators for every server: wrk (C, closed loop) for REST and h2load (C, closed loop; grpc_load.py on
-grpc.aio where h2load is missing) for gRPC. Esteira runs twice, on its native transports and on the
-fallback ones (asyncio REST, grpcio gRPC), measured in the same rounds. Server and load generator share
-this machine's cores; the generator's CPU share is recorded.
-Writes results.csv, results.json and throughput.png next to this file.
+One run, one model (the demo model: 30 float features, the size of the pipeline's), every server up for
+the whole run and measured in the same interleaved rounds, with the same load generators: wrk (C, closed
+loop) sends the same JSON bodies to every REST server; h2load (C, closed loop; grpc_load.py on grpc.aio
+where h2load is missing) drives Esteira's gRPC Predict. KServe runs from its own virtualenv
+(kserve_env.py) through a custom ``kserve.Model`` (kserve_server.py) calling the same signature.
+Servers and load generators share this machine's cores; each side's CPU share is recorded.
+Then versions 2 and 3 are published under REST + gRPC load to count failed requests across swaps.
+Writes results.csv, results.json, throughput.png and RESULTS.md (report.py) into --out.
 
-    python benchmarks/serving/bench_serving.py [--seconds 4]
+    python benchmarks/serving/bench_serving.py [--seconds 4 --rounds 3]
     python benchmarks/serving/bench_serving.py --report-only   # re-render RESULTS.md after editing analysis.md
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -23,16 +25,26 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+ROW_COUNTS = (1, 64)
+SWAP_WINDOW_S = 15.0
+
+
+def progress(message: str, since: float) -> None:
+    """A progress line on stderr (stdout carries the JSON results), with seconds since the run began."""
+    print(f"[{time.monotonic() - since:6.1f} s] {message}", file=sys.stderr, flush=True)
 
 
 def free_port() -> int:
@@ -41,17 +53,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 60) -> None:
+def wait_ready(url: str, process: subprocess.Popen, body: str | None = None, timeout: float = 300) -> None:
+    """Until ``url`` answers 200 (a POST of ``body`` if given: Flask has no status route); a server that
+    exits first is an error naming it, not a silent hang."""
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{' '.join(map(str, process.args[:3]))} exited with {process.returncode} before {url} answered")
         try:
-            httpx.get(url, timeout=1)
-            return
+            answer = (httpx.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=5)
+                      if body is not None else httpx.get(url, timeout=1))
+            if answer.status_code == 200:
+                return
         except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f} s")
 
 
 def rows_json(count: int) -> str:
@@ -60,9 +79,24 @@ def rows_json(count: int) -> str:
     return json.dumps({"signature_name": "predict_raw", "instances": [raw_row(i) for i in range(count)]})
 
 
+def write_grpc_frame(path: Path, rows: int) -> Path:
+    """The PredictRequest as one length-prefixed gRPC message, the body h2load sends."""
+    from grpc_load import build
+
+    message = build(rows)
+    path.write_bytes(b"\x00" + len(message).to_bytes(4, "big") + message)
+    return path
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a running process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_wrk(url: str, body: str, concurrency: int, seconds: float) -> dict:
@@ -80,17 +114,21 @@ def run_wrk(url: str, body: str, concurrency: int, seconds: float) -> dict:
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     requests = int(re.search(r"(\d+) requests in", out).group(1))
+    elapsed = re.search(r"requests in ([\d.]+)(ms|s)", out)
     failed = int(re.search(r"Non-2xx or 3xx responses: (\d+)", out).group(1)) if "Non-2xx" in out else 0
     errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    return {"requests": requests, "failures": failed + errors, "seconds": seconds,
+    return {"requests": requests, "failures": failed + errors,
+            "seconds": float(elapsed.group(1)) / (1000 if elapsed.group(2) == "ms" else 1),
             "p50_ms": ms("50"), "p99_ms": ms("99"), "loadgen_cpu_s": cpu}
 
 
 def run_h2load_grpc(target: str, frame: Path, concurrency: int, seconds: float, metrics_url: str) -> dict:
     """gRPC Predict load from h2load (C, closed loop, one stream per connection like wrk's connections).
 
-    h2load sees HTTP status only; gRPC errors travel in trailers, so failures are the server's own
-    non-OK request count over the cell (nothing else talks to the server meanwhile)."""
+    h2load sees HTTP status only; gRPC errors travel in trailers, so failures also count the server's own
+    non-OK Predict requests over the cell (nothing else sends Predict to it meanwhile)."""
+    import numpy as np
+
     log = Path(tempfile.mkstemp(suffix=".log")[1])
     errors_before = server_errors(metrics_url)
     before = children_cpu()
@@ -99,8 +137,7 @@ def run_h2load_grpc(target: str, frame: Path, concurrency: int, seconds: float, 
                           "--log-file", str(log), f"http://{target}/tensorflow.serving.PredictionService/Predict"],
                          capture_output=True, text=True, check=True).stdout
     cpu = children_cpu() - before
-    durations = []
-    bad_status = 0
+    durations, bad_status = [], 0
     for line in log.read_text().splitlines():
         parts = line.split("\t")
         if len(parts) >= 3:
@@ -109,8 +146,6 @@ def run_h2load_grpc(target: str, frame: Path, concurrency: int, seconds: float, 
     log.unlink()
     failed = re.search(r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
     h2_failed = sum(int(x) for x in failed.groups()) if failed else 0
-    import numpy as np
-
     lat = np.array(durations or [0.0])
     elapsed = float(re.search(r"finished in ([\d.]+)s", out).group(1)) if "finished in" in out else seconds
     return {"requests": len(durations), "failures": bad_status + h2_failed + server_errors(metrics_url) - errors_before,
@@ -124,25 +159,26 @@ def run_python_grpc(target: str, rows: int, concurrency: int, seconds: float) ->
     return json.loads(out.strip().splitlines()[-1])  # loadgen_cpu_s: its own CPU after its imports
 
 
-def server_errors(metrics_url: str) -> int:
+def _requests_total(metrics_url: str) -> list[tuple[dict[str, str], int]]:
     import httpx
 
     text = httpx.get(metrics_url, timeout=10).text
-    return sum(int(float(m.group(2))) for m in re.finditer(r'^esteira_requests_total\{([^}]*)\} ([\d.e+]+)$', text, re.M)
-               if 'code="OK"' not in m.group(1) and 'api="predict"' in m.group(1))  # not the bench's own status polls
+    return [(dict(re.findall(r'(\w+)="([^"]*)"', m.group(1))), int(float(m.group(2))))
+            for m in re.finditer(r'^esteira_requests_total\{([^}]*)\} ([\d.e+]+)$', text, re.M)]
+
+
+def server_errors(metrics_url: str) -> int:
+    """Non-OK Predict requests the server counted (not the benchmark's own status polls)."""
+    return sum(n for labels, n in _requests_total(metrics_url) if labels.get("code") != "OK" and labels.get("api") == "predict")
 
 
 def server_errors_by_code(metrics_url: str) -> dict[str, int]:
-    """Non-OK requests the server counted, by entrypoint, API and status code (what failed, not just how many)."""
-    import httpx
-
-    text = httpx.get(metrics_url, timeout=10).text
+    """Non-OK requests by entrypoint, API, version and status code (what failed, not just how many)."""
     out: dict[str, int] = {}
-    for m in re.finditer(r'^esteira_requests_total\{([^}]*)\} ([\d.e+]+)$', text, re.M):
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+    for labels, n in _requests_total(metrics_url):
         if labels.get("code") != "OK":
             key = f"{labels.get('entrypoint')} {labels.get('api')} v{labels.get('version')} {labels.get('code')}"
-            out[key] = out.get(key, 0) + int(float(m.group(2)))
+            out[key] = out.get(key, 0) + n
     return out
 
 
@@ -150,22 +186,25 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def in_process(model_dir: Path, rows: int, seconds: float, flat: bool = False) -> dict:
-    """The signature called in this process with tensors built beforehand: no parsing, no network.
-    ``flat`` uses the private flat entry point the server uses (shown for reference, not the target's limit)."""
+@functools.cache
+def _signature(model_dir: Path):  # type: ignore[no-untyped-def]
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(model_dir)).signatures["predict_raw"]
+
+
+def in_process(model_dir: Path, rows: int, seconds: float) -> dict:
+    """The signature called in this process with tensors built beforehand: no parsing, no network."""
     import numpy as np
     import tensorflow as tf
 
-    signature = tf.saved_model.load(str(model_dir)).signatures["predict_raw"]
+    signature = _signature(model_dir)
     rng = np.random.default_rng(0)
     inputs = {f"feature_{i}": tf.constant(rng.normal(size=rows).astype(np.float32)) for i in range(30)}
-    if flat:
-        public, ordered = signature, [inputs[k] for k in sorted(inputs)]
-        signature = lambda **_: public._call_flat(ordered, public.captured_inputs)  # noqa: E731
     signature(**inputs)
     count, latencies = 0, []
-    deadline = time.perf_counter() + seconds
     started = time.perf_counter()
+    deadline = started + seconds
     while time.perf_counter() < deadline:
         t0 = time.perf_counter()
         signature(**inputs)
@@ -177,289 +216,236 @@ def in_process(model_dir: Path, rows: int, seconds: float, flat: bool = False) -
             "p99_ms": float(np.percentile(lat, 99)), "loadgen_cpu_s": 0.0}
 
 
-TARGETS = ("REST 1-row c=8 req/s >= 5x Flask, p99 <= 3 ms; gRPC 1-row c=8 >= 2.5x Flask; 64-row rows/s >= 50 % of "
-           "in-process over REST and gRPC, gRPC >= REST; 0 failed requests across swaps; load to AVAILABLE <= 0.8 s")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--concurrency", default="1,8,32")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="measure every cell this many times, round-robin over the cells of a system; "
-                             "the round with the median req/s is reported (this machine's speed drifts)")
-    parser.add_argument("--report-only", action="store_true",
-                        help="re-render RESULTS.md from the recorded results.json (e.g. after editing analysis.md); measures nothing")
-    args = parser.parse_args()
-    if args.report_only:
-        recorded = json.loads((HERE / "results.json").read_text())
-        meta = recorded["meta"]
-        args.seconds = meta["seconds_per_cell"]
-        args.rounds = meta.get("rounds", 1)
-        write_outputs(recorded["results"], recorded["swap"], args, meta["load_average_before"], meta["load_average_after"], meta=meta)
-        return
-    if not shutil.which("wrk"):
-        sys.exit("wrk is needed: apt-get install wrk")
-    use_h2load = shutil.which("h2load") is not None
+def export_models(work: Path) -> Path:
+    """Version 1 under ``work/demo``; versions 2 and 3 staged, to be published during the swap phase."""
     from serving.demo_model import export_demo_model
 
-    load_before = load_average()
-    work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     base = work / "demo"
     export_demo_model(base, 1, warmup_records=4)
-    for version in (2, 3):  # published into base/ while the server is under load
+    for version in (2, 3):
         export_demo_model(work / "staging", version, bias=float(version - 1), warmup_records=4)
+    return base
+
+
+def start_esteira(work: Path, base: Path, grpc_port: int, rest_port: int) -> subprocess.Popen:
+    """``esteira serve`` as users run it: one process, REST + gRPC, dynamic batching, Prometheus metrics."""
     batching = work / "batching.config"
     batching.write_text("max_batch_size { value: 256 } batch_timeout_micros { value: 0 } "
                         "num_batch_threads { value: 2 } max_enqueued_batches { value: 1000 }")
     monitoring = work / "monitoring.config"
     monitoring.write_text("prometheus_config { enable: true }")
-    levels = [int(c) for c in args.concurrency.split(",")]
-    results: list[dict] = []
-    bodies = {1: rows_json(1), 64: rows_json(64)}
-    frames = {}
-    for rows in (1, 64):
-        frames[rows] = work / f"predict_{rows}.grpc"
-        subprocess.run([PY, str(HERE / "grpc_load.py"), "--write-frame", str(rows), str(frames[rows])], env=ENV, check=True)
+    return subprocess.Popen([PY, "-m", "pipeline.cli", "serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
+                             "--host=127.0.0.1", "--model_name=demo", f"--model_base_path={base}",
+                             "--file_system_poll_wait_seconds=1", "--enable_batching",
+                             f"--batching_parameters_file={batching}", f"--monitoring_config_file={monitoring}",
+                             "--log_level=WARNING"],
+                            env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def record(system: str, api: str, rows: int, concurrency: int, runs: list[dict], loadgen: str) -> None:
-        """One row per cell: the round with the median req/s (its own p50/p99), every round's req/s beside it,
-        failures summed over all rounds."""
-        rates = [r["requests"] / r["seconds"] for r in runs]
-        r = runs[sorted(range(len(runs)), key=rates.__getitem__)[len(runs) // 2]]
-        rps = r["requests"] / r["seconds"]
-        row = {"system": system, "api": api, "rows": rows, "concurrency": concurrency, "req_per_s": round(rps, 1),
-               "rows_per_s": round(rps * rows, 1), "p50_ms": round(r["p50_ms"], 3), "p99_ms": round(r["p99_ms"], 3),
-               "failures": sum(run["failures"] for run in runs), "loadgen": loadgen,
-               "loadgen_cpu_share": round(r["loadgen_cpu_s"] / ((os.cpu_count() or 1) * r["seconds"]), 3),
-               "rounds_req_per_s": [round(x, 1) for x in rates]}
-        results.append(row)
-        print(json.dumps(row), flush=True)
 
-    def measure(cells: list[tuple[tuple, object]]) -> dict[tuple, list[dict]]:
-        """Every cell ``args.rounds`` times, round-robin over all systems, so a slow minute of the machine hits
-        the limit, the baseline and Esteira alike."""
-        runs: dict[tuple, list[dict]] = {key: [] for key, _ in cells}
-        for _ in range(args.rounds):
-            for key, run in cells:
-                runs[key].append(run())  # type: ignore[operator]
-        return runs
+def start_kserve(python: Path, model_dir: Path, port: int) -> subprocess.Popen:
+    """KServe's ModelServer, one uvicorn worker (one process, like Esteira), no per-request log lines (Esteira
+    runs at WARNING); its gRPC speaks the open inference protocol, not TF Serving's, so only REST is compared."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.Popen([str(python), str(HERE / "kserve_server.py"), f"--model_dir={model_dir}",
+                             f"--http_port={port}", "--model_name=demo", "--workers=1", "--enable_grpc=false",
+                             "--enable_latency_logging=false", "--configure_logging=false"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    # Both servers stay up for the whole run, so every cell can be measured in the same rounds: the in-process
-    # limit, the Flask baseline and Esteira side by side within minutes, not one system after another.
-    port = free_port()
-    flask = subprocess.Popen([PY, str(HERE / "flask_baseline.py"), str(base / "1"), str(port)], env=ENV,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    rest, grpc_port = free_port(), free_port()
+
+def stop(process: subprocess.Popen, grace: float = 20) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+Cell = tuple[tuple[str, str, int, int, str], Callable[[], dict], "subprocess.Popen | None"]
+
+
+def measure(cells: list[Cell], rounds: int) -> dict[tuple, list[dict]]:
+    """Every cell ``rounds`` times, round-robin over all systems, so a slow minute of the machine hits the
+    limit, the baselines and Esteira alike. Adds the server's CPU use (cores) to each run (this process's
+    for the in-process call) and the machine's 1-min load average after it."""
+    runs: dict[tuple, list[dict]] = {key: [] for key, _, _ in cells}
     started = time.monotonic()
+    for round_number in range(rounds):
+        progress(f"round {round_number + 1} of {rounds}: {len(cells)} cells", started)
+        for key, run, server in cells:
+            pid = server.pid if server else os.getpid()  # the in-process call runs here
+            cpu_before = process_cpu(pid)
+            result = run()
+            result["server_cores"] = (process_cpu(pid) - cpu_before) / result["seconds"]
+            result["load_1min"] = os.getloadavg()[0]
+            runs[key].append(result)
+    return runs
 
-    def esteira(grpc: int, rest_port: int, poll_seconds: int, transport: str, grpc_transport: str) -> subprocess.Popen:
-        return subprocess.Popen([PY, "-m", "pipeline.cli", "serve", f"--port={grpc}", f"--rest_api_port={rest_port}",
-                                 "--host=127.0.0.1", "--model_name=demo", f"--model_base_path={base}",
-                                 f"--file_system_poll_wait_seconds={poll_seconds}",
-                                 "--enable_batching", f"--batching_parameters_file={batching}",
-                                 f"--monitoring_config_file={monitoring}", "--log_level=WARNING",
-                                 f"--rest_api_http_transport={transport}", f"--grpc_transport={grpc_transport}"],
-                                env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    server = esteira(grpc_port, rest, 1, "native", "native")
-    # The same server on the fallback transports, REST on asyncio and gRPC on grpcio (no polling: it sits out
-    # the swaps), to show what the native transports change.
-    asyncio_rest, grpcio_port = free_port(), free_port()
-    asyncio_server = esteira(grpcio_port, asyncio_rest, 0, "asyncio", "grpcio")
-    swap: dict = {}
+def summarize(key: tuple, runs: list[dict]) -> dict:
+    """One row per cell: the round with the median req/s (its own p50/p99), every round's req/s beside it,
+    failures summed over all rounds."""
+    system, api, rows, concurrency, loadgen = key
+    rates = [r["requests"] / r["seconds"] for r in runs]
+    r = runs[sorted(range(len(runs)), key=rates.__getitem__)[len(runs) // 2]]
+    rps = r["requests"] / r["seconds"]
+    return {"system": system, "api": api, "rows": rows, "concurrency": concurrency, "req_per_s": round(rps, 1),
+            "rows_per_s": round(rps * rows, 1), "p50_ms": round(r["p50_ms"], 3), "p99_ms": round(r["p99_ms"], 3),
+            "failures": sum(run["failures"] for run in runs), "loadgen": loadgen,
+            "loadgen_cpu_share": round(r["loadgen_cpu_s"] / ((os.cpu_count() or 1) * r["seconds"]), 3),
+            "server_cores": round(r["server_cores"], 2), "load_1min": round(r["load_1min"], 2),
+            "rounds_req_per_s": [round(x, 1) for x in rates]}
+
+
+def swap_under_load(work: Path, base: Path, rest_url: str, status_url: str, metrics_url: str,
+                    grpc_cell: Callable[[int, int, float], dict], rest_body: str) -> dict:
+    """Publish versions 2 and 3 while wrk (REST) and the gRPC generator each run 1-row c=8 requests."""
+    import httpx
+
+    holder: dict = {}
+    errors_before = server_errors(metrics_url)
+    threads = [threading.Thread(target=lambda: holder.update(rest=run_wrk(rest_url, rest_body, 8, SWAP_WINDOW_S))),
+               threading.Thread(target=lambda: holder.update(grpc=grpc_cell(1, 8, SWAP_WINDOW_S)))]
+    load_started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    to_available = {}
+    for version in (2, 3):
+        time.sleep(2.0)
+        published = time.monotonic()
+        (work / "staging" / str(version)).rename(base / str(version))
+        while time.monotonic() - published < 30:
+            status = httpx.get(f"{status_url}/versions/{version}")
+            if status.status_code == 200 and status.json()["model_version_status"][0]["state"] == "AVAILABLE":
+                break
+            time.sleep(0.01)
+        to_available[str(version)] = round(time.monotonic() - published, 3)
+    last_available_s = time.monotonic() - load_started
+    for thread in threads:
+        thread.join()
+    states = httpx.get(status_url).json()["model_version_status"]
+    metrics = httpx.get(metrics_url).text
+    loads = {m.group(1): float(m.group(2)) for m in
+             re.finditer(r'esteira_model_load_seconds\{model="demo",version="(\d+)"\} ([\d.]+)', metrics)}
+    return {"rest_requests": holder["rest"]["requests"], "rest_failures": holder["rest"]["failures"],
+            "grpc_requests": holder["grpc"]["requests"], "grpc_failures": holder["grpc"]["failures"],
+            "server_errors": server_errors(metrics_url) - errors_before,
+            "server_non_ok_since_start": server_errors_by_code(metrics_url),
+            "rest_p99_ms": round(holder["rest"]["p99_ms"], 3), "grpc_p99_ms": round(holder["grpc"]["p99_ms"], 3),
+            "states": {s["version"]: s["state"] for s in states}, "load_seconds": loads,
+            "publish_to_available_s": to_available, "poll_interval_s": 1, "load_window_s": SWAP_WINDOW_S,
+            "last_available_after_s": round(last_available_s, 3), "swaps_inside_load_window": last_available_s < SWAP_WINDOW_S}
+
+
+def main() -> None:
+    from report import write_outputs
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=4, help="length of one cell in seconds")
+    parser.add_argument("--concurrency", default="1,8", help="comma-separated client counts; 1 and 8 carry the "
+                        "targets, each more adds 8 cells per round (e.g. 1,8,32)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="measure every cell this many times, round-robin over all cells; the round with the "
+                             "median req/s is reported (this machine's speed drifts)")
+    parser.add_argument("--out", type=Path, default=HERE, help="where results and RESULTS.md go (default: beside this file)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="re-render RESULTS.md from the recorded results.json (e.g. after editing analysis.md); measures nothing")
+    args = parser.parse_args()
+    if args.report_only:
+        recorded = json.loads((args.out / "results.json").read_text())
+        write_outputs(args.out, recorded["results"], recorded["swap"], recorded["meta"])
+        return
+    levels = sorted({int(c) for c in args.concurrency.split(",")})
+    if not {1, 8} <= set(levels):
+        sys.exit(f"--concurrency must include 1 and 8 (the targets are stated there), got {args.concurrency!r}")
+    if args.seconds < 1 or args.rounds < 1:
+        sys.exit("--seconds and --rounds must be at least 1")
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install -y wrk (h2load for gRPC: apt-get install -y nghttp2-client)")
+    use_h2load = shutil.which("h2load") is not None
+    from kserve_env import ensure_kserve_env
+
+    kserve_python, kserve_install = ensure_kserve_env()
+    print(json.dumps({"kserve_env": kserve_install}), flush=True)
+    load_before = load_average()
+    started_run = time.monotonic()
+    progress(f"KServe environment {'reused' if kserve_install['reused'] else 'installed'}; exporting the model", started_run)
+    work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    servers: list[subprocess.Popen] = []
+    results: list[dict] = []
     try:
-        wait_http(f"http://127.0.0.1:{rest}/readyz")
-        import httpx
-
-        while httpx.get(f"http://127.0.0.1:{rest}/readyz").status_code != 200:
-            time.sleep(0.05)
-        startup_s = time.monotonic() - started
-        wait_http(f"http://127.0.0.1:{port}/")
-        wait_http(f"http://127.0.0.1:{asyncio_rest}/readyz")
-        while httpx.get(f"http://127.0.0.1:{asyncio_rest}/readyz").status_code != 200:
-            time.sleep(0.05)
-        asyncio_url = f"http://127.0.0.1:{asyncio_rest}/v1/models/demo:predict"
-        url = f"http://127.0.0.1:{rest}/v1/models/demo:predict"
-        flask_url = f"http://127.0.0.1:{port}/v1/models/demo:predict"
-        metrics_url = f"http://127.0.0.1:{rest}/monitoring/prometheus/metrics"
+        base = export_models(work)
+        bodies = {rows: rows_json(rows) for rows in ROW_COUNTS}
+        frames = {rows: write_grpc_frame(work / f"predict_{rows}.grpc", rows) for rows in ROW_COUNTS}
+        # All servers stay up for the whole measuring phase, so every cell is measured in the same rounds.
+        flask_port, kserve_port, rest_port, grpc_port = free_port(), free_port(), free_port(), free_port()
+        progress("starting Esteira, Flask and KServe", started_run)
+        esteira_started = time.monotonic()
+        esteira = start_esteira(work, base, grpc_port, rest_port)
+        servers.append(esteira)
+        flask = subprocess.Popen([PY, str(HERE / "flask_baseline.py"), str(base / "1"), str(flask_port)], env=ENV,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        servers.append(flask)
+        kserve = start_kserve(kserve_python, base / "1", kserve_port)
+        servers.append(kserve)
+        wait_ready(f"http://127.0.0.1:{rest_port}/readyz", esteira)
+        esteira_ready_s = time.monotonic() - esteira_started  # while the other two start beside it
+        progress(f"Esteira ready in {esteira_ready_s:.1f} s", started_run)
+        status_url = f"http://127.0.0.1:{rest_port}/v1/models/demo"
+        urls = {name: f"http://127.0.0.1:{port}/v1/models/demo:predict"
+                for name, port in (("esteira", rest_port), ("flask", flask_port), ("kserve", kserve_port))}
+        wait_ready(urls["flask"], flask, bodies[1])
+        wait_ready(urls["kserve"], kserve, bodies[1])
+        progress("all servers answer; measuring", started_run)
+        metrics_url = f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics"
         target = f"127.0.0.1:{grpc_port}"
-
-        def grpc_cell(rows: int, c: int, seconds: float, fallback: bool = False) -> dict:
-            to = f"127.0.0.1:{grpcio_port}" if fallback else target
-            if use_h2load:
-                metrics = f"http://127.0.0.1:{asyncio_rest}/monitoring/prometheus/metrics" if fallback else metrics_url
-                return run_h2load_grpc(to, frames[rows], c, seconds, metrics)
-            return run_python_grpc(to, rows, c, seconds)
-
         loadgen = "h2load" if use_h2load else "grpc_load.py"
-        # 1. in-process limit: the signature called directly with ready tensors, no serving around it;
-        # 2. the Flask baseline; 3. Esteira REST + gRPC (same server process)
-        cells: list = [(("in-process", "signature call", rows, 1, "none"),
-                        lambda rows=rows: in_process(base / "1", rows, args.seconds)) for rows in (1, 64)]
-        cells += [(("in-process", "flat call (reference)", rows, 1, "none"),
-                   lambda rows=rows: in_process(base / "1", rows, args.seconds / 2, flat=True)) for rows in (1, 64)]
-        cells += [(("flask", "REST", rows, c, "wrk"), lambda rows=rows, c=c: run_wrk(flask_url, bodies[rows], c, args.seconds))
-                  for rows in (1, 64) for c in levels]
-        for rows in (1, 64):
-            for c in levels:
-                cells.append((("esteira", "REST", rows, c, "wrk"), lambda rows=rows, c=c: run_wrk(url, bodies[rows], c, args.seconds)))
-                cells.append((("esteira", "gRPC", rows, c, loadgen), lambda rows=rows, c=c: grpc_cell(rows, c, args.seconds)))
-                cells.append((("esteira-asyncio", "REST", rows, c, "wrk"),
-                              lambda rows=rows, c=c: run_wrk(asyncio_url, bodies[rows], c, args.seconds)))
-                cells.append((("esteira-grpcio", "gRPC", rows, c, loadgen),
-                              lambda rows=rows, c=c: grpc_cell(rows, c, args.seconds, fallback=True)))
-        for (system, api, rows, c, generator), runs in measure(cells).items():
-            record(system, api, rows, c, runs, generator)
-        for other in (flask, asyncio_server):
-            other.terminate()
-            other.wait(10)
-        # 4. version swaps under REST + gRPC load: publish version 2, then 3, while both generators run
-        import threading
 
-        holder: dict = {}
-        window = 10.0
-        errors_before = server_errors(metrics_url)
-        threads = [threading.Thread(target=lambda: holder.update(rest=run_wrk(url, bodies[1], 8, window))),
-                   threading.Thread(target=lambda: holder.update(grpc=grpc_cell(1, 8, window)))]
-        for thread in threads:
-            thread.start()
-        to_available = {}
-        for version in (2, 3):
-            time.sleep(2.0)
-            published = time.monotonic()
-            (work / "staging" / str(version)).rename(base / str(version))
-            while time.monotonic() - published < 30:
-                status = httpx.get(f"http://127.0.0.1:{rest}/v1/models/demo/versions/{version}")
-                if status.status_code == 200 and status.json()["model_version_status"][0]["state"] == "AVAILABLE":
-                    break
-                time.sleep(0.01)
-            to_available[str(version)] = round(time.monotonic() - published, 3)
-        for thread in threads:
-            thread.join()
-        status = httpx.get(f"http://127.0.0.1:{rest}/v1/models/demo").json()["model_version_status"]
-        metrics = httpx.get(metrics_url).text
-        loads = {m.group(1): float(m.group(2)) for m in
-                 re.finditer(r'esteira_model_load_seconds\{model="demo",version="(\d+)"\} ([\d.]+)', metrics)}
-        swap = {"rest_requests": holder["rest"]["requests"], "rest_failures": holder["rest"]["failures"],
-                "grpc_requests": holder["grpc"]["requests"], "grpc_failures": holder["grpc"]["failures"],
-                "server_errors": server_errors(metrics_url) - errors_before,
-                "server_non_ok_since_start": server_errors_by_code(metrics_url),
-                "rest_p99_ms": round(holder["rest"]["p99_ms"], 3), "grpc_p99_ms": round(holder["grpc"]["p99_ms"], 3),
-                "states": {s["version"]: s["state"] for s in status}, "load_seconds": loads,
-                "publish_to_available_s": to_available, "poll_interval_s": 1,
-                "process_start_to_ready_s": round(startup_s, 3)}
+        def grpc_cell(rows: int, c: int, seconds: float) -> dict:
+            if use_h2load:
+                return run_h2load_grpc(target, frames[rows], c, seconds, metrics_url)
+            return run_python_grpc(target, rows, c, seconds)
+
+        cells: list[Cell] = [(("in-process", "signature call", rows, 1, "none"),
+                              lambda rows=rows: in_process(base / "1", rows, args.seconds), None) for rows in ROW_COUNTS]
+        for rows in ROW_COUNTS:
+            for c in levels:
+                for name, server in (("flask", flask), ("kserve", kserve), ("esteira", esteira)):
+                    cells.append(((name, "REST", rows, c, "wrk"),
+                                  lambda url=urls[name], rows=rows, c=c: run_wrk(url, bodies[rows], c, args.seconds), server))
+                cells.append((("esteira", "gRPC", rows, c, loadgen),
+                              lambda rows=rows, c=c: grpc_cell(rows, c, args.seconds), esteira))
+        for key, runs in measure(cells, args.rounds).items():
+            results.append(summarize(key, runs))
+            print(json.dumps(results[-1]), flush=True)
+        for other in (flask, kserve):
+            stop(other, 10)
+        progress("publishing versions 2 and 3 under load", started_run)
+        swap = swap_under_load(work, base, urls["esteira"], status_url, metrics_url, grpc_cell, bodies[1])
+        swap["process_start_to_ready_s"] = round(esteira_ready_s, 3)  # Flask and KServe were starting too
         print(json.dumps({"swap": swap}), flush=True)
     finally:
-        server.terminate()
-        server.wait(20)
-        for other in (flask, asyncio_server):
-            if other.poll() is None:
-                other.terminate()
-                other.wait(10)
-    shutil.rmtree(work, ignore_errors=True)
-    write_outputs(results, swap, args, load_before, load_average())
+        for server in servers:
+            stop(server)
+        shutil.rmtree(work, ignore_errors=True)
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
+            "python": sys.version.split()[0], "command": "python benchmarks/serving/bench_serving.py " + " ".join(sys.argv[1:]),
+            "cores": os.cpu_count(), "seconds_per_cell": args.seconds, "rounds": args.rounds, "concurrency": levels,
+            "load_average_before": load_before, "load_average_after": load_average(),
+            "wall_s": round(time.monotonic() - started_run, 1), "kserve_env": kserve_install,
+            "grpc_loadgen": loadgen}
+    write_outputs(args.out, results, swap, meta)
+    progress(f"wrote {args.out / 'RESULTS.md'}", started_run)
 
 
-def _cell(results: list[dict], system: str, api: str, rows: int, concurrency: int) -> dict:
-    return next(r for r in results if (r["system"], r["api"], r["rows"], r["concurrency"]) == (system, api, rows, concurrency))
+def machine() -> str:
+    import platform
 
-
-def verdicts(results: list[dict], swap: dict) -> list[tuple[str, str, str, bool]]:
-    """(target, reached, baseline, met) per target, all from this run."""
-    flask1 = _cell(results, "flask", "REST", 1, 8)
-    rest1, grpc1 = _cell(results, "esteira", "REST", 1, 8), _cell(results, "esteira", "gRPC", 1, 8)
-    limit = _cell(results, "in-process", "signature call", 64, 1)["rows_per_s"]
-    out = [
-        ("REST 1-row c=8 >= 5x Flask req/s", f"{rest1['req_per_s']:.0f} req/s = {rest1['req_per_s'] / flask1['req_per_s']:.2f}x",
-         f"Flask {flask1['req_per_s']:.0f} req/s", rest1["req_per_s"] >= 5 * flask1["req_per_s"]),
-        ("REST 1-row c=8 p99 <= 3 ms", f"{rest1['p99_ms']:.2f} ms", f"Flask {flask1['p99_ms']:.2f} ms", rest1["p99_ms"] <= 3),
-        ("gRPC 1-row c=8 >= 2.5x Flask req/s", f"{grpc1['req_per_s']:.0f} req/s = {grpc1['req_per_s'] / flask1['req_per_s']:.2f}x",
-         f"Flask {flask1['req_per_s']:.0f} req/s", grpc1["req_per_s"] >= 2.5 * flask1["req_per_s"]),
-    ]
-    for c in sorted({r["concurrency"] for r in results if r["rows"] == 64 and r["system"] == "esteira"}):
-        rest64, grpc64 = _cell(results, "esteira", "REST", 64, c), _cell(results, "esteira", "gRPC", 64, c)
-        for api, cell in (("REST", rest64), ("gRPC", grpc64)):
-            out.append((f"{api} 64-row c={c} >= 50 % of in-process rows/s", f"{cell['rows_per_s']:.0f} rows/s = {100 * cell['rows_per_s'] / limit:.0f} %",
-                        f"in-process {limit:.0f} rows/s", cell["rows_per_s"] >= 0.5 * limit))
-        out.append((f"gRPC >= REST, 64-row c={c}", f"gRPC {grpc64['rows_per_s']:.0f} vs REST {rest64['rows_per_s']:.0f} rows/s", "",
-                     grpc64["rows_per_s"] >= rest64["rows_per_s"]))
-    if swap:
-        failed = swap["rest_failures"] + swap["grpc_failures"]
-        out.append(("0 failed requests across 2 swaps (REST + gRPC c=8 each)",
-                    f"{failed} failed of {swap['rest_requests'] + swap['grpc_requests']}", "", failed == 0))
-        worst = max(swap["load_seconds"].values()) if swap["load_seconds"] else float("nan")
-        out.append(("model load (load + warm-up) to AVAILABLE <= 0.8 s",
-                    f"worst {worst:.3f} s (" + ", ".join(f"v{k} {v:.3f}" for k, v in sorted(swap["load_seconds"].items())) + ")",
-                    "publish->AVAILABLE incl. up to 1 s poll: " + ", ".join(f"v{k} {v:.2f} s" for k, v in swap["publish_to_available_s"].items()),
-                    worst <= 0.8))
-    return out
-
-
-def write_outputs(results: list[dict], swap: dict, args: argparse.Namespace, load_before: str, load_after: str,
-                  meta: dict | None = None) -> None:
-    import csv
-
-    with open(HERE / "results.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(results[0]))
-        writer.writeheader()
-        writer.writerows(results)
-    meta = meta or {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": f"{platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} cores, {platform.platform()}", "python": platform.python_version(),
-            "command": "python benchmarks/serving/bench_serving.py " + " ".join(sys.argv[1:]), "seconds_per_cell": args.seconds,
-            "rounds": getattr(args, "rounds", 1),
-            "load_average_before": load_before, "load_average_after": load_after}
-    checks = verdicts(results, swap)
-    (HERE / "results.json").write_text(json.dumps({"meta": meta, "results": results, "swap": swap,
-                                                   "targets": [dict(zip(("target", "reached", "baseline", "met"), c)) for c in checks]}, indent=1))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, rows in zip(axes, (1, 64)):
-        for system, api in (("flask", "REST"), ("esteira-asyncio", "REST"), ("esteira-grpcio", "gRPC"), ("esteira", "REST"),
-                            ("esteira", "gRPC")):
-            points = [r for r in results if r["system"] == system and r["api"] == api and r["rows"] == rows]
-            ax.plot([p["concurrency"] for p in points], [p["rows_per_s"] for p in points], marker="o", label=f"{system} {api}")
-        limit = next(r["rows_per_s"] for r in results if r["system"] == "in-process" and r["rows"] == rows)
-        ax.axhline(limit, linestyle="--", color="grey", label="in-process signature call")
-        ax.set_xscale("log", base=2)
-        ax.set_title(f"{rows}-row requests")
-        ax.set_xlabel("concurrent clients")
-        ax.set_ylabel("rows / s")
-        ax.legend(fontsize=8)
-    fig.suptitle(f"Serving throughput, {meta['date']}, {os.cpu_count()} cores (server and load generator share them)")
-    fig.tight_layout()
-    fig.savefig(HERE / "throughput.png", dpi=90)
-
-    lines = ["# Serving benchmark results", "",
-             f"Machine: {meta['machine']}, Python {meta['python']}; shared with other work: load average "
-             f"{load_before} before the run, {load_after} after (1/5/15 min). Date: {meta['date']}.",
-             f"Command: `{meta['command']}` (`make bench-serving`); {args.seconds:g} s per cell, {args.rounds} rounds "
-             "round-robin over every cell of every system, the round with the median req/s reported (all rounds' req/s in the last column). REST load: wrk -t1 "
-             f"(C, closed loop, c connections); gRPC load: {next((r['loadgen'] for r in results if r['api'] == 'gRPC'), '')} (C, closed loop, "
-             "c connections x 1 stream). Esteira runs with --enable_batching (max_batch_size 256, timeout 0, 2 threads); its REST "
-             "and gRPC APIs on the native transports (`esteira`) and, in a second process measured in the same rounds, on the "
-             "fallback transports: asyncio for REST (`esteira-asyncio`), grpcio's server for gRPC (`esteira-grpcio`). "
-             "Model: the demo model, 30 float features, signature `predict_raw`, JSON row format.",
-             "Files: results.csv, results.json, throughput.png.", "",
-             "## Against the targets (same run, side by side)", "",
-             "| target | reached | baseline (same run) | met |", "|---|---|---|---|"]
-    lines += [f"| {t} | {r} | {b} | {'yes' if m else 'NO'} |" for t, r, b, m in checks]
-    lines += ["", "## All cells", "",
-              "| system | api | rows | conc | req/s | rows/s | p50 ms | p99 ms | failed | load generator | its CPU share | req/s per round |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['system']} | {r['api']} | {r['rows']} | {r['concurrency']} | {r['req_per_s']} | {r['rows_per_s']} | "
-              f"{r['p50_ms']} | {r['p99_ms']} | {r['failures']} | {r['loadgen']} | {r['loadgen_cpu_share']:.0%} | "
-              f"{' / '.join(f'{x:g}' for x in r.get('rounds_req_per_s', [r['req_per_s']]))} |" for r in results]
-    if swap:
-        lines += ["", "## Version swaps under load", "", "```", json.dumps(swap, indent=1), "```"]
-    analysis = HERE / "analysis.md"
-    if analysis.exists():
-        lines += ["", analysis.read_text().rstrip()]
-    (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.machine())
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {memory_gb:.0f} GiB, {platform.platform()}"
 
 
 if __name__ == "__main__":

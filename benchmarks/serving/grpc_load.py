@@ -62,10 +62,5 @@ async def main(target: str, rows: int, concurrency: int, seconds: float) -> None
                       "loadgen_cpu_s": cpu}))
 
 
-if __name__ == "__main__":
-    if sys.argv[1] == "--write-frame":  # gRPC length-prefixed message for h2load: grpc_load.py --write-frame ROWS FILE
-        message = build(int(sys.argv[2]))
-        with open(sys.argv[3], "wb") as handle:
-            handle.write(b"\x00" + len(message).to_bytes(4, "big") + message)
-    else:
-        asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])))
+if __name__ == "__main__":  # grpc_load.py TARGET ROWS CONCURRENCY SECONDS
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])))
