@@ -116,7 +116,9 @@ def make_mlflow_logger(config: UseCaseConfig, example_gen: BaseComponent, schema
         model_run=trainer.outputs["model_run"], evaluation=evaluator.outputs["evaluation"],
         blessing=evaluator.outputs["blessing"], pushed_model=pusher.outputs["pushed_model"],
         config=config.model_dump(mode="json"), model_name=config.serving.model_name,
-        experiment=config.tracking.experiment or config.pipeline.name, tracking_uri=config.tracking.uri,
+        experiment=config.tracking.experiment or config.pipeline.name,
+        # Read here, not only in the executor, so another tracking server is another cache key.
+        tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or config.tracking.uri,
         local_store=str(config.pipeline.root / LOCAL_FOLDER), required=config.tracking.required,
         metadata_path=str(config.pipeline.metadata_path))
 

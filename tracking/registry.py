@@ -35,7 +35,7 @@ def register_version(client, run_id: str, run_artifact_uri: str, registration: R
     name, serving_version = registration.model_name, registration.serving_version
     existing = registered_version_for(client, name, serving_version)
     if existing is not None:
-        return existing.version
+        return str(existing.version)
     artifact_path = f"{MODEL_ARTIFACT_FOLDER}/{serving_version}"
     client.log_artifacts(run_id, str(registration.saved_model_dir), artifact_path)
     try:
@@ -45,7 +45,7 @@ def register_version(client, run_id: str, run_artifact_uri: str, registration: R
     version = client.create_model_version(name, source=f"{run_artifact_uri}/{artifact_path}", run_id=run_id,
                                           tags={SERVING_VERSION_TAG: serving_version})
     client.set_registered_model_alias(name, CHALLENGER, version.version)
-    return version.version
+    return str(version.version)
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def _serving_version(client, name: str, version: str) -> int:
     try:
         model_version = client.get_model_version(name, version)
     except MlflowException:
-        known = sorted((v.version for v in client.search_model_versions(f"name = '{name}'")), key=int)
+        known = sorted((str(v.version) for v in client.search_model_versions(f"name = '{name}'")), key=int)
         raise RegistryError(f"model {name!r} has no version {version!r} (versions: {', '.join(known) or 'none'}); "
                             "pass one of them to --version") from None
     serving = model_version.tags.get(SERVING_VERSION_TAG, "")
@@ -86,9 +86,14 @@ def _serving_version(client, name: str, version: str) -> int:
     return int(serving)
 
 
+def aliases_of(model) -> dict[str, str]:
+    """Alias → version, versions as strings (MLflow hands them back as ints or strings by store)."""
+    return {alias: str(version) for alias, version in model.aliases.items()}
+
+
 def _history(model) -> list[str]:
     history = json.loads(model.tags.get(CHAMPION_HISTORY_TAG, "[]"))
-    champion = model.aliases.get(CHAMPION)
+    champion = aliases_of(model).get(CHAMPION)
     if champion is not None and (not history or history[-1] != champion):
         history.append(champion)  # the alias was set by hand; keep it as the last champion
     return history
@@ -104,8 +109,8 @@ def plan_promote(client, name: str, version: str) -> ChampionMove:
     model = _registered_model(client, name)
     _serving_version(client, name, str(version))
     history = _history(model)
-    aliases = {**model.aliases, CHAMPION: str(version)}
-    return ChampionMove(name, model.aliases.get(CHAMPION), str(version), history + [str(version)],
+    aliases = {**aliases_of(model), CHAMPION: str(version)}
+    return ChampionMove(name, aliases_of(model).get(CHAMPION), str(version), history + [str(version)],
                         _labels(client, name, aliases))
 
 
@@ -118,8 +123,8 @@ def plan_rollback(client, name: str) -> ChampionMove:
         raise RegistryError(f"model {name!r} has no previous champion to roll back to (champion: {current}); "
                             "promote a version with `esteira promote --model NAME --version V`")
     previous = history[-2]
-    aliases = {**model.aliases, CHAMPION: previous}
-    return ChampionMove(name, model.aliases.get(CHAMPION), previous, history[:-1], _labels(client, name, aliases))
+    aliases = {**aliases_of(model), CHAMPION: previous}
+    return ChampionMove(name, aliases_of(model).get(CHAMPION), previous, history[:-1], _labels(client, name, aliases))
 
 
 def apply_move(client, move: ChampionMove) -> None:
