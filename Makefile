@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: install lock data demo demo-fraud test test-fast tensorboard serve-demo stack stack-down dashboard bench-pipeline bench-serving bench-training clean help
+.PHONY: install lock data demo demo-fraud test test-fast tensorboard mlflow-ui serve-demo stack stack-down dashboard bench-pipeline bench-serving bench-training clean help
 
 help:
 	@echo "make demo            install if needed, write the data, run the pipeline, print what happened"
@@ -18,6 +18,7 @@ help:
 	@echo "make install         create .venv from requirements.lock (idempotent)"
 	@echo "make lock            re-resolve requirements.lock from pyproject.toml"
 	@echo "make demo-fraud      simulate card transactions and run the fraud pipeline (privacy at ingestion)"
+	@echo "make mlflow-ui       open the local MLflow store of CONFIG's runs on http://127.0.0.1:5000 (MLFLOW_UI_PORT)"
 	@echo "make tensorboard     serve the Trainer's TensorBoard logs on http://127.0.0.1:6006"
 	@echo "make serve-demo      serve the demo's pushed model on 127.0.0.1 (REST :8501, gRPC :8500)"
 	@echo "make stack           demo model server + Prometheus + Alertmanager on 127.0.0.1 (prints URLs)"
@@ -72,6 +73,13 @@ test-fast: install
 
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1 --port 6006
+
+# The embedded store the MLflow logger writes when no tracking server is configured.
+MLFLOW_UI_PORT ?= 5000
+mlflow-ui: install
+	@store=$$($(PY) -c 'import sys; from pipeline.config import load_config; from tracking.store import LOCAL_FOLDER, local_target; print(local_target(load_config(sys.argv[1]).pipeline.root / LOCAL_FOLDER).uri)' $(CONFIG)) && \
+	echo "MLflow UI for $$store on http://127.0.0.1:$(MLFLOW_UI_PORT)" && \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri $$store --host 127.0.0.1 --port $(MLFLOW_UI_PORT) --workers 1
 
 serve-demo: install
 	$(ESTEIRA) serve --port=8500 --rest_api_port=8501 --host=127.0.0.1 \

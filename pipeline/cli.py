@@ -24,8 +24,10 @@ from pipeline.config import ConfigError, UseCaseConfig, check_data_columns, load
 DELEGATED: dict[str, tuple[str, str]] = {
     "serve": ("serving.cli:serve_main", "run the TF Serving-compatible model server"),
     "predict": ("serving.cli:predict_main", "send a prediction request over REST or gRPC"),
-    "promote": ("serving.cli:promote_main", "move the stable label to the canary version"),
-    "rollback": ("serving.cli:rollback_main", "move the canary label back to the stable version"),
+    "promote": ("tracking.cli:promote_main",
+                "make a registered version the champion (MLflow alias); the server's stable label follows"),
+    "rollback": ("tracking.cli:rollback_main",
+                 "move the champion back to the previous one; the server's stable label follows"),
     "dashboard": ("observability.cli:dashboard_main", "render the dashboard's panels from Prometheus as static HTML"),
 }
 DATASETS: dict[str, tuple[str, str]] = {

@@ -115,6 +115,18 @@ class RunnerConfig(_Section):
                                 description="container image Kubeflow runs each component in")
 
 
+class TrackingConfig(_Section):
+    """Where the MLflow logger records each run; MLFLOW_TRACKING_URI, when set, wins over ``uri``."""
+
+    uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI, e.g. http://mlflow.team:5000 "
+                    "(default: sqlite store and artifact folder under <pipeline.root>/mlflow)")
+    required: bool = Field(
+        default=True, description="false: an unreachable tracking server is a warning, not a failed run")
+    experiment: str | None = Field(default=None, description="MLflow experiment (default: pipeline.name)")
+
+
 class PipelineSection(_Section):
     # Kubeflow Pipelines' rule, enforced here so a local run never picks a name KFP later rejects.
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,127}$",
@@ -134,6 +146,7 @@ class UseCaseConfig(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     serving: ServingConfig
     runner: RunnerConfig = RunnerConfig()
+    tracking: TrackingConfig = TrackingConfig()
     privacy: PrivacyPolicy | None = Field(
         default=None, description="column policy applied while reading raw data (anonymizing ExampleGen)")
     sequence_features: SequenceFeaturesConfig | None = Field(

@@ -13,6 +13,7 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.base.base_component import BaseComponent
 
+from components.mlflow_logger import MlflowLogger
 from components.serving_pusher import ServingPusher
 from components.recording_trainer import RecordingTrainerExecutor
 from pipeline.config import UseCaseConfig
@@ -79,8 +80,28 @@ def make_example_gen(config: UseCaseConfig) -> BaseComponent:
         output_config=output_config)
 
 
+def make_mlflow_logger(config: UseCaseConfig, example_gen: BaseComponent, schema_gen: BaseComponent,
+                       example_validator: BaseComponent, trainer: BaseComponent, evaluator: BaseComponent,
+                       pusher: BaseComponent) -> BaseComponent:
+    """The last node: logs the run to MLflow whether or not the Pusher published."""
+    from tracking.store import LOCAL_FOLDER
+
+    return MlflowLogger(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        anomalies=example_validator.outputs["anomalies"], model=trainer.outputs["model"],
+        model_run=trainer.outputs["model_run"], evaluation=evaluator.outputs["evaluation"],
+        blessing=evaluator.outputs["blessing"], pushed_model=pusher.outputs["pushed_model"],
+        config=config.model_dump(mode="json"), model_name=config.serving.model_name,
+        experiment=config.tracking.experiment or config.pipeline.name,
+        # Read here, not only in the executor, so another tracking server is another cache key.
+        tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or config.tracking.uri,
+        local_store=str(config.pipeline.root / LOCAL_FOLDER), required=config.tracking.required,
+        metadata_path=str(config.pipeline.metadata_path))
+
+
 def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None = None) -> tfx.dsl.Pipeline:
-    """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer → Evaluator → Pusher."""
+    """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer → Evaluator → Pusher
+    → MlflowLogger."""
     module = config.model.module
     custom_config = trainer_custom_config(config)
 
@@ -118,12 +139,14 @@ def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None 
         statistics=statistics_gen.outputs["statistics"],
         reference_features=[name for name, kind in config.data.features.items() if kind.value == "float"],
     ).with_id("Pusher")
+    mlflow_logger = make_mlflow_logger(config, example_gen, schema_gen, example_validator, trainer, evaluator,
+                                       pusher)
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline.name,
         pipeline_root=str(config.pipeline.root),
         components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
-                    baseline_resolver, evaluator, pusher],
+                    baseline_resolver, evaluator, pusher, mlflow_logger],
         enable_cache=config.pipeline.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(config.pipeline.metadata_path)),

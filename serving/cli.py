@@ -167,30 +167,54 @@ def _label_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _move_label(args: argparse.Namespace, label: str, version: int) -> int:
+class LabelChangeError(Exception):
+    """The labels could not be changed; the message says why, and nothing was changed."""
+
+
+def apply_version_labels(model_config_file: str, model_name: str, labels: dict[str, int], *,
+                         server: str | None = None, token: str | None = None,
+                         dry_run: bool = False) -> tuple[dict[str, int], dict[str, int]]:
+    """Set version labels of one model in a models.config: first on the running server (when
+    ``server`` is given, by HandleReloadConfigRequest), then in the file, so a refusal changes
+    nothing. Returns the labels before and after."""
     from serving.client import GrpcClient, ServingClientError
     from serving.config import ConfigError, read_model_config, write_model_config
 
     try:
-        config = read_model_config(args.model_config_file)
+        config = read_model_config(model_config_file)
     except ConfigError as exc:
-        return _fail(str(exc))
-    model = next((m for m in config.model_config_list.config if m.name == args.model), None)
+        raise LabelChangeError(str(exc)) from None
+    model = next((m for m in config.model_config_list.config if m.name == model_name), None)
     if model is None:
         names = ", ".join(m.name for m in config.model_config_list.config) or "none"
-        return _fail(f"model {args.model!r} is not in {args.model_config_file} (models: {names})")
+        raise LabelChangeError(f"model {model_name!r} is not in {model_config_file} (models: {names})")
     before = dict(model.version_labels)
-    model.version_labels[label] = version
+    for label, version in labels.items():
+        model.version_labels[label] = version
     after = dict(model.version_labels)
-    print(f"{args.model}: {before} -> {after}")
-    if args.dry_run:
-        return 0
+    if dry_run:
+        return before, after
+    if server:
+        try:
+            with GrpcClient(server, token=token, retries=1) as client:
+                client.reload(config)
+        except ServingClientError as exc:
+            raise LabelChangeError(
+                f"the server refused the new labels ({exc.code}: {exc.message}); nothing was changed") from None
+    write_model_config(config, model_config_file)
+    return before, after
+
+
+def _move_label(args: argparse.Namespace, label: str, version: int) -> int:
     try:
-        with GrpcClient(args.server, token=args.token, retries=1) as client:
-            client.reload(config)
-    except ServingClientError as exc:
-        return _fail(f"the server refused the new labels ({exc.code}: {exc.message}); nothing was changed")
-    write_model_config(config, args.model_config_file)
+        before, after = apply_version_labels(args.model_config_file, args.model, {label: version},
+                                             dry_run=True)
+        print(f"{args.model}: {before} -> {after}")
+        if not args.dry_run:
+            apply_version_labels(args.model_config_file, args.model, {label: version},
+                                 server=args.server, token=args.token)
+    except LabelChangeError as exc:
+        return _fail(str(exc))
     return 0
 
 

@@ -1,0 +1,113 @@
+"""``esteira promote | rollback``: move the registry's champion alias and the server labels with it.
+
+Order of work: check everything in the registry, then set the labels (on the server when --server
+is given, then in the models.config file), then move the alias, then append to the audit log; any
+refusal before the alias moves leaves the registry, the server and the file as they were.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from tracking.errors import TrackingError
+
+DEFAULT_AUDIT_LOG = "outputs/audit/registry.jsonl"
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def actor() -> str:
+    """Who is acting: ESTEIRA_ACTOR (e.g. set by CI to the approver), else the OS user."""
+    return os.environ.get("ESTEIRA_ACTOR") or getpass.getuser()
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--model", required=True, help="registered model name (serving.model_name)")
+    parser.add_argument("--model_config_file", required=True,
+                        help="the models.config the server reads; its stable/canary labels are rewritten")
+    parser.add_argument("--config", type=Path, help="use-case YAML whose tracking section names the registry")
+    parser.add_argument("--tracking_uri", help="MLflow URI (default: MLFLOW_TRACKING_URI, else --config's store)")
+    parser.add_argument("--server", default=None,
+                        help="gRPC host:port of a running server to reload now (default: only rewrite the file)")
+    parser.add_argument("--token", default=os.environ.get("ESTEIRA_TOKEN"))
+    parser.add_argument("--audit_log", default=os.environ.get("ESTEIRA_AUDIT_LOG", DEFAULT_AUDIT_LOG),
+                        help=f"hash-chained audit log (default: ESTEIRA_AUDIT_LOG or {DEFAULT_AUDIT_LOG})")
+    parser.add_argument("--dry_run", action="store_true", help="print the planned change, change nothing")
+    return parser
+
+
+def _target(args: argparse.Namespace):
+    from tracking.store import LOCAL_FOLDER, TrackingTarget, resolve_target
+
+    if args.tracking_uri:
+        return TrackingTarget(args.tracking_uri)
+    if args.config is not None:
+        from pipeline.config import load_config  # the CLI front end reads the use case; the library does not
+
+        config = load_config(args.config)
+        return resolve_target(config.tracking.uri, config.pipeline.root / LOCAL_FOLDER)
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise TrackingError("no registry given: pass --tracking_uri, --config (the use-case YAML) "
+                            "or set MLFLOW_TRACKING_URI")
+    return resolve_target(uri, Path.cwd())
+
+
+def _move(args: argparse.Namespace, action: str, plan) -> int:
+    from privacy.audit import AuditLog
+    from serving.cli import LabelChangeError, apply_version_labels
+    from tracking.registry import apply_move
+    from tracking.store import connect
+
+    try:
+        target = _target(args)
+        client = connect(target)
+        move = plan(client)
+        before, after = apply_version_labels(args.model_config_file, args.model, move.labels, dry_run=True)
+        print(f"{args.model}: champion {move.before or 'none'} -> {move.after}; "
+              f"serving labels {before} -> {after}")
+        if args.dry_run:
+            return 0
+        apply_version_labels(args.model_config_file, args.model, move.labels, server=args.server, token=args.token)
+        apply_move(client, move)
+    except (TrackingError, LabelChangeError, ValueError) as exc:  # ValueError: pipeline's ConfigError
+        return _fail(str(exc))
+    with AuditLog(args.audit_log) as audit:
+        audit.append({"event": f"registry.{action}", "actor": actor(), "model": args.model,
+                      "champion_before": move.before, "champion_after": move.after,
+                      "labels_before": before, "labels_after": after,
+                      "model_config_file": str(Path(args.model_config_file).resolve()),
+                      "server": args.server, "tracking_uri": target.uri})
+    return 0
+
+
+def promote_main(argv: list[str]) -> int:
+    """Make a registered version the champion; the server's stable label follows it."""
+    parser = _parser("esteira promote", promote_main.__doc__ or "")
+    parser.add_argument("--version", required=True, help="registered model version to promote")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    from tracking.registry import plan_promote
+
+    return _move(args, "promote", lambda client: plan_promote(client, args.model, args.version))
+
+
+def rollback_main(argv: list[str]) -> int:
+    """Move the champion back to the previous champion; the server's stable label follows it."""
+    parser = _parser("esteira rollback", rollback_main.__doc__ or "")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    from tracking.registry import plan_rollback
+
+    return _move(args, "rollback", lambda client: plan_rollback(client, args.model))
