@@ -6,7 +6,6 @@ config never surfaces as a stack trace twenty minutes into a pipeline run.
 from __future__ import annotations
 
 import csv
-from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +13,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.anonymizing_example_gen.sequence_features import SequenceFeaturesConfig
+from models.common.settings import (
+    DataSettings,
+    ModelSettings,
+    SettingsError,
+    TrainerSettings,
+    TrainingSettings,
+    check_steps_cover_epochs,
+    describe_validation_error,
+    settings_schema,
+)
 from privacy.errors import PrivacyError
 from privacy.policy import PrivacyPolicy
 
@@ -26,36 +35,19 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FeatureType(str, Enum):
-    FLOAT = "float"
-    INT = "int"
-    STRING = "string"
-
-
-class DataConfig(_Section):
-    """Where the raw data lives and what its columns mean."""
+class DataConfig(DataSettings):
+    """Where the raw data lives and what its columns mean (label and features: models/common/settings.py)."""
 
     source: Path = Field(description="folder of CSV files read by ExampleGen")
     input_pattern: str = Field(
         default="*.csv",
         description="files under source; '{SPAN:4}' marks a span number, e.g. 'span-{SPAN:4}/*.csv' "
                     "(the latest span is read)")
-    label: str = Field(description="binary label column (0/1)")
-    features: dict[str, FeatureType] = Field(
-        description="feature column -> float | int | string (with a privacy policy: its output columns "
-                    "and history features)")
     partition_feature: str | None = Field(
         default=None, description="split by this column's hash (e.g. card_id) instead of the whole example")
     split: dict[str, int] = Field(
         default={"train": 4, "eval": 1},
         description="output split name -> hash buckets; must contain 'train' and 'eval'")
-
-    @field_validator("features")
-    @classmethod
-    def _features_not_empty(cls, value: dict[str, FeatureType]) -> dict[str, FeatureType]:
-        if not value:
-            raise ValueError("list at least one feature column")
-        return value
 
     @field_validator("split")
     @classmethod
@@ -67,96 +59,22 @@ class DataConfig(_Section):
             raise ValueError("hash buckets must be positive integers")
         return value
 
-    @model_validator(mode="after")
-    def _label_is_not_a_feature(self) -> "DataConfig":
-        if self.label in self.features:
-            raise ValueError(f"label '{self.label}' is also listed in features; remove it from features")
-        return self
 
-
-class ModelConfig(_Section):
-    """Which model module trains the use case and its hyper-parameters."""
+class ModelConfig(ModelSettings):
+    """Which model module trains the use case; its hyper-parameters are models/common/settings.py's."""
 
     module: str = Field(default="models.tabular", description="package with preprocessing_fn and run_fn")
-    hidden_units: list[int] = Field(default=[32, 16], min_length=1)
-    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    learning_rate: float = Field(default=1e-3, gt=0.0)
-    batch_size: int = Field(default=32, ge=1)
-    options: dict[str, Any] = Field(default={}, description="model-specific settings, checked by the model")
-
-    @field_validator("hidden_units")
-    @classmethod
-    def _positive_units(cls, value: list[int]) -> list[int]:
-        if any(units < 1 for units in value):
-            raise ValueError("every layer needs at least 1 unit")
-        return value
 
 
-class DistributionConfig(_Section):
-    """How many replicas train; the same config scales from a laptop to GPUs or several workers."""
+class TrainingConfig(TrainingSettings):
+    """run_fn's settings plus the step counts TFX hands the Trainer (TrainArgs, EvalArgs)."""
 
-    strategy: Literal["none", "mirrored", "multi_worker"] = "none"
-    num_replicas: int = Field(default=1, ge=1, description="mirrored: devices (logical CPUs without GPUs)")
-
-    @model_validator(mode="after")
-    def _replicas_need_mirrored(self) -> "DistributionConfig":
-        if self.num_replicas > 1 and self.strategy != "mirrored":
-            raise ValueError("num_replicas > 1 needs strategy: mirrored (multi_worker takes its size from TF_CONFIG)")
-        return self
-
-
-class DPConfig(_Section):
-    """DP-SGD: per-example clipping plus Gaussian noise, with the privacy budget checked."""
-
-    enabled: bool = False
-    l2_norm_clip: float = Field(default=1.0, gt=0)
-    noise_multiplier: float = Field(default=1.1, ge=0)
-    clipping: Literal["fast", "vectorized", "microbatch"] = Field(
-        default="fast", description="fast: Dense/Embedding models only; vectorized: any layer; microbatch: slowest")
-    num_microbatches: int | None = Field(default=None, ge=1)
-    jit_compile: bool = Field(
-        default=True, description="vectorized: compile per-example gradients with XLA (faster; needed for LSTMs)")
-    delta: float = Field(default=1e-5, gt=0, lt=1)
-    max_epsilon: float = Field(default=10.0, gt=0, description="the Trainer fails if epsilon would exceed it")
-    accountant: Literal["rdp", "pld"] = "rdp"
-
-
-class InputConfig(_Section):
-    """The Trainer's tf.data pipeline (models/common/input_pipeline.py); 'autotune' lets tf.data choose."""
-
-    cache: Literal["memory", "off"] = Field(
-        default="memory", description="memory: read and map once, later epochs from RAM; off: stream every epoch")
-    shuffle_buffer: int = Field(default=10_000, ge=1, description="examples in the shuffle buffer")
-    parallel_reads: int | Literal["autotune"] = Field(default="autotune", description="files read in parallel")
-    parallel_calls: int | Literal["autotune"] = Field(default="autotune", description="parse/map/batch threads")
-    prefetch: int | Literal["autotune"] = Field(default="autotune", description="batches prepared ahead")
-    deterministic: bool = Field(default=True, description="order fixed by the seed; false trades it for speed")
-
-    @field_validator("parallel_reads", "parallel_calls", "prefetch")
-    @classmethod
-    def _positive_or_autotune(cls, value: int | str) -> int | str:
-        if value != "autotune" and value < 1:
-            raise ValueError(f"must be >= 1 or 'autotune', got {value}")
-        return value
-
-
-class TrainingConfig(_Section):
     train_steps: int = Field(default=500, ge=1, description="optimizer steps in total, over all epochs")
     eval_steps: int = Field(default=50, ge=1)
-    epochs: int = Field(default=1, ge=1, description="train_steps are split into this many epochs (backups per epoch)")
-    seed: int = Field(default=42, ge=0)
-    distribution: DistributionConfig = DistributionConfig()
-    dp: DPConfig = DPConfig()
-    input: InputConfig = InputConfig()
-    backup_root: Path | None = Field(
-        default=None, description="stable folder for resumable backups (default: <pipeline.root>/_trainer_backups)")
-    debug_numerics: bool = Field(default=False, description="tf.debugging.enable_check_numerics (slow)")
-    histogram_freq: int = Field(default=1, ge=0, description="TensorBoard weight histograms every N epochs (0: off)")
 
     @model_validator(mode="after")
     def _steps_cover_epochs(self) -> "TrainingConfig":
-        if self.train_steps < self.epochs:
-            raise ValueError(f"train_steps ({self.train_steps}) must be at least epochs ({self.epochs})")
+        check_steps_cover_epochs(self.train_steps, self.epochs)
         return self
 
 
@@ -253,6 +171,17 @@ class UseCaseConfig(_Section):
         kinds = self.sequence_features.feature_kinds(self.privacy.output_columns())
         return {name: {"bytes": "string"}.get(kind, kind) for name, kind in kinds.items()}
 
+    def trainer_settings(self, source: str = "config") -> TrainerSettings:
+        """What preprocessing_fn and run_fn read (custom_config), checked by the model package's schema."""
+        sequence = self.sequence_features
+        return settings_schema(self.model.module).parse({
+            "data": self.data.model_dump(include=set(DataSettings.model_fields)),
+            "model": self.model.model_dump(include=set(ModelSettings.model_fields)),
+            "training": self.training.model_dump(include=set(TrainingSettings.model_fields)),
+            "sequence": {"length": sequence.length, "prefix": sequence.prefix,
+                         "features": self.sequence_feature_types()} if sequence else None,
+        }, source)
+
     def resolved(self, base: Path) -> "UseCaseConfig":
         """A copy with every relative path made absolute against ``base``."""
         def absolute(path: Path) -> Path:
@@ -287,41 +216,21 @@ class UseCaseConfig(_Section):
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:
-    first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    kind, message = first["type"], first["msg"]
-    if kind == "extra_forbidden":
-        parent = first["loc"][:-1]
-        allowed = _allowed_keys(parent)
-        message = f"unknown key; allowed here: {', '.join(allowed)}"
-    elif kind == "missing":
-        message = "required key is missing"
-    elif kind == "enum":
-        message = f"{message} (got {first.get('input')!r})"
-    elif "input" in first and not isinstance(first["input"], (dict, list)):
-        message = f"{message} (got {first['input']!r})"
-    more = len(error.errors()) - 1
-    suffix = f" [+{more} more error{'s' if more > 1 else ''}]" if more else ""
-    return f"{source}: {key}: {message}{suffix}"
-
-
-def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] = UseCaseConfig
-    for part in parent:
-        annotation = model.model_fields[str(part)].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
+    return f"{source}: {describe_validation_error(error, UseCaseConfig)}"
 
 
 def _validate(data: Any, source: str) -> UseCaseConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections ({', '.join(UseCaseConfig.model_fields)})")
     try:
-        return UseCaseConfig.model_validate(data)
+        config = UseCaseConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_format_validation_error(error, source)) from None
+    try:  # the model package's own options and cross-checks, before any TFX work
+        config.trainer_settings(source)
+    except SettingsError as error:
+        raise ConfigError(str(error)) from None
+    return config
 
 
 def load_config(path: str | Path, base: Path | None = None) -> UseCaseConfig:

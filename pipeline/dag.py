@@ -21,32 +21,8 @@ PREDICTION_KEY = "probability"
 
 
 def trainer_custom_config(config: UseCaseConfig) -> dict:
-    """Settings the model module reads in preprocessing_fn and run_fn (plain JSON)."""
-    return {
-        "label": config.data.label,
-        "features": {name: kind.value for name, kind in config.data.features.items()},
-        "hidden_units": list(config.model.hidden_units),
-        "dropout": config.model.dropout,
-        "learning_rate": config.model.learning_rate,
-        "batch_size": config.model.batch_size,
-        "seed": config.training.seed,
-        "sequence": {
-            "length": config.sequence_features.length,
-            "prefix": config.sequence_features.prefix,
-            "features": config.sequence_feature_types(),
-        } if config.sequence_features else None,
-        "options": dict(config.model.options),
-        "training": {
-            "epochs": config.training.epochs,
-            "strategy": config.training.distribution.strategy,
-            "num_replicas": config.training.distribution.num_replicas,
-            "dp": config.training.dp.model_dump(),
-            "input": config.training.input.model_dump(),
-            "backup_root": str(config.training.backup_root) if config.training.backup_root else None,
-            "debug_numerics": config.training.debug_numerics,
-            "histogram_freq": config.training.histogram_freq,
-        },
-    }
+    """Settings the model module reads in preprocessing_fn and run_fn (models/common/settings.py, plain JSON)."""
+    return config.trainer_settings().to_custom_config()
 
 
 def recall_metric_name(rate: float) -> str:

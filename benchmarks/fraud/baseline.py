@@ -112,7 +112,7 @@ def baseline_design(columns: dict[str, np.ndarray], config: dict[str, Any]) -> d
     for name in settings.categorical_features:
         design[name] = columns[name].astype(str)
     if settings.uses_time:
-        seconds = columns[settings.options.time_feature].astype("int64")
+        seconds = columns[settings.model.options.time_feature].astype("int64")
         design["hour_of_day"] = ((seconds // SECONDS_PER_HOUR) % 24).astype(str)
         design["day_of_week"] = ((seconds // SECONDS_PER_DAY + EPOCH_WEEKDAY) % 7).astype(str)
     return design

@@ -102,7 +102,8 @@ def load_use_case(work: Path, name: str) -> UseCase:
     from tfx import v1 as tfx
     from tfx.components.util import tfxio_utils
 
-    from models.common.input_pipeline import InputOptions, make_dataset
+    from models.common.input_pipeline import make_dataset
+    from models.common.settings import InputSettings
     from models.common.training import labels_as_column
 
     facts = json.loads((work / name / "transform.json").read_text())
@@ -136,11 +137,12 @@ def load_use_case(work: Path, name: str) -> UseCase:
     def dataset(cache: str) -> Any:
         """The training input exactly as train_and_export receives it."""
         return labels_as_column(make_dataset(
-            train_files, accessor, schema, label_key=settings.label, batch_size=settings.batch_size, shuffle=True,
-            seed=settings.seed, to_model_inputs=to_inputs, options=InputOptions(cache=cache)))  # type: ignore[arg-type]
+            train_files, accessor, schema, label_key=settings.data.label, batch_size=settings.model.batch_size,
+            shuffle=True, seed=settings.training.seed, to_model_inputs=to_inputs,
+            options=InputSettings(cache=cache)))  # type: ignore[arg-type]
 
     rows = sum(1 for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(train_files[0]), compression_type="GZIP"))
-    return UseCase(name, settings.batch_size, rows, build, make_loss, dataset, build().count_params())
+    return UseCase(name, settings.model.batch_size, rows, build, make_loss, dataset, build().count_params())
 
 
 # ---------------------------------------------------------------- timing
@@ -155,7 +157,8 @@ def strategy_for(name: str) -> Any:
 def compile_for(case: UseCase, method: str, strategy: Any) -> Any:
     import tensorflow as tf
 
-    from models.common.dp import DPConfig, compile_dp_model
+    from models.common.dp import compile_dp_model
+    from models.common.settings import DPSettings
     with strategy.scope():
         model = case.build_model()
         optimizer = tf.keras.optimizers.Adam(1e-3)
@@ -163,7 +166,9 @@ def compile_for(case: UseCase, method: str, strategy: Any) -> Any:
             model.compile(optimizer=optimizer, loss=case.make_loss())
             return model
         clipping, _, suffix = method.partition("-")
-        return compile_dp_model(model, DPConfig(DP_C, DP_Z, clipping, jit_compile=suffix != "no-xla"),  # type: ignore[arg-type]
+        settings = DPSettings(l2_norm_clip=DP_C, noise_multiplier=DP_Z, clipping=clipping,  # type: ignore[arg-type]
+                              jit_compile=suffix != "no-xla")
+        return compile_dp_model(model, settings,
                                 optimizer=optimizer, loss=case.make_loss())
 
 

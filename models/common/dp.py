@@ -45,53 +45,15 @@ import math
 import sys
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import tensorflow as tf
 
-ClippingMethod = Literal["fast", "vectorized", "microbatch"]
-CLIPPING_METHODS: tuple[str, ...] = ("fast", "vectorized", "microbatch")
+from models.common.settings import DPSettings
 
 
 class DPConfigError(ValueError):
-    """A DP-SGD setting that cannot work, with the reason and the fix."""
-
-
-@dataclass(frozen=True)
-class DPConfig:
-    """The DP-SGD settings of one training: clip norm C, noise multiplier z, clipping method.
-
-    `num_microbatches` is the global number of clipping groups per batch for the ``microbatch``
-    method (None: one example per group); the other methods always clip per example.
-    `jit_compile` compiles ``vectorized``'s per-example gradients with XLA (ignored by the others).
-    """
-
-    l2_norm_clip: float
-    noise_multiplier: float
-    clipping: ClippingMethod = "fast"
-    num_microbatches: int | None = None
-    jit_compile: bool = True
-
-    def __post_init__(self) -> None:
-        if not (self.l2_norm_clip > 0 and math.isfinite(self.l2_norm_clip)):
-            raise DPConfigError(f"l2_norm_clip must be a positive number, got {self.l2_norm_clip}.")
-        if not (self.noise_multiplier >= 0 and math.isfinite(self.noise_multiplier)):
-            raise DPConfigError(
-                f"noise_multiplier must be >= 0, got {self.noise_multiplier} "
-                "(0 clips without noise and gives no privacy guarantee)."
-            )
-        if self.clipping not in CLIPPING_METHODS:
-            raise DPConfigError(
-                f"Unknown clipping method {self.clipping!r}; allowed: {', '.join(CLIPPING_METHODS)}."
-            )
-        if self.num_microbatches is not None:
-            if self.clipping != "microbatch":
-                raise DPConfigError(
-                    f"num_microbatches is only used by clipping='microbatch', not {self.clipping!r}; "
-                    "remove it or switch the method."
-                )
-            if self.num_microbatches < 1:
-                raise DPConfigError(f"num_microbatches must be >= 1, got {self.num_microbatches}.")
+    """A DP-SGD setting that cannot work with this model or strategy, with the reason and the fix."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +66,7 @@ class ReplicaParameters:
     gradient_scale: float = 1.0
 
 
-def replica_parameters(config: DPConfig, num_replicas: int) -> ReplicaParameters:
+def replica_parameters(config: DPSettings, num_replicas: int) -> ReplicaParameters:
     """Per-replica clip norm, noise multiplier, microbatch count and gradient scale for R replicas.
 
     With C, z the configured values and B the global batch (each replica sees B/R examples):
@@ -159,7 +121,7 @@ def tf_privacy() -> SimpleNamespace:
 
 def compile_dp_model(
     model: tf.keras.Model,
-    config: DPConfig,
+    config: DPSettings,
     *,
     optimizer: tf.keras.optimizers.Optimizer | tf.keras.optimizers.legacy.Optimizer,
     loss: tf.keras.losses.Loss,

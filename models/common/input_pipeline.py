@@ -19,11 +19,12 @@ seed see the same batches (models/common/determinism.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping
 
 import tensorflow as tf
 from tfx_bsl.public import tfxio
+
+from models.common.settings import InputSettings
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -31,35 +32,9 @@ Features = Mapping[str, Any]
 ToModelInputs = Callable[[Features, tf.Tensor], tuple[Any, tf.Tensor]]
 
 
-@dataclass(frozen=True)
-class InputOptions:
-    """The ``training.input`` block of the config; ``-1`` (autotune) lets tf.data pick a value."""
-
-    cache: Literal["memory", "off"] = "memory"
-    shuffle_buffer: int = 10_000
-    parallel_reads: int = AUTOTUNE
-    parallel_calls: int = AUTOTUNE
-    prefetch: int = AUTOTUNE
-    deterministic: bool = True
-
-    def __post_init__(self) -> None:
-        if self.cache not in ("memory", "off"):
-            raise ValueError(f"training.input.cache must be 'memory' or 'off', got {self.cache!r}")
-        if self.shuffle_buffer < 1:
-            raise ValueError(f"training.input.shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
-        for name in ("parallel_reads", "parallel_calls", "prefetch"):
-            value = getattr(self, name)
-            if value != AUTOTUNE and value < 1:
-                raise ValueError(f"training.input.{name} must be >= 1 or 'autotune', got {value}")
-
-    @classmethod
-    def from_custom_config(cls, config: Mapping[str, Any]) -> "InputOptions":
-        """Read ``custom_config['training']['input']``; 'autotune' in the YAML arrives as the string."""
-        raw = dict((config.get("training") or {}).get("input") or {})
-        for name in ("parallel_reads", "parallel_calls", "prefetch"):
-            if raw.get(name) == "autotune":
-                raw[name] = AUTOTUNE
-        return cls(**raw)
+def tf_data_value(value: int | Literal["autotune"]) -> int:
+    """A thread or buffer count of InputSettings as tf.data takes it ('autotune' -> tf.data.AUTOTUNE)."""
+    return AUTOTUNE if value == "autotune" else value
 
 
 def make_dataset(
@@ -72,7 +47,7 @@ def make_dataset(
     shuffle: bool,
     seed: int,
     to_model_inputs: ToModelInputs,
-    options: InputOptions = InputOptions(),
+    options: InputSettings = InputSettings(),
 ) -> tf.data.Dataset:
     """Repeating full batches of ``to_model_inputs(features, label)`` from transformed examples.
 
@@ -80,6 +55,8 @@ def make_dataset(
     (``TFTransformOutput.transformed_metadata.schema``).
     """
     cached = options.cache == "memory"
+    reads, calls, prefetch = (tf_data_value(value) for value in
+                              (options.parallel_reads, options.parallel_calls, options.prefetch))
     read_options = tfxio.TensorFlowDatasetOptions(
         batch_size=batch_size,
         drop_final_batch=not cached,
@@ -87,22 +64,22 @@ def make_dataset(
         shuffle=shuffle and not cached,
         shuffle_buffer_size=options.shuffle_buffer,
         shuffle_seed=seed,
-        prefetch_buffer_size=options.prefetch,
-        reader_num_threads=options.parallel_reads,
-        parser_num_threads=options.parallel_calls,
+        prefetch_buffer_size=prefetch,
+        reader_num_threads=reads,
+        parser_num_threads=calls,
         sloppy_ordering=not options.deterministic,
         label_key=label_key,
     )
     dataset = data_accessor.tf_dataset_factory(file_pattern, read_options, schema)
-    dataset = dataset.map(to_model_inputs, num_parallel_calls=options.parallel_calls,
+    dataset = dataset.map(to_model_inputs, num_parallel_calls=calls,
                           deterministic=options.deterministic)
     if cached:
         dataset = dataset.unbatch().cache()
         if shuffle:
             dataset = dataset.shuffle(options.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.repeat().batch(batch_size, drop_remainder=True, num_parallel_calls=options.parallel_calls,
+        dataset = dataset.repeat().batch(batch_size, drop_remainder=True, num_parallel_calls=calls,
                                          deterministic=options.deterministic)
-    return dataset.prefetch(options.prefetch)
+    return dataset.prefetch(prefetch)
 
 
 def trainer_datasets(
@@ -112,7 +89,7 @@ def trainer_datasets(
     label_key: str,
     seed: int,
     to_model_inputs: ToModelInputs,
-    options: InputOptions,
+    options: InputSettings,
 ) -> Callable[[int], tuple[tf.data.Dataset, tf.data.Dataset]]:
     """``datasets(global_batch_size) -> (train, eval)`` for `models.common.training.train_and_export`."""
 

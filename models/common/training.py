@@ -17,56 +17,36 @@ import absl.logging
 import tensorflow as tf
 
 from models.common import callbacks, checkpointing, determinism, dp, privacy_accounting, strategy as strategy_lib
+from models.common.settings import DPSettings, ModelSettings, TrainerSettings, TrainingSettings, check_steps_cover_epochs
 from models.common.training_record import Value, write_training_record
 
 
 @dataclass(frozen=True)
-class DPPlan:
-    l2_norm_clip: float
-    noise_multiplier: float
-    clipping: str
-    num_microbatches: int | None
-    delta: float
-    max_epsilon: float
-    accountant: str
-    jit_compile: bool = True
-
-
-@dataclass(frozen=True)
 class TrainingPlan:
-    """The ``training`` block of custom_config, plus the step budget from TFX's TrainArgs."""
+    """A model's settings (read from custom_config) plus the step budget from TFX's TrainArgs."""
 
+    settings: TrainerSettings
     train_steps: int
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    seed: int
-    strategy: str
-    num_replicas: int
-    backup_root: str | None
-    debug_numerics: bool
-    histogram_freq: int
-    dp: DPPlan | None
 
-    @classmethod
-    def from_custom_config(cls, config: Mapping[str, Any], train_steps: int) -> "TrainingPlan":
-        training = dict(config.get("training") or {})
-        privacy = training.get("dp") or {}
-        epochs = int(training.get("epochs", 1))
-        if train_steps < epochs:
-            raise ValueError(f"train_steps ({train_steps}) must be at least training.epochs ({epochs})")
-        return cls(
-            train_steps=train_steps, epochs=epochs, batch_size=int(config.get("batch_size", 32)),
-            learning_rate=float(config.get("learning_rate", 1e-3)), seed=int(config.get("seed", 42)),
-            strategy=training.get("strategy", "none"), num_replicas=int(training.get("num_replicas", 1)),
-            backup_root=training.get("backup_root"), debug_numerics=bool(training.get("debug_numerics", False)),
-            histogram_freq=int(training.get("histogram_freq", 1)),
-            dp=DPPlan(**{key: privacy[key] for key in DPPlan.__dataclass_fields__ if key in privacy})
-            if privacy.get("enabled") else None)
+    def __post_init__(self) -> None:
+        check_steps_cover_epochs(self.train_steps, self.training.epochs)
+
+    @property
+    def model(self) -> ModelSettings:
+        return self.settings.model
+
+    @property
+    def training(self) -> TrainingSettings:
+        return self.settings.training
+
+    @property
+    def dp(self) -> DPSettings | None:
+        """The DP-SGD settings when DP-SGD is on."""
+        return self.training.dp if self.training.dp.enabled else None
 
     @property
     def steps_per_epoch(self) -> int:
-        return self.train_steps // self.epochs
+        return self.train_steps // self.training.epochs
 
 
 def backup_key(config: Mapping[str, Any], train_files: list[str]) -> str:
@@ -110,16 +90,17 @@ def train_and_export(
     ``export(model, directory)`` writes the SavedModel with its signatures;
     ``num_train_examples()`` is called only for DP accounting.
     """
-    if plan.debug_numerics:
+    training, batch_size = plan.training, plan.model.batch_size
+    if training.debug_numerics:
         tf.debugging.enable_check_numerics()
-    strategy = strategy_lib.build_strategy(plan.strategy, plan.num_replicas)
-    seed = determinism.make_deterministic(plan.seed)
-    train, evaluation = (labels_as_column(ds) for ds in datasets(plan.batch_size))
+    strategy = strategy_lib.build_strategy(training.distribution.strategy, training.distribution.num_replicas)
+    seed = determinism.make_deterministic(training.seed)
+    train, evaluation = (labels_as_column(ds) for ds in datasets(batch_size))
     determinism.reseed_model_ops(seed, strategy)
 
     epsilon_fn = None
     if plan.dp is not None:
-        q = privacy_accounting.sampling_probability(plan.batch_size, num_train_examples())
+        q = privacy_accounting.sampling_probability(batch_size, num_train_examples())
         epsilon_fn = functools.partial(privacy_accounting.compute_epsilon, sampling_probability=q,
                                        noise_multiplier=plan.dp.noise_multiplier, delta=plan.dp.delta,
                                        accountant=plan.dp.accountant)
@@ -132,27 +113,24 @@ def train_and_export(
         # The plain functional model is what gets exported: the DP wrapper shares its weights but
         # would make the SavedModel depend on tensorflow-privacy's classes.
         exported = model = build_model()
-        optimizer = tf.keras.optimizers.Adam(plan.learning_rate)
+        optimizer = tf.keras.optimizers.Adam(plan.model.learning_rate)
         if plan.dp is not None:
-            model = dp.compile_dp_model(
-                model, dp.DPConfig(plan.dp.l2_norm_clip, plan.dp.noise_multiplier, plan.dp.clipping,
-                                   plan.dp.num_microbatches, plan.dp.jit_compile),
-                optimizer=optimizer, loss=loss, metrics=metrics())
+            model = dp.compile_dp_model(model, plan.dp, optimizer=optimizer, loss=loss, metrics=metrics())
         else:
             model.compile(optimizer=optimizer, loss=loss, metrics=metrics())
 
-    backup_dir = checkpointing.backup_dir_for(plan.backup_root or f"{model_run_dir}/backup", backup_key_text)
+    backup_dir = checkpointing.backup_dir_for(str(training.backup_root or f"{model_run_dir}/backup"), backup_key_text)
     backup = checkpointing.ResumableBackup(backup_dir)
-    model.fit(train, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
+    model.fit(train, epochs=training.epochs, steps_per_epoch=plan.steps_per_epoch,
               validation_data=evaluation, validation_steps=eval_steps, class_weight=class_weight, verbose=2,
               callbacks=[callbacks.NonFiniteGuard(), backup, callbacks.LearningRateAndEpsilonLogger(epsilon_fn),
-                         tf.keras.callbacks.TensorBoard(model_run_dir, histogram_freq=plan.histogram_freq,
+                         tf.keras.callbacks.TensorBoard(model_run_dir, histogram_freq=training.histogram_freq,
                                                         write_graph=True)])
 
     steps = int(model.optimizer.iterations.numpy())
     record: dict[str, Value] = {
-        "seed": seed, "epochs": plan.epochs, "steps": steps, "strategy": plan.strategy,
-        "num_replicas": strategy.num_replicas_in_sync, "batch_size": plan.batch_size,
+        "seed": seed, "epochs": training.epochs, "steps": steps, "strategy": training.distribution.strategy,
+        "num_replicas": strategy.num_replicas_in_sync, "batch_size": batch_size,
         "resumed_from_epoch": backup.resumed_from.epochs_completed if backup.resumed_from else 0,
         "dp": plan.dp is not None,
     }

@@ -1,17 +1,28 @@
 """The contract between the pipeline config and the fraud model: columns, card history, options.
 
-The pipeline passes these settings to Transform and Trainer through ``custom_config`` (plain JSON),
-so this module depends on nothing but the standard library and every mistake is reported here,
-before any TensorFlow work, naming the key and the fix.
+The fraud model's settings extend the common schema (models/common/settings.py) with its options
+(``model.options``) and the card-history layout. The pipeline passes them to Transform and Trainer
+through ``custom_config`` (plain JSON) and the config loader checks them with this same schema, so
+every mistake is reported before any TensorFlow work, naming the key and the fix.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Annotated, Literal, Self
 
-NUMERIC_TYPES = ("float", "int")
-CATEGORICAL_TYPES = ("string",)
-FEATURE_TYPES = NUMERIC_TYPES + CATEGORICAL_TYPES
+from pydantic import Field, StrictBool, ValidationInfo, field_validator, model_validator
+
+from models.common.settings import (
+    CATEGORICAL_TYPES,
+    NUMERIC_TYPES,
+    DataSettings,
+    FeatureType,
+    ModelSettings,
+    SequenceLayout,
+    Settings,
+    SettingsError,
+    TrainerSettings,
+)
+
 OOV_BUCKETS = 1
 
 # Fixed amount bands (currency units) for slicing evaluation metrics. Fixed, not learnt, so a slice
@@ -30,7 +41,7 @@ MASK = "mask"
 COUNT = "count"
 
 
-class FraudConfigError(ValueError):
+class FraudConfigError(SettingsError):
     """custom_config does not describe a usable fraud model; the message names the key and the fix."""
 
 
@@ -42,117 +53,53 @@ def vocabulary_name(name: str) -> str:
     return f"{name}_vocab"
 
 
-@dataclass(frozen=True)
-class FraudOptions:
+PositiveInt = Annotated[int, Field(ge=1, strict=True)]
+NonNegative = Annotated[float, Field(ge=0, strict=True)]
+
+
+class FraudOptions(Settings):
     """Model-specific hyper-parameters (``model.options`` in the YAML); every key is optional."""
 
-    embedding_dim: int = 8
-    conv_filters: int = 32
-    conv_kernel_size: int = 3
-    lstm_units: int = 32
-    lstm_unroll: bool = True            # a static loop over the short history: faster, and DP vectorized needs it
-    attention_units: int = 32
-    fusion_units: int = 32
-    loss: str = "focal"                 # "focal" or "weighted_bce"
-    focal_gamma: float = 2.0
-    focal_alpha: float = 0.75           # weight of the positive class in the focal loss
-    positive_weight: float = 10.0       # class weight of frauds with loss "weighted_bce"
-    vocabulary_top_k: int | None = None  # cap vocabularies of high-cardinality string columns
+    embedding_dim: PositiveInt = 8
+    conv_filters: PositiveInt = 32
+    conv_kernel_size: PositiveInt = 3
+    lstm_units: PositiveInt = 32
+    lstm_unroll: StrictBool = True      # a static loop over the short history: faster, and DP vectorized needs it
+    attention_units: PositiveInt = 32
+    fusion_units: PositiveInt = 32
+    loss: Literal["focal", "weighted_bce"] = "focal"
+    focal_gamma: NonNegative = 2.0
+    focal_alpha: float = Field(default=0.75, gt=0, lt=1, strict=True)  # weight of the positive class in the focal loss
+    positive_weight: NonNegative = 10.0  # class weight of frauds with loss "weighted_bce"
+    vocabulary_top_k: PositiveInt | None = None  # cap vocabularies of high-cardinality string columns
     time_feature: str | None = "timestamp"  # int64 seconds -> hour of day, day of week
     amount_feature: str = "amount"      # its raw value gives the `amount_band` slice
-    log_features: tuple[str, ...] = ("amount", "distance_from_home_km")
-
-    _LOSSES = ("focal", "weighted_bce")
-
-    @classmethod
-    def from_mapping(cls, options: Mapping[str, Any] | None) -> "FraudOptions":
-        options = dict(options or {})
-        allowed = [f.name for f in fields(cls)]
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            raise FraudConfigError(
-                f"model.options has unknown key(s) {unknown}; allowed keys are {allowed}")
-        if "log_features" in options:
-            value = options["log_features"]
-            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-                raise FraudConfigError(
-                    f"model.options.log_features must be a list of column names, got {value!r}")
-            options["log_features"] = tuple(value)
-        defaults = cls()
-        for name in ("embedding_dim", "conv_filters", "conv_kernel_size", "lstm_units",
-                     "attention_units", "fusion_units"):
-            if name in options:
-                options[name] = _positive_int(f"model.options.{name}", options[name])
-        if options.get("vocabulary_top_k") is not None:
-            options["vocabulary_top_k"] = _positive_int("model.options.vocabulary_top_k",
-                                                        options["vocabulary_top_k"])
-        for name in ("focal_gamma", "positive_weight"):
-            if name in options:
-                value = options[name]
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                    raise FraudConfigError(
-                        f"model.options.{name} must be a number >= 0, got {value!r} "
-                        f"(default {getattr(defaults, name)})")
-                options[name] = float(value)
-        if "focal_alpha" in options:
-            value = options["focal_alpha"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-                raise FraudConfigError(
-                    f"model.options.focal_alpha must be a number in (0, 1), got {value!r} "
-                    f"(default {defaults.focal_alpha})")
-            options["focal_alpha"] = float(value)
-        if "lstm_unroll" in options and not isinstance(options["lstm_unroll"], bool):
-            raise FraudConfigError(
-                f"model.options.lstm_unroll must be true or false, got {options['lstm_unroll']!r}")
-        if "loss" in options and options["loss"] not in cls._LOSSES:
-            raise FraudConfigError(
-                f"model.options.loss must be one of {list(cls._LOSSES)}, got {options['loss']!r}")
-        return cls(**options)
-
-    def to_mapping(self) -> dict[str, Any]:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in fields(self)}
+    log_features: list[str] = ["amount", "distance_from_home_km"]
 
 
-def _positive_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise FraudConfigError(f"{key} must be a positive integer, got {value!r}")
-    return value
+class FraudModelSettings(ModelSettings):
+    """The common hyper-parameters; ``hidden_units[0]`` sizes the current-transaction encoder."""
+
+    options: FraudOptions = FraudOptions()
 
 
-@dataclass(frozen=True)
-class SequenceSettings:
+class SequenceSettings(SequenceLayout):
     """The card history: `length` most-recent-first steps, padded at the end, named `prefix` + column."""
 
-    length: int
-    prefix: str
-    features: dict[str, str]
-
-    @classmethod
-    def from_mapping(cls, sequence: Mapping[str, Any] | None) -> "SequenceSettings":
-        if not isinstance(sequence, Mapping):
-            raise FraudConfigError(
-                f"custom_config.sequence is {sequence!r}; the fraud model needs the card history: add a "
-                "`sequence_features:` section to the config (the AnonymizingExampleGen builds it)")
-        missing = sorted({"length", "prefix", "features"} - set(sequence))
-        if missing:
-            raise FraudConfigError(
-                f"custom_config.sequence lacks {missing}; the pipeline must pass the card-history "
-                "layout (length, prefix, features) of the AnonymizingExampleGen")
-        length = _positive_int("custom_config.sequence.length", sequence["length"])
-        prefix, features = str(sequence["prefix"]), dict(sequence["features"])
-        _check_types("custom_config.sequence.features", features)
-        settings = cls(length=length, prefix=prefix, features=features)
-        for required in (settings.mask, settings.count, settings.seconds_since):
-            if required not in features:
-                raise FraudConfigError(
-                    f"custom_config.sequence.features lacks {required!r}; the history needs its "
-                    "mask, count and seconds_since features (the ExampleGen always writes them)")
-        strange = [name for name in features if not name.startswith(prefix)]
+    @model_validator(mode="after")
+    def _history_is_complete(self) -> Self:
+        for required in (self.mask, self.count, self.seconds_since):
+            if required not in self.features:
+                raise ValueError(
+                    f"features lacks {required!r}; the history needs its mask, count and seconds_since "
+                    "features (the ExampleGen always writes them)")
+        strange = [name for name in self.features if not name.startswith(self.prefix)]
         if strange:
-            raise FraudConfigError(
-                f"custom_config.sequence.features {strange} do not start with the prefix {prefix!r}")
-        return settings
+            raise ValueError(f"features {strange} do not start with the prefix {self.prefix!r}")
+        if not self.value_features:
+            raise ValueError("features has no per-transaction values (e.g. history_amount); "
+                             "the sequence branch would see only padding bookkeeping")
+        return self
 
     @property
     def mask(self) -> str:
@@ -167,7 +114,7 @@ class SequenceSettings:
         return f"{self.prefix}{SECONDS_SINCE}"
 
     @property
-    def value_features(self) -> dict[str, str]:
+    def value_features(self) -> dict[str, FeatureType]:
         """Per-step values of earlier transactions (history_amount, ...), without the bookkeeping."""
         special = {self.mask, self.count, self.seconds_since}
         return {name: kind for name, kind in self.features.items() if name not in special}
@@ -176,98 +123,63 @@ class SequenceSettings:
         """history_amount -> amount: the current-transaction column the history feature copies."""
         return name[len(self.prefix):]
 
-    def to_mapping(self) -> dict[str, Any]:
-        return {"length": self.length, "prefix": self.prefix, "features": dict(self.features)}
 
-
-def _check_types(key: str, features: Mapping[str, Any]) -> None:
-    bad = {name: kind for name, kind in features.items() if kind not in FEATURE_TYPES}
-    if bad:
-        raise FraudConfigError(f"{key} has unknown type(s) {bad}; use one of {list(FEATURE_TYPES)}")
-
-
-@dataclass(frozen=True)
-class FraudSettings:
+class FraudSettings(TrainerSettings):
     """What the fraud model needs to know about its data and training, from ``custom_config``."""
 
-    label: str
-    features: dict[str, str]
+    model: FraudModelSettings = FraudModelSettings()
     sequence: SequenceSettings
-    hidden_units: tuple[int, ...] = (64, 32)
-    dropout: float = 0.1
-    learning_rate: float = 1e-3
-    batch_size: int = 256
-    seed: int = 42
-    options: FraudOptions = field(default_factory=FraudOptions)
-    extra: dict[str, Any] = field(default_factory=dict)
 
-    _KNOWN = ("label", "features", "sequence", "hidden_units", "dropout", "learning_rate",
-              "batch_size", "seed", "options")
+    error = FraudConfigError
 
+    @field_validator("sequence", mode="before")
     @classmethod
-    def from_custom_config(cls, config: Mapping[str, Any]) -> "FraudSettings":
-        missing = sorted({"label", "features", "sequence"} - set(config))
-        if missing:
-            raise FraudConfigError(
-                f"custom_config lacks {missing}; the pipeline must pass them to Transform and Trainer")
-        features = dict(config["features"])
-        _check_types("custom_config.features (data.features)", features)
-        if not features:
-            raise FraudConfigError("custom_config.features is empty; list the current-transaction columns")
-        values: dict[str, Any] = {key: config[key] for key in cls._KNOWN if key in config}
-        values["features"] = features
-        values["sequence"] = SequenceSettings.from_mapping(config["sequence"])
-        values["options"] = FraudOptions.from_mapping(config.get("options"))
-        if "hidden_units" in values:
-            values["hidden_units"] = tuple(values["hidden_units"])
-            if not values["hidden_units"]:
-                raise FraudConfigError("model.hidden_units is empty; give at least one layer size")
-        settings = cls(**values, extra={k: v for k, v in config.items() if k not in cls._KNOWN})
-        settings._check()
-        return settings
+    def _history_is_given(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("the fraud model needs the card history: add a `sequence_features:` section to the "
+                             "config (the AnonymizingExampleGen builds it)")
+        return value
 
-    def _check(self) -> None:
-        if self.label in self.features:
-            raise FraudConfigError(f"label {self.label!r} is also a feature; remove it from data.features")
-        time = self.options.time_feature
-        if time is not None and time in self.features and self.features[time] not in NUMERIC_TYPES:
-            raise FraudConfigError(
-                f"model.options.time_feature {time!r} must be an int (seconds) column, "
-                f"but data.features says {self.features[time]!r}")
-        if self.features.get(self.options.amount_feature) not in NUMERIC_TYPES:
-            raise FraudConfigError(
-                f"model.options.amount_feature {self.options.amount_feature!r} must be a numeric column "
-                f"of data.features (it gives the amount_band slice); columns: {sorted(self.features)}")
-        if not self.sequence.value_features:
-            raise FraudConfigError(
-                "custom_config.sequence.features has no per-transaction values (e.g. history_amount); "
-                "the sequence branch would see only padding bookkeeping")
-
-    def to_custom_config(self) -> dict[str, Any]:
-        return {"label": self.label, "features": dict(self.features),
-                "sequence": self.sequence.to_mapping(), "hidden_units": list(self.hidden_units),
-                "dropout": self.dropout, "learning_rate": self.learning_rate,
-                "batch_size": self.batch_size, "seed": self.seed,
-                "options": self.options.to_mapping(), **self.extra}
+    @field_validator("model")
+    @classmethod
+    def _options_fit_the_columns(cls, model: FraudModelSettings, info: ValidationInfo) -> FraudModelSettings:
+        data: DataSettings | None = info.data.get("data")
+        if data is None:  # already reported
+            return model
+        features, options = data.features, model.options
+        time = options.time_feature
+        if time is not None and time in features and features[time] not in NUMERIC_TYPES:
+            raise ValueError(
+                f"options.time_feature {time!r} must be an int (seconds) column, "
+                f"but data.features says {features[time].value!r}")
+        if features.get(options.amount_feature) not in NUMERIC_TYPES:
+            raise ValueError(
+                f"options.amount_feature {options.amount_feature!r} must be a numeric column "
+                f"of data.features (it gives the amount_band slice); columns: {sorted(features)}")
+        return model
 
     @property
     def uses_time(self) -> bool:
-        return self.options.time_feature is not None and self.options.time_feature in self.features
+        time = self.model.options.time_feature
+        return time is not None and time in self.data.features
 
     @property
     def numeric_features(self) -> list[str]:
         """Current-transaction numbers scaled as they are (the time column is encoded separately)."""
-        return [name for name, kind in self.features.items()
-                if kind in NUMERIC_TYPES and not (self.uses_time and name == self.options.time_feature)]
+        return [name for name, kind in self.data.features.items()
+                if kind in NUMERIC_TYPES and not (self.uses_time and name == self.model.options.time_feature)]
 
     @property
     def categorical_features(self) -> list[str]:
-        return [name for name, kind in self.features.items() if kind in CATEGORICAL_TYPES]
+        return [name for name, kind in self.data.features.items() if kind in CATEGORICAL_TYPES]
 
     def is_log_scaled(self, name: str) -> bool:
-        return name in self.options.log_features
+        return name in self.model.options.log_features
 
     def history_vocabulary(self, name: str) -> str:
         """Vocabulary of a string history feature: the current column's when there is one (shared)."""
         base = self.sequence.base_name(name)
         return vocabulary_name(base if base in self.categorical_features else name)
+
+
+SETTINGS = FraudSettings  # the schema the pipeline checks this package's config with

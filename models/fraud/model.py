@@ -28,7 +28,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from models.common.input_pipeline import InputOptions, trainer_datasets
+from models.common.input_pipeline import trainer_datasets
 from models.common.training import TrainingPlan, backup_key, train_and_export, train_example_count
 from models.fraud.features import (
     DAY_OF_WEEK,
@@ -88,7 +88,7 @@ def to_model_inputs(settings: FraudSettings, transformed: dict[str, tf.Tensor]) 
 
 def build_model(settings: FraudSettings, vocabulary_sizes: dict[str, int]) -> tf.keras.Model:
     """The two-branch network (uncompiled: the training loop compiles it in its strategy scope)."""
-    options, sequence, length = settings.options, settings.sequence, settings.sequence.length
+    options, sequence, length = settings.model.options, settings.sequence, settings.sequence.length
     missing = [name for name in vocabularies(settings) if name not in vocabulary_sizes]
     if missing:
         raise ValueError(f"vocabulary sizes missing for {missing}; pass the Transform output's sizes")
@@ -112,7 +112,8 @@ def build_model(settings: FraudSettings, vocabulary_sizes: dict[str, int]) -> tf
             embedded = tf.keras.layers.Embedding(size, options.embedding_dim, name=f"embed_{name}")(
                 inputs[transformed_name(name)])
             current.append(tf.keras.layers.Flatten(name=f"flat_{name}")(embedded))
-    current_encoding = tf.keras.layers.Dense(settings.hidden_units[0], activation="relu", name="current_dense")(
+    current_encoding = tf.keras.layers.Dense(settings.model.hidden_units[0], activation="relu",
+                                             name="current_dense")(
         tf.keras.layers.Concatenate(name="current_features")(current))
 
     # Card history: one feature vector per step, then local patterns (bursts) and order.
@@ -134,10 +135,11 @@ def build_model(settings: FraudSettings, vocabulary_sizes: dict[str, int]) -> tf
         [encoded, current_encoding, inputs[transformed_name(sequence.mask)]])
 
     hidden = GatedFusion(options.fusion_units, name="fusion")([history, current_encoding])
-    for index, units in enumerate(settings.hidden_units[1:]):
+    for index, units in enumerate(settings.model.hidden_units[1:]):
         hidden = tf.keras.layers.Dense(units, activation="relu", name=f"dense_{index}")(hidden)
-        if settings.dropout:
-            hidden = tf.keras.layers.Dropout(settings.dropout, seed=settings.seed, name=f"dropout_{index}")(hidden)
+        if settings.model.dropout:
+            hidden = tf.keras.layers.Dropout(settings.model.dropout, seed=settings.training.seed,
+                                             name=f"dropout_{index}")(hidden)
     output = tf.keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_NAME)(hidden)
     return tf.keras.Model(inputs=inputs, outputs=output, name="fraud_classifier")
 
@@ -148,7 +150,7 @@ def make_metrics() -> list[tf.keras.metrics.Metric]:
 
 def make_loss(settings: FraudSettings) -> tf.keras.losses.Loss:
     """The imbalance-aware loss the options name (see the module docstring for why focal by default)."""
-    options = settings.options
+    options = settings.model.options
     if options.loss == "focal":
         return tf.keras.losses.BinaryFocalCrossentropy(
             apply_class_balancing=True, alpha=options.focal_alpha, gamma=options.focal_gamma)
@@ -157,7 +159,8 @@ def make_loss(settings: FraudSettings) -> tf.keras.losses.Loss:
 
 def class_weight(settings: FraudSettings) -> dict[int, float] | None:
     """Keras class weights for ``loss: weighted_bce``; the focal loss balances classes itself."""
-    return {0: 1.0, 1: settings.options.positive_weight} if settings.options.loss == "weighted_bce" else None
+    options = settings.model.options
+    return {0: 1.0, 1: options.positive_weight} if options.loss == "weighted_bce" else None
 
 
 def model_inputs_and_label(settings: FraudSettings, transformed: dict[str, tf.Tensor],
@@ -170,14 +173,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point: train per the config's training plan, export the three signatures."""
     config = fn_args.custom_config or {}
     settings = FraudSettings.from_custom_config(config)
-    plan = TrainingPlan.from_custom_config(config, fn_args.train_steps)
+    plan = TrainingPlan(settings, fn_args.train_steps)
     transform_output = tft.TFTransformOutput(fn_args.transform_output)
     sizes = {name: transform_output.vocabulary_size_by_name(name) for name in vocabularies(settings)}
 
     datasets = trainer_datasets(
-        fn_args, transform_output.transformed_metadata.schema, label_key=settings.label, seed=settings.seed,
-        to_model_inputs=functools.partial(model_inputs_and_label, settings),
-        options=InputOptions.from_custom_config(config))
+        fn_args, transform_output.transformed_metadata.schema, label_key=settings.data.label,
+        seed=settings.training.seed, to_model_inputs=functools.partial(model_inputs_and_label, settings),
+        options=settings.training.input)
 
     def export(model: tf.keras.Model, directory: str) -> None:
         signatures = make_serving_signatures(

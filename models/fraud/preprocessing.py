@@ -85,15 +85,15 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
         outputs[transformed_name(name)] = _z_score(value, *moments[name])
     for name in settings.categorical_features:
         value = _dense(inputs[name], "")
-        vocabularies[name] = tft.vocabulary(value, top_k=settings.options.vocabulary_top_k,
+        vocabularies[name] = tft.vocabulary(value, top_k=settings.model.options.vocabulary_top_k,
                                             vocab_filename=vocabulary_name(name))
         outputs[transformed_name(name)] = tft.apply_vocabulary(value, vocabularies[name],
                                                                num_oov_buckets=OOV_BUCKETS)
     if settings.uses_time:
-        hour, weekday = hour_and_weekday(_dense(inputs[settings.options.time_feature], 0))
+        hour, weekday = hour_and_weekday(_dense(inputs[settings.model.options.time_feature], 0))
         outputs[transformed_name(HOUR_OF_DAY)] = hour
         outputs[transformed_name(DAY_OF_WEEK)] = weekday
-    outputs[AMOUNT_BAND] = amount_band(_dense(inputs[settings.options.amount_feature], 0))
+    outputs[AMOUNT_BAND] = amount_band(_dense(inputs[settings.model.options.amount_feature], 0))
 
     mask = tf.cast(_dense_sequence(inputs[sequence.mask], length, 0), tf.int64)
     real = tf.cast(mask, tf.bool)
@@ -114,7 +114,7 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
             vocabulary = vocabularies.get(base)
             if vocabulary is None:  # no current column to share a vocabulary with: learn one
                 vocabulary = tft.vocabulary(tf.boolean_mask(value, real),
-                                            top_k=settings.options.vocabulary_top_k,
+                                            top_k=settings.model.options.vocabulary_top_k,
                                             vocab_filename=vocabulary_name(name))
             ids = tft.apply_vocabulary(value, vocabulary, num_oov_buckets=OOV_BUCKETS)
             outputs[transformed_name(name)] = ids * mask  # padding -> 0; the model ignores it anyway
@@ -125,5 +125,5 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
                 moments[base] = (tft.mean(seen), tft.var(seen))
             outputs[transformed_name(name)] = _z_score(value, *moments[base]) * mask_float
 
-    outputs[settings.label] = tf.cast(_dense(inputs[settings.label], 0), tf.int64)
+    outputs[settings.data.label] = tf.cast(_dense(inputs[settings.data.label], 0), tf.int64)
     return outputs

@@ -25,7 +25,7 @@ def raw_input_specs(settings: FraudSettings,
                     raw_spec: dict[str, tf.io.FixedLenFeature | tf.io.VarLenFeature]) -> dict[str, tf.TensorSpec]:
     """serving_raw's inputs: the columns the model reads, scalars [None] and history lists [None, length]."""
     specs = {}
-    for name in [*settings.features, *settings.sequence.features]:
+    for name in [*settings.data.features, *settings.sequence.features]:
         if name not in raw_spec:
             raise ValueError(
                 f"the Transform schema has no column {name!r}, which custom_config lists; the schema and "
@@ -55,7 +55,7 @@ def make_serving_signatures(
     """The three signatures; ``to_model_inputs`` maps transformed features to the model's inputs."""
     model.tft_layer = transform_output.transform_features_layer()
     full_spec = dict(transform_output.raw_feature_spec())
-    raw_spec = {name: spec for name, spec in full_spec.items() if name != settings.label}
+    raw_spec = {name: spec for name, spec in full_spec.items() if name != settings.data.label}
 
     def predict(raw_features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         transformed = model.tft_layer(raw_features)

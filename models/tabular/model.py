@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from models.common.input_pipeline import InputOptions, trainer_datasets
+from models.common.input_pipeline import trainer_datasets
 from models.common.training import TrainingPlan, backup_key, train_and_export, train_example_count
 from models.tabular.features import TabularSettings, vocabulary_name
 from models.tabular.network import build_model, to_model_inputs
@@ -26,19 +26,19 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point: train per the config's training plan, export both signatures."""
     config = fn_args.custom_config or {}
     settings = TabularSettings.from_custom_config(config)
-    plan = TrainingPlan.from_custom_config(config, fn_args.train_steps)
+    plan = TrainingPlan(settings, fn_args.train_steps)
     transform_output = tft.TFTransformOutput(fn_args.transform_output)
     sizes = {name: transform_output.vocabulary_size_by_name(vocabulary_name(name))
              for name in settings.categorical_features}
 
     datasets = trainer_datasets(
-        fn_args, transform_output.transformed_metadata.schema, label_key=settings.label, seed=settings.seed,
+        fn_args, transform_output.transformed_metadata.schema, label_key=settings.data.label, seed=settings.training.seed,
         to_model_inputs=functools.partial(model_inputs_and_label, settings),
-        options=InputOptions.from_custom_config(config))
+        options=settings.training.input)
 
     def export(model: tf.keras.Model, directory: str) -> None:
         signatures = make_serving_signatures(
-            model, transform_output, settings.label, list(settings.features),
+            model, transform_output, settings.data.label, list(settings.data.features),
             lambda transformed: to_model_inputs(settings, transformed))
         model.save(directory, save_format="tf", signatures=signatures, include_optimizer=False)
 

@@ -27,5 +27,5 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
     for name in settings.categorical_features:
         outputs[transformed_name(name)] = tft.compute_and_apply_vocabulary(
             _dense(inputs[name], ""), num_oov_buckets=OOV_BUCKETS, vocab_filename=vocabulary_name(name))
-    outputs[settings.label] = tf.cast(_dense(inputs[settings.label], 0), tf.int64)
+    outputs[settings.data.label] = tf.cast(_dense(inputs[settings.data.label], 0), tf.int64)
     return outputs

@@ -12,7 +12,8 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.components.trainer.fn_args_utils import DataAccessor
 from tfx_bsl.public import tfxio
 
-from models.common.input_pipeline import AUTOTUNE, InputOptions, make_dataset
+from models.common.input_pipeline import AUTOTUNE, make_dataset, tf_data_value
+from models.common.settings import InputSettings, SettingsError, TrainerSettings
 
 ROWS, BATCH = 100, 8
 
@@ -58,7 +59,7 @@ def _to_model_inputs(features: dict[str, tf.Tensor], label: tf.Tensor) -> tuple[
 
 def _dataset(files: list[str], *, seed: int = 1, shuffle: bool = True, **options: Any) -> tf.data.Dataset:
     return make_dataset(files, _data_accessor(), _schema(), label_key="label", batch_size=BATCH, shuffle=shuffle,
-                        seed=seed, to_model_inputs=_to_model_inputs, options=InputOptions(**options))
+                        seed=seed, to_model_inputs=_to_model_inputs, options=InputSettings(**options))
 
 
 def _row_ids(dataset: tf.data.Dataset, batches: int) -> np.ndarray:
@@ -117,13 +118,15 @@ def test_streaming_reads_the_files_again(files: list[str]) -> None:
 
 
 def test_options_from_config_and_their_errors() -> None:
-    options = InputOptions.from_custom_config({"training": {"input": {
+    data = {"label": "label", "features": {"value": "float"}}
+    options = TrainerSettings.from_custom_config({"data": data, "training": {"input": {
         "cache": "off", "shuffle_buffer": 64, "parallel_reads": 2, "parallel_calls": "autotune",
-        "prefetch": "autotune", "deterministic": False}}})
-    assert options == InputOptions(cache="off", shuffle_buffer=64, parallel_reads=2, parallel_calls=AUTOTUNE,
-                                   prefetch=AUTOTUNE, deterministic=False)
-    assert InputOptions.from_custom_config({}) == InputOptions()
-    with pytest.raises(ValueError, match="cache must be 'memory' or 'off'"):
-        InputOptions(cache="disk")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="parallel_calls must be >= 1 or 'autotune', got 0"):
-        InputOptions(parallel_calls=0)
+        "prefetch": "autotune", "deterministic": False}}}).training.input
+    assert options == InputSettings(cache="off", shuffle_buffer=64, parallel_reads=2, parallel_calls="autotune",
+                                    prefetch="autotune", deterministic=False)
+    assert [tf_data_value(v) for v in (options.parallel_reads, options.parallel_calls)] == [2, AUTOTUNE]
+    assert TrainerSettings.from_custom_config({"data": data}).training.input == InputSettings()
+    with pytest.raises(SettingsError, match=r"training\.input\.cache: .*'memory' or 'off'"):
+        TrainerSettings.from_custom_config({"data": data, "training": {"input": {"cache": "disk"}}})
+    with pytest.raises(SettingsError, match=r"training\.input\.parallel_calls: .*>= 1 or 'autotune', got 0"):
+        TrainerSettings.from_custom_config({"data": data, "training": {"input": {"parallel_calls": 0}}})

@@ -7,25 +7,24 @@ g_i are per-example gradients computed here one example at a time.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.common.dp import (
-    CLIPPING_METHODS,
-    DPConfig,
-    DPConfigError,
-    compile_dp_model,
-    replica_parameters,
-)
+from pydantic import ValidationError
+
+from models.common.dp import DPConfigError, compile_dp_model, replica_parameters
+from models.common.settings import CLIPPING_METHODS, DPSettings, describe_validation_error
 
 METHODS = ("fast", "vectorized", "vectorized-no-xla", "microbatch")
 
 
-def _dp_config(clip: float, noise_multiplier: float, method: str) -> DPConfig:
+def _dp_config(clip: float, noise_multiplier: float, method: str) -> DPSettings:
     """``vectorized-no-xla``: the vectorized method without compiling its per-example gradients."""
-    return DPConfig(clip, noise_multiplier, method.removesuffix("-no-xla"), jit_compile=not method.endswith("-no-xla"))
+    return DPSettings(l2_norm_clip=clip, noise_multiplier=noise_multiplier, clipping=method.removesuffix("-no-xla"),
+                      jit_compile=not method.endswith("-no-xla"))
 BATCH = 8
 
 
@@ -65,7 +64,7 @@ def _clipped_sum(grads: list[np.ndarray], clip: float) -> np.ndarray:
 
 
 def _one_step(
-    config: DPConfig, strategy: tf.distribute.Strategy, replicas: int, input_dim: int, hidden: int
+    config: DPSettings, strategy: tf.distribute.Strategy, replicas: int, input_dim: int, hidden: int
 ):
     """Weights before, after one DP-SGD step, and the per-example gradients at the start."""
     x, y = _data(input_dim)
@@ -135,12 +134,12 @@ def test_noise_std_is_noise_multiplier_times_clip_over_batch(
 
 def test_replica_parameters_are_identity_on_one_replica() -> None:
     for method in CLIPPING_METHODS:
-        params = replica_parameters(DPConfig(1.5, 1.1, method), 1)
+        params = replica_parameters(DPSettings(l2_norm_clip=1.5, noise_multiplier=1.1, clipping=method), 1)
         assert (params.l2_norm_clip, params.noise_multiplier) == (1.5, 1.1)
 
 
 def test_microbatches_must_split_over_replicas() -> None:
-    config = DPConfig(1.0, 1.0, "microbatch", num_microbatches=6)
+    config = DPSettings(l2_norm_clip=1.0, noise_multiplier=1.0, clipping="microbatch", num_microbatches=6)
     assert replica_parameters(config, 2).num_microbatches == 3
     with pytest.raises(DPConfigError, match="multiple of the 4 replicas"):
         replica_parameters(config, 4)
@@ -149,9 +148,10 @@ def test_microbatches_must_split_over_replicas() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"l2_norm_clip": 0.0, "noise_multiplier": 1.0}, "l2_norm_clip must be a positive"),
-        ({"l2_norm_clip": 1.0, "noise_multiplier": -1.0}, "noise_multiplier must be >= 0"),
-        ({"l2_norm_clip": 1.0, "noise_multiplier": 1.0, "clipping": "ghost"}, "allowed: fast"),
+        ({"l2_norm_clip": 0.0, "noise_multiplier": 1.0}, r"l2_norm_clip: Input should be greater than 0"),
+        ({"l2_norm_clip": math.inf, "noise_multiplier": 1.0}, r"l2_norm_clip: Input should be a finite number"),
+        ({"l2_norm_clip": 1.0, "noise_multiplier": -1.0}, r"noise_multiplier: Input should be greater than or equal to 0"),
+        ({"l2_norm_clip": 1.0, "noise_multiplier": 1.0, "clipping": "ghost"}, r"clipping: .*'fast', 'vectorized' or"),
         (
             {"l2_norm_clip": 1.0, "noise_multiplier": 1.0, "num_microbatches": 4},
             "only used by clipping='microbatch'",
@@ -159,8 +159,9 @@ def test_microbatches_must_split_over_replicas() -> None:
     ],
 )
 def test_bad_config_names_the_problem(kwargs: dict, message: str) -> None:
-    with pytest.raises(DPConfigError, match=message):
-        DPConfig(**kwargs)
+    with pytest.raises(ValidationError) as error:
+        DPSettings(**kwargs)
+    assert re.search(message, describe_validation_error(error.value, DPSettings))
 
 
 def test_fast_clipping_refuses_layers_outside_the_registry() -> None:
@@ -170,7 +171,7 @@ def test_fast_clipping_refuses_layers_outside_the_registry() -> None:
     with pytest.raises(DPConfigError, match=r"norm \(LayerNormalization\).*clipping='vectorized'"):
         compile_dp_model(
             model,
-            DPConfig(1.0, 1.0, "fast"),
+            DPSettings(l2_norm_clip=1.0, noise_multiplier=1.0, clipping="fast"),
             optimizer=tf.keras.optimizers.SGD(),
             loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
         )
@@ -180,7 +181,7 @@ def test_microbatch_model_reloads_with_include_optimizer_false(tmp_path) -> None
     """TFMA loads models with load_model; the DP optimizer class must not be in the SavedModel."""
     model = compile_dp_model(
         _build(5, 4),
-        DPConfig(1.0, 1.0, "microbatch"),
+        DPSettings(l2_norm_clip=1.0, noise_multiplier=1.0, clipping="microbatch"),
         optimizer=tf.keras.optimizers.Adam(1e-3),
         loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
     )

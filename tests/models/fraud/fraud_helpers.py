@@ -22,13 +22,14 @@ HISTORY = {"history_amount": "float", "history_merchant_category": "string",
 
 def custom_config(**options: Any) -> dict[str, Any]:
     """custom_config as the pipeline builds it (pipeline/dag.py: trainer_custom_config)."""
-    return {"label": LABEL, "features": dict(FEATURES),
+    return {"data": {"label": LABEL, "features": dict(FEATURES)},
             "sequence": {"length": LENGTH, "prefix": "history_", "features": dict(HISTORY)},
-            "hidden_units": [16, 8], "dropout": 0.1, "learning_rate": 0.01, "batch_size": 16, "seed": 7,
-            "options": {"embedding_dim": 4, "conv_filters": 8, "lstm_units": 8, "attention_units": 8,
-                        "fusion_units": 8, **options},
-            "training": {"epochs": 2, "strategy": "none", "num_replicas": 1, "dp": {"enabled": False},
-                         "backup_root": None, "debug_numerics": False, "histogram_freq": 0}}
+            "model": {"hidden_units": [16, 8], "dropout": 0.1, "learning_rate": 0.01, "batch_size": 16,
+                      "options": {"embedding_dim": 4, "conv_filters": 8, "lstm_units": 8, "attention_units": 8,
+                                  "fusion_units": 8, **options}},
+            "training": {"epochs": 2, "seed": 7, "distribution": {"strategy": "none", "num_replicas": 1},
+                         "dp": {"enabled": False}, "backup_root": None, "debug_numerics": False,
+                         "histogram_freq": 0}}
 
 
 def raw_feature_spec() -> dict[str, tf.io.FixedLenFeature]:

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from fraud_helpers import LENGTH, custom_config
-from models.common.dp import DPConfig, compile_dp_model
+from models.common.dp import compile_dp_model
+from models.common.settings import DPSettings
 from models.fraud.features import FraudConfigError, FraudSettings
 from models.fraud.model import (build_model, class_weight, current_inputs, make_loss, make_metrics,
                                 sequence_inputs, vocabularies)
@@ -56,9 +57,9 @@ def test_model_builds_with_the_configured_branches_and_custom_layers() -> None:
 @pytest.mark.parametrize("loss", ["focal", "weighted_bce"])
 def test_model_trains_a_few_steps_and_loss_falls(loss: str) -> None:
     settings = FraudSettings.from_custom_config(custom_config(loss=loss))
-    tf.keras.utils.set_random_seed(settings.seed)
+    tf.keras.utils.set_random_seed(settings.training.seed)
     model = build_model(settings, SIZES)
-    model.compile(tf.keras.optimizers.Adam(settings.learning_rate), loss=make_loss(settings), metrics=make_metrics())
+    model.compile(tf.keras.optimizers.Adam(settings.model.learning_rate), loss=make_loss(settings), metrics=make_metrics())
     inputs, label = synthetic_inputs(settings, 512, seed=3)
     before = model.evaluate(inputs, label, verbose=0, return_dict=True)
     model.fit(inputs, label, batch_size=64, epochs=4, verbose=0, class_weight=class_weight(settings))
@@ -81,12 +82,12 @@ def test_dp_vectorized_trains_the_fraud_model_under_one_and_two_replicas(
         replicas: int, mirrored: tf.distribute.Strategy) -> None:
     """Per-example gradients through Conv1D, the unrolled LSTM and the custom layers, compiled with XLA."""
     settings = FraudSettings.from_custom_config(custom_config())
-    tf.keras.utils.set_random_seed(settings.seed)
+    tf.keras.utils.set_random_seed(settings.training.seed)
     strategy = mirrored if replicas > 1 else tf.distribute.get_strategy()
     with strategy.scope():
         model = build_model(settings, SIZES)
         before = [w.copy() for w in model.get_weights()]
-        dp_model = compile_dp_model(model, DPConfig(l2_norm_clip=1.0, noise_multiplier=0.5, clipping="vectorized"),
+        dp_model = compile_dp_model(model, DPSettings(l2_norm_clip=1.0, noise_multiplier=0.5, clipping="vectorized"),
                                     optimizer=tf.keras.optimizers.Adam(0.01), loss=make_loss(settings))
     inputs, label = synthetic_inputs(settings, 256, seed=3)
     history = dp_model.fit(inputs, label, batch_size=64, epochs=1, verbose=0)
@@ -118,16 +119,17 @@ def test_padded_history_values_do_not_change_predictions() -> None:
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"lstm_unit": 8}, r"unknown key\(s\) \['lstm_unit'\]"),
-    ({"loss": "hinge"}, "model.options.loss must be one of"),
-    ({"focal_alpha": 1.5}, "model.options.focal_alpha"),
-    ({"conv_filters": 0}, "model.options.conv_filters must be a positive integer"),
-    ({"log_features": "amount"}, "model.options.log_features must be a list"),
-    ({"lstm_unroll": "yes"}, "model.options.lstm_unroll must be true or false"),
+    ({"lstm_unit": 8}, r"model\.options\.lstm_unit: unknown key; allowed here: .*lstm_units"),
+    ({"loss": "hinge"}, r"model\.options\.loss: Input should be 'focal' or 'weighted_bce' \(got 'hinge'\)"),
+    ({"focal_alpha": 1.5}, r"model\.options\.focal_alpha: Input should be less than 1"),
+    ({"conv_filters": 0}, r"model\.options\.conv_filters: Input should be greater than or equal to 1"),
+    ({"conv_filters": True}, r"model\.options\.conv_filters: Input should be a valid integer"),
+    ({"log_features": "amount"}, r"model\.options\.log_features: Input should be a valid list"),
+    ({"lstm_unroll": "yes"}, r"model\.options\.lstm_unroll: Input should be a valid boolean"),
 ])
 def test_bad_options_name_the_key(options: dict[str, Any], message: str) -> None:
     config = custom_config()
-    config["options"] = options
+    config["model"]["options"] = options
     with pytest.raises(FraudConfigError, match=message):
         FraudSettings.from_custom_config(config)
 
@@ -142,11 +144,11 @@ def test_settings_errors_name_the_problem() -> None:
     with pytest.raises(FraudConfigError, match="history_mask"):
         FraudSettings.from_custom_config(config)
     config = custom_config()
-    del config["features"]["amount"]
+    del config["data"]["features"]["amount"]
     with pytest.raises(FraudConfigError, match="amount_feature 'amount'"):
         FraudSettings.from_custom_config(config)
     config = custom_config()
-    config["features"]["timestamp"] = "string"
+    config["data"]["features"]["timestamp"] = "string"
     with pytest.raises(FraudConfigError, match="time_feature 'timestamp'"):
         FraudSettings.from_custom_config(config)
 
@@ -154,5 +156,5 @@ def test_settings_errors_name_the_problem() -> None:
 def test_settings_round_trip_through_custom_config() -> None:
     settings = FraudSettings.from_custom_config(custom_config(loss="weighted_bce", positive_weight=20))
     assert FraudSettings.from_custom_config(settings.to_custom_config()) == settings
-    assert settings.options.positive_weight == 20.0 and class_weight(settings) == {0: 1.0, 1: 20.0}
+    assert settings.model.options.positive_weight == 20.0 and class_weight(settings) == {0: 1.0, 1: 20.0}
     assert settings.numeric_features == ["amount", "distance_from_home_km"]  # timestamp is encoded apart

@@ -38,7 +38,7 @@ def exported(transform_run: TransformRun, tmp_path_factory: pytest.TempPathFacto
 def _raw_batch(rows: list[dict[str, Any]], specs: dict[str, tf.TensorSpec]) -> dict[str, tf.Tensor]:
     """serving_raw's inputs: current columns as [batch], history lists as [batch, length]."""
     batch = {}
-    for name in custom_config()["features"]:
+    for name in custom_config()["data"]["features"]:
         batch[name] = tf.constant([row[name][0] for row in rows], dtype=specs[name].dtype)
     for name in custom_config()["sequence"]["features"]:
         values = [row[name] if name != "history_count" else row[name][0] for row in rows]

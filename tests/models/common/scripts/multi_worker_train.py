@@ -49,8 +49,8 @@ def main() -> None:
     reseed_model_ops(seed, strategy)
     draw_reseeded = tf.random.normal([4]).numpy().tolist()
 
-    settings = TabularSettings(label="y", features={name: "float" for name in FEATURES},
-                               hidden_units=(16, 8), dropout=0.0, seed=seed)
+    settings = TabularSettings(data={"label": "y", "features": {name: "float" for name in FEATURES}},
+                               model={"hidden_units": [16, 8], "dropout": 0.0}, training={"seed": seed})
     with strategy.scope():
         model = build_model(settings, vocabulary_sizes={})  # the pipeline's tabular model
         model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="binary_crossentropy")

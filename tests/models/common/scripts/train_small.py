@@ -21,7 +21,8 @@ import tensorflow as tf  # noqa: E402
 
 from models.common.checkpointing import ResumableBackup, remove_backup  # noqa: E402
 from models.common.determinism import make_deterministic  # noqa: E402
-from models.common.dp import DPConfig, compile_dp_model  # noqa: E402
+from models.common.dp import compile_dp_model  # noqa: E402
+from models.common.settings import DPSettings  # noqa: E402
 
 EXAMPLES, FEATURES, BATCH = 512, 8, 32
 
@@ -108,7 +109,7 @@ def _model(dp: str | None) -> tf.keras.Model:
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(1, activation="sigmoid")(hidden))
     if dp:
         return compile_dp_model(
-            model, DPConfig(l2_norm_clip=1.0, noise_multiplier=1.0, clipping=dp),
+            model, DPSettings(l2_norm_clip=1.0, noise_multiplier=1.0, clipping=dp),
             optimizer=tf.keras.optimizers.Adam(0.01), loss=tf.keras.losses.BinaryCrossentropy(),
         )
     model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="binary_crossentropy")
