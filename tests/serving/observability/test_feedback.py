@@ -25,9 +25,11 @@ def _rows(*scores: float):  # type: ignore[no-untyped-def]
 
 def test_row_classes_follow_the_predictions_total_rule() -> None:
     binary = _rows(0.2, 0.5, 0.9)
-    assert binary.classes.tolist() == [0, 1, 1] and binary.num_classes == 2
+    assert list(binary.classes) == [0, 1, 1] and binary.num_classes == 2 and binary.counts() == [1, 2]
+    many = row_classes({"p": np.asarray([0.2, np.nan] + [0.9] * 30, dtype=np.float32)})  # the numpy path
+    assert many is not None and list(many.classes) == [0, 0] + [1] * 30 and many.counts() == [2, 30]
     multi = row_classes({"p": np.asarray([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]], dtype=np.float32)})
-    assert multi is not None and multi.classes.tolist() == [1, 0] and multi.num_classes == 3
+    assert multi is not None and list(multi.classes) == [1, 0] and multi.num_classes == 3
     assert multi.scores.tolist() == pytest.approx([0.7, 0.6])
     assert row_classes({"a": np.zeros(2), "b": np.zeros(2)}) is None  # two outputs: no class
     assert row_classes({"p": np.zeros(3, dtype=np.int64)}) is None  # not scores

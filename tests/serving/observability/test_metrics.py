@@ -15,6 +15,9 @@ def test_observe_many_matches_observe_one_by_one() -> None:
         one.prediction_score.observe(("m", "1"), float(value))
     many.prediction_score.observe_many(("m", "1"), values)
     assert one.render() == many.render()
+    as_list = Registry()
+    as_list.prediction_score.observe_many(("m", "1"), values.tolist() + [float("nan")])  # NaN skipped
+    assert as_list.render() == many.render()
     assert SCORE_BUCKETS[0] == 0.05 and SCORE_BUCKETS[-1] == 1.0 and len(SCORE_BUCKETS) == 20
 
 
