@@ -26,7 +26,6 @@ DEFAULT_TTL_SECONDS = 86_400.0
 MAX_CLASSES = 64  # bound on the class label set of esteira_predictions_total and esteira_feedback_total
 MAX_FEEDBACK_ITEMS = 10_000
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-UNMATCHED_REASONS = ("unknown", "expired", "evicted", "duplicate", "wrong_model", "row_out_of_range", "invalid_label")
 
 
 def request_id(given: str | None) -> str:
