@@ -49,6 +49,8 @@ class ServerFlags:
     rest_api_max_body_bytes: int = 64 * 1024 * 1024
     request_read_timeout_seconds: float = 30.0
     inference_threads: int = 0
+    feedback_max_entries: int = 100_000
+    feedback_ttl_seconds: float = 86_400.0
     log_level: str = "INFO"
 
     extra: dict = field(default_factory=dict, repr=False)
@@ -57,7 +59,7 @@ class ServerFlags:
 ESTEIRA_FLAGS = {
     "host", "remote_backend", "canary_config_file", "auth_token_file", "auth_protect_probes",
     "auth_protect_metrics", "audit_log_file", "rest_api_max_body_bytes", "request_read_timeout_seconds",
-    "inference_threads", "log_level",
+    "inference_threads", "feedback_max_entries", "feedback_ttl_seconds", "log_level",
 }
 
 HELP = {
@@ -81,6 +83,8 @@ HELP = {
     "audit_log_file": "hash-chained access audit log (one line per request)",
     "rest_api_max_body_bytes": "largest accepted REST request body",
     "request_read_timeout_seconds": "a REST request must arrive complete within this (slow clients get 408)",
+    "feedback_max_entries": "predictions remembered for the feedback API (oldest evicted first)",
+    "feedback_ttl_seconds": "how long a prediction is remembered for the feedback API",
 }
 
 

@@ -24,6 +24,7 @@ from serving.config import (
 )
 from serving.flags import ServerFlags
 from serving.observability.audit import AuditSink
+from serving.observability.feedback import PredictionMemory
 from serving.observability.metrics import Registry
 from serving.protocol.json_codec import write_error
 
@@ -56,6 +57,7 @@ class ModelServer:
         self.metrics_path = monitoring.path if monitoring.enable else None
         batching = read_batching_parameters(flags.batching_parameters_file) if flags.enable_batching else None
         router = CanaryRouter.from_file(flags.canary_config_file)
+        memory = PredictionMemory(self.metrics, flags.feedback_max_entries, flags.feedback_ttl_seconds)
         auth = Authenticator.load(flags.auth_token_file or None, protect_probes=flags.auth_protect_probes,
                                   protect_metrics=flags.auth_protect_metrics)
         if flags.remote_backend:
@@ -79,7 +81,8 @@ class ModelServer:
             backend = LocalBackend(manager, batching=batching, threads=flags.inference_threads or None)
         audit = AuditSink(flags.audit_log_file) if flags.audit_log_file else None
         timeout = flags.rest_api_timeout_in_ms / 1000 if flags.rest_api_timeout_in_ms > 0 else None
-        self.service = Service(backend, self.metrics, router=router, auth=auth, audit=audit, timeout_seconds=timeout)
+        self.service = Service(backend, self.metrics, router=router, auth=auth, audit=audit, timeout_seconds=timeout,
+                               memory=memory)
         return self.service
 
     async def start(self) -> None:

@@ -15,6 +15,7 @@ from serving.protocol.errors import ServingError, invalid_argument
 from serving.api.service import Call, Service
 from serving.protocol.tensors import from_proto, stack_predict_inputs, stack_uniform, to_proto
 from serving.models.warmup import examples_from_input
+from serving.observability.feedback import request_id
 
 
 def _spec(model_spec: Any) -> tuple[str, int | None, str | None]:
@@ -50,6 +51,9 @@ class _Base:
                                        "Missing or invalid bearer token; send metadata 'authorization: Bearer <token>'")
                 call.caller = caller
             call.client_id = metadata.get("x-client-id")  # type: ignore[attr-defined]
+            if api == "predict":
+                call.request_id = request_id(metadata.get("x-request-id"))
+                context.set_trailing_metadata((("x-request-id", call.request_id),))
             if spec is not None and request.HasField("model_spec") is False and api != "reload":
                 raise invalid_argument("Missing ModelSpec")
             timeout = context.time_remaining()
@@ -86,7 +90,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
                 inputs = stack_uniform({alias: from_proto(tensor, alias) for alias, tensor in request.inputs.items()})
             outputs, served = await self.service.backend.predict(handle, signature, inputs, list(request.output_filter))
             call.version = str(served)
-            self.service.count_classes(name, served, outputs)
+            self.service.count_classes(name, served, outputs, call.request_id)
             response = predict_pb2.PredictResponse()
             response.model_spec.name = name
             response.model_spec.version.value = served

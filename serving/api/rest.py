@@ -11,6 +11,7 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
 from serving.protocol import json_codec
+from serving.observability.feedback import parse_feedback, request_id
 from serving.observability.metrics import CONTENT_TYPE
 from serving.protocol.errors import ServingError
 from serving.api.asgi import Request, Response
@@ -18,6 +19,7 @@ from serving.api.service import Call, Service
 
 _POST = re.compile(r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)")
 _GET = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:\/(metadata))?")
+_FEEDBACK = re.compile(r"(?i)/v1/models/([^/:]+)/feedback")
 _V1 = re.compile(r"(?i)/v1/.*")
 NOT_FOUND_HTML = b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n</BODY></HTML>\n"
 INT64_MAX = 2**63 - 1
@@ -119,7 +121,14 @@ class RestApi:
                 call.api = tf_api = verb
                 call.model = unquote(name)
                 self._authenticate(request, call)
+                if verb == "predict":
+                    call.request_id = request_id(request.headers.get("x-request-id"))
                 body = await self._inference(call, verb, _version(version), unquote(label) if label else None, request)
+            elif request.method == "POST" and (match := _FEEDBACK.fullmatch(path)):
+                call.api = "feedback"
+                call.model = unquote(match.group(1))
+                self._authenticate(request, call)
+                body = self._feedback(call, request.body)
             elif request.method == "GET" and (match := _GET.fullmatch(path)):
                 name, version, label, metadata = match.groups()
                 call.api = "metadata" if metadata else "status"
@@ -139,6 +148,8 @@ class RestApi:
             response = _error(exc)
             if exc.code == "UNAUTHENTICATED":
                 response.headers = (("WWW-Authenticate", "Bearer"),)
+        if call.request_id:
+            response.headers = response.headers + (("X-Request-Id", call.request_id),)
         call.response_bytes = len(response.body)
         service.metrics.request_count.inc((call.model, call.code))
         if call.code == "OK":
@@ -194,7 +205,7 @@ class RestApi:
             inputs, row_format = parsed
             outputs, served = await service.bounded(service.backend.predict(handle, key, inputs))
             call.version = str(served)
-            service.count_classes(call.model, served, outputs)
+            service.count_classes(call.model, served, outputs, call.request_id)
             if row_format:
                 return json_codec.write_row_predictions(outputs)
             return json_codec.write_columnar_outputs(outputs)
@@ -209,6 +220,18 @@ class RestApi:
         values, served = await service.bounded(service.backend.regress(handle, signature_name, examples))
         call.version = str(served)
         return json_codec.write_regress_results(values)
+
+    def _feedback(self, call: Call, body: bytes) -> bytes:
+        """Labels joined to remembered predictions; a malformed body counts nothing (400)."""
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ServingError("INVALID_ARGUMENT", f"Feedback body is not valid JSON ({exc}); "
+                               'send {"feedback": [{"request_id": "<id>", "label": <class index>}, ...]}') from None
+        items = parse_feedback(document)
+        results = [self.service.memory.join(call.model, item.request_id, item.row, item.label) for item in items]
+        counted = sum(1 for result in results if result["status"] == "counted")
+        return json.dumps({"counted": counted, "unmatched": len(results) - counted, "results": results}).encode()
 
     async def _status(self, call: Call, version: int | None) -> bytes:
         response = await self.service.backend.status(call.model, version)

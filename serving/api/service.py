@@ -15,11 +15,11 @@ from serving.models.backends import Backend, Handle
 from serving.canary import CanaryRouter
 from serving.protocol.errors import ServingError
 from serving.observability.audit import AuditSink
+from serving.observability.feedback import PredictionMemory, row_classes
 from serving.observability.metrics import Registry
 
 log = logging.getLogger("serving")
 T = TypeVar("T")
-MAX_CLASSES = 64  # bound on the class label set of esteira_predictions_total
 
 
 @dataclass
@@ -35,6 +35,7 @@ class Call:
     request_bytes: int = 0
     response_bytes: int = 0
     started: float = 0.0
+    request_id: str = ""
 
 
 class Service:
@@ -47,6 +48,7 @@ class Service:
         auth: Authenticator | None = None,
         audit: AuditSink | None = None,
         timeout_seconds: float | None = None,
+        memory: PredictionMemory | None = None,
     ) -> None:
         self.backend = backend
         self.metrics = metrics
@@ -55,6 +57,12 @@ class Service:
         self.audit = audit
         self.timeout_seconds = timeout_seconds
         self._deadlines = DeadlineQueue(timeout_seconds) if timeout_seconds else None
+        self.memory = memory if memory is not None else PredictionMemory(metrics)
+        metrics.version_labels.set_function(self._label_info)
+
+    def _label_info(self) -> list[tuple[tuple[str, ...], float]]:
+        return [((name, str(version), label), 1.0)
+                for name in self.backend.model_names() for label, version in self.backend.labels(name).items()]
 
     async def resolve(self, name: str, version: int | None, label: str | None, client_id: Any = None) -> Handle:
         if not name:
@@ -87,26 +95,18 @@ class Service:
         except asyncio.TimeoutError:
             raise ServingError("DEADLINE_EXCEEDED", f"Inference did not finish within {limit * 1000:.0f} ms") from None
 
-    def count_classes(self, model: str, version: int, outputs: Mapping[str, np.ndarray]) -> None:
-        if len(outputs) != 1:
+    def count_classes(self, model: str, version: int, outputs: Mapping[str, np.ndarray], request_id: str = "") -> None:
+        """Predicted classes and scores per row; remembered under the request id for the feedback API."""
+        rows = row_classes(outputs)
+        if rows is None:
             return
-        values = next(iter(outputs.values()))
-        if values.dtype.kind != "f" or values.ndim == 0 or values.ndim > 2:
-            return
-        if values.ndim == 1 or values.shape[1] == 1:
-            if values.size <= 16:  # a few rows (most requests): plain floats beat three numpy calls
-                positives = sum(1 for value in values.ravel().tolist() if value >= 0.5)
-            else:
-                positives = int(np.count_nonzero(values.reshape(-1) >= 0.5))
-            counts = {"1": positives, "0": values.shape[0] - positives}
-        else:
-            if values.shape[1] > MAX_CLASSES:
-                return
-            found = np.bincount(values.argmax(axis=1), minlength=values.shape[1])
-            counts = {str(i): int(c) for i, c in enumerate(found)}
-        for label, count in counts.items():
+        version_text = str(version)
+        self.metrics.prediction_score.observe_many((model, version_text), rows.scores)
+        for label, count in enumerate(rows.counts()):
             if count:
-                self.metrics.predictions.inc((model, str(version), label), count)
+                self.metrics.predictions.inc((model, version_text, str(label)), count)
+        if request_id:
+            self.memory.remember(request_id, model, version, rows)
 
     def count_classifications(self, model: str, version: int, results: list) -> None:
         seen = 0
@@ -134,6 +134,7 @@ class Service:
                 "caller": call.caller, "entrypoint": call.entrypoint, "api": call.api, "model": call.model,
                 "version": call.version, "status": call.code, "latency_ms": round(elapsed * 1000, 3),
                 "request_bytes": call.request_bytes,
+                **({"request_id": call.request_id} if call.request_id else {}),
             })
 
     def close(self) -> None:

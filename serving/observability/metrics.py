@@ -11,9 +11,11 @@ versions come from the config, never from a request.
 from __future__ import annotations
 
 import bisect
+import os
 import threading
 from typing import Callable, Iterable, Iterator, Sequence
 
+import numpy as np
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.metrics_core import Metric
 
@@ -126,6 +128,31 @@ class Histogram(_Family):
             series[1] += value
             series[2] += 1
 
+    def observe_many(self, labels: tuple[str, ...], values: "np.ndarray | list[float]") -> None:
+        """A request's rows in one call: bisect for a few plain floats, numpy for arrays; NaN skipped
+        (it would make ``_sum`` NaN for good)."""
+        if isinstance(values, list):
+            values = [value for value in values if value == value]
+            indices = [self._find(self.bounds, value) for value in values]
+            hits = [(index, 1) for index in indices]
+            total = float(sum(values))
+        else:
+            values = values[np.isfinite(values)] if not np.isfinite(values).all() else values
+            side = "right" if self.tf_style else "left"
+            found = np.bincount(np.searchsorted(self.bounds, values, side=side), minlength=len(self.bounds) + 1)
+            hits = [(index, count) for index, count in enumerate(found.tolist()) if count]
+            total = float(values.sum())
+        if not len(values):
+            return
+        with self._lock:
+            series = self._series.get(labels)
+            if series is None:
+                series = self._series[labels] = [[0] * (len(self.bounds) + 1), 0.0, 0]
+            for index, count in hits:
+                series[0][index] += count
+            series[1] += total
+            series[2] += len(values)
+
     def count(self, labels: tuple[str, ...]) -> int:
         series = self._series.get(labels)
         return series[2] if series else 0
@@ -158,6 +185,15 @@ def exponential(start: float, factor: float, count: int) -> list[float]:
 
 SECONDS_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 BYTES_BUCKETS = [64 * 4**i for i in range(10)]
+SCORE_BUCKETS = [round(0.05 * i, 2) for i in range(1, 21)]
+
+
+def os_threads() -> Iterable[tuple[tuple[str, ...], float]]:
+    """OS threads of this process (TensorFlow's and gRPC's included), where /proc tells."""
+    try:
+        return [((), float(len(os.listdir("/proc/self/task"))))]
+    except OSError:
+        return []
 
 
 class Registry:
@@ -221,6 +257,28 @@ class Registry:
             "esteira_auth_failures_total", ["entrypoint"], "Requests refused for a missing or invalid bearer token."))
         self.canary_routed = self._add(Counter(
             "esteira_canary_routed_total", ["model", "label"], "Requests without a version routed to a label."))
+        self.prediction_score = self._add(Histogram(
+            "esteira_prediction_score", ["model", "version"], SCORE_BUCKETS,
+            "Score of each predicted row: the probability of a single output, else the top class's score."))
+        self.version_labels = self._add(Gauge(
+            "esteira_model_version_label_info", ["model", "version", "label"],
+            "1 for the version each version label (stable, canary, ...) points at."))
+        self.reference_share = self._add(Gauge(
+            "esteira_input_feature_reference_share", ["model", "version", "feature", "le"],
+            "Training reference histogram of a version as cumulative shares on esteira_input_feature_value's bounds."))
+        self.feedback = self._add(Counter(
+            "esteira_feedback_total", ["model", "version", "true_class", "predicted_class"],
+            "Labelled rows joined to the prediction they label (version that answered, class predicted)."))
+        self.feedback_unmatched = self._add(Counter(
+            "esteira_feedback_unmatched_total", ["reason"],
+            "Labels not joined: unknown, expired or evicted id, duplicate, wrong model, row or label out of range."))
+        self.feedback_memory_evictions = self._add(Counter(
+            "esteira_feedback_memory_evictions_total", ["reason"],
+            "Remembered predictions forgotten before any label: expired (TTL) or evicted (max entries)."))
+        self.feedback_memory_entries = self._add(Gauge(
+            "esteira_feedback_memory_entries", [], "Predictions remembered for feedback."))
+        self.threads = self._add(Gauge("process_threads", [], "OS threads of the server process."))
+        self.threads.set_function(os_threads)
         self._feature_histograms: dict[tuple[str, str, str], Histogram] = {}
         self._drift_sources: dict[tuple[str, str], object] = {}
 
@@ -237,23 +295,28 @@ class Registry:
         else:
             self._drift_sources[(model, version)] = monitor
 
-    def _drift_families(self) -> tuple[Metric, Metric]:
-        from serving.observability.drift import psi
+    def _drift_families(self) -> tuple[Metric, Metric, Metric]:
+        from serving.observability.drift import format_boundary, psi
 
-        hist, gauge = self.feature_value.family(), self.drift.family()
+        hist, gauge, shares = self.feature_value.family(), self.drift.family(), self.reference_share.family()
         for (model, version), monitor in sorted(self._drift_sources.items()):
             for feature, (ref, observed, total) in sorted(monitor.snapshot().items()):  # type: ignore[attr-defined]
                 labels = (model, version, feature)
                 add_buckets(hist, self.feature_value, labels, ref.boundaries, observed, float(total))
                 gauge.add_sample(self.drift.name, self.drift.labels(labels), round(psi(ref.shares, observed), 6))
-        return hist, gauge
+                cumulative = np.cumsum(ref.shares)
+                for bound, share in zip(list(ref.boundaries) + [float("inf")], cumulative.tolist()):
+                    shares.add_sample(self.reference_share.name,
+                                      self.reference_share.labels(labels, le=format_boundary(bound)),
+                                      round(min(share, 1.0), 9))
+        return hist, gauge, shares
 
     # ---- exposition --------------------------------------------------------------------------
 
     def collect(self) -> Iterator[Metric]:
         """prometheus_client's collector protocol: every family, in name order as TF Serving lists them."""
         for family in sorted(self._families, key=lambda f: f.name):
-            if family is self.feature_value:
+            if family is self.feature_value or family is self.reference_share:
                 continue
             if family is self.drift:
                 yield from self._drift_families()

@@ -104,6 +104,9 @@ class LocalBackend:
     def labels(self, name: str) -> dict[str, int]:
         return self.manager.labels(name)
 
+    def model_names(self) -> list[str]:
+        return self.manager.model_names()
+
     def not_ready(self) -> list[str]:
         return self.manager.not_ready()
 

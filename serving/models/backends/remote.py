@@ -152,6 +152,9 @@ class RemoteBackend:
     def labels(self, name: str) -> dict[str, int]:
         return dict(self._labels.get(name, {}))
 
+    def model_names(self) -> list[str]:
+        return sorted(self._labels)
+
     def not_ready(self) -> list[str]:
         return []  # readiness of the remote is the remote's own probe
 

@@ -1,0 +1,219 @@
+"""Late labels joined to the predictions they label: the bounded prediction memory and the feedback join.
+
+A prediction is remembered under its request id (model, version, the predicted class of each row) for
+a TTL and up to a maximum number of entries; the oldest are evicted first and counted. A label for a
+remembered row is counted once in ``esteira_feedback_total``; every label that cannot be joined
+(unknown, expired or evicted id, duplicate, another model, a row or class the prediction never had) is
+counted by reason in ``esteira_feedback_unmatched_total`` and reported back, never counted twice.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from serving.observability.metrics import Registry
+from serving.protocol.errors import ServingError
+
+DEFAULT_MAX_ENTRIES = 100_000
+DEFAULT_TTL_SECONDS = 86_400.0
+MAX_CLASSES = 64  # bound on the class label set of esteira_predictions_total and esteira_feedback_total
+MAX_FEEDBACK_ITEMS = 10_000
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+def request_id(given: str | None) -> str:
+    """The client's id when it is usable as one, a new UUID when none was given."""
+    if given is None or given == "":
+        return uuid.uuid4().hex
+    if not REQUEST_ID_PATTERN.fullmatch(given):
+        raise ServingError(
+            "INVALID_ARGUMENT",
+            "Request id must be 1 to 128 characters of letters, digits, '.', '_', ':' or '-'; "
+            "send such an id in X-Request-Id (REST) / x-request-id (gRPC), or none to get one generated")
+    return given
+
+
+SMALL = 16  # rows up to which plain Python floats beat numpy's per-call overhead (most requests)
+
+
+@dataclass(frozen=True)
+class RowClasses:
+    """Predicted class index (one byte per row) and score per row, and how many classes the output names."""
+
+    classes: bytes
+    scores: np.ndarray | list[float]  # the probability of a single output, else the top class's score
+    num_classes: int
+
+    def counts(self) -> list[int]:
+        """Rows per class index."""
+        found = [0] * self.num_classes
+        if len(self.classes) <= SMALL:
+            for index in self.classes:
+                found[index] += 1
+            return found
+        return np.bincount(np.frombuffer(self.classes, dtype=np.uint8), minlength=self.num_classes).tolist()
+
+
+def row_classes(outputs: Mapping[str, np.ndarray]) -> RowClasses | None:
+    """The rule of ``esteira_predictions_total{class}``: class 1 when a single probability is >= 0.5
+    (NaN is class 0), else the argmax; None when the output is not one float score vector or matrix per row."""
+    if len(outputs) != 1:
+        return None
+    values = next(iter(outputs.values()))
+    if values.dtype.kind != "f" or values.ndim == 0 or values.ndim > 2:
+        return None
+    if values.ndim == 1 or values.shape[1] == 1:
+        if values.size <= SMALL:
+            scores = values.ravel().tolist()
+            return RowClasses(bytes(1 if score >= 0.5 else 0 for score in scores), scores, 2)
+        flat = values.reshape(-1)
+        return RowClasses((flat >= 0.5).astype(np.uint8).tobytes(), flat, 2)
+    if values.shape[1] > MAX_CLASSES:
+        return None
+    classes = values.argmax(axis=1)
+    return RowClasses(classes.astype(np.uint8).tobytes(), values[np.arange(values.shape[0]), classes], values.shape[1])
+
+
+@dataclass
+class _Remembered:
+    model: str
+    version: str
+    classes: bytes  # one byte per row: the predicted class index
+    num_classes: int
+    expires: float
+    labelled: set[int] = field(default_factory=set)
+
+
+class PredictionMemory:
+    """Request id -> what was predicted, bounded by entries and age. Ids that left the memory are kept
+    (ids only, as many as the memory holds) so a late label is told "expired" or "evicted", not "unknown"."""
+
+    def __init__(self, metrics: Registry, max_entries: int = DEFAULT_MAX_ENTRIES,
+                 ttl_seconds: float = DEFAULT_TTL_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        if max_entries < 1:
+            raise ValueError(f"--feedback_max_entries must be at least 1, got {max_entries}")
+        if ttl_seconds <= 0:
+            raise ValueError(f"--feedback_ttl_seconds must be positive, got {ttl_seconds}")
+        self.metrics = metrics
+        self.max_entries = max_entries
+        self.ttl_seconds = ttl_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, _Remembered] = OrderedDict()
+        self._gone: OrderedDict[str, str] = OrderedDict()  # request id -> "expired" | "evicted"
+        metrics.feedback_memory_entries.set_function(lambda: [((), float(len(self._entries)))])
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def remember(self, request_id: str, model: str, version: int | str, rows: RowClasses) -> None:
+        now = self._clock()
+        entry = _Remembered(model, str(version), rows.classes, rows.num_classes, now + self.ttl_seconds)
+        with self._lock:
+            self._expire(now)
+            previous = self._entries.pop(request_id, None)
+            if previous is not None and previous.model == entry.model:
+                entry.labelled = previous.labelled  # a reused id never takes a second label for a row
+            self._gone.pop(request_id, None)
+            self._entries[request_id] = entry
+            while len(self._entries) > self.max_entries:
+                old_id, _ = self._entries.popitem(last=False)
+                self._forget(old_id, "evicted")
+
+    def _expire(self, now: float) -> None:
+        while self._entries:
+            old_id, oldest = next(iter(self._entries.items()))
+            if oldest.expires > now:
+                return
+            del self._entries[old_id]
+            self._forget(old_id, "expired")
+
+    def _forget(self, request_id: str, reason: str) -> None:
+        self.metrics.feedback_memory_evictions.inc((reason,))
+        self._gone[request_id] = reason
+        while len(self._gone) > self.max_entries:
+            self._gone.popitem(last=False)
+
+    def join(self, model: str, request_id: str, row: int, label: int) -> dict[str, Any]:
+        """Count one label against its remembered row; the result says what happened to it."""
+        with self._lock:
+            self._expire(self._clock())
+            entry = self._entries.get(request_id)
+            if entry is None:
+                reason = self._gone.get(request_id, "unknown")
+                return self._unmatched(request_id, row, reason, {
+                    "unknown": "no prediction with this request id is remembered",
+                    "expired": f"the prediction was forgotten after {self.ttl_seconds:g} s (--feedback_ttl_seconds)",
+                    "evicted": f"the prediction was evicted to keep at most {self.max_entries} "
+                               "(--feedback_max_entries)",
+                }[reason])
+            if entry.model != model:
+                return self._unmatched(request_id, row, "wrong_model",
+                                       f"the request id belongs to model '{entry.model}', not '{model}'")
+            if row >= len(entry.classes):
+                return self._unmatched(request_id, row, "row_out_of_range",
+                                       f"the prediction had {len(entry.classes)} row(s); rows count from 0")
+            if label >= entry.num_classes:
+                return self._unmatched(request_id, row, "invalid_label",
+                                       f"label must be a class index from 0 to {entry.num_classes - 1}")
+            if row in entry.labelled:
+                return self._unmatched(request_id, row, "duplicate", "this row was already labelled; counted once")
+            entry.labelled.add(row)
+            predicted = entry.classes[row]
+            self.metrics.feedback.inc((model, entry.version, str(label), str(predicted)))
+            return {"request_id": request_id, "row": row, "status": "counted", "version": entry.version,
+                    "predicted_class": str(predicted), "true_class": str(label)}
+
+    def _unmatched(self, request_id: str, row: int, reason: str, message: str) -> dict[str, Any]:
+        self.metrics.feedback_unmatched.inc((reason,))
+        return {"request_id": request_id, "row": row, "status": reason, "message": message}
+
+
+@dataclass(frozen=True)
+class FeedbackItem:
+    request_id: str
+    label: int
+    row: int = 0
+
+
+def parse_feedback(document: Any) -> list[FeedbackItem]:
+    """The whole body or nothing: a malformed item rejects the request before any label is counted."""
+    hint = 'send {"feedback": [{"request_id": "<id>", "label": <class index>, "row": <row, default 0>}, ...]}'
+    if not isinstance(document, dict) or not isinstance(document.get("feedback"), list):
+        raise ServingError("INVALID_ARGUMENT", f"Feedback body must be an object with a 'feedback' list; {hint}")
+    unknown_keys = set(document) - {"feedback"}
+    if unknown_keys:
+        raise ServingError("INVALID_ARGUMENT", f"Unknown key(s) {sorted(unknown_keys)} in feedback body; {hint}")
+    entries = document["feedback"]
+    if not entries:
+        raise ServingError("INVALID_ARGUMENT", f"The 'feedback' list is empty; {hint}")
+    if len(entries) > MAX_FEEDBACK_ITEMS:
+        raise ServingError("INVALID_ARGUMENT", f"{len(entries)} feedback items in one request; send at most "
+                                               f"{MAX_FEEDBACK_ITEMS} per request")
+    items = []
+    for index, entry in enumerate(entries):
+        where = f"feedback[{index}]"
+        if not isinstance(entry, dict):
+            raise ServingError("INVALID_ARGUMENT", f"{where} is not an object; {hint}")
+        extra = set(entry) - {"request_id", "label", "row"}
+        if extra:
+            raise ServingError("INVALID_ARGUMENT", f"{where} has unknown key(s) {sorted(extra)}; {hint}")
+        rid = entry.get("request_id")
+        if not isinstance(rid, str) or not REQUEST_ID_PATTERN.fullmatch(rid):
+            raise ServingError("INVALID_ARGUMENT", f"{where}.request_id must be the request id returned with the "
+                                                   "prediction (1 to 128 of A-Z a-z 0-9 . _ : -)")
+        label, row = entry.get("label"), entry.get("row", 0)
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < MAX_CLASSES:
+            raise ServingError("INVALID_ARGUMENT", f"{where}.label must be a class index, an integer from 0 to "
+                                                   f"{MAX_CLASSES - 1} (0 or 1 for a probability output)")
+        if isinstance(row, bool) or not isinstance(row, int) or row < 0:
+            raise ServingError("INVALID_ARGUMENT", f"{where}.row must be a row index of the prediction, an integer >= 0")
+        items.append(FeedbackItem(rid, label, row))
+    return items
