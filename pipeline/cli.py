@@ -98,10 +98,64 @@ def _compile(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     config = _config_from(args)
+    if args.kind == "drift":
+        return _drift_report(args, config)
+    if args.kind == "lgpd":
+        return _lgpd_report(args, config)
     from pipeline.report import format_report, load_report
 
     print(format_report(load_report(config.pipeline.metadata_path, config.pipeline.name),
                         config.serving.base_path))
+    return 0
+
+
+def _reports_folder(args: argparse.Namespace, config: UseCaseConfig, name: str) -> Path:
+    """--out, else a reports/ folder beside the pipeline root (outputs/<use case>/reports/<name>)."""
+    return args.out or config.pipeline.root.parent / "reports" / name
+
+
+def _drift_report(args: argparse.Namespace, config: UseCaseConfig) -> int:
+    if not (args.from_ and args.to):
+        raise ConfigError("report drift needs --from and --to: two pushed versions (e.g. --from 1718000000 "
+                          "--to 1718100000) or two spans (--from span:3 --to span:4)")
+    from pipeline import governance, lineage
+    from pipeline.drift_report import write_drift_report
+
+    store = lineage.open_store(config.pipeline.metadata_path)
+    report = governance.drift_between(store, config.serving.model_name, governance.resolve_end(store, args.from_),
+                                      governance.resolve_end(store, args.to))
+    paths = write_drift_report(report, _reports_folder(args, config, f"drift-{args.from_}-{args.to}".replace(":", "")))
+    print(f"drift {report.from_side} -> {report.to_side}: {len(report.drifted)} of {len(report.features)} "
+          f"feature(s) above threshold{': ' + ', '.join(report.drifted) if report.drifted else ''}")
+    if report.predictions:
+        print(f"prediction shift: Jensen-Shannon {report.predictions.jensen_shannon:.4f} "
+              f"(threshold {report.predictions.threshold}) on {report.predictions.examples} examples")
+    print(f"wrote {paths['html']} and {paths['json']}")
+    return 0
+
+
+def _lgpd_report(args: argparse.Namespace, config: UseCaseConfig) -> int:
+    if not args.version:
+        raise ConfigError("report lgpd needs --version, a pushed model version (the folder name under "
+                          f"{config.serving.base_path})")
+    from pipeline import governance, lineage
+    from privacy.compliance import write_compliance_report
+
+    store = lineage.open_store(config.pipeline.metadata_path)
+    declared = config.governance.model_dump(mode="json") if config.governance else None
+    audit_logs = config.governance.access_audit_logs if config.governance else []
+    if declared:
+        declared.pop("access_audit_logs")
+    report = governance.compliance_report(store, governance.find_pushed(store, args.version),
+                                          config.serving.model_name, declared, audit_logs)
+    paths = write_compliance_report(report, _reports_folder(args, config, args.version))
+    print(f"LGPD report of {config.serving.model_name} version {args.version}: {report.access.calls} inference "
+          f"call(s) by {len(report.access.callers)} caller(s); wrote {paths['html']}, {paths['json']} "
+          f"and {paths['model_card']}")
+    if not report.verified:
+        for problem in report.access.problems:
+            print(f"esteira: VERIFICATION FAILED: {problem}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -131,8 +185,15 @@ def _build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--image", help="container image for every component (default: runner.kubeflow_image)")
     compile_.set_defaults(handler=_compile)
 
-    report = commands.add_parser("report", help="summarise the latest run of a use case from MLMD")
+    report = commands.add_parser(
+        "report", help="from MLMD: the latest run (default), a drift report, or a version's LGPD report")
+    report.add_argument("kind", nargs="?", choices=["run", "drift", "lgpd"], default="run",
+                        help="run: summarise the latest run; drift: --from A --to B; lgpd: --version V")
     with_config(report)
+    report.add_argument("--from", dest="from_", metavar="A", help="drift: a pushed version or span:N")
+    report.add_argument("--to", metavar="B", help="drift: a pushed version or span:N")
+    report.add_argument("--version", help="lgpd: the pushed model version")
+    report.add_argument("--out", type=Path, help="folder for the report files (default: <pipeline root>/../reports/)")
     report.set_defaults(handler=_report)
 
     for name, (_target, help_text) in DELEGATED.items():

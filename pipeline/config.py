@@ -127,6 +127,21 @@ class TrackingConfig(_Section):
     experiment: str | None = Field(default=None, description="MLflow experiment (default: pipeline.name)")
 
 
+class GovernanceConfig(_Section):
+    """What the LGPD compliance report states about the processing (Lei 13.709/2018, art. 7 and 37).
+
+    Facts about the data and the model come from MLMD; these are the controller's declarations that
+    no artifact can hold, plus where the serving access audit logs live.
+    """
+
+    legal_basis: str = Field(min_length=1, description="LGPD art. 7 basis, e.g. 'legitimate interest (art. 7, IX)'")
+    purpose: str = Field(min_length=1, description="why the personal data is processed, e.g. 'card-fraud prevention'")
+    controller: str = Field(min_length=1, description="the controller (controlador) responsible for the processing")
+    retention: str = Field(min_length=1, description="how long data and models are kept, e.g. '5 years'")
+    access_audit_logs: list[Path] = Field(
+        default=[], description="the model server's hash-chained access audit logs (--audit_log_file)")
+
+
 class PipelineSection(_Section):
     # Kubeflow Pipelines' rule, enforced here so a local run never picks a name KFP later rejects.
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,127}$",
@@ -151,6 +166,8 @@ class UseCaseConfig(_Section):
         default=None, description="column policy applied while reading raw data (anonymizing ExampleGen)")
     sequence_features: SequenceFeaturesConfig | None = Field(
         default=None, description="per-key history features built by the anonymizing ExampleGen")
+    governance: GovernanceConfig | None = Field(
+        default=None, description="legal basis, purpose, controller, retention (required with a privacy policy)")
 
     @model_validator(mode="after")
     def _slices_are_features(self) -> "UseCaseConfig":
@@ -163,6 +180,10 @@ class UseCaseConfig(_Section):
 
     @model_validator(mode="after")
     def _columns_come_from_the_policy(self) -> "UseCaseConfig":
+        if self.privacy is not None and self.governance is None:
+            raise ValueError(
+                "governance: required key is missing (a use case with a privacy policy must declare "
+                "legal_basis, purpose, controller and retention for its LGPD report)")
         if self.sequence_features is not None and self.privacy is None:
             raise ValueError("sequence_features needs a privacy section (the anonymizing ExampleGen builds them)")
         if self.privacy is None:
@@ -210,6 +231,9 @@ class UseCaseConfig(_Section):
                 "metadata_path": absolute(self.pipeline.metadata_path)}),
             "data": self.data.model_copy(update={"source": absolute(self.data.source)}),
             "serving": self.serving.model_copy(update={"base_path": absolute(self.serving.base_path)}),
+            "governance": self.governance.model_copy(update={
+                "access_audit_logs": [absolute(path) for path in self.governance.access_audit_logs]})
+            if self.governance else None,
         })
 
     def with_overrides(self, overrides: dict[str, Any]) -> "UseCaseConfig":

@@ -14,6 +14,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.base.base_component import BaseComponent
 
 from components.mlflow_logger import MlflowLogger
+from components.governance_report import GovernanceReport
 from components.serving_pusher import ServingPusher
 from components.recording_trainer import RecordingTrainerExecutor
 from pipeline.config import UseCaseConfig
@@ -101,7 +102,7 @@ def make_mlflow_logger(config: UseCaseConfig, example_gen: BaseComponent, schema
 
 def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None = None) -> tfx.dsl.Pipeline:
     """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer → Evaluator → Pusher
-    → MlflowLogger."""
+    → GovernanceReport → MlflowLogger."""
     module = config.model.module
     custom_config = trainer_custom_config(config)
 
@@ -139,6 +140,10 @@ def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None 
         statistics=statistics_gen.outputs["statistics"],
         reference_features=[name for name, kind in config.data.features.items() if kind.value == "float"],
     ).with_id("Pusher")
+    governance_report = GovernanceReport(
+        pushed_model=pusher.outputs["pushed_model"], metadata_path=str(config.pipeline.metadata_path),
+        model_name=config.serving.model_name,
+        governance_json=config.governance.model_dump_json() if config.governance else "")
     mlflow_logger = make_mlflow_logger(config, example_gen, schema_gen, example_validator, trainer, evaluator,
                                        pusher)
 
@@ -146,7 +151,7 @@ def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None 
         pipeline_name=config.pipeline.name,
         pipeline_root=str(config.pipeline.root),
         components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
-                    baseline_resolver, evaluator, pusher, mlflow_logger],
+                    baseline_resolver, evaluator, pusher, governance_report, mlflow_logger],
         enable_cache=config.pipeline.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(config.pipeline.metadata_path)),

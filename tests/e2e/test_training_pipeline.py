@@ -2,6 +2,7 @@
 the non-finite guard, and resuming after the Trainer process is SIGKILLed."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -81,7 +82,13 @@ def test_dp_model_passes_evaluator_and_pusher_with_epsilon_recorded(workspace: W
     assert properties["training_dp"] == 1
     assert 0.0 < properties["training_dp_epsilon"] < 50.0
     assert properties["training_dp_delta"] == pytest.approx(1e-5)
-    assert report.executions[-1].node == "Pusher" and not report.failed
+    assert [e.node for e in report.executions][-2:] == ["Pusher", "GovernanceReport"] and not report.failed
+    governance = next(e for e in report.executions if e.node == "GovernanceReport")
+    store = lineage.open_store(load_config(workspace.root / "config.yaml", base=workspace.root).pipeline.metadata_path)
+    folder = Path(lineage.output_artifacts(store, governance.execution_id, "report")[0].uri)
+    lgpd = json.loads((folder / "lgpd" / "lgpd_report.json").read_text())
+    assert lgpd["training"]["dp_epsilon"] == properties["training_dp_epsilon"]  # the report's DP facts are MLMD's
+    assert lgpd["training"]["dp_noise_multiplier"] == 0.8
     assert report.metrics["auc"] > 0.8  # TFMA loaded and scored the DP model
     assert "DP-SGD epsilon" in result.stdout
 

@@ -170,3 +170,21 @@ def test_raw_column_missing_from_policy_stops_before_the_run(tmp_path: Path) -> 
     (span / "transactions.csv").write_text(",".join(header) + "\n")
     with pytest.raises(ConfigError, match="mothers_maiden_name"):
         check_data_columns(config)
+
+
+def test_governance_is_required_with_a_privacy_policy(tmp_path: Path) -> None:
+    path = write_fraud_config(tmp_path, lambda d: d.pop("governance"))
+    with pytest.raises(ConfigError, match=r"governance: required key is missing .*legal_basis"):
+        load_config(path)
+
+
+def test_missing_governance_field_names_the_key(tmp_path: Path) -> None:
+    path = write_fraud_config(tmp_path, lambda d: d["governance"].pop("retention"))
+    with pytest.raises(ConfigError, match=r"governance\.retention: required key is missing"):
+        load_config(path)
+
+
+def test_governance_audit_log_paths_resolve(tmp_path: Path) -> None:
+    config = load_config(FRAUD_CONFIG, base=tmp_path)
+    assert config.governance is not None and config.governance.legal_basis
+    assert config.governance.access_audit_logs == [tmp_path / "outputs/fraud/serving-audit.log"]

@@ -1,0 +1,415 @@
+"""Evidence for the governance reports, gathered from MLMD and handed to the renderers.
+
+The LGPD report of a pushed version (privacy/compliance.py) and the drift report between two
+versions or spans (pipeline/drift_report.py) are built from what the pipeline recorded: lineage,
+the ingestion records on the Examples artifact, the training record on the Model artifact, the
+gates' values and thresholds, and the serving access audit logs. Nothing here re-derives a fact
+that MLMD already holds.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ml_metadata as mlmd
+import numpy as np
+from ml_metadata.proto import metadata_store_pb2 as mpb
+from tensorflow_metadata.proto.v0 import statistics_pb2
+
+from pipeline import lineage
+from pipeline.drift_report import DriftReport, Side, feature_drift, prediction_shift
+from privacy.access import iso_utc, summarize_access
+from privacy.compliance import ComplianceReport, Gate
+
+PREDICTION_SAMPLE = 2000
+REPORT_ARTIFACT = "esteira.GovernanceReport"
+ACTOR_PROPERTY = "run_actor"
+DRIFT_SPLIT = "train"
+EVAL_SPLIT = "eval"
+
+
+def _value(properties: Any, name: str, default: Any = None) -> Any:
+    if name not in properties:
+        return default
+    item = properties[name]
+    kind = item.WhichOneof("value")
+    return getattr(item, kind) if kind else default
+
+
+def _span(artifact: mpb.Artifact) -> int | None:
+    """ExampleGen records the span as a custom property (older TFX: a property)."""
+    return _value(artifact.custom_properties, "span", _value(artifact.properties, "span"))
+
+
+def _props(artifact: mpb.Artifact, prefix: str = "") -> dict[str, Any]:
+    return {name.removeprefix(prefix): _value(artifact.custom_properties, name)
+            for name in sorted(artifact.custom_properties) if name.startswith(prefix)
+            and artifact.custom_properties[name].WhichOneof("value") in ("int_value", "double_value", "string_value")}
+
+
+# ---- finding artifacts --------------------------------------------------------------------------------
+
+def find_pushed(store: mlmd.MetadataStore, version: str) -> mpb.Artifact:
+    """The PushedModel that published ``version``; a clear error when MLMD has no lineage for it."""
+    pushed = lineage.pushed_models(store)
+    for artifact in reversed(pushed):
+        if _value(artifact.custom_properties, "pushed_version") == str(version):
+            return artifact
+    known = ", ".join(_value(a.custom_properties, "pushed_version", "?") for a in pushed) or "none"
+    raise lineage.LineageError(
+        f"version {version} has no lineage in this metadata store (pushed versions here: {known}); "
+        "pass a version this pipeline pushed, or the --config whose metadata_path recorded it")
+
+
+def previous_pushed(store: mlmd.MetadataStore, pushed: mpb.Artifact) -> mpb.Artifact | None:
+    """The version pushed before ``pushed`` (None for the first version)."""
+    version = _value(pushed.custom_properties, "pushed_version")
+    earlier = [a for a in lineage.pushed_models(store)
+               if a.id < pushed.id and _value(a.custom_properties, "pushed_version") != version]
+    return earlier[-1] if earlier else None
+
+
+def statistics_of(store: mlmd.MetadataStore, examples: mpb.Artifact) -> mpb.Artifact:
+    """The ExampleStatistics StatisticsGen computed on ``examples``."""
+    for event in store.get_events_by_artifact_ids([examples.id]):
+        if event.type != mpb.Event.INPUT:
+            continue
+        for artifact in lineage.output_artifacts(store, event.execution_id, "statistics"):
+            if lineage.artifact_type(store, artifact) == "ExampleStatistics":
+                return artifact
+    raise lineage.LineageError(f"no statistics were computed on the Examples artifact {examples.id}")
+
+
+def examples_of_span(store: mlmd.MetadataStore, span: int) -> mpb.Artifact:
+    matching = [a for a in store.get_artifacts_by_type("Examples")
+                if _span(a) == span and not _is_transformed(store, a)]
+    if not matching:
+        spans = sorted({_span(a) for a in store.get_artifacts_by_type("Examples")} - {None})
+        raise lineage.LineageError(f"span {span} was never ingested (spans in this metadata store: {spans})")
+    return max(matching, key=lambda a: a.id)
+
+
+def _is_transformed(store: mlmd.MetadataStore, examples: mpb.Artifact) -> bool:
+    return lineage.node_name(store, lineage.producer(store, examples.id)) == "Transform"
+
+
+def newest_examples(store: mlmd.MetadataStore) -> mpb.Artifact:
+    raw = [a for a in store.get_artifacts_by_type("Examples") if not _is_transformed(store, a)]
+    if not raw:
+        raise lineage.LineageError("no Examples artifact in this metadata store; run the pipeline first")
+    return max(raw, key=lambda a: a.id)
+
+
+def split_statistics(statistics: mpb.Artifact, split: str) -> statistics_pb2.DatasetFeatureStatistics:
+    path = Path(statistics.uri) / f"Split-{split}" / "FeatureStats.pb"
+    if not path.is_file():
+        raise lineage.LineageError(f"statistics of split {split!r} missing at {path}")
+    stats = statistics_pb2.DatasetFeatureStatisticsList()
+    stats.ParseFromString(path.read_bytes())
+    return stats.datasets[0]
+
+
+# ---- predictions --------------------------------------------------------------------------------------
+
+def serialized_examples(examples: mpb.Artifact, split: str = EVAL_SPLIT, limit: int = PREDICTION_SAMPLE) -> list[bytes]:
+    """The first ``limit`` serialized tf.Examples of a split (ExampleGen writes gzipped TFRecords)."""
+    import tensorflow as tf
+
+    files = sorted(str(p) for p in (Path(examples.uri) / f"Split-{split}").glob("*"))
+    if not files:
+        raise lineage.LineageError(f"split {split!r} of the Examples at {examples.uri} holds no files")
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit)
+    return [record.numpy() for record in dataset]
+
+
+def model_directory(pushed: mpb.Artifact) -> Path:
+    destination = Path(_value(pushed.custom_properties, "pushed_destination", ""))
+    if (destination / "saved_model.pb").is_file():
+        return destination
+    if (Path(pushed.uri) / "saved_model.pb").is_file():
+        return Path(pushed.uri)  # the Pusher's archived copy
+    raise lineage.LineageError(f"the SavedModel of version {_value(pushed.custom_properties, 'pushed_version')} "
+                               f"is gone from {destination} and {pushed.uri}")
+
+
+def predict_scores(model_dir: Path, records: list[bytes], batch: int = 256) -> np.ndarray:
+    """Scores of the serving signature (the one TF Serving answers by default) on serialized examples."""
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    outputs = []
+    for start in range(0, len(records), batch):
+        result = signature(examples=tf.constant(records[start:start + batch]))
+        tensor = result["probability"] if "probability" in result else next(iter(result.values()))
+        outputs.append(np.asarray(tensor).reshape(len(records[start:start + batch]), -1)[:, -1])
+    return np.concatenate(outputs) if outputs else np.zeros(0)
+
+
+# ---- drift --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DriftEnd:
+    """One end of a drift comparison: the data's statistics and, when known, the model."""
+
+    label: str
+    examples: mpb.Artifact
+    pushed: mpb.Artifact | None
+
+
+def resolve_end(store: mlmd.MetadataStore, reference: str) -> DriftEnd:
+    """``span:N`` names an ingested span; anything else a pushed model version."""
+    if reference.startswith("span:"):
+        try:
+            span = int(reference.removeprefix("span:"))
+        except ValueError:
+            raise lineage.LineageError(f"{reference!r}: expected span:<number>, e.g. span:3") from None
+        examples = examples_of_span(store, span)
+        return DriftEnd(f"span {span}", examples, None)
+    pushed = find_pushed(store, reference)
+    examples = lineage.trace_pushed_model(store, pushed).examples
+    span = _span(examples)
+    return DriftEnd(f"version {reference} (span {span})", examples, pushed)
+
+
+def drift_between(store: mlmd.MetadataStore, model_name: str, start: DriftEnd, end: DriftEnd) -> DriftReport:
+    """Feature drift of the two ends' training data and the shift of predicted scores.
+
+    Two versions: both models score the newest eval split. Two spans: the newest pushed model
+    scores each span's eval split.
+    """
+    sides = [Side(e.label, split_statistics(statistics_of(store, e.examples), DRIFT_SPLIT)) for e in (start, end)]
+    features, notes = feature_drift(*sides)
+    shift = None
+    if start.pushed is not None and end.pushed is not None:
+        newest = newest_examples(store)
+        records = serialized_examples(newest)
+        source = f"eval split of span {_span(newest)} (Examples {newest.id})"
+        shift = prediction_shift(predict_scores(model_directory(start.pushed), records),
+                                 predict_scores(model_directory(end.pushed), records),
+                                 (start.label, end.label), source)
+    else:
+        pushed = lineage.pushed_models(store)
+        if pushed:
+            model_dir = model_directory(pushed[-1])
+            version = _value(pushed[-1].custom_properties, "pushed_version")
+            shift = prediction_shift(predict_scores(model_dir, serialized_examples(start.examples)),
+                                     predict_scores(model_dir, serialized_examples(end.examples)),
+                                     (start.label, end.label), f"version {version} on each span's eval split")
+        else:
+            notes.append("no pushed model yet: prediction shift not computed")
+    return DriftReport(model=model_name, from_side=start.label, to_side=end.label,
+                       generated_at=iso_utc(time.time()), features=features, predictions=shift, notes=notes)
+
+
+# ---- compliance ---------------------------------------------------------------------------------------
+
+def _describe_rule(rule: dict[str, Any]) -> str:
+    details = [f"{key} {rule[key]}" for key in ("method", "dtype", "normalize") if rule.get(key)]
+    text = rule["treatment"] + (f" ({', '.join(details)})" if details else "")
+    return text + (f" → {rule['output']}" if rule.get("output") else "")
+
+
+def _privacy_facts(examples: mpb.Artifact) -> dict[str, Any] | None:
+    properties = examples.custom_properties
+    if "privacy_policy" not in properties:
+        return None
+    policy = json.loads(_value(properties, "privacy_policy"))
+    k_config = policy.get("k_anonymity")
+    return {
+        "columns": {name: _describe_rule(rule) for name, rule in policy["columns"].items()},
+        "policy_sha256": _value(properties, "privacy_policy_sha256", ""),
+        "pseudonym_key_id": _value(properties, "pseudonym_key_id", ""),
+        "pseudonym_key_source": _value(properties, "pseudonym_key_source", ""),
+        "demo_key": bool(_value(properties, "pseudonym_key_is_demo", 0)),
+        "k_anonymity": {
+            "k": _value(properties, "k_anonymity_k"), "quasi_identifiers": k_config["quasi_identifiers"],
+            "groups": _value(properties, "k_anonymity_groups"),
+            "small_groups": _value(properties, "k_anonymity_small_groups"),
+            "on_violation": k_config.get("on_violation", ""),
+        } if k_config else None,
+    }
+
+
+def _date_range(store: mlmd.MetadataStore, examples: mpb.Artifact) -> dict[str, Any] | None:
+    """First and last timestamp of the data, from the statistics of the policy's timestamp column."""
+    if "privacy_policy" not in examples.custom_properties:
+        return None
+    policy = json.loads(_value(examples.custom_properties, "privacy_policy"))
+    columns = [rule.get("output") or name for name, rule in policy["columns"].items()
+               if rule.get("treatment") == "keep" and rule.get("dtype") == "timestamp"]
+    if not columns:
+        return None
+    statistics = statistics_of(store, examples)
+    lows, highs = [], []
+    for split in json.loads(_value(statistics.properties, "split_names", "[]")):
+        for feature in split_statistics(statistics, split).features:
+            if feature.path.step and feature.path.step[0] == columns[0] and feature.HasField("num_stats"):
+                lows.append(feature.num_stats.min)
+                highs.append(feature.num_stats.max)
+    if not lows:
+        return None
+    return {"column": columns[0], "first": iso_utc(min(lows)), "last": iso_utc(max(highs))}
+
+
+def _data_facts(store: mlmd.MetadataStore, examples: mpb.Artifact) -> dict[str, Any]:
+    properties = examples.custom_properties
+    return {
+        "examples_uri": examples.uri,
+        "spans": [_span(examples)],
+        "rows_in": _value(properties, "rows_in"), "rows_out": _value(properties, "rows_out"),
+        "rows_suppressed": _value(properties, "rows_suppressed"),
+        "date_range": _date_range(store, examples),
+        "input_sha256": _value(properties, "input_sha256", ""),
+        "input_files": _value(properties, "input_files"),
+        "input_file_sha256": json.loads(_value(properties, "input_file_sha256", "{}")),
+        "context_sha256": _value(properties, "context_sha256", ""),
+    }
+
+
+def _metric_name(metric: dict[str, Any]) -> str:
+    config = json.loads(metric.get("config") or "{}")
+    if config.get("name"):
+        return config["name"]
+    import tensorflow_model_analysis as tfma
+
+    return getattr(tfma.metrics, metric["class_name"])().name
+
+
+def _thresholds(eval_config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Metric name -> its MetricThreshold (overall slice) as JSON, from the Evaluator's eval_config."""
+    result: dict[str, dict[str, Any]] = {}
+    for spec in eval_config.get("metrics_specs", []):
+        for metric in spec.get("metrics", []):
+            thresholds = [metric["threshold"]] if "threshold" in metric else [
+                item["threshold"] for item in metric.get("per_slice_thresholds", [])
+                if any(not s.get("feature_keys") and not s.get("feature_values") for s in item.get("slicing_specs", [{}]))]
+            if thresholds:
+                result[_metric_name(metric)] = thresholds[0]
+    return result
+
+
+def evaluation_values(uri: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Overall-slice candidate metrics and their differences to the baseline."""
+    import tensorflow_model_analysis as tfma
+
+    values: dict[str, float] = {}
+    diffs: dict[str, float] = {}
+    for slice_metrics in tfma.load_metrics(uri):
+        if slice_metrics.slice_key.single_slice_keys:
+            continue
+        for item in slice_metrics.metric_keys_and_values:
+            if item.key.model_name not in ("", "candidate"):
+                continue
+            (diffs if item.key.is_diff else values)[item.key.name] = item.value.double_value.value
+    return values, diffs
+
+
+def _evaluator_gates(store: mlmd.MetadataStore, blessing: mpb.Artifact) -> list[Gate]:
+    evaluator = lineage.producer(store, blessing.id)
+    execution = store.get_executions_by_id([evaluator])[0]
+    eval_config = json.loads(_value(execution.custom_properties, "eval_config", "{}") or "{}")
+    evaluation = lineage.output_artifacts(store, evaluator, "evaluation")
+    if not evaluation:
+        return []
+    values, diffs = evaluation_values(evaluation[0].uri)
+    component = lineage.node_name(store, evaluator)
+    gates: list[Gate] = []
+    for name, threshold in _thresholds(eval_config).items():
+        bounds = threshold.get("value_threshold")
+        if bounds is not None:
+            low, high = _number(bounds.get("lower_bound")), _number(bounds.get("upper_bound"))
+            value = values.get(name)
+            text = " and ".join(filter(None, [f">= {low:g}" if low is not None else "",
+                                              f"<= {high:g}" if high is not None else ""]))
+            passed = None if value is None else (low is None or value >= low) and (high is None or value <= high)
+            gates.append(Gate(component, name, value, text, passed))
+        change = threshold.get("change_threshold")
+        if change is not None:
+            higher = change.get("direction", "HIGHER_IS_BETTER") == "HIGHER_IS_BETTER"
+            if name not in diffs:
+                gates.append(Gate(component, f"{name} change vs baseline", "no baseline (first blessed model)",
+                                  _change_text(change, higher), None))
+                continue
+            diff = diffs[name]
+            baseline = values.get(name, 0.0) - diff
+            passed = True
+            if "absolute" in change:
+                limit = _number(change["absolute"])
+                passed &= diff >= limit if higher else diff <= limit
+            if "relative" in change and baseline:
+                limit = _number(change["relative"])
+                passed &= diff / baseline >= limit if higher else diff / baseline <= limit
+            gates.append(Gate(component, f"{name} change vs baseline", diff, _change_text(change, higher), passed))
+    return gates
+
+
+def _number(value: Any) -> float | None:
+    """A google.protobuf.DoubleValue as JSON: a bare number (or {"value": x} when written by hand)."""
+    return value.get("value", 0.0) if isinstance(value, dict) else value
+
+
+def _change_text(change: dict[str, Any], higher: bool) -> str:
+    sign = ">=" if higher else "<="
+    parts = []
+    if "absolute" in change:
+        parts.append(f"{sign} {_number(change['absolute']):+g} absolute")
+    if "relative" in change:
+        parts.append(f"{sign} {_number(change['relative']):+g} relative")
+    return " and ".join(parts)
+
+
+def _blessings(store: mlmd.MetadataStore, pusher: int) -> list[dict[str, Any]]:
+    """Every blessing the Pusher consumed (the Evaluator's, a model validator's, ...), with its properties."""
+    ids = [event.artifact_id for event in store.get_events_by_execution_ids([pusher]) if event.type == mpb.Event.INPUT]
+    result = []
+    for artifact in store.get_artifacts_by_id(ids):
+        kind = lineage.artifact_type(store, artifact)
+        if not kind.endswith("Blessing"):
+            continue
+        properties = {k: v for k, v in _props(artifact).items() if k not in ("tfx_version", "is_external")}
+        result.append({"type": kind, "component": lineage.node_name(store, lineage.producer(store, artifact.id)),
+                       "blessed": bool(properties.get("blessed", 0)), "properties": properties})
+    return result
+
+
+def _run_facts(store: mlmd.MetadataStore, pusher: int, actor: str | None, pushed: mpb.Artifact) -> dict[str, Any]:
+    runs = [c for c in store.get_contexts_by_execution(pusher) if c.type == lineage.RUN_CONTEXT]
+    return {"run_id": runs[0].name if runs else "?",
+            "ran_at": iso_utc(runs[0].create_time_since_epoch / 1000) if runs else None,
+            "actor": actor or recorded_actor(store, pushed) or "not recorded (no governance report ran for it)"}
+
+
+def recorded_actor(store: mlmd.MetadataStore, pushed: mpb.Artifact) -> str | None:
+    """Who ran the pipeline, as the report component recorded it at run time."""
+    for event in store.get_events_by_artifact_ids([pushed.id]):
+        if event.type != mpb.Event.INPUT:
+            continue
+        for artifact in lineage.output_artifacts(store, event.execution_id, "report"):
+            if ACTOR_PROPERTY in artifact.custom_properties:
+                return _value(artifact.custom_properties, ACTOR_PROPERTY)
+    return None
+
+
+def compliance_report(store: mlmd.MetadataStore, pushed: mpb.Artifact, model_name: str,
+                      governance: dict[str, Any] | None, audit_logs: list[Path],
+                      actor: str | None = None) -> ComplianceReport:
+    """The LGPD report of one pushed version, from its lineage and the access audit logs."""
+    trace = lineage.trace_pushed_model(store, pushed)
+    pusher = lineage.producer(store, pushed.id)
+    version = _value(pushed.custom_properties, "pushed_version")
+    gates = _evaluator_gates(store, trace.blessing)
+    blessings = _blessings(store, pusher)
+    gates += [Gate(b["component"], "blessing", "blessed" if b["blessed"] else "not blessed", "blessed", b["blessed"])
+              for b in blessings]
+    notes = [] if governance else ["no governance section in the config: legal basis, purpose, controller and "
+                                   "retention are not declared"]
+    return ComplianceReport(
+        model=model_name, version=version, pushed_at=iso_utc(pushed.create_time_since_epoch / 1000),
+        destination=_value(pushed.custom_properties, "pushed_destination", ""),
+        generated_at=iso_utc(time.time()), run=_run_facts(store, pusher, actor, pushed),
+        data=_data_facts(store, trace.examples), privacy=_privacy_facts(trace.examples),
+        training=_props(trace.model, "training_"), gates=gates, blessings=blessings,
+        access=summarize_access(audit_logs, model_name, version), governance=governance, notes=notes)

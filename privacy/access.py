@@ -1,0 +1,116 @@
+"""Who called a model version, read from the serving access audit logs after verifying their hash chain.
+
+A log whose chain breaks is reported as such, naming its first bad line; only the lines before that
+line are counted (they are still proven), so a tampered log never silently feeds the report.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from privacy.audit import AuditLogError, verify
+
+
+def iso_utc(seconds: float | None) -> str | None:
+    """Unix seconds as an ISO-8601 UTC string (None stays None)."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class LogCheck:
+    """One audit log's verification: ok, missing (no traffic recorded yet), or broken at ``bad_line``."""
+
+    path: str
+    status: str  # ok | missing | tampered
+    records: int = 0
+    head: str = ""
+    bad_line: int | None = None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class CallerAccess:
+    caller: str
+    calls: int
+    first: str
+    last: str
+    apis: dict[str, int]
+    statuses: dict[str, int]
+
+
+@dataclass(frozen=True)
+class AccessSummary:
+    """Calls of one model version over every declared log, per caller, with the time range."""
+
+    model: str
+    version: str
+    logs: list[LogCheck] = field(default_factory=list)
+    calls: int = 0
+    first: str | None = None
+    last: str | None = None
+    callers: list[CallerAccess] = field(default_factory=list)
+
+    @property
+    def verified(self) -> bool:
+        return all(log.status != "tampered" for log in self.logs)
+
+    @property
+    def problems(self) -> list[str]:
+        return [log.problem for log in self.logs if log.status == "tampered"]
+
+
+def _check(path: Path) -> tuple[LogCheck, int]:
+    """The log's verification and how many of its leading lines are proven."""
+    if not path.exists():
+        return LogCheck(str(path), "missing"), 0
+    try:
+        state = verify(path)
+    except AuditLogError as error:
+        return LogCheck(str(path), "tampered", records=error.line - 1, bad_line=error.line,
+                        problem=str(error)), error.line - 1
+    return LogCheck(str(path), "ok", records=state.records, head=state.head), state.records
+
+
+def summarize_access(paths: list[Path], model: str, version: str) -> AccessSummary:
+    """Calls to ``model`` at ``version`` in the verified part of every log."""
+    checks: list[LogCheck] = []
+    per_caller: dict[str, dict] = {}
+    for path in paths:
+        check, proven = _check(Path(path))
+        checks.append(check)
+        if not proven:
+            continue
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if number > proven:
+                    break
+                entry = json.loads(line)
+                record = entry["record"]
+                if record.get("model") != model or str(record.get("version")) != version:
+                    continue
+                seen = per_caller.setdefault(str(record.get("caller", "anonymous")), {
+                    "calls": 0, "first": entry["ts"], "last": entry["ts"], "apis": {}, "statuses": {}})
+                seen["calls"] += 1
+                seen["first"], seen["last"] = min(seen["first"], entry["ts"]), max(seen["last"], entry["ts"])
+                for key, value in (("apis", record.get("api", "?")), ("statuses", record.get("status", "?"))):
+                    seen[key][value] = seen[key].get(value, 0) + 1
+    callers = [CallerAccess(caller=name, calls=seen["calls"], first=iso_utc(seen["first"]), last=iso_utc(seen["last"]),
+                            apis=dict(sorted(seen["apis"].items())), statuses=dict(sorted(seen["statuses"].items())))
+               for name, seen in sorted(per_caller.items(), key=lambda item: (-item[1]["calls"], item[0]))]
+    firsts = [seen["first"] for seen in per_caller.values()]
+    lasts = [seen["last"] for seen in per_caller.values()]
+    return AccessSummary(model=model, version=version, logs=checks, calls=sum(c.calls for c in callers),
+                         first=iso_utc(min(firsts)) if firsts else None,
+                         last=iso_utc(max(lasts)) if lasts else None, callers=callers)
+
+
+def current_actor() -> str:
+    """Who runs this process: ESTEIRA_ACTOR when set (e.g. by CI), else the OS user."""
+    import getpass
+
+    return os.environ.get("ESTEIRA_ACTOR") or getpass.getuser()

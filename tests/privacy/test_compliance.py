@@ -1,0 +1,81 @@
+"""The LGPD report library: access summary from verified audit logs, and the three renderings."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from privacy.access import summarize_access
+from privacy.audit import AuditLog
+from privacy.compliance import ComplianceReport, Gate, write_compliance_report
+
+
+def write_log(path: Path) -> None:
+    with AuditLog(path) as log:
+        for caller, version in [("alice", "7"), ("bob", "7"), ("alice", "7"), ("alice", "6"), ("carol", "7")]:
+            log.append({"caller": caller, "entrypoint": "REST", "api": "predict", "model": "fraud",
+                        "version": version, "status": "OK", "latency_ms": 1.0, "request_bytes": 10})
+        log.append({"caller": "alice", "entrypoint": "GRPC", "api": "predict", "model": "other",
+                    "version": "7", "status": "OK", "latency_ms": 1.0, "request_bytes": 10})
+
+
+def tamper(path: Path, line: int) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    lines[line - 1] = lines[line - 1].replace('"latency_ms":1.0', '"latency_ms":9.0')
+    path.write_text("".join(lines))
+
+
+def make_report(access) -> ComplianceReport:
+    return ComplianceReport(
+        model="fraud", version="7", pushed_at="2026-01-01T00:00:00+00:00", destination="/srv/fraud/7",
+        generated_at="2026-01-02T00:00:00+00:00", run={"run_id": "r1", "actor": "ci-bot", "ran_at": "t"},
+        data={"spans": [2], "rows_in": 100, "rows_out": 97, "rows_suppressed": 3, "input_sha256": "ab" * 32,
+              "date_range": None, "input_file_sha256": {"span-0002/a.csv": "cd" * 32}, "context_sha256": ""},
+        privacy={"columns": {"cpf": "drop"}, "policy_sha256": "ef" * 32, "pseudonym_key_id": "kid",
+                 "pseudonym_key_source": "env:KEY", "demo_key": False, "k_anonymity": None},
+        training={"dp": 1, "dp_epsilon": 3.25, "dp_delta": 1e-5, "dp_l2_norm_clip": 1.0, "dp_noise_multiplier": 1.1},
+        gates=[Gate("Evaluator", "auc", 0.93, ">= 0.9", True)], blessings=[],
+        access=access, governance={"legal_basis": "art. 7, X", "purpose": "fraud", "controller": "Bank",
+                                   "retention": "5 years"})
+
+
+def test_access_counts_callers_of_the_version_only(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    write_log(log)
+    access = summarize_access([log, tmp_path / "absent.log"], "fraud", "7")
+    assert access.verified
+    assert access.calls == 4
+    assert [(c.caller, c.calls) for c in access.callers] == [("alice", 2), ("bob", 1), ("carol", 1)]
+    assert [check.status for check in access.logs] == ["ok", "missing"]
+    assert access.logs[0].records == 6
+
+
+def test_tampered_log_fails_verification_naming_the_first_bad_line(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    write_log(log)
+    tamper(log, 2)
+    access = summarize_access([log], "fraud", "7")
+    assert not access.verified
+    assert access.logs[0].bad_line == 2 and "line 2" in access.problems[0]
+    assert [(c.caller, c.calls) for c in access.callers] == [("alice", 1)]  # only the proven line 1
+
+
+def test_renderings_state_the_same_facts(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    write_log(log)
+    paths = write_compliance_report(make_report(summarize_access([log], "fraud", "7")), tmp_path / "out")
+    data = json.loads(paths["json"].read_text())
+    assert data["verified"] is True and data["access"]["calls"] == 4 and data["data"]["rows_suppressed"] == 3
+    html = paths["html"].read_text()
+    assert 'data-fact="rows_in">100<' in html and "3.2500" in html and "Evidence verified" in html
+    card = paths["model_card"].read_text()
+    assert "epsilon 3.2500" in card and "alice: 2" in card and "art. 7, X" in card
+
+
+def test_tampered_report_says_so_in_every_rendering(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    write_log(log)
+    tamper(log, 3)
+    paths = write_compliance_report(make_report(summarize_access([log], "fraud", "7")), tmp_path / "out")
+    assert json.loads(paths["json"].read_text())["verified"] is False
+    assert "VERIFICATION FAILED" in paths["html"].read_text() and "line 3" in paths["html"].read_text()
+    assert "VERIFICATION FAILED" in paths["model_card"].read_text()
