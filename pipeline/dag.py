@@ -146,6 +146,7 @@ def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None 
         governance_json=config.governance.model_dump_json() if config.governance else "")
     mlflow_logger = make_mlflow_logger(config, example_gen, schema_gen, example_validator, trainer, evaluator,
                                        pusher)
+    mlflow_logger.add_upstream_node(governance_report)  # one order for every runner: reports, then the log
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline.name,

@@ -73,7 +73,7 @@ def test_every_component_completes_and_report_is_printed(first_run) -> None:
     _workspace, report, stdout = first_run
     nodes = {e.node: e.state for e in report.executions}
     for node in ("CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
-                 "Trainer", "Evaluator", "Pusher", "GovernanceReport"):
+                 "Trainer", "Evaluator", "Pusher", "GovernanceReport", "MlflowLogger"):
         assert nodes.get(node) == "COMPLETE", (node, nodes)
     assert "pushed: version" in stdout and "eval AUC" in stdout
 
