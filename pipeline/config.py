@@ -219,6 +219,9 @@ class ValidationConfig(_Section):
         default=None, gt=0.0, le=1.0,
         description="largest Jensen-Shannon divergence between a numeric feature's histograms in the "
                     "current span and the previous one; null: not compared")
+    drift_skip_features: list[str] = Field(
+        default=[], description="columns never compared across spans because they move by design "
+                                "(timestamps, ids)")
 
 
 class ModelValidationConfig(_Section):

@@ -128,12 +128,15 @@ def make_data_validator(config: UseCaseConfig, statistics_gen: BaseComponent,
             statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
                                        producer_component_id=statistics_gen.id),
         ).with_id("previous_span_statistics_resolver")]
+        # After this run's statistics exist, so "the newest span" is the current one and not the last run's.
+        previous[0].add_upstream_node(statistics_gen)
     validator = DataValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema,
         previous_statistics=previous[0].outputs["statistics"] if previous else None,
         on_anomaly=validation.on_anomaly,
         categorical_drift_threshold=validation.categorical_drift_threshold or 0.0,
         numeric_drift_threshold=validation.numeric_drift_threshold or 0.0,
+        drift_skip_features=json.dumps(sorted(validation.drift_skip_features)),
     ).with_id("ExampleValidator")
     return [*previous, validator]
 

@@ -223,7 +223,8 @@ def format_report(report: RunReport, serving_base: Path, wall_seconds: float | N
         previous = int(facts.get("previous_span", -1))
         lines.append(f"data validation: {int(facts.get('anomaly_count', 0))} anomalies "
                      f"(on_anomaly {facts.get('on_anomaly', '?')}; "
-                     + (f"drift vs span {previous})" if previous >= 0 else "no previous span to compare)"))
+                     + (f"drift checked against the previous statistics, span {previous})" if previous >= 0
+                        else "no previous statistics compared)"))
     if report.model_validation:
         facts = report.model_validation
         if facts.get("blessed") == 1:

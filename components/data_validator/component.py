@@ -5,6 +5,7 @@ previous-span input but never passes it to TFDV), so drift needs this thin compo
 same ``ExampleAnomalies`` artifact (``Split-<name>/SchemaDiff.pb`` and a per-split ``blessed``).
 """
 
+import json
 import os
 
 from absl import logging
@@ -30,6 +31,7 @@ def DataValidator(
     on_anomaly: Parameter[str] = "warn",
     categorical_drift_threshold: Parameter[float] = 0.0,
     numeric_drift_threshold: Parameter[float] = 0.0,
+    drift_skip_features: Parameter[str] = "[]",
 ) -> None:
     """Validate every split against the schema and the previous span; with on_anomaly 'fail', raise
     one error listing each anomaly so nothing downstream (Transform first) runs."""
@@ -37,7 +39,8 @@ def DataValidator(
         raise ValueError(f"on_anomaly must be one of {ON_ANOMALY}, got {on_anomaly!r}")
     base_schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema.uri))
     checked_schema = gate.with_drift_comparators(
-        base_schema, categorical_drift_threshold or None, numeric_drift_threshold or None)
+        base_schema, categorical_drift_threshold or None, numeric_drift_threshold or None,
+        frozenset(json.loads(drift_skip_features)))
     splits = artifact_utils.decode_split_names(statistics.split_names)
     previous_splits = (set(artifact_utils.decode_split_names(previous_statistics.split_names))
                        if previous_statistics is not None else set())

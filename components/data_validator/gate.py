@@ -17,13 +17,17 @@ def is_categorical(feature: schema_pb2.Feature) -> bool:
 
 
 def with_drift_comparators(schema: schema_pb2.Schema, categorical_threshold: float | None,
-                           numeric_threshold: float | None) -> schema_pb2.Schema:
+                           numeric_threshold: float | None, skip: frozenset[str] = frozenset()
+                           ) -> schema_pb2.Schema:
     """A copy of ``schema`` whose features carry TFDV drift comparators: L-infinity distance for
-    categorical features, Jensen-Shannon divergence for numeric ones (None leaves a kind unchecked)."""
+    categorical features, Jensen-Shannon divergence for numeric ones (None leaves a kind unchecked,
+    ``skip`` names features that move by design, such as timestamps)."""
     result = schema_pb2.Schema()
     result.CopyFrom(schema)
     for feature in result.feature:
         feature.ClearField("drift_comparator")
+        if feature.name in skip:
+            continue
         if is_categorical(feature):
             if categorical_threshold:
                 feature.drift_comparator.infinity_norm.threshold = categorical_threshold

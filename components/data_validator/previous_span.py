@@ -9,11 +9,18 @@ from tfx.dsl.components.common import resolver
 
 
 def previous_span(artifacts: list[types.Artifact]) -> list[types.Artifact]:
-    """The newest artifact of the highest span below the newest span (empty for a first span)."""
+    """The newest artifact of the highest span below the newest span (empty for a first span).
+
+    An ExampleGen that records no span leaves every artifact at span 0; then the previous artifact
+    (by id) stands for the previous span, i.e. the data the pipeline saw before the current data.
+    """
     if not artifacts:
         return []
-    newest = max(artifact.span for artifact in artifacts)
-    older = [artifact for artifact in artifacts if artifact.span < newest]
+    newest = max(artifacts, key=lambda artifact: (artifact.span, artifact.id))
+    if newest.span == 0:
+        older = [artifact for artifact in artifacts if artifact.id < newest.id]
+    else:
+        older = [artifact for artifact in artifacts if artifact.span < newest.span]
     return [max(older, key=lambda artifact: (artifact.span, artifact.id))] if older else []
 
 

@@ -15,6 +15,7 @@ from tfx.types.standard_artifacts import Examples, InfraBlessing, Model
 from tfx.utils import path_utils
 
 from components.model_validator.checks import ValidationSettings, validate_model
+from components.recording_trainer.executor import record_on_artifact
 
 BLESSED_FILE, NOT_BLESSED_FILE = "INFRA_BLESSED", "INFRA_NOT_BLESSED"  # as TFX's InfraValidator writes
 
@@ -46,13 +47,7 @@ def ModelValidator(
     blessing.set_int_custom_property("blessed", int(result.blessed))
     blessing.set_string_custom_property("reasons", "; ".join(result.reasons))
     blessing.set_int_custom_property("current_model_id", model.id)
-    for name, value in result.values.items():
-        if isinstance(value, float):
-            blessing.set_float_custom_property(name, value)
-        elif isinstance(value, int):
-            blessing.set_int_custom_property(name, value)
-        else:
-            blessing.set_string_custom_property(name, str(value))
+    record_on_artifact(blessing, result.values, prefix="")
     Path(blessing.uri).mkdir(parents=True, exist_ok=True)
     (Path(blessing.uri) / (BLESSED_FILE if result.blessed else NOT_BLESSED_FILE)).write_text(
         "\n".join(result.reasons))

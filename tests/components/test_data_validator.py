@@ -46,6 +46,8 @@ def test_comparators_follow_the_feature_kind(span_one) -> None:
     features = {feature.name: feature for feature in schema.feature}
     assert features["channel"].drift_comparator.infinity_norm.threshold == 0.2
     assert features["amount"].drift_comparator.jensen_shannon_divergence.threshold == 0.3
+    skipped = with_drift_comparators(tfdv.infer_schema(span_one), 0.2, 0.3, skip=frozenset({"amount"}))
+    assert not next(f for f in skipped.feature if f.name == "amount").HasField("drift_comparator")
 
 
 def test_gate_message_lists_every_anomaly_per_split() -> None:
@@ -63,4 +65,5 @@ def test_previous_span_is_the_newest_artifact_of_the_span_below() -> None:
     history = [artifact(1, 1), artifact(2, 2), artifact(3, 2), artifact(4, 3), artifact(5, 3)]
     assert [a.id for a in previous_span(history)] == [3]
     assert previous_span([artifact(1, 5), artifact(2, 5)]) == []
+    assert [a.id for a in previous_span([artifact(7, 0), artifact(9, 0), artifact(8, 0)])] == [8]  # no spans
     assert previous_span([]) == []
