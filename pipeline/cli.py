@@ -159,6 +159,19 @@ def _lgpd_report(args: argparse.Namespace, config: UseCaseConfig) -> int:
     return 0
 
 
+def _schema(args: argparse.Namespace) -> int:
+    config = _config_from(args)
+    from pipeline.lineage import LineageError
+    from pipeline.schema_freeze import freeze_schema
+
+    try:
+        path = freeze_schema(config, force=args.force)
+    except LineageError as error:
+        raise ConfigError(str(error)) from None
+    print(f"wrote the inferred schema to {path}; the pipeline now imports it (ImportSchemaGen)")
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="esteira", description="Esteira: the ML production line.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -195,6 +208,13 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--version", help="lgpd: the pushed model version")
     report.add_argument("--out", type=Path, help="folder for the report files (default: <pipeline root>/../reports/)")
     report.set_defaults(handler=_report)
+
+    schema = commands.add_parser("schema", help="curate the data schema of a use case")
+    schema.add_argument("action", choices=["freeze"],
+                        help="freeze: write MLMD's latest inferred schema to validation.schema_file")
+    with_config(schema)
+    schema.add_argument("--force", action="store_true", help="replace an existing curated schema")
+    schema.set_defaults(handler=_schema)
 
     for name, (_target, help_text) in DELEGATED.items():
         commands.add_parser(name, help=help_text, add_help=False)

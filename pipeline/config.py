@@ -48,6 +48,10 @@ class DataConfig(DataSettings):
     split: dict[str, int] = Field(
         default={"train": 4, "eval": 1},
         description="output split name -> hash buckets; must contain 'train' and 'eval'")
+    create_command: str | None = Field(
+        default=None,
+        description="the command that writes this use case's data; '{source}' stands for data.source, "
+                    "e.g. 'esteira data breast-cancer --out {source}' (named when the folder is missing)")
 
     @field_validator("split")
     @classmethod
@@ -59,6 +63,14 @@ class DataConfig(DataSettings):
             raise ValueError("hash buckets must be positive integers")
         return value
 
+    @field_validator("create_command")
+    @classmethod
+    def _command_formats(cls, value: str | None) -> str | None:
+        try:
+            None if value is None else value.format(source="data")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("may contain only the placeholder '{source}'; double other braces ({{ }})") from None
+        return value
 
 class ModelConfig(ModelSettings):
     """Which model module trains the use case; its hyper-parameters are models/common/settings.py's."""
@@ -85,6 +97,11 @@ class EvaluationConfig(_Section):
     auc_change_threshold: float = Field(
         default=-0.01, le=0.0,
         description="smallest allowed AUC difference (candidate - baseline); -0.01 tolerates a 0.01 drop")
+    auc_relative_improvement: float | None = Field(
+        default=None, gt=-1.0, le=1.0,
+        description="smallest relative AUC change (candidate - baseline) / baseline, e.g. 0.01: the candidate "
+                    "must beat the blessed baseline by 1 %; checked besides auc_change_threshold; "
+                    "null: no relative gate")
     slice_features: list[str] = Field(
         default=[], description="features to slice metrics by (transformed ones too with transform_signature)")
     recall_at_false_positive_rates: list[float] = Field(
@@ -98,6 +115,43 @@ class EvaluationConfig(_Section):
         if any(not 0.0 < rate < 1.0 for rate in value):
             raise ValueError("false-positive rates must be between 0 and 1 (exclusive)")
         return value
+
+
+class ValidationConfig(_Section):
+    """The data gate before Transform: schema anomalies and span-to-span drift (TFDV comparators)."""
+
+    on_anomaly: Literal["fail", "warn"] = Field(
+        default="warn", description="fail: stop the pipeline before Transform, listing each anomaly; "
+                                    "warn: record the anomalies and go on")
+    schema_file: Path | None = Field(
+        default=None,
+        description="curated schema (`esteira schema freeze` writes it); when the file exists the pipeline "
+                    "imports it instead of inferring one (default: schemas/<serving.model_name>/schema.pbtxt "
+                    "beside the config file)")
+    categorical_drift_threshold: float | None = Field(
+        default=None, gt=0.0, le=1.0,
+        description="largest L-infinity distance between a string feature's value shares in the current "
+                    "span and the previous one; null: not compared")
+    numeric_drift_threshold: float | None = Field(
+        default=None, gt=0.0, le=1.0,
+        description="largest Jensen-Shannon divergence between a numeric feature's histograms in the "
+                    "current span and the previous one; null: not compared")
+    drift_skip_features: list[str] = Field(
+        default=[], description="columns never compared across spans because they move by design "
+                                "(timestamps, ids)")
+
+
+class ModelValidationConfig(_Section):
+    """The ModelValidator before the Pusher: finite weights, a real Predict within budget, agreeing signatures."""
+
+    latency_budget_ms: float = Field(
+        default=500.0, gt=0.0,
+        description="slowest allowed one-row Predict (95th percentile over the sample), through the model server")
+    sample_size: int = Field(default=20, ge=1, le=1000, description="eval rows sent, one request each per signature")
+    startup_timeout_s: float = Field(default=120.0, gt=0.0,
+                                     description="time the model server gets to load the candidate")
+    signature_tolerance: float = Field(
+        default=1e-4, gt=0.0, description="largest allowed probability difference between two signatures")
 
 
 class ServingConfig(_Section):
@@ -159,6 +213,8 @@ class UseCaseConfig(_Section):
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    validation: ValidationConfig = ValidationConfig()
+    model_validation: ModelValidationConfig = ModelValidationConfig()
     serving: ServingConfig
     runner: RunnerConfig = RunnerConfig()
     tracking: TrackingConfig = TrackingConfig()
@@ -216,13 +272,17 @@ class UseCaseConfig(_Section):
                          "features": self.sequence_feature_types()} if sequence else None,
         }, source)
 
-    def resolved(self, base: Path) -> "UseCaseConfig":
-        """A copy with every relative path made absolute against ``base``."""
-        def absolute(path: Path) -> Path:
-            return path if path.is_absolute() else (base / path).resolve()
+    def resolved(self, base: Path, config_dir: Path | None = None) -> "UseCaseConfig":
+        """A copy with every relative path made absolute against ``base`` (the curated schema's
+        against ``config_dir``, the config file's folder, since schemas live beside the configs)."""
+        def absolute(path: Path, against: Path = base) -> Path:
+            return path if path.is_absolute() else (against / path).resolve()
 
         root = absolute(self.pipeline.root)
+        schema = self.validation.schema_file or Path("schemas") / self.serving.model_name / "schema.pbtxt"
         return self.model_copy(update={
+            "validation": self.validation.model_copy(update={
+                "schema_file": absolute(schema, config_dir or base)}),
             "training": self.training.model_copy(update={
                 "backup_root": absolute(self.training.backup_root) if self.training.backup_root
                 else root / "_trainer_backups"}),
@@ -281,7 +341,7 @@ def load_config(path: str | Path, base: Path | None = None) -> UseCaseConfig:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(error, 'problem', error)})") from None
-    return _validate(data, source=str(path)).resolved(base or Path.cwd())
+    return _validate(data, source=str(path)).resolved(base or Path.cwd(), config_dir=path.resolve().parent)
 
 
 def input_glob(pattern: str) -> str:
@@ -299,10 +359,9 @@ def check_data_columns(config: UseCaseConfig) -> list[Path]:
     """
     source = config.data.source
     if not source.is_dir():
-        raise ConfigError(
-            f"data.source: folder {source} not found; create the data first "
-            f"(`esteira data breast-cancer --out {source}` or `esteira data fraud ... --out {source}`) "
-            "or fix the path")
+        create = (f"create it with `{config.data.create_command.format(source=source)}`"
+                  if config.data.create_command else "create it (see data.create_command)")
+        raise ConfigError(f"data.source: folder {source} not found; {create} or fix the path")
     files = sorted(source.glob(input_glob(config.data.input_pattern)))
     if not files:
         raise ConfigError(f"data.input_pattern: no file matches {config.data.input_pattern} in {source}")

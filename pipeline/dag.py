@@ -15,6 +15,8 @@ from tfx.dsl.components.base.base_component import BaseComponent
 
 from components.mlflow_logger import MlflowLogger
 from components.governance_report import GovernanceReport
+from components.data_validator import DataValidator, PreviousSpanStrategy
+from components.model_validator import ModelValidator
 from components.serving_pusher import ServingPusher
 from components.recording_trainer import RecordingTrainerExecutor
 from pipeline.config import UseCaseConfig
@@ -32,12 +34,16 @@ def recall_metric_name(rate: float) -> str:
 
 
 def eval_config(config: UseCaseConfig) -> tfma.EvalConfig:
-    """AUC gate: absolute floor plus allowed change versus the latest blessed model."""
+    """AUC gate: absolute floor plus allowed change versus the latest blessed model, absolute and,
+    when configured, relative ((candidate - baseline) / baseline); TFMA requires both to hold."""
+    change = tfma.GenericChangeThreshold(
+        direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+        absolute={"value": config.evaluation.auc_change_threshold})
+    if config.evaluation.auc_relative_improvement is not None:
+        change.relative.value = config.evaluation.auc_relative_improvement
     auc_gate = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.evaluation.auc_lower_bound}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": config.evaluation.auc_change_threshold}))
+        change_threshold=change)
     metrics = [
         tfma.MetricConfig(class_name="ExampleCount"),
         # The gate judges the whole eval split; slices are reported, not gated (a small slice's AUC is noise).
@@ -100,21 +106,52 @@ def make_mlflow_logger(config: UseCaseConfig, example_gen: BaseComponent, schema
         metadata_path=str(config.pipeline.metadata_path))
 
 
+def make_schema_gen(config: UseCaseConfig, statistics: tfx.dsl.Channel) -> BaseComponent:
+    """The curated schema when `esteira schema freeze` wrote one, else the one inferred from the data."""
+    schema_file = config.validation.schema_file
+    if schema_file is not None and schema_file.is_file():
+        return tfx.components.ImportSchemaGen(schema_file=str(schema_file)).with_id("SchemaGen")
+    return tfx.components.SchemaGen(statistics=statistics, infer_feature_shape=True)
+
+
+def make_data_validator(config: UseCaseConfig, statistics_gen: BaseComponent,
+                        schema: tfx.dsl.Channel) -> list[BaseComponent]:
+    """The data gate, with the previous span's statistics when drift thresholds are set."""
+    validation = config.validation
+    previous: list[BaseComponent] = []
+    if validation.categorical_drift_threshold or validation.numeric_drift_threshold:
+        previous = [tfx.dsl.Resolver(
+            strategy_class=PreviousSpanStrategy,
+            statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
+                                       producer_component_id=statistics_gen.id),
+        ).with_id("previous_span_statistics_resolver")]
+        # After this run's statistics exist, so "the newest span" is the current one and not the last run's.
+        previous[0].add_upstream_node(statistics_gen)
+    validator = DataValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema,
+        previous_statistics=previous[0].outputs["statistics"] if previous else None,
+        on_anomaly=validation.on_anomaly,
+        categorical_drift_threshold=validation.categorical_drift_threshold or 0.0,
+        numeric_drift_threshold=validation.numeric_drift_threshold or 0.0,
+        drift_skip_features=json.dumps(sorted(validation.drift_skip_features)),
+    ).with_id("ExampleValidator")
+    return [*previous, validator]
+
+
 def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None = None) -> tfx.dsl.Pipeline:
-    """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer → Evaluator → Pusher
-    → GovernanceReport → MlflowLogger."""
+    """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer → Evaluator
+    → ModelValidator → Pusher → GovernanceReport → MlflowLogger."""
     module = config.model.module
     custom_config = trainer_custom_config(config)
 
     example_gen = make_example_gen(config)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
-                                          infer_feature_shape=True)
-    example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    schema_gen = make_schema_gen(config, statistics_gen.outputs["statistics"])
+    *previous_span, example_validator = make_data_validator(config, statistics_gen, schema_gen.outputs["schema"])
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=f"{module}.preprocessing.preprocessing_fn", custom_config=custom_config)
+    transform.add_upstream_node(example_validator)  # the data gate runs, and may stop the run, first
     trainer = tfx.components.Trainer(
         run_fn=f"{module}.model.run_fn",
         examples=transform.outputs["transformed_examples"],
@@ -133,8 +170,18 @@ def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None 
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"], eval_config=eval_config(config))
+    model_validator = ModelValidator(
+        model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
+        latency_budget_ms=config.model_validation.latency_budget_ms,
+        sample_size=config.model_validation.sample_size,
+        startup_timeout_s=config.model_validation.startup_timeout_s,
+        signature_tolerance=config.model_validation.signature_tolerance,
+        prediction_key=PREDICTION_KEY,
+    ).with_id("ModelValidator")
+    model_validator.add_upstream_node(evaluator)  # Evaluator, then ModelValidator, then Pusher
     pusher = ServingPusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=model_validator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
             base_directory=str(config.serving.base_path))),
         statistics=statistics_gen.outputs["statistics"],
@@ -151,8 +198,9 @@ def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline.name,
         pipeline_root=str(config.pipeline.root),
-        components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
-                    baseline_resolver, evaluator, pusher, governance_report, mlflow_logger],
+        components=[example_gen, statistics_gen, schema_gen, *previous_span, example_validator, transform,
+                    trainer, baseline_resolver, evaluator, model_validator, pusher,
+                    governance_report, mlflow_logger],
         enable_cache=config.pipeline.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(config.pipeline.metadata_path)),

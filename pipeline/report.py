@@ -21,6 +21,9 @@ class RunReport:
     version: str = ""
     destination: str = ""
     training: dict[str, float | int | str] = field(default_factory=dict)
+    auc_gate: "AucGate | None" = None
+    data_validation: dict[str, float | int | str] = field(default_factory=dict)
+    model_validation: dict[str, float | int | str] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[str]:
@@ -31,18 +34,77 @@ class RunReport:
         return [e.node for e in self.executions if e.state == "CACHED"]
 
 
-def _evaluation_metrics(uri: str) -> tuple[dict[str, float], list[str]]:
+@dataclass(frozen=True)
+class AucGate:
+    """The promotion gate's values and thresholds, as the Evaluator applied them."""
+
+    auc: float
+    lower_bound: float | None
+    baseline_auc: float | None = None
+    change: float | None = None
+    change_threshold: float | None = None
+    relative_change: float | None = None
+    relative_threshold: float | None = None
+
+    def verdicts(self) -> list[tuple[str, bool]]:
+        """Each check as (description, passed); change checks only exist once a baseline is blessed."""
+        checks = []
+        if self.lower_bound is not None:
+            checks.append((f"AUC {self.auc:.4f} vs floor {self.lower_bound:g}", self.auc >= self.lower_bound))
+        if self.change is not None and self.change_threshold is not None:
+            checks.append((f"change {self.change:+.4f} vs allowed {self.change_threshold:+g}",
+                           self.change >= self.change_threshold))
+        if self.relative_change is not None and self.relative_threshold is not None:
+            checks.append((f"relative change {self.relative_change:+.2%} vs required {self.relative_threshold:+.2%}",
+                           self.relative_change >= self.relative_threshold))
+        return checks
+
+
+def _auc_gate(uri: str, metrics: dict[str, float], baseline: dict[str, float]) -> AucGate | None:
+    """Thresholds from the eval config the Evaluator stored beside its results."""
+    from tensorflow_model_analysis.writers.eval_config_writer import load_eval_run
+
+    if "auc" not in metrics:
+        return None
+    eval_config = load_eval_run(uri)[0]
+    threshold = None
+    for spec in eval_config.metrics_specs if eval_config else []:
+        for metric in spec.metrics:
+            if metric.class_name == "AUC":
+                for per_slice in metric.per_slice_thresholds:
+                    threshold = per_slice.threshold
+                if metric.HasField("threshold"):
+                    threshold = metric.threshold
+    auc, base = metrics["auc"], baseline.get("auc")
+    has = threshold is not None
+    value = threshold.value_threshold if has else None
+    change = threshold.change_threshold if has and threshold.HasField("change_threshold") else None
+    return AucGate(
+        auc=auc,
+        lower_bound=value.lower_bound.value if value is not None and value.HasField("lower_bound") else None,
+        baseline_auc=base,
+        change=auc - base if base is not None else None,
+        change_threshold=change.absolute.value if change is not None and change.HasField("absolute") else None,
+        relative_change=(auc - base) / base if base else None,
+        relative_threshold=change.relative.value if change is not None and change.HasField("relative") else None)
+
+
+def _evaluation_metrics(uri: str) -> tuple[dict[str, float], list[str], dict[str, float]]:
     """Overall-slice metrics of the candidate model and the reasons validation failed, if it did."""
     import tensorflow_model_analysis as tfma
 
     metrics: dict[str, float] = {}
+    baseline: dict[str, float] = {}
     for slice_metrics in tfma.load_metrics(uri):
         if slice_metrics.slice_key.single_slice_keys:
             continue
         for item in slice_metrics.metric_keys_and_values:
-            if item.key.is_diff or item.key.model_name not in ("", "candidate"):
+            if item.key.is_diff:
                 continue
-            metrics[item.key.name] = item.value.double_value.value
+            if item.key.model_name == "baseline":
+                baseline[item.key.name] = item.value.double_value.value
+            elif item.key.model_name in ("", "candidate"):
+                metrics[item.key.name] = item.value.double_value.value
     failures: list[str] = []
     validation = tfma.load_validation_result(uri)
     for per_slice in validation.metric_validations_per_slice:
@@ -50,7 +112,7 @@ def _evaluation_metrics(uri: str) -> tuple[dict[str, float], list[str]]:
                           for key in per_slice.slice_key.single_slice_keys) or "overall"
         for failure in per_slice.failures:
             failures.append(f"{_describe_failure(failure)} ({where})")
-    return metrics, failures
+    return metrics, failures, baseline
 
 
 def _describe_failure(failure) -> str:
@@ -59,8 +121,13 @@ def _describe_failure(failure) -> str:
     value = failure.metric_value.double_value.value
     threshold = failure.metric_threshold
     if failure.metric_key.is_diff:
-        allowed = threshold.change_threshold.absolute.value
-        return f"{name} change {value:+.4f} vs the blessed baseline is below the allowed {allowed:+.4f}"
+        change = threshold.change_threshold
+        if change.HasField("relative") and not change.HasField("absolute"):
+            return f"{name} relative change vs the blessed baseline is below the required {change.relative.value:+.2%}"
+        allowed = " and ".join(
+            ([f"{change.absolute.value:+.4f} absolute"] if change.HasField("absolute") else [])
+            + ([f"{change.relative.value:+.2%} relative"] if change.HasField("relative") else []))
+        return f"{name} change {value:+.4f} vs the blessed baseline misses the required {allowed}"
     bounds = threshold.value_threshold
     if bounds.HasField("lower_bound") and value < bounds.lower_bound.value:
         return f"{name} {value:.4f} below the lower bound {bounds.lower_bound.value:g}"
@@ -78,7 +145,8 @@ def build_report(store: mlmd.MetadataStore, pipeline_name: str, run_id: str | No
     if evaluator and evaluator.state in ("COMPLETE", "CACHED"):
         evaluation = lineage.output_artifacts(store, evaluator.execution_id, "evaluation")
         if evaluation:
-            values["metrics"], values["blessing_failures"] = _evaluation_metrics(evaluation[0].uri)
+            values["metrics"], values["blessing_failures"], baseline = _evaluation_metrics(evaluation[0].uri)
+            values["auc_gate"] = _auc_gate(evaluation[0].uri, values["metrics"], baseline)
         blessing = lineage.output_artifacts(store, evaluator.execution_id, "blessing")
         if blessing:
             values["blessed"] = blessing[0].custom_properties["blessed"].int_value == 1
@@ -89,6 +157,15 @@ def build_report(store: mlmd.MetadataStore, pipeline_name: str, run_id: str | No
             values["training"] = {
                 name.removeprefix("training_"): getattr(value, value.WhichOneof("value"))
                 for name, value in models[0].custom_properties.items() if name.startswith("training_")}
+    for node, key, target in (("ExampleValidator", "anomalies", "data_validation"),
+                              ("ModelValidator", "blessing", "model_validation")):
+        execution = by_node.get(node)
+        if execution and execution.state in ("COMPLETE", "CACHED"):
+            outputs = lineage.output_artifacts(store, execution.execution_id, key)
+            if outputs:
+                values[target] = {name: getattr(value, value.WhichOneof("value"))
+                                  for name, value in outputs[0].custom_properties.items()
+                                  if value.WhichOneof("value") in ("int_value", "double_value", "string_value")}
     pusher = by_node.get("Pusher")
     if pusher and pusher.state in ("COMPLETE", "CACHED"):
         pushed = lineage.output_artifacts(store, pusher.execution_id, "pushed_model")
@@ -134,6 +211,29 @@ def format_report(report: RunReport, serving_base: Path, wall_seconds: float | N
         extras = ", ".join(f"{name} {report.metrics[name]:.4f}" for name in names if name in report.metrics)
         count = int(report.metrics.get("example_count", 0))
         lines.append(f"eval AUC {report.metrics['auc']:.4f} on {count} examples ({extras})")
+    if report.auc_gate is not None:
+        checks = report.auc_gate.verdicts()
+        if report.auc_gate.baseline_auc is not None:
+            lines.append(f"promotion gate: baseline AUC {report.auc_gate.baseline_auc:.4f} (latest blessed model)")
+        else:
+            lines.append("promotion gate: no blessed baseline yet (change thresholds apply from the next run)")
+        lines.extend(f"  {text}: {'pass' if passed else 'FAIL'}" for text, passed in checks)
+    if report.data_validation:
+        facts = report.data_validation
+        previous = int(facts.get("previous_span", -1))
+        lines.append(f"data validation: {int(facts.get('anomaly_count', 0))} anomalies "
+                     f"(on_anomaly {facts.get('on_anomaly', '?')}; "
+                     + (f"drift checked against the previous statistics, span {previous})" if previous >= 0
+                        else "no previous statistics compared)"))
+    if report.model_validation:
+        facts = report.model_validation
+        if facts.get("blessed") == 1:
+            lines.append(f"model validation: passed — Predict p95 {facts.get('latency_p95_ms', float('nan')):.1f} ms "
+                         f"(budget {facts.get('latency_budget_ms', float('nan')):g} ms) over "
+                         f"{facts.get('requests', 0)} requests, signatures {facts.get('signatures', '?')} agree "
+                         f"within {facts.get('max_signature_difference', float('nan')):.2g}, weights finite")
+        else:
+            lines.append(f"model validation: FAILED — {facts.get('reasons') or 'see the ModelValidator log'}")
     if report.blessed is not None:
         lines.append("blessed: yes" if report.blessed else
                      "blessed: no — " + ("; ".join(report.blessing_failures) or "validation failed"))

@@ -18,9 +18,10 @@ from models.common.training_record import read_training_record
 PROPERTY_PREFIX = "training_"
 
 
-def record_on_artifact(artifact: types.Artifact, record: dict[str, Any]) -> None:
+def record_on_artifact(artifact: types.Artifact, record: dict[str, Any], prefix: str = PROPERTY_PREFIX) -> None:
+    """Each value as a typed custom property named ``<prefix><key>`` (booleans as 0/1)."""
     for key, value in sorted(record.items()):
-        name = f"{PROPERTY_PREFIX}{key}"
+        name = f"{prefix}{key}"
         if isinstance(value, bool):
             artifact.set_int_custom_property(name, int(value))
         elif isinstance(value, int):

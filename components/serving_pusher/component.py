@@ -21,7 +21,8 @@ class ServingPusherSpec(PusherSpec):
 
 
 class ServingPusher(Pusher):
-    """Pushes a blessed model as a new version, never the same model twice; with ``statistics``,
+    """Pushes a model blessed by the Evaluator (and by the ModelValidator when ``infra_blessing`` is
+    given) as a new version, never the same model twice; with ``statistics``,
     writes ``assets.extra/esteira_reference_stats.json`` for ``reference_features`` before the
     version becomes loadable (saved_model.pb is still copied last)."""
 
@@ -30,9 +31,11 @@ class ServingPusher(Pusher):
 
     def __init__(self, model: types.BaseChannel, model_blessing: types.BaseChannel,
                  push_destination: pusher_pb2.PushDestination,
-                 statistics: types.BaseChannel | None = None, reference_features: list[str] | None = None) -> None:
+                 statistics: types.BaseChannel | None = None, reference_features: list[str] | None = None,
+                 infra_blessing: types.BaseChannel | None = None) -> None:
         spec = ServingPusherSpec(
-            model=model, model_blessing=model_blessing, push_destination=push_destination,
+            model=model, model_blessing=model_blessing, infra_blessing=infra_blessing,
+            push_destination=push_destination,
             custom_config=json.dumps(None), statistics=statistics,
             reference_features=json.dumps(sorted(reference_features or [])),
             pushed_model=types.Channel(type=standard_artifacts.PushedModel))

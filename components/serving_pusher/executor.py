@@ -59,6 +59,19 @@ def newest_version(base_directory: Path) -> Path | None:
     return max(versions, key=lambda p: int(p.name), default=None)
 
 
+def _not_blessed_reason(input_dict: dict[str, list[types.Artifact]]) -> str:
+    """Which gate refused the model: the Evaluator, the ModelValidator (with its reasons), or both."""
+    refused = []
+    for key, gate in ((standard_component_specs.MODEL_BLESSING_KEY, "the Evaluator"),
+                      (standard_component_specs.INFRA_BLESSING_KEY, "the ModelValidator")):
+        for blessing in input_dict.get(key) or []:
+            if blessing.get_int_custom_property("blessed") != 1:
+                reasons = (blessing.get_string_custom_property("reasons")
+                           if blessing.has_custom_property("reasons") else "")
+                refused.append(gate + (f" ({reasons})" if reasons else ""))
+    return "model not blessed by " + (" nor ".join(refused) or "its validators")
+
+
 class ServingPusherExecutor(tfx_pusher.Executor):
     """TFX Pusher semantics for a filesystem destination, plus idempotence and drift references."""
 
@@ -68,7 +81,7 @@ class ServingPusherExecutor(tfx_pusher.Executor):
         pushed = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
         if not self.CheckBlessing(input_dict):
             self._MarkNotPushed(pushed)
-            pushed.set_string_custom_property(REASON_KEY, "model not blessed by the Evaluator")
+            pushed.set_string_custom_property(REASON_KEY, _not_blessed_reason(input_dict))
             return
         destination = pusher_pb2.PushDestination()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)

@@ -40,10 +40,10 @@ def make_workspace(root: Path, overrides: dict) -> Workspace:
     return Workspace(root, config_path, load_config(config_path, base=root))
 
 
-def esteira(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+def esteira(cwd: Path, *args: str, expect: int = 0) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd,
                             capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"esteira {' '.join(args)} failed:\n{result.stderr[-4000:]}"
+    assert result.returncode == expect, f"esteira {' '.join(args)} exited {result.returncode}:\n{result.stderr[-4000:]}"
     return result
 
 
@@ -73,7 +73,7 @@ def test_every_component_completes_and_report_is_printed(first_run) -> None:
     _workspace, report, stdout = first_run
     nodes = {e.node: e.state for e in report.executions}
     for node in ("CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
-                 "Trainer", "Evaluator", "Pusher", "GovernanceReport", "MlflowLogger"):
+                 "Trainer", "Evaluator", "ModelValidator", "Pusher", "GovernanceReport", "MlflowLogger"):
         assert nodes.get(node) == "COMPLETE", (node, nodes)
     assert "pushed: version" in stdout and "eval AUC" in stdout
 
@@ -168,3 +168,68 @@ def test_tfx_cli_creates_and_runs_the_pipeline(first_run) -> None:
     assert len(store.get_contexts_by_type(lineage.RUN_CONTEXT)) == runs_before + 1
     report = load_report(workspace.config.pipeline.metadata_path, workspace.config.pipeline.name)
     assert not report.failed and "Trainer" in report.cached and report.blessed is True
+
+
+# The gates below run last on the first run's workspace: each adds a run the tests above do not expect.
+
+def test_model_validator_blesses_before_the_push(first_run) -> None:
+    workspace, report, stdout = first_run
+    order = [e.node for e in report.executions]
+    assert order.index("Evaluator") < order.index("ModelValidator") < order.index("Pusher")
+    facts = report.model_validation
+    assert facts["blessed"] == 1 and facts["reasons"] == "" and facts["non_finite_variables"] == 0
+    assert facts["signatures"] == "serving_default,serving_raw" and facts["max_signature_difference"] < 1e-4
+    assert 0 < facts["latency_p95_ms"] <= facts["latency_budget_ms"] == workspace.config.model_validation.latency_budget_ms
+    assert "model validation: passed" in stdout
+    store = lineage.open_store(workspace.config.pipeline.metadata_path)
+    pusher = next(e for e in report.executions if e.node == "Pusher")
+    assert len(lineage.input_artifacts(store, pusher.execution_id, "infra_blessing")) == 1
+
+
+def test_relative_improvement_gate_refuses_a_candidate_no_better_than_its_baseline(first_run) -> None:
+    workspace, _first, _ = first_run
+    result = esteira(workspace.root, "run", "--config", str(workspace.config_path),
+                     "--set", "evaluation.auc_relative_improvement=0.01")
+    report = load_report(workspace.config.pipeline.metadata_path, workspace.config.pipeline.name)
+    gate = report.auc_gate
+    assert "Trainer" in report.cached and gate.baseline_auc == pytest.approx(gate.auc)  # the same model
+    assert gate.relative_threshold == pytest.approx(0.01) and gate.relative_change == pytest.approx(0.0, abs=1e-9)
+    assert dict(gate.verdicts()) == {
+        f"AUC {gate.auc:.4f} vs floor {gate.lower_bound:g}": True,
+        "change +0.0000 vs allowed -0.01": True,
+        "relative change +0.00% vs required +1.00%": False}
+    assert report.blessed is False and report.pushed is False
+    assert "relative change +0.00% vs required +1.00%: FAIL" in result.stdout
+    assert "blessed: no" in result.stdout and "not blessed by the Evaluator" in result.stdout
+
+
+def test_frozen_schema_is_imported_and_its_anomalies_stop_the_run_before_transform(first_run) -> None:
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    workspace, _first, _ = first_run
+    schema_file = workspace.root / "schemas" / "breast_cancer" / "schema.pbtxt"
+    result = esteira(workspace.root, "schema", "freeze", "--config", str(workspace.config_path))
+    assert str(schema_file) in result.stdout
+    schema = text_format.Parse(schema_file.read_text(), schema_pb2.Schema())
+    assert {f.name for f in schema.feature} == {"malignant", *workspace.config.data.features}
+    refused = esteira(workspace.root, "schema", "freeze", "--config", str(workspace.config_path), expect=2)
+    assert "already exists" in refused.stderr and "--force" in refused.stderr
+    try:
+        # Curate: mean_area is in the hundreds, so a domain up to 100 is broken in both splits.
+        curated = next(f for f in schema.feature if f.name == "mean_area")
+        curated.float_domain.max = 100.0
+        schema_file.write_text(text_format.MessageToString(schema))
+        failed = esteira(workspace.root, "run", "--config", str(workspace.config_path),
+                         "--set", "validation.on_anomaly=fail", expect=1)
+        report = load_report(workspace.config.pipeline.metadata_path, workspace.config.pipeline.name)
+        nodes = {e.node: e.state for e in report.executions}
+        assert nodes["SchemaGen"] == "COMPLETE" and nodes["ExampleValidator"] == "FAILED"
+        assert "Transform" not in nodes and "Pusher" not in nodes
+        assert "DataAnomaliesError: data validation found 2 anomalies; the pipeline stopped before Transform" in failed.stderr
+        assert "[train] feature 'mean_area': Out-of-range values" in failed.stderr
+        assert "[eval] feature 'mean_area': Out-of-range values" in failed.stderr
+        warned = esteira(workspace.root, "run", "--config", str(workspace.config_path))  # warn: today's behaviour
+        assert "data validation: 2 anomalies (on_anomaly warn" in warned.stdout
+    finally:
+        schema_file.unlink()

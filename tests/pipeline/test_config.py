@@ -188,3 +188,28 @@ def test_governance_audit_log_paths_resolve(tmp_path: Path) -> None:
     config = load_config(FRAUD_CONFIG, base=tmp_path)
     assert config.governance is not None and config.governance.legal_basis
     assert config.governance.access_audit_logs == [tmp_path / "outputs/fraud/serving-audit.log"]
+
+
+@pytest.mark.parametrize(("config", "command"), [
+    ("breast_cancer.yaml", "`esteira data breast-cancer --out {source}`"),
+    ("fraud.yaml", "`esteira data fraud --transactions 120000 --days 4 --seed 7 --out {source}`")])
+def test_missing_data_folder_names_the_one_command_that_creates_it(tmp_path: Path, config: str, command: str) -> None:
+    loaded = load_config(REPO / "configs" / config, base=tmp_path)
+    with pytest.raises(ConfigError) as error:
+        check_data_columns(loaded)
+    source = loaded.data.source
+    assert str(error.value) == (f"data.source: folder {source} not found; create it with "
+                                f"{command.format(source=source)} or fix the path")
+
+
+def test_curated_schema_lives_beside_the_config(tmp_path: Path) -> None:
+    config = load_config(CONFIG, base=tmp_path)
+    assert config.validation.schema_file == REPO / "configs" / "schemas" / "breast_cancer" / "schema.pbtxt"
+    assert config.validation.on_anomaly == "warn" and config.model_validation.sample_size == 20
+    assert load_config(REPO / "configs" / "fraud.yaml", base=tmp_path).validation.on_anomaly == "fail"
+
+
+def test_bad_create_command_placeholder_is_named(tmp_path: Path) -> None:
+    path = write_config(tmp_path, lambda d: d["data"].update(create_command="make {folder}"))
+    with pytest.raises(ConfigError, match=r"data.create_command: .*only the placeholder '\{source\}'"):
+        load_config(path)

@@ -1,0 +1,97 @@
+"""ModelValidator checks against real SavedModels served by `esteira serve` in its own process."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.model_validator.checks import (ValidationSettings, ValidationResult, answer_and_compare,
+                                               model_server, non_finite_variables, validate_model)
+
+FEATURES = ("x1", "x2")
+
+
+def export_model(path: Path, weights: list[float], raw_offset: float = 0.0) -> Path:
+    """A logistic model with serving_default (tf.Examples) and serving_raw (named columns) signatures;
+    ``raw_offset`` makes the raw signature disagree."""
+    module = tf.Module()
+    module.weights = tf.Variable(weights, dtype=tf.float32, name="logistic_weights")
+    spec = {name: tf.io.FixedLenFeature([], tf.float32) for name in FEATURES}
+
+    def probability(columns: dict[str, tf.Tensor], offset: float) -> dict[str, tf.Tensor]:
+        stacked = tf.stack([columns[name] for name in FEATURES], axis=1)
+        return {"probability": tf.sigmoid(tf.linalg.matvec(stacked, module.weights) + offset)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        return probability(tf.io.parse_example(examples, spec), 0.0)
+
+    @tf.function(input_signature=[{name: tf.TensorSpec([None], tf.float32, name=name) for name in FEATURES}])
+    def serve_raw(columns: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return probability(columns, raw_offset)
+
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve_examples.get_concrete_function(),
+                                                       "serving_raw": serve_raw.get_concrete_function()})
+    return path
+
+
+def rows(count: int) -> list[bytes]:
+    rng = np.random.default_rng(0)
+    return [tf.train.Example(features=tf.train.Features(feature={
+        name: tf.train.Feature(float_list=tf.train.FloatList(value=[float(rng.normal())])) for name in FEATURES
+    })).SerializeToString() for _ in range(count)]
+
+
+@pytest.fixture(scope="module")
+def good_server(tmp_path_factory: pytest.TempPathFactory):
+    model = export_model(tmp_path_factory.mktemp("good") / "model", [0.5, -1.5])
+    with model_server(model, startup_timeout_s=120) as server:
+        yield server
+
+
+def test_nan_weight_is_refused_naming_the_variable(tmp_path: Path) -> None:
+    model = export_model(tmp_path / "model", [0.5, float("nan")])
+    assert non_finite_variables(model) == ["logistic_weights"]
+    result = validate_model(model, rows(3), ValidationSettings(latency_budget_ms=1000))
+    assert not result.blessed
+    assert result.reasons == ["NaN or Inf in exported variable(s): logistic_weights"]
+
+
+def test_infinite_weight_is_refused(tmp_path: Path) -> None:
+    assert non_finite_variables(export_model(tmp_path / "model", [float("inf"), 1.0])) == ["logistic_weights"]
+
+
+def test_good_model_answers_within_budget_and_signatures_agree(good_server) -> None:
+    result = ValidationResult()
+    answer_and_compare(good_server, rows(8), ValidationSettings(latency_budget_ms=5000), result)
+    assert result.blessed, result.reasons
+    assert result.values["signatures"] == "serving_default,serving_raw"
+    assert result.values["requests"] == 16 and result.values["rows"] == 8
+    assert 0 < result.values["latency_p50_ms"] <= result.values["latency_p95_ms"] <= 5000
+    assert result.values["max_signature_difference"] < 1e-6
+
+
+def test_model_too_slow_for_the_budget_is_refused(good_server) -> None:
+    result = ValidationResult()
+    answer_and_compare(good_server, rows(4), ValidationSettings(latency_budget_ms=0.001), result)
+    assert not result.blessed
+    assert len(result.reasons) == 1 and "exceeds the budget of 0.001 ms" in result.reasons[0]
+
+
+def test_disagreeing_signatures_are_refused_end_to_end(tmp_path: Path) -> None:
+    model = export_model(tmp_path / "model", [0.5, -1.5], raw_offset=0.3)
+    result = validate_model(model, rows(5), ValidationSettings(latency_budget_ms=5000))
+    assert not result.blessed
+    assert len(result.reasons) == 1
+    assert result.reasons[0].startswith("signatures serving_default and serving_raw disagree by up to")
+    assert result.values["non_finite_variables"] == 0 and result.values["load_seconds"] > 0
+
+
+def test_a_folder_that_is_not_a_saved_model_is_refused(tmp_path: Path) -> None:
+    broken = tmp_path / "model"
+    export_model(broken, [1.0, 1.0])
+    (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+    result = validate_model(broken, rows(2), ValidationSettings(latency_budget_ms=5000, startup_timeout_s=60))
+    assert not result.blessed and "the model server could not serve the model" in result.reasons[0]
