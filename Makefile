@@ -21,7 +21,7 @@ help:
 	@echo "make mlflow-ui       open the local MLflow store of CONFIG's runs on http://127.0.0.1:5000 (MLFLOW_UI_PORT)"
 	@echo "make tensorboard     serve the Trainer's TensorBoard logs on http://127.0.0.1:6006"
 	@echo "make serve-demo      serve the demo's pushed model on 127.0.0.1 (REST :8501, gRPC :8500)"
-	@echo "make stack           demo model server + Prometheus + Alertmanager on 127.0.0.1 (prints URLs)"
+	@echo "make stack           demo model server, Prometheus, Alertmanager and MLflow on 127.0.0.1 (prints URLs)"
 	@echo "make stack-down      stop exactly what make stack started"
 	@echo "make dashboard       render the dashboard from the stack's Prometheus to outputs/dashboard/index.html"
 	@echo "make bench-pipeline  per-component times, LocalDagRunner vs BeamDagRunner"

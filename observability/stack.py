@@ -1,4 +1,4 @@
-"""The local monitoring stack: the demo model's server, Prometheus and Alertmanager on 127.0.0.1.
+"""The local stack: the demo model's server, Prometheus, Alertmanager and MLflow on 127.0.0.1.
 
 ``make stack`` / ``make stack-down`` call :func:`main`; the live tests start the same stack with
 free ports. Each process is started in its own session and its pid written to
@@ -91,6 +91,7 @@ class StackConfig:
     grpc_port: int = 8500
     prometheus_port: int = 9090
     alertmanager_port: int = 9093
+    mlflow_port: int | None = None  # None: no tracking server (the live tests need none)
     scrape_interval: str = "5s"
     rule_files: tuple[Path, ...] = RULE_FILES
     alertmanager_config: Path = MONITORING / "alertmanager.yml"
@@ -143,17 +144,25 @@ def stop_processes(state_dir: Path, timeout: float = 15.0) -> list[str]:
         record = json.loads(pid_file.read_text())
         pid, cmdline = int(record["pid"]), record["cmdline"]
         if _cmdline(pid) == cmdline:
-            os.kill(pid, signal.SIGTERM)
+            _signal(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
             while _cmdline(pid) and time.monotonic() < deadline:
                 _reap(pid)
                 time.sleep(0.1)
             if _cmdline(pid):
-                os.kill(pid, signal.SIGKILL)
+                _signal(pid, signal.SIGKILL)
             _reap(pid)
             stopped.append(pid_file.stem)
         pid_file.unlink()
     return stopped
+
+
+def _signal(pid: int, signum: int) -> None:
+    """Signal the whole session ``start_process`` made (MLflow's server runs its workers as children)."""
+    try:
+        os.killpg(pid, signum) if os.getpgid(pid) == pid else os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def _reap(pid: int) -> None:
@@ -241,12 +250,23 @@ def _target_up(prometheus_url: str) -> bool:
     return bool(body["data"]["result"])
 
 
+def start_mlflow(config: StackConfig) -> tuple[subprocess.Popen, Path]:
+    """A tracking server like a team's: sqlite store and proxied artifacts under the state folder."""
+    store = (config.state_dir / "mlflow").resolve()
+    store.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")  # no job runner process
+    return start_process("mlflow", [
+        str(Path(sys.executable).with_name("mlflow")), "server", f"--backend-store-uri=sqlite:///{store / 'mlflow.db'}",
+        f"--artifacts-destination={store / 'artifacts'}", "--host=127.0.0.1", f"--port={config.mlflow_port}",
+        "--workers=1"], config.state_dir)
+
+
 def start_stack(config: StackConfig) -> dict[str, str]:
-    """Start the server, Prometheus and Alertmanager; return name -> URL once each answers."""
+    """Start the server, Prometheus, Alertmanager (and MLflow); return name -> URL once each answers."""
     busy = [f"{name} {port}" for name, port in (
         ("--rest-port", config.rest_port), ("--grpc-port", config.grpc_port),
-        ("--prometheus-port", config.prometheus_port), ("--alertmanager-port", config.alertmanager_port))
-        if not _port_free(port)]
+        ("--prometheus-port", config.prometheus_port), ("--alertmanager-port", config.alertmanager_port),
+        ("--mlflow-port", config.mlflow_port)) if port and not _port_free(port)]
     if busy:
         raise StackError(f"ports in use on 127.0.0.1: {', '.join(busy)}; stop what uses them "
                          "(`make stack-down` if it is an earlier stack) or pass other ports")
@@ -265,6 +285,7 @@ def start_stack(config: StackConfig) -> dict[str, str]:
         f"--storage.tsdb.path={config.state_dir / 'prometheus'}",
         f"--web.listen-address=127.0.0.1:{config.prometheus_port}", "--web.enable-lifecycle"], config.state_dir)
 
+    mlflow = start_mlflow(config) if config.mlflow_port else None
     wait_until(lambda: httpx.get(f"{config.alertmanager_url}/-/ready", timeout=2).status_code == 200, 30,
                "Alertmanager", alertmanager, am_log)
     wait_until(lambda: httpx.get(f"{config.prometheus_url}/-/ready", timeout=2).status_code == 200, 30,
@@ -274,13 +295,19 @@ def start_stack(config: StackConfig) -> dict[str, str]:
     wait_until(lambda: _versions_available(config.rest_url), 120, "model server (demo versions 1 and 2)",
                server, server_log)
     wait_until(lambda: _target_up(config.prometheus_url), 30, "Prometheus scraping the model server", prometheus, prom_log)
-    return {
+    urls = {
         "model server REST": config.rest_url,
         "model server gRPC": f"127.0.0.1:{config.grpc_port}",
         "metrics": f"{config.rest_url}/monitoring/prometheus/metrics",
         "Prometheus": config.prometheus_url,
         "Alertmanager": config.alertmanager_url,
     }
+    if mlflow is not None:
+        mlflow_url = f"http://127.0.0.1:{config.mlflow_port}"
+        wait_until(lambda: httpx.get(f"{mlflow_url}/health", timeout=2).status_code == 200, 120,
+                   "MLflow server", *mlflow)
+        urls["MLflow (MLFLOW_TRACKING_URI)"] = mlflow_url
+    return urls
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpc-port", type=int, default=8500)
     parser.add_argument("--prometheus-port", type=int, default=9090)
     parser.add_argument("--alertmanager-port", type=int, default=9093)
+    parser.add_argument("--mlflow-port", type=int, default=5000, help="0: no MLflow server")
     args = parser.parse_args(argv)
     if args.action == "down":
         stopped = stop_processes(args.state_dir)
@@ -299,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(_pid_dir(args.state_dir).glob("*.pid")):
         print(f"stack: already started from {args.state_dir}; run `make stack-down` first", file=sys.stderr)
         return 1
-    config = StackConfig(args.state_dir, args.rest_port, args.grpc_port, args.prometheus_port, args.alertmanager_port)
+    config = StackConfig(args.state_dir, args.rest_port, args.grpc_port, args.prometheus_port, args.alertmanager_port,
+                         args.mlflow_port or None)
     try:
         urls = start_stack(config)
     except StackError as exc:
