@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 import tensorflow as tf
 import yaml
 
+from components.model_validator.checks import free_port
 from pipeline import lineage
 from pipeline.config import load_config
 from pipeline.report import RunReport, load_report
@@ -28,12 +28,6 @@ pytestmark = pytest.mark.e2e
 MODEL = "breast_cancer"
 SERVER_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for(url: str, process: subprocess.Popen, what: str, timeout: float = 180.0) -> None:
