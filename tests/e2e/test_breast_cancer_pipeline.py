@@ -140,15 +140,6 @@ def test_second_run_hits_cache_and_does_not_republish(first_run) -> None:
     assert "cache hits" in result.stdout and "pushed: no" in result.stdout
 
 
-def test_beam_dag_runner_pushes_a_model(tmp_path: Path) -> None:
-    workspace = make_workspace(tmp_path, {"training": {"train_steps": 30, "eval_steps": 5},
-                                          "evaluation": {"auc_lower_bound": 0.5}})
-    esteira(workspace.root, "run", "--config", str(workspace.config_path), "--runner", "beam")
-    report = load_report(workspace.config.pipeline.metadata_path, workspace.config.pipeline.name)
-    assert report.pushed is True
-    assert (workspace.config.serving.base_path / report.version / "saved_model.pb").is_file()
-
-
 def test_tfx_cli_creates_and_runs_the_pipeline(first_run) -> None:
     """TFX's own CLI executes pipeline/local_runner.py against the same workspace and records a run."""
     workspace, _first, _ = first_run
@@ -170,7 +161,8 @@ def test_tfx_cli_creates_and_runs_the_pipeline(first_run) -> None:
     assert not report.failed and "Trainer" in report.cached and report.blessed is True
 
 
-# The gates below run last on the first run's workspace: each adds a run the tests above do not expect.
+# The gates and the Beam runner below run last on the first run's workspace: each adds a run the tests above
+# do not expect.
 
 def test_model_validator_blesses_before_the_push(first_run) -> None:
     workspace, report, stdout = first_run
@@ -233,3 +225,17 @@ def test_frozen_schema_is_imported_and_its_anomalies_stop_the_run_before_transfo
         assert "data validation: 2 anomalies (on_anomaly warn" in warned.stdout
     finally:
         schema_file.unlink()
+
+
+def test_beam_dag_runner_retrains_and_pushes_a_model(first_run) -> None:
+    """Last: Beam's orchestrator on the same workspace reuses the cached data nodes, retrains and pushes."""
+    workspace, _first, _ = first_run
+    before = versions(workspace.config.serving.base_path)
+    esteira(workspace.root, "run", "--config", str(workspace.config_path), "--runner", "beam",
+            "--set", "training.train_steps=30", "--set", "evaluation.auc_lower_bound=0.5",
+            "--set", "evaluation.auc_change_threshold=-1.0")
+    report = load_report(workspace.config.pipeline.metadata_path, workspace.config.pipeline.name)
+    assert {"CsvExampleGen", "Transform"} <= set(report.cached) and "Trainer" not in report.cached
+    assert report.pushed is True and not report.failed
+    assert len(versions(workspace.config.serving.base_path)) == len(before) + 1
+    assert (workspace.config.serving.base_path / report.version / "saved_model.pb").is_file()

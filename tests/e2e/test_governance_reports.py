@@ -3,10 +3,7 @@ the pipeline and by `esteira report drift`, and the LGPD report checked in headl
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -14,45 +11,27 @@ import pytest
 import yaml
 
 from pipeline import governance, lineage
-from pipeline.config import load_config
 from privacy.audit import AuditLog
+from tests.e2e.fraud_workspace import FRAUD_ACTOR, FRAUD_KEY, FraudWorkspace, esteira_fraud as esteira
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-KEY = "e2e-governance-key-" + "g" * 45
-ACTOR = "e2e-auditor"
+KEY, ACTOR = FRAUD_KEY, FRAUD_ACTOR
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
-def esteira(root: Path, env: dict[str, str], *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
-def two_pushes(tmp_path_factory: pytest.TempPathFactory):
-    """Run 1 pushes version A; run 2 retrains on the same span with more steps and pushes version B."""
-    root = tmp_path_factory.mktemp("governance")
-    env = dict(os.environ, ESTEIRA_PSEUDONYM_KEY=KEY, ESTEIRA_ACTOR=ACTOR)
-    data = esteira(root, env, "data", "fraud", "--transactions", "24000", "--days", "3", "--seed", "11",
-                   "--out", "data/fraud", "--no-progress")
-    assert data.returncode == 0, data.stderr[-2000:]
-    doc = yaml.safe_load((REPO / "configs" / "fraud.yaml").read_text())
-    doc["training"].update(train_steps=150, eval_steps=5, epochs=1)
-    doc["evaluation"].update(auc_lower_bound=0.9, auc_change_threshold=-0.5)  # run 2 must push, not compete
-    doc["governance"]["access_audit_logs"] = ["audit/serving-audit.log"]
-    config_path = root / "fraud.yaml"
-    config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    for steps in ("150", "170"):
-        run = esteira(root, env, "run", "--config", str(config_path), "--set", f"training.train_steps={steps}")
-        assert run.returncode == 0, run.stderr[-4000:]
-    config = load_config(config_path, base=root)
-    store = lineage.open_store(config.pipeline.metadata_path)
+def two_pushes(fraud_workspace: FraudWorkspace):
+    """The shared first run pushed version A; a retrain on the same span with more steps pushes version B."""
+    workspace = fraud_workspace
+    run = esteira(workspace.root, workspace.env, "run", "--config", str(workspace.config_path),
+                  "--set", "training.train_steps=170")
+    assert run.returncode == 0, run.stderr[-4000:]
+    store = lineage.open_store(workspace.config.pipeline.metadata_path)
     versions = [a.custom_properties["pushed_version"].string_value for a in lineage.pushed_models(store)]
     assert len(versions) == 2, versions
-    return root, env, config_path, config, versions
+    return workspace.root, workspace.env, workspace.config_path, workspace.config, versions
 
 
 def report_artifacts(config) -> list:
