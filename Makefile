@@ -119,18 +119,16 @@ K8S_VERSION ?= 1.30.0
 OVERLAY ?= dev
 OVERLAYS := dev prod
 DEPLOY := $(PY) -m deploy.cli
-K8S_OUT := outputs/k8s
+K8S_OUT ?= outputs/k8s
 
 k8s-render: install
-	@mkdir -p $(K8S_OUT) && $(DEPLOY) render $(OVERLAY) > $(K8S_OUT)/$(OVERLAY).yaml && echo "wrote $(K8S_OUT)/$(OVERLAY).yaml"
+	@$(DEPLOY) render $(OVERLAY) --out $(K8S_OUT) && echo "wrote $(K8S_OUT)/$(OVERLAY).yaml"
 
 k8s-validate: install
-	@set -o pipefail; for overlay in $(OVERLAYS); do \
-	  $(DEPLOY) render $$overlay | $(VENV)/bin/kubernetes-validate --strict -k $(K8S_VERSION) --quiet --no-warn - \
-	    || { echo "k8s-validate: $$overlay fails kubernetes-validate --strict (k8s $(K8S_VERSION))" >&2; exit 1; }; \
-	done
-	@$(DEPLOY) check-custom $(OVERLAYS)
-	@$(DEPLOY) rules --check
+	@$(DEPLOY) render $(OVERLAYS) --out $(K8S_OUT)
+	@$(VENV)/bin/kubernetes-validate --strict -k $(K8S_VERSION) --quiet --no-warn $(OVERLAYS:%=$(K8S_OUT)/%.yaml) \
+	  || { echo "k8s-validate: kubernetes-validate --strict (Kubernetes $(K8S_VERSION)) failed" >&2; exit 1; }
+	@$(DEPLOY) check $(OVERLAYS:%=$(K8S_OUT)/%.yaml)
 	@echo "k8s-validate: $(OVERLAYS) valid for Kubernetes $(K8S_VERSION)"
 
 # Regenerate the PrometheusRule after editing configs/monitoring/rules/.
@@ -209,7 +207,8 @@ deploy-pin: install
 # Needs a kubeconfig for the target cluster (the workflow's secret).
 ROLLOUT_TIMEOUT ?= 10m
 deploy-apply: install
-	@set -o pipefail; $(DEPLOY) render prod | kubectl apply --server-side -f -
+	@$(DEPLOY) render prod --out $(K8S_OUT)
+	kubectl apply --server-side -f $(K8S_OUT)/prod.yaml
 	kubectl -n esteira rollout status deployment/tf-serving --timeout=$(ROLLOUT_TIMEOUT)
 	kubectl -n esteira rollout status deployment/esteira-gateway --timeout=$(ROLLOUT_TIMEOUT)
 

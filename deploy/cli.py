@@ -5,9 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from deploy import alert_rules, canary, crds
-from serving.config import ConfigError
-from deploy.manifests import ManifestError, dump, image_of, play_manifest, render, render_text, set_image
+import yaml
+
+from deploy import alert_rules, crds
+from deploy.manifests import Manifest, ManifestError, dump, image_of, play_manifest, render, render_text, set_image
 
 
 def _builtin(api_version: str) -> bool:
@@ -16,23 +17,38 @@ def _builtin(api_version: str) -> bool:
     return "." not in group or group.endswith(".k8s.io")
 
 
-def check_custom(overlay: str) -> list[str]:
-    """Problems of the overlay's custom resources; a kind with no CRD kept in k8s/crds/ is one too."""
-    manifests = render(overlay)
+def custom_problems(manifests: list[Manifest]) -> list[str]:
+    """Problems of custom resources; a kind with no CRD kept in k8s/crds/ is one too."""
     problems = [f"{m['kind']}/{m['metadata']['name']}: no CRD schema for {m['apiVersion']} {m['kind']} in "
                 f"{crds.CRD_DIR} (add the CRD of its project there)"
                 for m in manifests if not _builtin(m["apiVersion"]) and not crds.is_custom(m)]
     return problems + [str(problem) for problem in crds.validate(manifests)]
 
 
+def _check(files: list[Path]) -> int:
+    problems = []
+    for path in files:
+        manifests = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+        problems += [f"{path}: {problem}" for problem in custom_problems(manifests)]
+    if not alert_rules.is_current():
+        problems.append(f"{alert_rules.TARGET} differs from configs/monitoring/rules: run `make k8s-rules`")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems:
+        print(f"custom resources of {', '.join(map(str, files))} match their CRD schemas; the PrometheusRule "
+              "matches configs/monitoring/rules")
+    return 1 if problems else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("render", help="print an overlay as kubectl kustomize renders it").add_argument("overlay")
-    commands.add_parser("check-custom", help="validate custom resources against k8s/crds/").add_argument(
-        "overlay", nargs="+")
-    rules = commands.add_parser("rules", help="write the PrometheusRule from configs/monitoring/rules")
-    rules.add_argument("--check", action="store_true", help="only fail when the committed copy is stale")
+    show = commands.add_parser("render", help="print overlays as kubectl kustomize renders them")
+    show.add_argument("overlay", nargs="+")
+    show.add_argument("--out", type=Path, help="write <out>/<overlay>.yaml instead of printing")
+    check = commands.add_parser("check", help="custom resources of rendered files vs k8s/crds/; rules up to date")
+    check.add_argument("rendered", type=Path, nargs="+", help="files written by `render --out`")
+    commands.add_parser("rules", help="write the PrometheusRule from configs/monitoring/rules")
     image = commands.add_parser("set-image", help="pin an image of an overlay to repo@sha256:... or repo:tag")
     image.add_argument("overlay")
     image.add_argument("name", help="the image as the base names it, e.g. esteira/serving")
@@ -62,22 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "render":
-            sys.stdout.write(render_text(args.overlay))
-        elif args.command == "check-custom":
-            problems = [f"{overlay}: {problem}" for overlay in args.overlay for problem in check_custom(overlay)]
-            for problem in problems:
-                print(problem, file=sys.stderr)
-            if problems:
-                return 1
-            print(f"custom resources of {', '.join(args.overlay)} match their CRD schemas")
+            for overlay in args.overlay:
+                text = render_text(overlay)
+                if args.out:
+                    args.out.mkdir(parents=True, exist_ok=True)
+                    (args.out / f"{overlay}.yaml").write_text(text)
+                else:
+                    sys.stdout.write(text)
+        elif args.command == "check":
+            return _check(args.rendered)
         elif args.command == "rules":
-            if args.check:
-                if not alert_rules.is_current():
-                    print(f"{alert_rules.TARGET} differs from configs/monitoring/rules: run `make k8s-rules`",
-                          file=sys.stderr)
-                    return 1
-            else:
-                print(f"wrote {alert_rules.write()}")
+            print(f"wrote {alert_rules.write()}")
         elif args.command == "set-image":
             print(f"{args.name} -> {args.reference} in {set_image(args.overlay, args.name, args.reference)}")
         elif args.command == "image-of":
@@ -90,7 +101,20 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wrote {args.out}")
             else:
                 sys.stdout.write(text)
-        elif args.command == "canary-start":
+        elif args.command.startswith("canary-"):
+            return _canary(args)
+    except ManifestError as error:
+        print(f"deploy: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _canary(args: argparse.Namespace) -> int:
+    from deploy import canary  # httpx and the serving protos: only for these steps
+    from serving.config import ConfigError
+
+    try:
+        if args.command == "canary-start":
             print(canary.start(args.model_config, args.model, args.version))
         elif args.command == "canary-promote":
             print(canary.promote(args.model_config, args.model))
@@ -102,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"canary of {args.model}: firing {', '.join(firing)}: roll back", file=sys.stderr)
                 return 1
             print(f"canary of {args.model}: no canary alert fired in {args.soak:g} s")
-    except (ManifestError, canary.CanaryError, ConfigError) as error:
+    except (canary.CanaryError, ConfigError) as error:
         print(f"deploy: error: {error}", file=sys.stderr)
         return 2
     return 0
