@@ -143,8 +143,9 @@ k8s-set-image: install
 # The dev serving Deployment and its ConfigMaps, alone, for `podman kube play`; PLAY_IMAGE swaps the
 # image (Esteira's serving image here, TF Serving's cannot be pulled), MODEL_STORE the hostPath.
 PLAY_IMAGE ?=
-MODEL_STORE ?= $(CURDIR)/outputs/breast_cancer/serving/..
+MODEL_STORE ?=
 k8s-play-manifest: install
+	@test -n "$(MODEL_STORE)" || { echo "usage: make k8s-play-manifest MODEL_STORE=<folder holding breast_cancer/<version>/> [PLAY_IMAGE=<image>]" >&2; exit 2; }
 	@$(DEPLOY) play-manifest dev tf-serving $(if $(PLAY_IMAGE),--image $(PLAY_IMAGE)) \
 	  --model-store $(MODEL_STORE) --out $(K8S_OUT)/dev-serving-play.yaml
 

@@ -172,6 +172,9 @@ def play_manifest(overlay: str, deployment: str, *, image: str | None = None,
                 raise ManifestError(f"{overlay}'s {deployment} mounts the model store from "
                                     f"{sorted(set(volume) - {'name'})}; podman needs a hostPath (the dev overlay)")
             if model_store is not None:
+                if not Path(model_store).is_dir():
+                    raise ManifestError(f"model store {model_store} is not a folder; pass the folder that holds "
+                                        "<model>/<version>/ (e.g. breast_cancer/1700000000/saved_model.pb)")
                 volume["hostPath"]["path"] = str(Path(model_store).resolve())
         elif "persistentVolumeClaim" in volume or "secret" in volume:
             raise ManifestError(f"{deployment}'s volume {volume['name']} needs a cluster object; "

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from deploy import canary
-from deploy.manifests import ManifestError, pod_specs, set_image
+from deploy.manifests import ManifestError, play_manifest, pod_specs, set_image
 from serving.config import read_model_config
 from serving.flags import parse_flags
 
@@ -78,6 +78,10 @@ def test_play_manifest_is_the_dev_serving_deployment_alone(tmp_path: Path) -> No
     store_volume = next(v for v in spec["volumes"] if v["name"] == "model-store")
     assert store_volume["hostPath"]["path"] == str(store)
     assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/breast_cancer"
+    with pytest.raises(ManifestError, match="is not a folder"):
+        play_manifest("dev", "tf-serving", model_store=tmp_path / "missing")
+    with pytest.raises(ManifestError, match="podman needs a hostPath"):
+        play_manifest("prod", "tf-serving")
 
 
 def test_canary_start_promote_and_rollback_move_the_labels(tmp_path: Path) -> None:
