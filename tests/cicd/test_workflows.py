@@ -100,10 +100,12 @@ def test_deploy_promotes_or_rolls_back_on_the_canary_check() -> None:
     order = [runs.index(target) for target in ("deploy-images", "deploy-pin", "k8s-validate", "deploy-apply",
                                                "canary-start", "canary-check", "canary-promote", "canary-rollback")]
     assert order == sorted(order)
+    watch = next(step for step in job_steps if step.get("id") == "watch")
+    assert watch["run"].startswith("make canary-check") and watch["continue-on-error"] is True
     by_target = {step["run"].split()[1]: step for step in job_steps if step.get("run")}
-    assert by_target["canary-check"]["continue-on-error"] is True
     assert by_target["canary-promote"]["if"] == "steps.watch.outcome == 'success'"
     assert by_target["canary-rollback"]["if"] == "steps.watch.outcome != 'success'"
+    assert job_steps[-1]["if"] == "steps.watch.outcome != 'success'"  # a rolled-back deploy ends red
 
 
 def test_kubeconfig_is_written_from_the_secret_and_login_names_missing_credentials(tmp_path: Path) -> None:

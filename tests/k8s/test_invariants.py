@@ -179,17 +179,12 @@ def test_tfjob_commands_are_valid_esteira_runs(rendered, monkeypatch) -> None:
         assert args.to == (None if role == "Chief" else "Trainer")
 
 
-def test_kubeflow_pipeline_job_runs_on_the_pipeline_image_prod_pins(tmp_path, monkeypatch) -> None:
-    """What `make kubeflow-spec` compiles: every component on the prod overlay's pipeline image."""
-    from pipeline.config import load_config
-    from pipeline.runners import compile_kubeflow
-
+def test_kubeflow_pipeline_job_is_compiled_for_the_pipeline_image_prod_pins() -> None:
+    """`make kubeflow-spec` passes the prod overlay's pipeline image to `esteira compile kubeflow --image`
+    (tests/pipeline/test_kubeflow_compile.py shows every component then runs on that image)."""
     from deploy.manifests import image_of
 
-    image = image_of("prod", "esteira/pipeline")
-    assert image == "ghcr.io/esteira-ml/esteira-pipeline:0.1.0"
-    job = json.loads(compile_kubeflow(load_config(REPO / "configs/breast_cancer.yaml", base=tmp_path),
-                                      tmp_path / "job.json", image=image).read_text())
-    executors = job["pipelineSpec"]["deploymentSpec"]["executors"].values()
-    assert {e["container"]["image"] for e in executors if "container" in e} == {image}
-    assert "$(DEPLOY) image-of prod esteira/pipeline" in (REPO / "Makefile").read_text()
+    assert image_of("prod", "esteira/pipeline") == "ghcr.io/esteira-ml/esteira-pipeline:0.1.0"
+    recipe = (REPO / "Makefile").read_text().split("\nkubeflow-spec:", 1)[1].split("\n\n", 1)[0]
+    assert "image=$$($(DEPLOY) image-of prod esteira/pipeline)" in recipe
+    assert "$(ESTEIRA) compile kubeflow --config $(CONFIG) --image $$image" in recipe
