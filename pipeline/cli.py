@@ -70,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     error: BaseException | None = None
     try:
-        run(config, runner)
+        run(config, runner, to_node=args.to)
     except Exception as caught:  # the report below says which component failed
         error = caught
     wall = time.monotonic() - started
@@ -84,6 +84,28 @@ def _run(args: argparse.Namespace) -> int:
     if error is not None:
         raise error
     return 0
+
+
+def _gate(args: argparse.Namespace) -> int:
+    config = _config_from(args)
+    from components.model_validator.checks import non_finite_variables
+    from pipeline import lineage
+    from pipeline.model_gate import decide, facts_from_report, governance_reports, write_gate
+    from pipeline.report import build_report
+
+    store = lineage.open_store(config.pipeline.metadata_path)
+    report = build_report(store, config.pipeline.name)
+    margin = config.evaluation.champion_auc_margin
+    verdict = decide(facts_from_report(report, non_finite_variables), margin)
+    out = args.out or config.pipeline.root.parent / "gate"
+    path = write_gate(verdict, governance_reports(store, report.run_id), out)
+    for note in verdict.notes:
+        print(f"gate: {note}")
+    for reason in verdict.reasons:
+        print(f"gate: FAILED: {reason}", file=sys.stderr)
+    version = f" version {report.version}" if report.version else ""
+    print(f"gate: run {report.run_id}{version} {'passed' if verdict.passed else 'failed'}; wrote {path}")
+    return 0 if verdict.passed else 1
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -189,7 +211,16 @@ def _build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the TFX pipeline of a use case")
     with_config(run)
     run.add_argument("--runner", choices=["local", "beam"], help="default: runner.default in the config")
+    run.add_argument("--to", metavar="COMPONENT",
+                     help="stop after this component, e.g. Trainer (the workers of a multi-worker TFJob)")
     run.set_defaults(handler=_run)
+
+    gate = commands.add_parser(
+        "gate", help="may the latest run's model be deployed? blessed, finite weights, AUC beats the champion")
+    with_config(gate)
+    gate.add_argument("--out", type=Path, help="folder for verdict.json and the run's drift and LGPD reports "
+                                               "(default: <pipeline root>/../gate)")
+    gate.set_defaults(handler=_gate)
 
     compile_ = commands.add_parser("compile", help="compile the pipeline for an orchestrator")
     compile_.add_argument("target", choices=["kubeflow"], help="kubeflow: a KFP v2 / Vertex PipelineJob spec")

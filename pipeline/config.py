@@ -102,6 +102,10 @@ class EvaluationConfig(_Section):
         description="smallest relative AUC change (candidate - baseline) / baseline, e.g. 0.01: the candidate "
                     "must beat the blessed baseline by 1 %; checked besides auc_change_threshold; "
                     "null: no relative gate")
+    champion_auc_margin: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="the deploy gate (`esteira gate`, CI's model gate): the candidate's AUC must be at least "
+                    "the champion's (the blessed baseline) plus this margin, e.g. 0.005")
     slice_features: list[str] = Field(
         default=[], description="features to slice metrics by (transformed ones too with transform_signature)")
     recall_at_false_positive_rates: list[float] = Field(

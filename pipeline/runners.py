@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from tfx import v1 as tfx
+from tfx.orchestration.pipeline import RunOptions
 
 from pipeline.config import UseCaseConfig
 from pipeline.dag import create_pipeline
@@ -26,16 +27,28 @@ def prepare_devices(config: UseCaseConfig) -> None:
         configure_logical_cpus(distribution.num_replicas)
 
 
-def run(config: UseCaseConfig, runner: RunnerName = "local") -> None:
-    """Run the pipeline to completion in this process (components run one after another)."""
+def run_options(pipeline: tfx.dsl.Pipeline, to_node: str | None) -> RunOptions | None:
+    """TFX's partial run up to `to_node` and what it needs, or None for the whole pipeline."""
+    if to_node is None:
+        return None
+    ids = [component.id for component in pipeline.components]
+    if to_node not in ids:
+        raise ValueError(f"--to {to_node!r} is not a component of {pipeline.pipeline_info.pipeline_name}; "
+                         f"components: {', '.join(ids)}")
+    return RunOptions(to_nodes=[to_node])
+
+
+def run(config: UseCaseConfig, runner: RunnerName = "local", to_node: str | None = None) -> None:
+    """Run the pipeline in this process (components run one after another), whole or up to `to_node`."""
     prepare_devices(config)
     pipeline = create_pipeline(config)
+    options = run_options(pipeline, to_node)
     if runner == "local":
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+        tfx.orchestration.LocalDagRunner().run(pipeline, run_options=options)
     elif runner == "beam":
         # Not exported in tfx.v1 but maintained in 1.21; it orchestrates each node as a Beam ParDo.
         from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
-        BeamDagRunner().run(pipeline)
+        BeamDagRunner().run(pipeline, run_options=options)
     else:
         raise ValueError(f"unknown runner {runner!r}; use 'local' or 'beam'")
 

@@ -167,3 +167,27 @@ def test_version_without_lineage_is_a_clear_error(two_pushes) -> None:
     assert result.returncode == 1
     assert "version 12345 has no lineage in this metadata store" in result.stderr
     assert all(version in result.stderr for version in versions)
+
+
+def test_model_gate_refuses_a_model_short_of_the_champion_margin_and_attaches_the_reports(two_pushes, tmp_path) -> None:
+    """`make model-gate` (model-gate.yml's step) on the second push: blessed, pushed and finite, but no
+    AUC beats its champion by 1.0, so the gate fails naming the AUC alone and keeps the reports."""
+    root, env, config_path, _config, versions = two_pushes
+    doc = yaml.safe_load(config_path.read_text())
+    doc["evaluation"]["champion_auc_margin"] = 1.0
+    strict = root / "fraud-gate.yaml"
+    strict.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = subprocess.run(
+        ["make", "-f", str(REPO / "Makefile"), "--no-print-directory", "-s", "-o", "install", "model-gate",
+         f"VENV={REPO / '.venv'}", f"CONFIG={strict}", f"GATE_OUT={tmp_path}"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0, result.stdout
+    verdict = json.loads((tmp_path / "verdict.json").read_text())
+    facts = verdict["facts"]
+    assert facts["blessed"] is True and facts["pushed"] is True and facts["version"] == versions[1]
+    assert facts["non_finite_weights"] == [] and facts["model_validation_reasons"] is None
+    needed = facts["champion_auc"] + 1.0
+    assert verdict["reasons"] == [f"AUC {facts['auc']:.4f} does not beat the champion's {facts['champion_auc']:.4f} "
+                                  f"by the margin 1 (needs >= {needed:.4f})"]
+    assert f"gate: FAILED: {verdict['reasons'][0]}" in result.stderr
+    assert list((tmp_path / "drift").glob("*.html")) and list((tmp_path / "lgpd").glob("*.html"))

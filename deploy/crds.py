@@ -1,0 +1,84 @@
+"""Check custom resources against the CRD schemas of their projects, kept in k8s/crds/.
+
+kubernetes-validate knows only built-in kinds; a ServiceMonitor, PrometheusRule or TFJob would pass
+unchecked. Here each one is validated with jsonschema against the `openAPIV3Schema` of its CRD
+version, made strict the way the API server's strict field validation is: an object schema that
+lists `properties` rejects fields it does not list, unless it preserves unknown fields.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+import yaml
+
+from deploy.manifests import K8S, Manifest
+
+CRD_DIR = K8S / "crds"
+
+
+@dataclass(frozen=True)
+class Problem:
+    resource: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.resource}: {self.message}"
+
+
+@lru_cache(maxsize=None)
+def schemas(folder: Path = CRD_DIR) -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> strict JSON schema, from every CRD file in `folder`."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        for crd in yaml.load_all(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+            if not crd or crd.get("kind") != "CustomResourceDefinition":
+                continue
+            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+            for version in crd["spec"]["versions"]:
+                schema = version["schema"]["openAPIV3Schema"]
+                found[(f"{group}/{version['name']}", kind)] = strict(schema)
+    return found
+
+
+def strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy where every object that lists its properties forbids the others."""
+    schema = copy.deepcopy(schema)
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            if ("properties" in node and "additionalProperties" not in node
+                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+                node["additionalProperties"] = False
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(schema)
+    return schema
+
+
+def is_custom(manifest: Manifest) -> bool:
+    return (manifest["apiVersion"], manifest["kind"]) in schemas()
+
+
+def validate(manifests: Iterable[Manifest]) -> list[Problem]:
+    """Every problem of every custom resource whose CRD is kept here (none: all valid)."""
+    problems = []
+    known = schemas()
+    for manifest in manifests:
+        schema = known.get((manifest["apiVersion"], manifest["kind"]))
+        if schema is None:
+            continue
+        name = f"{manifest['kind']}/{manifest['metadata']['name']}"
+        validator = jsonschema.Draft7Validator(schema)
+        for error in sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path)):
+            where = ".".join(str(part) for part in error.absolute_path) or "(top)"
+            problems.append(Problem(name, f"{where}: {error.message}"))
+    return problems

@@ -1,0 +1,103 @@
+"""The deploy gate's decision on small, hand-made run reports: each failure is named, and a model that
+is blessed, pushed, finite and ahead of the champion by the margin passes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.lineage import NodeExecution
+from pipeline.model_gate import GateFacts, decide, facts_from_report, write_gate
+from pipeline.report import AucGate, RunReport
+
+NODES = ("CsvExampleGen", "Trainer", "Evaluator", "ModelValidator", "Pusher")
+
+
+def report(**changes) -> RunReport:
+    values = dict(
+        run_id="run-1", executions=[NodeExecution(node, "COMPLETE", 1.0, i) for i, node in enumerate(NODES)],
+        metrics={"auc": 0.97}, blessed=True, pushed=True, version="1700000000",
+        destination="/models/breast_cancer/1700000000", model_validation={"blessed": 1, "reasons": ""},
+        auc_gate=AucGate(auc=0.97, lower_bound=0.9, baseline_auc=0.95))
+    values.update(changes)
+    return RunReport(**values)
+
+
+def finite(path: Path) -> list[str]:
+    return []
+
+
+def test_a_blessed_finite_model_ahead_of_the_champion_by_the_margin_passes() -> None:
+    facts = facts_from_report(report(), finite)
+    verdict = decide(facts, margin=0.01)
+    assert verdict.passed and verdict.reasons == []
+    assert verdict.notes == ["AUC 0.9700 beats the champion's 0.9500 by +0.0200 (margin 0.01)"]
+
+
+def test_auc_short_of_the_champion_plus_margin_fails() -> None:
+    verdict = decide(facts_from_report(report(), finite), margin=0.03)
+    assert not verdict.passed
+    assert verdict.reasons == ["AUC 0.9700 does not beat the champion's 0.9500 by the margin 0.03 (needs >= 0.9800)"]
+
+
+def test_the_first_model_has_no_champion_to_beat() -> None:
+    facts = facts_from_report(report(auc_gate=AucGate(auc=0.97, lower_bound=0.9)), finite)
+    verdict = decide(facts, margin=0.5)
+    assert verdict.passed and verdict.notes == ["no champion yet: AUC 0.9700 is compared with nothing"]
+
+
+def test_nan_weights_in_the_pushed_model_fail_and_are_named() -> None:
+    seen = []
+
+    def nan_weights(path: Path) -> list[str]:
+        seen.append(path)
+        return ["dense/kernel", "dense/bias"]
+
+    verdict = decide(facts_from_report(report(), nan_weights), margin=0.0)
+    assert seen == [Path("/models/breast_cancer/1700000000")]
+    assert verdict.reasons == ["the pushed weights hold NaN or infinity: dense/kernel, dense/bias"]
+
+
+def test_every_missing_blessing_is_a_reason() -> None:
+    unblessed = report(
+        executions=[NodeExecution("Trainer", "COMPLETE", 1.0, 1), NodeExecution("Evaluator", "FAILED", 1.0, 2)],
+        blessed=False, blessing_failures=["auc 0.8100 below the lower bound 0.9 (overall)"], pushed=False,
+        push_reason="not blessed by the Evaluator", destination="",
+        model_validation={"blessed": 0, "reasons": "p95 latency 900 ms over the budget 500 ms"})
+    checked = []
+    verdict = decide(facts_from_report(unblessed, lambda path: checked.append(path) or []), margin=0.0)
+    assert checked == []  # nothing was pushed, so no weights to read
+    assert verdict.reasons == [
+        "components did not complete: Evaluator",
+        "the Evaluator did not bless the model: auc 0.8100 below the lower bound 0.9 (overall)",
+        "the ModelValidator did not bless the model: p95 latency 900 ms over the budget 500 ms",
+        "nothing was pushed: not blessed by the Evaluator",
+    ]
+
+
+def test_no_auc_is_a_reason() -> None:
+    verdict = decide(GateFacts(run_id="r", blessed=True, pushed=True), margin=0.0)
+    assert "no AUC was recorded for the candidate (did the Evaluator run?)" in verdict.reasons
+
+
+def test_verdict_and_reports_land_in_one_folder(tmp_path: Path) -> None:
+    reports = tmp_path / "governance"
+    (reports / "drift").mkdir(parents=True)
+    (reports / "drift" / "drift.html").write_text("<html>drift</html>")
+    (reports / "lgpd").mkdir()
+    (reports / "lgpd" / "report.json").write_text("{}")
+    verdict = decide(facts_from_report(report(), finite), margin=0.0)
+    path = write_gate(verdict, reports, tmp_path / "gate")
+    written = json.loads(path.read_text())
+    assert written["passed"] is True and written["facts"]["version"] == "1700000000" and written["margin"] == 0.0
+    assert (tmp_path / "gate/drift/drift.html").read_text() == "<html>drift</html>"
+    assert (tmp_path / "gate/lgpd/report.json").exists()
+
+
+@pytest.mark.parametrize("margin", [-0.1, 1.5])
+def test_the_margin_is_checked_in_the_config(margin: float) -> None:
+    from pipeline.config import ConfigError, EvaluationConfig
+
+    with pytest.raises((ConfigError, ValueError), match="champion_auc_margin"):
+        EvaluationConfig(champion_auc_margin=margin)
