@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import yaml
 
 from pipeline import governance, lineage
 from privacy.audit import AuditLog
-from tests.e2e.fraud_workspace import FRAUD_ACTOR, FRAUD_KEY, FraudWorkspace, esteira_fraud as esteira
+from tests.e2e.fraud_workspace import FRAUD_ACTOR, FRAUD_KEY, REPO, FraudWorkspace, esteira_fraud as esteira
 
 pytestmark = pytest.mark.e2e
 
