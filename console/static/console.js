@@ -11,7 +11,7 @@
       return Object.assign({label: name, stroke: COLORS[i % COLORS.length], width: 2,
                             points: {show: true, size: 5}}, (options || {})[name] || {});
     }));
-    const width = Math.max(element.clientWidth || 0, 320);
+    const width = Math.max((element.clientWidth || 0) - 16, 320);
     new uPlot({title: title, width: width, height: 240, series: series,
                scales: {x: {time: false}}, axes: [{label: xLabel}, {}]}, [x].concat(ys), element);
     element.classList.add("drawn");
