@@ -22,6 +22,7 @@ from console.access import COOKIE, AuditTrail, Caller, Roles, presented_token
 from console.evaluation_rows import ScoreCache
 from console.review import Review
 from console.settings import ConsoleSettings
+from privacy.audit import AuditLogError
 from serving.cli import LabelChangeError
 from tracking.errors import TrackingError
 
@@ -77,6 +78,8 @@ def create_app(settings: ConsoleSettings) -> Starlette:
                 return problem(request, caller, str(error), 503)
             except (TrackingError, LabelChangeError) as error:
                 return problem(request, caller, str(error), 409)
+            except AuditLogError as error:  # a damaged log must be noticed, not extended
+                return problem(request, caller, str(error), 500)
         return endpoint
 
     def review() -> Review:
