@@ -84,22 +84,29 @@ class Answer:
 
 
 def example_from_values(values: dict[str, str], kinds: dict[str, str]) -> bytes:
-    """A serialized tf.Example from form text, each value cast to its feature's kind; ValueError names a bad one."""
+    """A serialized tf.Example from form text, each value cast to its feature's kind; ValueError names a bad one.
+
+    A list feature (e.g. a transaction history) is written as values separated by commas.
+    """
     from tensorflow.core.example import example_pb2
 
     example = example_pb2.Example()
     for name, text in values.items():
         kind, feature = kinds[name], example.features.feature[name]
-        try:
-            if kind == "float_list":
-                feature.float_list.value.append(float(text))
-            elif kind == "int64_list":
-                feature.int64_list.value.append(int(text))
-            else:
-                feature.bytes_list.value.append(text.encode("utf-8"))
-        except ValueError:
-            wanted = "a number" if kind == "float_list" else "a whole number"
-            raise ValueError(f"feature {name!r}: {text!r} is not {wanted}; correct it and send again") from None
+        items = [item.strip() for item in text.split(",")] if text.strip() else []
+        for item in items:
+            try:
+                if kind == "float_list":
+                    feature.float_list.value.append(float(item))
+                elif kind == "int64_list":
+                    feature.int64_list.value.append(int(item))
+                else:
+                    feature.bytes_list.value.append(item.encode("utf-8"))
+            except ValueError:
+                wanted = "a number" if kind == "float_list" else "a whole number"
+                raise ValueError(f"feature {name!r}: {item!r} is not {wanted}; correct it and send again") from None
+        if not items:  # keep the feature's kind even when the list is empty
+            getattr(feature, kind).SetInParent()
     return example.SerializeToString()
 
 
@@ -123,17 +130,19 @@ def _score(row: Any) -> float | None:
     return float(row) if isinstance(row, (int, float)) else None
 
 
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 def feature_kinds(record: bytes, label_key: str | None) -> dict[str, tuple[str, str]]:
-    """{feature: (kind, first value as text)} of one eval row, label left out: the form's fields and defaults."""
+    """{feature: (kind, its values as text)} of one eval row, label left out: the form's fields and defaults."""
     from tensorflow.core.example import example_pb2
 
     fields = {}
     for name, feature in sorted(example_pb2.Example.FromString(record).features.feature.items()):
-        if name == label_key:
-            continue
-        kind = feature.WhichOneof("kind") or "float_list"
-        values = list(getattr(feature, kind).value)
-        first = values[0] if values else ""
-        fields[name] = (kind, first.decode("utf-8", "replace") if isinstance(first, bytes) else f"{first:.6g}"
-                        if isinstance(first, float) else str(first))
+        if name != label_key:
+            kind = feature.WhichOneof("kind") or "float_list"
+            fields[name] = (kind, ", ".join(_text(value) for value in getattr(feature, kind).value))
     return fields

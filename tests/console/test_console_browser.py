@@ -60,10 +60,19 @@ def sign_in(browser, console: ConsoleServer, token: str) -> None:
     visit(browser, console.url + "/login")
     browser.find_element("id", "token").send_keys(token)
     browser.find_element("id", "sign-in").click()
+    submitted(browser, "[data-fact=caller]")
 
 
 def text(browser, selector: str) -> str:
     return browser.find_element("css selector", selector).text
+
+
+def submitted(browser, selector: str, shot: str | None = None, status: int | None = None) -> None:
+    """After a click that submits a form: wait until the answer page shows ``selector``, then check it."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 60).until(lambda driver: driver.find_elements("css selector", selector))
+    loaded(browser, shot, status)
 
 
 def mlflow_client(setup: Setup):
@@ -131,7 +140,7 @@ def test_prediction_form_returns_the_servers_answers(setup: Setup, console: Cons
         field.clear()
         field.send_keys(repr(value))
     browser.find_element("id", "predict").click()
-    loaded(browser, "predict")
+    submitted(browser, "#answers", "predict")
     with RestClient(setup.rest_url) as client:
         for version, serving in (("2", 200), ("1", 100)):
             expected = client.predict(MODEL, inputs={name: [value] for name, value in values.items()},
@@ -146,6 +155,7 @@ def test_personal_data_report_views_are_audited(setup: Setup, console: ConsoleSe
     sign_in(browser, console, REVIEWER[1])
     visit(browser, console.url + "/versions/1")
     browser.find_element("css selector", "[data-report=lgpd]").click()
+    submitted(browser, "[data-fact=version]")
     assert text(browser, "[data-fact=version]") == "100"
     last = list(read_records(setup.settings.audit_log))[-1]
     assert (last["event"], last["actor"], last["report"], last["personal_data"]) == (
@@ -159,7 +169,7 @@ def test_only_an_approver_moves_the_champion_and_the_stable_label_follows(
     visit(browser, console.url + "/")
     browser.find_element("id", "promote-version").send_keys("2")
     browser.find_element("id", "promote").click()
-    loaded(browser, "refused", status=403)
+    submitted(browser, "[data-problem=page]", "refused", status=403)
     assert "only approvers may promote" in text(browser, "[data-problem=page]")
     assert aliases_of(client.get_registered_model(MODEL))[CHAMPION] == "1"
     assert served_stable_version(setup) == "100"
@@ -169,7 +179,7 @@ def test_only_an_approver_moves_the_champion_and_the_stable_label_follows(
     sign_in(browser, console, APPROVER[1])
     visit(browser, console.url + "/")
     browser.find_element("css selector", '[data-promote="2"]').click()
-    loaded(browser, "promoted")
+    submitted(browser, "[data-fact=moved]", "promoted")
     assert "champion 1 → 2" in text(browser, "[data-fact=moved]")
     assert aliases_of(client.get_registered_model(MODEL))[CHAMPION] == "2"
     assert served_stable_version(setup) == "200"
@@ -179,6 +189,7 @@ def test_only_an_approver_moves_the_champion_and_the_stable_label_follows(
 
     visit(browser, console.url + "/")
     browser.find_element("id", "rollback").click()
+    submitted(browser, "[data-fact=moved]")
     assert "champion 2 → 1" in text(browser, "[data-fact=moved]")
     assert aliases_of(client.get_registered_model(MODEL))[CHAMPION] == "1"
     assert served_stable_version(setup) == "100"

@@ -62,6 +62,18 @@ def test_login_only_returns_to_a_local_page() -> None:
     assert _safe_next("//evil.example/x") == "/" and _safe_next("https://evil.example") == "/" and _safe_next(None) == "/"
 
 
+def test_form_values_round_trip_through_a_tf_example_lists_included() -> None:
+    from console.model_server import example_from_values, feature_kinds
+
+    kinds = {"amount": "float_list", "history_merchant_category": "bytes_list", "timestamp": "int64_list",
+             "history_channel": "bytes_list"}
+    record = example_from_values({"amount": "12.5", "history_merchant_category": "food, travel",
+                                  "timestamp": "1718000000", "history_channel": ""}, kinds)
+    assert feature_kinds(record, label_key=None) == {
+        "amount": ("float_list", "12.5"), "history_channel": ("bytes_list", ""),
+        "history_merchant_category": ("bytes_list", "food, travel"), "timestamp": ("int64_list", "1718000000")}
+
+
 def test_a_bad_form_value_names_the_feature() -> None:
     from console.model_server import example_from_values
 
