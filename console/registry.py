@@ -16,7 +16,7 @@ from tracking.registry import SERVING_VERSION_TAG, aliases_of
 
 AUC, AUC_PR = "auc", "auc_precision_recall"
 EPSILON_METRIC = "training.dp_epsilon"
-FINGERPRINT_PARAMS = ("data.input_fingerprint", "data.input_sha256")
+FINGERPRINT_PARAMS = ("data.input_sha256", "data.input_fingerprint")  # the file hash reads better than TFX's
 CURVE_PHASES = ("train", "validation")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in the console's log
 

@@ -94,13 +94,15 @@ def test_pages_show_mlflows_and_mlmds_figures(setup: Setup, console: ConsoleServ
     client = mlflow_client(setup)
     aliases = aliases_of(client.get_registered_model(MODEL))
     for version in client.search_model_versions(f"name = '{MODEL}'"):
-        metrics = client.get_run(version.run_id).data.metrics
+        run = client.get_run(version.run_id)
+        metrics = run.data.metrics
         row = f'tr[data-version="{version.version}"]'
         assert text(browser, f"{row} [data-fact=auc]") == f"{metrics['eval.auc']:.4f}"
         assert text(browser, f"{row} [data-fact=auc_pr]") == f"{metrics['eval.auc_precision_recall']:.4f}"
         epsilon = metrics.get("training.dp_epsilon")
         assert text(browser, f"{row} [data-fact=epsilon]") == (f"{epsilon:.3f}" if epsilon is not None else "no DP")
         assert text(browser, f"{row} [data-fact=state]") == "AVAILABLE"
+        assert text(browser, f"{row} [data-fact=fingerprint]") == run.data.params["data.input_sha256"][:16]
         assert text(browser, f"{row} [data-fact=aliases]").split() == sorted(
             alias for alias, number in aliases.items() if number == str(version.version))
     assert text(browser, 'tr[data-version="1"] [data-label]') == "stable"
