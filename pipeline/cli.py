@@ -29,6 +29,8 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "rollback": ("tracking.cli:rollback_main",
                  "move the champion back to the previous one; the server's stable label follows"),
     "dashboard": ("observability.cli:dashboard_main", "render the dashboard's panels from Prometheus as static HTML"),
+    "console": ("console.cli:console_main",
+                "the model review console: compare versions, read their evidence, try predictions, promote"),
 }
 DATASETS: dict[str, tuple[str, str]] = {
     "breast-cancer": ("pipeline.datasets.breast_cancer:breast_cancer_main",

@@ -60,10 +60,30 @@ def _target(args: argparse.Namespace):
     return resolve_target(uri, Path.cwd())
 
 
-def _move(args: argparse.Namespace, action: str, plan) -> int:
+def change_champion(client, move, model_config_file: str | Path, *, action: str, actor_name: str, audit_log: str | Path,
+                    tracking_uri: str, server: str | None = None, token: str | None = None
+                    ) -> tuple[dict[str, int], dict[str, int]]:
+    """Apply a planned champion move: server labels first, then the file, then the alias, then the
+    audit record naming ``actor_name``. Returns the labels before and after; raises
+    LabelChangeError (nothing changed) or TrackingError."""
     from privacy.audit import AuditLog
-    from serving.cli import LabelChangeError, apply_version_labels
+    from serving.cli import apply_version_labels
     from tracking.registry import apply_move
+
+    before, after = apply_version_labels(str(model_config_file), move.model_name, move.labels, server=server,
+                                         token=token)
+    apply_move(client, move)
+    with AuditLog(audit_log) as audit:
+        audit.append({"event": f"registry.{action}", "actor": actor_name, "model": move.model_name,
+                      "champion_before": move.before, "champion_after": move.after,
+                      "labels_before": before, "labels_after": after,
+                      "model_config_file": str(Path(model_config_file).resolve()),
+                      "server": server, "tracking_uri": tracking_uri})
+    return before, after
+
+
+def _move(args: argparse.Namespace, action: str, plan) -> int:
+    from serving.cli import LabelChangeError, apply_version_labels
     from tracking.store import connect
 
     try:
@@ -75,16 +95,10 @@ def _move(args: argparse.Namespace, action: str, plan) -> int:
               f"serving labels {before} -> {after}")
         if args.dry_run:
             return 0
-        apply_version_labels(args.model_config_file, args.model, move.labels, server=args.server, token=args.token)
-        apply_move(client, move)
+        change_champion(client, move, args.model_config_file, action=action, actor_name=actor(),
+                        audit_log=args.audit_log, tracking_uri=target.uri, server=args.server, token=args.token)
     except (TrackingError, LabelChangeError, ValueError) as exc:  # ValueError: pipeline's ConfigError
         return _fail(str(exc))
-    with AuditLog(args.audit_log) as audit:
-        audit.append({"event": f"registry.{action}", "actor": actor(), "model": args.model,
-                      "champion_before": move.before, "champion_after": move.after,
-                      "labels_before": before, "labels_after": after,
-                      "model_config_file": str(Path(args.model_config_file).resolve()),
-                      "server": args.server, "tracking_uri": target.uri})
     return 0
 
 

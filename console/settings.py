@@ -1,0 +1,28 @@
+"""Where the console reads its evidence and whom it lets in: one value built by the CLI or a test."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """Everything the console reads, named once; nothing about a use case is hard-coded in the app."""
+
+    model_name: str
+    tracking_uri: str
+    base_path: Path
+    model_config_file: Path
+    server_url: str
+    audit_log: Path
+    reviewer_tokens: str | None = None
+    approver_tokens: str | None = None
+    grpc_server: str | None = None
+    server_token: str | None = None
+    metadata_path: Path | None = None
+    reports_folder: Path | None = None
+    label_key: str | None = None
+    metrics_path: str = DEFAULT_METRICS_PATH
+    eval_rows: int = 500
