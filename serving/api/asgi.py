@@ -45,6 +45,10 @@ class Limits:
     max_body_bytes: int = 64 * 1024 * 1024
     request_timeout: float = 30.0  # a request must arrive complete within this
     keepalive_timeout: float = 75.0  # an idle connection is closed after this
+    max_connections: int = 1000  # open connections; one more is answered 503 and closed
+    max_header_bytes: int = 64 * 1024  # request line and headers (431 beyond)
+    max_headers: int = 100  # headers in one request (431 beyond)
+    max_pipelined: int = 100  # requests queued behind the one being answered on a connection
 
 
 def too_large_error(size: int, limit: int) -> str:

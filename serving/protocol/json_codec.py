@@ -82,6 +82,9 @@ def _parse_exact(body: bytes) -> Any:
         try:
             value, _end = _DECODER.raw_decode(text, start)
             return value
+        except RecursionError:  # orjson stops at 1024 levels; Python's decoder at the recursion limit
+            raise invalid_argument("JSON Parse error: arrays or objects nested too deeply; "
+                                   "send at most 1000 levels of nesting") from None
         except json.JSONDecodeError as exc:
             rewritten = _rewrite_inf(text, exc.pos)
             if rewritten is None:
