@@ -48,6 +48,7 @@ class ServerFlags:
     audit_log_file: str = ""
     rest_api_max_body_bytes: int = 64 * 1024 * 1024
     request_read_timeout_seconds: float = 30.0
+    rest_api_idle_timeout_seconds: float = 75.0
     rest_api_max_connections: int = 1000
     rest_api_max_header_bytes: int = 64 * 1024
     rest_api_max_headers: int = 100
@@ -66,7 +67,8 @@ class ServerFlags:
 ESTEIRA_FLAGS = {
     "host", "remote_backend", "canary_config_file", "auth_token_file", "auth_protect_probes",
     "auth_protect_metrics", "audit_log_file", "rest_api_max_body_bytes", "request_read_timeout_seconds",
-    "rest_api_max_connections", "rest_api_max_header_bytes", "rest_api_max_headers", "rest_api_max_pipelined_requests",
+    "rest_api_idle_timeout_seconds", "rest_api_max_connections", "rest_api_max_header_bytes", "rest_api_max_headers",
+    "rest_api_max_pipelined_requests",
     "grpc_max_receive_message_bytes", "grpc_max_concurrent_streams", "grpc_max_call_seconds",
     "inference_threads", "feedback_max_entries", "feedback_ttl_seconds", "log_level",
 }
@@ -92,6 +94,7 @@ HELP = {
     "audit_log_file": "hash-chained access audit log (one line per request)",
     "rest_api_max_body_bytes": "largest accepted REST request body",
     "request_read_timeout_seconds": "a REST request must arrive complete within this (slow clients get 408)",
+    "rest_api_idle_timeout_seconds": "a REST connection without a request in progress is closed after this",
     "rest_api_max_connections": "open REST connections at most; one more is answered 503 and closed",
     "rest_api_max_header_bytes": "largest REST request head (request line and headers; 431 beyond)",
     "rest_api_max_headers": "most headers in one REST request (431 beyond)",
@@ -169,7 +172,8 @@ def validate(flags: ServerFlags) -> None:
         raise FlagError("both --port and --rest_api_port are 0; enable at least one of gRPC or REST")
     for name in ("rest_api_max_body_bytes", "rest_api_max_connections", "rest_api_max_header_bytes",
                  "rest_api_max_headers", "rest_api_max_pipelined_requests", "grpc_max_receive_message_bytes",
-                 "grpc_max_concurrent_streams", "request_read_timeout_seconds", "grpc_max_call_seconds"):
+                 "grpc_max_concurrent_streams", "request_read_timeout_seconds", "rest_api_idle_timeout_seconds",
+                 "grpc_max_call_seconds"):
         if getattr(flags, name) <= 0:
             raise FlagError(f"--{name} must be > 0 (got {getattr(flags, name)}); it bounds what one client may hold")
     if flags.grpc_max_receive_message_bytes >= 2**31:

@@ -107,6 +107,7 @@ class ModelServer:
                 api = RestApi(service, metrics_path=self.metrics_path, cors=flags.rest_api_enable_cors_support)
                 limits = Limits(max_body_bytes=flags.rest_api_max_body_bytes,
                                 request_timeout=flags.request_read_timeout_seconds,
+                                keepalive_timeout=flags.rest_api_idle_timeout_seconds,
                                 max_connections=flags.rest_api_max_connections,
                                 max_header_bytes=flags.rest_api_max_header_bytes,
                                 max_headers=flags.rest_api_max_headers,

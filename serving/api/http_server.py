@@ -55,7 +55,8 @@ class HeadLimitedProtocol(HttpToolsProtocol):
     ``max_headers`` (else 431); at most ``max_connections`` connections are open (one more is answered
     503 and closed); at most ``max_pipelined`` requests wait behind the one being answered (the
     connection closes after those, unread requests unanswered, as a client retries them); and a
-    connection that never sends a request is closed after the keep-alive timeout. Trailers of chunked
+    connection that never sends a request, or only bytes that begin none (CRLFs), is closed after the
+    keep-alive timeout. Trailers of chunked
     bodies are dropped: httptools reports them as headers, and uvicorn would add them to the request's.
 
     uvicorn arms its keep-alive timer only after a response, has no head-size or header-count bound with
@@ -73,6 +74,7 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._head_bytes = -1  # -1: no request head in progress
         self._head_parsed = self._header_count = 0  # of the head in progress, as the parser reports it
+        self._message_began = False
         self._head_timer: asyncio.TimerHandle | None = None
         self._refusal: tuple[int, str] | None = None
 
@@ -85,6 +87,7 @@ class HeadLimitedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._message_began = True
         self._head_bytes = self._head_parsed = self._header_count = 0
         self._head_timer = self.loop.call_later(self.read_timeout, self._refuse, 408,
                                                 read_timeout_error(self.read_timeout))
@@ -118,7 +121,12 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
+        idle_timer = self.timeout_keep_alive_task
+        self._message_began = False
+        super().data_received(data)  # uvicorn cancels the idle timer on any byte
+        if idle_timer is not None and not self._message_began and self.timeout_keep_alive_task is None \
+                and not self.transport.is_closing():  # bytes that begin no request (CRLFs) buy no idle time
+            self.timeout_keep_alive_task = self.loop.call_at(idle_timer.when(), self.timeout_keep_alive_handler)
         if self._head_bytes >= 0:
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_bytes:

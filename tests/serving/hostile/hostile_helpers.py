@@ -14,7 +14,8 @@ from serving.protocol.tensors import to_proto
 from serving.server import RunningServer
 from serving_helpers import MODEL
 
-READ_TIMEOUT = 2.0
+READ_TIMEOUT = 1.0
+IDLE_TIMEOUT = 1.5
 MAX_BODY = 4096
 MAX_HEADER_BYTES = 4096
 MAX_HEADERS = 20
@@ -26,6 +27,7 @@ GRPC_MAX_CALL = 1.0
 ALIVE_WITHIN = 1.0  # a normal Predict answers within this after every attack
 SERVER_FLAGS = (
     "--file_system_poll_wait_seconds=0", f"--request_read_timeout_seconds={READ_TIMEOUT}",
+    f"--rest_api_idle_timeout_seconds={IDLE_TIMEOUT}",
     f"--rest_api_max_body_bytes={MAX_BODY}", f"--rest_api_max_header_bytes={MAX_HEADER_BYTES}",
     f"--rest_api_max_headers={MAX_HEADERS}", f"--rest_api_max_connections={MAX_CONNECTIONS}",
     f"--rest_api_max_pipelined_requests={MAX_PIPELINED}", f"--grpc_max_receive_message_bytes={GRPC_MAX_MESSAGE}",

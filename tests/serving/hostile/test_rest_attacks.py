@@ -4,6 +4,7 @@ within a second."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 
@@ -11,7 +12,7 @@ import pytest
 
 from serving_helpers import MODEL
 from hostile_helpers import (
-    MAX_BODY, MAX_CONNECTIONS, MAX_HEADER_BYTES, MAX_HEADERS, MAX_PIPELINED, PREDICT_BODY, PREDICT_PATH,
+    IDLE_TIMEOUT, MAX_BODY, MAX_CONNECTIONS, MAX_HEADER_BYTES, MAX_HEADERS, MAX_PIPELINED, PREDICT_BODY, PREDICT_PATH,
     READ_TIMEOUT, assert_refused, assert_serving, closed_by_peer, connect, grpc_predict, post, read_response,
 )
 from serving.api.asgi import read_timeout_error, too_large_error
@@ -113,6 +114,26 @@ def test_a_request_that_never_completes_gets_408(hostile_server, partial: bytes)
         started = time.monotonic()
         assert_refused(sock, 408, read_timeout_error(READ_TIMEOUT))
         assert READ_TIMEOUT - 0.5 < time.monotonic() - started < READ_TIMEOUT + 2
+    assert_serving(hostile_server)
+
+
+@pytest.mark.parametrize("sent", [b"", b"\r\n"], ids=["nothing", "CRLFs forever"])
+def test_a_connection_without_a_request_closes_after_the_idle_timeout(hostile_server, sent: bytes) -> None:  # type: ignore[no-untyped-def]
+    """Bytes that begin no request (httptools skips CRLFs between requests) do not keep a connection open."""
+    with connect(hostile_server) as sock:
+        started = time.monotonic()
+        while time.monotonic() - started < IDLE_TIMEOUT + 2:
+            try:
+                sock.sendall(sent)
+                sock.settimeout(0.2)
+                if sock.recv(1) == b"":
+                    break
+            except socket.timeout:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        closed_after = time.monotonic() - started
+    assert IDLE_TIMEOUT - 0.3 < closed_after < IDLE_TIMEOUT + 1
     assert_serving(hostile_server)
 
 
