@@ -16,6 +16,7 @@ from hostile_helpers import (
     READ_TIMEOUT, assert_refused, assert_serving, closed_by_peer, connect, grpc_predict, post, read_response,
 )
 from serving.api.asgi import read_timeout_error, too_large_error
+from serving.protocol.json_codec import TOO_DEEP
 from serving.api.http_server import (
     MALFORMED, headers_too_large_error, too_many_connections_error, too_many_headers_error,
 )
@@ -203,12 +204,12 @@ def test_invalid_utf8_body(hostile_server) -> None:  # type: ignore[no-untyped-d
     assert_serving(hostile_server)
 
 
-@pytest.mark.parametrize("depth", [1500, MAX_BODY // 2 - 20])
+@pytest.mark.parametrize("depth", [990, 1020, 1500, MAX_BODY // 2 - 20])
 def test_deeply_nested_json(hostile_server, depth: int) -> None:  # type: ignore[no-untyped-def]
+    """Deeper than the recursive walks over a document can go, below and beyond orjson's 1024 levels."""
     document = b'{"instances": ' + b"[" * depth + b"]" * depth + b"}"
     with connect(hostile_server) as sock:
         sock.sendall(post(PREDICT_PATH, document))
         status, _, body = read_response(sock, bytearray())
-    assert (status, json.loads(body)) == (
-        400, {"error": "JSON Parse error: arrays or objects nested too deeply; send at most 1000 levels of nesting"})
+    assert (status, json.loads(body)) == (400, {"error": TOO_DEEP})
     assert_serving(hostile_server)
