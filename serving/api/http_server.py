@@ -56,8 +56,8 @@ class HeadLimitedProtocol(HttpToolsProtocol):
     503 and closed); at most ``max_pipelined`` requests wait behind the one being answered (the
     connection closes after those, unread requests unanswered, as a client retries them); and a
     connection that never sends a request, or only bytes that begin none (CRLFs), is closed after the
-    keep-alive timeout. Trailers of chunked
-    bodies are dropped: httptools reports them as headers, and uvicorn would add them to the request's.
+    keep-alive timeout. Trailers of chunked bodies are dropped: httptools reports them as headers, and
+    uvicorn would add them to the request's.
 
     uvicorn arms its keep-alive timer only after a response, has no head-size or header-count bound with
     httptools, parses pipelined requests ahead without a bound, and answers its own connection limit

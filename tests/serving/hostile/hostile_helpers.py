@@ -12,7 +12,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from serving.demo_model import raw_row
 from serving.protocol.tensors import to_proto
 from serving.server import RunningServer
-from serving_helpers import MODEL
+from serving_helpers import MODEL, closed_by_peer, post, read_response
 
 READ_TIMEOUT = 1.0
 IDLE_TIMEOUT = 1.5
@@ -42,44 +42,9 @@ def connect(server: RunningServer, timeout: float = 5) -> socket.socket:
     return sock
 
 
-def post(path: str, body: bytes, *headers: str) -> bytes:
-    head = [f"POST {path} HTTP/1.1", "Host: x", f"Content-Length: {len(body)}", *headers]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
-
-
-def read_response(sock: socket.socket, buffer: bytearray) -> tuple[int, dict[str, str], bytes]:
-    """One response off the socket; bytes after it stay in ``buffer``."""
-    while b"\r\n\r\n" not in buffer:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed before a full response head: {bytes(buffer)!r}")
-        buffer += chunk
-    end = buffer.index(b"\r\n\r\n")
-    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
-    del buffer[: end + 4]
-    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
-    length = int(headers.get("content-length", "0"))
-    while len(buffer) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed mid-body")
-        buffer += chunk
-    body = bytes(buffer[:length])
-    del buffer[:length]
-    return int(lines[0].split(" ")[1]), headers, body
-
-
-def closed_by_peer(sock: socket.socket, within: float = READ_TIMEOUT + 2) -> bool:
-    sock.settimeout(within)
-    try:
-        return sock.recv(1) == b""
-    except ConnectionResetError:
-        return True
-
-
 def assert_refused(sock: socket.socket, status: int, error: str) -> None:
     """The exact answer of a refused request: ``status``, TF Serving's JSON error, and a closed connection."""
-    got, headers, body = read_response(sock, bytearray())
+    got, headers, body, _ = read_response(sock, bytearray())
     assert (got, json.loads(body)) == (status, {"error": error})
     assert headers["connection"] == "close" and closed_by_peer(sock)
 
@@ -87,7 +52,7 @@ def assert_refused(sock: socket.socket, status: int, error: str) -> None:
 def rest_predict(server: RunningServer, within: float = ALIVE_WITHIN) -> list:
     with connect(server, timeout=within) as sock:
         sock.sendall(post(PREDICT_PATH, PREDICT_BODY, "Connection: close"))
-        status, _, body = read_response(sock, bytearray())
+        status, _, body, _ = read_response(sock, bytearray())
     assert status == 200, body
     return json.loads(body)["predictions"]
 

@@ -8,7 +8,8 @@ import time
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from hostile_helpers import PREDICT_BODY, PREDICT_PATH, READ_TIMEOUT, assert_serving, connect, post
+from hostile_helpers import PREDICT_BODY, PREDICT_PATH, READ_TIMEOUT, assert_serving, connect
+from serving_helpers import post
 
 SEEDS = [
     post(PREDICT_PATH, PREDICT_BODY),

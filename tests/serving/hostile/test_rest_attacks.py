@@ -10,16 +10,16 @@ import time
 
 import pytest
 
-from serving_helpers import MODEL
 from hostile_helpers import (
     IDLE_TIMEOUT, MAX_BODY, MAX_CONNECTIONS, MAX_HEADER_BYTES, MAX_HEADERS, MAX_PIPELINED, PREDICT_BODY, PREDICT_PATH,
-    READ_TIMEOUT, assert_refused, assert_serving, closed_by_peer, connect, grpc_predict, post, read_response,
+    READ_TIMEOUT, assert_refused, assert_serving, connect, grpc_predict,
 )
 from serving.api.asgi import read_timeout_error, too_large_error
-from serving.protocol.json_codec import TOO_DEEP
 from serving.api.http_server import (
     MALFORMED, headers_too_large_error, too_many_connections_error, too_many_headers_error,
 )
+from serving.protocol.json_codec import TOO_DEEP
+from serving_helpers import MODEL, closed_by_peer, post, read_response
 
 CHUNKED = f"POST {PREDICT_PATH} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n".encode()
 LENGTH = f"POST {PREDICT_PATH} HTTP/1.1\r\nHost: x\r\n".encode()
@@ -55,7 +55,7 @@ def test_trailers_do_not_become_headers(hostile_server) -> None:  # type: ignore
     trailers = b"Content-Encoding: gzip\r\nX-Request-Id: set-by-a-trailer\r\nAuthorization: Bearer x\r\n"
     with connect(hostile_server) as sock:
         sock.sendall(CHUNKED + b"\r\n%x\r\n%s\r\n0\r\n%s\r\n" % (len(PREDICT_BODY), PREDICT_BODY, trailers))
-        status, headers, body = read_response(sock, bytearray())
+        status, headers, body, _ = read_response(sock, bytearray())
     assert status == 200 and len(json.loads(body)["predictions"]) == 1
     assert headers["x-request-id"] != "set-by-a-trailer"
     assert_serving(hostile_server)
@@ -190,7 +190,7 @@ def test_pipelining_beyond_the_limit_closes_after_the_queued_requests(hostile_se
         sock.sendall(status_request * (MAX_PIPELINED + 20))
         buffer = bytearray()
         answers = [read_response(sock, buffer) for _ in range(MAX_PIPELINED + 1)]
-        assert [status for status, _, _ in answers] == [200] * (MAX_PIPELINED + 1)
+        assert [status for status, _, _, _ in answers] == [200] * (MAX_PIPELINED + 1)
         assert answers[-1][1]["connection"] == "close" and "connection" not in answers[0][1]
         assert not buffer and closed_by_peer(sock)
     assert_serving(hostile_server)
@@ -199,7 +199,7 @@ def test_pipelining_beyond_the_limit_closes_after_the_queued_requests(hostile_se
 def test_invalid_utf8_body(hostile_server) -> None:  # type: ignore[no-untyped-def]
     with connect(hostile_server) as sock:
         sock.sendall(post(PREDICT_PATH, b'{"instances": ["\xff\xfe"]}'))
-        status, _, body = read_response(sock, bytearray())
+        status, _, body, _ = read_response(sock, bytearray())
     assert (status, json.loads(body)) == (400, {"error": "JSON Parse error: Invalid encoding in string. at offset: 16"})
     assert_serving(hostile_server)
 
@@ -210,6 +210,6 @@ def test_deeply_nested_json(hostile_server, depth: int) -> None:  # type: ignore
     document = b'{"instances": ' + b"[" * depth + b"]" * depth + b"}"
     with connect(hostile_server) as sock:
         sock.sendall(post(PREDICT_PATH, document))
-        status, _, body = read_response(sock, bytearray())
+        status, _, body, _ = read_response(sock, bytearray())
     assert (status, json.loads(body)) == (400, {"error": TOO_DEEP})
     assert_serving(hostile_server)
