@@ -48,6 +48,14 @@ class ServerFlags:
     audit_log_file: str = ""
     rest_api_max_body_bytes: int = 64 * 1024 * 1024
     request_read_timeout_seconds: float = 30.0
+    rest_api_idle_timeout_seconds: float = 75.0
+    rest_api_max_connections: int = 1000
+    rest_api_max_header_bytes: int = 64 * 1024
+    rest_api_max_headers: int = 100
+    rest_api_max_pipelined_requests: int = 100
+    grpc_max_receive_message_bytes: int = 64 * 1024 * 1024
+    grpc_max_concurrent_streams: int = 100
+    grpc_max_call_seconds: float = 60.0
     inference_threads: int = 0
     feedback_max_entries: int = 100_000
     feedback_ttl_seconds: float = 86_400.0
@@ -59,6 +67,9 @@ class ServerFlags:
 ESTEIRA_FLAGS = {
     "host", "remote_backend", "canary_config_file", "auth_token_file", "auth_protect_probes",
     "auth_protect_metrics", "audit_log_file", "rest_api_max_body_bytes", "request_read_timeout_seconds",
+    "rest_api_idle_timeout_seconds", "rest_api_max_connections", "rest_api_max_header_bytes", "rest_api_max_headers",
+    "rest_api_max_pipelined_requests",
+    "grpc_max_receive_message_bytes", "grpc_max_concurrent_streams", "grpc_max_call_seconds",
     "inference_threads", "feedback_max_entries", "feedback_ttl_seconds", "log_level",
 }
 
@@ -83,6 +94,17 @@ HELP = {
     "audit_log_file": "hash-chained access audit log (one line per request)",
     "rest_api_max_body_bytes": "largest accepted REST request body",
     "request_read_timeout_seconds": "a REST request must arrive complete within this (slow clients get 408)",
+    "rest_api_idle_timeout_seconds": "a REST connection without a request in progress is closed after this",
+    "rest_api_max_connections": "open REST connections at most; one more is answered 503 and closed",
+    "rest_api_max_header_bytes": "largest REST request head (request line and headers; 431 beyond)",
+    "rest_api_max_headers": "most headers in one REST request (431 beyond)",
+    "rest_api_max_pipelined_requests": "REST requests queued behind the one being answered on a connection "
+                                       "(the connection closes after answering these)",
+    "grpc_max_receive_message_bytes": "largest gRPC request message (RESOURCE_EXHAUSTED beyond); "
+                                      "TF Serving's grpc.max_receive_message_length in --grpc_channel_arguments wins",
+    "grpc_max_concurrent_streams": "gRPC calls at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS)",
+    "grpc_max_call_seconds": "no gRPC call lives longer, whatever deadline it sent: receiving the request and "
+                             "inference together (DEADLINE_EXCEEDED beyond)",
     "feedback_max_entries": "predictions remembered for the feedback API (oldest evicted first)",
     "feedback_ttl_seconds": "how long a prediction is remembered for the feedback API",
 }
@@ -148,8 +170,15 @@ def validate(flags: ServerFlags) -> None:
             raise FlagError(f"--{name} must be between 0 and 65535 (got {value})")
     if flags.port == 0 and flags.rest_api_port == 0 and not flags.grpc_socket_path:
         raise FlagError("both --port and --rest_api_port are 0; enable at least one of gRPC or REST")
-    if flags.rest_api_max_body_bytes <= 0:
-        raise FlagError("--rest_api_max_body_bytes must be > 0")
+    for name in ("rest_api_max_body_bytes", "rest_api_max_connections", "rest_api_max_header_bytes",
+                 "rest_api_max_headers", "rest_api_max_pipelined_requests", "grpc_max_receive_message_bytes",
+                 "grpc_max_concurrent_streams", "request_read_timeout_seconds", "rest_api_idle_timeout_seconds",
+                 "grpc_max_call_seconds"):
+        if getattr(flags, name) <= 0:
+            raise FlagError(f"--{name} must be > 0 (got {getattr(flags, name)}); it bounds what one client may hold")
+    if flags.grpc_max_receive_message_bytes >= 2**31:
+        raise FlagError(f"--grpc_max_receive_message_bytes must be below 2147483648 (gRPC's largest message), "
+                        f"got {flags.grpc_max_receive_message_bytes}")
     try:
         parse_channel_arguments(flags.grpc_channel_arguments, warn=False)
     except ChannelArgumentError as exc:

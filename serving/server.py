@@ -13,7 +13,7 @@ import grpc
 
 from serving.api.asgi import Limits
 from serving.api.auth import Authenticator
-from serving.api.grpc_server import create_grpc_server, listen
+from serving.api.grpc_server import GrpcBounds, create_grpc_server, listen
 from serving.api.grpc_service import add_services
 from serving.api.http_server import GRACE_SECONDS, RestServer
 from serving.api.rest import RestApi
@@ -89,7 +89,10 @@ class ModelServer:
         service = self.service or self.build()
         flags = self.flags
         if flags.port or flags.grpc_socket_path:
-            self.grpc_server = create_grpc_server(flags.grpc_channel_arguments)
+            self.grpc_server = create_grpc_server(flags.grpc_channel_arguments, GrpcBounds(
+                max_receive_message_bytes=flags.grpc_max_receive_message_bytes,
+                max_concurrent_streams=flags.grpc_max_concurrent_streams,
+                max_call_seconds=flags.grpc_max_call_seconds))
             add_services(self.grpc_server, service, flags.enable_serialization_as_tensor_content)
             self.grpc_port = listen(self.grpc_server, flags.host, flags.port, flags.grpc_socket_path)
             await self.grpc_server.start()
@@ -103,7 +106,12 @@ class ModelServer:
             else:
                 api = RestApi(service, metrics_path=self.metrics_path, cors=flags.rest_api_enable_cors_support)
                 limits = Limits(max_body_bytes=flags.rest_api_max_body_bytes,
-                                request_timeout=flags.request_read_timeout_seconds)
+                                request_timeout=flags.request_read_timeout_seconds,
+                                keepalive_timeout=flags.rest_api_idle_timeout_seconds,
+                                max_connections=flags.rest_api_max_connections,
+                                max_header_bytes=flags.rest_api_max_header_bytes,
+                                max_headers=flags.rest_api_max_headers,
+                                max_pipelined=flags.rest_api_max_pipelined_requests)
                 self.http = RestServer(api, flags.host, flags.rest_api_port, limits, write_error)
                 self.rest_port = await self.http.start()
                 log.info("Exporting HTTP/REST API at:%s:%d ...", flags.host, self.rest_port)

@@ -45,6 +45,10 @@ class Limits:
     max_body_bytes: int = 64 * 1024 * 1024
     request_timeout: float = 30.0  # a request must arrive complete within this
     keepalive_timeout: float = 75.0  # an idle connection is closed after this
+    max_connections: int = 1000  # open connections; one more is answered 503 and closed
+    max_header_bytes: int = 64 * 1024  # request line and headers (431 beyond)
+    max_headers: int = 100  # headers in one request (431 beyond)
+    max_pipelined: int = 100  # requests queued behind the one being answered on a connection
 
 
 def too_large_error(size: int, limit: int) -> str:
@@ -80,20 +84,29 @@ def gunzip(body: bytes, limit: int) -> bytes:
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it outgrows ``limit`` (nothing more is buffered)."""
-    chunks: list[bytes] = []
-    size = 0
+    """The whole body, refused with 413 as soon as it outgrows ``limit`` (nothing more is buffered).
+
+    A body that comes in pieces grows one buffer rather than keeping every piece: thousands of live
+    pieces of a large body fragment the heap, and the server's memory stayed up after they were freed."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise _Disconnected
+    chunk = message.get("body", b"")
+    if len(chunk) > limit:
+        raise HttpError(413, too_large_error(len(chunk), limit))
+    if not message.get("more_body", False):
+        return chunk
+    buffer = bytearray(chunk)
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise _Disconnected
         chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise HttpError(413, too_large_error(size, limit))
+        if len(buffer) + len(chunk) > limit:
+            raise HttpError(413, too_large_error(len(buffer) + len(chunk), limit))
+        buffer += chunk
         if not message.get("more_body", False):
-            return b"".join(chunks) + chunk if chunks else chunk
-        chunks.append(chunk)
+            return bytes(buffer)
 
 
 def _headers(scope: Scope) -> dict[str, str]:

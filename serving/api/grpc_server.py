@@ -1,20 +1,72 @@
-"""gRPC on grpcio's asyncio server: the TCP port, an optional Unix socket, and TF Serving's
-``--grpc_channel_arguments`` turned into server options."""
+"""gRPC on grpcio's asyncio server: the TCP port, an optional Unix socket, the bounds one client may
+hold (message size, streams per connection, call time) and TF Serving's ``--grpc_channel_arguments``
+turned into server options."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import stat
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
 
 import grpc
 
 log = logging.getLogger("serving")
 
-UNLIMITED = 2**31 - 1  # TF Serving accepts and sends messages of any size gRPC allows
+UNLIMITED = 2**31 - 1  # TF Serving sends messages of any size gRPC allows
 DEFAULT_OPTIONS: dict[str, int | str] = {
-    "grpc.max_receive_message_length": UNLIMITED, "grpc.max_send_message_length": UNLIMITED,
+    "grpc.max_send_message_length": UNLIMITED,
     "grpc.so_reuseport": 0,  # a second server on the same port must fail, not share it
 }
+
+
+@dataclass(frozen=True)
+class GrpcBounds:
+    """What one gRPC client may hold; ``--grpc_channel_arguments`` may still set gRPC's own arguments."""
+
+    max_receive_message_bytes: int = 64 * 1024 * 1024  # RESOURCE_EXHAUSTED beyond (TF Serving: 2 GiB)
+    max_concurrent_streams: int = 100  # calls at once on one connection (HTTP/2 SETTINGS)
+    max_call_seconds: float = 60.0  # receiving the request and inference together
+
+
+def call_too_long_error(seconds: float) -> str:
+    return (f"Call did not finish within {seconds:g} s, the server's limit for one call whatever deadline "
+            "the client sent; send the whole request promptly, or raise --grpc_max_call_seconds")
+
+
+class CallTimeLimit(grpc.aio.ServerInterceptor):
+    """Ends every unary call after ``seconds``, counted from its headers: a client that never sends its
+    message (or never finishes it), or sends a deadline of years, would otherwise hold the call forever,
+    since gRPC bounds a call only by the deadline the client chose. A unary handler is only called once
+    its message has arrived, so the call is served as a client-streaming one that reads one message
+    under the time limit; the client sees no difference."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None or handler.request_streaming or handler.response_streaming:
+            return handler
+        return grpc.stream_unary_rpc_method_handler(self._bounded(handler.unary_unary),
+                                                    request_deserializer=handler.request_deserializer,
+                                                    response_serializer=handler.response_serializer)
+
+    def _bounded(self, behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        seconds = self.seconds
+
+        async def call(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                async with asyncio.timeout(seconds):
+                    async for request in requests:
+                        return await behavior(request, context)
+            except TimeoutError:
+                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, call_too_long_error(seconds))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "The call ended without its request message; send exactly one message")
+
+        return call
 # Server-side channel arguments of gRPC core that take an integer (grpc_types.h); the others take a string.
 INTEGER_ARGUMENTS = frozenset({
     "grpc.max_receive_message_length", "grpc.max_send_message_length", "grpc.max_concurrent_streams",
@@ -63,9 +115,11 @@ def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-def create_grpc_server(channel_arguments: str = "") -> grpc.aio.Server:
-    options = {**DEFAULT_OPTIONS, **parse_channel_arguments(channel_arguments)}
-    return grpc.aio.server(options=list(options.items()))
+def create_grpc_server(channel_arguments: str = "", bounds: GrpcBounds = GrpcBounds()) -> grpc.aio.Server:
+    options = {**DEFAULT_OPTIONS, "grpc.max_receive_message_length": bounds.max_receive_message_bytes,
+               "grpc.max_concurrent_streams": bounds.max_concurrent_streams,
+               **parse_channel_arguments(channel_arguments)}
+    return grpc.aio.server(options=list(options.items()), interceptors=[CallTimeLimit(bounds.max_call_seconds)])
 
 
 def listen(server: grpc.aio.Server, host: str, port: int, socket_path: str = "") -> int:

@@ -2,8 +2,9 @@
 
 uvicorn owns HTTP/1.1: parsing, keep-alive and pipelining, chunked bodies, ``Expect: 100-continue``,
 Date headers, graceful shutdown. Its settings carry the keep-alive timeout; the ASGI app (``asgi``)
-bounds the body size and the time the body may take. The one thing neither bounds is a request head
-that trickles in or never ends: ``HeadLimitedProtocol`` adds that bound to uvicorn's protocol.
+bounds the body size and the time the body may take. What neither bounds (a head that trickles in or
+never ends, too many headers, connections or pipelined requests) ``HeadLimitedProtocol`` adds to
+uvicorn's protocol.
 """
 from __future__ import annotations
 
@@ -20,61 +21,128 @@ from serving.api.asgi import Handler, Limits, RestApp, read_timeout_error
 
 log = logging.getLogger("serving.http")
 
-MAX_HEAD_BYTES = 64 * 1024
 GRACE_SECONDS = 5.0  # requests in flight at stop get this long to finish
 
 
-def headers_too_large_error() -> str:
-    return f"Request headers exceed {MAX_HEAD_BYTES} bytes"
+def headers_too_large_error(limit: int) -> str:
+    return (f"Request headers exceed {limit} bytes; send fewer or shorter headers or raise "
+            "--rest_api_max_header_bytes")
+
+
+def too_many_headers_error(limit: int) -> str:
+    return f"Request has more than {limit} headers; send fewer headers or raise --rest_api_max_headers"
+
+
+def too_many_connections_error(limit: int) -> str:
+    return (f"The server already holds {limit} REST connections; retry shortly, reuse a keep-alive connection "
+            "or raise --rest_api_max_connections")
 
 
 MALFORMED = ("Malformed HTTP request: the request line, a header or the body framing is not valid HTTP/1.1; "
              "send a well-formed request")
+REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large",
+           503: b"Service Unavailable"}
+PIPELINE_FULL = (0, "")  # not an answer: the connection closes after the requests already queued
+
+
+class _Refused(Exception):
+    """Raised in a parser callback to stop httptools; uvicorn then calls ``send_400_response``."""
 
 
 class HeadLimitedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, its 400s in the server's JSON error format, plus three bounds it
-    lacks: a request head must arrive within the read timeout (else 408) and within ``MAX_HEAD_BYTES``
-    (else 431), and a connection that never sends a request is closed after the keep-alive timeout.
-    uvicorn arms its keep-alive timer only after a response and has no head-size bound with httptools,
-    so a silent client, a slow or an endless head would each hold a connection."""
+    """uvicorn's httptools protocol, its 400s in the server's JSON error format, plus the bounds it lacks:
+    a request head must arrive within the read timeout (else 408), within ``max_header_bytes`` and
+    ``max_headers`` (else 431); at most ``max_connections`` connections are open (one more is answered
+    503 and closed); at most ``max_pipelined`` requests wait behind the one being answered (the
+    connection closes after those, unread requests unanswered, as a client retries them); and a
+    connection that never sends a request, or only bytes that begin none (CRLFs), is closed after the
+    keep-alive timeout. Trailers of chunked bodies are dropped: httptools reports them as headers, and
+    uvicorn would add them to the request's.
+
+    uvicorn arms its keep-alive timer only after a response, has no head-size or header-count bound with
+    httptools, parses pipelined requests ahead without a bound, and answers its own connection limit
+    only once a request head has arrived (a silent connection would hold its place)."""
 
     read_timeout: float = 30.0
+    max_connections: int = 1000
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    max_pipelined: int = 100
     error_body: Callable[[str], bytes] = staticmethod(lambda message: message.encode())
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._head_bytes = -1  # -1: no request head in progress
+        self._head_parsed = self._header_count = 0  # of the head in progress, as the parser reports it
+        self._message_began = False
         self._head_timer: asyncio.TimerHandle | None = None
+        self._refusal: tuple[int, str] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            self._refuse(503, too_many_connections_error(self.max_connections))
+            return
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_bytes = 0
+        self._message_began = True
+        self._head_bytes = self._head_parsed = self._header_count = 0
         self._head_timer = self.loop.call_later(self.read_timeout, self._refuse, 408,
                                                 read_timeout_error(self.read_timeout))
 
+    def on_url(self, url: bytes) -> None:
+        self._count_parsed(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._head_bytes < 0:  # a trailer after a chunked body: not part of the request's headers
+            return
+        self._header_count += 1
+        if self._header_count > self.max_headers:
+            self._refusal = (431, too_many_headers_error(self.max_headers))
+            raise _Refused
+        self._count_parsed(len(name) + len(value) + 4)  # "name: value\r\n"
+        super().on_header(name, value)
+
+    def _count_parsed(self, size: int) -> None:
+        """A head that arrives whole in one read is parsed before ``data_received`` can count it."""
+        self._head_parsed += size
+        if self._head_parsed > self.max_header_bytes:
+            self._refusal = (431, headers_too_large_error(self.max_header_bytes))
+            raise _Refused
+
     def on_headers_complete(self) -> None:
         self._head_done()
+        if self.pipeline and len(self.pipeline) >= self.max_pipelined:
+            self._refusal = PIPELINE_FULL
+            raise _Refused
         super().on_headers_complete()
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
+        idle_timer = self.timeout_keep_alive_task
+        self._message_began = False
+        super().data_received(data)  # uvicorn cancels the idle timer on any byte
+        if idle_timer is not None and not self._message_began and self.timeout_keep_alive_task is None \
+                and not self.transport.is_closing():  # bytes that begin no request (CRLFs) buy no idle time
+            self.timeout_keep_alive_task = self.loop.call_at(idle_timer.when(), self.timeout_keep_alive_handler)
         if self._head_bytes >= 0:
             self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse(431, headers_too_large_error())
+            if self._head_bytes > self.max_header_bytes:
+                self._refuse(431, headers_too_large_error(self.max_header_bytes))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._head_done()
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
-        """What httptools refuses, answered in the server's JSON error format instead of uvicorn's text."""
-        self._refuse(400, MALFORMED)
+        """What httptools refuses (or a bound refused in a parser callback), answered in the server's JSON
+        error format instead of uvicorn's text."""
+        if self._refusal is PIPELINE_FULL:
+            self.pipeline[0][0].keep_alive = False  # the last request queued answers with Connection: close
+            return
+        self._refuse(*(self._refusal or (400, MALFORMED)))
 
     def _head_done(self) -> None:
         self._head_bytes = -1
@@ -87,9 +155,8 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         body = self.error_body(message)
-        reason = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
         self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\nconnection: close\r\n"
-                             b"content-length: %d\r\n\r\n%s" % (status, reason, len(body), body))
+                             b"content-length: %d\r\n\r\n%s" % (status, REASONS[status], len(body), body))
         self.transport.close()
 
 
@@ -123,7 +190,9 @@ class RestServer:
                  error_body: Callable[[str], bytes]) -> None:
         self.host, self.port, self.limits = host, port, limits
         protocol = type("RestProtocol", (HeadLimitedProtocol,), {
-            "read_timeout": limits.request_timeout, "error_body": staticmethod(error_body)})
+            "read_timeout": limits.request_timeout, "max_connections": limits.max_connections,
+            "max_header_bytes": limits.max_header_bytes, "max_headers": limits.max_headers,
+            "max_pipelined": limits.max_pipelined, "error_body": staticmethod(error_body)})
         self.config = uvicorn.Config(
             RestApp(handler, limits, error_body), http=protocol, loop="none", lifespan="off", ws="none",
             interface="asgi3", proxy_headers=False, server_header=False, date_header=True, access_log=False,

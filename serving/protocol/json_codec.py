@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import itertools
 import json
 import math
 import operator
 import re
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 import orjson as _orjson  # the common case; what it refuses takes the exact path (parse_body)
@@ -27,6 +28,8 @@ from serving.protocol.tensors import NUMPY_DTYPE, StackedInputs, dtype_name
 
 _DECODER = json.JSONDecoder(parse_constant=lambda name: {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[name])
 _WS = b" \t\n\r"
+T = TypeVar("T")
+TOO_DEEP = "JSON Parse error: arrays or objects nested too deeply; send tensors of fewer dimensions"
 
 _PY_TO_RAPIDJSON = (
     ("Expecting value", "Invalid value."),
@@ -82,6 +85,8 @@ def _parse_exact(body: bytes) -> Any:
         try:
             value, _end = _DECODER.raw_decode(text, start)
             return value
+        except RecursionError:  # orjson stops at 1024 levels; Python's decoder at the recursion limit
+            raise invalid_argument(TOO_DEEP) from None
         except json.JSONDecodeError as exc:
             rewritten = _rewrite_inf(text, exc.pos)
             if rewritten is None:
@@ -153,6 +158,20 @@ InputSpec = Mapping[str, tuple[int, "tuple[int, ...] | None"]]
 BoolCheck = bool | Callable[[], bool]
 
 
+def _nesting_bounded(parse: Callable[..., T]) -> Callable[..., T]:
+    """orjson reads up to 1024 levels, more than the recursive walks over the document can descend:
+    a document that deep is the client's error (400), not the server's (500)."""
+    @functools.wraps(parse)
+    def bounded(*args: Any, **kwargs: Any) -> T:
+        try:
+            return parse(*args, **kwargs)
+        except RecursionError:
+            raise invalid_argument(TOO_DEEP) from None
+
+    return bounded
+
+
+@_nesting_bounded
 def parse_predict_request(document: Any, inputs: InputSpec, signature_name: str,
                           may_hold_bools: BoolCheck = True, numeric_only: bool = False) -> tuple[dict[str, np.ndarray], bool] | None:
     """Tensors from a parsed predict body; returns (tensors, row_format).
@@ -495,6 +514,7 @@ def _make_array(flat: list[Any], dtype: int, shape: list[int]) -> np.ndarray:
 
 # ---- classify / regress -----------------------------------------------------------------------
 
+@_nesting_bounded
 def parse_examples_request(document: Any, method: str) -> tuple[list[bytes], bytes | None]:
     """Serialized tf.Example protos (and the context example) from a classify/regress body."""
     from tensorflow.core.example import example_pb2

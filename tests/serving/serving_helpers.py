@@ -1,6 +1,7 @@
 """Helpers the serving tests share: config files and servers on free loopback ports."""
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from serving.flags import parse_flags
@@ -80,3 +81,44 @@ class LoopThread:
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+
+
+# ---- raw HTTP/1.1 over a socket, for tests that send what an HTTP client never would ----
+
+def read_response(sock: socket.socket, buffer: bytearray) -> tuple[int, dict[str, str], bytes, list[str]]:
+    """One response off the socket (leftover bytes stay in ``buffer``); header names in order."""
+    while b"\r\n\r\n" not in buffer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a full response head: {bytes(buffer)!r}")
+        buffer += chunk
+    end = buffer.index(b"\r\n\r\n")
+    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+    del buffer[: end + 4]
+    status = int(lines[0].split(" ")[1])
+    names = [line.split(":", 1)[0] for line in lines[1:]]
+    headers = {line.split(":", 1)[0].lower(): line.split(":", 1)[1].strip() for line in lines[1:]}
+    length = int(headers.get("content-length", "0"))
+    while len(buffer) < length:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionError("closed mid-body")
+        buffer += chunk
+    body = bytes(buffer[:length])
+    del buffer[:length]
+    return status, headers, body, names
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """True once the server closed (or reset) the connection; waits up to 5 s."""
+    sock.settimeout(5)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def post(path: str, body: bytes, *extra: str) -> bytes:
+    """A raw HTTP/1.1 POST with a Content-Length and ``extra`` header lines."""
+    head = [f"POST {path} HTTP/1.1", "Host: x", f"Content-Length: {len(body)}", *extra]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body

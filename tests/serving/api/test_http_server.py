@@ -20,7 +20,7 @@ import pytest
 from serving.api.asgi import Limits, Request, Response
 from serving.api.http_server import RestServer
 from serving.protocol.json_codec import write_error
-from serving_helpers import LoopThread
+from serving_helpers import LoopThread, closed_by_peer, post, read_response
 
 LIMITS = Limits(max_body_bytes=1000, request_timeout=0.5, keepalive_timeout=1.5)
 BIG = 4 * 1024 * 1024
@@ -61,43 +61,6 @@ def server() -> Iterator[Running]:
 def connect(server: Running) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
     return sock
-
-
-def read_response(sock: socket.socket, buffer: bytearray) -> tuple[int, dict[str, str], bytes, list[str]]:
-    """One response off the socket (leftover bytes stay in ``buffer``); header names in order."""
-    while b"\r\n\r\n" not in buffer:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed before a full response head: {bytes(buffer)!r}")
-        buffer += chunk
-    end = buffer.index(b"\r\n\r\n")
-    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
-    del buffer[: end + 4]
-    status = int(lines[0].split(" ")[1])
-    names = [line.split(":", 1)[0] for line in lines[1:]]
-    headers = {line.split(":", 1)[0].lower(): line.split(":", 1)[1].strip() for line in lines[1:]}
-    length = int(headers.get("content-length", "0"))
-    while len(buffer) < length:
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            raise ConnectionError("closed mid-body")
-        buffer += chunk
-    body = bytes(buffer[:length])
-    del buffer[:length]
-    return status, headers, body, names
-
-
-def closed_by_peer(sock: socket.socket) -> bool:
-    sock.settimeout(5)
-    try:
-        return sock.recv(1) == b""
-    except ConnectionResetError:
-        return True
-
-
-def post(path: str, body: bytes, *extra: str) -> bytes:
-    head = [f"POST {path} HTTP/1.1", "Host: x", f"Content-Length: {len(body)}", *extra]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
 def test_keep_alive_and_exact_headers(server: Running) -> None:
