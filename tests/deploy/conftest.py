@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+import httpx
 import pytest
 
 from deploy import wheelhouse
@@ -46,3 +48,27 @@ def pushed_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     export_demo_model(model, 2, bias=1.5)
     model.chmod(0o755)
     return model
+
+
+def _available(rest_url: str, model: str) -> bool:
+    try:
+        status = httpx.get(f"{rest_url}/v1/models/{model}", timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    return any(v.get("state") == "AVAILABLE" for v in status.get("model_version_status", []))
+
+
+@pytest.fixture(scope="session")
+def wait_available(podman: Podman) -> Callable[[str, str, str], None]:
+    """Poll TF Serving's model status until a version is AVAILABLE; fail with the container's logs
+    if it exits or the deadline passes."""
+    def wait(rest_url: str, model: str, container: str, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _available(rest_url, model):
+                return
+            if podman.run("inspect", "--format", "{{.State.Running}}", container).stdout.strip() != "true":
+                pytest.fail(f"the serving container exited:\n{podman.logs(container)}")
+            time.sleep(0.5)
+        pytest.fail(f"no version of {model} AVAILABLE after {timeout:.0f} s:\n{podman.logs(container)}")
+    return wait

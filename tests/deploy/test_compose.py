@@ -8,9 +8,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 import pytest
@@ -80,7 +79,8 @@ def test_grafana_mounts_the_provisioning_where_it_points() -> None:
 
 
 @pytest.fixture
-def compose_model_server(podman: Podman, serving_image: str, pushed_model: Path) -> Iterator[str]:
+def compose_model_server(podman: Podman, serving_image: str, pushed_model: Path,
+                         wait_available: Callable[[str, str, str], None]) -> Iterator[str]:
     """`podman-compose up -d model-server` on free loopback ports; `down` afterwards, checked."""
     project = f"esteira-test-{os.getpid()}"
     rest_port, grpc_port = pick_free_port(), pick_free_port()
@@ -88,6 +88,9 @@ def compose_model_server(podman: Podman, serving_image: str, pushed_model: Path)
            "ESTEIRA_REST_PORT": str(rest_port), "ESTEIRA_GRPC_PORT": str(grpc_port)}
     compose(podman, project, "up", "-d", "model-server", env=env)
     try:
+        container = podman.run("ps", "--quiet", "--filter", f"label=io.podman.compose.project={project}").stdout.split()
+        assert len(container) == 1, f"expected the model server alone, got {container}"
+        wait_available(f"http://127.0.0.1:{rest_port}", pushed_model.name, container[0])
         yield f"http://127.0.0.1:{rest_port}"
     finally:
         compose(podman, project, "down", env=env, check=False)
@@ -96,16 +99,6 @@ def compose_model_server(podman: Podman, serving_image: str, pushed_model: Path)
 
 
 def test_compose_starts_the_model_server_which_serves_and_exports_metrics(compose_model_server: str) -> None:
-    model = "demo"
-    deadline, status = time.monotonic() + 180, {}
-    while time.monotonic() < deadline:
-        try:
-            status = httpx.get(f"{compose_model_server}/v1/models/{model}", timeout=2).json()
-            if any(v["state"] == "AVAILABLE" for v in status.get("model_version_status", [])):
-                break
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.5)
-    assert any(v["state"] == "AVAILABLE" for v in status.get("model_version_status", [])), status
+    """The fixture waited for the model to be AVAILABLE; Prometheus' scrape path answers TF Serving's metrics."""
     metrics = httpx.get(f"{compose_model_server}/monitoring/prometheus/metrics", timeout=10)
     assert metrics.status_code == 200 and ":tensorflow:serving:" in metrics.text

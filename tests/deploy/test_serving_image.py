@@ -5,10 +5,9 @@ loopback) against one in-process server on the same model store.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 import numpy as np
@@ -38,32 +37,16 @@ class Container(Endpoint):
     container_id: str
 
 
-def wait_available(podman: Podman, rest_url: str, container_id: str, timeout: float = 180.0) -> None:
-    """Poll TF Serving's model status until a version is AVAILABLE; fail with the logs if the container exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            status = httpx.get(f"{rest_url}/v1/models/{MODEL}", timeout=2).json()
-            if any(v["state"] == "AVAILABLE" for v in status.get("model_version_status", [])):
-                return
-        except (httpx.HTTPError, ValueError):
-            pass
-        running = podman.run("inspect", "--format", "{{.State.Running}}", container_id).stdout.strip()
-        if running != "true":
-            pytest.fail(f"the serving container exited:\n{podman.logs(container_id)}")
-        time.sleep(0.5)
-    pytest.fail(f"no version of {MODEL} AVAILABLE after {timeout:.0f} s:\n{podman.logs(container_id)}")
-
-
 @pytest.fixture(scope="module")
-def container(podman: Podman, serving_image: str, pushed_model: Path) -> Iterator[Container]:
+def container(podman: Podman, serving_image: str, pushed_model: Path,
+              wait_available: Callable[[str, str, str], None]) -> Iterator[Container]:
     started = podman.run("run", "--detach", "--publish", "127.0.0.1::8500", "--publish", "127.0.0.1::8501",
                          "--volume", f"{pushed_model}:/models/{MODEL}:ro", "--env", f"MODEL_NAME={MODEL}",
                          serving_image)
     container_id = started.stdout.strip()
     try:
         rest_url = f"http://127.0.0.1:{podman.published_port(container_id, 8501)}"
-        wait_available(podman, rest_url, container_id)
+        wait_available(rest_url, MODEL, container_id)
         yield Container(rest_url, f"127.0.0.1:{podman.published_port(container_id, 8500)}", container_id)
     finally:
         podman.remove_container(container_id)
