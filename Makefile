@@ -118,6 +118,7 @@ compose-up: image-serving
 	MODEL_DIR=$(CURDIR)/outputs/breast_cancer/serving $(COMPOSE) up -d model-server
 	@echo "model server: REST http://127.0.0.1:8501/v1/models/breast_cancer, gRPC 127.0.0.1:8500"
 
+# Keeps the named volumes (MLflow's store); `podman-compose -p esteira -f docker/compose.yaml down --volumes` drops them.
 compose-down:
 	$(COMPOSE) down
 

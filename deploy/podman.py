@@ -81,4 +81,5 @@ class Podman:
         return (result.stdout + result.stderr).strip()
 
     def remove_container(self, container_id: str) -> None:
-        self.run("rm", "--force", "--time", "5", container_id, check=False)
+        """Stop and remove the container with its anonymous volumes (an image's VOLUME makes one per run)."""
+        self.run("rm", "--force", "--volumes", "--time", "5", container_id, check=False)

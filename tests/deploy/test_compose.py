@@ -39,7 +39,14 @@ def compose(podman: Podman, project: str, *args: str, env: dict[str, str] | None
 def test_every_service_resolves_to_a_loopback_only_podman_run_with_existing_mounts(podman: Podman) -> None:
     spec = yaml.safe_load(COMPOSE.read_text())
     assert set(spec["services"]) == SERVICES
-    dry = compose(podman, "esteira-check", "--dry-run", "up", "-d").stdout
+    project = f"esteira-check-{os.getpid()}"
+    volumes = [f"{project}_{name}" for name in spec.get("volumes", {})]  # --dry-run still creates these
+    try:
+        dry = compose(podman, project, "--dry-run", "up", "-d").stdout
+    finally:
+        for volume in volumes:
+            podman.run("volume", "rm", "--force", volume, check=False)
+    assert not [v for v in volumes if podman.run("volume", "exists", v, check=False).returncode == 0]
     runs = [line for line in dry.splitlines() if line.startswith("podman run ")]
     assert len(runs) == len(SERVICES), dry
     for line in runs:
@@ -93,9 +100,11 @@ def compose_model_server(podman: Podman, serving_image: str, pushed_model: Path,
         wait_available(f"http://127.0.0.1:{rest_port}", pushed_model.name, container[0])
         yield f"http://127.0.0.1:{rest_port}"
     finally:
-        compose(podman, project, "down", env=env, check=False)
+        compose(podman, project, "down", "--volumes", env=env, check=False)
         left = podman.run("ps", "--all", "--quiet", "--filter", f"label=io.podman.compose.project={project}").stdout
         assert not left.strip(), f"podman-compose down left containers: {left}"
+        volumes = podman.run("volume", "ls", "--quiet").stdout.split()
+        assert not [v for v in volumes if v.startswith(f"{project}_")], f"podman-compose down left volumes: {volumes}"
 
 
 def test_compose_starts_the_model_server_which_serves_and_exports_metrics(compose_model_server: str) -> None:
