@@ -94,12 +94,14 @@ def compose_model_server(podman: Podman, serving_image: str, pushed_model: Path,
     env = {"ESTEIRA_SERVING_IMAGE": serving_image, "MODEL_NAME": pushed_model.name, "MODEL_DIR": str(pushed_model),
            "ESTEIRA_REST_PORT": str(rest_port), "ESTEIRA_GRPC_PORT": str(grpc_port)}
     compose(podman, project, "up", "-d", "model-server", env=env)
+    containers = podman.run("ps", "--all", "--quiet", "--filter", f"label=io.podman.compose.project={project}").stdout.split()
     try:
-        container = podman.run("ps", "--quiet", "--filter", f"label=io.podman.compose.project={project}").stdout.split()
-        assert len(container) == 1, f"expected the model server alone, got {container}"
-        wait_available(f"http://127.0.0.1:{rest_port}", pushed_model.name, container[0])
+        assert len(containers) == 1, f"expected the model server alone, got {containers}"
+        wait_available(f"http://127.0.0.1:{rest_port}", pushed_model.name, containers[0])
         yield f"http://127.0.0.1:{rest_port}"
     finally:
+        for container in containers:  # with its anonymous /models volume, which podman-compose down leaves
+            podman.remove_container(container)
         compose(podman, project, "down", "--volumes", env=env, check=False)
         left = podman.run("ps", "--all", "--quiet", "--filter", f"label=io.podman.compose.project={project}").stdout
         assert not left.strip(), f"podman-compose down left containers: {left}"
