@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: install lock data demo demo-fraud test test-fast tensorboard mlflow-ui serve-demo stack stack-down dashboard bench-pipeline bench-serving bench-training clean help \
+.PHONY: install lock data demo demo-fraud test test-fast tensorboard mlflow-ui serve-demo stack stack-down dashboard images image-serving image-pipeline compose-up compose-down bench-pipeline-image bench-pipeline bench-serving bench-training clean help \
 	k8s-render k8s-validate k8s-rules k8s-set-image k8s-play-manifest kubeflow-spec lint-workflows model-gate \
 	ci registry-login kubeconfig deploy-images deploy-pin deploy-apply canary-start canary-check canary-promote canary-rollback
 
@@ -26,6 +26,12 @@ help:
 	@echo "make stack           demo model server, Prometheus, Alertmanager and MLflow on 127.0.0.1 (prints URLs)"
 	@echo "make stack-down      stop exactly what make stack started"
 	@echo "make dashboard       render the dashboard from the stack's Prometheus to outputs/dashboard/index.html"
+	@echo "make images          build the serving and pipeline images with Podman (local Debian base, offline wheels)"
+	@echo "make image-serving   build localhost/esteira-serving:dev only"
+	@echo "make image-pipeline  build localhost/esteira-pipeline:dev only"
+	@echo "make compose-up      the model server of docker/compose.yaml on 127.0.0.1 (serves the demo's model)"
+	@echo "make compose-down    stop and remove what compose-up started"
+	@echo "make bench-pipeline-image  esteira run on breast-cancer inside the pipeline image; records time and size"
 	@echo "make bench-pipeline  per-component times, LocalDagRunner vs BeamDagRunner"
 	@echo "make bench-serving   Esteira vs KServe, Flask and the in-process call (needs: apt-get install wrk nghttp2-client)"
 	@echo "make bench-training  examples/s with and without DP-SGD, 1 vs 2 replicas"
@@ -100,6 +106,29 @@ stack-down:
 
 dashboard: install
 	$(ESTEIRA) dashboard --prometheus http://127.0.0.1:9090 --out outputs/dashboard --range 1h
+
+# Images (Podman; .ci/run installs podman, mmdebstrap and podman-compose). State in build/podman.
+PODMAN_ENV := CONTAINERS_CONF=$(CURDIR)/build/podman/containers.conf
+COMPOSE := $(PODMAN_ENV) podman-compose -p esteira -f docker/compose.yaml
+
+image-serving: install
+	$(PY) -m deploy.images build serving
+
+image-pipeline: install
+	$(PY) -m deploy.images build pipeline
+
+images: image-serving image-pipeline
+
+compose-up: image-serving
+	MODEL_DIR=$(CURDIR)/outputs/breast_cancer/serving $(COMPOSE) up -d model-server
+	@echo "model server: REST http://127.0.0.1:8501/v1/models/breast_cancer, gRPC 127.0.0.1:8500"
+
+# Keeps the named volumes (MLflow's store); `podman-compose -p esteira -f docker/compose.yaml down --volumes` drops them.
+compose-down:
+	$(COMPOSE) down
+
+bench-pipeline-image: image-pipeline
+	$(PY) benchmarks/deploy/pipeline_image.py --out benchmarks/deploy/results
 
 bench-pipeline: install
 	$(PY) benchmarks/pipeline/runners.py

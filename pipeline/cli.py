@@ -13,11 +13,14 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
-from pipeline.config import ConfigError, UseCaseConfig, check_data_columns, load_config
+# pipeline.config imports Beam (seconds): only the subcommands that read a config load it, so
+# `esteira serve` starts without the pipeline stack (and runs in the serving image, which lacks it).
+if TYPE_CHECKING:
+    from pipeline.config import UseCaseConfig
 
 # Subcommands owned by other rooms: name -> ("module:function", help). Each function takes the
 # remaining argv and returns an exit code; it is imported only when its subcommand runs.
@@ -46,6 +49,8 @@ def _load(target: str) -> Callable[[list[str]], int]:
 
 
 def _parse_override(text: str) -> tuple[str, Any]:
+    from pipeline.config import ConfigError
+
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set training.train_steps=50")
@@ -53,6 +58,8 @@ def _parse_override(text: str) -> tuple[str, Any]:
 
 
 def _config_from(args: argparse.Namespace) -> UseCaseConfig:
+    from pipeline.config import load_config
+
     config = load_config(args.config)
     if getattr(args, "set", None):
         config = config.with_overrides(dict(_parse_override(item) for item in args.set))
@@ -60,6 +67,8 @@ def _config_from(args: argparse.Namespace) -> UseCaseConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pipeline.config import check_data_columns
+
     config = _config_from(args)
     check_data_columns(config)
     from pipeline.lineage import LineageError
@@ -139,6 +148,8 @@ def _reports_folder(args: argparse.Namespace, config: UseCaseConfig, name: str) 
 
 
 def _drift_report(args: argparse.Namespace, config: UseCaseConfig) -> int:
+    from pipeline.config import ConfigError
+
     if not (args.from_ and args.to):
         raise ConfigError("report drift needs --from and --to: two pushed versions (e.g. --from 1718000000 "
                           "--to 1718100000) or two spans (--from span:3 --to span:4)")
@@ -159,6 +170,8 @@ def _drift_report(args: argparse.Namespace, config: UseCaseConfig) -> int:
 
 
 def _lgpd_report(args: argparse.Namespace, config: UseCaseConfig) -> int:
+    from pipeline.config import ConfigError
+
     if not args.version:
         raise ConfigError("report lgpd needs --version, a pushed model version (the folder name under "
                           f"{config.serving.base_path})")
@@ -185,6 +198,7 @@ def _lgpd_report(args: argparse.Namespace, config: UseCaseConfig) -> int:
 
 def _schema(args: argparse.Namespace) -> int:
     config = _config_from(args)
+    from pipeline.config import ConfigError
     from pipeline.lineage import LineageError
     from pipeline.schema_freeze import freeze_schema
 
@@ -266,21 +280,25 @@ def main(argv: list[str] | None = None) -> int:
             return _load(DATASETS[argv[1]][0])(argv[2:])
         args = _build_parser().parse_args(argv)
         return args.handler(args)
-    except ConfigError as error:
-        if debug:
-            traceback.print_exc()
-        print(f"esteira: error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("esteira: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # one line for users; --debug shows where
         if debug:
             traceback.print_exc()
-        else:
+        if _is_config_error(error):
+            print(f"esteira: error: {error}", file=sys.stderr)
+            return 2
+        if not debug:
             print(f"esteira: error: {type(error).__name__}: {error} (run with --debug for the traceback)",
                   file=sys.stderr)
         return 1
+
+
+def _is_config_error(error: Exception) -> bool:
+    """A ConfigError can only come from pipeline.config, so one raised before it was imported is not."""
+    config_module = sys.modules.get("pipeline.config")
+    return config_module is not None and isinstance(error, config_module.ConfigError)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ if ! command -v "$PYTHON" >/dev/null; then
   echo "install: $PYTHON not found; Esteira needs Python 3.11 (set PYTHON=/path/to/python3.11)" >&2
   exit 1
 fi
-want=$(cat requirements.lock requirements-nodeps.txt pyproject.toml scripts/install_lock.py scripts/elf_compat.py | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.lock requirements-nodeps.txt pyproject.toml scripts/install_lock.py scripts/elf_compat.py deploy/lock.py | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   echo "install: .venv is up to date with requirements.lock"
   exec "$VENV/bin/python" scripts/install_lock.py --verify-only

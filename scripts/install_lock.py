@@ -7,19 +7,20 @@ this system's tag and patched by ``elf_compat.py``. On glibc >= 2.39 nothing spe
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # deploy.lock: the lock reader the image wheelhouses share (stdlib only)
+
+from deploy.lock import NEEDS_GLIBC_2_39, download_newer_glibc_wheel, lock_blocks  # noqa: E402
+
 LOCK = ROOT / "requirements.lock"
 NO_DEPS = ROOT / "requirements-nodeps.txt"
-NEEDS_GLIBC_2_39 = ("ml-metadata", "tensorflow-data-validation")
 EXTENSIONS = (
     "ml_metadata/metadata_store/pywrap/metadata_store_extension.so",
     "tensorflow_data_validation/pywrap/tensorflow_data_validation_extension.so",
@@ -31,22 +32,6 @@ IMPORT_CHECK = (
     "print('verified: tfx', tfx.__version__, '| tensorflow', tf.__version__, "
     "'| ml-metadata', ml_metadata.__version__, '| tfdv', tensorflow_data_validation.__version__)"
 )
-
-
-def lock_blocks(text: str) -> dict[str, str]:
-    """Split a hashed lock into {package name: its requirement block}."""
-    blocks: dict[str, str] = {}
-    name = None
-    for line in text.splitlines():
-        match = re.match(r"^([A-Za-z0-9_.\-]+)==", line)
-        if match:
-            name = match.group(1).lower()
-            blocks[name] = line + "\n"
-        elif name and line.startswith(" "):
-            blocks[name] += line + "\n"
-        else:
-            name = None
-    return blocks
 
 
 def glibc_at_least(major: int, minor: int) -> bool:
@@ -67,21 +52,8 @@ def uv(*args: str) -> None:
 
 
 def install_for_newer_glibc(name: str, block: str, wheelhouse: Path) -> None:
-    """Fetch the manylinux_2_39 wheel, verify its hash, install it under this system's tag, patch it."""
-    version = re.match(r"^[^=]+==([^ \\]+)", block).group(1)
-    allowed = set(re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
-    run(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-        "--platform", "manylinux_2_39_x86_64", "--python-version", "3.11", "--implementation", "cp",
-        "-d", str(wheelhouse), f"{name}=={version}")
-    wheel = next(wheelhouse.glob(f"{name.replace('-', '_')}-{version}-*manylinux_2_39_x86_64.whl"))
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    if digest not in allowed:
-        sys.exit(f"install: {wheel.name} has sha256 {digest}, which requirements.lock does not list; "
-                 "refusing to install it (re-lock with `make lock` if the upgrade is intended)")
-    local = wheelhouse / "local" / wheel.name.replace("manylinux_2_39_x86_64", "linux_x86_64")
-    local.parent.mkdir(exist_ok=True)
-    local.write_bytes(wheel.read_bytes())
-    uv("install", "--no-deps", "--reinstall-package", name, str(local))
+    """Install the manylinux_2_39 wheel, hash-checked, under this system's tag (patched afterwards)."""
+    uv("install", "--no-deps", "--reinstall-package", name, str(download_newer_glibc_wheel(name, block, wheelhouse)))
 
 
 def verify() -> None:
