@@ -25,7 +25,7 @@ RUN_BY = {
     "canary-check": "tests/k8s/test_canary_check.py",
     "kubeconfig": "tests/cicd/test_workflows.py",
     "registry-login": "tests/cicd/test_workflows.py",
-    "model-gate": "tests/e2e/test_governance_reports.py",
+    "model-gate": "tests/e2e/test_fraud_pipeline.py",
 }
 # Targets no test can run here, and why (README, "CI/CD").
 NOT_RUN_HERE = {

@@ -1,16 +1,73 @@
-"""The fraud use case end to end on small simulated data: privacy at ingestion, the CNN+LSTM model,
-a blessed push, and a leak scan proving no raw personal value reached any artifact, MLMD or serving."""
+"""The fraud use case end to end on small simulated data, in one module because one fraud run serves
+all of it: privacy at ingestion, the CNN+LSTM model, a blessed push and a leak scan proving no raw
+personal value reached any artifact, MLMD or serving; then a second pushed version, the drift report
+between the two written by the pipeline and by `esteira report drift`, the LGPD report checked in
+headless Chromium against MLMD, and the model gate."""
 from __future__ import annotations
 
-import pytest
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
-from pipeline import lineage
+import pytest
+import yaml
+
+from pipeline import governance, lineage
+from pipeline.config import UseCaseConfig, load_config
 from pipeline.datasets.fraud_simulator import personal_values
+from pipeline.report import RunReport, load_report
+from privacy.audit import AuditLog
 from privacy.leak_scan import find_values, values_in_sqlite
-from tests.e2e.fraud_workspace import FRAUD_KEY, FraudWorkspace
 
 pytestmark = pytest.mark.e2e
 
+REPO = Path(__file__).resolve().parents[2]
+KEY = "e2e-fraud-key-" + "k" * 50
+ACTOR = "e2e-auditor"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@dataclass
+class FraudWorkspace:
+    root: Path
+    env: dict[str, str]
+    config_path: Path
+    config: UseCaseConfig
+    first_report: RunReport
+    first_stdout: str
+
+
+def esteira(root: Path, env: dict[str, str], *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def fraud_workspace(tmp_path_factory: pytest.TempPathFactory) -> FraudWorkspace:
+    """Simulated data (3 days, 24,000 transactions) and a first run that pushes a blessed version."""
+    root = tmp_path_factory.mktemp("fraud")
+    env = dict(os.environ, ESTEIRA_PSEUDONYM_KEY=KEY, ESTEIRA_ACTOR=ACTOR)
+    data = esteira(root, env, "data", "fraud", "--transactions", "24000", "--days", "3", "--seed", "11",
+                   "--out", "data/fraud", "--no-progress")
+    assert data.returncode == 0, data.stderr[-2000:]
+    doc = yaml.safe_load((REPO / "configs" / "fraud.yaml").read_text())
+    doc["training"].update(train_steps=150, eval_steps=5, epochs=1)
+    # A few hundred steps on 3 small days; the floor still gates. A later retrain must push, not compete.
+    doc["evaluation"].update(auc_lower_bound=0.9, auc_change_threshold=-0.5)
+    doc["governance"]["access_audit_logs"] = ["audit/serving-audit.log"]
+    config_path = root / "fraud.yaml"
+    config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    run = esteira(root, env, "run", "--config", str(config_path))
+    assert run.returncode == 0, run.stderr[-4000:]
+    config = load_config(config_path, base=root)
+    return FraudWorkspace(root, env, config_path, config,
+                          load_report(config.pipeline.metadata_path, config.pipeline.name), run.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +98,181 @@ def test_examples_carry_the_ingestion_evidence(fraud_run) -> None:
 
 def test_no_raw_personal_value_reaches_artifacts_mlmd_or_serving(fraud_run) -> None:
     root, config, _report, _ = fraud_run
-    needles = personal_values(root / "data" / "fraud") | {FRAUD_KEY}
+    needles = personal_values(root / "data" / "fraud") | {KEY}
     assert len(needles) > 1000
     assert find_values(root / "data" / "fraud", needles), "the scan must find PII in the raw input"
     assert find_values(config.pipeline.root, needles) == {}
     assert find_values(config.serving.base_path, needles) == {}
     assert values_in_sqlite(config.pipeline.metadata_path, needles) == set()
+
+
+@pytest.fixture(scope="module")
+def two_pushes(fraud_workspace: FraudWorkspace):
+    """The shared first run pushed version A; a retrain on the same span with more steps pushes version B."""
+    workspace = fraud_workspace
+    run = esteira(workspace.root, workspace.env, "run", "--config", str(workspace.config_path),
+                  "--set", "training.train_steps=170")
+    assert run.returncode == 0, run.stderr[-4000:]
+    store = lineage.open_store(workspace.config.pipeline.metadata_path)
+    versions = [a.custom_properties["pushed_version"].string_value for a in lineage.pushed_models(store)]
+    assert len(versions) == 2, versions
+    return workspace.root, workspace.env, workspace.config_path, workspace.config, versions
+
+
+def report_artifacts(config) -> list:
+    store = lineage.open_store(config.pipeline.metadata_path)
+    return sorted(store.get_artifacts_by_type(governance.REPORT_ARTIFACT), key=lambda a: a.id)
+
+
+def test_pipeline_reports_first_version_then_drift_against_it(two_pushes) -> None:
+    _root, _env, _path, config, (first, second) = two_pushes
+    reports = report_artifacts(config)
+    assert [r.custom_properties["version"].string_value for r in reports] == [first, second]
+    assert reports[0].custom_properties["drift"].string_value == "first version"
+    assert not (Path(reports[0].uri) / "drift").exists()
+    drift = json.loads((Path(reports[1].uri) / "drift" / "drift_report.json").read_text())
+    assert drift["from"].startswith(f"version {first}") and drift["to"].startswith(f"version {second}")
+    for report in reports:
+        assert report.custom_properties[governance.ACTOR_PROPERTY].string_value == ACTOR
+        assert (Path(report.uri) / "lgpd" / "lgpd_report.html").is_file()
+        assert (Path(report.uri) / "lgpd" / "model_card.md").is_file()
+
+
+def test_drift_command_compares_two_versions(two_pushes) -> None:
+    root, env, config_path, _config, (first, second) = two_pushes
+    out = root / "drift-cli"
+    result = esteira(root, env, "report", "drift", "--config", str(config_path), "--from", first, "--to", second,
+                     "--out", str(out), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "drift_report.json").read_text())
+    # Both versions trained on the same ingested span: the data did not move, the models did.
+    assert report["features"] and all(f["score"] == pytest.approx(0.0, abs=1e-9) for f in report["features"])
+    shift = report["predictions"]
+    assert shift["examples"] > 100 and shift["mean_from"] != shift["mean_to"]
+    html = (out / "drift_report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(report["features"]) + 1
+
+
+def write_traffic(path: Path, version: str, model: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with AuditLog(path) as log:  # the record shape serving/service.py writes per request
+        for caller, api in [("alice", "predict"), ("bob", "predict"), ("alice", "predict"), ("alice", "classify")]:
+            log.append({"caller": caller, "entrypoint": "REST", "api": api, "model": model, "version": version,
+                        "status": "OK", "latency_ms": 2.5, "request_bytes": 300})
+        log.append({"caller": "carol", "entrypoint": "GRPC", "api": "predict", "model": model, "version": "1",
+                    "status": "OK", "latency_ms": 2.5, "request_bytes": 300})
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), \
+        "install Debian's chromium and chromium-driver (.ci/run does)"
+    profile = tempfile.mkdtemp(prefix="esteira-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def fact(driver, name: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, f'[data-fact="{name}"]').text
+
+
+def test_lgpd_report_in_chromium_matches_mlmd(two_pushes, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    root, env, config_path, config, (first, _second) = two_pushes
+    write_traffic(config.governance.access_audit_logs[0], first, config.serving.model_name)
+    out = root / "lgpd-cli"
+    result = esteira(root, env, "report", "lgpd", "--config", str(config_path), "--version", first,
+                     "--out", str(out), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    store = lineage.open_store(config.pipeline.metadata_path)
+    trace = lineage.trace_pushed_model(store, governance.find_pushed(store, first))
+    examples = trace.examples.custom_properties
+    browser.get((out / "lgpd_report.html").as_uri())
+    assert fact(browser, "version") == first
+    assert fact(browser, "verified").startswith("Evidence verified")
+    assert fact(browser, "actor") == ACTOR
+    for name in ("rows_in", "rows_out", "rows_suppressed"):
+        assert fact(browser, name) == str(examples[name].int_value)
+    assert fact(browser, "input_sha256") == examples["input_sha256"].string_value
+    assert fact(browser, "policy_sha256") == examples["privacy_policy_sha256"].string_value == config.privacy.sha256()
+    assert fact(browser, "pseudonym_key_id") == examples["pseudonym_key_id"].string_value
+    assert KEY not in browser.page_source
+    assert fact(browser, "demo_key") == "no"
+    assert fact(browser, "legal_basis") == config.governance.legal_basis
+    auc_row = browser.find_element(By.CSS_SELECTOR, '[data-gate="Evaluator:auc"] .value').text
+    evaluation = governance.evaluation_values(lineage.output_artifacts(
+        store, lineage.producer(store, trace.blessing.id), "evaluation")[0].uri)[0]
+    assert auc_row == f"{evaluation['auc']:.4f}"
+    assert fact(browser, "calls") == "4"
+    callers = {row.get_attribute("data-caller"): row.find_element(By.CSS_SELECTOR, ".calls").text
+               for row in browser.find_elements(By.CSS_SELECTOR, "[data-caller]")}
+    assert callers == {"alice": "3", "bob": "1"}
+
+
+def test_tampered_audit_log_fails_naming_the_first_bad_line(two_pushes) -> None:
+    root, env, config_path, config, (first, _second) = two_pushes
+    log = config.governance.access_audit_logs[0]
+    if not log.exists():
+        write_traffic(log, first, config.serving.model_name)
+    tampered = root / "tampered.yaml"
+    doc = yaml.safe_load(config_path.read_text())
+    copy = root / "audit" / "tampered.log"
+    lines = log.read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace('"caller":"bob"', '"caller":"eve"')
+    copy.write_text("".join(lines))
+    doc["governance"]["access_audit_logs"] = [str(copy)]
+    tampered.write_text(yaml.safe_dump(doc, sort_keys=False))
+    out = root / "lgpd-tampered"
+    result = esteira(root, env, "report", "lgpd", "--config", str(tampered), "--version", first, "--out", str(out),
+                     timeout=600)
+    assert result.returncode == 1
+    assert "VERIFICATION FAILED" in result.stderr and "line 2" in result.stderr
+    report = json.loads((out / "lgpd_report.json").read_text())
+    assert report["verified"] is False and report["access"]["logs"][0]["bad_line"] == 2
+    assert "VERIFICATION FAILED" in (out / "lgpd_report.html").read_text()
+
+
+def test_version_without_lineage_is_a_clear_error(two_pushes) -> None:
+    root, env, config_path, _config, versions = two_pushes
+    result = esteira(root, env, "report", "lgpd", "--config", str(config_path), "--version", "12345", timeout=300)
+    assert result.returncode == 1
+    assert "version 12345 has no lineage in this metadata store" in result.stderr
+    assert all(version in result.stderr for version in versions)
+
+
+def test_model_gate_refuses_a_model_short_of_the_champion_margin_and_attaches_the_reports(two_pushes, tmp_path) -> None:
+    """`make model-gate` (model-gate.yml's step) on the second push: blessed, pushed and finite, but no
+    AUC beats its champion by 1.0, so the gate fails naming the AUC alone and keeps the reports."""
+    root, env, config_path, _config, versions = two_pushes
+    doc = yaml.safe_load(config_path.read_text())
+    doc["evaluation"]["champion_auc_margin"] = 1.0
+    strict = root / "fraud-gate.yaml"
+    strict.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = subprocess.run(
+        ["make", "-f", str(REPO / "Makefile"), "--no-print-directory", "-s", "-o", "install", "model-gate",
+         f"VENV={REPO / '.venv'}", f"CONFIG={strict}", f"GATE_OUT={tmp_path}"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0, result.stdout
+    verdict = json.loads((tmp_path / "verdict.json").read_text())
+    facts = verdict["facts"]
+    assert facts["blessed"] is True and facts["pushed"] is True and facts["version"] == versions[1]
+    assert facts["non_finite_weights"] == [] and facts["model_validation_reasons"] is None
+    needed = facts["champion_auc"] + 1.0
+    assert verdict["reasons"] == [f"AUC {facts['auc']:.4f} does not beat the champion's {facts['champion_auc']:.4f} "
+                                  f"by the margin 1 (needs >= {needed:.4f})"]
+    assert f"gate: FAILED: {verdict['reasons'][0]}" in result.stderr
+    assert list((tmp_path / "drift").glob("*.html")) and list((tmp_path / "lgpd").glob("*.html"))
