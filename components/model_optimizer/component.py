@@ -10,7 +10,7 @@ from components.model_optimizer.executor import run_optimizer
 class TFLiteModels(Artifact):
     """A folder of ``<variant>.tflite`` files, ``optimization.json`` and, when the gate passed, ``model.tflite``."""
 
-    TYPE_NAME = "EsteiraTFLiteModels"
+    TYPE_NAME = "esteira.TFLiteModels"  # KFP v2 needs <namespace>.<Name> for custom types
 
 
 @component
