@@ -41,7 +41,7 @@ class Version:
     path: str
     state: str = START
     error: ServingError | None = None
-    servable: SavedModelServable | TfLiteServable | None = None
+    servable: SavedModelServable | None = None
     fingerprint: tuple = ()
     load_seconds: float = 0.0
     drift: DriftMonitor | None = None
@@ -101,7 +101,7 @@ def aspired_versions(config: model_server_config_pb2.ModelConfig, on_disk: Itera
 
 
 def open_servable(name: str, number: int, path: str, tags: tuple[str, ...],
-                  prefer_tflite_model: bool) -> SavedModelServable | TfLiteServable:
+                  prefer_tflite_model: bool) -> SavedModelServable:
     """TF Serving's choice: the version's model.tflite when preferred and present, else its SavedModel."""
     if prefer_tflite_model and has_tflite_model(path):
         return TfLiteServable(name, number, path, tags)

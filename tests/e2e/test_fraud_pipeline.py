@@ -32,6 +32,7 @@ def fraud_run(tmp_path_factory: pytest.TempPathFactory):
     data = yaml.safe_load((REPO / "configs" / "fraud.yaml").read_text())
     data["training"].update(train_steps=150, eval_steps=5, epochs=1)
     data["evaluation"]["auc_lower_bound"] = 0.9  # a few hundred steps on 3 small days; the gate still applies
+    data["optimization"] = None  # TFLite variants: tests/e2e/test_breast_cancer_pipeline.py
     config_path = root / "fraud.yaml"
     config_path.write_text(yaml.safe_dump(data, sort_keys=False))
     result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(config_path)],

@@ -43,6 +43,7 @@ def two_pushes(tmp_path_factory: pytest.TempPathFactory):
     doc["training"].update(train_steps=150, eval_steps=5, epochs=1)
     doc["evaluation"].update(auc_lower_bound=0.9, auc_change_threshold=-0.5)  # run 2 must push, not compete
     doc["governance"]["access_audit_logs"] = ["audit/serving-audit.log"]
+    doc["optimization"] = None  # TFLite variants: tests/e2e/test_breast_cancer_pipeline.py
     config_path = root / "fraud.yaml"
     config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
     for steps in ("150", "170"):

@@ -17,7 +17,7 @@ import numpy as np
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from serving.models.servable import PREDICT_METHOD, Signature, check_inputs
+from serving.models.servable import PREDICT_METHOD, SavedModelServable, Signature, check_inputs
 from serving.protocol.errors import ServingError, invalid_argument
 
 TFLITE_FILE = "model.tflite"
@@ -43,16 +43,11 @@ def _tensor_info(detail: Mapping[str, Any]) -> meta_graph_pb2.TensorInfo:
     return info
 
 
-class TfLiteServable:
-    """The same contract as SavedModelServable (signatures, predict, feed_graph) over a TFLite interpreter."""
+class TfLiteServable(SavedModelServable):
+    """SavedModelServable's contract (signatures, predict, feed_graph) over a TFLite interpreter."""
 
     def __init__(self, name: str, version: int, path: str | os.PathLike[str], tags: Sequence[str] = ("serve",)) -> None:
-        self.name = name
-        self.version = version
-        self.path = str(path)
-        self.tags = tuple(tags)
-        self.signatures: dict[str, Signature] = {}
-        self.definitions: dict[str, meta_graph_pb2.SignatureDef] = {}
+        super().__init__(name, version, path, tags)
         self._interpreter: Any = None
         self._lock = threading.Lock()
 
@@ -90,15 +85,8 @@ class TfLiteServable:
         """Nothing to switch: the interpreter has a single call path."""
 
     def unload(self) -> None:
-        self.signatures, self.definitions, self._interpreter = {}, {}, None
-
-    def signature(self, name: str) -> Signature:
-        from serving.models.servable import DEFAULT_SIGNATURE
-
-        signature = self.signatures.get(name or DEFAULT_SIGNATURE)
-        if signature is None:
-            raise ServingError("FAILED_PRECONDITION", f'Serving signature key "{name or DEFAULT_SIGNATURE}" not found.')
-        return signature
+        super().unload()
+        self._interpreter = None
 
     def predict(self, signature: Signature, inputs: Mapping[str, np.ndarray], output_filter: Iterable[str] = (),
                 checked: bool = False) -> dict[str, np.ndarray]:
