@@ -17,10 +17,11 @@ class Verdict:
 
 
 def judge(variant: Variant, auc_before: float, auc_after: float | None, max_auc_drop: float,
-          conversion_failure: str = "") -> Verdict:
-    """Pass when the AUC drop (before - after) is at most ``max_auc_drop``."""
+          failure: str = "") -> Verdict:
+    """Pass when the AUC drop (before - after) is at most ``max_auc_drop``; without an AUC (the variant did
+    not convert, or does not run) it fails with ``failure`` as the reason."""
     if auc_after is None:
-        return Verdict(variant, False, f"not converted: {conversion_failure}")
+        return Verdict(variant, False, failure or "not measured")
     drop = auc_before - auc_after
     if drop <= max_auc_drop:
         return Verdict(variant, True, f"AUC {auc_before:.4f} -> {auc_after:.4f} (drop {drop:+.4f} <= {max_auc_drop:g})")

@@ -132,17 +132,21 @@ def optimize(saved_model_dir: Path, settings: OptimizationSettings, *, eval_rows
     for variant in settings.variants:
         conversion = convert(saved_model_dir, settings.signature, variant, calibration_rows)
         if not conversion.converted:
-            row = VariantResult(variant.value, converted=False, failure=conversion.reason)
+            row = VariantResult(variant.value, converted=False, failure=f"not converted: {conversion.reason}")
         else:
             (output_dir / f"{variant.value}.tflite").write_bytes(conversion.model)  # type: ignore[arg-type]
-            predict = measure.tflite_predict(conversion.model, settings.signature, output)  # type: ignore[arg-type]
-            scores = measure.score_all(predict, eval_rows)
-            row = VariantResult(variant.value, route=conversion.route, file_bytes=len(conversion.model),  # type: ignore[arg-type]
-                                metrics={**measure.quality(labels, scores, settings.false_positive_rate).as_dict(),
-                                         **measure.score_differences(baseline_scores, scores)})
-            scorers[variant.value] = predict
+            row = VariantResult(variant.value, route=conversion.route, file_bytes=len(conversion.model))  # type: ignore[arg-type]
+            try:
+                predict = measure.tflite_predict(conversion.model, settings.signature, output)  # type: ignore[arg-type]
+                scores = measure.score_all(predict, eval_rows)
+            except Exception as exc:  # noqa: BLE001 - e.g. select TF ops without a Flex delegate: reported, not hidden
+                row.failure = f"converted ({conversion.route}) but the TFLite interpreter cannot run it: {exc}"
+            else:
+                row.metrics = {**measure.quality(labels, scores, settings.false_positive_rate).as_dict(),
+                               **measure.score_differences(baseline_scores, scores)}
+                scorers[variant.value] = predict
         verdict = judge(variant, baseline.metrics["auc"], row.metrics.get("auc"), settings.max_auc_drop,
-                        conversion.reason)
+                        row.failure)
         row.passed, row.verdict = verdict.passed, verdict.reason
         verdicts.append(verdict)
         rows.append(row)
@@ -183,7 +187,8 @@ def format_table(report: Mapping[str, Any]) -> str:
         size = "—" if row.get("file_bytes") is None else f"{row['file_bytes'] / 1024:.1f}"
         gate = ("baseline" if row["variant"] == SAVED_MODEL else
                 "published" if row["variant"] == report.get("published") else
-                "pass" if row.get("passed") else "fail" if row.get("converted") else "not converted")
+                "pass" if row.get("passed") else "not converted" if not row.get("converted") else
+                "not runnable" if row.get("failure") else "fail")
         lines.append(
             f"| {row['variant']} | {row.get('route') or '—'} | {size} | {number(row, 'auc')} | "
             f"{number(row, 'auc_pr')} | {number(row, 'recall_at_fpr')} | {number(row, 'max_abs_score_diff', 6)} | "

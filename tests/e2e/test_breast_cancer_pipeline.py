@@ -131,6 +131,7 @@ def test_tflite_variants_are_measured_and_the_gated_one_is_in_the_pushed_version
         assert row["converted"] or row["failure"], row  # never skipped silently
         if name != "saved_model" and row["converted"]:
             assert row["route"] in ("builtins", "select_tf_ops")
+        if name != "saved_model" and not row["failure"]:
             assert row["passed"] == (rows["saved_model"]["auc"] - row["auc"] <= table["max_auc_drop"])
             assert row["latency_ms_1_row"] > 0 and row["latency_ms_64_rows"] > 0 and row["file_bytes"] > 0
     assert rows["float32"]["converted"] and rows["float32"]["max_abs_score_diff"] < 1e-4

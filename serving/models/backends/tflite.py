@@ -60,6 +60,7 @@ class TfLiteServable(SavedModelServable):
             with warnings.catch_warnings():  # TF 2.21 announces the move to ai-edge-litert on every construction
                 warnings.simplefilter("ignore", UserWarning)
                 self._interpreter = tf.lite.Interpreter(model_content=file.read_bytes())
+            self._interpreter.allocate_tensors()  # ops this interpreter lacks (Flex without its delegate) fail here
             listed = self._interpreter.get_signature_list()
         except Exception as exc:  # noqa: BLE001 - whatever the flatbuffer reader raises becomes the version's status
             raise ServingError(
