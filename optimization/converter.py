@@ -1,9 +1,11 @@
 """SavedModel signature -> TFLite flatbuffer, one variant at a time, trying the documented routes in order.
 
 A signature made only of TFLite builtin ops converts on the ``builtins`` route; one that needs TensorFlow
-ops TFLite lacks (TFT's lookups, some LSTM graphs) takes the ``select_tf_ops`` route (the Flex delegate,
-which TensorFlow's interpreter links in). The route taken is recorded; when every route fails, the
-converter's own message is kept as the reason, so nothing is skipped silently.
+ops TFLite lacks (TFT's hash buckets, some LSTM graphs) takes the ``select_tf_ops`` route, whose
+``Flex*`` ops need the Flex delegate at run time (TF 2.21's pip interpreter does not link it; the
+measurement reports such a variant as not runnable, with the interpreter's reason). The route taken is
+recorded; when every route fails, the converter's own message is kept as the reason, so nothing is
+skipped silently.
 """
 from __future__ import annotations
 
