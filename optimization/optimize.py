@@ -66,10 +66,6 @@ class OptimizationReport:
         return path
 
 
-def read_report(output_dir: Path) -> dict[str, Any]:
-    return json.loads((output_dir / REPORT_FILE).read_text())
-
-
 def directory_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
