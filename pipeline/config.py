@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.anonymizing_example_gen.sequence_features import SequenceFeaturesConfig
+from optimization.settings import OptimizationSettings
 from models.common.settings import (
     DataSettings,
     ModelSettings,
@@ -219,6 +220,9 @@ class UseCaseConfig(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     validation: ValidationConfig = ValidationConfig()
     model_validation: ModelValidationConfig = ModelValidationConfig()
+    optimization: OptimizationSettings | None = Field(
+        default=None, description="TFLite variants of each blessed model, measured and gated before the push "
+                                  "(null: no ModelOptimizer in the pipeline)")
     serving: ServingConfig
     runner: RunnerConfig = RunnerConfig()
     tracking: TrackingConfig = TrackingConfig()

@@ -16,6 +16,7 @@ from tfx.dsl.components.base.base_component import BaseComponent
 from components.mlflow_logger import MlflowLogger
 from components.governance_report import GovernanceReport
 from components.data_validator import DataValidator, PreviousSpanStrategy
+from components.model_optimizer import ModelOptimizer
 from components.model_validator import ModelValidator
 from components.serving_pusher import ServingPusher
 from components.recording_trainer import RecordingTrainerExecutor
@@ -138,9 +139,21 @@ def make_data_validator(config: UseCaseConfig, statistics_gen: BaseComponent,
     return [*previous, validator]
 
 
+def make_model_optimizer(config: UseCaseConfig, trainer: BaseComponent, example_gen: BaseComponent,
+                         evaluator: BaseComponent, model_validator: BaseComponent) -> BaseComponent | None:
+    """TFLite variants of the blessed model, gated, for the Pusher to place in the version folder."""
+    if config.optimization is None:
+        return None
+    return ModelOptimizer(
+        model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
+        model_blessing=evaluator.outputs["blessing"], infra_blessing=model_validator.outputs["blessing"],
+        settings=config.optimization.model_dump_json(), label=config.data.label,
+        prediction_key=PREDICTION_KEY).with_id("ModelOptimizer")
+
+
 def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None = None) -> tfx.dsl.Pipeline:
     """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer → Evaluator
-    → ModelValidator → Pusher → GovernanceReport → MlflowLogger."""
+    → ModelValidator → ModelOptimizer (with an optimization section) → Pusher → GovernanceReport → MlflowLogger."""
     module = config.model.module
     custom_config = trainer_custom_config(config)
 
@@ -179,6 +192,7 @@ def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None 
         prediction_key=PREDICTION_KEY,
     ).with_id("ModelValidator")
     model_validator.add_upstream_node(evaluator)  # Evaluator, then ModelValidator, then Pusher
+    optimizer = make_model_optimizer(config, trainer, example_gen, evaluator, model_validator)
     pusher = ServingPusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         infra_blessing=model_validator.outputs["blessing"],
@@ -186,6 +200,7 @@ def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None 
             base_directory=str(config.serving.base_path))),
         statistics=statistics_gen.outputs["statistics"],
         reference_features=[name for name, kind in config.data.features.items() if kind.value == "float"],
+        tflite_model=optimizer.outputs["optimized_model"] if optimizer else None,
     ).with_id("Pusher")
     governance_report = GovernanceReport(
         pushed_model=pusher.outputs["pushed_model"], metadata_path=str(config.pipeline.metadata_path),
@@ -199,7 +214,7 @@ def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None 
         pipeline_name=config.pipeline.name,
         pipeline_root=str(config.pipeline.root),
         components=[example_gen, statistics_gen, schema_gen, *previous_span, example_validator, transform,
-                    trainer, baseline_resolver, evaluator, model_validator, pusher,
+                    trainer, baseline_resolver, evaluator, model_validator, *filter(None, [optimizer]), pusher,
                     governance_report, mlflow_logger],
         enable_cache=config.pipeline.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(

@@ -1,6 +1,7 @@
 """What a pipeline run did, read from MLMD alone: per-component time and cache hits, AUC, blessing, push."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ class RunReport:
     auc_gate: "AucGate | None" = None
     data_validation: dict[str, float | int | str] = field(default_factory=dict)
     model_validation: dict[str, float | int | str] = field(default_factory=dict)
+    optimization: dict = field(default_factory=dict)  # the ModelOptimizer's table, verdicts and publish reason
 
     @property
     def failed(self) -> list[str]:
@@ -136,6 +138,12 @@ def _describe_failure(failure) -> str:
     return f"{name} {value:.4f} failed {failure.message or 'its threshold'}"
 
 
+def _optimization(props) -> dict:  # type: ignore[no-untyped-def]
+    """The optimization table (optimization.json's content) and the publish reason, from the artifact."""
+    report = json.loads(props["optimization_report"].string_value) if "optimization_report" in props else {}
+    return {**report, "publish_reason": props["publish_reason"].string_value if "publish_reason" in props else ""}
+
+
 def build_report(store: mlmd.MetadataStore, pipeline_name: str, run_id: str | None = None) -> RunReport:
     run_id = run_id or lineage.latest_run_id(store, pipeline_name)
     executions = lineage.run_executions(store, run_id)
@@ -166,6 +174,11 @@ def build_report(store: mlmd.MetadataStore, pipeline_name: str, run_id: str | No
                 values[target] = {name: getattr(value, value.WhichOneof("value"))
                                   for name, value in outputs[0].custom_properties.items()
                                   if value.WhichOneof("value") in ("int_value", "double_value", "string_value")}
+    optimizer = by_node.get("ModelOptimizer")
+    if optimizer and optimizer.state in ("COMPLETE", "CACHED"):
+        optimized = lineage.output_artifacts(store, optimizer.execution_id, "optimized_model")
+        if optimized:
+            values["optimization"] = _optimization(optimized[0].custom_properties)
     pusher = by_node.get("Pusher")
     if pusher and pusher.state in ("COMPLETE", "CACHED"):
         pushed = lineage.output_artifacts(store, pusher.execution_id, "pushed_model")
@@ -234,6 +247,12 @@ def format_report(report: RunReport, serving_base: Path, wall_seconds: float | N
                          f"within {facts.get('max_signature_difference', float('nan')):.2g}, weights finite")
         else:
             lines.append(f"model validation: FAILED — {facts.get('reasons') or 'see the ModelValidator log'}")
+    if report.optimization:
+        lines.append(f"TFLite optimization: {report.optimization['publish_reason']}")
+        if report.optimization.get("rows"):
+            from optimization.optimize import format_table
+
+            lines.extend(f"  {line}" for line in format_table(report.optimization).splitlines())
     if report.blessed is not None:
         lines.append("blessed: yes" if report.blessed else
                      "blessed: no — " + ("; ".join(report.blessing_failures) or "validation failed"))

@@ -37,6 +37,7 @@ class ServerFlags:
     monitoring_config_file: str = ""
     saved_model_tags: str = "serve"
     enable_serialization_as_tensor_content: bool = False
+    prefer_tflite_model: bool = False
     version: bool = False
     # --- Esteira flags (no TF Serving equivalent) ---
     host: str = "0.0.0.0"
@@ -88,6 +89,7 @@ HELP = {
     "enable_batching": "batch concurrent requests (see --batching_parameters_file)",
     "batching_parameters_file": "text BatchingParameters",
     "monitoring_config_file": "text MonitoringConfig; enables Prometheus metrics on the REST port",
+    "prefer_tflite_model": "serve <version>/model.tflite instead of the SavedModel when the folder has one",
     "remote_backend": "gateway mode: forward inference to this TF Serving gRPC host:port",
     "canary_config_file": "JSON weights per model and label for requests without a version",
     "auth_token_file": "bearer tokens, one per line (caller:token); also ESTEIRA_AUTH_TOKENS",

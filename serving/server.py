@@ -76,6 +76,7 @@ class ModelServer:
                 enable_warmup=flags.enable_model_warmup,
                 warmup_iterations=flags.num_request_iterations_for_warmup,
                 tags=tuple(t.strip() for t in flags.saved_model_tags.split(",") if t.strip()),
+                prefer_tflite_model=flags.prefer_tflite_model,
             )
             manager.start()
             backend = LocalBackend(manager, batching=batching, threads=flags.inference_threads or None)

@@ -6,12 +6,14 @@ Trainer was cached re-publishes an identical model and makes model servers reloa
 Here the candidate's content digest is compared with the newest version under the push destination;
 when they match, the artifact is marked ``pushed=0`` with the reason, and nothing is copied.
 A new version is written as TFX does (everything, then ``saved_model.pb`` last, so a polling server
-never sees half a model), with ``assets.extra/esteira_reference_stats.json`` added before the last step.
+never sees half a model), with ``assets.extra/esteira_reference_stats.json`` and, when the
+ModelOptimizer's gate passed, its ``model.tflite`` added before the last step.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -31,8 +33,10 @@ from serving.observability.drift import REFERENCE_FILE, write_reference
 REASON_KEY = "push_reason"
 STATISTICS_KEY = "statistics"
 REFERENCE_FEATURES_KEY = "reference_features"
+TFLITE_MODEL_KEY = "tflite_model"
+TFLITE_FILE = "model.tflite"  # TF Serving's name for the TFLite model in a version folder
 REFERENCE_SPLIT = "train"
-_ADDED_BY_PUSH = (f"assets.extra/{REFERENCE_FILE}",)
+_ADDED_BY_PUSH = (f"assets.extra/{REFERENCE_FILE}", TFLITE_FILE)
 
 
 def directory_digest(root: Path, ignore: tuple[str, ...] = _ADDED_BY_PUSH) -> str:
@@ -105,10 +109,29 @@ class ServingPusherExecutor(tfx_pusher.Executor):
         shutil.copytree(model_path, target, ignore=lambda folder, names: [
             n for n in names if n == "saved_model.pb" and Path(folder) == model_path])
         self._write_reference(input_dict, exec_properties, target)
+        tflite = self._write_tflite(input_dict, target)
         shutil.copy2(model_path / "saved_model.pb", target / "saved_model.pb")  # last: now loadable
         io_utils.copy_dir(str(model_path), pushed.uri)  # archive, as TFX's Pusher does
         self._MarkPushed(pushed, pushed_destination=str(target), pushed_version=version)
-        pushed.set_string_custom_property(REASON_KEY, "blessed model pushed as a new version")
+        pushed.set_string_custom_property(REASON_KEY, "blessed model pushed as a new version"
+                                          + (f" with {TFLITE_FILE} ({tflite})" if tflite else ""))
+        pushed.set_string_custom_property("tflite_variant", tflite)
+
+    def _write_tflite(self, input_dict: dict[str, list[types.Artifact]], version_dir: Path) -> str:
+        """Copy the ModelOptimizer's gated model.tflite in (atomically: a server may be polling); the variant."""
+        optimized = input_dict.get(TFLITE_MODEL_KEY)
+        if not optimized:
+            return ""
+        artifact = artifact_utils.get_single_instance(optimized)
+        source = Path(artifact.uri) / TFLITE_FILE
+        if artifact.get_int_custom_property("published") != 1 or not source.is_file():
+            return ""
+        partial = version_dir / f".{TFLITE_FILE}.partial"
+        shutil.copy2(source, partial)
+        os.replace(partial, version_dir / TFLITE_FILE)
+        variant = artifact.get_string_custom_property("published_variant")
+        logging.info("Wrote %s (%s) into %s", TFLITE_FILE, variant, version_dir)
+        return variant
 
     def _write_reference(self, input_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any],
                          version_dir: Path) -> None:

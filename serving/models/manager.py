@@ -22,6 +22,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from serving.observability.drift import DriftMonitor, ReferenceFormatError, read_reference
 from serving.protocol.errors import CODE_NUMBER, ServingError
 from serving.observability.metrics import Registry
+from serving.models.backends.tflite import TfLiteServable, has_tflite_model
 from serving.models.servable import SavedModelServable
 from serving.models.warmup import warm_up
 
@@ -99,6 +100,14 @@ def aspired_versions(config: model_server_config_pb2.ModelConfig, on_disk: Itera
     return set(numbers[: max(count, 1)])
 
 
+def open_servable(name: str, number: int, path: str, tags: tuple[str, ...],
+                  prefer_tflite_model: bool) -> SavedModelServable:
+    """TF Serving's choice: the version's model.tflite when preferred and present, else its SavedModel."""
+    if prefer_tflite_model and has_tflite_model(path):
+        return TfLiteServable(name, number, path, tags)
+    return SavedModelServable(name, number, path, tags)
+
+
 class ModelManager:
     """Owns every model version; request paths call :meth:`resolve`, the poller calls :meth:`poll`."""
 
@@ -113,6 +122,7 @@ class ModelManager:
         warmup_iterations: int = 1,
         tags: tuple[str, ...] = ("serve",),
         on_change: Callable[[], None] | None = None,
+        prefer_tflite_model: bool = False,
     ) -> None:
         self.metrics = metrics or Registry()
         self.poll_seconds = poll_seconds
@@ -121,6 +131,7 @@ class ModelManager:
         self.warmup_iterations = max(warmup_iterations, 1)
         self.tags = tags
         self.on_change = on_change
+        self.prefer_tflite_model = prefer_tflite_model  # serve <version>/model.tflite when there is one
         self.models: dict[str, Model] = {}
         self._lock = threading.RLock()
         self._poll_lock = threading.Lock()
@@ -195,7 +206,7 @@ class ModelManager:
         with self._lock:
             model.versions[number] = version
         started = time.perf_counter()
-        servable = SavedModelServable(model.name, number, path, self.tags)
+        servable = open_servable(model.name, number, path, self.tags, self.prefer_tflite_model)
         try:
             servable.load(prepare=False)
             if self.enable_warmup:

@@ -20,6 +20,9 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 FEW_STEPS = {"training": {"train_steps": 150, "eval_steps": 10}}
+# The TFLite optimizer runs in the first run only (the other workspaces leave it out): few calibration
+# rows and timed calls keep it cheap; the variants, routes and gate are what is checked.
+OPTIMIZE = {"optimization": {"representative_examples": 20, "latency_repeats": 3}}
 
 
 @dataclass
@@ -32,6 +35,8 @@ class Workspace:
 def make_workspace(root: Path, overrides: dict) -> Workspace:
     """A use-case config under ``root`` whose data and outputs live there too."""
     data = yaml.safe_load((REPO / "configs" / "breast_cancer.yaml").read_text())
+    if "optimization" not in overrides:
+        data["optimization"] = None  # no ModelOptimizer: it is measured once, in first_run
     for section, values in overrides.items():
         data[section].update(values)
     config_path = root / "breast_cancer.yaml"
@@ -53,7 +58,7 @@ def versions(base: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, RunReport, str]:
-    workspace = make_workspace(tmp_path_factory.mktemp("breast_cancer"), FEW_STEPS)
+    workspace = make_workspace(tmp_path_factory.mktemp("breast_cancer"), {**FEW_STEPS, **OPTIMIZE})
     result = esteira(workspace.root, "run", "--config", str(workspace.config_path))
     report = load_report(workspace.config.pipeline.metadata_path, workspace.config.pipeline.name)
     return workspace, report, result.stdout
@@ -73,7 +78,8 @@ def test_every_component_completes_and_report_is_printed(first_run) -> None:
     _workspace, report, stdout = first_run
     nodes = {e.node: e.state for e in report.executions}
     for node in ("CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
-                 "Trainer", "Evaluator", "ModelValidator", "Pusher", "GovernanceReport", "MlflowLogger"):
+                 "Trainer", "Evaluator", "ModelValidator", "ModelOptimizer", "Pusher", "GovernanceReport",
+                 "MlflowLogger"):
         assert nodes.get(node) == "COMPLETE", (node, nodes)
     assert "pushed: version" in stdout and "eval AUC" in stdout
 
@@ -111,6 +117,34 @@ def test_both_signatures_answer_and_agree(first_run) -> None:
     assert from_examples.shape == (len(records), 1)
     assert np.all((from_examples.numpy() >= 0) & (from_examples.numpy() <= 1))
     np.testing.assert_allclose(from_examples.numpy(), from_raw.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_tflite_variants_are_measured_and_the_gated_one_is_in_the_pushed_version(first_run) -> None:
+    """Every variant of the raw-feature signature (Transform graph inside) converted or reported with the
+    converter's reason; the table on the artifact and in the run report; model.tflite only if it passed."""
+    workspace, report, stdout = first_run
+    table = report.optimization
+    rows = {row["variant"]: row for row in table["rows"]}
+    assert list(rows) == ["saved_model", "float32", "float16", "dynamic_int8", "full_int8"]
+    assert table["signature"] == "serving_raw" and table["eval_rows"] > 50 and table["calibration_rows"] == 20
+    for name, row in rows.items():
+        assert row["converted"] or row["failure"], row  # never skipped silently
+        if name != "saved_model" and row["converted"]:
+            assert row["route"] in ("builtins", "select_tf_ops")
+        if name != "saved_model" and not row["failure"]:
+            assert row["passed"] == (rows["saved_model"]["auc"] - row["auc"] <= table["max_auc_drop"])
+            assert row["latency_ms_1_row"] > 0 and row["latency_ms_64_rows"] > 0 and row["file_bytes"] > 0
+    assert rows["float32"]["converted"] and rows["float32"]["max_abs_score_diff"] < 1e-4
+    version = versions(workspace.config.serving.base_path)[0]
+    if table["published"]:
+        assert rows[table["published"]]["passed"]
+        optimizer = next(e for e in report.executions if e.node == "ModelOptimizer")
+        store = lineage.open_store(workspace.config.pipeline.metadata_path)
+        artifact = lineage.output_artifacts(store, optimizer.execution_id, "optimized_model")[0]
+        assert (version / "model.tflite").read_bytes() == (Path(artifact.uri) / f"{table['published']}.tflite").read_bytes()
+    else:
+        assert not (version / "model.tflite").exists()
+    assert f"TFLite optimization: {table['publish_reason']}" in stdout and "| full_int8 |" in stdout
 
 
 def test_mlmd_lineage_from_pushed_model_to_examples(first_run) -> None:

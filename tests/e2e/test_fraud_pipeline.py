@@ -61,6 +61,7 @@ def fraud_workspace(tmp_path_factory: pytest.TempPathFactory) -> FraudWorkspace:
     # A few hundred steps on 3 small days; the floor still gates. A later retrain must push, not compete.
     doc["evaluation"].update(auc_lower_bound=0.9, auc_change_threshold=-0.5)
     doc["governance"]["access_audit_logs"] = ["audit/serving-audit.log"]
+    doc["optimization"] = None  # TFLite variants: tests/e2e/test_breast_cancer_pipeline.py
     config_path = root / "fraud.yaml"
     config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
     run = esteira(root, env, "run", "--config", str(config_path))

@@ -12,7 +12,7 @@ from pipeline.runners import compile_kubeflow
 
 REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = ("CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
-              "Evaluator", "ModelValidator", "Pusher", "GovernanceReport", "MlflowLogger")
+              "Evaluator", "ModelValidator", "ModelOptimizer", "Pusher", "GovernanceReport", "MlflowLogger")
 
 
 def test_spec_parses_strictly_and_names_every_component(tmp_path: Path) -> None:

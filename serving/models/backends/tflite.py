@@ -1,0 +1,116 @@
+"""A version served from ``<version>/model.tflite`` (TF Serving's ``--prefer_tflite_model``).
+
+The file's signatures are the version's signatures, under the same names as the SavedModel's it was
+converted from; their SignatureDefs are built from the TFLite signature's tensors (the batch
+dimension always open, as the converted signatures take any number of rows). One interpreter per
+version, guarded by a lock: a TFLite interpreter must not run two calls at once.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+
+from serving.models.servable import PREDICT_METHOD, SavedModelServable, Signature, check_inputs
+from serving.protocol.errors import ServingError, invalid_argument
+
+TFLITE_FILE = "model.tflite"
+
+
+def has_tflite_model(path: str | os.PathLike[str]) -> bool:
+    return (Path(path) / TFLITE_FILE).is_file()
+
+
+def _dtype_enum(dtype: Any) -> int:
+    if np.dtype(dtype).kind in "SOU":
+        return types_pb2.DT_STRING
+    import tensorflow as tf
+
+    return tf.as_dtype(np.dtype(dtype)).as_datatype_enum
+
+
+def _tensor_info(detail: Mapping[str, Any]) -> meta_graph_pb2.TensorInfo:
+    info = meta_graph_pb2.TensorInfo(name=detail["name"], dtype=_dtype_enum(detail["dtype"]))
+    shape = list(detail.get("shape_signature", detail["shape"]))
+    for index, size in enumerate(shape):
+        info.tensor_shape.dim.add(size=-1 if index == 0 else int(size))
+    return info
+
+
+class TfLiteServable(SavedModelServable):
+    """SavedModelServable's contract (signatures, predict, feed_graph) over a TFLite interpreter."""
+
+    def __init__(self, name: str, version: int, path: str | os.PathLike[str], tags: Sequence[str] = ("serve",)) -> None:
+        super().__init__(name, version, path, tags)
+        self._interpreter: Any = None
+        self._lock = threading.Lock()
+
+    def load(self, prepare: bool = True) -> None:
+        """Read and check the flatbuffer; a corrupt or signature-less file fails with the reason and the fix."""
+        import tensorflow as tf
+
+        file = Path(self.path) / TFLITE_FILE
+        try:
+            with warnings.catch_warnings():  # TF 2.21 announces the move to ai-edge-litert on every construction
+                warnings.simplefilter("ignore", UserWarning)
+                self._interpreter = tf.lite.Interpreter(model_content=file.read_bytes())
+            self._interpreter.allocate_tensors()  # ops this interpreter lacks (Flex without its delegate) fail here
+            listed = self._interpreter.get_signature_list()
+        except Exception as exc:  # noqa: BLE001 - whatever the flatbuffer reader raises becomes the version's status
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f"Failed to load TFLite model {file}: {exc}. Replace the version's {TFLITE_FILE} with a valid "
+                f"TFLite file (e.g. from the ModelOptimizer), or remove it to serve the SavedModel") from None
+        if not listed:
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f"TFLite model {file} has no signatures; convert it from SavedModel signatures "
+                "(TFLiteConverter.from_saved_model with signature_keys) so requests can name them")
+        for key in listed:
+            runner = self._interpreter.get_signature_runner(key)
+            definition = meta_graph_pb2.SignatureDef(method_name=PREDICT_METHOD)
+            for alias, detail in runner.get_input_details().items():
+                definition.inputs[alias].CopyFrom(_tensor_info(detail))
+            for alias, detail in runner.get_output_details().items():
+                definition.outputs[alias].CopyFrom(_tensor_info(detail))
+            self.signatures[key] = Signature(key, definition, runner)
+        self.definitions = {k: s.definition for k, s in self.signatures.items()}
+
+    def prepare(self) -> None:
+        """Nothing to switch: the interpreter has a single call path."""
+
+    def unload(self) -> None:
+        super().unload()
+        self._interpreter = None
+
+    def predict(self, signature: Signature, inputs: Mapping[str, np.ndarray], output_filter: Iterable[str] = (),
+                checked: bool = False) -> dict[str, np.ndarray]:
+        if not checked:
+            check_inputs(signature, inputs)
+        outputs = self.feed_graph(signature, inputs)
+        wanted = list(output_filter)
+        return {alias: outputs[alias] for alias in wanted} if wanted else outputs
+
+    def feed_graph(self, signature: Signature, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the signature; the interpreter resizes to the inputs' shapes or refuses with its reason."""
+        feed = {alias: np.asarray(list(value.ravel()), dtype=bytes).reshape(value.shape) if value.dtype.kind == "O"
+                else value for alias, value in inputs.items()}
+        try:
+            with self._lock:
+                return {alias: np.array(value) for alias, value in signature.function(**feed).items()}
+        except Exception as exc:  # noqa: BLE001 - the interpreter's refusal is the caller's error
+            raise invalid_argument(f"TFLite model {self.name} version {self.version} refused the inputs: {exc}") from None
+
+    def classify(self, signature: Signature, examples: Sequence[bytes]) -> list:
+        raise ServingError("UNIMPLEMENTED", "Classify is not served from a TFLite model; use Predict, or serve "
+                                            "without --prefer_tflite_model")
+
+    def regress(self, signature: Signature, examples: Sequence[bytes]) -> list[float]:
+        raise ServingError("UNIMPLEMENTED", "Regress is not served from a TFLite model; use Predict, or serve "
+                                            "without --prefer_tflite_model")
