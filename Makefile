@@ -76,8 +76,10 @@ demo-fraud: install data/fraud/manifest.json $(FRAUD_KEY)
 	echo "demo-fraud wall time: $$(( $$(date +%s) - start )) s"; exit $$rc
 
 # pytest exits 5 when it collects nothing; that is not a failure of the suite.
+# Whole files go to each worker, so a module's shared pipeline run or server is made once.
+TEST_WORKERS ?= 2
 test: install
-	@$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 
 test-fast: install
 	@$(PY) -m pytest -m "not e2e"; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc

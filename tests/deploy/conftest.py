@@ -5,6 +5,7 @@ container (compose, ``podman kube play``) takes it from here, so the image is bu
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 import time
@@ -29,14 +30,18 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
 
 
 @pytest.fixture(scope="session")
-def serving_image(podman: Podman) -> Iterator[str]:
+def serving_image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """localhost/esteira-serving:dev built from this tree (layers cached between runs)."""
-    # The base image (debootstrap) and the wheels (the package index) come from two servers: fetch both at once.
-    with ThreadPoolExecutor(2) as pool:
-        base = pool.submit(make_base_image, podman)
-        wheels = pool.submit(wheelhouse.build, wheelhouse.serving())
-        base.result(), wheels.result()
-    yield build_image(podman, "serving", tag=IMAGES["serving"])
+    # Test workers (pytest-xdist) share one image store: the first builds, the others wait and reuse its layers.
+    with open(tmp_path_factory.getbasetemp().parent / "esteira-serving-image.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # The base image (mmdebstrap) and the wheels (the package index) come from two servers: fetch both at once.
+        with ThreadPoolExecutor(2) as pool:
+            base = pool.submit(make_base_image, podman)
+            wheels = pool.submit(wheelhouse.build, wheelhouse.serving())
+            base.result(), wheels.result()
+        image = build_image(podman, "serving", tag=IMAGES["serving"])
+    yield image
 
 
 @pytest.fixture(scope="session")

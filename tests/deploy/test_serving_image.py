@@ -5,6 +5,7 @@ loopback) against one in-process server on the same model store.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -13,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
+from deploy.manifests import dump, play_manifest
 from deploy.podman import Podman
 from serving.client import GrpcClient
 from serving.demo_model import FEATURES
@@ -124,3 +126,41 @@ def test_healthcheck_fails_when_the_model_is_not_available(podman: Podman, conta
     probe = podman.run("exec", "--env", "MODEL_NAME=absent", container.container_id,
                        "python", "/usr/local/bin/esteira-healthcheck", check=False)
     assert probe.returncode != 0 and "unhealthy" in probe.stderr
+
+
+def test_the_dev_overlays_serving_deployment_plays_with_this_image(podman: Podman, serving_image: str,
+                                                                  pushed_model: Path, in_process: RunningServer,
+                                                                  wait_available: Callable[[str, str, str], None],
+                                                                  tmp_path: Path) -> None:
+    """k8s/overlays/dev's TF Serving Deployment (its args, config ConfigMaps and model-store hostPath), with
+    this image in place of TF Serving's, runs under `podman kube play` and answers Predict from the host."""
+    store = tmp_path / "store"
+    shutil.copytree(pushed_model, store / "breast_cancer")  # the dev overlay's model; the demo model's versions
+    for folder in (store, *store.rglob("*")):
+        folder.chmod(0o755 if folder.is_dir() else 0o644)  # the image's user (uid 10001) reads the store
+    manifests = play_manifest("dev", "tf-serving", image=serving_image, model_store=store)
+    container = manifests[-1]["spec"]["template"]["spec"]["containers"][0]
+    ports = {port["name"]: port for port in container["ports"]}
+    assert {ports["grpc"]["containerPort"], ports["rest"]["containerPort"]} == {8500, 8501}
+    for port in ports.values():  # the overlay binds 8500/8501 on loopback; a test takes free ones
+        port["hostPort"] = pick_free_port()
+    played = tmp_path / "dev-serving-play.yaml"
+    played.write_text(dump(manifests))
+    container_id = ""
+    output = podman.run("kube", "play", str(played)).stdout
+    try:
+        container_id = output.split("Container:")[1].split()[0]
+        rest_url = f"http://127.0.0.1:{ports['rest']['hostPort']}"
+        wait_available(rest_url, "breast_cancer", container_id)
+        body = {"signature_name": "predict_raw", "instances": ROWS}
+        answer = httpx.post(f"{rest_url}/v1/models/breast_cancer:predict", json=body, timeout=30).json()
+        expected = httpx.post(f"{in_process.rest_url}/v1/models/{MODEL}:predict", json=body, timeout=30).json()
+        assert answer == expected and len(answer["predictions"]) == len(ROWS)
+        states = []
+        for target, name in ((f"127.0.0.1:{ports['grpc']['hostPort']}", "breast_cancer"), (in_process.grpc_target, MODEL)):
+            with GrpcClient(target, timeout=30) as client:
+                states.append([(v.version, v.state) for v in client.status(name).model_version_status])
+        assert states[0] == states[1] and states[0][0][0] == 2
+    finally:
+        podman.run("kube", "down", str(played), check=False)
+    assert container_id and not podman.container_exists(container_id), "kube down left the played container"
