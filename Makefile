@@ -211,11 +211,13 @@ IMAGE_TAG ?= $(shell git rev-parse --short=12 HEAD)
 IMAGES := serving pipeline
 DEPLOY_OUT ?= outputs/deploy
 CONTAINER ?= podman
-deploy-images:
+# The public base the images are built on for production (the Dockerfiles' ARG BASE_IMAGE default).
+PRODUCTION_BASE_IMAGE ?= docker.io/library/python:3.11-slim-bookworm
+deploy-images: install
 	@mkdir -p $(DEPLOY_OUT)
 	@for image in $(IMAGES); do \
 	  ref=$(REGISTRY)/esteira-$$image:$(IMAGE_TAG); \
-	  $(CONTAINER) build -f docker/$$image.Dockerfile -t $$ref . && \
+	  $(PY) -m deploy.images build $$image --base $(PRODUCTION_BASE_IMAGE) --tag $$ref && \
 	  $(CONTAINER) push --digestfile $(DEPLOY_OUT)/$$image.digest $$ref || exit 1; \
 	  echo "pushed $$ref@$$(cat $(DEPLOY_OUT)/$$image.digest)"; \
 	done

@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     build = sub.add_parser("build", help="wheelhouse, base image and the image")
     build.add_argument("image", choices=sorted(IMAGES))
     build.add_argument("--base", default=BASE_IMAGE, help="the base image (default: the locally made one)")
+    build.add_argument("--tag", help="the image reference to build (default: localhost/esteira-<image>:dev)")
     args = parser.parse_args(argv)
     try:
         podman = Podman(args.state_dir)
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         wheelhouse.build(wheelhouse.IMAGES[args.image]())
         if args.base == BASE_IMAGE:
             make_base_image(podman)
-        tag = build_image(podman, args.image, base=args.base, quiet=False)
+        tag = build_image(podman, args.image, base=args.base, tag=args.tag, quiet=False)
         print(f"images: built {tag} in {time.monotonic() - started:.0f} s, "
               f"{podman.image_size(tag) / 1e6:.0f} MB")
     except (PodmanError, wheelhouse.WheelhouseError, subprocess.CalledProcessError) as error:
