@@ -3,6 +3,7 @@ differs from the SignatureDef but that the graph accepts, gRPC on a Unix socket,
 and several models in a models.config reloaded every --model_config_file_poll_wait_seconds."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -105,8 +106,11 @@ def test_grpc_channel_argument_flag_errors_and_warnings(caplog: pytest.LogCaptur
     assert parse_flags([*base, "--grpc_channel_arguments=grpc.keepalive_time_ms=60000"]).grpc_channel_arguments
     from serving.api.grpc_server import create_grpc_server
 
-    with caplog.at_level(logging.WARNING, logger="serving"):
+    async def create() -> None:  # grpc.aio servers belong to a running event loop, as in the server
         create_grpc_server("grpc.not_an_argument=1")
+
+    with caplog.at_level(logging.WARNING, logger="serving"):
+        asyncio.run(create())
     assert "grpc.not_an_argument is not a gRPC server argument; ignored" in caplog.text
 
 
