@@ -13,6 +13,7 @@ import pytest
 from console.settings import ConsoleSettings
 from privacy.audit import read_records
 from serving.client import RestClient
+from tests.browser import headless_chromium
 from tests.console.conftest import APPROVER, FEATURES, MODEL, REVIEWER, SLICE, ConsoleServer, Setup
 from tracking.registry import CHAMPION, aliases_of
 
@@ -28,9 +29,7 @@ def console(setup: Setup):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory):
-    from tests.observability.test_live_stack import _browser
-
-    driver = _browser(tmp_path_factory.mktemp("chromium"))
+    driver = headless_chromium(tmp_path_factory.mktemp("chromium"))
     driver.set_window_size(1400, 1000)
     yield driver
     driver.quit()

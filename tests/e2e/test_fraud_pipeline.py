@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from pipeline.datasets.fraud_simulator import personal_values
 from pipeline.report import RunReport, load_report
 from privacy.audit import AuditLog
 from privacy.leak_scan import find_values, values_in_sqlite
+from tests.browser import headless_chromium
 
 pytestmark = pytest.mark.e2e
 
@@ -165,22 +164,12 @@ def write_traffic(path: Path, version: str, model: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
+def browser(tmp_path_factory: pytest.TempPathFactory):
     assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), \
         "install Debian's chromium and chromium-driver (.ci/run does)"
-    profile = tempfile.mkdtemp(prefix="esteira-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = headless_chromium(tmp_path_factory.mktemp("chromium"))
     yield driver
     driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 def fact(driver, name: str) -> str:

@@ -23,6 +23,7 @@ from observability.cli import dashboard_main
 from observability.panels import DASHBOARD
 from observability.stack import MONITORING, StackConfig, free_port, start_stack, stop_processes, wait_until
 from observability.static_page import PrometheusClient, Window, query_panel
+from tests.browser import headless_chromium
 
 # Panels whose metrics the server does not export yet (none today). Their PromQL is proven by the
 # promtool unit tests (configs/monitoring/tests/alerts_test.yml) and their contracts are in
@@ -35,10 +36,6 @@ TEST_FOR = "3s"
 DRIFTED = ("feature_0", "feature_1")
 FEATURES = tuple(f"feature_{i}" for i in range(30))
 LOAD_SECONDS = 12.0
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run")
-
-
 def _require(*tools: str) -> None:
     missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
@@ -174,20 +171,6 @@ def test_latency_alert_stays_quiet(stack: StackConfig) -> None:
                 if a["labels"]["alertname"] == "EsteiraLatencyP99OverBudget"]
 
 
-def _browser(user_data_dir: Path):  # type: ignore[no-untyped-def]
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={user_data_dir}")
-    options.add_argument("--window-size=1400,2400")
-    options.binary_location = shutil.which("chromium") or ""
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
-
-
 def test_dashboard_page_draws_charts_in_chromium(stack: StackConfig, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     _require("chromium", "chromedriver")
@@ -203,7 +186,7 @@ def test_dashboard_page_draws_charts_in_chromium(stack: StackConfig, tmp_path: P
 
     page = out / "index.html"
     assert "<script src=" not in page.read_text(), "the page must not fetch scripts"
-    browser = _browser(Path(tempfile.mkdtemp(dir=tmp_path, prefix="chromium-")))
+    browser = headless_chromium(Path(tempfile.mkdtemp(dir=tmp_path, prefix="chromium-")))
     try:
         browser.get(page.as_uri())
         drawn = int(browser.execute_script("return document.body.dataset.charts"))
