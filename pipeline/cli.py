@@ -38,8 +38,9 @@ DELEGATED: dict[str, tuple[str, str]] = {
 DATASETS: dict[str, tuple[str, str]] = {
     "breast-cancer": ("pipeline.datasets.breast_cancer:breast_cancer_main",
                       "write scikit-learn's breast-cancer data set to CSV"),
-    "fraud": ("pipeline.datasets.fraud_simulator:fraud_main",
-              "simulate card transactions (synthetic, with PII) as one CSV folder per day"),
+    "fraud": ("pipeline.datasets.fraud_profiles:fraud_main",
+              "simulate card transactions (synthetic, with PII) as one CSV folder per day; "
+              "--profile esteira (default) or handbook (the Fraud Detection Handbook's simulator)"),
 }
 
 
