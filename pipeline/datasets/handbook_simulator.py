@@ -308,6 +308,18 @@ def draw_day(config: HandbookConfig, profiles: Profiles, day: int) -> Day:
                np.zeros(len(customer), dtype=np.int8)[order])
 
 
+def compromised_terminals(config: HandbookConfig, day: int) -> np.ndarray:
+    """Scenario 2: the terminals compromised on `day` (distinct), fraudulent that day and 27 more."""
+    return _rng(config, _BAD_TERMINALS, day).choice(
+        config.terminals, size=min(COMPROMISED_TERMINALS_PER_DAY, config.terminals), replace=False)
+
+
+def compromised_customers(config: HandbookConfig, day: int) -> np.ndarray:
+    """Scenario 3: the customers compromised on `day` (distinct); a third of their next 14 days is fraud."""
+    return _rng(config, _BAD_CUSTOMERS, day).choice(
+        config.customers, size=min(COMPROMISED_CUSTOMERS_PER_DAY, config.customers), replace=False)
+
+
 @dataclass
 class ScenarioCounts:
     """Rows and frauds of one span."""
@@ -335,14 +347,11 @@ class Simulation:
         config = self.config
         today = draw_day(config, self.profiles, day)
         today.scenario[today.amount > AMOUNT_THRESHOLD] = 1
-        bad_terminals = _rng(config, _BAD_TERMINALS, day).choice(
-            config.terminals, size=min(COMPROMISED_TERMINALS_PER_DAY, config.terminals), replace=False)
+        bad_terminals = compromised_terminals(config, day)
         self.compromised_until[bad_terminals] = np.maximum(
             self.compromised_until[bad_terminals], day + TERMINAL_COMPROMISE_DAYS - 1)
         today.scenario[self.compromised_until[today.terminal] >= day] = 2
-        bad_customers = _rng(config, _BAD_CUSTOMERS, day).choice(
-            config.customers, size=min(COMPROMISED_CUSTOMERS_PER_DAY, config.customers), replace=False)
-        self.pending.append((day, bad_customers))
+        self.pending.append((day, compromised_customers(config, day)))
         self.buffer.append(today)
         # The block that started CUSTOMER_COMPROMISE_DAYS - 1 days ago ends today.
         while self.pending and self.pending[0][0] <= day - CUSTOMER_COMPROMISE_DAYS + 1:
