@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from components.anonymizing_example_gen.sequence_features import SequenceFeaturesConfig
 from optimization.settings import OptimizationSettings
@@ -213,6 +221,11 @@ class PipelineSection(_Section):
 class UseCaseConfig(_Section):
     """One use case, end to end."""
 
+    # Paths resolved() derived because the file left them unset, and the folder the schema path is
+    # relative to: with_overrides derives them again, so `--set pipeline.root=X` moves the backups too.
+    _derived: frozenset[str] = PrivateAttr(default=frozenset())
+    _config_dir: Path | None = PrivateAttr(default=None)
+
     pipeline: PipelineSection
     data: DataConfig
     model: ModelConfig = ModelConfig()
@@ -288,7 +301,9 @@ class UseCaseConfig(_Section):
 
         root = absolute(self.pipeline.root)
         schema = self.validation.schema_file or Path("schemas") / self.serving.model_name / "schema.pbtxt"
-        return self.model_copy(update={
+        derived = {key for key, value in (("validation.schema_file", self.validation.schema_file),
+                                          ("training.backup_root", self.training.backup_root)) if value is None}
+        copy = self.model_copy(update={
             "validation": self.validation.model_copy(update={
                 "schema_file": absolute(schema, config_dir or base)}),
             "training": self.training.model_copy(update={
@@ -303,6 +318,9 @@ class UseCaseConfig(_Section):
                 "access_audit_logs": [absolute(path) for path in self.governance.access_audit_logs]})
             if self.governance else None,
         })
+        copy._derived = frozenset(derived | self._derived)
+        copy._config_dir = config_dir or self._config_dir
+        return copy
 
     def with_overrides(self, overrides: dict[str, Any]) -> "UseCaseConfig":
         """A validated copy with dotted keys replaced, e.g. {'training.train_steps': 10}."""
@@ -317,7 +335,13 @@ class UseCaseConfig(_Section):
             if leaf not in node:
                 raise ConfigError(f"override {dotted}: unknown key '{leaf}' (known: {', '.join(node)})")
             node[leaf] = value
-        return _validate(data, source="overrides")
+        for dotted in self._derived - set(overrides):  # derived from what the overrides may have changed
+            section, leaf = dotted.split(".")
+            data[section][leaf] = None
+        config = _validate(data, source="overrides")
+        if not self._derived and self._config_dir is None:
+            return config  # never resolved: nothing to derive again
+        return config.resolved(Path.cwd(), config_dir=self._config_dir)
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:
