@@ -185,14 +185,19 @@ def _lgpd_report(args: argparse.Namespace, config: UseCaseConfig) -> int:
     if declared:
         declared.pop("access_audit_logs")
     report = governance.compliance_report(store, governance.find_pushed(store, args.version),
-                                          config.serving.model_name, declared, audit_logs)
+                                          config.serving.model_name, declared, audit_logs,
+                                          no_traffic_by_design=args.no_traffic_by_design)
     paths = write_compliance_report(report, _reports_folder(args, config, args.version))
     print(f"LGPD report of {config.serving.model_name} version {args.version}: {report.access.calls} inference "
           f"call(s) by {len(report.access.callers)} caller(s); wrote {paths['html']}, {paths['json']} "
           f"and {paths['model_card']}")
-    if not report.verified:
+    if report.access.tampered:
         for problem in report.access.problems:
             print(f"esteira: VERIFICATION FAILED: {problem}", file=sys.stderr)
+        return 1
+    if report.verification == "unverified":
+        for finding in report.access.findings:
+            print(f"esteira: NOT VERIFIED: {finding}", file=sys.stderr)
         return 1
     return 0
 
@@ -254,6 +259,9 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--from", dest="from_", metavar="A", help="drift: a pushed version or span:N")
     report.add_argument("--to", metavar="B", help="drift: a pushed version or span:N")
     report.add_argument("--version", help="lgpd: the pushed model version")
+    report.add_argument("--no-traffic-by-design", action="store_true",
+                        help="lgpd: the version has served no traffic on purpose, so missing or empty access "
+                             "audit logs are expected (the report says so) rather than a failure")
     report.add_argument("--out", type=Path, help="folder for the report files (default: <pipeline root>/../reports/)")
     report.set_defaults(handler=_report)
 

@@ -395,8 +395,9 @@ def recorded_actor(store: mlmd.MetadataStore, pushed: mpb.Artifact) -> str | Non
 
 def compliance_report(store: mlmd.MetadataStore, pushed: mpb.Artifact, model_name: str,
                       governance: dict[str, Any] | None, audit_logs: list[Path],
-                      actor: str | None = None) -> ComplianceReport:
-    """The LGPD report of one pushed version, from its lineage and the access audit logs."""
+                      actor: str | None = None, no_traffic_by_design: bool = False) -> ComplianceReport:
+    """The LGPD report of one pushed version, from its lineage and the access audit logs
+    (``no_traffic_by_design``: the caller states the version has served nothing on purpose)."""
     trace = lineage.trace_pushed_model(store, pushed)
     pusher = lineage.producer(store, pushed.id)
     version = _value(pushed.custom_properties, "pushed_version")
@@ -412,4 +413,5 @@ def compliance_report(store: mlmd.MetadataStore, pushed: mpb.Artifact, model_nam
         generated_at=iso_utc(time.time()), run=_run_facts(store, pusher, actor, pushed),
         data=_data_facts(store, trace.examples), privacy=_privacy_facts(trace.examples),
         training=_props(trace.model, "training_"), gates=gates, blessings=blessings,
-        access=summarize_access(audit_logs, model_name, version), governance=governance, notes=notes)
+        access=summarize_access(audit_logs, model_name, version), governance=governance, notes=notes,
+        no_traffic_by_design=no_traffic_by_design)

@@ -23,10 +23,10 @@ def iso_utc(seconds: float | None) -> str | None:
 
 @dataclass(frozen=True)
 class LogCheck:
-    """One audit log's verification: ok, missing (no traffic recorded yet), or broken at ``bad_line``."""
+    """One audit log's verification: ok, missing or empty (nothing read), or broken at ``bad_line``."""
 
     path: str
-    status: str  # ok | missing | tampered
+    status: str  # ok | missing | empty | tampered
     records: int = 0
     head: str = ""
     bad_line: int | None = None
@@ -56,12 +56,36 @@ class AccessSummary:
     callers: list[CallerAccess] = field(default_factory=list)
 
     @property
+    def tampered(self) -> bool:
+        """A log's hash chain breaks: evidence was altered (never excused)."""
+        return any(log.status == "tampered" for log in self.logs)
+
+    @property
+    def unread(self) -> list[LogCheck]:
+        """Declared logs with nothing to verify: missing or without a single record."""
+        return [log for log in self.logs if log.status in ("missing", "empty")]
+
+    @property
     def verified(self) -> bool:
-        return all(log.status != "tampered" for log in self.logs)
+        """True only when at least one log was declared and every one was read and its chain holds:
+        a report may call evidence verified only over evidence it actually read."""
+        return bool(self.logs) and all(log.status == "ok" for log in self.logs)
 
     @property
     def problems(self) -> list[str]:
         return [log.problem for log in self.logs if log.status == "tampered"]
+
+    @property
+    def findings(self) -> list[str]:
+        """Why the access evidence is not verified, one line per log (empty when it is)."""
+        if not self.logs:
+            return ["no access audit log is declared (governance.access_audit_logs), so no inference access "
+                    "can be shown; declare the server's --audit_log_file"]
+        return self.problems + [
+            f"{log.path}: {'missing' if log.status == 'missing' else 'empty (0 records)'}, so nothing in it was "
+            "verified; point governance.access_audit_logs at the server's --audit_log_file, or state that this "
+            "version has had no traffic by design (esteira report lgpd --no-traffic-by-design)"
+            for log in self.unread]
 
 
 def _check(path: Path) -> tuple[LogCheck, int]:
@@ -73,6 +97,8 @@ def _check(path: Path) -> tuple[LogCheck, int]:
     except AuditLogError as error:
         return LogCheck(str(path), "tampered", records=error.line - 1, bad_line=error.line,
                         problem=str(error)), error.line - 1
+    if state.records == 0:
+        return LogCheck(str(path), "empty"), 0
     return LogCheck(str(path), "ok", records=state.records, head=state.head), state.records
 
 

@@ -236,6 +236,26 @@ def test_tampered_audit_log_fails_naming_the_first_bad_line(two_pushes) -> None:
     assert "VERIFICATION FAILED" in (out / "lgpd_report.html").read_text()
 
 
+def test_a_missing_audit_log_is_a_red_finding_unless_no_traffic_is_by_design(two_pushes) -> None:
+    """The report never calls evidence verified that it did not read; `esteira report lgpd` exits 1 for it."""
+    root, env, config_path, config, (first, _second) = two_pushes
+    doc = yaml.safe_load(config_path.read_text())
+    absent = root / "audit" / "never-written.log"
+    doc["governance"]["access_audit_logs"] = [str(absent)]
+    unread = root / "unread.yaml"
+    unread.write_text(yaml.safe_dump(doc, sort_keys=False))
+    out = root / "lgpd-unread"
+    result = esteira(root, env, "report", "lgpd", "--config", str(unread), "--version", first, "--out", str(out),
+                     timeout=600)
+    assert result.returncode == 1 and f"NOT VERIFIED: {absent}: missing" in result.stderr
+    html = (out / "lgpd_report.html").read_text()
+    assert "Evidence verified" not in html and "NOT VERIFIED" in html
+    result = esteira(root, env, "report", "lgpd", "--config", str(unread), "--version", first, "--out", str(out),
+                     "--no-traffic-by-design", timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((out / "lgpd_report.json").read_text())["verification"] == "no-traffic-by-design"
+
+
 def test_version_without_lineage_is_a_clear_error(two_pushes) -> None:
     root, env, config_path, _config, versions = two_pushes
     result = esteira(root, env, "report", "lgpd", "--config", str(config_path), "--version", "12345", timeout=300)

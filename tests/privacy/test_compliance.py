@@ -24,8 +24,8 @@ def tamper(path: Path, line: int) -> None:
     path.write_text("".join(lines))
 
 
-def make_report(access) -> ComplianceReport:
-    return ComplianceReport(
+def make_report(access, no_traffic_by_design: bool = False) -> ComplianceReport:
+    return ComplianceReport(no_traffic_by_design=no_traffic_by_design,
         model="fraud", version="7", pushed_at="2026-01-01T00:00:00+00:00", destination="/srv/fraud/7",
         generated_at="2026-01-02T00:00:00+00:00", run={"run_id": "r1", "actor": "ci-bot", "ran_at": "t"},
         data={"spans": [2], "rows_in": 100, "rows_out": 97, "rows_suppressed": 3, "input_sha256": "ab" * 32,
@@ -42,7 +42,8 @@ def test_access_counts_callers_of_the_version_only(tmp_path: Path) -> None:
     log = tmp_path / "audit.log"
     write_log(log)
     access = summarize_access([log, tmp_path / "absent.log"], "fraud", "7")
-    assert access.verified
+    assert not access.verified and not access.tampered  # one declared log was never read
+    assert [finding.split(":")[0] for finding in access.findings] == [str(tmp_path / "absent.log")]
     assert access.calls == 4
     assert [(c.caller, c.calls) for c in access.callers] == [("alice", 2), ("bob", 1), ("carol", 1)]
     assert [check.status for check in access.logs] == ["ok", "missing"]
@@ -79,3 +80,34 @@ def test_tampered_report_says_so_in_every_rendering(tmp_path: Path) -> None:
     assert json.loads(paths["json"].read_text())["verified"] is False
     assert "VERIFICATION FAILED" in paths["html"].read_text() and "line 3" in paths["html"].read_text()
     assert "VERIFICATION FAILED" in paths["model_card"].read_text()
+
+
+def test_a_missing_or_empty_log_is_never_called_verified(tmp_path: Path) -> None:
+    """The green sentence is earned only by logs that were read and whose chains hold."""
+    empty = tmp_path / "empty.log"
+    empty.touch()
+    for paths in ([tmp_path / "absent.log"], [empty], []):
+        access = summarize_access(paths, "fraud", "7")
+        report = make_report(access)
+        assert not report.verified and report.verification == "unverified"
+        written = write_compliance_report(report, tmp_path / f"out{len(paths)}{paths[0].name if paths else ''}")
+        html = written["html"].read_text()
+        assert "Evidence verified" not in html and 'class="fail" data-fact="verified">NOT VERIFIED' in html
+        assert json.loads(written["json"].read_text())["verification"] == "unverified"
+        assert "ACCESS EVIDENCE NOT VERIFIED" in written["model_card"].read_text()
+    assert summarize_access([empty], "fraud", "7").logs[0].status == "empty"
+
+
+def test_no_traffic_by_design_is_stated_not_verified(tmp_path: Path) -> None:
+    report = make_report(summarize_access([tmp_path / "absent.log"], "fraud", "7"), no_traffic_by_design=True)
+    assert report.verification == "no-traffic-by-design" and not report.verified
+    html = write_compliance_report(report, tmp_path / "out")["html"].read_text()
+    assert "no inference traffic by design" in html and "Evidence verified" not in html
+
+
+def test_a_tampered_log_is_not_excused_by_no_traffic_by_design(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    write_log(log)
+    tamper(log, 2)
+    report = make_report(summarize_access([log], "fraud", "7"), no_traffic_by_design=True)
+    assert report.verification == "tampered"
