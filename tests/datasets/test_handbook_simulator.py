@@ -175,14 +175,14 @@ def test_scenario_rules_hold_in_the_output(small) -> None:
 
 def test_book_size_per_day_and_fraud_rate(tmp_path: Path) -> None:
     """At the book's customers and terminals: ~9,700 transactions a day and, once every scenario runs at full
-    strength (days 27-42), ~0.85 % fraud, as the book's ~10,000 transactions and ~85 frauds a day."""
+    strength (days 27-42), ~0.9 % fraud, as the book's ~10,000 transactions and ~85 frauds a day."""
     config = HandbookConfig(customers=5_000, terminals=10_000, days=56, seed=2)
     summaries = simulate(config, tmp_path, progress=False)
     per_day = np.array([s.rows for s in summaries])
     assert 9_300 <= per_day.mean() <= 10_100, per_day.mean()
     steady = summaries[TERMINAL_COMPROMISE_DAYS - 1:config.days - CUSTOMER_COMPROMISE_DAYS + 1]
     rate = sum(s.fraud_rows for s in steady) / sum(s.rows for s in steady)
-    assert 0.0070 <= rate <= 0.0100, rate
+    assert 0.0072 <= rate <= 0.0108, rate  # seeds 0-7 and 13: 0.84-0.97 %, sd ~0.04 %
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["generation_seconds"] > 0
     assert 60 <= manifest["mean_terminals_per_customer"] <= 80  # pi * 5^2 = 78.5 terminals, fewer at the edges
