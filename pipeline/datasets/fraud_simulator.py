@@ -10,10 +10,24 @@ so that the privacy step has something real to remove:
 
 ExampleGen addresses a span with the pattern `span-{SPAN:4}/*.csv` (see `INPUT_PATTERN`).
 
-Realism: log-normal amounts per merchant category, daily and weekly cycles, customers shopping
-mostly in their home city (distance from home), and three fraud scenarios: card testing (bursts of
-tiny online amounts from a new device), account takeover (new device, far away, high amounts) and
-compromised merchant (cards used at a breached merchant are cloned and used in another city).
+Realism, and honesty about how hard fraud is to see in one transaction:
+- Fraud is rare (default 0.3 % of transactions) and overlaps legitimate behaviour. Legitimate
+  customers take trips (every purchase of a trip is far from home), change phones, own a second
+  device and now and then pay from a fresh browser; fraud also happens at home on the usual device.
+- Log-normal amounts per merchant category, daily and weekly cycles. Fraud amounts are drawn from
+  the same category distributions as the victim's own spending, scaled up moderately.
+- Four fraud scenarios: card testing (a few small online purchases from a new device, then maybe a
+  larger one), account takeover (phished credentials from a new device, or a remote-access trojan on
+  the victim's own phone; older cardholders are targeted more), compromised merchant (cards skimmed at
+  a breached merchant are cloned and used hours later, in another city or the victim's own) and
+  friendly fraud (someone close to the cardholder, or the cardholder disputing: near home, the usual
+  device, ordinary shops).
+- Labels arrive late: `label_available_at` is when each fraud became known (the incident's chargeback
+  or report, days to weeks later; empty for legitimate rows). It is ground truth about the label, not
+  something a model may see at scoring time.
+- Behaviour drifts from day to day: online spending grows, prices inflate, and the fraud mix moves
+  from card cloning towards account takeover and friendly fraud (`category_weights_on`,
+  `amount_factor_on`, `fraud_mix_on`), slowly enough that one day resembles the next.
 
 Deterministic for a seed; streams one hour of one day at a time, so memory stays bounded.
 """
@@ -53,6 +67,7 @@ COLUMNS = [
     "distance_from_home_km",
     "is_fraud",
     "fraud_scenario",
+    "label_available_at",
 ]
 PII_COLUMNS = ["customer_name", "cpf", "email", "phone", "card_number", "birth_date", "customer_cep"]
 INPUT_PATTERN = "span-{SPAN:4}/*.csv"
@@ -72,8 +87,10 @@ def personal_values(out_dir: Path) -> set[str]:
                 values.update(re.sub(r"\D", "", row[column]) for column in DIGIT_COLUMNS)
     return {value for value in values if value}
 FILE_NAME = "transactions.csv"
-SCENARIOS = ["", "card_testing", "account_takeover", "compromised_merchant"]
-CARD_TESTING, ACCOUNT_TAKEOVER, COMPROMISED_MERCHANT = 1, 2, 3
+SCENARIOS = ["", "card_testing", "account_takeover", "compromised_merchant", "friendly_fraud"]
+CARD_TESTING, ACCOUNT_TAKEOVER, COMPROMISED_MERCHANT, FRIENDLY_FRAUD = 1, 2, 3, 4
+FRAUD_SCENARIOS = [CARD_TESTING, ACCOUNT_TAKEOVER, COMPROMISED_MERCHANT, FRIENDLY_FRAUD]
+DEFAULT_FRAUD_RATE = 0.003
 CHANNELS = ["card_present", "online"]
 CARD_PRESENT, ONLINE = 0, 1
 DAY_SECONDS = 86_400
@@ -112,6 +129,34 @@ CATEGORIES = [
 ]
 _CATEGORY = {name: index for index, (name, *_rest) in enumerate(CATEGORIES)}
 
+# habits: a trip every ~TRIP_EVERY_DAYS_MEAN days on average (gamma-spread: some customers travel for
+# work), lasting ~TRIP_DAYS_MEAN days; a new phone every ~DEVICE_CHANGE_EVERY_DAYS days; a second
+# device for some, used for part of their online purchases; a fresh device id (new browser, a
+# borrowed computer) for a few online purchases
+TRIP_EVERY_DAYS_MEAN, TRIP_RATE_SHAPE, TRIP_DAYS_MEAN, TRIP_MAX_DAYS = 60.0, 0.7, 3.0, 14
+DEVICE_CHANGE_EVERY_DAYS = 400.0
+SECOND_DEVICE_SHARE, SECOND_DEVICE_USE, ONE_OFF_DEVICE_SHARE = 0.35, 0.3, 0.03
+
+# fraud: how often a takeover runs on the victim's own phone (remote-access trojan), how often a cloned
+# card is used in another city, which shops cloned cards favour
+ACCOUNT_TAKEOVER_OWN_DEVICE, CLONED_CARD_FAR = 0.2, 0.5
+CLONED_CARD_CATEGORY_BIAS = {"electronics": 5.0, "clothing": 2.5, "gas_station": 1.5}
+# label delay per scenario: median days and log-normal sigma of the time from the incident's last
+# fraud to its label (a cardholder's call, a chargeback, a dispute after the statement)
+LABEL_DELAY_DAYS = {CARD_TESTING: (3.0, 0.8), ACCOUNT_TAKEOVER: (6.0, 0.7), COMPROMISED_MERCHANT: (10.0, 0.6),
+                    FRIENDLY_FRAUD: (30.0, 0.5)}
+LABEL_DELAY_MAX_DAYS = 120.0
+
+# drift from day 0 of the simulation: online spending grows by up to ONLINE_GROWTH (relative), prices
+# inflate by INFLATION_PER_DAY, the fraud mix moves from FRAUD_MIX_START to FRAUD_MIX_END (card testing,
+# takeover, cloning, friendly; per incident: a breach yields several cloned cards, so cloning's share of
+# fraudulent rows is about twice its share of incidents), each with time constant *_TAU_DAYS
+ONLINE_GROWTH, ONLINE_GROWTH_TAU_DAYS = 0.6, 60.0
+INFLATION_PER_DAY = 0.0004
+FRAUD_MIX_START = np.array([0.15, 0.35, 0.20, 0.30])
+FRAUD_MIX_END = np.array([0.15, 0.40, 0.05, 0.40])
+FRAUD_MIX_TAU_DAYS = 45.0
+
 # relative activity per hour of day (lunch and evening peaks) and per weekday (Monday first)
 HOURLY = np.array([0.6, 0.35, 0.2, 0.15, 0.15, 0.3, 0.9, 2.0, 3.2, 4.0, 4.6, 5.2,
                    6.2, 6.0, 5.0, 4.8, 5.0, 5.6, 6.4, 6.6, 5.8, 4.4, 2.8, 1.4])
@@ -140,7 +185,7 @@ class SimulationConfig:
     transactions: int
     days: int
     seed: int = 0
-    fraud_rate: float = 0.015
+    fraud_rate: float = DEFAULT_FRAUD_RATE
     customers: int | None = None
     merchants: int | None = None
     start_date: date = date(2024, 1, 1)
@@ -152,7 +197,7 @@ class SimulationConfig:
         if not 1 <= self.days <= 9999:
             raise ValueError("--days must be between 1 and 9999 (span folders have 4 digits)")
         if not 0.0 <= self.fraud_rate <= 0.5:
-            raise ValueError("--fraud-rate must be between 0 and 0.5 (default 0.015)")
+            raise ValueError(f"--fraud-rate must be between 0 and 0.5 (default {DEFAULT_FRAUD_RATE})")
         if self.customers is not None and self.customers < 20:
             raise ValueError("--customers must be at least 20")
 
@@ -212,7 +257,8 @@ def _ascii(text: str) -> str:
 
 @dataclass
 class Population:
-    """Customers (with their personal data and habits) and merchants; small next to the transactions."""
+    """Customers (personal data, habits, trips, devices over time) and merchants; small next to the
+    transactions, so it is built once and kept in memory."""
 
     names: list[str]
     cpfs: list[str]
@@ -221,7 +267,7 @@ class Population:
     cards: list[str]
     birth_dates: list[str]
     ceps: list[str]
-    devices: list[str]
+    devices: list[str]  # each customer's first usual device
     city: np.ndarray
     home_lat: np.ndarray
     home_lon: np.ndarray
@@ -234,6 +280,15 @@ class Population:
     merchant_lon: np.ndarray
     pools: dict[tuple[int, int], np.ndarray]  # (city, category) -> merchants; city -1 for online
     customers_by_city: list[np.ndarray]
+    age: np.ndarray  # years at the start date
+    device_base: np.ndarray  # 48-bit id of the first usual device; later ones derive from it
+    second_device_base: np.ndarray  # a laptop or tablet; 0 for customers with one device
+    device_change_customer: np.ndarray  # one entry per device change (new phone), sorted by day
+    device_change_day: np.ndarray
+    trip_customer: np.ndarray  # one entry per trip: who, first and last day, which city
+    trip_start: np.ndarray
+    trip_end: np.ndarray
+    trip_city: np.ndarray
 
 
 def build_population(config: SimulationConfig) -> Population:
@@ -283,7 +338,8 @@ def build_population(config: SimulationConfig) -> Population:
     cep_prefix = rng.integers(cep_low, cep_high + 1)
     cep_suffix = rng.integers(0, 1000, size=n)
     ceps = [f"{p:05d}-{s:03d}" for p, s in zip(cep_prefix, cep_suffix)]
-    devices = [f"dev-{v:012x}" for v in rng.integers(0, 2**48, size=n)]
+    device_base = rng.integers(1, 2**48, size=n)
+    devices = [_device_name(int(v)) for v in device_base]
     activity = rng.gamma(2.0, 1.0, size=n)
     activity /= activity.sum()
     wealth = rng.lognormal(0.0, 0.35, size=n)
@@ -312,11 +368,56 @@ def build_population(config: SimulationConfig) -> Population:
             for ci in range(len(CITIES)):
                 pools[(ci, k)] = np.flatnonzero(in_category & (merchant_city == ci))
     customers_by_city = [np.flatnonzero(city == ci) for ci in range(len(CITIES))]
+
+    # habits over time, drawn once for the whole horizon so that any day can be simulated on its own
+    habits = np.random.default_rng([config.seed, 4])
+    second_device_base = np.where(habits.random(n) < SECOND_DEVICE_SHARE, habits.integers(1, 2**48, size=n), 0)
+    changes = habits.poisson(config.days / DEVICE_CHANGE_EVERY_DAYS, size=n)
+    device_change_customer = np.repeat(np.arange(n), changes)
+    device_change_day = habits.integers(0, config.days, size=len(device_change_customer))
+    order = np.argsort(device_change_day, kind="stable")
+    trip_rate = habits.gamma(TRIP_RATE_SHAPE, TRIP_EVERY_DAYS_MEAN ** -1 / TRIP_RATE_SHAPE, size=n)
+    window = config.days + TRIP_MAX_DAYS  # trips that began before day 0 may still be under way
+    trips = habits.poisson(trip_rate * window)
+    trip_customer = np.repeat(np.arange(n), trips)
+    trip_start = habits.integers(-TRIP_MAX_DAYS, config.days, size=len(trip_customer))
+    trip_length = np.minimum(habits.geometric(1.0 / TRIP_DAYS_MEAN, size=len(trip_customer)), TRIP_MAX_DAYS)
+    trip_city = np.array([_far_city(habits, int(city[c])) for c in trip_customer.tolist()], dtype=int)
     return Population(
         names, cpfs, emails, phones, cards, birth_dates, ceps, devices, city, home_lat, home_lon,
         activity, wealth, merchant_ids, merchant_category, merchant_city, merchant_lat, merchant_lon,
-        pools, customers_by_city,
+        pools, customers_by_city, ages, device_base, second_device_base,
+        device_change_customer[order], device_change_day[order],
+        trip_customer, trip_start, trip_start + trip_length - 1, trip_city,
     )
+
+
+# -- drift -----------------------------------------------------------------------------------------
+
+
+def _approach(day: int, tau_days: float) -> float:
+    """0 on day 0, rising to 1: a gradual change that is small from one day to the next."""
+    return 1.0 - math.exp(-day / tau_days)
+
+
+def category_weights_on(day: int) -> np.ndarray:
+    """Shares of legitimate spending per category on `day`: online spending grows relative to
+    card-present spending (by up to `ONLINE_GROWTH`, a time constant of `ONLINE_GROWTH_TAU_DAYS`)."""
+    growth = 1.0 + ONLINE_GROWTH * _approach(day, ONLINE_GROWTH_TAU_DAYS)
+    weights = np.array([share * growth if channel == ONLINE else share for _, share, _, _, channel in CATEGORIES])
+    return weights / weights.sum()
+
+
+def fraud_mix_on(day: int) -> np.ndarray:
+    """Probability of each fraud scenario (card testing, takeover, cloning, friendly) for an incident
+    on `day`: fraudsters move from card cloning towards account takeover and friendly fraud."""
+    mix = FRAUD_MIX_START + (FRAUD_MIX_END - FRAUD_MIX_START) * _approach(day, FRAUD_MIX_TAU_DAYS)
+    return mix / mix.sum()
+
+
+def amount_factor_on(day: int) -> float:
+    """Prices inflate slowly (`INFLATION_PER_DAY`), for legitimate and fraudulent amounts alike."""
+    return (1.0 + INFLATION_PER_DAY) ** day
 
 
 # -- transactions ----------------------------------------------------------------------------------
@@ -326,6 +427,56 @@ def haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.
     lat1, lon1, lat2, lon2 = (np.radians(np.asarray(v, dtype=float)) for v in (lat1, lon1, lat2, lon2))
     a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
     return 6371.0 * 2 * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def _device_name(value: int) -> str:
+    return f"dev-{value % 2**48:012x}"
+
+
+def _device_of(base: int, generation: int) -> str:
+    """The device a customer uses after `generation` changes (generation 0 is the first one)."""
+    return _device_name(base + generation * 0x9E3779B97F4A7C15)
+
+
+def _far_city(rng: np.random.Generator, home_city: int) -> int:
+    choice = int(rng.integers(len(CITIES) - 1))
+    return choice + (choice >= home_city)
+
+
+def _new_device(rng: np.random.Generator) -> str:
+    return _device_name(int(rng.integers(1, 2**48)))
+
+
+@dataclass
+class DayState:
+    """Where each customer is and which device they carry on one day, and that day's drifted habits."""
+
+    day: int
+    city: np.ndarray  # home city, or the city of a trip under way
+    lat: np.ndarray  # where the customer is (their home, or a hotel in the trip's city)
+    lon: np.ndarray
+    device_generation: np.ndarray
+    category_weights: np.ndarray
+    amount_factor: float
+    fraud_mix: np.ndarray
+
+    def usual_device(self, pop: Population, customer: int) -> str:
+        return _device_of(int(pop.device_base[customer]), int(self.device_generation[customer]))
+
+
+def day_state(config: SimulationConfig, pop: Population, day: int) -> DayState:
+    rng = np.random.default_rng([config.seed, 5, day])
+    city = pop.city.copy()
+    lat, lon = pop.home_lat.copy(), pop.home_lon.copy()
+    away = np.flatnonzero((pop.trip_start <= day) & (day <= pop.trip_end))
+    travellers, trip_city = pop.trip_customer[away], pop.trip_city[away]
+    city[travellers] = trip_city
+    lat[travellers] = np.array([CITIES[c][1] for c in trip_city]) + rng.normal(0, 0.08, len(away))
+    lon[travellers] = np.array([CITIES[c][2] for c in trip_city]) + rng.normal(0, 0.08, len(away))
+    changed = pop.device_change_customer[: int(np.searchsorted(pop.device_change_day, day, side="right"))]
+    generation = np.bincount(changed, minlength=len(pop.city))
+    return DayState(day, city, lat, lon, generation, category_weights_on(day), amount_factor_on(day),
+                    fraud_mix_on(day))
 
 
 @dataclass
@@ -342,27 +493,25 @@ class Batch:
     channel: np.ndarray
     fraud: np.ndarray
     scenario: np.ndarray
+    label_delay: np.ndarray  # seconds from the transaction until its fraud label is known; NaN if legitimate
+
+    _ARRAYS = ("customer", "second", "merchant", "amount", "lat", "lon", "channel", "fraud", "scenario",
+               "label_delay")
 
     def __len__(self) -> int:
         return len(self.customer)
 
     def take(self, index: np.ndarray) -> Batch:
-        return Batch(
-            self.customer[index], self.second[index], self.merchant[index], self.amount[index],
-            [self.device[i] for i in index], self.lat[index], self.lon[index], self.channel[index],
-            self.fraud[index], self.scenario[index],
-        )
+        taken = {name: getattr(self, name)[index] for name in self._ARRAYS}
+        return Batch(**taken, device=[self.device[i] for i in index])
 
     @staticmethod
     def concat(batches: Sequence[Batch]) -> Batch:
-        return Batch(
-            *(np.concatenate([getattr(b, f) for b in batches]) for f in ("customer", "second", "merchant", "amount")),
-            [d for b in batches for d in b.device],
-            *(np.concatenate([getattr(b, f) for b in batches]) for f in ("lat", "lon", "channel", "fraud", "scenario")),
-        )
+        joined = {name: np.concatenate([getattr(b, name) for b in batches]) for name in Batch._ARRAYS}
+        return Batch(**joined, device=[d for b in batches for d in b.device])
 
 
-def _amounts(rng: np.random.Generator, category: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def _amounts(rng: np.random.Generator, category: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
     median = np.array([CATEGORIES[k][2] for k in category])
     sigma = np.array([CATEGORIES[k][3] for k in category])
     return np.maximum(1.0, np.round(median * scale * rng.lognormal(0.0, sigma), 2))
@@ -378,111 +527,165 @@ def _pick_merchants(rng: np.random.Generator, pop: Population, city: np.ndarray,
     return merchant
 
 
-def legitimate(rng: np.random.Generator, pop: Population, n: int, seconds: np.ndarray) -> Batch:
-    """Everyday spending: home city mostly, the customer's own device for online purchases."""
+def _merchant(rng: np.random.Generator, pop: Population, city: int, category: int) -> int:
+    pool = pop.pools[(-1 if CATEGORIES[category][4] == ONLINE else city, category)]
+    return int(pool[rng.integers(len(pool))])
+
+
+def legitimate(rng: np.random.Generator, pop: Population, state: DayState, n: int, seconds: np.ndarray) -> Batch:
+    """Everyday spending where the customer is that day (home, or a trip), online from the devices they
+    own (a new phone now and then, a second device, sometimes a borrowed or fresh browser)."""
     customer = rng.choice(len(pop.activity), size=n, p=pop.activity)
-    category_weights = np.array([c[1] for c in CATEGORIES]) / sum(c[1] for c in CATEGORIES)
-    category = rng.choice(len(CATEGORIES), size=n, p=category_weights)
-    city = pop.city[customer].copy()
-    travelling = rng.random(n) < 0.06
-    city[travelling] = rng.integers(len(CITIES), size=int(travelling.sum()))
-    merchant = _pick_merchants(rng, pop, city, category)
+    category = rng.choice(len(CATEGORIES), size=n, p=state.category_weights)
+    merchant = _pick_merchants(rng, pop, state.city[customer], category)
     channel = np.array([CATEGORIES[k][4] for k in category], dtype=int)
     online = channel == ONLINE
-    lat = np.where(online, pop.home_lat[customer] + rng.normal(0, 0.03, n), pop.merchant_lat[merchant])
-    lon = np.where(online, pop.home_lon[customer] + rng.normal(0, 0.03, n), pop.merchant_lon[merchant])
-    device = [pop.devices[c] if o else "" for c, o in zip(customer.tolist(), online.tolist())]
-    return Batch(
-        customer, seconds, merchant, _amounts(rng, category, pop.wealth[customer]), device, lat, lon,
-        channel, np.zeros(n, dtype=int), np.zeros(n, dtype=int),
-    )
+    lat = np.where(online, state.lat[customer] + rng.normal(0, 0.03, n), pop.merchant_lat[merchant])
+    lon = np.where(online, state.lon[customer] + rng.normal(0, 0.03, n), pop.merchant_lon[merchant])
+    draw = rng.random(n)
+    second_base = pop.second_device_base[customer]
+    generation = state.device_generation[customer]
+    device = []
+    for o, u, c, g, s in zip(online.tolist(), draw.tolist(), customer.tolist(), generation.tolist(),
+                             second_base.tolist()):
+        if not o:
+            device.append("")
+        elif u < ONE_OFF_DEVICE_SHARE:
+            device.append(_new_device(rng))
+        elif s and u < ONE_OFF_DEVICE_SHARE + SECOND_DEVICE_USE:
+            device.append(_device_name(s))
+        else:
+            device.append(_device_of(int(pop.device_base[c]), g))
+    amount = _amounts(rng, category, pop.wealth[customer] * state.amount_factor)
+    return Batch(customer, seconds, merchant, amount, device, lat, lon, channel,
+                 np.zeros(n, dtype=int), np.zeros(n, dtype=int), np.full(n, np.nan))
 
 
-def _far_city(rng: np.random.Generator, home_city: int) -> int:
-    choice = int(rng.integers(len(CITIES) - 1))
-    return choice + (choice >= home_city)
+def _victim(rng: np.random.Generator, pop: Population, weight: np.ndarray | None = None) -> int:
+    """A cardholder drawn like a payer (active cards are the ones that get used, and abused)."""
+    p = pop.activity if weight is None else pop.activity * weight
+    return int(rng.choice(len(p), p=p / p.sum()))
 
 
-def _fraudster_location(rng: np.random.Generator, pop: Population, victim: int, far: float) -> tuple[float, float]:
-    """Far away with probability `far`; otherwise behind a proxy in the victim's own city."""
+def _hour_second(rng: np.random.Generator) -> float:
+    """A time of day with the legitimate daily cycle."""
+    return float(rng.choice(24, p=HOURLY / HOURLY.sum()) * 3600 + rng.uniform(0, 3600))
+
+
+def _online_location(rng: np.random.Generator, pop: Population, victim: int, far: float) -> tuple[float, float]:
+    """A fraudster's apparent location: another city with probability `far`, else a proxy in the
+    cardholder's home city."""
     home = int(pop.city[victim])
     where = _far_city(rng, home) if rng.random() < far else home
-    return CITIES[where][1] + float(rng.normal(0, 0.05)), CITIES[where][2] + float(rng.normal(0, 0.05))
+    return CITIES[where][1] + float(rng.normal(0, 0.08)), CITIES[where][2] + float(rng.normal(0, 0.08))
 
 
-def _new_device(rng: np.random.Generator) -> str:
-    return f"dev-{int(rng.integers(0, 2**48)):012x}"
+def _label_delay(rng: np.random.Generator, scenario: int) -> float:
+    """Seconds until the incident is labelled: a log-normal chargeback delay per scenario, clipped to
+    an hour .. `LABEL_DELAY_MAX_DAYS` days (card testing is noticed soonest, friendly fraud latest)."""
+    median_days, sigma = LABEL_DELAY_DAYS[scenario]
+    days = float(np.clip(rng.lognormal(math.log(median_days), sigma), 1 / 24, LABEL_DELAY_MAX_DAYS))
+    return days * DAY_SECONDS
 
 
-def _incident(rng: np.random.Generator, pop: Population, scenario: int) -> Batch:
+def _incident(rng: np.random.Generator, pop: Population, state: DayState, scenario: int) -> Batch:
     """One fraud incident: a few related transactions, in time order, within one day."""
-    n_customers = len(pop.activity)
     rows: list[tuple] = []  # customer, second, merchant, amount, device, lat, lon, channel, fraud
-    if scenario == CARD_TESTING:
-        victim = int(rng.integers(n_customers))
-        device = _new_device(rng)
-        lat, lon = _fraudster_location(rng, pop, victim, far=0.5)
-        pool = pop.pools[(-1, _CATEGORY["digital_goods"])]
-        merchant = int(pool[rng.integers(len(pool))])
-        t = float(rng.uniform(0, DAY_SECONDS - 3600))
-        for _ in range(int(rng.integers(4, 13))):
-            t += float(rng.uniform(8, 120))
-            rows.append((victim, t, merchant, round(float(rng.uniform(0.5, 5.0)), 2), device, lat, lon, ONLINE, 1))
-        if rng.random() < 0.5:  # the card works: cash it in
-            retail = pop.pools[(-1, _CATEGORY["online_retail"])]
-            t += float(rng.uniform(60, 900))
-            amount = round(float(rng.lognormal(math.log(1500), 0.5)), 2)
-            rows.append((victim, t, int(retail[rng.integers(len(retail))]), amount, device, lat, lon, ONLINE, 1))
-    elif scenario == ACCOUNT_TAKEOVER:
-        victim = int(rng.integers(n_customers))
-        device = _new_device(rng)
-        lat, lon = _fraudster_location(rng, pop, victim, far=0.7)
-        night = rng.random() < 0.6
-        t = float(rng.uniform(0, 5 * 3600) if night else rng.uniform(0, DAY_SECONDS - 4 * 3600))
-        for _ in range(int(rng.integers(2, 7))):
-            t += float(rng.uniform(120, 2400))
-            k = _CATEGORY[str(rng.choice(["online_retail", "online_retail", "digital_goods"]))]
-            pool = pop.pools[(-1, k)]
-            amount = round(float(rng.lognormal(math.log(1800), 0.6)), 2)
-            rows.append((victim, t, int(pool[rng.integers(len(pool))]), amount, device, lat, lon, ONLINE, 1))
-    else:  # compromised merchant: cards used there are cloned and spent in another city later that day
+    scale = state.amount_factor
+
+    def online_row(victim: int, t: float, category: int, amount: float, device: str, where: tuple) -> None:
+        rows.append((victim, t, _merchant(rng, pop, 0, category), round(amount, 2), device, *where, ONLINE, 1))
+
+    def card_present_row(victim: int, t: float, city: int, category: int, amount: float, fraud: int) -> None:
+        m = _merchant(rng, pop, city, category)
+        rows.append((victim, t, m, round(amount, 2), "", float(pop.merchant_lat[m]), float(pop.merchant_lon[m]),
+                     CARD_PRESENT, fraud))
+
+    def legit_amount(victim: int, category: int) -> float:
+        return float(_amounts(rng, np.array([category]), pop.wealth[victim] * scale)[0])
+
+    if scenario == CARD_TESTING:  # probe the card with small online purchases, then maybe cash it in
+        victim = _victim(rng, pop)
+        device, where = _new_device(rng), _online_location(rng, pop, victim, far=0.5)
+        t = float(rng.uniform(0, DAY_SECONDS - 3 * 3600))
+        for _ in range(int(rng.integers(2, 6))):
+            t += float(rng.uniform(30, 1800))
+            k = _CATEGORY[str(rng.choice(["digital_goods", "transport", "online_retail"], p=[0.5, 0.3, 0.2]))]
+            online_row(victim, t, k, math.exp(rng.uniform(math.log(1.0), math.log(30.0))) * scale, device, where)
+        if rng.random() < 0.6:
+            t += float(rng.uniform(300, 3 * 3600))
+            k = _CATEGORY["online_retail"]
+            online_row(victim, t, k, legit_amount(victim, k) * float(rng.lognormal(math.log(2.5), 0.5)),
+                       device, where)
+    elif scenario == ACCOUNT_TAKEOVER:  # phished credentials or a remote-access trojan on the victim's phone
+        victim = _victim(rng, pop, np.where(pop.age >= 60, 3.0, np.where(pop.age >= 45, 1.5, 1.0)))
+        if rng.random() < ACCOUNT_TAKEOVER_OWN_DEVICE:
+            device = state.usual_device(pop, victim)
+            where = (float(state.lat[victim] + rng.normal(0, 0.03)), float(state.lon[victim] + rng.normal(0, 0.03)))
+        else:
+            device, where = _new_device(rng), _online_location(rng, pop, victim, far=0.4)
+        t = float(rng.uniform(0, 5 * 3600)) if rng.random() < 0.35 else _hour_second(rng)
+        t = min(t, DAY_SECONDS - 4 * 3600.0)
+        for _ in range(int(rng.integers(1, 5))):
+            t += float(rng.uniform(300, 3600))
+            k = _CATEGORY[str(rng.choice(["online_retail", "digital_goods", "transport"], p=[0.6, 0.3, 0.1]))]
+            online_row(victim, t, k, legit_amount(victim, k) * float(rng.lognormal(math.log(3.0), 0.6)), device,
+                       where)
+    elif scenario == COMPROMISED_MERCHANT:  # cards skimmed at a breached merchant, cloned, used hours later
         physical = [k for k, c in enumerate(CATEGORIES) if c[4] == CARD_PRESENT]
+        breached_city = int(rng.choice(len(CITIES), p=np.array([c[6] for c in CITIES]) / sum(c[6] for c in CITIES)))
         k = int(rng.choice(physical))
-        breached_city = int(rng.integers(len(CITIES)))
-        pool = pop.pools[(breached_city, k)]
-        breached = int(pool[rng.integers(len(pool))])
+        breached = _merchant(rng, pop, breached_city, k)
         locals_ = pop.customers_by_city[breached_city]
-        candidates = locals_ if len(locals_) else np.arange(n_customers)
-        for victim in rng.choice(candidates, size=int(rng.integers(2, 6))).tolist():
+        candidates = locals_ if len(locals_) else np.arange(len(pop.city))
+        p = pop.activity[candidates] / pop.activity[candidates].sum()
+        spend = np.array([CATEGORIES[j][1] * CLONED_CARD_CATEGORY_BIAS.get(CATEGORIES[j][0], 1.0) for j in physical])
+        for victim in rng.choice(candidates, size=int(rng.integers(2, 6)), p=p).tolist():
             t = float(rng.uniform(6 * 3600, 12 * 3600))
-            amount = float(_amounts(rng, np.array([k]), pop.wealth[[victim]])[0])
-            rows.append((victim, t, breached, amount, "", float(pop.merchant_lat[breached]),
-                         float(pop.merchant_lon[breached]), CARD_PRESENT, 0))
-            where = _far_city(rng, breached_city)
+            rows.append((victim, t, breached, legit_amount(victim, k), "", float(pop.merchant_lat[breached]),
+                         float(pop.merchant_lon[breached]), CARD_PRESENT, 0))  # the skimming: legitimate
+            where = _far_city(rng, breached_city) if rng.random() < CLONED_CARD_FAR else int(pop.city[victim])
             for _ in range(int(rng.integers(1, 4))):
-                t += float(rng.uniform(3600, 3 * 3600))
-                kk = _CATEGORY[str(rng.choice(["electronics", "clothing", "gas_station"]))]
-                target_pool = pop.pools[(where, kk)]
-                m = int(target_pool[rng.integers(len(target_pool))])
-                amount = round(float(rng.lognormal(math.log(700), 0.6)), 2)
-                rows.append((victim, t, m, amount, "", float(pop.merchant_lat[m]), float(pop.merchant_lon[m]),
-                             CARD_PRESENT, 1))
+                t += float(rng.uniform(1800, 3 * 3600))
+                kk = int(rng.choice(physical, p=spend / spend.sum()))
+                amount = legit_amount(victim, kk) * float(rng.lognormal(math.log(2.0), 0.4))
+                card_present_row(victim, t, where, kk, amount, 1)
+    else:  # friendly fraud: someone close to the cardholder (or the cardholder disputing), at home
+        victim = _victim(rng, pop)
+        device = state.usual_device(pop, victim)
+        t = _hour_second(rng)
+        for _ in range(int(rng.integers(1, 4))):
+            t += float(rng.uniform(600, 4 * 3600))
+            k = int(rng.choice(len(CATEGORIES), p=state.category_weights))
+            amount = legit_amount(victim, k) * float(rng.lognormal(math.log(1.5), 0.4))
+            if CATEGORIES[k][4] == ONLINE:
+                online_row(victim, t, k, amount, device, (float(pop.home_lat[victim] + rng.normal(0, 0.03)),
+                                                          float(pop.home_lon[victim] + rng.normal(0, 0.03))))
+            else:
+                card_present_row(victim, t, int(pop.city[victim]), k, amount, 1)
     columns = list(zip(*rows))
+    customer = np.array(columns[0], dtype=int)
     fraud = np.array(columns[8], dtype=int)
+    second = np.minimum(np.array(columns[1]), DAY_SECONDS - 1.0)
+    labelled_at = np.full(len(rows), np.nan)
+    for victim in np.unique(customer[fraud == 1]).tolist():  # each card is reported once, after its last fraud
+        mine = (customer == victim) & (fraud == 1)
+        labelled_at[mine] = second[mine].max() + _label_delay(rng, scenario)
     return Batch(
-        np.array(columns[0], dtype=int), np.minimum(np.array(columns[1]), DAY_SECONDS - 1.0),
-        np.array(columns[2], dtype=int), np.array(columns[3]), list(columns[4]), np.array(columns[5]),
-        np.array(columns[6]), np.array(columns[7], dtype=int), fraud, np.where(fraud == 1, scenario, 0),
+        customer, second, np.array(columns[2], dtype=int), np.array(columns[3]), list(columns[4]),
+        np.array(columns[5]), np.array(columns[6]), np.array(columns[7], dtype=int), fraud,
+        np.where(fraud == 1, scenario, 0), labelled_at - second,
     )
 
 
-def fraud_incidents(rng: np.random.Generator, pop: Population, budget: int, day_rows: int) -> Batch | None:
+def fraud_incidents(rng: np.random.Generator, pop: Population, state: DayState, budget: int,
+                    day_rows: int) -> Batch | None:
     """Incidents until `budget` fraudulent transactions exist (the last incident is cut to fit)."""
     batches: list[Batch] = []
     fraud_rows = total_rows = 0
     while fraud_rows < budget:
-        scenario = int(rng.choice([CARD_TESTING, ACCOUNT_TAKEOVER, COMPROMISED_MERCHANT], p=[0.3, 0.4, 0.3]))
-        incident = _incident(rng, pop, scenario)
+        scenario = int(rng.choice(FRAUD_SCENARIOS, p=state.fraud_mix))
+        incident = _incident(rng, pop, state, scenario)
         keep = np.ones(len(incident), dtype=bool)
         cumulative_fraud = fraud_rows + np.cumsum(incident.fraud)
         keep &= cumulative_fraud <= budget
@@ -501,8 +704,9 @@ def simulate_day(
 ) -> Iterator[Batch]:
     """One day's transactions in time order, one chunk (an hour or less) at a time."""
     rng = np.random.default_rng([config.seed, 2, day])
+    state = day_state(config, pop, day)
     budget = int(rng.binomial(rows, config.fraud_rate)) if rows else 0
-    fraud = fraud_incidents(rng, pop, budget, rows)
+    fraud = fraud_incidents(rng, pop, state, budget, rows)
     fraud_hour = (fraud.second // 3600).astype(int) if fraud is not None else np.array([], dtype=int)
     legit_rows = rows - (len(fraud) if fraud is not None else 0)
     per_hour = rng.multinomial(legit_rows, HOURLY / HOURLY.sum())
@@ -513,13 +717,15 @@ def simulate_day(
             n = remaining // pieces + (piece < remaining % pieces)
             start = hour * 3600 + piece * 3600 / pieces
             seconds = np.floor(rng.uniform(start, start + 3600 / pieces, size=n))
-            parts = [legitimate(rng, pop, n, seconds)]
+            parts = [legitimate(rng, pop, state, n, seconds)]
             if fraud is not None:
                 fraud_piece = ((fraud.second - hour * 3600) * pieces // 3600).astype(int)
                 here = np.flatnonzero((fraud_hour == hour) & (fraud_piece == piece))
                 if len(here):
                     part = fraud.take(here)
-                    part.second = np.floor(part.second)
+                    floored = np.floor(part.second)
+                    part.label_delay = part.label_delay + (part.second - floored)  # the same label time
+                    part.second = floored
                     parts.append(part)
             batch = Batch.concat(parts) if len(parts) > 1 else parts[0]
             order = np.argsort(batch.second, kind="stable")
@@ -529,9 +735,10 @@ def simulate_day(
 def _rows(batch: Batch, pop: Population, day: date, first_id: int) -> Iterator[list]:
     distance = haversine_km(pop.home_lat[batch.customer], pop.home_lon[batch.customer], batch.lat, batch.lon)
     midnight = datetime(day.year, day.month, day.day)
-    for i, (c, s, m, amount, device, ch, f, sc, dist) in enumerate(zip(
+    for i, (c, s, m, amount, device, ch, f, sc, dist, delay) in enumerate(zip(
         batch.customer.tolist(), batch.second.tolist(), batch.merchant.tolist(), batch.amount.tolist(),
         batch.device, batch.channel.tolist(), batch.fraud.tolist(), batch.scenario.tolist(), distance.tolist(),
+        batch.label_delay.tolist(),
     )):
         yield [
             f"tx{first_id + i:010d}",
@@ -547,6 +754,7 @@ def _rows(batch: Batch, pop: Population, day: date, first_id: int) -> Iterator[l
             f"{dist:.2f}",
             f,
             SCENARIOS[sc],
+            (midnight + timedelta(seconds=int(math.ceil(s + delay)))).isoformat() if f else "",
         ]
 
 
@@ -612,6 +820,7 @@ def _write_manifest(config: SimulationConfig, out_dir: Path, summaries: list[Spa
         "columns": COLUMNS,
         "personal_data_columns": PII_COLUMNS,
         "label": "is_fraud",
+        "label_available_at": "label_available_at",  # when each fraud label became known; not a feature
         "transactions": total,
         "fraud_transactions": fraud,
         "fraud_rate": fraud / total if total else 0.0,
@@ -630,7 +839,8 @@ def fraud_main(argv: list[str]) -> int:
     parser.add_argument("--days", type=int, required=True, help="number of days; one span folder per day")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default 0)")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--fraud-rate", type=float, default=0.015, help="share of fraudulent transactions")
+    parser.add_argument("--fraud-rate", type=float, default=DEFAULT_FRAUD_RATE,
+                        help=f"share of fraudulent transactions (default {DEFAULT_FRAUD_RATE})")
     parser.add_argument("--customers", type=int, default=None, help="default: transactions/20, 50..50000")
     parser.add_argument("--start-date", type=date.fromisoformat, default=date(2024, 1, 1),
                         help="date of span 1, YYYY-MM-DD (default 2024-01-01)")

@@ -1,19 +1,22 @@
-"""The transaction simulator: deterministic, the configured fraud rate, valid personal data, span layout."""
+"""The transaction simulator: deterministic, a realistic fraud rate, fraud that overlaps legitimate
+behaviour, late labels, drift between spans, valid personal data, span layout."""
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
 import re
+import statistics
 import tracemalloc
-from collections import Counter
-from datetime import date
+from collections import Counter, defaultdict
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
 
 from pipeline.datasets.fraud_simulator import (
     COLUMNS,
+    LABEL_DELAY_MAX_DAYS,
     SimulationConfig,
     fraud_main,
     is_valid_cpf,
@@ -43,6 +46,28 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
     return out, _read(out)
 
 
+@pytest.fixture(scope="module")
+def fraud_rich(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, str]]:
+    """Many frauds (5 %), so that each scenario's share of a property is measured on enough rows."""
+    out = tmp_path_factory.mktemp("rich")
+    simulate(SimulationConfig(transactions=30000, days=3, seed=21, fraud_rate=0.05), out)
+    return _read(out)
+
+
+def _usual_devices(rows: list[dict[str, str]]) -> dict[str, str]:
+    """Each card's most used device in its legitimate online purchases."""
+    seen: dict[str, Counter] = defaultdict(Counter)
+    for r in rows:
+        if r["is_fraud"] == "0" and r["device_id"]:
+            seen[r["card_number"]][r["device_id"]] += 1
+    return {card: counts.most_common(1)[0][0] for card, counts in seen.items()}
+
+
+def _share(flags: list[bool]) -> float:
+    assert flags, "no rows to measure"
+    return sum(flags) / len(flags)
+
+
 def test_same_seed_same_files_and_other_seed_other_files(tmp_path: Path) -> None:
     args = ["--transactions", "3000", "--days", "2", "--out"]
     assert fraud_main([*args, str(tmp_path / "a"), "--seed", "11"]) == 0
@@ -68,10 +93,10 @@ def test_layout_is_one_folder_per_day_with_the_full_header(simulated: tuple[Path
                                                       for i in range(1, 5)]
 
 
-def test_default_fraud_rate_is_about_one_and_a_half_percent(simulated: tuple[Path, list]) -> None:
+def test_default_fraud_rate_is_as_rare_as_card_fraud(simulated: tuple[Path, list]) -> None:
     _, rows = simulated
     rate = sum(r["is_fraud"] == "1" for r in rows) / len(rows)
-    assert 0.012 <= rate <= 0.018, rate
+    assert 0.002 <= rate <= 0.005, rate
 
 
 @pytest.mark.parametrize("fraud_rate", [0.0, 0.05])
@@ -83,21 +108,101 @@ def test_configured_fraud_rate_is_met(tmp_path: Path, fraud_rate: float) -> None
     assert abs(rate - fraud_rate) <= 0.006, rate
 
 
-def test_all_fraud_scenarios_occur_and_look_like_themselves(simulated: tuple[Path, list]) -> None:
-    _, rows = simulated
+def test_all_fraud_scenarios_occur_and_look_like_themselves(fraud_rich: list[dict[str, str]]) -> None:
+    rows = fraud_rich
     fraud = [r for r in rows if r["is_fraud"] == "1"]
-    assert {r["fraud_scenario"] for r in fraud} == {"card_testing", "account_takeover", "compromised_merchant"}
+    by_scenario = defaultdict(list)
+    for r in fraud:
+        by_scenario[r["fraud_scenario"]].append(r)
+    assert set(by_scenario) == {"card_testing", "account_takeover", "compromised_merchant", "friendly_fraud"}
     assert all(r["fraud_scenario"] == "" for r in rows if r["is_fraud"] == "0")
-    testing = [float(r["amount"]) for r in fraud if r["fraud_scenario"] == "card_testing"]
-    assert sum(a <= 5.0 for a in testing) / len(testing) > 0.7  # bursts of tiny amounts
-    takeover = [float(r["amount"]) for r in fraud if r["fraud_scenario"] == "account_takeover"]
-    legit = sorted(float(r["amount"]) for r in rows if r["is_fraud"] == "0")
-    assert sorted(takeover)[len(takeover) // 2] > 5 * legit[len(legit) // 2]  # high amounts
-    usual_device = {r["card_number"]: r["device_id"] for r in rows if r["is_fraud"] == "0" and r["device_id"]}
-    assert all(r["device_id"] != usual_device.get(r["card_number"]) for r in fraud
-               if r["fraud_scenario"] == "account_takeover")  # a new device
-    cloned = [float(r["distance_from_home_km"]) for r in fraud if r["fraud_scenario"] == "compromised_merchant"]
-    assert min(cloned) > 100  # spent in another city
+    usual = _usual_devices(rows)
+    legit_devices = {(r["card_number"], r["device_id"]) for r in rows if r["is_fraud"] == "0" and r["device_id"]}
+
+    testing = by_scenario["card_testing"]
+    assert all(r["channel"] == "online" for r in testing)
+    assert _share([float(r["amount"]) <= 30.0 for r in testing]) > 0.6  # probes, then maybe a cash-in
+    assert not any((r["card_number"], r["device_id"]) in legit_devices for r in testing)  # a new device
+    takeover = by_scenario["account_takeover"]
+    assert all(r["channel"] == "online" for r in takeover)
+    legit_online = sorted(float(r["amount"]) for r in rows if r["is_fraud"] == "0" and r["channel"] == "online")
+    assert statistics.median(float(r["amount"]) for r in takeover) > 1.5 * statistics.median(legit_online)
+    own_phone = _share([r["device_id"] == usual.get(r["card_number"]) for r in takeover])
+    assert 0.05 < own_phone < 0.4  # a remote-access trojan on the victim's phone, else a new device
+    cloned = by_scenario["compromised_merchant"]
+    assert all(r["channel"] == "card_present" and r["device_id"] == "" for r in cloned)
+    far = _share([float(r["distance_from_home_km"]) > 100 for r in cloned])
+    assert 0.3 < far < 0.7  # spent in another city, or in the victim's own
+    friendly = by_scenario["friendly_fraud"]
+    assert max(float(r["distance_from_home_km"]) for r in friendly) < 100  # at home
+    online = [r for r in friendly if r["channel"] == "online"]
+    assert _share([r["device_id"] == usual.get(r["card_number"]) for r in online]) > 0.5  # the usual device
+
+
+def test_legitimate_customers_travel_and_change_devices(simulated: tuple[Path, list]) -> None:
+    _, rows = simulated
+    legit = [r for r in rows if r["is_fraud"] == "0"]
+    far = _share([float(r["distance_from_home_km"]) > 100 for r in legit])
+    assert 0.02 < far < 0.12, far  # a trip now and then, every purchase of it far from home
+    online = [r for r in legit if r["channel"] == "online"]
+    far_online = _share([float(r["distance_from_home_km"]) > 100 for r in online])
+    assert far_online > 0.01, far_online  # online while travelling too
+    usual = _usual_devices(rows)
+    other_device = _share([r["device_id"] != usual[r["card_number"]] for r in online])
+    assert 0.04 < other_device < 0.3, other_device  # a second device, a new phone, a fresh browser
+    travellers = {r["card_number"] for r in legit if float(r["distance_from_home_km"]) > 100}
+    cards = {r["card_number"] for r in legit}
+    assert 0.02 < len(travellers) / len(cards) < 0.5
+
+
+def test_fraud_overlaps_legitimate_behaviour(fraud_rich: list[dict[str, str]]) -> None:
+    rows = fraud_rich
+    legit = [r for r in rows if r["is_fraud"] == "0"]
+    fraud = [r for r in rows if r["is_fraud"] == "1"]
+    assert _share([float(r["distance_from_home_km"]) < 50 for r in fraud]) > 0.4  # near home
+    usual = _usual_devices(rows)
+    fraud_online = [r for r in fraud if r["channel"] == "online"]
+    assert _share([r["device_id"] == usual.get(r["card_number"]) for r in fraud_online]) > 0.1
+    amounts = sorted(float(r["amount"]) for r in legit)
+    low, high = amounts[len(amounts) // 20], amounts[-len(amounts) // 20]
+    assert _share([low <= float(r["amount"]) <= high for r in fraud]) > 0.6  # within legit's 5-95 % range
+    hours = Counter(int(r["timestamp"][11:13]) for r in fraud)
+    assert sum(hours[h] for h in range(9, 22)) / len(fraud) > 0.5  # mostly by day, as customers shop
+
+
+def test_each_fraud_gets_a_label_days_to_weeks_later(fraud_rich: list[dict[str, str]]) -> None:
+    rows = fraud_rich
+    assert "label_available_at" in COLUMNS
+    assert all(r["label_available_at"] == "" for r in rows if r["is_fraud"] == "0")
+    fraud = [r for r in rows if r["is_fraud"] == "1"]
+    delays = sorted((datetime.fromisoformat(r["label_available_at"])
+                     - datetime.fromisoformat(r["timestamp"])).total_seconds() / 86400 for r in fraud)
+    assert delays[0] > 0 and delays[-1] <= LABEL_DELAY_MAX_DAYS + 1
+    assert delays[len(delays) // 10] < 4 and delays[len(delays) // 2] > 5 and delays[-len(delays) // 10] > 20
+    testing = [(datetime.fromisoformat(r["label_available_at"]) - datetime.fromisoformat(r["timestamp"]))
+               .total_seconds() / 86400 for r in fraud if r["fraud_scenario"] == "card_testing"]
+    friendly = [(datetime.fromisoformat(r["label_available_at"]) - datetime.fromisoformat(r["timestamp"]))
+                .total_seconds() / 86400 for r in fraud if r["fraud_scenario"] == "friendly_fraud"]
+    assert statistics.median(friendly) > 3 * statistics.median(testing)  # disputes come with the statement
+
+
+def test_behaviour_drifts_from_the_first_spans_to_the_last(tmp_path: Path) -> None:
+    simulate(SimulationConfig(transactions=80000, days=40, seed=4, fraud_rate=0.1, customers=1000), tmp_path)
+    rows = _read(tmp_path)
+    first = [r for r in rows if int(r["_span"][-4:]) <= 10]
+    last = [r for r in rows if int(r["_span"][-4:]) > 30]
+
+    def online(part: list[dict]) -> float:
+        return _share([r["channel"] == "online" for r in part if r["is_fraud"] == "0"])
+
+    def cloned(part: list[dict]) -> float:
+        return _share([r["fraud_scenario"] == "compromised_merchant" for r in part if r["is_fraud"] == "1"])
+
+    assert online(last) > online(first) + 0.02, (online(first), online(last))  # more spending online
+    assert cloned(last) < cloned(first) - 0.08, (cloned(first), cloned(last))  # less card cloning
+    spans = sorted({r["_span"] for r in rows})
+    daily = [online([r for r in rows if r["_span"] == span]) for span in spans]
+    assert max(abs(b - a) for a, b in zip(daily, daily[1:])) < 0.05  # gradual: one day resembles the next
 
 
 def test_personal_data_is_well_formed(simulated: tuple[Path, list]) -> None:
