@@ -155,11 +155,11 @@ def _drift_report(args: argparse.Namespace, config: UseCaseConfig) -> int:
         raise ConfigError("report drift needs --from and --to: two pushed versions (e.g. --from 1718000000 "
                           "--to 1718100000) or two spans (--from span:3 --to span:4)")
     from pipeline import governance, lineage
-    from pipeline.drift_report import write_drift_report
+    from pipeline.drift_report import drift_exclusions, write_drift_report
 
     store = lineage.open_store(config.pipeline.metadata_path)
     report = governance.drift_between(store, config.serving.model_name, governance.resolve_end(store, args.from_),
-                                      governance.resolve_end(store, args.to))
+                                      governance.resolve_end(store, args.to), excluded=drift_exclusions(config))
     paths = write_drift_report(report, _reports_folder(args, config, f"drift-{args.from_}-{args.to}".replace(":", "")))
     print(f"drift {report.from_side} -> {report.to_side}: {len(report.drifted)} of {len(report.features)} "
           f"feature(s) above threshold{': ' + ', '.join(report.drifted) if report.drifted else ''}")

@@ -21,6 +21,7 @@ from components.model_validator import ModelValidator
 from components.serving_pusher import ServingPusher
 from components.recording_trainer import RecordingTrainerExecutor
 from pipeline.config import UseCaseConfig
+from pipeline.drift_report import drift_exclusions
 
 PREDICTION_KEY = "probability"
 
@@ -205,7 +206,8 @@ def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None 
     governance_report = GovernanceReport(
         pushed_model=pusher.outputs["pushed_model"], metadata_path=str(config.pipeline.metadata_path),
         model_name=config.serving.model_name,
-        governance_json=config.governance.model_dump_json() if config.governance else "")
+        governance_json=config.governance.model_dump_json() if config.governance else "",
+        drift_excluded_json=json.dumps(drift_exclusions(config)))
     mlflow_logger = make_mlflow_logger(config, example_gen, schema_gen, example_validator, trainer, evaluator,
                                        pusher)
     mlflow_logger.add_upstream_node(governance_report)  # one order for every runner: reports, then the log

@@ -13,7 +13,10 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from pipeline.config import UseCaseConfig
 
 import jinja2
 import numpy as np
@@ -207,12 +210,30 @@ def _categorical_chart(title: str, p: dict[str, float], q: dict[str, float], lab
     return _png(figure)
 
 
+def drift_exclusions(config: "UseCaseConfig") -> dict[str, str]:
+    """Columns a drift report must not score, each with the reason the report states: the label (its
+    shift is the prediction shift's business, not an input's), timestamps (they move by construction)
+    and the use case's ``validation.drift_skip_features`` (ids and the like)."""
+    excluded = {name: "validation.drift_skip_features" for name in config.validation.drift_skip_features}
+    if config.privacy is not None:
+        excluded.update({name: "a timestamp (moves by construction)"
+                         for name, dtype in config.privacy.output_columns().items() if dtype == "timestamp"})
+    excluded[config.data.label] = "the label"
+    return dict(sorted(excluded.items()))
+
+
 def feature_drift(a: Side, b: Side, js_threshold: float = JENSEN_SHANNON_THRESHOLD,
-                  linf_threshold: float = L_INFINITY_THRESHOLD) -> tuple[list[FeatureDrift], list[str]]:
-    """Scores and charts for every feature both sides have; notes for those only one side has."""
+                  linf_threshold: float = L_INFINITY_THRESHOLD,
+                  excluded: Mapping[str, str] | None = None) -> tuple[list[FeatureDrift], list[str]]:
+    """Scores and charts for every feature both sides have, except ``excluded`` (name -> reason, stated
+    in a note); notes for those only one side has."""
+    excluded = dict(excluded or {})
     features_a, features_b = _features(a.statistics), _features(b.statistics)
     labels = (a.label, b.label)
     results: list[FeatureDrift] = []
+    skipped = sorted(set(excluded) & (set(features_a) | set(features_b)))
+    features_a = {name: value for name, value in features_a.items() if name not in excluded}
+    features_b = {name: value for name, value in features_b.items() if name not in excluded}
     for name in sorted(set(features_a) & set(features_b)):
         fa, fb = features_a[name], features_b[name]
         if fa.HasField("num_stats") and fb.HasField("num_stats"):
@@ -229,6 +250,7 @@ def feature_drift(a: Side, b: Side, js_threshold: float = JENSEN_SHANNON_THRESHO
     notes = [f"feature {name} only in {side}" for side, names in
              ((a.label, set(features_a) - set(features_b)), (b.label, set(features_b) - set(features_a)))
              for name in sorted(names)]
+    notes += [f"not scored: {name} ({excluded[name]})" for name in skipped]
     return results, notes
 
 

@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import ml_metadata as mlmd
 import numpy as np
@@ -174,14 +174,16 @@ def resolve_end(store: mlmd.MetadataStore, reference: str) -> DriftEnd:
     return DriftEnd(f"version {reference} (span {span})", examples, pushed)
 
 
-def drift_between(store: mlmd.MetadataStore, model_name: str, start: DriftEnd, end: DriftEnd) -> DriftReport:
-    """Feature drift of the two ends' training data and the shift of predicted scores.
+def drift_between(store: mlmd.MetadataStore, model_name: str, start: DriftEnd, end: DriftEnd,
+                  excluded: Mapping[str, str] | None = None) -> DriftReport:
+    """Feature drift of the two ends' training data and the shift of predicted scores; ``excluded``
+    features (name -> reason, see drift_report.drift_exclusions) are named in a note, not scored.
 
     Two versions: both models score the newest eval split. Two spans: the newest pushed model
     scores each span's eval split.
     """
     sides = [Side(e.label, split_statistics(statistics_of(store, e.examples), DRIFT_SPLIT)) for e in (start, end)]
-    features, notes = feature_drift(*sides)
+    features, notes = feature_drift(*sides, excluded=excluded)
     shift = None
     if start.pushed is not None and end.pushed is not None:
         newest = newest_examples(store)

@@ -7,6 +7,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.governance_report.executor import (
+    DRIFT_EXCLUDED_KEY,
     GOVERNANCE_KEY,
     METADATA_PATH_KEY,
     MODEL_NAME_KEY,
@@ -29,6 +30,7 @@ class GovernanceReportSpec(ComponentSpec):
         METADATA_PATH_KEY: ExecutionParameter(type=str),
         MODEL_NAME_KEY: ExecutionParameter(type=str),
         GOVERNANCE_KEY: ExecutionParameter(type=str, optional=True),
+        DRIFT_EXCLUDED_KEY: ExecutionParameter(type=str, optional=True),  # JSON: feature -> why not scored
     }
 
 
@@ -40,7 +42,8 @@ class GovernanceReport(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(GovernanceReportExecutor)
 
     def __init__(self, pushed_model: types.BaseChannel, metadata_path: str, model_name: str,
-                 governance_json: str = "") -> None:
+                 governance_json: str = "", drift_excluded_json: str = "") -> None:
         super().__init__(spec=GovernanceReportSpec(
             pushed_model=pushed_model, metadata_path=metadata_path, model_name=model_name,
-            governance=governance_json, report=types.Channel(type=GovernanceReportArtifact)))
+            governance=governance_json, drift_excluded=drift_excluded_json,
+            report=types.Channel(type=GovernanceReportArtifact)))

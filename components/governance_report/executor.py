@@ -21,6 +21,7 @@ REPORT_KEY = "report"
 METADATA_PATH_KEY = "metadata_path"
 MODEL_NAME_KEY = "model_name"
 GOVERNANCE_KEY = "governance"
+DRIFT_EXCLUDED_KEY = "drift_excluded"
 FIRST_VERSION = "first version"
 
 
@@ -52,7 +53,8 @@ class GovernanceReportExecutor(base_executor.BaseExecutor):
         else:
             before = previous.custom_properties["pushed_version"].string_value
             drift = governance.drift_between(store, model_name, governance.resolve_end(store, before),
-                                             governance.resolve_end(store, version))
+                                             governance.resolve_end(store, version),
+                                             excluded=json.loads(exec_properties.get(DRIFT_EXCLUDED_KEY) or "{}"))
             write_drift_report(drift, folder / "drift")
             report.set_string_custom_property("drift", f"version {before} -> {version}: "
                                               f"{len(drift.drifted)} of {len(drift.features)} features drifted")

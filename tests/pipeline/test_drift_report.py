@@ -65,3 +65,24 @@ def test_report_renders_scores_charts_and_prediction_shift(tmp_path: Path) -> No
     assert data["drifted_features"] == [] and data["predictions"]["drifted"] is True
     html = paths["html"].read_text()
     assert html.count("data:image/png;base64,") == 3 and 'data-feature="amount"' in html
+
+
+def test_excluded_features_are_named_not_scored() -> None:
+    rng = np.random.default_rng(0)
+    before = statistics(rng.normal(size=2000), {"web": 70, "pos": 30})
+    after = statistics(rng.normal(loc=2.0, size=2000), {"web": 40, "pos": 60})
+    features, notes = feature_drift(Side("v1", before), Side("v2", after), excluded={"amount": "the label",
+                                                                                     "absent": "an id"})
+    assert [f.feature for f in features] == ["channel"]
+    assert notes == ["not scored: amount (the label)"]
+
+
+def test_the_fraud_configs_never_score_the_label_timestamp_or_ids() -> None:
+    from pipeline.config import load_config
+    from pipeline.drift_report import drift_exclusions
+
+    repo = Path(__file__).resolve().parents[2]
+    excluded = drift_exclusions(load_config(repo / "configs/fraud.yaml"))
+    assert {"is_fraud", "timestamp", "transaction_id"} <= set(excluded)
+    assert excluded["is_fraud"] == "the label" and excluded["transaction_id"] == "validation.drift_skip_features"
+    assert drift_exclusions(load_config(repo / "configs/breast_cancer.yaml")) == {"malignant": "the label"}
