@@ -1,5 +1,10 @@
 """Executor of the anonymizing ExampleGen: checks and fingerprints the input, runs the Beam
-ingestion, and records on the Examples artifact what was read and how it was anonymized."""
+ingestion, and records on the Examples artifact what was read and how it was anonymized.
+
+With a time split the input config has two splits, `train` and `eval`, whose span patterns this
+executor expands to the windows' span ranges (time_windows.py): the spans are read once, the
+features computed once over target and context rows, and the rows divided by their day.
+"""
 from __future__ import annotations
 
 import csv
@@ -33,6 +38,19 @@ from components.anonymizing_example_gen.ingest import (
     IngestPlan,
 )
 from components.anonymizing_example_gen.sequence_features import Kind, SequenceFeaturesConfig
+from components.anonymizing_example_gen.time_windows import (
+    SPLITS,
+    SpanCalendar,
+    TimeSplitPlan,
+    TimeSplitSettings,
+    plan_time_split,
+    read_manifest_calendar,
+    record_properties,
+    spans_to_read,
+    split_by_window,
+    timestamp_calendar,
+)
+from components.anonymizing_example_gen.window_features import WindowFeaturesConfig
 from privacy.errors import KAnonymityViolation
 from privacy.fingerprint import combined_sha256, sha256_file
 from privacy.k_anonymity import KAnonymityReport
@@ -42,7 +60,10 @@ from privacy.policy import PrivacyPolicy
 PRIVACY_POLICY_KEY = "privacy_policy"
 SEQUENCE_FEATURES_KEY = "sequence_features"
 INPUT_PATTERN_TEMPLATES_KEY = "input_pattern_templates"
+WINDOW_FEATURES_KEY = "window_features"
+TIME_SPLIT_KEY = "time_split"
 _PLANS_KEY = "_esteira_ingest_plans"
+_TIME_PLAN_KEY = "_esteira_time_split_plan"
 
 
 class Executor(BaseExampleGenExecutor):
@@ -63,6 +84,8 @@ class Executor(BaseExampleGenExecutor):
     ) -> None:
         policy = PrivacyPolicy.from_json(exec_properties[PRIVACY_POLICY_KEY])
         sequence = sequence_config(exec_properties)
+        windows = window_features_config(exec_properties)
+        time_settings = time_split_settings(exec_properties)
         key = load_key(policy.key) if policy.needs_key else None  # fail before any data is read
 
         input_config = example_gen_pb2.Input()
@@ -74,11 +97,24 @@ class Executor(BaseExampleGenExecutor):
         plans: dict[str, IngestPlan] = {}
         target_digests: dict[str, str] = {}
         context_digests: dict[str, str] = {}
-        for index, split in enumerate(input_config.splits):
-            target = _matching_files(os.path.join(input_base, split.pattern))
-            context = []
-            if sequence is not None and sequence.lookback_spans:
-                context = _earlier_span_files(input_base, templates[split.name], span, sequence.lookback_spans)
+        time_plan: TimeSplitPlan | None = None
+        if time_settings is not None:
+            time_plan, target, context = _time_split_files(input_base, templates, span, time_settings, policy)
+            splits = [("time", target, context)]
+        else:
+            splits = []
+            for split in input_config.splits:
+                target = _matching_files(os.path.join(input_base, split.pattern))
+                context = []
+                # one span per day: the windows' reach back (spanned input only), or the card history's
+                spanned = any(example_gen_utils.verify_split_pattern_specs(
+                    example_gen_pb2.Input.Split(name=split.name, pattern=templates.get(split.name, "")))[:2])
+                lookback = max(sequence.lookback_spans if sequence else 0,
+                               windows.lookback_days if windows and spanned else 0)
+                if lookback:
+                    context = _earlier_span_files(input_base, templates[split.name], span, lookback)
+                splits.append((split.pattern, target, context))
+        for index, (name, target, context) in enumerate(splits):
             for path in target + context:  # deny by default, before anything is read
                 policy.check_header(_read_header(path), source=path)
             target_digests.update({_relative(path, input_base): _content_sha256(path) for path in target})
@@ -86,9 +122,10 @@ class Executor(BaseExampleGenExecutor):
             report_path = None
             if policy.k_anonymity is not None:
                 report_path = os.path.join(self._get_tmp_dir(), f"k_anonymity_{index}.json")
-            plans[split.pattern] = IngestPlan(policy.canonical_json(), target, context, sequence, report_path)
+            plans[name] = IngestPlan(policy.canonical_json(), target, context, sequence, report_path,
+                                     window_features=windows, time_split=time_plan)
 
-        super().Do(input_dict, output_dict, {**exec_properties, _PLANS_KEY: plans})
+        super().Do(input_dict, output_dict, {**exec_properties, _PLANS_KEY: plans, _TIME_PLAN_KEY: time_plan})
 
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
         reports = [_read_report(plan, policy) for plan in plans.values() if plan.k_anonymity_report_path]
@@ -102,6 +139,27 @@ class Executor(BaseExampleGenExecutor):
 
         counts = self._row_counts()
         _record(examples, policy, key, sequence, target_digests, context_digests, counts, reports)
+        if windows is not None:
+            examples.set_string_custom_property("window_features", windows.model_dump_json())
+        if time_plan is not None:
+            for name, value in record_properties(time_plan, counts).items():
+                if isinstance(value, int):
+                    examples.set_int_custom_property(name, value)
+                else:
+                    examples.set_string_custom_property(name, value)
+
+    def GenerateExamplesByBeam(
+        self, pipeline: beam.Pipeline, exec_properties: dict[str, Any]
+    ) -> dict[str, beam.PCollection]:
+        """A time split reads its spans once and divides the rows by day; otherwise TFX's splitting."""
+        time_plan: TimeSplitPlan | None = exec_properties.get(_TIME_PLAN_KEY)
+        if time_plan is None:
+            return super().GenerateExamplesByBeam(pipeline, exec_properties)
+        plan: IngestPlan = exec_properties[_PLANS_KEY]["time"]
+        kinds = feature_kinds(plan.policy, plan.sequence, plan.window_features)
+        rows = pipeline | "AnonymizedRows" >> AnonymizedRows(plan)
+        return {name: split | f"ToExample[{name}]" >> beam.ParDo(_Encode(kinds))
+                for name, split in split_by_window(rows, time_plan).items()}
 
     def _row_counts(self) -> dict[str, int]:
         result = self._pipeline.result
@@ -119,9 +177,23 @@ def sequence_config(exec_properties: dict[str, Any]) -> SequenceFeaturesConfig |
     return SequenceFeaturesConfig.model_validate_json(text) if text else None
 
 
-def feature_kinds(policy: PrivacyPolicy, sequence: SequenceFeaturesConfig | None) -> dict[str, Kind]:
-    """Every feature the examples carry: the policy's output columns, then the history lists."""
+def window_features_config(exec_properties: dict[str, Any]) -> WindowFeaturesConfig | None:
+    text = exec_properties.get(WINDOW_FEATURES_KEY)
+    return WindowFeaturesConfig.model_validate_json(text) if text else None
+
+
+def time_split_settings(exec_properties: dict[str, Any]) -> TimeSplitSettings | None:
+    text = exec_properties.get(TIME_SPLIT_KEY)
+    return TimeSplitSettings.model_validate_json(text) if text else None
+
+
+def feature_kinds(
+    policy: PrivacyPolicy, sequence: SequenceFeaturesConfig | None, windows: WindowFeaturesConfig | None = None
+) -> dict[str, Kind]:
+    """Every feature the examples carry: the policy's output columns, the window features, the history lists."""
     kinds = column_kinds(policy.output_columns())
+    if windows is not None:
+        kinds.update(windows.feature_kinds(policy.output_columns()))
     if sequence is not None:
         kinds.update(sequence.feature_kinds(policy.output_columns()))
     return kinds
@@ -145,7 +217,7 @@ def _AnonymizedCsvToExample(  # pylint: disable=invalid-name
 ) -> beam.pvalue.PCollection:
     """One input split: read + anonymize (+ k-anonymity, + card histories) -> tf.Examples."""
     plan: IngestPlan = exec_properties[_PLANS_KEY][split_pattern]
-    kinds = feature_kinds(plan.policy, plan.sequence)
+    kinds = feature_kinds(plan.policy, plan.sequence, plan.window_features)
     return pipeline | "AnonymizedRows" >> AnonymizedRows(plan) | "ToExample" >> beam.ParDo(_Encode(kinds))
 
 
@@ -166,6 +238,59 @@ def _earlier_span_files(input_base: str, template: str, span: int, lookback: int
         pattern = example_gen_utils.get_pattern_for_span_version(template, is_span, is_date, is_version, earlier, None)
         files.extend(sorted(fileio.glob(os.path.join(input_base, pattern))))
     return files
+
+
+def _span_files(input_base: str, template: str, span: int) -> list[str]:
+    is_span, is_date, is_version = example_gen_utils.verify_split_pattern_specs(
+        example_gen_pb2.Input.Split(name="span", pattern=template))
+    pattern = example_gen_utils.get_pattern_for_span_version(template, is_span, is_date, is_version, span, None)
+    return sorted(fileio.glob(os.path.join(input_base, pattern)))
+
+
+def _time_split_files(
+    input_base: str, templates: dict[str, str], end_span: int, settings: TimeSplitSettings, policy: PrivacyPolicy
+) -> tuple[TimeSplitPlan, list[str], list[str]]:
+    """The windows ending on `end_span` and their files: train and eval spans as targets, the rest context.
+
+    Every train and eval span must be present; history and delay spans are read where they exist
+    (the config check refuses a history shorter than the label delay).
+    """
+    if set(templates) != set(SPLITS) or templates["train"] != templates["eval"]:
+        raise RuntimeError(f"a time split needs input splits 'train' and 'eval' with one span pattern; got {templates}")
+    template = templates["train"]
+    calendar = read_manifest_calendar(input_base)
+    if calendar is None:
+        calendar = _timestamp_calendar(input_base, template, end_span, settings, policy)
+    plan = plan_time_split(settings, calendar, end_span)
+    target: list[str] = []
+    context: list[str] = []
+    for span, is_target in spans_to_read(plan):
+        files = _span_files(input_base, template, span)
+        if is_target and not files:
+            raise RuntimeError(f"the time split needs span {span} ({calendar.date_of_span(span)}), but "
+                               f"{os.path.join(input_base, template)} matches no file for it; write the span "
+                               "or set data.split.end_span so the windows fall inside the data")
+        (target if is_target else context).extend(files)
+    return plan, target, context
+
+
+def _timestamp_calendar(
+    input_base: str, template: str, end_span: int, settings: TimeSplitSettings, policy: PrivacyPolicy
+) -> SpanCalendar:
+    """No manifest: date the earliest span present from its first row (spans counted back from `end_span`)."""
+    raw_time = next((raw for raw, rule in policy.columns.items()
+                     if rule.treatment != "drop" and (getattr(rule, "output", None) or raw) == settings.time), None)
+    if raw_time is None:
+        raise RuntimeError(f"the time split's time column {settings.time!r} is not an output of the privacy policy")
+    earliest = None
+    for span in range(end_span, -1, -1):
+        files = _span_files(input_base, template, span)
+        if not files:
+            break
+        earliest = (span, files[0])
+    if earliest is None:
+        raise RuntimeError(f"span {end_span} has no file under {input_base} matching {template}")
+    return timestamp_calendar(earliest[0], earliest[1], raw_time)
 
 
 def _read_header(path: str) -> list[str]:

@@ -2,7 +2,8 @@
 
 Raw values exist only inside `ReadAnonymizedRows`, which parses and anonymizes each row in the
 same step: no PCollection, shuffle or file ever holds a raw row. Everything downstream (the
-k-anonymity check, the card histories) works on anonymized rows.
+k-anonymity check, the window features, the time split, the card histories) works on anonymized
+rows.
 """
 from __future__ import annotations
 
@@ -17,12 +18,18 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from components.anonymizing_example_gen.sequence_features import AddCardHistory, SequenceFeaturesConfig
+from components.anonymizing_example_gen.time_windows import (
+    METRICS_NAMESPACE,
+    RemoveKnownCompromised,
+    TimeSplitPlan,
+    tag_window,
+)
+from components.anonymizing_example_gen.window_features import AddWindowFeatures, WindowFeaturesConfig
 from privacy.anonymizer import Anonymizer
 from privacy.k_anonymity import group_key
 from privacy.keys import load_key
 from privacy.policy import KAnonymityConfig, PrivacyPolicy
 
-METRICS_NAMESPACE = "esteira.anonymizing_example_gen"
 ROWS_IN = "rows_in"
 ROWS_SUPPRESSED = "rows_suppressed"
 ROWS_OUT = "rows_out"
@@ -40,6 +47,8 @@ class IngestPlan:
     context_files: list[str] = field(default_factory=list)
     sequence: SequenceFeaturesConfig | None = None
     k_anonymity_report_path: str | None = None
+    window_features: WindowFeaturesConfig | None = None
+    time_split: TimeSplitPlan | None = None
 
     @property
     def policy(self) -> PrivacyPolicy:
@@ -123,16 +132,24 @@ class AnonymizedRows(beam.PTransform):
             | "SpreadFiles" >> beam.Reshuffle()
             | "ReadAndAnonymize" >> beam.ParDo(ReadAnonymizedRows(plan.policy_json))
         )
+        if plan.time_split is not None:  # a row's own day decides whether it is emitted
+            rows = rows | "WindowOfRow" >> beam.Map(tag_window, plan.time_split)
         targets, context = rows | "TargetOrContext" >> beam.Partition(lambda pair, _: 0 if pair[0] else 1, 2)
 
         if policy.k_anonymity is not None:
             targets, context = self._k_anonymize(pipeline, targets, context, policy.k_anonymity)
 
-        if plan.sequence is None:
+        if plan.sequence is None and plan.window_features is None and plan.time_split is None:
             return targets | "Rows" >> beam.Map(lambda pair: pair[1])
+        pairs = (targets, context) | "AllRows" >> beam.Flatten()
+        if plan.time_split is not None:
+            pairs = pairs | "KnownCompromised" >> RemoveKnownCompromised(plan.time_split)
+        if plan.window_features is not None:
+            pairs = pairs | "WindowFeatures" >> AddWindowFeatures(plan.window_features)
+        if plan.sequence is None:
+            return pairs | "OnlyTargets" >> beam.Filter(lambda pair: pair[0]) | "Rows" >> beam.Map(lambda pair: pair[1])
         kinds = plan.sequence.feature_kinds(policy.output_columns())
-        rows = (targets, context) | "AllRows" >> beam.Flatten()
-        return rows | "CardHistory" >> AddCardHistory(plan.sequence, kinds)
+        return pairs | "CardHistory" >> AddCardHistory(plan.sequence, kinds)
 
     def _k_anonymize(
         self, pipeline: beam.Pipeline, targets: beam.PCollection, context: beam.PCollection, rule: KAnonymityConfig

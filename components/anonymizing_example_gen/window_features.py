@@ -1,0 +1,159 @@
+"""The Fraud Detection Handbook's window features, computed in the anonymizing ExampleGen with Beam.
+
+Customer windows group a card's rows (its own earlier transactions and itself, amounts known at
+once); terminal windows group a terminal's rows and use labels only `label_delay_days` after their
+transaction, when a fraud team would know them. The arithmetic is `models.fraud.window_features`
+(pure numpy, shared with the benchmarks and the metrics); this module only groups rows: one
+GroupByKey per card, then one per terminal, over target and context rows alike, so a row's
+features never depend on whether its neighbours are emitted.
+
+Missing values: a row without a card is its own customer history, a row without a terminal gets
+empty terminal windows, a missing amount counts as 0.0 and a missing label as not fraud (a label
+not yet known). A row without a time cannot be placed in any window: it stops the run.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, Mapping
+
+import apache_beam as beam
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from components.anonymizing_example_gen.sequence_features import Kind
+from models.fraud.window_features import (
+    WINDOW_FEATURE_NAMES,
+    calendar_features,
+    customer_window_features,
+    terminal_window_features,
+)
+
+Row = dict[str, Any]
+CALENDAR_FEATURES = ("during_weekend", "during_night")
+
+
+class WindowFeaturesConfig(BaseModel):
+    """The `window_features:` settings: which output columns the book's features are computed from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    card_key: str = Field(default="card_id", description="customer windows group by this column")
+    terminal_key: str = Field(default="terminal_id", description="terminal windows group by this column")
+    amount: str = Field(default="amount", description="transaction amount (customer mean amounts)")
+    label: str = Field(default="is_fraud", description="0/1 fraud label (terminal risk, once known)")
+    time: str = Field(default="timestamp", description="epoch seconds of the transaction")
+    tiebreak: str | None = Field(default="transaction_id",
+                                 description="orders a card's transactions at the same second")
+    label_delay_days: int = Field(
+        default=7, ge=1, description="days until a label is known; terminal windows end this long before "
+                                     "the transaction (the book: 7)")
+
+    def feature_kinds(self, output_columns: Mapping[str, str]) -> dict[str, Kind]:
+        """Names and kinds of the emitted features, after checking the columns they are computed from."""
+        for key in ("card_key", "terminal_key", "amount", "label", "time", "tiebreak"):
+            column = getattr(self, key)
+            if column is not None and column not in output_columns:
+                raise ValueError(f"window_features.{key}: column {column!r} is not produced by the privacy "
+                                 f"policy; use one of {sorted(output_columns)}")
+        for key, allowed in (("time", ("timestamp", "int", "float")), ("amount", ("float", "int")),
+                             ("label", ("int",))):
+            dtype = output_columns[getattr(self, key)]
+            if dtype not in allowed:
+                raise ValueError(f"window_features.{key}: column {getattr(self, key)!r} has dtype {dtype}; "
+                                 f"it needs {' or '.join(allowed)} (set its dtype in privacy.columns)")
+        kinds = window_feature_kinds()
+        clash = sorted(set(kinds) & set(output_columns))
+        if clash:
+            raise ValueError(f"window feature names {clash} collide with output columns of the privacy policy; "
+                             "rename those output columns")
+        return kinds
+
+    @property
+    def lookback_days(self) -> int:
+        """History a row's windows reach back: the longest customer window, or terminal window plus delay."""
+        from models.fraud.window_features import CUSTOMER_WINDOWS_DAYS, TERMINAL_WINDOWS_DAYS
+
+        return int(np.ceil(max(max(CUSTOMER_WINDOWS_DAYS), max(TERMINAL_WINDOWS_DAYS) + self.label_delay_days)))
+
+
+def window_feature_kinds() -> dict[str, Kind]:
+    """Every window feature as the examples carry it: calendar flags int64, counts and rates float."""
+    names = list(dict.fromkeys([*CALENDAR_FEATURES, *WINDOW_FEATURE_NAMES]))
+    return {name: ("int" if name in CALENDAR_FEATURES else "float") for name in names}
+
+
+def _time(row: Row, config: WindowFeaturesConfig) -> float:
+    value = row.get(config.time)
+    if value is None:
+        raise ValueError(f"window_features.time: a row has no {config.time!r} value (transaction "
+                         f"{row.get(config.tiebreak or '')!r}); window features need every row's time")
+    return float(value)
+
+
+def _order_key(row: Row, config: WindowFeaturesConfig) -> tuple[float, int, float, str]:
+    """(time, tiebreak): numbers compare as numbers, anything else as text, a missing tiebreak first."""
+    tiebreak = row.get(config.tiebreak) if config.tiebreak else None
+    if isinstance(tiebreak, (int, float)):
+        return _time(row, config), 1, float(tiebreak), ""
+    return _time(row, config), 0 if tiebreak is None else 2, 0.0, "" if tiebreak is None else str(tiebreak)
+
+
+def with_customer_windows(pairs: Iterable[tuple[bool, Row]], config: WindowFeaturesConfig) -> Iterator[tuple[bool, Row]]:
+    """One card's (is_target, row) pairs, any order -> the same pairs with customer windows and calendar."""
+    ordered = sorted(pairs, key=lambda pair: _order_key(pair[1], config))
+    times = np.array([_time(row, config) for _, row in ordered], dtype=np.float64)
+    amounts = np.array([float(row.get(config.amount) or 0.0) for _, row in ordered], dtype=np.float64)
+    columns = {**customer_window_features(times, amounts), **calendar_features(times)}
+    for index, (is_target, row) in enumerate(ordered):
+        yield is_target, {**row, **{name: values[index].item() for name, values in columns.items()}}
+
+
+def with_terminal_windows(pairs: Iterable[tuple[bool, Row]], config: WindowFeaturesConfig) -> Iterator[tuple[bool, Row]]:
+    """One terminal's (is_target, row) pairs, any order -> the same pairs with delayed terminal windows."""
+    ordered = sorted(pairs, key=lambda pair: _order_key(pair[1], config))
+    times = np.array([_time(row, config) for _, row in ordered], dtype=np.float64)
+    labels = np.array([int(row.get(config.label) or 0) for _, row in ordered], dtype=np.float64)
+    columns = terminal_window_features(times, labels, config.label_delay_days)
+    for index, (is_target, row) in enumerate(ordered):
+        yield is_target, {**row, **{name: values[index].item() for name, values in columns.items()}}
+
+
+def _empty_terminal_windows(pair: tuple[bool, Row], config: WindowFeaturesConfig) -> tuple[bool, Row]:
+    _time(pair[1], config)  # still needs a time, like every other row
+    names = [name for name in window_feature_kinds() if name.startswith("terminal_")]
+    return pair[0], {**pair[1], **{name: 0.0 for name in names}}
+
+
+class AddWindowFeatures(beam.PTransform):
+    """(is_target, row) pairs -> the same pairs, every row with the book's window and calendar features.
+
+    Context rows get features too (they are dropped later); they pass through so that the card-history
+    step after this one still sees them.
+    """
+
+    def __init__(self, config: WindowFeaturesConfig) -> None:
+        super().__init__()
+        self._config = config
+
+    def expand(self, pairs: beam.PCollection) -> beam.PCollection:
+        config = self._config
+        card, terminal = config.card_key, config.terminal_key
+        with_card, without_card = pairs | "HasCard" >> beam.Partition(
+            lambda pair, _: 0 if pair[1].get(card) is not None else 1, 2)
+        by_card = (
+            with_card
+            | "KeyByCard" >> beam.Map(lambda pair: (pair[1][card], pair))
+            | "GroupByCard" >> beam.GroupByKey()
+            | "CustomerWindows" >> beam.FlatMap(lambda keyed: with_customer_windows(keyed[1], config))
+        )
+        alone = without_card | "OwnCustomerWindows" >> beam.FlatMap(lambda pair: with_customer_windows([pair], config))
+        rows = (by_card, alone) | "CustomerDone" >> beam.Flatten()
+        with_terminal, without_terminal = rows | "HasTerminal" >> beam.Partition(
+            lambda pair, _: 0 if pair[1].get(terminal) is not None else 1, 2)
+        by_terminal = (
+            with_terminal
+            | "KeyByTerminal" >> beam.Map(lambda pair: (pair[1][terminal], pair))
+            | "GroupByTerminal" >> beam.GroupByKey()
+            | "TerminalWindows" >> beam.FlatMap(lambda keyed: with_terminal_windows(keyed[1], config))
+        )
+        empty = without_terminal | "EmptyTerminalWindows" >> beam.Map(_empty_terminal_windows, config)
+        return (by_terminal, empty) | "Merge" >> beam.Flatten()
