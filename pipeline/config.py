@@ -99,8 +99,37 @@ class TrainingConfig(TrainingSettings):
         return self
 
 
+BUILT_IN_METRICS = ("auc", "auc_precision_recall", "binary_accuracy", "precision", "recall")
+_AUC_GATE_KEYS = {"auc_lower_bound": 0.9, "auc_change_threshold": -0.01, "auc_relative_improvement": None,
+                  "champion_auc_margin": 0.0}
+
+
+class GateConfig(_Section):
+    """The promotion gate on one metric the Evaluator reports (higher is better for all of them)."""
+
+    metric: str = Field(default="auc", description="e.g. auc, average_precision, card_precision_at_100")
+    lower_bound: float | None = Field(default=None, ge=0.0, le=1.0, description="absolute floor on the eval split")
+    change_threshold: float | None = Field(
+        default=None, ge=-1.0, le=1.0,
+        description="smallest allowed difference candidate - blessed baseline; -0.02 tolerates a 0.02 drop")
+    relative_improvement: float | None = Field(
+        default=None, gt=-1.0, le=1.0,
+        description="smallest relative change (candidate - baseline) / baseline, e.g. 0.01: beat it by 1 %")
+    champion_margin: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="the deploy gate (`esteira gate`): the candidate must reach the champion's value plus this")
+
+    @model_validator(mode="after")
+    def _checks_something(self) -> "GateConfig":
+        if self.lower_bound is None and self.change_threshold is None and self.relative_improvement is None:
+            raise ValueError("evaluation.gate checks nothing: set lower_bound, change_threshold or "
+                             "relative_improvement")
+        return self
+
+
 class EvaluationConfig(_Section):
-    """The Evaluator's gate: an absolute AUC floor and the allowed change versus the blessed baseline."""
+    """The Evaluator's metrics and its promotion gate: a floor on one metric and the allowed change versus
+    the blessed baseline. The auc_* keys are the gate on AUC; evaluation.gate puts it on any metric."""
 
     auc_lower_bound: float = Field(default=0.9, ge=0.0, le=1.0)
     auc_change_threshold: float = Field(
@@ -115,10 +144,23 @@ class EvaluationConfig(_Section):
         default=0.0, ge=0.0, le=1.0,
         description="the deploy gate (`esteira gate`, CI's model gate): the candidate's AUC must be at least "
                     "the champion's (the blessed baseline) plus this margin, e.g. 0.005")
+    gate: GateConfig | None = Field(
+        default=None, description="the promotion gate on any reported metric, e.g. {metric: average_precision, "
+                                  "lower_bound: 0.5, change_threshold: -0.02}; replaces the auc_* keys")
     slice_features: list[str] = Field(
         default=[], description="features to slice metrics by (transformed ones too with transform_signature)")
     recall_at_false_positive_rates: list[float] = Field(
         default=[], description="report recall at these false-positive rates, e.g. [0.01]")
+    card_key: str | None = Field(
+        default=None, description="feature naming each example's card: reports Card Precision@k "
+                                  "(card_precision_at_<k>) with time_key; null: not reported")
+    time_key: str | None = Field(
+        default=None, description="int64 epoch-seconds feature; its UTC day is the day of the per-day metrics")
+    card_precision_k: int = Field(
+        default=100, ge=1, description="cards investigators check per day (the Fraud Detection Handbook's k)")
+    alerts_per_day: list[int] = Field(
+        default=[], description="report recall when only this many top-scored transactions a day are alerted "
+                                "(recall_at_<n>_alerts_per_day), e.g. [100]; needs time_key")
     transform_signature: str | None = Field(
         default=None, description="model signature TFMA runs first so slices can use transformed features")
 
@@ -128,6 +170,58 @@ class EvaluationConfig(_Section):
         if any(not 0.0 < rate < 1.0 for rate in value):
             raise ValueError("false-positive rates must be between 0 and 1 (exclusive)")
         return value
+
+    @field_validator("alerts_per_day")
+    @classmethod
+    def _budgets_are_positive(cls, value: list[int]) -> list[int]:
+        if any(budget < 1 for budget in value) or len(set(value)) != len(value):
+            raise ValueError("alerts per day must be distinct integers >= 1, e.g. [50, 100]")
+        return value
+
+    @model_validator(mode="after")
+    def _gate_names_a_reported_metric(self) -> "EvaluationConfig":
+        if self.card_key and not self.time_key:
+            raise ValueError("evaluation.card_key needs evaluation.time_key: Card Precision@k ranks cards per day "
+                             "(e.g. time_key: timestamp)")
+        if self.alerts_per_day and not self.time_key:
+            raise ValueError("evaluation.alerts_per_day needs evaluation.time_key, the timestamp feature that "
+                             "gives each example its day (e.g. time_key: timestamp)")
+        if self.card_precision_k != 100 and not self.card_key:
+            raise ValueError("evaluation.card_precision_k needs evaluation.card_key and evaluation.time_key "
+                             "(e.g. card_key: card_id, time_key: timestamp)")
+        if self.gate is None:
+            return self
+        moved = [key for key, default in _AUC_GATE_KEYS.items() if getattr(self, key) != default]
+        if moved:
+            raise ValueError(f"evaluation.{', evaluation.'.join(moved)} {'applies' if len(moved) == 1 else 'apply'} "
+                             "only without evaluation.gate: "
+                             f"put the thresholds in evaluation.gate (metric: auc for AUC) and remove them")
+        if self.gate.metric not in self.metric_names():
+            hint = (" (card_precision_at_<k>, recall_at_fpr_<rate> and recall_at_<n>_alerts_per_day exist once "
+                    "evaluation.card_key, recall_at_false_positive_rates or alerts_per_day configure them)")
+            raise ValueError(f"evaluation.gate.metric: unknown metric {self.gate.metric!r}; allowed: "
+                             f"{', '.join(self.metric_names())}{hint}")
+        return self
+
+    def recall_at_fpr_name(self, rate: float) -> str:
+        return f"recall_at_fpr_{rate:g}"
+
+    def card_precision_name(self) -> str | None:
+        return f"card_precision_at_{self.card_precision_k}" if self.card_key else None
+
+    def alert_budget_names(self) -> list[str]:
+        return [f"recall_at_{budget}_alerts_per_day" for budget in self.alerts_per_day]
+
+    def metric_names(self) -> list[str]:
+        """Every metric the Evaluator reports and a gate may name, as TFMA records it."""
+        return [*BUILT_IN_METRICS, *(self.recall_at_fpr_name(rate) for rate in self.recall_at_false_positive_rates),
+                "average_precision", *filter(None, [self.card_precision_name()]), *self.alert_budget_names()]
+
+    def promotion_gate(self) -> GateConfig:
+        """evaluation.gate, or the gate on AUC the auc_* keys describe."""
+        return self.gate or GateConfig(
+            metric="auc", lower_bound=self.auc_lower_bound, change_threshold=self.auc_change_threshold,
+            relative_improvement=self.auc_relative_improvement, champion_margin=self.champion_auc_margin)
 
 
 class ValidationConfig(_Section):
@@ -253,6 +347,17 @@ class UseCaseConfig(_Section):
             raise ValueError(
                 f"evaluation.slice_features names {unknown}, which are not in data.features "
                 "(set evaluation.transform_signature to slice on transformed features)")
+        return self
+
+    @model_validator(mode="after")
+    def _per_day_metrics_read_written_columns(self) -> "UseCaseConfig":
+        """Card Precision@k and the alert budgets read the card and time of each eval example."""
+        outputs = dict(self.privacy.output_columns()) if self.privacy is not None else {}
+        for key in ("card_key", "time_key"):
+            name = getattr(self.evaluation, key)
+            if name and outputs and name not in outputs:
+                raise ValueError(f"evaluation.{key}: '{name}' is not a column the privacy policy writes; "
+                                 f"available: {', '.join(sorted(outputs))}")
         return self
 
     @model_validator(mode="after")

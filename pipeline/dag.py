@@ -20,10 +20,11 @@ from components.model_optimizer import ModelOptimizer
 from components.model_validator import ModelValidator
 from components.serving_pusher import ServingPusher
 from components.recording_trainer import RecordingTrainerExecutor
-from pipeline.config import UseCaseConfig
+from pipeline.config import EvaluationConfig, GateConfig, UseCaseConfig
 from pipeline.drift_report import drift_exclusions
 
 PREDICTION_KEY = "probability"
+FRAUD_METRICS_MODULE = "models.fraud.tfma_metrics"
 
 
 def trainer_custom_config(config: UseCaseConfig) -> dict:
@@ -31,34 +32,61 @@ def trainer_custom_config(config: UseCaseConfig) -> dict:
     return config.trainer_settings().to_custom_config()
 
 
-def recall_metric_name(rate: float) -> str:
-    return f"recall_at_fpr_{rate:g}"
+def metric_configs(evaluation: EvaluationConfig) -> dict[str, tfma.MetricConfig]:
+    """Every metric the Evaluator reports, by the name TFMA records it under (EvaluationConfig.metric_names()).
+
+    The fraud metrics load by module path; naming the same card and time features in each lets them
+    share one copy of the eval rows per slice (models/fraud/tfma_metrics.py).
+    """
+    features = {"card_key": evaluation.card_key, "time_key": evaluation.time_key}
+
+    def fraud(class_name: str, name: str, **settings: object) -> tfma.MetricConfig:
+        return tfma.MetricConfig(class_name=class_name, module=FRAUD_METRICS_MODULE,
+                                 config=json.dumps({"name": name, **settings, **features}))
+
+    configs = {
+        "auc": tfma.MetricConfig(class_name="AUC"),
+        "auc_precision_recall": tfma.MetricConfig(class_name="AUCPrecisionRecall"),
+        "binary_accuracy": tfma.MetricConfig(class_name="BinaryAccuracy"),
+        "precision": tfma.MetricConfig(class_name="Precision"),
+        "recall": tfma.MetricConfig(class_name="Recall"),
+        **{evaluation.recall_at_fpr_name(rate): tfma.MetricConfig(
+            class_name="RecallAtFalsePositiveRate",
+            config=json.dumps({"false_positive_rate": rate, "name": evaluation.recall_at_fpr_name(rate)}))
+           for rate in evaluation.recall_at_false_positive_rates},
+        "average_precision": fraud("AveragePrecision", "average_precision"),
+    }
+    card_precision = evaluation.card_precision_name()
+    if card_precision:
+        configs[card_precision] = fraud("CardPrecisionAtK", card_precision, k=evaluation.card_precision_k)
+    for budget, name in zip(evaluation.alerts_per_day, evaluation.alert_budget_names()):
+        configs[name] = fraud("RecallAtDailyAlertBudget", name, alerts_per_day=budget)
+    return configs
+
+
+def gate_threshold(gate: GateConfig) -> tfma.MetricThreshold:
+    """The floor and the allowed change versus the latest blessed model (absolute and, when configured,
+    relative: (candidate - baseline) / baseline); TFMA requires every part to hold."""
+    threshold = tfma.MetricThreshold()
+    if gate.lower_bound is not None:
+        threshold.value_threshold.lower_bound.value = gate.lower_bound
+    if gate.change_threshold is not None or gate.relative_improvement is not None:
+        threshold.change_threshold.direction = tfma.MetricDirection.HIGHER_IS_BETTER
+        if gate.change_threshold is not None:
+            threshold.change_threshold.absolute.value = gate.change_threshold
+        if gate.relative_improvement is not None:
+            threshold.change_threshold.relative.value = gate.relative_improvement
+    return threshold
 
 
 def eval_config(config: UseCaseConfig) -> tfma.EvalConfig:
-    """AUC gate: absolute floor plus allowed change versus the latest blessed model, absolute and,
-    when configured, relative ((candidate - baseline) / baseline); TFMA requires both to hold."""
-    change = tfma.GenericChangeThreshold(
-        direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-        absolute={"value": config.evaluation.auc_change_threshold})
-    if config.evaluation.auc_relative_improvement is not None:
-        change.relative.value = config.evaluation.auc_relative_improvement
-    auc_gate = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.evaluation.auc_lower_bound}),
-        change_threshold=change)
-    metrics = [
-        tfma.MetricConfig(class_name="ExampleCount"),
-        # The gate judges the whole eval split; slices are reported, not gated (a small slice's AUC is noise).
-        tfma.MetricConfig(class_name="AUC", per_slice_thresholds=[
-            tfma_config.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=auc_gate)]),
-        tfma.MetricConfig(class_name="AUCPrecisionRecall"),
-        tfma.MetricConfig(class_name="BinaryAccuracy"),
-        tfma.MetricConfig(class_name="Precision"),
-        tfma.MetricConfig(class_name="Recall"),
-        *(tfma.MetricConfig(class_name="RecallAtFalsePositiveRate",
-                            config=json.dumps({"false_positive_rate": rate, "name": recall_metric_name(rate)}))
-          for rate in config.evaluation.recall_at_false_positive_rates),
-    ]
+    """Every reported metric, the promotion gate (evaluation.gate, or the auc_* keys) on one of them."""
+    gate = config.evaluation.promotion_gate()
+    configs = metric_configs(config.evaluation)
+    # The gate judges the whole eval split; slices are reported, not gated (a small slice's figure is noise).
+    configs[gate.metric].per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()],
+                                                  threshold=gate_threshold(gate))
+    metrics = [tfma.MetricConfig(class_name="ExampleCount"), *configs.values()]
     slices = [tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[name])
                                      for name in config.evaluation.slice_features]
     return tfma.EvalConfig(
