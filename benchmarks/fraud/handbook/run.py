@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prequential-seed", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=200, help="card-bootstrap rounds (default %(default)s)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--book-raw", type=Path, default=None,
+                        help="the book's published data (a clone of Fraud-Detection-Handbook/simulated-data-raw, its data/ "
+                             "folder): the baselines are also run on it, to check features and split against the book")
     parser.add_argument("--skip", choices=["single", "prequential"], action="append", default=[])
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table, flush=True)
 
     if "single" not in args.skip:
-        result, curves = single_split.run(args.root, args.seeds)
+        result, curves = single_split.run(args.root, args.seeds, args.book_raw)
         seed = args.seeds[0]
         plots.pr_curves({n: (c["labels"], c["scores"]) for n, c in curves.items()},
                         f"Single split, seed {seed} (test 2018-08-08..14)", args.out / "single_split_pr_curves.png")

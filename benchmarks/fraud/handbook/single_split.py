@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.preprocessing import StandardScaler
 
 from compare import scores
-from data import FEATURES, SINGLE_SPLIT, day_to_date, ensure_seed, load, split
+from data import FEATURES, SINGLE_SPLIT, add_features, day_to_date, ensure_seed, load, split
 from baselines import BASELINES, PUBLISHED
 
 METRICS = ("auc_roc", "average_precision", "card_precision_at_100")
@@ -30,11 +30,17 @@ def fit_predict(model_name: str, train, test) -> tuple[np.ndarray, float]:
 def run_seed(root: Path, seed: int) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
     """Metrics of every baseline on one seed, and its test labels/scores (for the plots)."""
     directory, generated = ensure_seed(root, seed)
-    data = load(directory)
-    train, test = split(data.frame, SINGLE_SPLIT)
+    result, curves = run_frame(load(directory).frame, f"seed {seed}")
+    return {"seed": seed, "generated_now": generated, **result}, curves
+
+
+def run_frame(frame, label: str) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+    """The five baselines on one data set with features (a seed, or the book's own data set)."""
+    train, test = split(frame, SINGLE_SPLIT)
     out: dict[str, Any] = {
-        "seed": seed, "generated_now": generated, "transactions": len(data.frame),
-        "fraud_rate": float(data.frame["is_fraud"].mean()),
+        "transactions": len(frame), "fraud_rate": float(frame["is_fraud"].mean()),
+        "test_frauds_by_scenario": {str(k): int(v) for k, v in test.loc[test["is_fraud"] == 1, "fraud_scenario"]
+                                    .value_counts().sort_index().items()},
         "train": {"transactions": len(train), "frauds": int(train["is_fraud"].sum())},
         "test": {"transactions": len(test), "frauds": int(test["is_fraud"].sum())},
         "models": {},
@@ -47,7 +53,7 @@ def run_seed(root: Path, seed: int) -> tuple[dict[str, Any], dict[str, dict[str,
         result["fit_predict_seconds"] = round(seconds, 2)
         out["models"][name] = result
         curves[name] = {"labels": labels, "scores": score, "days": days, "cards": cards}
-        print(f"seed {seed} {name}: AUC {result['auc_roc']:.3f} AP {result['average_precision']:.3f} "
+        print(f"{label} {name}: AUC {result['auc_roc']:.3f} AP {result['average_precision']:.3f} "
               f"CP@100 {result['card_precision_at_100']:.3f} ({seconds:.1f} s)", flush=True)
     return out, curves
 
@@ -68,7 +74,8 @@ def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def run(root: Path, seeds: list[int]) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+def run(root: Path, seeds: list[int], book_raw: Path | None = None) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+    """Every seed, then (when given) the book's own data set; curves of the first seed for the plots."""
     per_seed, first_curves = [], {}
     for seed in seeds:
         result, curves = run_seed(root, seed)
@@ -76,7 +83,12 @@ def run(root: Path, seeds: list[int]) -> tuple[dict[str, Any], dict[str, dict[st
         if not first_curves:
             first_curves = curves
     split_dates = {w: [day_to_date(d) for d in getattr(SINGLE_SPLIT, f"{w}_range")] for w in ("train", "delay", "eval")}
-    return {"split": split_dates, "seeds": per_seed, "summary": summarize(per_seed),
+    book_data = None
+    if book_raw is not None:
+        from book_data import ORIGIN_SECONDS, load_book_raw
+
+        book_data, _ = run_frame(add_features(load_book_raw(book_raw), ORIGIN_SECONDS), "book data")
+    return {"split": split_dates, "seeds": per_seed, "summary": summarize(per_seed), "book_data": book_data,
             "book_counts": {"train": {"transactions": 67240, "frauds": 598},
                             "test": {"transactions": 58264, "frauds": 385}}}, first_curves
 
@@ -103,4 +115,12 @@ def markdown(result: dict[str, Any]) -> str:
     book = result["book_counts"]
     lines.append(f"| book | 1,754,155 | 0.84% | {book['train']['transactions']:,} ({book['train']['frauds']}) | "
                  f"{book['test']['transactions']:,} ({book['test']['frauds']}) |")
+    own = result.get("book_data")
+    if own:
+        lines += ["", f"The book's own published data set through the same code ({own['transactions']:,} transactions; "
+                  f"train {own['train']['transactions']:,} ({own['train']['frauds']}), test {own['test']['transactions']:,} "
+                  f"({own['test']['frauds']})):", "", "| model | AUC ROC | AP | CP@100 |", "|---|---|---|---|"]
+        for name, r in own["models"].items():
+            lines.append(f"| {name} | " + " | ".join(
+                f"{r[m]:.3f} (book {PUBLISHED[name][m]:.3f}; {r[m] - PUBLISHED[name][m]:+.3f})" for m in METRICS) + " |")
     return "\n".join(lines) + "\n"
