@@ -107,7 +107,7 @@ def _gate(args: argparse.Namespace) -> int:
 
     store = lineage.open_store(config.pipeline.metadata_path)
     report = build_report(store, config.pipeline.name)
-    margin = config.evaluation.champion_auc_margin
+    margin = config.evaluation.promotion_gate().champion_margin
     verdict = decide(facts_from_report(report, non_finite_variables), margin)
     out = args.out or config.pipeline.root.parent / "gate"
     path = write_gate(verdict, governance_reports(store, report.run_id), out)

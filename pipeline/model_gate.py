@@ -1,9 +1,10 @@
 """The deploy gate CI runs after a pipeline run: may this run's model go out?
 
 It fails when a component failed, the Evaluator or the ModelValidator did not bless the model, the
-Pusher published nothing, the published weights hold a NaN or an infinity, or the candidate's AUC
-does not beat the champion's (TFMA's blessed baseline, evaluated on the same eval split) by
-`evaluation.champion_auc_margin`. The facts come from MLMD (pipeline/report.py) and the pushed
+Pusher published nothing, the published weights hold a NaN or an infinity, or the candidate's value of
+the gated metric (AUC, or evaluation.gate.metric, e.g. average precision) does not beat the champion's
+(TFMA's blessed baseline, evaluated on the same eval split) by `evaluation.champion_auc_margin` (or
+`evaluation.gate.champion_margin`). The facts come from MLMD (pipeline/report.py) and the pushed
 SavedModel itself; the verdict and the run's drift and LGPD reports go to one folder CI attaches.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from pipeline.report import RunReport
+from pipeline.report import RunReport, fraud_metric_names, format_metric, metric_label
 
 NonFiniteCheck = Callable[[Path], list[str]]
 
@@ -33,8 +34,10 @@ class GateFacts:
     version: str = ""
     destination: str = ""
     non_finite_weights: list[str] = field(default_factory=list)
-    auc: float | None = None
-    champion_auc: float | None = None
+    metric: str = "auc"  # the metric the Evaluator's promotion gate judged
+    value: float | None = None
+    champion_value: float | None = None
+    fraud_metrics: dict[str, float] = field(default_factory=dict)  # AP, CP@k, alert-budget recall, when reported
 
 
 @dataclass(frozen=True)
@@ -66,16 +69,23 @@ def decide(facts: GateFacts, margin: float) -> GateVerdict:
     if facts.non_finite_weights:
         shown = ", ".join(facts.non_finite_weights[:5]) + (" ..." if len(facts.non_finite_weights) > 5 else "")
         reasons.append(f"the pushed weights hold NaN or infinity: {shown}")
-    if facts.auc is None:
-        reasons.append("no AUC was recorded for the candidate (did the Evaluator run?)")
-    elif facts.champion_auc is None:
-        notes.append(f"no champion yet: AUC {facts.auc:.4f} is compared with nothing")
-    elif facts.auc < facts.champion_auc + margin:
-        reasons.append(f"AUC {facts.auc:.4f} does not beat the champion's {facts.champion_auc:.4f} by the "
-                       f"margin {margin:g} (needs >= {facts.champion_auc + margin:.4f})")
+    label, value, champion = metric_label(facts.metric), facts.value, facts.champion_value
+    if value is None:
+        reasons.append(f"no {label} was recorded for the candidate (did the Evaluator run?)")
+    elif value != value:  # NaN: e.g. Card Precision@k on a day with fewer than k cards
+        reasons.append(f"{label} is undefined for the candidate: "
+                       + format_metric(facts.metric, {**facts.fraud_metrics, facts.metric: value}))
+    elif champion is None:
+        notes.append(f"no champion yet: {label} {value:.4f} is compared with nothing")
+    elif value < champion + margin:
+        reasons.append(f"{label} {value:.4f} does not beat the champion's {champion:.4f} by the "
+                       f"margin {margin:g} (needs >= {champion + margin:.4f})")
     else:
-        notes.append(f"AUC {facts.auc:.4f} beats the champion's {facts.champion_auc:.4f} by "
-                     f"{facts.auc - facts.champion_auc:+.4f} (margin {margin:g})")
+        notes.append(f"{label} {value:.4f} beats the champion's {champion:.4f} by "
+                     f"{value - champion:+.4f} (margin {margin:g})")
+    shown = [name for name in fraud_metric_names(facts.fraud_metrics) if name != facts.metric]
+    if shown:
+        notes.append("candidate also: " + ", ".join(format_metric(name, facts.fraud_metrics) for name in shown))
     return GateVerdict(not reasons, reasons, notes, facts, margin)
 
 
@@ -84,14 +94,17 @@ def facts_from_report(report: RunReport, non_finite: NonFiniteCheck) -> GateFact
     validation = report.model_validation
     validator_blessed = validation.get("blessed") == 1
     bad_weights = non_finite(Path(report.destination)) if report.pushed and report.destination else []
-    gate = report.auc_gate
+    gate = report.gate
+    metric = gate.metric if gate else "auc"
+    fraud = {name: report.metrics[name] for name in [*fraud_metric_names(report.metrics), "cards_in_smallest_day"]
+             if name in report.metrics}
     return GateFacts(
         run_id=report.run_id, failed_components=report.failed, blessed=report.blessed,
         blessing_failures=list(report.blessing_failures),
         model_validation_reasons=None if validator_blessed else str(validation.get("reasons", "")),
         pushed=report.pushed, push_reason=report.push_reason, version=report.version,
-        destination=report.destination, non_finite_weights=bad_weights, auc=report.metrics.get("auc"),
-        champion_auc=gate.baseline_auc if gate else None)
+        destination=report.destination, non_finite_weights=bad_weights, metric=metric,
+        value=report.metrics.get(metric), champion_value=gate.baseline if gate else None, fraud_metrics=fraud)
 
 
 def governance_reports(store, run_id: str) -> Path | None:  # type: ignore[no-untyped-def]

@@ -22,7 +22,7 @@ class RunReport:
     version: str = ""
     destination: str = ""
     training: dict[str, float | int | str] = field(default_factory=dict)
-    auc_gate: "AucGate | None" = None
+    gate: "PromotionGate | None" = None  # the Evaluator's promotion gate, on whichever metric it judges
     data_validation: dict[str, float | int | str] = field(default_factory=dict)
     model_validation: dict[str, float | int | str] = field(default_factory=dict)
     optimization: dict = field(default_factory=dict)  # the ModelOptimizer's table, verdicts and publish reason
@@ -37,22 +37,28 @@ class RunReport:
 
 
 @dataclass(frozen=True)
-class AucGate:
-    """The promotion gate's values and thresholds, as the Evaluator applied them."""
+class PromotionGate:
+    """The promotion gate's metric, values and thresholds, as the Evaluator applied them."""
 
-    auc: float
+    metric: str
+    value: float
     lower_bound: float | None
-    baseline_auc: float | None = None
+    baseline: float | None = None
     change: float | None = None
     change_threshold: float | None = None
     relative_change: float | None = None
     relative_threshold: float | None = None
 
+    @property
+    def label(self) -> str:
+        return metric_label(self.metric)
+
     def verdicts(self) -> list[tuple[str, bool]]:
         """Each check as (description, passed); change checks only exist once a baseline is blessed."""
         checks = []
         if self.lower_bound is not None:
-            checks.append((f"AUC {self.auc:.4f} vs floor {self.lower_bound:g}", self.auc >= self.lower_bound))
+            checks.append((f"{self.label} {self.value:.4f} vs floor {self.lower_bound:g}",
+                           self.value >= self.lower_bound))
         if self.change is not None and self.change_threshold is not None:
             checks.append((f"change {self.change:+.4f} vs allowed {self.change_threshold:+g}",
                            self.change >= self.change_threshold))
@@ -62,32 +68,67 @@ class AucGate:
         return checks
 
 
-def _auc_gate(uri: str, metrics: dict[str, float], baseline: dict[str, float]) -> AucGate | None:
-    """Thresholds from the eval config the Evaluator stored beside its results."""
+FRAUD_METRIC_PREFIXES = ("average_precision", "card_precision_at_", "recall_at_fpr_")
+
+
+def metric_label(name: str) -> str:
+    """How reports name a metric: AUC for auc, the TFMA name otherwise."""
+    return "AUC" if name == "auc" else name
+
+
+def metric_config_name(metric) -> str:  # type: ignore[no-untyped-def]
+    """The name TFMA records a MetricConfig's value under, as TFMA itself derives it."""
+    from tensorflow_model_analysis.metrics import metric_specs
+
+    return metric_specs.metric_instance(metric).name
+
+
+def fraud_metric_names(metrics: dict[str, float]) -> list[str]:
+    """The fraud team's metrics present in a run, in a fixed order: AP, CP@k, recall at FPR and at budgets."""
+    return sorted((name for name in metrics if name.startswith(FRAUD_METRIC_PREFIXES)
+                   or (name.startswith("recall_at_") and name.endswith("_alerts_per_day"))),
+                  key=lambda name: (0 if name == "average_precision" else 1 if name.startswith("card_") else
+                                    2 if name.startswith("recall_at_fpr_") else 3, name))
+
+
+def format_metric(name: str, metrics: dict[str, float]) -> str:
+    """'card_precision_at_100 0.2900' or, where a day had fewer cards than k, why the value is undefined."""
+    value = metrics[name]
+    if name.startswith("card_precision_at_") and value != value:  # NaN
+        smallest = metrics.get("cards_in_smallest_day")
+        k = name.removeprefix("card_precision_at_")
+        held = f"holds {int(smallest)} cards" if smallest is not None else "holds fewer cards"
+        return (f"{name} undefined (the smallest eval day {held}, fewer than evaluation.card_precision_k {k}: "
+                "lower it or evaluate more cards per day)")
+    return f"{name} {value:.4f}"
+
+
+def _promotion_gate(uri: str, metrics: dict[str, float], baseline: dict[str, float]) -> PromotionGate | None:
+    """The gated metric and its thresholds, from the eval config the Evaluator stored beside its results."""
     from tensorflow_model_analysis.writers.eval_config_writer import load_eval_run
 
-    if "auc" not in metrics:
-        return None
     eval_config = load_eval_run(uri)[0]
-    threshold = None
+    name, threshold = None, None
     for spec in eval_config.metrics_specs if eval_config else []:
         for metric in spec.metrics:
-            if metric.class_name == "AUC":
-                for per_slice in metric.per_slice_thresholds:
-                    threshold = per_slice.threshold
-                if metric.HasField("threshold"):
-                    threshold = metric.threshold
-    auc, base = metrics["auc"], baseline.get("auc")
+            for per_slice in metric.per_slice_thresholds:
+                name, threshold = metric_config_name(metric), per_slice.threshold
+            if metric.HasField("threshold"):
+                name, threshold = metric_config_name(metric), metric.threshold
+    name = name or "auc"
+    if name not in metrics:
+        return None
+    current, base = metrics[name], baseline.get(name)
     has = threshold is not None
     value = threshold.value_threshold if has else None
     change = threshold.change_threshold if has and threshold.HasField("change_threshold") else None
-    return AucGate(
-        auc=auc,
+    return PromotionGate(
+        metric=name, value=current,
         lower_bound=value.lower_bound.value if value is not None and value.HasField("lower_bound") else None,
-        baseline_auc=base,
-        change=auc - base if base is not None else None,
+        baseline=base,
+        change=current - base if base is not None else None,
         change_threshold=change.absolute.value if change is not None and change.HasField("absolute") else None,
-        relative_change=(auc - base) / base if base else None,
+        relative_change=(current - base) / base if base else None,
         relative_threshold=change.relative.value if change is not None and change.HasField("relative") else None)
 
 
@@ -154,7 +195,7 @@ def build_report(store: mlmd.MetadataStore, pipeline_name: str, run_id: str | No
         evaluation = lineage.output_artifacts(store, evaluator.execution_id, "evaluation")
         if evaluation:
             values["metrics"], values["blessing_failures"], baseline = _evaluation_metrics(evaluation[0].uri)
-            values["auc_gate"] = _auc_gate(evaluation[0].uri, values["metrics"], baseline)
+            values["gate"] = _promotion_gate(evaluation[0].uri, values["metrics"], baseline)
         blessing = lineage.output_artifacts(store, evaluator.execution_id, "blessing")
         if blessing:
             values["blessed"] = blessing[0].custom_properties["blessed"].int_value == 1
@@ -219,17 +260,23 @@ def format_report(report: RunReport, serving_base: Path, wall_seconds: float | N
                      f"clip {facts.get('dp_l2_norm_clip')})")
         lines.append(line)
     if "auc" in report.metrics:
-        names = ["auc_precision_recall", "binary_accuracy", "precision", "recall",
+        names = ["auc_precision_recall", "average_precision", "binary_accuracy", "precision", "recall",
                  *sorted(name for name in report.metrics if name.startswith("recall_at_fpr_"))]
         extras = ", ".join(f"{name} {report.metrics[name]:.4f}" for name in names if name in report.metrics)
         count = int(report.metrics.get("example_count", 0))
         lines.append(f"eval AUC {report.metrics['auc']:.4f} on {count} examples ({extras})")
-    if report.auc_gate is not None:
-        checks = report.auc_gate.verdicts()
-        if report.auc_gate.baseline_auc is not None:
-            lines.append(f"promotion gate: baseline AUC {report.auc_gate.baseline_auc:.4f} (latest blessed model)")
+    budgets = [name for name in fraud_metric_names(report.metrics) if name.endswith("_alerts_per_day")
+               or name.startswith("card_precision_at_")]
+    if budgets:
+        lines.append("per-day budgets: " + ", ".join(format_metric(name, report.metrics) for name in budgets))
+    if report.gate is not None:
+        checks = report.gate.verdicts()
+        if report.gate.baseline is not None:
+            lines.append(f"promotion gate on {report.gate.label}: baseline {report.gate.baseline:.4f} "
+                         "(latest blessed model)")
         else:
-            lines.append("promotion gate: no blessed baseline yet (change thresholds apply from the next run)")
+            lines.append(f"promotion gate on {report.gate.label}: no blessed baseline yet (change thresholds "
+                         "apply from the next run)")
         lines.extend(f"  {text}: {'pass' if passed else 'FAIL'}" for text, passed in checks)
     if report.data_validation:
         facts = report.data_validation

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.lineage import NodeExecution
 from pipeline.model_gate import GateFacts, decide, facts_from_report, write_gate
-from pipeline.report import AucGate, RunReport
+from pipeline.report import PromotionGate, RunReport
 
 NODES = ("CsvExampleGen", "Trainer", "Evaluator", "ModelValidator", "Pusher")
 
@@ -19,7 +19,7 @@ def report(**changes) -> RunReport:
         run_id="run-1", executions=[NodeExecution(node, "COMPLETE", 1.0, i) for i, node in enumerate(NODES)],
         metrics={"auc": 0.97}, blessed=True, pushed=True, version="1700000000",
         destination="/models/breast_cancer/1700000000", model_validation={"blessed": 1, "reasons": ""},
-        auc_gate=AucGate(auc=0.97, lower_bound=0.9, baseline_auc=0.95))
+        gate=PromotionGate(metric="auc", value=0.97, lower_bound=0.9, baseline=0.95))
     values.update(changes)
     return RunReport(**values)
 
@@ -42,7 +42,7 @@ def test_auc_short_of_the_champion_plus_margin_fails() -> None:
 
 
 def test_the_first_model_has_no_champion_to_beat() -> None:
-    facts = facts_from_report(report(auc_gate=AucGate(auc=0.97, lower_bound=0.9)), finite)
+    facts = facts_from_report(report(gate=PromotionGate(metric="auc", value=0.97, lower_bound=0.9)), finite)
     verdict = decide(facts, margin=0.5)
     assert verdict.passed and verdict.notes == ["no champion yet: AUC 0.9700 is compared with nothing"]
 
@@ -101,3 +101,52 @@ def test_the_margin_is_checked_in_the_config(margin: float) -> None:
 
     with pytest.raises((ConfigError, ValueError), match="champion_auc_margin"):
         EvaluationConfig(champion_auc_margin=margin)
+
+
+FRAUD_METRICS = {"auc": 0.88, "average_precision": 0.61, "card_precision_at_100": 0.29, "cards_in_smallest_day": 812.0,
+                 "recall_at_100_alerts_per_day": 0.55, "recall_at_fpr_0.01": 0.5}
+
+
+def fraud_report(value: float = 0.61, baseline: float | None = 0.60) -> RunReport:
+    metrics = {**FRAUD_METRICS, "average_precision": value}
+    return report(metrics=metrics, gate=PromotionGate(metric="average_precision", value=value, lower_bound=0.5,
+                                                      baseline=baseline))
+
+
+def test_the_gate_judges_the_metric_the_evaluator_gated_on() -> None:
+    verdict = decide(facts_from_report(fraud_report(), finite), margin=0.005)
+    assert verdict.passed
+    assert verdict.notes[0] == "average_precision 0.6100 beats the champion's 0.6000 by +0.0100 (margin 0.005)"
+    assert verdict.facts.metric == "average_precision" and verdict.facts.champion_value == 0.60
+
+
+def test_average_precision_short_of_the_champion_fails_though_auc_is_fine() -> None:
+    verdict = decide(facts_from_report(fraud_report(value=0.58), finite), margin=0.0)
+    assert verdict.reasons == ["average_precision 0.5800 does not beat the champion's 0.6000 by the margin 0 "
+                               "(needs >= 0.6000)"]
+
+
+def test_the_fraud_metrics_are_shown_and_written() -> None:
+    verdict = decide(facts_from_report(fraud_report(), finite), margin=0.0)
+    assert verdict.notes[1] == ("candidate also: card_precision_at_100 0.2900, recall_at_fpr_0.01 0.5000, "
+                                "recall_at_100_alerts_per_day 0.5500")
+    written = json.loads(verdict.to_json())["facts"]
+    assert written["fraud_metrics"]["card_precision_at_100"] == 0.29 and written["value"] == 0.61
+
+
+def test_an_undefined_card_precision_gate_fails_with_the_reason() -> None:
+    metrics = {**FRAUD_METRICS, "card_precision_at_100": float("nan"), "cards_in_smallest_day": 43.0}
+    gated = report(metrics=metrics, gate=PromotionGate(metric="card_precision_at_100", value=float("nan"),
+                                                       lower_bound=0.2))
+    verdict = decide(facts_from_report(gated, finite), margin=0.0)
+    assert verdict.reasons == [
+        "card_precision_at_100 is undefined for the candidate: card_precision_at_100 undefined (the smallest eval "
+        "day holds 43 cards, fewer than evaluation.card_precision_k 100: lower it or evaluate more cards per day)"]
+
+
+def test_the_margin_comes_from_the_gate_section() -> None:
+    from pipeline.config import EvaluationConfig, GateConfig
+
+    evaluation = EvaluationConfig(gate=GateConfig(metric="average_precision", lower_bound=0.5, champion_margin=0.02))
+    assert evaluation.promotion_gate().champion_margin == 0.02
+    assert EvaluationConfig(champion_auc_margin=0.01).promotion_gate().champion_margin == 0.01

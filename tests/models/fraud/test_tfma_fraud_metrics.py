@@ -95,7 +95,7 @@ def analyse(tmp_path: Path, rows: dict[str, np.ndarray], ap_floor: float, with_b
         for item in per_slice.metric_keys_and_values:
             role = ("diff" if item.key.is_diff else item.key.model_name or "candidate")
             found.setdefault((role, where), {})[item.key.name] = item.value.double_value.value
-    return found, tensorflow_model_analysis.load_validation_result(str(out))
+    return found, tensorflow_model_analysis.load_validation_result(str(out)), out
 
 
 def expected(rows: dict[str, np.ndarray], mask: np.ndarray, score_key: str = "probability") -> dict[str, float]:
@@ -112,12 +112,12 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory):
     # float32 in the tf.Example: compare against the scores TFMA really reads
     rows["probability"] = rows["probability"].astype(np.float32).astype(np.float64)
     rows["baseline_probability"] = rows["baseline_probability"].astype(np.float32).astype(np.float64)
-    found, validation = analyse(tmp_path_factory.mktemp("tfma_fraud"), rows, ap_floor=0.99, with_baseline=True)
-    return rows, found, validation
+    found, validation, out = analyse(tmp_path_factory.mktemp("tfma_fraud"), rows, ap_floor=0.99, with_baseline=True)
+    return rows, found, validation, out
 
 
 def test_overall_values_equal_the_numpy_functions(evaluated) -> None:
-    rows, found, _ = evaluated
+    rows, found, _, _ = evaluated
     overall = found[("candidate", "")]
     want = expected(rows, np.ones(rows["is_fraud"].size, dtype=bool))
     for name, value in want.items():
@@ -131,7 +131,7 @@ def test_overall_values_equal_the_numpy_functions(evaluated) -> None:
 
 
 def test_a_slice_gets_its_own_values(evaluated) -> None:
-    rows, found, _ = evaluated
+    rows, found, _, _ = evaluated
     mask = rows["category"] == b"other"
     sliced, want = found[("candidate", "other")], expected(rows, mask)
     for name, value in want.items():
@@ -140,7 +140,7 @@ def test_a_slice_gets_its_own_values(evaluated) -> None:
 
 
 def test_a_slice_with_fewer_cards_a_day_than_k_has_no_card_precision(evaluated) -> None:
-    rows, found, _ = evaluated
+    rows, found, _, _ = evaluated
     small = found[("candidate", "c")]
     assert small["cards_in_smallest_day"] < K
     assert np.isnan(small[f"card_precision_at_{K}"])
@@ -151,7 +151,7 @@ def test_a_slice_with_fewer_cards_a_day_than_k_has_no_card_precision(evaluated) 
 
 
 def test_the_baseline_and_the_diff_are_computed_like_built_in_metrics(evaluated) -> None:
-    rows, found, _ = evaluated
+    rows, found, _, _ = evaluated
     everything = np.ones(rows["is_fraud"].size, dtype=bool)
     base = expected(rows, everything, "baseline_probability")
     for name, value in base.items():
@@ -161,7 +161,7 @@ def test_the_baseline_and_the_diff_are_computed_like_built_in_metrics(evaluated)
 
 
 def test_a_threshold_on_average_precision_reaches_the_validation_result(evaluated) -> None:
-    _, found, validation = evaluated
+    _, found, validation, _ = evaluated
     assert not validation.validation_ok
     failures = [(f.metric_key.name, f.metric_key.model_name, f.metric_value.double_value.value)
                 for per_slice in validation.metric_validations_per_slice for f in per_slice.failures]
@@ -190,3 +190,15 @@ def test_a_missing_card_feature_is_named(tmp_path: Path) -> None:
         features={"timestamp": np.array([ORIGIN])})
     with pytest.raises(metrics.FraudMetricError, match=r"'card_number' \(evaluation.card_key\) is missing"):
         combiner.add_input(combiner.create_accumulator(), element)
+
+
+def test_the_run_report_reads_the_gate_and_the_metrics_from_the_evaluation(evaluated) -> None:
+    from pipeline.report import _evaluation_metrics, _promotion_gate
+
+    _, found, _, out = evaluated
+    values, failures, baseline = _evaluation_metrics(str(out))
+    assert values["average_precision"] == found[("candidate", "")]["average_precision"]
+    gate = _promotion_gate(str(out), values, baseline)
+    assert (gate.metric, gate.value, gate.lower_bound) == ("average_precision", values["average_precision"], 0.99)
+    assert gate.baseline == baseline["average_precision"]
+    assert f"average_precision {values['average_precision']:.4f} below the lower bound 0.99 (overall)" in failures

@@ -1,0 +1,43 @@
+"""`esteira report`'s metric and gate lines on hand-made run reports: the fraud team's metrics appear when
+the Evaluator reported them, an undefined Card Precision@k says why, and the gate names its metric."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.lineage import NodeExecution
+from pipeline.report import PromotionGate, RunReport, format_report
+
+METRICS = {"auc": 0.8812, "auc_precision_recall": 0.6, "average_precision": 0.6123, "example_count": 58264,
+           "card_precision_at_100": 0.2914, "cards_in_smallest_day": 812.0, "recall_at_100_alerts_per_day": 0.5531}
+
+
+def lines(**changes) -> list[str]:
+    values = dict(run_id="run-1", executions=[NodeExecution("Evaluator", "COMPLETE", 1.0, 1)], metrics=METRICS,
+                  gate=PromotionGate(metric="average_precision", value=0.6123, lower_bound=0.5, baseline=0.6,
+                                     change=0.0123, change_threshold=-0.02))
+    values.update(changes)
+    return format_report(RunReport(**values), Path("/serving")).splitlines()
+
+
+def test_the_fraud_metrics_and_the_gate_on_average_precision_are_shown() -> None:
+    shown = lines()
+    assert "eval AUC 0.8812 on 58264 examples (auc_precision_recall 0.6000, average_precision 0.6123)" in shown
+    assert "per-day budgets: card_precision_at_100 0.2914, recall_at_100_alerts_per_day 0.5531" in shown
+    assert "promotion gate on average_precision: baseline 0.6000 (latest blessed model)" in shown
+    assert "  average_precision 0.6123 vs floor 0.5: pass" in shown
+    assert "  change +0.0123 vs allowed -0.02: pass" in shown
+
+
+def test_an_undefined_card_precision_names_the_key_and_the_smallest_day() -> None:
+    shown = lines(metrics={**METRICS, "card_precision_at_100": float("nan"), "cards_in_smallest_day": 43.0})
+    assert ("per-day budgets: card_precision_at_100 undefined (the smallest eval day holds 43 cards, fewer than "
+            "evaluation.card_precision_k 100: lower it or evaluate more cards per day), "
+            "recall_at_100_alerts_per_day 0.5531") in shown
+
+
+def test_a_run_without_fraud_metrics_keeps_its_auc_lines() -> None:
+    shown = lines(metrics={"auc": 0.97, "example_count": 100},
+                  gate=PromotionGate(metric="auc", value=0.97, lower_bound=0.95))
+    assert not any(line.startswith("per-day budgets") for line in shown)
+    assert "promotion gate on AUC: no blessed baseline yet (change thresholds apply from the next run)" in shown
+    assert "  AUC 0.9700 vs floor 0.95: pass" in shown
