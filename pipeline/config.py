@@ -6,8 +6,9 @@ config never surfaces as a stack trace twenty minutes into a pipeline run.
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 import yaml
 from pydantic import (
@@ -15,12 +16,14 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from components.anonymizing_example_gen.sequence_features import SequenceFeaturesConfig
+from components.anonymizing_example_gen.window_features import WindowFeaturesConfig
 from optimization.settings import OptimizationSettings
 from models.common.settings import (
     DataSettings,
@@ -44,6 +47,28 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TimeSplitConfig(_Section):
+    """An out-of-time split: train on `train_days`, skip `delay_days`, evaluate on `eval_days`.
+
+    The windows follow each other ending on `end_span`, so they cannot overlap; one span is one day.
+    """
+
+    kind: Literal["time"]
+    train_days: int = Field(ge=1, description="days (spans) of training rows")
+    delay_days: int = Field(
+        ge=0, description="days skipped between train and eval because their labels are not known yet "
+                          "(a negative delay would overlap the windows)")
+    eval_days: int = Field(ge=1, description="days (spans) of evaluation rows")
+    end_span: int | None = Field(default=None, ge=0, description="last eval span (null: the latest span)")
+
+    @property
+    def total_days(self) -> int:
+        return self.train_days + self.delay_days + self.eval_days
+
+
+_HASH_SPLIT = TypeAdapter(dict[str, int])
+
+
 class DataConfig(DataSettings):
     """Where the raw data lives and what its columns mean (label and features: models/common/settings.py)."""
 
@@ -54,17 +79,28 @@ class DataConfig(DataSettings):
                     "(the latest span is read)")
     partition_feature: str | None = Field(
         default=None, description="split by this column's hash (e.g. card_id) instead of the whole example")
-    split: dict[str, int] = Field(
+    split: Union[TimeSplitConfig, dict[str, int]] = Field(
         default={"train": 4, "eval": 1},
-        description="output split name -> hash buckets; must contain 'train' and 'eval'")
+        description="output split name -> hash buckets, with 'train' and 'eval'; or an out-of-time split "
+                    "{kind: time, train_days, delay_days, eval_days, end_span}")
     create_command: str | None = Field(
         default=None,
         description="the command that writes this use case's data; '{source}' stands for data.source, "
                     "e.g. 'esteira data breast-cancer --out {source}' (named when the folder is missing)")
 
+    @field_validator("split", mode="wrap")
+    @classmethod
+    def _split_kind(cls, value: Any, handler: Any) -> TimeSplitConfig | dict[str, int]:
+        """A mapping with `kind` is a time split, any other a hash split: errors name the keys of the one meant."""
+        if isinstance(value, TimeSplitConfig) or (isinstance(value, dict) and "kind" in value):
+            return TimeSplitConfig.model_validate(value)
+        return _HASH_SPLIT.validate_python(value)
+
     @field_validator("split")
     @classmethod
-    def _split_has_train_and_eval(cls, value: dict[str, int]) -> dict[str, int]:
+    def _split_has_train_and_eval(cls, value: TimeSplitConfig | dict[str, int]) -> TimeSplitConfig | dict[str, int]:
+        if isinstance(value, TimeSplitConfig):
+            return value
         missing = {"train", "eval"} - set(value)
         if missing:
             raise ValueError(f"missing split(s) {sorted(missing)}; splits need 'train' and 'eval'")
@@ -80,6 +116,22 @@ class DataConfig(DataSettings):
         except (KeyError, IndexError, ValueError):
             raise ValueError("may contain only the placeholder '{source}'; double other braces ({{ }})") from None
         return value
+
+    @model_validator(mode="after")
+    def _time_split_needs_spans(self) -> "DataConfig":
+        if isinstance(self.split, TimeSplitConfig):
+            if not re.search(r"\{SPAN(:\d+)?\}", self.input_pattern):
+                raise ValueError(f"data.split: a time split reads spans; data.input_pattern {self.input_pattern!r} "
+                                 "needs a span placeholder, e.g. 'span-{SPAN:4}/*.csv'")
+            if self.partition_feature:
+                raise ValueError("data.partition_feature: a time split divides rows by day, not by a feature's "
+                                 "hash; remove partition_feature")
+        return self
+
+    @property
+    def time_split(self) -> TimeSplitConfig | None:
+        return self.split if isinstance(self.split, TimeSplitConfig) else None
+
 
 class ModelConfig(ModelSettings):
     """Which model module trains the use case; its hyper-parameters are models/common/settings.py's."""
@@ -337,6 +389,9 @@ class UseCaseConfig(_Section):
         default=None, description="column policy applied while reading raw data (anonymizing ExampleGen)")
     sequence_features: SequenceFeaturesConfig | None = Field(
         default=None, description="per-key history features built by the anonymizing ExampleGen")
+    window_features: WindowFeaturesConfig | None = Field(
+        default=None, description="the Fraud Detection Handbook's customer and delayed terminal windows, "
+                                  "built by the anonymizing ExampleGen")
     governance: GovernanceConfig | None = Field(
         default=None, description="legal basis, purpose, controller, retention (required with a privacy policy)")
 
@@ -368,17 +423,61 @@ class UseCaseConfig(_Section):
                 "legal_basis, purpose, controller and retention for its LGPD report)")
         if self.sequence_features is not None and self.privacy is None:
             raise ValueError("sequence_features needs a privacy section (the anonymizing ExampleGen builds them)")
+        for name, present in (("window_features", self.window_features is not None),
+                              ("data.split (kind: time)", self.data.time_split is not None)):
+            if present and self.privacy is None:
+                raise ValueError(f"{name} needs a privacy section (the anonymizing ExampleGen builds it)")
         if self.privacy is None:
             return self
         outputs = dict(self.privacy.output_columns())
+        windows = self.window_features.feature_kinds(outputs) if self.window_features is not None else {}
         if self.sequence_features is not None:
             outputs.update(self.sequence_features.feature_kinds(outputs))
+        outputs.update(windows)
+        for name, kind in windows.items():
+            declared = self.data.features.get(name)
+            if declared is not None and declared.value != kind:
+                raise ValueError(f"data.features.{name}: the window feature is emitted as {kind}, not "
+                                 f"{declared.value}; declare it as {kind}")
         for name in [self.data.label, *self.data.features, *filter(None, [self.data.partition_feature])]:
             if name not in outputs:
                 raise ValueError(
                     f"data column '{name}' is not produced by the privacy policy; "
                     f"available: {', '.join(sorted(outputs))}")
         return self
+
+    @model_validator(mode="after")
+    def _time_split_is_causal(self) -> "UseCaseConfig":
+        """The time split reads its columns from the window features (else the card history); one label
+        delay: terminal windows may not use a label the split says is not known yet."""
+        split = self.data.time_split
+        if split is None or self.privacy is None:
+            return self
+        if self.window_features is None and self.sequence_features is None:
+            raise ValueError("data.split: a time split needs window_features (or sequence_features) to name "
+                             "the time and card columns; add a window_features section")
+        if self.window_features is not None and self.window_features.label_delay_days < split.delay_days:
+            raise ValueError(
+                f"window_features.label_delay_days ({self.window_features.label_delay_days}) is shorter than "
+                f"data.split.delay_days ({split.delay_days}): the terminal windows would use labels the split "
+                f"treats as unknown; set label_delay_days to at least {split.delay_days}")
+        if self.sequence_features is not None and self.data.label in self.sequence_features.features:
+            raise ValueError(f"sequence_features.features lists the label {self.data.label!r}: earlier labels "
+                             "are not known at scoring time; remove it (the window features use labels after "
+                             "the delay)")
+        return self
+
+    def time_split_settings(self) -> dict[str, Any] | None:
+        """What the anonymizing ExampleGen needs for the time split (its windows and the columns it reads)."""
+        split = self.data.time_split
+        if split is None:
+            return None
+        columns = (self.window_features or self.sequence_features)
+        assert columns is not None  # checked by _time_split_is_causal
+        return {"train_days": split.train_days, "delay_days": split.delay_days, "eval_days": split.eval_days,
+                "time": columns.time,
+                "card_key": self.window_features.card_key if self.window_features else columns.key,
+                "label": self.data.label}
 
     def sequence_feature_types(self) -> dict[str, str]:
         """History feature name -> float | int | string, as the anonymizing ExampleGen emits them."""
@@ -478,7 +577,9 @@ def load_config(path: str | Path, base: Path | None = None) -> UseCaseConfig:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(error, 'problem', error)})") from None
-    return _validate(data, source=str(path)).resolved(base or Path.cwd(), config_dir=path.resolve().parent)
+    config = _validate(data, source=str(path)).resolved(base or Path.cwd(), config_dir=path.resolve().parent)
+    check_time_split_data(config)
+    return config
 
 
 def input_glob(pattern: str) -> str:
@@ -486,6 +587,58 @@ def input_glob(pattern: str) -> str:
     import re
 
     return re.sub(r"\{(SPAN|VERSION|YYYY|MM|DD)(:\d+)?\}", "*", pattern)
+
+
+def present_spans(source: Path, pattern: str) -> list[int]:
+    """Span numbers of the files under `source` that `pattern` ('span-{SPAN:4}/*.csv') matches."""
+    parts = re.split(r"(\{SPAN(?::\d+)?\}|\*)", pattern)
+    regex = re.compile("".join("(\\d+)" if part.startswith("{SPAN") else "[^/]*" if part == "*"
+                               else re.escape(part) for part in parts))
+    spans = set()
+    for path in source.glob(input_glob(pattern)):
+        match = regex.fullmatch(path.relative_to(source).as_posix())
+        if match:
+            spans.add(int(match.group(1)))
+    return sorted(spans)
+
+
+def check_time_split_data(config: UseCaseConfig) -> None:
+    """The time split's windows against the spans under data.source (when the folder exists).
+
+    One span is one day. The train and eval windows must lie inside the data, and the data must hold
+    at least label_delay_days before the train window, or the delayed terminal windows of the first
+    train days would see no label at all.
+    """
+    split, source = config.data.time_split, config.data.source
+    if split is None or not source.is_dir():
+        return
+    spans = present_spans(source, config.data.input_pattern)
+    if not spans:
+        return  # check_data_columns names the empty folder
+    end = spans[-1] if split.end_span is None else split.end_span
+    if end not in spans:
+        raise ConfigError(f"data.split.end_span: span {end} is not under {source} (spans {spans[0]}..{spans[-1]}); "
+                          "set end_span to a span present, or null for the latest")
+    first = end - split.total_days + 1
+    if first < spans[0]:
+        raise ConfigError(
+            f"data.split: train_days + delay_days + eval_days = {split.total_days} days end on span {end} and start "
+            f"at span {first}, before the data's first span {spans[0]}; shorten the windows or set end_span to "
+            f"{spans[0] + split.total_days - 1} or later")
+    present = set(spans)
+    needed = [*range(first, first + split.train_days), *range(end - split.eval_days + 1, end + 1)]
+    missing = [span for span in needed if span not in present]
+    if missing:
+        raise ConfigError(f"data.split: spans {missing} of the train and eval windows are missing under {source}; "
+                          "write them or move end_span")
+    if config.window_features is not None:
+        history = first - spans[0]
+        delay = config.window_features.label_delay_days
+        if history < delay:
+            raise ConfigError(
+                f"window_features.label_delay_days: terminal windows end {delay} days before each transaction, "
+                f"but the data holds only {history} day(s) before the train window (span {first}); set "
+                f"data.split.end_span to {spans[0] + delay + split.total_days - 1} or later, or write earlier days")
 
 
 def check_data_columns(config: UseCaseConfig) -> list[Path]:

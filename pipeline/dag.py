@@ -99,13 +99,28 @@ def eval_config(config: UseCaseConfig) -> tfma.EvalConfig:
 
 
 def make_example_gen(config: UseCaseConfig) -> BaseComponent:
-    """CsvExampleGen, or the anonymizing ExampleGen when the use case declares a privacy policy."""
-    input_config = tfx.proto.Input(splits=[tfx.proto.Input.Split(name="raw", pattern=config.data.input_pattern)])
-    split_config = tfx.proto.SplitConfig(splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
-                                                 for name, buckets in config.data.split.items()])
-    if config.data.partition_feature:  # an empty name would be read as a feature called ''
-        split_config.partition_feature_name = config.data.partition_feature
-    output_config = tfx.proto.Output(split_config=split_config)
+    """CsvExampleGen, or the anonymizing ExampleGen when the use case declares a privacy policy.
+
+    A time split is two input splits, train and eval, over the same span pattern: TFX resolves the
+    last eval span (the latest, or data.split.end_span through a RangeConfig) and the anonymizing
+    executor reads the windows' span ranges ending there.
+    """
+    time_split = config.data.time_split
+    range_config = None
+    if time_split is not None:
+        input_config = tfx.proto.Input(splits=[tfx.proto.Input.Split(name=name, pattern=config.data.input_pattern)
+                                               for name in ("train", "eval")])
+        output_config = tfx.proto.Output()  # the output splits are the input splits
+        if time_split.end_span is not None:
+            range_config = tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
+                start_span_number=time_split.end_span, end_span_number=time_split.end_span))
+    else:
+        input_config = tfx.proto.Input(splits=[tfx.proto.Input.Split(name="raw", pattern=config.data.input_pattern)])
+        split_config = tfx.proto.SplitConfig(splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
+                                                     for name, buckets in config.data.split.items()])
+        if config.data.partition_feature:  # an empty name would be read as a feature called ''
+            split_config.partition_feature_name = config.data.partition_feature
+        output_config = tfx.proto.Output(split_config=split_config)
     if config.privacy is None:
         return tfx.components.CsvExampleGen(input_base=str(config.data.source), input_config=input_config,
                                             output_config=output_config)
@@ -114,7 +129,8 @@ def make_example_gen(config: UseCaseConfig) -> BaseComponent:
     return AnonymizingExampleGen(
         input_base=str(config.data.source), privacy_policy=config.privacy,
         sequence_features=config.sequence_features, input_config=input_config,
-        output_config=output_config)
+        output_config=output_config, range_config=range_config,
+        window_features=config.window_features, time_split=config.time_split_settings())
 
 
 def make_mlflow_logger(config: UseCaseConfig, example_gen: BaseComponent, schema_gen: BaseComponent,

@@ -1,4 +1,5 @@
-"""What a pipeline run did, read from MLMD alone: per-component time and cache hits, AUC, blessing, push."""
+"""What a pipeline run did, read from MLMD alone: per-component time and cache hits, the time split's
+windows, AUC, blessing, push."""
 from __future__ import annotations
 
 import json
@@ -26,6 +27,7 @@ class RunReport:
     data_validation: dict[str, float | int | str] = field(default_factory=dict)
     model_validation: dict[str, float | int | str] = field(default_factory=dict)
     optimization: dict = field(default_factory=dict)  # the ModelOptimizer's table, verdicts and publish reason
+    time_split: dict[str, int | str] = field(default_factory=dict)  # windows' dates, spans and counts
 
     @property
     def failed(self) -> list[str]:
@@ -185,11 +187,29 @@ def _optimization(props) -> dict:  # type: ignore[no-untyped-def]
     return {**report, "publish_reason": props["publish_reason"].string_value if "publish_reason" in props else ""}
 
 
+_TIME_SPLIT_PROPERTIES = ("time_split", "train_rows", "train_frauds", "eval_rows", "eval_frauds",
+                          "eval_known_compromised_rows")
+
+
+def _time_split(props) -> dict[str, int | str]:  # type: ignore[no-untyped-def]
+    """The time split's windows and counts as the anonymizing ExampleGen recorded them (empty: hash split)."""
+    if "time_split" not in props:
+        return {}
+    names = [*_TIME_SPLIT_PROPERTIES, *(f"{window}_{edge}_{what}" for window in ("history", "train", "delay", "eval")
+                                        for edge in ("first", "last") for what in ("span", "date"))]
+    return {name: getattr(props[name], props[name].WhichOneof("value")) for name in names if name in props}
+
+
 def build_report(store: mlmd.MetadataStore, pipeline_name: str, run_id: str | None = None) -> RunReport:
     run_id = run_id or lineage.latest_run_id(store, pipeline_name)
     executions = lineage.run_executions(store, run_id)
     by_node = {execution.node: execution for execution in executions}
     values: dict = {}
+    example_gen = by_node.get("AnonymizingExampleGen")
+    if example_gen and example_gen.state in ("COMPLETE", "CACHED"):
+        examples = lineage.output_artifacts(store, example_gen.execution_id, "examples")
+        if examples:
+            values["time_split"] = _time_split(examples[0].custom_properties)
     evaluator = by_node.get("Evaluator")
     if evaluator and evaluator.state in ("COMPLETE", "CACHED"):
         evaluation = lineage.output_artifacts(store, evaluator.execution_id, "evaluation")
@@ -237,6 +257,26 @@ def load_report(metadata_path: Path, pipeline_name: str) -> RunReport:
     return build_report(lineage.open_store(metadata_path), pipeline_name)
 
 
+def format_time_split(facts: dict[str, int | str]) -> list[str]:
+    """Both windows' dates, spans and counts, the delay skipped between them and the history read."""
+    if not facts:
+        return []
+
+    def window(name: str) -> str:
+        return (f"{facts.get(f'{name}_first_date', '?')} .. {facts.get(f'{name}_last_date', '?')} "
+                f"(spans {facts.get(f'{name}_first_span', '?')}-{facts.get(f'{name}_last_span', '?')})")
+
+    lines = ["time split (out of time):",
+             f"  train {window('train')}: {facts.get('train_rows', 0)} rows, {facts.get('train_frauds', 0)} frauds"]
+    if "delay_first_date" in facts:
+        lines.append(f"  delay {window('delay')}: skipped, labels not known yet (context only)")
+    lines.append(f"  eval  {window('eval')}: {facts.get('eval_rows', 0)} rows, {facts.get('eval_frauds', 0)} frauds, "
+                 f"{facts.get('eval_known_compromised_rows', 0)} rows of cards already known compromised removed")
+    if "history_first_date" in facts:
+        lines.append(f"  history {window('history')}: context for windows and card histories")
+    return lines
+
+
 def format_report(report: RunReport, serving_base: Path, wall_seconds: float | None = None) -> str:
     lines = [f"run {report.run_id}"]
     width = max((len(e.node) for e in report.executions), default=10)
@@ -248,6 +288,7 @@ def format_report(report: RunReport, serving_base: Path, wall_seconds: float | N
     if report.cached:
         lines.append(f"cache hits: {len(report.cached)} of {len(report.executions)} "
                      f"({', '.join(report.cached)})")
+    lines.extend(format_time_split(report.time_split))
     if report.training:
         facts = report.training
         line = (f"training: {facts.get('steps', '?')} steps, {facts.get('epochs', '?')} epoch(s), "

@@ -213,3 +213,101 @@ def test_bad_create_command_placeholder_is_named(tmp_path: Path) -> None:
     path = write_config(tmp_path, lambda d: d["data"].update(create_command="make {folder}"))
     with pytest.raises(ConfigError, match=r"data.create_command: .*only the placeholder '\{source\}'"):
         load_config(path)
+
+
+HANDBOOK_CONFIG = REPO / "configs" / "fraud_handbook.yaml"
+
+
+def write_handbook_config(tmp_path: Path, mutate=lambda d: None, spans: range | None = None) -> Path:
+    """The handbook config, changed by `mutate`, with empty span folders under tmp_path/data/fraud_handbook."""
+    data = yaml.safe_load(HANDBOOK_CONFIG.read_text())
+    mutate(data)
+    for span in spans or []:
+        folder = tmp_path / "data" / "fraud_handbook" / f"span-{span:04d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "transactions.csv").write_text("")
+    path = tmp_path / "handbook.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_handbook_config_splits_by_time_with_window_features(tmp_path: Path) -> None:
+    config = load_config(write_handbook_config(tmp_path, spans=range(1, 46)), base=tmp_path)
+    split = config.data.time_split
+    assert (split.train_days, split.delay_days, split.eval_days, split.end_span) == (7, 7, 7, None)
+    assert config.window_features.label_delay_days == 7
+    assert config.time_split_settings() == {"train_days": 7, "delay_days": 7, "eval_days": 7, "time": "timestamp",
+                                            "card_key": "card_id", "label": "is_fraud"}
+    assert load_config(CONFIG).data.time_split is None and load_config(CONFIG).data.split == {"train": 4, "eval": 1}
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda s: s.pop("train_days"), r"data\.split\.train_days: required key is missing"),
+    (lambda s: s.update(trian_days=3), r"data\.split\.trian_days: unknown key; allowed here: kind, train_days"),
+    (lambda s: s.update(kind="random"), r"data\.split\.kind: Input should be 'time' \(got 'random'\)"),
+    (lambda s: s.update(delay_days=-1), r"data\.split\.delay_days: .*greater than or equal to 0 \(got -1\)"),
+    (lambda s: s.update(eval_days=0), r"data\.split\.eval_days: .*greater than or equal to 1"),
+])
+def test_bad_time_split_keys_are_named(tmp_path: Path, mutate, message: str) -> None:
+    path = write_handbook_config(tmp_path, lambda d: mutate(d["data"]["split"]))
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, base=tmp_path)
+
+
+def test_hash_split_errors_still_name_the_split(tmp_path: Path) -> None:
+    path = write_config(tmp_path, lambda d: d["data"].update(split={"train": "many", "eval": 1}))
+    with pytest.raises(ConfigError, match=r"data\.split\.train: .*valid integer"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(("spans", "split", "message"), [
+    (range(1, 21), {}, r"data\.split: train_days \+ delay_days \+ eval_days = 21 days end on span 20 and start at "
+                       r"span 0, before the data's first span 1; .* set end_span to 21 or later"),
+    (range(1, 46), {"end_span": 99}, r"data\.split\.end_span: span 99 is not under .* \(spans 1\.\.45\)"),
+    (range(1, 26), {}, r"window_features\.label_delay_days: terminal windows end 7 days before each transaction, "
+                       r"but the data holds only 4 day\(s\) before the train window \(span 5\); set "
+                       r"data\.split\.end_span to 28 or later"),
+    ([*range(1, 30), *range(31, 46)], {}, r"data\.split: spans \[30\] of the train and eval windows are missing"),
+])
+def test_windows_outside_the_data_are_refused_when_loading(tmp_path: Path, spans, split: dict, message: str) -> None:
+    path = write_handbook_config(tmp_path, lambda d: d["data"]["split"].update(split), spans=spans)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, base=tmp_path)
+
+
+def test_label_delay_shorter_than_the_split_delay_is_refused(tmp_path: Path) -> None:
+    path = write_handbook_config(tmp_path, lambda d: d["window_features"].update(label_delay_days=3))
+    with pytest.raises(ConfigError, match=r"window_features\.label_delay_days \(3\) is shorter than "
+                                          r"data\.split\.delay_days \(7\).*at least 7"):
+        load_config(path, base=tmp_path)
+    longer = write_handbook_config(tmp_path, lambda d: d["window_features"].update(label_delay_days=10))
+    assert load_config(longer, base=tmp_path).window_features.label_delay_days == 10  # conservative: allowed
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda d: d["window_features"].update(terminal_key="merchant_id"),
+     r"window_features\.terminal_key: column 'merchant_id' is not produced by the privacy policy"),
+    (lambda d: d["window_features"].update(amount="is_fraud", label="amount"),
+     r"window_features\.label: column 'amount' has dtype float; it needs int"),
+    (lambda d: d["window_features"].update(label_delay_days=0), r"window_features\.label_delay_days: .*>= 1|"
+                                                                r"greater than or equal to 1"),
+    (lambda d: d["data"].update(partition_feature="card_id"),
+     r"data\.partition_feature: a time split divides rows by day.*remove partition_feature"),
+    (lambda d: d["data"].update(input_pattern="*.csv"), r"data\.split: a time split reads spans"),
+    (lambda d: d["data"]["features"].update(during_night="float"),
+     r"data\.features\.during_night: the window feature is emitted as int, not float"),
+    (lambda d: [d.pop("window_features"), d.pop("sequence_features"),
+                d["data"].update(features={"amount": "float"})],
+     r"data\.split: a time split needs window_features"),
+    (lambda d: d["sequence_features"].update(features=["amount", "is_fraud"]),
+     r"sequence_features\.features lists the label 'is_fraud'"),
+])
+def test_inconsistent_window_features_and_time_split_are_refused(tmp_path: Path, mutate, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write_handbook_config(tmp_path, mutate), base=tmp_path)
+
+
+def test_window_features_can_be_model_inputs(tmp_path: Path) -> None:
+    path = write_handbook_config(tmp_path, lambda d: d["data"]["features"].update(
+        terminal_risk_7d="float", customer_nb_tx_1d="float", during_weekend="int"))
+    assert load_config(path, base=tmp_path).data.features["terminal_risk_7d"].value == "float"
