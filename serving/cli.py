@@ -123,13 +123,14 @@ def predict_main(argv: list[str]) -> int:
     except ServingClientError as exc:
         return _fail(f"{exc.code}: {exc.message}")
     except ServingError as exc:
-        return _fail(f"{exc.code}: {exc.message}")
+        return _fail(f"{exc.code_name}: {exc.message}")
     print(json.dumps(result, indent=2))
     return 0
 
 
 def _predict_grpc(args: argparse.Namespace, body: dict[str, Any], signature: str | None) -> dict[str, Any]:
     from serving.client import GrpcClient
+    from serving.protocol.input_spec import InputSpec
     from serving.protocol.json_codec import parse_predict_request
 
     with GrpcClient(args.server[len("grpc://"):], token=args.token, timeout=args.timeout) as client:
@@ -139,8 +140,7 @@ def _predict_grpc(args: argparse.Namespace, body: dict[str, Any], signature: str
             from serving.client import ServingClientError
 
             raise ServingClientError("FAILED_PRECONDITION", f'Serving signature key "{key}" not found.')
-        inputs_spec = {a: (i.dtype, None) for a, i in signature_map.signature_def[key].inputs.items()}
-        tensors, _ = parse_predict_request(body, inputs_spec, key)
+        tensors, _ = parse_predict_request(body, InputSpec.of(signature_map.signature_def[key]), key)
         outputs = client.predict(args.model, tensors, signature=key, version=args.version, label=args.label)
     return {"model_version": spec.version.value, "outputs": {k: _jsonable(v) for k, v in outputs.items()}}
 

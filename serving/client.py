@@ -174,11 +174,10 @@ class GrpcClient:
         return {alias: from_proto(tensor, alias) for alias, tensor in response.outputs.items()}
 
     def _input(self, request: Any, examples: Sequence[Mapping[str, Any]]) -> None:
-        from serving.protocol.json_codec import _features_to_example
-        from tensorflow.core.example import example_pb2
+        from serving.protocol.json_codec import features_to_example
 
         for features in examples:
-            request.input.example_list.examples.add().CopyFrom(_features_to_example(dict(features), example_pb2))
+            request.input.example_list.examples.add().CopyFrom(features_to_example(dict(features)))
 
     def classify(self, model: str, examples: Sequence[Mapping[str, Any]], *, signature: str | None = None,
                  version: int | None = None, label: str | None = None) -> list[list[tuple[str, float]]]:

@@ -61,13 +61,13 @@ class ModelServer:
         auth = Authenticator.load(flags.auth_token_file or None, protect_probes=flags.auth_protect_probes,
                                   protect_metrics=flags.auth_protect_metrics)
         if flags.remote_backend:
-            from serving.models.backends.remote import RemoteBackend
+            from serving.backends.remote import RemoteBackend
 
             backend = RemoteBackend(flags.remote_backend, metrics=self.metrics,
                                     model_config_file=flags.model_config_file or None)
         else:
-            from serving.models.backends.local import LocalBackend
-            from serving.models.manager import ModelManager
+            from serving.backends.local import LocalBackend
+            from serving.core.manager import ModelManager
 
             manager = ModelManager(
                 self._model_config(), metrics=self.metrics,

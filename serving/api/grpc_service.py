@@ -11,10 +11,10 @@ from tensorflow_serving.apis import (
     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc, regression_pb2,
 )
 
-from serving.protocol.errors import ServingError, invalid_argument
+from serving.protocol.errors import Code, ServingError, invalid_argument
 from serving.api.service import Call, Service
 from serving.protocol.tensors import from_proto, stack_predict_inputs, stack_uniform, to_proto
-from serving.models.warmup import examples_from_input
+from serving.servables.warmup import examples_from_input
 from serving.observability.feedback import request_id
 
 
@@ -47,7 +47,7 @@ class _Base:
                 caller = service.auth.caller(metadata.get("authorization"))
                 if caller is None:
                     service.metrics.auth_failures.inc(("GRPC",))
-                    raise ServingError("UNAUTHENTICATED",
+                    raise ServingError(Code.UNAUTHENTICATED,
                                        "Missing or invalid bearer token; send metadata 'authorization: Bearer <token>'")
                 call.caller = caller
             call.client_id = metadata.get("x-client-id")  # type: ignore[attr-defined]
@@ -60,9 +60,9 @@ class _Base:
             response = await service.bounded(work(call), timeout if timeout is not None and timeout > 0 else None)
             call.response_bytes = response.ByteSize()
         except ServingError as exc:
-            call.code = exc.code
+            call.code = exc.code_name
             self._account(call, tf_api, started)
-            await context.abort(exc.grpc_code, exc.grpc_message)
+            await context.abort(exc.code, exc.grpc_message)
         self._account(call, tf_api, started)
         return response
 
@@ -84,7 +84,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
             call.version = str(handle.version)
             signature = request.model_spec.signature_name or "serving_default"
             if signature not in handle.signatures or signature == "__saved_model_init_op":
-                raise ServingError("FAILED_PRECONDITION", f'Serving signature key "{signature}" not found.')
+                raise ServingError(Code.FAILED_PRECONDITION, f'Serving signature key "{signature}" not found.')
             inputs = stack_predict_inputs(request)
             if inputs is None:
                 inputs = stack_uniform({alias: from_proto(tensor, alias) for alias, tensor in request.inputs.items()})
@@ -164,7 +164,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
                     values, _ = await self.service.backend.regress(handle, task.model_spec.signature_name, examples)
                     result.regression_result.regressions.extend(regression_pb2.Regression(value=v) for v in values)
                 else:
-                    raise ServingError("UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}")
+                    raise ServingError(Code.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}")
             return response
 
         return await self._run("multi_inference", None, request, context, work)

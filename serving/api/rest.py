@@ -13,7 +13,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 from serving.protocol import json_codec
 from serving.observability.feedback import parse_feedback, request_id
 from serving.observability.metrics import CONTENT_TYPE
-from serving.protocol.errors import ServingError
+from serving.protocol.errors import Code, ServingError
 from serving.api.asgi import Request, Response
 from serving.api.service import Call, Service
 
@@ -25,22 +25,6 @@ NOT_FOUND_HTML = b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H
 INT64_MAX = 2**63 - 1
 
 
-_SPECS: dict[int, tuple[Any, dict[str, tuple[int, None]]]] = {}
-
-
-def _input_spec(definition: Any) -> dict[str, tuple[int, None]]:
-    """Alias -> (dtype, None) per SignatureDef, remembered: walking the proto per request was a hot spot.
-    Keyed by identity and checked, so a definition of an unloaded version is never confused with a new one."""
-    cached = _SPECS.get(id(definition))
-    if cached is not None and cached[0] is definition:
-        return cached[1]
-    spec = {alias: (info.dtype, None) for alias, info in definition.inputs.items()}
-    if len(_SPECS) > 256:
-        _SPECS.clear()
-    _SPECS[id(definition)] = (definition, spec)
-    return spec
-
-
 def _error(exc: ServingError) -> Response:
     return Response(exc.http_status, json_codec.write_error(exc.message))
 
@@ -50,7 +34,7 @@ def _version(text: str | None) -> int | None:
         return None
     value = int(text)
     if value > INT64_MAX:
-        raise ServingError("INVALID_ARGUMENT", f"Failed to convert version: {text} to numeric.")
+        raise ServingError(Code.INVALID_ARGUMENT, f"Failed to convert version: {text} to numeric.")
     return value
 
 
@@ -117,7 +101,7 @@ class RestApi:
             if request.method == "POST" and (match := _POST.fullmatch(path)):
                 name, version, label, verb = match.groups()
                 if verb not in ("predict", "classify", "regress"):  # (?i) matched an upper-case verb
-                    raise ServingError("INVALID_ARGUMENT", f"Malformed request: {request.method} {path}")
+                    raise ServingError(Code.INVALID_ARGUMENT, f"Malformed request: {request.method} {path}")
                 call.api = tf_api = verb
                 call.model = unquote(name)
                 self._authenticate(request, call)
@@ -135,18 +119,18 @@ class RestApi:
                 call.model = unquote(name) if name else ""
                 self._authenticate(request, call)
                 if not name:
-                    raise ServingError("INVALID_ARGUMENT", "Missing model name in request.")
+                    raise ServingError(Code.INVALID_ARGUMENT, "Missing model name in request.")
                 if metadata:
                     body = await self._metadata(call, _version(version), unquote(label) if label else None)
                 else:
                     body = await self._status(call, _version(version))
             else:
-                raise ServingError("INVALID_ARGUMENT", f"Malformed request: {request.method} {path}")
+                raise ServingError(Code.INVALID_ARGUMENT, f"Malformed request: {request.method} {path}")
             response = Response(200, body)
         except ServingError as exc:
-            call.code = exc.code
+            call.code = exc.code_name
             response = _error(exc)
-            if exc.code == "UNAUTHENTICATED":
+            if exc.code is Code.UNAUTHENTICATED:
                 response.headers = (("WWW-Authenticate", "Bearer"),)
         if call.request_id:
             response.headers = response.headers + (("X-Request-Id", call.request_id),)
@@ -164,25 +148,14 @@ class RestApi:
         caller = auth.caller(request.headers.get("authorization"))
         if caller is None:
             self.service.metrics.auth_failures.inc(("REST",))
-            raise ServingError("UNAUTHENTICATED",
+            raise ServingError(Code.UNAUTHENTICATED,
                                "Missing or invalid bearer token; send 'Authorization: Bearer <token>'")
         call.caller = caller
 
     async def _inference(self, call: Call, verb: str, version: int | None, label: str | None, request: Request) -> bytes:
         service = self.service
-        body = request.body
-        document, exact = json_codec.parse_body_unchecked(body)
-        if not exact and (verb != "predict" or not isinstance(document, dict)
-                          or not isinstance(document.get("signature_name", ""), str)):
-            document, exact = json_codec.parse_body(body), True
-        if not isinstance(document, dict):
-            raise ServingError("INVALID_ARGUMENT", f"JSON Value: {json_codec.debug_string(document)} Is not object")
-        signature_name = document.get("signature_name", "")
-        if not isinstance(signature_name, str):
-            raise ServingError(
-                "INVALID_ARGUMENT",
-                f"JSON Value: {json_codec.debug_string(document)} not formatted correctly. 'signature_name' key must be a string value.",
-            )
+        body = json_codec.InferenceBody(request.body, verb)
+        signature_name = body.signature_name
         client_id = request.headers.get("x-client-id")
         handle = await service.resolve(call.model, version, label, client_id)
         call.version = str(handle.version)
@@ -190,28 +163,15 @@ class RestApi:
             key = signature_name or "serving_default"
             definition = handle.signatures.get(key)
             if definition is None or key == "__saved_model_init_op":
-                raise ServingError("INVALID_ARGUMENT", f'Serving signature name: "{key}" not found in signature def')
-            spec = _input_spec(definition)
-            def may_hold_bools() -> bool:  # asked only when the fast path finds a 0 or a 1
-                return b"true" in body or b"false" in body
-
-            parsed = None
-            if not exact:  # usable only if every number taken from it is proven small (see parse_body_unchecked)
-                parsed = json_codec.parse_predict_request(document, spec, key, may_hold_bools, numeric_only=True)
-                if parsed is None:
-                    document = json_codec.parse_body(body)
-            if parsed is None:
-                parsed = json_codec.parse_predict_request(document, spec, key, may_hold_bools)
-            inputs, row_format = parsed
+                raise ServingError(Code.INVALID_ARGUMENT, f'Serving signature name: "{key}" not found in signature def')
+            inputs, row_format = body.predict_inputs(handle.input_spec(key), key)
             outputs, served = await service.bounded(service.backend.predict(handle, key, inputs))
             call.version = str(served)
             service.count_classes(call.model, served, outputs, call.request_id)
             if row_format:
                 return json_codec.write_row_predictions(outputs)
             return json_codec.write_columnar_outputs(outputs)
-        examples, context = json_codec.parse_examples_request(document, verb)
-        if context is not None:
-            examples = [context + example for example in examples]
+        examples = body.examples()
         if verb == "classify":
             results, served = await service.bounded(service.backend.classify(handle, signature_name, examples))
             call.version = str(served)
@@ -226,7 +186,7 @@ class RestApi:
         try:
             document = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ServingError("INVALID_ARGUMENT", f"Feedback body is not valid JSON ({exc}); "
+            raise ServingError(Code.INVALID_ARGUMENT, f"Feedback body is not valid JSON ({exc}); "
                                'send {"feedback": [{"request_id": "<id>", "label": <class index>}, ...]}') from None
         items = parse_feedback(document)
         results = [self.service.memory.join(call.model, item.request_id, item.row, item.label) for item in items]

@@ -11,9 +11,9 @@ import numpy as np
 
 from serving.api.auth import Authenticator
 from serving.api.deadlines import DeadlineQueue
-from serving.models.backends import Backend, Handle
+from serving.backends import Backend, Handle
 from serving.canary import CanaryRouter
-from serving.protocol.errors import ServingError
+from serving.protocol.errors import Code, ServingError
 from serving.observability.audit import AuditSink
 from serving.observability.feedback import PredictionMemory, row_classes
 from serving.observability.metrics import Registry
@@ -31,7 +31,7 @@ class Call:
     caller: str = "anonymous"
     model: str = ""
     version: str = ""
-    code: str = "OK"
+    code: str = "OK"  # the status code's name, as metric labels and the audit line carry it
     request_bytes: int = 0
     response_bytes: int = 0
     started: float = 0.0
@@ -66,7 +66,7 @@ class Service:
 
     async def resolve(self, name: str, version: int | None, label: str | None, client_id: Any = None) -> Handle:
         if not name:
-            raise ServingError("INVALID_ARGUMENT", "ModelSpec has no name specified.")
+            raise ServingError(Code.INVALID_ARGUMENT, "ModelSpec has no name specified.")
         if version is None and label is None and name in self.router.splits:
             chosen = self.router.route(name, set(self.backend.labels(name)), client_id)
             if chosen is not None:
@@ -85,7 +85,7 @@ class Service:
                 return await work
             except asyncio.CancelledError:
                 if watch.expired and watch.task.uncancel() <= watch.cancelling:
-                    raise ServingError("DEADLINE_EXCEEDED", f"Inference did not finish within {limit * 1000:.0f} ms") from None
+                    raise ServingError(Code.DEADLINE_EXCEEDED, f"Inference did not finish within {limit * 1000:.0f} ms") from None
                 raise
             finally:
                 watch.done = True
@@ -93,7 +93,7 @@ class Service:
             async with asyncio.timeout(limit):  # a timer only; wait_for would wrap every request in another Task
                 return await work
         except asyncio.TimeoutError:
-            raise ServingError("DEADLINE_EXCEEDED", f"Inference did not finish within {limit * 1000:.0f} ms") from None
+            raise ServingError(Code.DEADLINE_EXCEEDED, f"Inference did not finish within {limit * 1000:.0f} ms") from None
 
     def count_classes(self, model: str, version: int, outputs: Mapping[str, np.ndarray], request_id: str = "") -> None:
         """Predicted classes and scores per row; remembered under the request id for the feedback API."""

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from serving.observability.metrics import Registry
-from serving.protocol.errors import ServingError
+from serving.protocol.errors import Code, ServingError
 
 DEFAULT_MAX_ENTRIES = 100_000
 DEFAULT_TTL_SECONDS = 86_400.0
@@ -34,7 +34,7 @@ def request_id(given: str | None) -> str:
         return uuid.uuid4().hex
     if not REQUEST_ID_PATTERN.fullmatch(given):
         raise ServingError(
-            "INVALID_ARGUMENT",
+            Code.INVALID_ARGUMENT,
             "Request id must be 1 to 128 characters of letters, digits, '.', '_', ':' or '-'; "
             "send such an id in X-Request-Id (REST) / x-request-id (gRPC), or none to get one generated")
     return given
@@ -187,33 +187,33 @@ def parse_feedback(document: Any) -> list[FeedbackItem]:
     """The whole body or nothing: a malformed item rejects the request before any label is counted."""
     hint = 'send {"feedback": [{"request_id": "<id>", "label": <class index>, "row": <row, default 0>}, ...]}'
     if not isinstance(document, dict) or not isinstance(document.get("feedback"), list):
-        raise ServingError("INVALID_ARGUMENT", f"Feedback body must be an object with a 'feedback' list; {hint}")
+        raise ServingError(Code.INVALID_ARGUMENT, f"Feedback body must be an object with a 'feedback' list; {hint}")
     unknown_keys = set(document) - {"feedback"}
     if unknown_keys:
-        raise ServingError("INVALID_ARGUMENT", f"Unknown key(s) {sorted(unknown_keys)} in feedback body; {hint}")
+        raise ServingError(Code.INVALID_ARGUMENT, f"Unknown key(s) {sorted(unknown_keys)} in feedback body; {hint}")
     entries = document["feedback"]
     if not entries:
-        raise ServingError("INVALID_ARGUMENT", f"The 'feedback' list is empty; {hint}")
+        raise ServingError(Code.INVALID_ARGUMENT, f"The 'feedback' list is empty; {hint}")
     if len(entries) > MAX_FEEDBACK_ITEMS:
-        raise ServingError("INVALID_ARGUMENT", f"{len(entries)} feedback items in one request; send at most "
+        raise ServingError(Code.INVALID_ARGUMENT, f"{len(entries)} feedback items in one request; send at most "
                                                f"{MAX_FEEDBACK_ITEMS} per request")
     items = []
     for index, entry in enumerate(entries):
         where = f"feedback[{index}]"
         if not isinstance(entry, dict):
-            raise ServingError("INVALID_ARGUMENT", f"{where} is not an object; {hint}")
+            raise ServingError(Code.INVALID_ARGUMENT, f"{where} is not an object; {hint}")
         extra = set(entry) - {"request_id", "label", "row"}
         if extra:
-            raise ServingError("INVALID_ARGUMENT", f"{where} has unknown key(s) {sorted(extra)}; {hint}")
+            raise ServingError(Code.INVALID_ARGUMENT, f"{where} has unknown key(s) {sorted(extra)}; {hint}")
         rid = entry.get("request_id")
         if not isinstance(rid, str) or not REQUEST_ID_PATTERN.fullmatch(rid):
-            raise ServingError("INVALID_ARGUMENT", f"{where}.request_id must be the request id returned with the "
+            raise ServingError(Code.INVALID_ARGUMENT, f"{where}.request_id must be the request id returned with the "
                                                    "prediction (1 to 128 of A-Z a-z 0-9 . _ : -)")
         label, row = entry.get("label"), entry.get("row", 0)
         if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < MAX_CLASSES:
-            raise ServingError("INVALID_ARGUMENT", f"{where}.label must be a class index, an integer from 0 to "
+            raise ServingError(Code.INVALID_ARGUMENT, f"{where}.label must be a class index, an integer from 0 to "
                                                    f"{MAX_CLASSES - 1} (0 or 1 for a probability output)")
         if isinstance(row, bool) or not isinstance(row, int) or row < 0:
-            raise ServingError("INVALID_ARGUMENT", f"{where}.row must be a row index of the prediction, an integer >= 0")
+            raise ServingError(Code.INVALID_ARGUMENT, f"{where}.row must be a row index of the prediction, an integer >= 0")
         items.append(FeedbackItem(rid, label, row))
     return items

@@ -1,48 +1,69 @@
-"""One error type for the whole server, carrying TF Serving's status code and exact message."""
+"""One error type for the whole server, carrying TF Serving's status code and exact message.
+
+The code is a ``grpc.StatusCode`` (TF's status codes are gRPC's, number for number); the gRPC servicers
+abort with it as is, and the REST API answers with :func:`http_status`, the one place that maps it.
+"""
 from __future__ import annotations
 
 import grpc
 
+Code = grpc.StatusCode
+
 # absl/TF status -> HTTP, as TF Serving's ToHTTPStatusCode maps it.
-HTTP_STATUS: dict[str, int] = {
-    "OK": 200,
-    "CANCELLED": 499,
-    "UNKNOWN": 500,
-    "INVALID_ARGUMENT": 400,
-    "DEADLINE_EXCEEDED": 504,
-    "NOT_FOUND": 404,
-    "ALREADY_EXISTS": 409,
-    "PERMISSION_DENIED": 403,
-    "RESOURCE_EXHAUSTED": 429,
-    "FAILED_PRECONDITION": 400,
-    "ABORTED": 409,
-    "OUT_OF_RANGE": 400,
-    "UNIMPLEMENTED": 501,
-    "INTERNAL": 500,
-    "UNAVAILABLE": 503,
-    "DATA_LOSS": 500,
-    "UNAUTHENTICATED": 401,
+_HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    Code.OK: 200,
+    Code.CANCELLED: 499,
+    Code.UNKNOWN: 500,
+    Code.INVALID_ARGUMENT: 400,
+    Code.DEADLINE_EXCEEDED: 504,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.PERMISSION_DENIED: 403,
+    Code.RESOURCE_EXHAUSTED: 429,
+    Code.FAILED_PRECONDITION: 400,
+    Code.ABORTED: 409,
+    Code.OUT_OF_RANGE: 400,
+    Code.UNIMPLEMENTED: 501,
+    Code.INTERNAL: 500,
+    Code.UNAVAILABLE: 503,
+    Code.DATA_LOSS: 500,
+    Code.UNAUTHENTICATED: 401,
 }
 
-# tensorflow.error.Code numbers (== gRPC status numbers).
-CODE_NUMBER: dict[str, int] = {code.name: code.value[0] for code in grpc.StatusCode}
+_BY_NUMBER: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def http_status(code: grpc.StatusCode) -> int:
+    """TF Serving's ToHTTPStatusCode: the HTTP status a REST client gets for a status code."""
+    return _HTTP_STATUS.get(code, 500)
+
+
+def code_from_number(number: int) -> grpc.StatusCode:
+    """The status code with TF's (== gRPC's) number; UNKNOWN for a number no code has."""
+    return _BY_NUMBER.get(number, Code.UNKNOWN)
 
 
 class ServingError(Exception):
-    """A request failed with a TF status ``code`` (e.g. ``"NOT_FOUND"``) and a client-facing message."""
+    """A request failed with a status ``code`` (e.g. ``grpc.StatusCode.NOT_FOUND``) and a client-facing message."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
 
     @property
-    def http_status(self) -> int:
-        return HTTP_STATUS.get(self.code, 500)
+    def code_name(self) -> str:
+        """The code's name (``NOT_FOUND``), as metrics, the audit line and message prefixes spell it."""
+        return self.code.name
 
     @property
-    def grpc_code(self) -> grpc.StatusCode:
-        return getattr(grpc.StatusCode, self.code, grpc.StatusCode.UNKNOWN)
+    def code_number(self) -> int:
+        """The code's number, as ``StatusProto.error_code`` carries it."""
+        return self.code.value[0]
+
+    @property
+    def http_status(self) -> int:
+        return http_status(self.code)
 
     @property
     def grpc_message(self) -> str:
@@ -50,28 +71,22 @@ class ServingError(Exception):
         return self.message if len(self.message) <= 1024 else self.message[:1024] + "...TRUNCATED"
 
     def __repr__(self) -> str:
-        return f"ServingError({self.code}, {self.message!r})"
+        return f"ServingError({self.code.name}, {self.message!r})"
 
 
 def invalid_argument(message: str) -> ServingError:
-    return ServingError("INVALID_ARGUMENT", message)
+    return ServingError(Code.INVALID_ARGUMENT, message)
 
 
 def not_found(message: str) -> ServingError:
-    return ServingError("NOT_FOUND", message)
+    return ServingError(Code.NOT_FOUND, message)
 
 
 def from_tf_error(exc: BaseException) -> ServingError:
     """Map a TensorFlow runtime error to its status code, keeping TF's message."""
-    code = getattr(exc, "error_code", None)
     if isinstance(exc, ServingError):
         return exc
-    if code is not None:
-        for status in grpc.StatusCode:
-            if status.value[0] == code:
-                return ServingError(status.name, getattr(exc, "message", str(exc)))
-    return ServingError("INTERNAL", f"{type(exc).__name__}: {exc}")
-
-
-def grpc_code_name(code: grpc.StatusCode) -> str:
-    return code.name
+    number = getattr(exc, "error_code", None)
+    if number is not None and number in _BY_NUMBER:
+        return ServingError(_BY_NUMBER[number], getattr(exc, "message", str(exc)))
+    return ServingError(Code.INTERNAL, f"{type(exc).__name__}: {exc}")

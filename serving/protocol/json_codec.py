@@ -12,7 +12,6 @@ import functools
 import itertools
 import json
 import math
-import operator
 import re
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
@@ -20,7 +19,8 @@ import numpy as np
 import orjson as _orjson  # the common case; what it refuses takes the exact path (parse_body)
 from tensorflow.core.framework import types_pb2
 
-from serving.protocol.errors import ServingError, invalid_argument
+from serving.protocol.errors import Code, ServingError, invalid_argument
+from serving.protocol.input_spec import InputSpec
 from serving.protocol.tensors import NUMPY_DTYPE, StackedInputs, dtype_name
 
 # ----------------------------------------------------------------------------------------------
@@ -58,12 +58,12 @@ def parse_body(body: bytes) -> Any:
     return _parse_exact(body)
 
 
-def parse_body_unchecked(body: bytes) -> tuple[Any, bool]:
+def _parse_body_unchecked(body: bytes) -> tuple[Any, bool]:
     """(document, exact). Here the big-integer scan of :func:`parse_body` (a regex over the whole
     body: 1.6 ms for 64 rows, ten times the parse) is skipped and ``exact`` is False: an integer beyond
     64 bits may have been read as a float. Such a document may only be used where every number taken
     from it is then proven small (``parse_predict_request(..., numeric_only=True)``); anything else
-    must re-parse with :func:`parse_body`."""
+    must re-parse with :func:`parse_body` (:class:`InferenceBody` does)."""
     try:
         return _orjson.loads(body), False
     except _orjson.JSONDecodeError:
@@ -150,10 +150,6 @@ def json_type_name(value: Any) -> str:
     return "Number"
 
 
-# A signature input as the JSON decoder needs it: alias -> (tf dtype enum, shape or None).
-InputSpec = Mapping[str, tuple[int, "tuple[int, ...] | None"]]
-
-
 # Whether the raw body may hold a JSON ``true``/``false``: a fixed answer, or a check run only when needed.
 BoolCheck = bool | Callable[[], bool]
 
@@ -172,7 +168,7 @@ def _nesting_bounded(parse: Callable[..., T]) -> Callable[..., T]:
 
 
 @_nesting_bounded
-def parse_predict_request(document: Any, inputs: InputSpec, signature_name: str,
+def parse_predict_request(document: Any, inputs: Mapping[str, tuple[int, Any]], signature_name: str,
                           may_hold_bools: BoolCheck = True, numeric_only: bool = False) -> tuple[dict[str, np.ndarray], bool] | None:
     """Tensors from a parsed predict body; returns (tensors, row_format).
 
@@ -180,7 +176,9 @@ def parse_predict_request(document: Any, inputs: InputSpec, signature_name: str,
     allows a one-array fast path for rows of plain numbers, where a bool would otherwise be silently taken
     as a number. The callable is asked only when the array holds a 0 or a 1, the only values a bool can
     become: scanning a 64-row body for the two words costs most of its JSON parse.
-    ``numeric_only``: return that fast path's result or None (never another path's result or error)."""
+    ``numeric_only``: return that fast path's result or None (never another path's result or error).
+    ``inputs``: the signature's :class:`InputSpec` (a plain alias -> (dtype, shape) mapping is wrapped in one)."""
+    inputs = InputSpec.from_mapping(inputs)
     if callable(may_hold_bools):
         may_hold_bools = _asked_once(may_hold_bools)
     if numeric_only:
@@ -205,6 +203,57 @@ def parse_predict_request(document: Any, inputs: InputSpec, signature_name: str,
     if has_instances:
         return _parse_instances(document["instances"], inputs, may_hold_bools), True
     return _parse_columnar(document["inputs"], inputs, may_hold_bools), False
+
+
+class InferenceBody:
+    """A REST inference body (``:predict``, ``:classify``, ``:regress``): the REST API's one way into this codec.
+
+    Read in two steps, because the signature is known only once the model version is resolved: the
+    body's object and its ``signature_name`` at construction (with TF Serving's errors for a body that is
+    not an object, or whose ``signature_name`` is not a string), then the tensors the signature's
+    :class:`InputSpec` asks for (:meth:`predict_inputs`) or the tf.Examples (:meth:`examples`).
+    A predict body is first parsed without the big-integer scan and re-parsed exactly only when the
+    one-array fast path cannot prove every number small (see :func:`_parse_body_unchecked`)."""
+
+    __slots__ = ("raw", "verb", "document", "exact", "signature_name")
+
+    def __init__(self, raw: bytes, verb: str) -> None:
+        document, exact = _parse_body_unchecked(raw)
+        if not exact and (verb != "predict" or not isinstance(document, dict)
+                          or not isinstance(document.get("signature_name", ""), str)):
+            document, exact = parse_body(raw), True
+        if not isinstance(document, dict):
+            raise invalid_argument(f"JSON Value: {debug_string(document)} Is not object")
+        signature_name = document.get("signature_name", "")
+        if not isinstance(signature_name, str):
+            raise invalid_argument(
+                f"JSON Value: {debug_string(document)} not formatted correctly. 'signature_name' key must be a string value.",
+            )
+        self.raw, self.verb, self.document, self.exact = raw, verb, document, exact
+        self.signature_name: str = signature_name
+
+    def predict_inputs(self, spec: InputSpec, signature_name: str) -> tuple[dict[str, np.ndarray], bool]:
+        """(tensors, row_format) for the signature whose inputs ``spec`` describes."""
+        raw = self.raw
+
+        def may_hold_bools() -> bool:  # asked only when the fast path finds a 0 or a 1
+            return b"true" in raw or b"false" in raw
+
+        parsed = None
+        if not self.exact:  # usable only if every number taken from it is proven small
+            parsed = parse_predict_request(self.document, spec, signature_name, may_hold_bools, numeric_only=True)
+            if parsed is None:
+                self.document, self.exact = parse_body(raw), True
+        if parsed is None:
+            parsed = parse_predict_request(self.document, spec, signature_name, may_hold_bools)
+        return parsed  # type: ignore[return-value]
+
+    def examples(self) -> list[bytes]:
+        """Serialized tf.Example protos of a classify/regress body, the context (if any) merged into each."""
+        examples, context = parse_examples_request(self.document, self.verb)
+        if context is not None:
+            examples = [context + example for example in examples]
+        return examples
 
 
 def _asked_once(check: Callable[[], bool]) -> Callable[[], bool]:
@@ -266,21 +315,6 @@ def _parse_instances(instances: Any, inputs: InputSpec, may_hold_bools: BoolChec
 
 _SMALL_ROWS = 8  # up to this many rows, values are checked on the Python tuples instead of by numpy passes
 _PLAIN_NUMBERS = frozenset((float, int))  # bool is its own type: a true/false never passes this check
-_FLOAT_SPECS: dict[int, tuple[Any, tuple[str, ...], frozenset[int] | None]] = {}
-
-
-def _float_dtypes(inputs: InputSpec, aliases: list[str]) -> frozenset[int] | None:
-    """The dtypes of ``aliases`` when all are DT_FLOAT/DT_DOUBLE, else None; remembered per input spec
-    (walking 30 aliases per request showed in profiles). Keyed by identity and checked, as rest._input_spec."""
-    cached = _FLOAT_SPECS.get(id(inputs))
-    if cached is not None and cached[0] is inputs and cached[1] == tuple(aliases):
-        return cached[2]
-    dtypes = frozenset(inputs[alias][0] for alias in aliases)
-    found = dtypes if dtypes <= {types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE} else None
-    if len(_FLOAT_SPECS) > 256:
-        _FLOAT_SPECS.clear()
-    _FLOAT_SPECS[id(inputs)] = (inputs, tuple(aliases), found)
-    return found
 
 
 def _numeric_rows(instances: list[dict[str, Any]], aliases: list[str], inputs: InputSpec,
@@ -290,11 +324,11 @@ def _numeric_rows(instances: list[dict[str, Any]], aliases: list[str], inputs: I
     bool taken for 0 or 1). Every row has exactly the aliases as keys (checked by the caller)."""
     if len(aliases) < 2:
         return None
-    dtypes = _float_dtypes(inputs, aliases)
+    dtypes = inputs.float_dtypes
     if dtypes is None:
         return None
-    ordered = _sorted_aliases(aliases)
-    getter = _getter(ordered)  # each row's values in sorted-alias order, read by one C-level getter per row
+    ordered = inputs.sorted_aliases
+    getter = inputs.row_getter  # each row's values in sorted-alias order, read by one C-level getter per row
     if len(instances) <= _SMALL_ROWS:
         rows = list(map(getter, instances))
         flat = list(itertools.chain.from_iterable(rows))
@@ -320,29 +354,6 @@ def _split_columns(columns: np.ndarray, ordered: tuple[str, ...], inputs: InputS
     if len(dtypes) == 1:  # input i is row i of one array, inputs in sorted order
         return StackedInputs(columns.astype(NUMPY_DTYPE[next(iter(dtypes))], order="C"), ordered)
     return {alias: np.ascontiguousarray(columns[j], dtype=NUMPY_DTYPE[inputs[alias][0]]) for j, alias in enumerate(ordered)}
-
-
-_GETTERS: dict[tuple[str, ...], Any] = {}
-_SORTED: dict[tuple[str, ...], tuple[str, ...]] = {}
-
-
-def _sorted_aliases(aliases: Sequence[str]) -> tuple[str, ...]:
-    key = tuple(aliases)
-    found = _SORTED.get(key)
-    if found is None:
-        if len(_SORTED) > 256:
-            _SORTED.clear()
-        found = _SORTED[key] = tuple(sorted(key))
-    return found
-
-
-def _getter(ordered: tuple[str, ...]) -> Any:
-    found = _GETTERS.get(ordered)
-    if found is None:
-        if len(_GETTERS) > 256:
-            _GETTERS.clear()
-        found = _GETTERS[ordered] = operator.itemgetter(*ordered)
-    return found
 
 
 def _parse_columnar(value: Any, inputs: InputSpec, may_hold_bools: BoolCheck = True) -> dict[str, np.ndarray]:
@@ -406,7 +417,7 @@ def _rows_to_tensor(rows: list[Any], dtype: int, key: str | None, may_hold_bools
         except ServingError as exc:
             where = f"{index} key: {key}" if key is not None else f"{index}"
             raise invalid_argument(
-                f"Failed to process element: {where} of 'instances' list. Error: {exc.code}: {exc.message}"
+                f"Failed to process element: {where} of 'instances' list. Error: {exc.code_name}: {exc.message}"
             ) from None
     return _make_array(flat, dtype, [len(rows)] + (row_shape or []))
 
@@ -493,7 +504,7 @@ def _convert_scalar(value: Any, dtype: int) -> Any:
             except (binascii.Error, ValueError):
                 raise invalid_argument("Unable to base64 decode") from None
         raise _type_error(value, dtype)
-    raise ServingError("UNIMPLEMENTED", f"Conversion of JSON Value: {debug_string(value)} to type: {dtype_name(dtype)}")
+    raise ServingError(Code.UNIMPLEMENTED, f"Conversion of JSON Value: {debug_string(value)} to type: {dtype_name(dtype)}")
 
 
 def _pad_b64(text: str) -> str:
@@ -517,8 +528,6 @@ def _make_array(flat: list[Any], dtype: int, shape: list[int]) -> np.ndarray:
 @_nesting_bounded
 def parse_examples_request(document: Any, method: str) -> tuple[list[bytes], bytes | None]:
     """Serialized tf.Example protos (and the context example) from a classify/regress body."""
-    from tensorflow.core.example import example_pb2
-
     if "examples" not in document:
         raise invalid_argument(
             f"JSON Value: {debug_string(document)} When method is {method}, key 'examples' is expected and was not found"
@@ -532,16 +541,20 @@ def parse_examples_request(document: Any, method: str) -> tuple[list[bytes], byt
     if "context" in document:
         if not isinstance(document["context"], dict):
             raise invalid_argument(f"Example must be JSON object but got JSON {json_type_name(document['context'])}")
-        context = _features_to_example(document["context"], example_pb2).SerializeToString()
+        context = features_to_example(document["context"]).SerializeToString()
     serialized = []
     for example in examples:
         if not isinstance(example, dict):
             raise invalid_argument(f"Example must be JSON object but got JSON {json_type_name(example)}")
-        serialized.append(_features_to_example(example, example_pb2).SerializeToString())
+        serialized.append(features_to_example(example).SerializeToString())
     return serialized, context
 
 
-def _features_to_example(features: dict[str, Any], example_pb2: Any) -> Any:
+def features_to_example(features: Mapping[str, Any]) -> Any:
+    """A tf.Example from one JSON example object, as TF Serving's REST API builds it (ints as int64,
+    floats as float, strings and ``{"b64": ...}`` as bytes; one type per feature)."""
+    from tensorflow.core.example import example_pb2
+
     example = example_pb2.Example()
     for name, value in features.items():
         feature = example.features.feature[name]

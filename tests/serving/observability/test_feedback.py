@@ -1,6 +1,7 @@
 """The prediction memory and the feedback join: bounded, TTL'd, each labelled row counted once."""
 from __future__ import annotations
 
+import grpc
 import numpy as np
 import pytest
 
@@ -102,7 +103,7 @@ def test_request_id_taken_from_client_or_generated() -> None:
     for bad in ("has space", "x" * 129, "é"):
         with pytest.raises(ServingError, match="X-Request-Id") as info:
             request_id(bad)
-        assert info.value.code == "INVALID_ARGUMENT"
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 @pytest.mark.parametrize("body, needle", [
@@ -121,7 +122,7 @@ def test_request_id_taken_from_client_or_generated() -> None:
 def test_malformed_feedback_rejected_whole_with_the_fix(body: object, needle: str) -> None:
     with pytest.raises(ServingError) as info:
         parse_feedback(body)
-    assert info.value.code == "INVALID_ARGUMENT" and needle in info.value.message
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT and needle in info.value.message
 
 
 def test_feedback_parsed_with_row_default() -> None:

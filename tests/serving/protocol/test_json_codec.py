@@ -1,6 +1,7 @@
 """Number formatting and layouts as TF Serving writes them (json_tensor.cc), without a server."""
 from __future__ import annotations
 
+import grpc
 import numpy as np
 import pytest
 
@@ -60,7 +61,7 @@ def test_ragged_and_typed_inputs() -> None:
     assert list(strings) == [b"hi", b"yo"]
     with pytest.raises(ServingError) as info:
         json_codec.parse_predict_request({"inputs": [1]}, {"x": (19, None)}, "s")  # DT_HALF
-    assert info.value.code == "UNIMPLEMENTED"
+    assert info.value.code == grpc.StatusCode.UNIMPLEMENTED
 
 
 def test_one_array_rows_ask_for_bools_only_when_a_value_could_be_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,7 +113,7 @@ def test_a_bool_among_numbers_is_rejected_on_every_path(check) -> None:  # type:
             continue
         with pytest.raises(ServingError) as caught:
             json_codec.parse_predict_request(document, spec, "s", check)
-        assert caught.value.code == "INVALID_ARGUMENT"
+        assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert json_codec.parse_predict_request({"inputs": [0.0, 1.0, 2.5]}, spec, "s", check)[0]["a"].tolist() == [0, 1, 2.5]
 
 
@@ -139,3 +140,32 @@ def test_array_float_format_equals_the_per_value_reference(dtype) -> None:  # ty
         assert json_codec.format_floats(finite) == [json_codec.format_float(float(v), single) for v in finite.tolist()]
         assert json_codec.format_floats(values) == [json_codec.format_float(float(v), single) for v in values.tolist()]
     assert json_codec.format_floats(np.array([[0.5], [2.0]], np.float32)) == ["0.5", "2.0"]
+
+
+# ---- the REST API's entry point: InferenceBody with the signature's InputSpec --------------------------
+
+def test_inference_body_reads_the_signature_name_then_the_tensors_of_its_spec() -> None:
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    from serving.protocol.input_spec import InputSpec
+
+    definition = meta_graph_pb2.SignatureDef()
+    for alias in ("b", "a"):
+        definition.inputs[alias].dtype = 1  # DT_FLOAT
+        definition.inputs[alias].tensor_shape.dim.add(size=-1)
+    spec = InputSpec.of(definition)
+    assert set(spec) == {"a", "b"} and spec["a"] == (1, (-1,)) and spec.sorted_aliases == ("a", "b")
+    body = json_codec.InferenceBody(b'{"signature_name": "s", "instances": [{"a": 1.5, "b": 2.5}]}', "predict")
+    assert body.signature_name == "s"
+    tensors, row = body.predict_inputs(spec, "s")
+    assert row and tensors["a"].tolist() == [1.5] and tensors["b"].tolist() == [2.5]
+    huge = json_codec.InferenceBody(b'{"instances": [{"a": 123456789012345678901234567890, "b": 1.0}]}', "predict")
+    tensors, _ = huge.predict_inputs(spec, "")  # re-parsed exactly: the big integer is not read as a float first
+    assert huge.exact and tensors["a"].tolist() == [float(np.float32(123456789012345678901234567890))]
+    with pytest.raises(ServingError, match="Is not object"):
+        json_codec.InferenceBody(b"[1]", "predict")
+    with pytest.raises(ServingError, match="'signature_name' key must be a string value"):
+        json_codec.InferenceBody(b'{"signature_name": 1, "instances": [1]}', "predict")
+    examples = json_codec.InferenceBody(b'{"context": {"c": 1}, "examples": [{"x": 2.0}]}', "classify").examples()
+    assert examples == [json_codec.features_to_example({"c": 1}).SerializeToString()
+                        + json_codec.features_to_example({"x": 2.0}).SerializeToString()]

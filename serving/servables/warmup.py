@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tensorflow_serving.apis import input_pb2, prediction_log_pb2
 
-from serving.protocol.errors import ServingError, invalid_argument
+from serving.protocol.errors import Code, ServingError, invalid_argument
 from serving.observability.metrics import Registry
 from serving.protocol.tensors import from_proto
 
@@ -37,9 +37,9 @@ def _records(path: Path) -> list[bytes]:
     try:
         records = list(_pywrap_record_io.RecordIterator(str(path), ""))
     except Exception as exc:  # noqa: BLE001 - a corrupt file fails the version load
-        raise ServingError("DATA_LOSS", f"Failed to read warmup file {path}: {exc}") from None
+        raise ServingError(Code.DATA_LOSS, f"Failed to read warmup file {path}: {exc}") from None
     if not records and path.stat().st_size > 0:
-        raise ServingError("DATA_LOSS", f"Failed to read warmup file {path}: not a TFRecord file of PredictionLog")
+        raise ServingError(Code.DATA_LOSS, f"Failed to read warmup file {path}: not a TFRecord file of PredictionLog")
     return records
 
 
@@ -59,7 +59,7 @@ def warm_up(servable: object, metrics: Registry, iterations: int = 1) -> int:
             try:
                 log.ParseFromString(raw)
             except Exception:  # noqa: BLE001
-                raise ServingError("DATA_LOSS", "Failed to parse warmup record") from None
+                raise ServingError(Code.DATA_LOSS, "Failed to parse warmup record") from None
             for _ in range(iterations):
                 _replay(servable, log)
         metrics.warmup_records.inc((str(path.parent.parent), "OK"), len(records))
@@ -93,4 +93,4 @@ def _replay(servable: object, log: prediction_log_pb2.PredictionLog) -> None:
             else:
                 servable.regress(signature, examples)  # type: ignore[attr-defined]
     else:
-        raise ServingError("UNIMPLEMENTED", "Unsupported log_type for warmup")
+        raise ServingError(Code.UNIMPLEMENTED, "Unsupported log_type for warmup")

@@ -14,7 +14,7 @@ from serving_helpers import MODEL, start_server, write_config
 from serving.client import GrpcClient, ServingClientError
 from serving.config import single_model_config
 from serving.demo_model import export_demo_model, raw_row
-from serving.models.manager import ModelManager
+from serving.core.manager import ModelManager
 from serving.observability.metrics import Registry
 
 BODY = {"signature_name": "predict_raw", "instances": [raw_row(1)]}

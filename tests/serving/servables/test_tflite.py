@@ -14,9 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "optimization"))
 
 from serving.client import GrpcClient, RestClient  # noqa: E402
 from serving.config import single_model_config  # noqa: E402
-from serving.models.backends.tflite import TfLiteServable  # noqa: E402
-from serving.models.manager import ModelManager  # noqa: E402
-from serving.models.servable import SavedModelServable  # noqa: E402
+from serving.servables.tflite import TfLiteServable  # noqa: E402
+from serving.core.manager import ModelManager  # noqa: E402
+from serving.servables.saved_model import SavedModelServable  # noqa: E402
 from serving.observability.metrics import Registry  # noqa: E402
 from serving_helpers import start_server  # noqa: E402
 from small_model import export_small_model  # noqa: E402

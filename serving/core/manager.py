@@ -1,111 +1,32 @@
-"""Model lifecycle: find numeric version folders, load and warm up aspired versions, serve, unload.
+"""The manager (TF Serving's AspiredVersionsManager): owns every model version, polls the source, loads
+and unloads as the version policy says, answers which version a request gets, and applies config reloads.
 
-Mirrors TF Serving's FileSystemStoragePathSource + AvailabilityPreservingPolicy: a new version is
-loaded (and warmed up) before an old one is unloaded, the last available version is never
-unloaded, and a version that fails to load is reported (state END with its error) while the other
-versions keep serving. A failed version is retried when its folder's content changes, so a
-half-written export that is later completed loads without a restart.
+The rest of the lifecycle lives beside it: ``source.py`` (version folders), ``version_policy.py`` (what to
+serve, load and unload), ``loader.py`` (folder -> warmed-up servable), ``versions.py`` (states). A version
+that fails to load is reported (state END with its error) while the other versions keep serving.
 """
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.observability.drift import DriftMonitor, ReferenceFormatError, read_reference
-from serving.protocol.errors import CODE_NUMBER, ServingError
+from serving.core import loader
+from serving.core.source import fingerprint, poll_versions
+from serving.core.version_policy import aspired_versions, needs_load, to_unload
+from serving.core.versions import AVAILABLE, END, LOADING, UNLOADING, Model, Version
+from serving.observability.drift import DriftMonitor
 from serving.observability.metrics import Registry
-from serving.models.backends.tflite import TfLiteServable, has_tflite_model
-from serving.models.servable import SavedModelServable
-from serving.models.warmup import warm_up
+from serving.protocol.errors import Code, ServingError
 
-log = logging.getLogger("serving.models.manager")
+log = logging.getLogger("serving.models.manager")  # the name operators see in log lines; kept across the move
 
-START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
 _STATE_ENUM = get_model_status_pb2.ModelVersionStatus.State
-
-
-@dataclass
-class Version:
-    """One version of one model, as the status API reports it."""
-
-    model: str
-    number: int
-    path: str
-    state: str = START
-    error: ServingError | None = None
-    servable: SavedModelServable | None = None
-    fingerprint: tuple = ()
-    load_seconds: float = 0.0
-    drift: DriftMonitor | None = None
-
-
-@dataclass
-class Model:
-    name: str
-    base_path: str
-    policy: model_server_config_pb2.ModelConfig
-    labels: dict[str, int] = field(default_factory=dict)
-    versions: dict[int, Version] = field(default_factory=dict)
-    removed: bool = False
-    warned_empty: bool = False
-
-    def available(self) -> list[Version]:
-        return sorted((v for v in self.versions.values() if v.state == AVAILABLE), key=lambda v: v.number)
-
-
-def versions_on_disk(base_path: str) -> dict[int, str]:
-    """Numeric child folders (``00000123`` is 123); anything else is ignored, as TF Serving does."""
-    found: dict[int, str] = {}
-    try:
-        entries = list(os.scandir(base_path))
-    except OSError:
-        return found
-    for entry in entries:
-        if entry.name.isdigit() and entry.is_dir():
-            found.setdefault(int(entry.name), entry.path)
-    return found
-
-
-def fingerprint(path: str) -> tuple:
-    """What changes when a folder's content changes: names, sizes and modification times."""
-    items = []
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            full = os.path.join(root, name)
-            try:
-                stat = os.stat(full)
-            except OSError:
-                continue
-            items.append((os.path.relpath(full, path), stat.st_size, stat.st_mtime_ns))
-    return tuple(sorted(items))
-
-
-def aspired_versions(config: model_server_config_pb2.ModelConfig, on_disk: Iterable[int]) -> set[int]:
-    policy = config.model_version_policy
-    numbers = sorted(on_disk, reverse=True)
-    choice = policy.WhichOneof("policy_choice")
-    if choice == "all":
-        return set(numbers)
-    if choice == "specific":
-        return {v for v in policy.specific.versions if v in set(numbers)}
-    count = policy.latest.num_versions if choice == "latest" else 1
-    return set(numbers[: max(count, 1)])
-
-
-def open_servable(name: str, number: int, path: str, tags: tuple[str, ...],
-                  prefer_tflite_model: bool) -> SavedModelServable:
-    """TF Serving's choice: the version's model.tflite when preferred and present, else its SavedModel."""
-    if prefer_tflite_model and has_tflite_model(path):
-        return TfLiteServable(name, number, path, tags)
-    return SavedModelServable(name, number, path, tags)
 
 
 class ModelManager:
@@ -174,31 +95,13 @@ class ModelManager:
                 self._poll_model(model)
 
     def _poll_model(self, model: Model) -> None:
-        if not os.path.isdir(model.base_path):
-            if not model.warned_empty:
-                log.warning("Could not find base path %s for servable %s", model.base_path, model.name)
-                model.warned_empty = True
-            return
-        on_disk = versions_on_disk(model.base_path)
+        on_disk, model.warned_empty = poll_versions(model.name, model.base_path, warned=model.warned_empty)
         if not on_disk:
-            if not model.warned_empty:
-                log.warning(
-                    "No versions of servable %s found under base path %s. Did you forget to name your leaf "
-                    "directory as a number (eg. '/1/')?", model.name, model.base_path)
-                model.warned_empty = True
             return
-        model.warned_empty = False
         aspired = aspired_versions(model.policy, on_disk)
         for number in sorted(aspired, reverse=True):
-            current = model.versions.get(number)
-            if current is not None and current.state in (AVAILABLE, LOADING):
-                continue
-            if current is not None and current.state == END:
-                if current.error is None and current.servable is None and current.fingerprint == fingerprint(on_disk[number]):
-                    pass  # unloaded earlier and aspired again: load again below
-                elif current.error is not None and current.fingerprint == fingerprint(on_disk[number]):
-                    continue  # failed before and nothing changed since: keep reporting the error
-            self._load(model, number, on_disk[number])
+            if needs_load(model.versions.get(number), on_disk[number]):
+                self._load(model, number, on_disk[number])
         self._unload_replaced(model, aspired)
 
     def _load(self, model: Model, number: int, path: str) -> None:
@@ -206,18 +109,10 @@ class ModelManager:
         with self._lock:
             model.versions[number] = version
         started = time.perf_counter()
-        servable = open_servable(model.name, number, path, self.tags, self.prefer_tflite_model)
+        servable = loader.open_servable(model.name, number, path, self.tags, self.prefer_tflite_model)
         try:
-            servable.load(prepare=False)
-            if self.enable_warmup:
-                warm_up(servable, self.metrics, self.warmup_iterations)
-            if fingerprint(path) != version.fingerprint:
-                raise ServingError("ABORTED", f"version folder {path} changed while it was loading; it will be retried")
-            try:
-                reference = read_reference(path)
-            except ReferenceFormatError as exc:
-                log.warning("drift metrics off for %s version %d: %s", model.name, number, exc)
-                reference = None
+            reference = loader.load(servable, metrics=self.metrics, enable_warmup=self.enable_warmup,
+                                    warmup_iterations=self.warmup_iterations, expected_fingerprint=version.fingerprint)
         except ServingError as exc:
             self.metrics.load_attempt_count.inc((path, "fail"))
             with self._lock:
@@ -228,7 +123,7 @@ class ModelManager:
         except Exception as exc:  # noqa: BLE001 - whatever a broken SavedModel raises
             self.metrics.load_attempt_count.inc((path, "fail"))
             with self._lock:
-                version.state, version.error = END, ServingError("UNKNOWN", f"{type(exc).__name__}: {exc}")
+                version.state, version.error = END, ServingError(Code.UNKNOWN, f"{type(exc).__name__}: {exc}")
                 version.fingerprint = fingerprint(path)
             log.error("Loading servable: {name: %s version: %d} failed: %s", model.name, number, exc)
             return
@@ -243,27 +138,12 @@ class ModelManager:
         if drift is not None:
             self.metrics.track_drift(model.name, str(number), drift)
         log.info("Successfully loaded servable version {name: %s version: %d} in %.3fs", model.name, number, elapsed)
-        # The version serves now (through the public signature call); the faster entry points are checked
-        # and switched on in the background, off the path to AVAILABLE.
-        threading.Thread(target=self._prepare, args=(servable,), name="model-prepare", daemon=True).start()
+        loader.prepare_in_background(servable)
         self._changed()
-
-    @staticmethod
-    def _prepare(servable: SavedModelServable) -> None:
-        try:
-            servable.prepare()
-        except Exception:  # noqa: BLE001 - the public call keeps serving
-            log.exception("could not prepare the fast call paths of %s version %d", servable.name, servable.version)
 
     def _unload_replaced(self, model: Model, aspired: set[int]) -> None:
         with self._lock:
-            settled = all(
-                model.versions.get(v) is not None and model.versions[v].state in (AVAILABLE, END) for v in aspired
-            )
-            serving_aspired = [v for v in aspired if model.versions.get(v) and model.versions[v].state == AVAILABLE]
-            if not settled or not serving_aspired:
-                return  # availability first: keep old versions until a new one serves
-            doomed = [v for v in model.versions.values() if v.state == AVAILABLE and v.number not in aspired]
+            doomed = to_unload(model, aspired)
             for version in doomed:
                 version.state = UNLOADING
         for version in doomed:
@@ -291,18 +171,18 @@ class ModelManager:
         if label is not None:
             number = model.labels.get(label) if model is not None and not model.removed else None
             if number is None:
-                raise ServingError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
+                raise ServingError(Code.INVALID_ARGUMENT, f"Unrecognized servable version label: {label}")
             version = number
         if version is not None:
             found = model.versions.get(version) if model is not None and not model.removed else None
             if found is None or found.state != AVAILABLE:
-                raise ServingError("NOT_FOUND", f"Servable not found for request: Specific({name}, {version})")
+                raise ServingError(Code.NOT_FOUND, f"Servable not found for request: Specific({name}, {version})")
             return found
         if model is None or model.removed:
-            raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
+            raise ServingError(Code.NOT_FOUND, f"Servable not found for request: Latest({name})")
         available = model.available()
         if not available:
-            raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
+            raise ServingError(Code.NOT_FOUND, f"Servable not found for request: Latest({name})")
         return available[-1]
 
     def status(self, name: str, version: int | None = None) -> get_model_status_pb2.GetModelStatusResponse:
@@ -313,14 +193,14 @@ class ModelManager:
         if version is not None:
             versions = [v for v in versions if v.number == version]
             if not versions:
-                raise ServingError("NOT_FOUND", f"Could not find version {version} of model {name}")
+                raise ServingError(Code.NOT_FOUND, f"Could not find version {version} of model {name}")
         elif not versions:
-            raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
+            raise ServingError(Code.NOT_FOUND, f"Could not find any versions of model {name}")
         for item in sorted(versions, key=lambda v: v.number, reverse=True):
             entry = response.model_version_status.add(version=item.number, state=_STATE_ENUM.Value(item.state))
             entry.status.SetInParent()
             if item.error is not None:
-                entry.status.error_code = CODE_NUMBER.get(item.error.code, 2)
+                entry.status.error_code = item.error.code_number
                 entry.status.error_message = item.error.message
         return response
 
@@ -343,13 +223,13 @@ class ModelManager:
 
         if config.WhichOneof("config") != "model_config_list":
             raise ServingError(
-                "INVALID_ARGUMENT",
+                Code.INVALID_ARGUMENT,
                 "ServerModelConfig type not supported by HandleReloadConfigRequest. Only ModelConfigList is currently supported",
             )
         try:
             validate_model_config(config)
         except ConfigError as exc:
-            raise ServingError("INVALID_ARGUMENT", str(exc)) from None
+            raise ServingError(Code.INVALID_ARGUMENT, str(exc)) from None
         with self._lock:
             self._apply_models(config)
         self.poll()
@@ -387,7 +267,7 @@ class ModelManager:
             if self.allow_labels_for_unavailable and model.labels.get(label, number) == number:
                 continue
             raise ServingError(
-                "FAILED_PRECONDITION",
+                Code.FAILED_PRECONDITION,
                 f"Request to assign label to version {number} of model {model.name}, which is not currently available for inference",
             )
 

@@ -17,8 +17,9 @@ import numpy as np
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from serving.models.servable import PREDICT_METHOD, SavedModelServable, Signature, check_inputs
-from serving.protocol.errors import ServingError, invalid_argument
+from serving.servables.saved_model import SavedModelServable
+from serving.servables.signature import PREDICT_METHOD, Signature, check_inputs
+from serving.protocol.errors import Code, ServingError, invalid_argument
 
 TFLITE_FILE = "model.tflite"
 
@@ -64,12 +65,12 @@ class TfLiteServable(SavedModelServable):
             listed = self._interpreter.get_signature_list()
         except Exception as exc:  # noqa: BLE001 - whatever the flatbuffer reader raises becomes the version's status
             raise ServingError(
-                "INVALID_ARGUMENT",
+                Code.INVALID_ARGUMENT,
                 f"Failed to load TFLite model {file}: {exc}. Replace the version's {TFLITE_FILE} with a valid "
                 f"TFLite file (e.g. from the ModelOptimizer), or remove it to serve the SavedModel") from None
         if not listed:
             raise ServingError(
-                "INVALID_ARGUMENT",
+                Code.INVALID_ARGUMENT,
                 f"TFLite model {file} has no signatures; convert it from SavedModel signatures "
                 "(TFLiteConverter.from_saved_model with signature_keys) so requests can name them")
         for key in listed:
@@ -108,9 +109,9 @@ class TfLiteServable(SavedModelServable):
             raise invalid_argument(f"TFLite model {self.name} version {self.version} refused the inputs: {exc}") from None
 
     def classify(self, signature: Signature, examples: Sequence[bytes]) -> list:
-        raise ServingError("UNIMPLEMENTED", "Classify is not served from a TFLite model; use Predict, or serve "
+        raise ServingError(Code.UNIMPLEMENTED, "Classify is not served from a TFLite model; use Predict, or serve "
                                             "without --prefer_tflite_model")
 
     def regress(self, signature: Signature, examples: Sequence[bytes]) -> list[float]:
-        raise ServingError("UNIMPLEMENTED", "Regress is not served from a TFLite model; use Predict, or serve "
+        raise ServingError(Code.UNIMPLEMENTED, "Regress is not served from a TFLite model; use Predict, or serve "
                                             "without --prefer_tflite_model")

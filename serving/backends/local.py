@@ -10,12 +10,12 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.models.backends import Handle
-from serving.models.batching import Batcher
+from serving.backends import Handle, LocalPin
+from serving.backends.batching import Batcher
 from serving.config import BatchingParameters
-from serving.protocol.errors import ServingError, invalid_argument
-from serving.models.manager import ModelManager
-from serving.models.servable import DEFAULT_SIGNATURE, ShapeMismatch, Signature, check_inputs
+from serving.protocol.errors import Code, ServingError, invalid_argument
+from serving.core.manager import ModelManager
+from serving.servables.signature import DEFAULT_SIGNATURE, ShapeMismatch, Signature, check_inputs
 from serving.protocol.tensors import StackedInputs
 
 
@@ -31,21 +31,23 @@ class LocalBackend:
         found = self.manager.resolve(name, version, label)
         servable = found.servable
         if servable is None:  # unloaded between resolve and here
-            raise ServingError("NOT_FOUND", f"Servable not found for request: Specific({name}, {found.number})")
+            raise ServingError(Code.NOT_FOUND, f"Servable not found for request: Specific({name}, {found.number})")
         definitions = getattr(servable, "definitions", None)
         if definitions is None:
             definitions = {k: s.definition for k, s in servable.signatures.items()}
-        # The handle pins the version's signatures and loaded model: a version unloaded while this request
-        # is in flight (a swap under load) stays usable until the request is done, as TF Serving's handles do.
+        # The handle pins the version's signatures and loaded model (see LocalPin).
         return Handle(name, found.number, definitions, version, label,
-                      local=(servable, found.drift, servable.signatures, getattr(servable, "_model", None)))
+                      local=LocalPin(servable, found.drift, servable.signatures, getattr(servable, "_model", None)))
 
-    def _signature(self, handle: Handle, name: str) -> Signature:
-        return _pinned_signature(handle.local[2], name)
+    @staticmethod
+    def _pin(handle: Handle) -> LocalPin:
+        if handle.local is None:
+            raise TypeError("a handle from another backend")  # a programming error, never a client's
+        return handle.local
 
     async def predict(self, handle: Handle, signature: str, inputs: Mapping[str, np.ndarray],
                       output_filter: Sequence[str] = ()) -> tuple[dict[str, np.ndarray], int]:
-        servable, drift, signatures, _model = handle.local
+        servable, drift, signatures, _model = self._pin(handle)
         sig = _pinned_signature(signatures, signature)
         check_output_filter(sig, output_filter)
         try:
@@ -72,7 +74,7 @@ class LocalBackend:
         return dict(outputs), handle.version
 
     async def classify(self, handle: Handle, signature: str, examples: Sequence[bytes]) -> tuple[list, int]:
-        servable, drift, signatures, _model = handle.local
+        servable, drift, signatures, _model = self._pin(handle)
         sig = _examples_signature(signatures, signature)
 
         def run() -> list:
@@ -84,7 +86,7 @@ class LocalBackend:
         return await asyncio.get_running_loop().run_in_executor(self.executor, run), handle.version
 
     async def regress(self, handle: Handle, signature: str, examples: Sequence[bytes]) -> tuple[list[float], int]:
-        servable, drift, signatures, _model = handle.local
+        servable, drift, signatures, _model = self._pin(handle)
         sig = _examples_signature(signatures, signature)
 
         def run() -> list[float]:
@@ -119,7 +121,7 @@ def _pinned_signature(signatures: Mapping[str, Signature], name: str) -> Signatu
     """SavedModelServable.signature() against the signatures pinned at resolve time."""
     signature = signatures.get(name or DEFAULT_SIGNATURE)
     if signature is None or signature.function is None:
-        raise ServingError("FAILED_PRECONDITION", f'Serving signature key "{name or DEFAULT_SIGNATURE}" not found.')
+        raise ServingError(Code.FAILED_PRECONDITION, f'Serving signature key "{name or DEFAULT_SIGNATURE}" not found.')
     return signature
 
 

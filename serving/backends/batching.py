@@ -17,7 +17,7 @@ from typing import Any, Callable, Hashable, Mapping
 import numpy as np
 
 from serving.config import BatchingParameters
-from serving.protocol.errors import ServingError, invalid_argument
+from serving.protocol.errors import Code, ServingError, invalid_argument
 from serving.observability.metrics import Registry
 from serving.protocol.tensors import StackedInputs
 
@@ -94,7 +94,7 @@ class Batcher:
         if queue.open and queue.open_size + size > params.max_batch_size:
             queue.close_open()
         if not queue.open and len(queue.closed) >= params.max_enqueued_batches:
-            raise ServingError("UNAVAILABLE", "The batch scheduling queue to which this task was submitted is full")
+            raise ServingError(Code.UNAVAILABLE, "The batch scheduling queue to which this task was submitted is full")
         now = time.perf_counter()
         task = _Task(inputs, size, loop.create_future(), now)
         if not queue.open:
@@ -169,7 +169,7 @@ class Batcher:
             return
 
         def back(future: Any) -> None:  # in the batch thread
-            exc = ServingError("CANCELLED", "cancelled") if future.cancelled() else future.exception()
+            exc = ServingError(Code.CANCELLED, "cancelled") if future.cancelled() else future.exception()
             try:
                 loop.call_soon_threadsafe(self._complete, batch, None if exc else future.result(), exc, loop)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
@@ -190,7 +190,7 @@ class Batcher:
                         task.future.set_result({a: v[offset: offset + task.size] for a, v in outputs.items()})
                     offset += task.size
             else:
-                error = exc if isinstance(exc, Exception) else ServingError("CANCELLED", "cancelled")
+                error = exc if isinstance(exc, Exception) else ServingError(Code.CANCELLED, "cancelled")
                 for task in batch:
                     if not task.future.done():
                         task.future.set_exception(error)
@@ -223,7 +223,7 @@ class Batcher:
         for alias, value in outputs.items():
             if np.ndim(value) == 0 or value.shape[0] != padded:
                 raise ServingError(
-                    "FAILED_PRECONDITION",
+                    Code.FAILED_PRECONDITION,
                     f"Batched output tensor '{alias}' has 0th dimension {np.shape(value)[:1]}, expected {padded}; "
                     "this signature cannot be batched, serve it without --enable_batching",
                 )

@@ -18,8 +18,8 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.models.backends import Handle
-from serving.protocol.errors import ServingError
+from serving.backends import Handle
+from serving.protocol.errors import ServingError, code_from_number
 from serving.observability.metrics import Registry
 from serving.protocol.tensors import from_proto, to_proto
 
@@ -27,7 +27,7 @@ METADATA_TTL_SECONDS = 2.0
 
 
 def _error(exc: grpc.aio.AioRpcError) -> ServingError:
-    return ServingError(exc.code().name, exc.details() or "")
+    return ServingError(exc.code(), exc.details() or "")
 
 
 class RemoteBackend:
@@ -144,8 +144,7 @@ class RemoteBackend:
         except grpc.aio.AioRpcError as exc:
             raise _error(exc) from None
         if response.status.error_code:
-            name = next((c.name for c in grpc.StatusCode if c.value[0] == response.status.error_code), "UNKNOWN")
-            raise ServingError(name, response.status.error_message)
+            raise ServingError(code_from_number(response.status.error_code), response.status.error_message)
         self._remember_labels(config)
         self._cache.clear()
 

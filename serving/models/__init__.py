@@ -1,1 +1,0 @@
-"""What serves: servables, version lifecycle, batching, warm-up, and the in-process or remote backends."""
