@@ -142,10 +142,12 @@ bench-serving: install
 bench-training: install
 	$(PY) benchmarks/training/bench_training.py --steps 30 --rounds 3
 
-# generates /tmp/handbook-data/seed-1..5 unless a manifest of the same config is there (HANDBOOK_DATA=...)
+# generates /tmp/handbook-data/seed-1..5 unless a manifest of the same config is there (HANDBOOK_DATA=...);
+# BOOK_RAW=<clone of Fraud-Detection-Handbook/simulated-data-raw>/data also runs the baselines on the book's own data
 HANDBOOK_DATA ?= /tmp/handbook-data
+BOOK_RAW ?=
 bench-fraud-handbook: install
-	nice -n 10 $(PY) benchmarks/fraud/handbook/run.py --root $(HANDBOOK_DATA)
+	nice -n 10 $(PY) benchmarks/fraud/handbook/run.py --root $(HANDBOOK_DATA) $(if $(BOOK_RAW),--book-raw $(BOOK_RAW))
 
 clean:
 	rm -rf data outputs

@@ -24,8 +24,9 @@ import pandas as pd  # noqa: E402
 import plots  # noqa: E402
 import prequential  # noqa: E402
 import single_split  # noqa: E402
+import weekly  # noqa: E402
 from compare import markdown as comparison_markdown  # noqa: E402
-from data import DEFAULT_ROOT, REPO, ensure_seed, load  # noqa: E402
+from data import DEFAULT_ROOT, REPO, add_features, ensure_seed, load  # noqa: E402
 
 
 def machine() -> dict[str, Any]:
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--book-raw", type=Path, default=None,
                         help="the book's published data (a clone of Fraud-Detection-Handbook/simulated-data-raw, its data/ "
                              "folder): the baselines are also run on it, to check features and split against the book")
-    parser.add_argument("--skip", choices=["single", "prequential"], action="append", default=[])
+    parser.add_argument("--skip", choices=["single", "prequential", "weekly"], action="append", default=[])
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -81,6 +82,16 @@ def main(argv: list[str] | None = None) -> int:
         plots.cp_per_day({n: {int(d): v for d, v in single_split_cp(result, n, seed).items()} for n in curves},
                          f"CP@100 per day, single split, seed {seed}", args.out / "single_split_cp100_per_day.png")
         finish(result, "single_split", single_split.markdown(result))
+    if "weekly" not in args.skip:
+        started = time.monotonic()
+        record = machine()
+        frames = {f"seed {seed}": load(ensure_seed(args.root, seed)[0]).frame for seed in args.seeds}
+        if args.book_raw is not None:
+            from book_data import ORIGIN_SECONDS, load_book_raw
+
+            frames["book's data"] = add_features(load_book_raw(args.book_raw), ORIGIN_SECONDS)
+        result = weekly.run(frames)
+        finish(result, "weekly", weekly.markdown(result))
     if "prequential" not in args.skip:
         started = time.monotonic()
         record = machine()
