@@ -673,4 +673,5 @@ def check_data_columns(config: UseCaseConfig) -> list[Path]:
             raise ConfigError(
                 f"data.features: column(s) {', '.join(missing)} not in {file.name} "
                 f"(columns: {', '.join(header)}); fix data.features or the data")
+    check_time_split_data(config)  # again: `--set data.split.end_span=...` skips load_config's check
     return files

@@ -311,3 +311,13 @@ def test_window_features_can_be_model_inputs(tmp_path: Path) -> None:
     path = write_handbook_config(tmp_path, lambda d: d["data"]["features"].update(
         terminal_risk_7d="float", customer_nb_tx_1d="float", during_weekend="int"))
     assert load_config(path, base=tmp_path).data.features["terminal_risk_7d"].value == "float"
+
+
+def test_an_overridden_end_span_is_checked_before_the_run(tmp_path: Path) -> None:
+    config = load_config(write_handbook_config(tmp_path, spans=range(1, 46)), base=tmp_path)
+    for span in range(1, 46):  # the headers the privacy policy expects
+        (tmp_path / "data" / "fraud_handbook" / f"span-{span:04d}" / "transactions.csv").write_text(
+            ",".join(config.privacy.columns) + "\n")
+    assert len(check_data_columns(config)) == 45
+    with pytest.raises(ConfigError, match=r"window_features\.label_delay_days: .*only 3 day\(s\) before the train"):
+        check_data_columns(config.with_overrides({"data.split.end_span": 24}))
