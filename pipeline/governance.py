@@ -348,6 +348,19 @@ def _evaluator_gates(store: mlmd.MetadataStore, blessing: mpb.Artifact) -> list[
     return gates
 
 
+def _headline_metrics(store: mlmd.MetadataStore, blessing: mpb.Artifact) -> dict[str, float]:
+    """The model card's evaluation figures (overall slice): AUC, AUC-PR and, when reported, the fraud team's
+    average precision, Card Precision@k, recall at a false-positive rate and at a daily alert budget."""
+    from pipeline.report import fraud_metric_names
+
+    evaluation = lineage.output_artifacts(store, lineage.producer(store, blessing.id), "evaluation")
+    if not evaluation:
+        return {}
+    values, _ = evaluation_values(evaluation[0].uri)
+    names = ["auc", "auc_precision_recall", *fraud_metric_names(values), "cards_in_smallest_day", "example_count"]
+    return {name: values[name] for name in names if name in values}
+
+
 def _number(value: Any) -> float | None:
     """A google.protobuf.DoubleValue as JSON: a bare number (or {"value": x} when written by hand)."""
     return value.get("value", 0.0) if isinstance(value, dict) else value
@@ -404,6 +417,7 @@ def compliance_report(store: mlmd.MetadataStore, pushed: mpb.Artifact, model_nam
     pusher = lineage.producer(store, pushed.id)
     version = _value(pushed.custom_properties, "pushed_version")
     gates = _evaluator_gates(store, trace.blessing)
+    evaluation = _headline_metrics(store, trace.blessing)
     blessings = _blessings(store, pusher)
     gates += [Gate(b["component"], "blessing", "blessed" if b["blessed"] else "not blessed", "blessed", b["blessed"])
               for b in blessings]
@@ -416,4 +430,4 @@ def compliance_report(store: mlmd.MetadataStore, pushed: mpb.Artifact, model_nam
         data=_data_facts(store, trace.examples), privacy=_privacy_facts(trace.examples),
         training=_props(trace.model, "training_"), gates=gates, blessings=blessings,
         access=summarize_access(audit_logs, model_name, version), governance=governance, notes=notes,
-        no_traffic_by_design=no_traffic_by_design)
+        no_traffic_by_design=no_traffic_by_design, evaluation=evaluation)

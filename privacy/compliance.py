@@ -52,6 +52,7 @@ class ComplianceReport:
     # Declared by whoever generates the report: the version has served no traffic on purpose (e.g. it was
     # just pushed, or is held back), so missing or empty access logs are expected, not a finding.
     no_traffic_by_design: bool = False
+    evaluation: dict[str, float] = field(default_factory=dict)  # overall-slice figures of the eval split
 
     @property
     def verified(self) -> bool:

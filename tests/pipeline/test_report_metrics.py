@@ -41,3 +41,24 @@ def test_a_run_without_fraud_metrics_keeps_its_auc_lines() -> None:
     assert not any(line.startswith("per-day budgets") for line in shown)
     assert "promotion gate on AUC: no blessed baseline yet (change thresholds apply from the next run)" in shown
     assert "  AUC 0.9700 vs floor 0.95: pass" in shown
+
+
+def test_the_model_card_shows_the_fraud_metrics() -> None:
+    from privacy.access import summarize_access
+    from privacy.compliance import ComplianceReport, Gate, render_model_card
+
+    evaluation = {"auc": 0.8812, "average_precision": 0.6123, "card_precision_at_100": float("nan"),
+                  "cards_in_smallest_day": 43.0, "recall_at_100_alerts_per_day": 0.5531, "example_count": 58264.0}
+    report = ComplianceReport(
+        model="fraud", version="7", pushed_at="t", destination="/srv/fraud/7", generated_at="t",
+        run={"run_id": "r1", "actor": "ci", "ran_at": "t"},
+        data={"spans": [2], "rows_in": 1, "rows_out": 1, "rows_suppressed": 0, "input_sha256": "ab",
+              "date_range": None}, privacy=None, training={},
+        gates=[Gate("Evaluator", "average_precision", 0.6123, ">= 0.5", True)], blessings=[],
+        access=summarize_access([], "fraud", "7"), governance=None, evaluation=evaluation)
+    card = render_model_card(report)
+    assert "Overall eval split, 58264 examples:" in card
+    assert "- average_precision: 0.6123\n" in card and "- recall_at_100_alerts_per_day: 0.5531\n" in card
+    assert ("- card_precision_at_100: undefined (a day of the eval split holds fewer cards than k; see "
+            "evaluation.card_precision_k) (smallest day: 43 cards)\n") in card
+    assert "| Evaluator | average_precision | 0.6123 | >= 0.5 | passed |" in card

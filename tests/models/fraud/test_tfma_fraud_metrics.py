@@ -202,3 +202,14 @@ def test_the_run_report_reads_the_gate_and_the_metrics_from_the_evaluation(evalu
     assert (gate.metric, gate.value, gate.lower_bound) == ("average_precision", values["average_precision"], 0.99)
     assert gate.baseline == baseline["average_precision"]
     assert f"average_precision {values['average_precision']:.4f} below the lower bound 0.99 (overall)" in failures
+
+
+def test_mlflow_facts_carry_the_fraud_metrics_and_their_gate(evaluated) -> None:
+    from components.mlflow_logger.facts import evaluation_metrics, gate_thresholds
+
+    _, found, _, out = evaluated
+    logged = evaluation_metrics(str(out))
+    for name in ("average_precision", f"card_precision_at_{K}", f"recall_at_{BUDGET}_alerts_per_day"):
+        assert logged["candidate"][""][name] == found[("candidate", "")][name]
+    assert np.isnan(logged["candidate"]["category_c"][f"card_precision_at_{K}"])
+    assert gate_thresholds(str(out)) == {"gate.average_precision.lower_bound": 0.99}
