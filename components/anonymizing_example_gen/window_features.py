@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from components.anonymizing_example_gen.sequence_features import Kind
 from models.fraud.window_features import (
+    CUSTOMER_WINDOWS_DAYS,
+    TERMINAL_WINDOWS_DAYS,
     WINDOW_FEATURE_NAMES,
     calendar_features,
     customer_window_features,
@@ -70,8 +72,6 @@ class WindowFeaturesConfig(BaseModel):
     @property
     def lookback_days(self) -> int:
         """History a row's windows reach back: the longest customer window, or terminal window plus delay."""
-        from models.fraud.window_features import CUSTOMER_WINDOWS_DAYS, TERMINAL_WINDOWS_DAYS
-
         return int(np.ceil(max(max(CUSTOMER_WINDOWS_DAYS), max(TERMINAL_WINDOWS_DAYS) + self.label_delay_days)))
 
 
@@ -97,7 +97,10 @@ def _order_key(row: Row, config: WindowFeaturesConfig) -> tuple[float, int, floa
     return _time(row, config), 0 if tiebreak is None else 2, 0.0, "" if tiebreak is None else str(tiebreak)
 
 
-def with_customer_windows(pairs: Iterable[tuple[bool, Row]], config: WindowFeaturesConfig) -> Iterator[tuple[bool, Row]]:
+Pair = tuple[bool, Row]  # (is_target, row)
+
+
+def with_customer_windows(pairs: Iterable[Pair], config: WindowFeaturesConfig) -> Iterator[Pair]:
     """One card's (is_target, row) pairs, any order -> the same pairs with customer windows and calendar."""
     ordered = sorted(pairs, key=lambda pair: _order_key(pair[1], config))
     times = np.array([_time(row, config) for _, row in ordered], dtype=np.float64)
@@ -107,7 +110,7 @@ def with_customer_windows(pairs: Iterable[tuple[bool, Row]], config: WindowFeatu
         yield is_target, {**row, **{name: values[index].item() for name, values in columns.items()}}
 
 
-def with_terminal_windows(pairs: Iterable[tuple[bool, Row]], config: WindowFeaturesConfig) -> Iterator[tuple[bool, Row]]:
+def with_terminal_windows(pairs: Iterable[Pair], config: WindowFeaturesConfig) -> Iterator[Pair]:
     """One terminal's (is_target, row) pairs, any order -> the same pairs with delayed terminal windows."""
     ordered = sorted(pairs, key=lambda pair: _order_key(pair[1], config))
     times = np.array([_time(row, config) for _, row in ordered], dtype=np.float64)

@@ -6,22 +6,20 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+import apache_beam as beam
 import numpy as np
 import pytest
 import yaml
-
-from components.anonymizing_example_gen.component import AnonymizingExampleGen
-from models.fraud.window_features import WINDOW_FEATURE_NAMES
-from pipeline.datasets.handbook_simulator import HandbookConfig, simulate
-from tests.components.test_anonymizing_example_gen_executor import read_examples
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-import apache_beam as beam
-
+from components.anonymizing_example_gen.component import AnonymizingExampleGen
 from components.anonymizing_example_gen.executor import Executor
+from models.fraud.window_features import WINDOW_FEATURE_NAMES
+from pipeline.datasets.handbook_simulator import HandbookConfig, simulate
+from tests.components.test_anonymizing_example_gen_executor import read_examples
 
 REPO = Path(__file__).resolve().parents[2]
 PATTERN = "span-{SPAN:4}/*.csv"
@@ -90,7 +88,8 @@ def test_time_split_emits_train_and_eval_windows_with_causal_features(raw: Path,
     manifest = json.loads((raw / "manifest.json").read_text())
     by_span = {s["span"]: s for s in manifest["spans"]}
     assert props["train_rows"] == sum(by_span[s]["rows"] for s in range(16, 21))
-    assert props["train_frauds"] == sum(by_span[s]["fraud_rows"] for s in range(16, 21)) == values(train, "is_fraud").sum()
+    train_frauds = sum(by_span[s]["fraud_rows"] for s in range(16, 21))
+    assert props["train_frauds"] == train_frauds == values(train, "is_fraud").sum()
     eval_rows = sum(by_span[s]["rows"] for s in range(25, 31))
     assert props["eval_known_compromised_rows"] > 0
     assert props["eval_rows"] + props["eval_known_compromised_rows"] == eval_rows
