@@ -67,6 +67,9 @@ class FraudOptions(Settings):
     lstm_unroll: StrictBool = True      # a static loop over the short history: faster, and DP vectorized needs it
     attention_units: PositiveInt = 32
     fusion_units: PositiveInt = 32
+    # each numeric history step also as (current - step) of its current column: a log ratio for amounts
+    relative_history: StrictBool = False
+    ensemble_size: PositiveInt = 1      # k networks averaged inside the one model (variance from few frauds)
     loss: Literal["focal", "weighted_bce"] = "focal"
     focal_gamma: NonNegative = 2.0
     focal_alpha: float = Field(default=0.75, gt=0, lt=1, strict=True)  # weight of the positive class in the focal loss

@@ -1,4 +1,5 @@
-"""Custom Keras layers of the fraud model: history attention keyed by the transaction, gated fusion.
+"""Custom Keras layers of the fraud model: history attention keyed by the transaction, gated fusion,
+history steps relative to the current transaction.
 
 Both are registered serializable (package ``esteira_fraud``) so ``tf.keras.models.load_model`` rebuilds
 them from their ``get_config`` (TFMA loads Keras models that way), and both are plain Keras 2 layers
@@ -117,3 +118,23 @@ class GatedFusion(tf.keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units}
+
+
+@tf.keras.utils.register_keras_serializable(package=PACKAGE)
+class RelativeToCurrent(tf.keras.layers.Layer):
+    """Each history step's value seen from the current transaction: (current - step), 0 on padding.
+
+    Why: what betrays a stolen card is often not the amount itself but the amount against the card's
+    own habits (a customer who spends 20 suddenly spending 100). Both sides arrive on one scale
+    (preprocessing scales a history column with its current column's statistics), so a difference
+    of log-scaled values is a log ratio, which the convolution and LSTM then read step by step.
+    Inputs: [current [batch, 1], steps [batch, length], mask [batch, length]]. Output: [batch, length].
+    """
+
+    def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
+        current, steps, mask = inputs
+        mask = tf.cast(mask, steps.dtype)
+        return (tf.cast(current, steps.dtype) - steps) * mask
+
+    def compute_output_shape(self, input_shape: list[tf.TensorShape]) -> tf.TensorShape:
+        return tf.TensorShape(input_shape[1])

@@ -59,7 +59,9 @@ def make_serving_signatures(
 
     def predict(raw_features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         transformed = model.tft_layer(raw_features)
-        return {OUTPUT_KEY: model(to_model_inputs(transformed), training=False)}
+        # an ensemble outputs one probability per member: serve their mean, [batch, 1]
+        output = model(to_model_inputs(transformed), training=False)
+        return {OUTPUT_KEY: tf.reduce_mean(output, axis=-1, keepdims=True)}
 
     @tf.function(input_signature=[tf.TensorSpec(shape=[None], dtype=tf.string, name="examples")])
     def serve_examples(serialized: tf.Tensor) -> dict[str, tf.Tensor]:

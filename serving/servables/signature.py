@@ -38,7 +38,7 @@ class Signature:
 
     @property
     def flat_call(self) -> bool:
-        """Whether the flat entry point was shown to answer as the public call (see ``prepare``)."""
+        """Whether the flat entry point was shown to answer as the public call (see ``call_paths.prepare``)."""
         return self.flat_runner is not None
 
     @property
@@ -57,9 +57,9 @@ class Signature:
         spec = self.input_spec
         return tuple((alias, spec[alias][0]) for alias in sorted(spec))
 
-    @property
+    @cached_property
     def sorted_aliases(self) -> tuple[str, ...]:
-        return self.input_spec.sorted_aliases
+        return self.input_spec.sorted_aliases  # the spec's own tuple, looked up once (per-request hot path)
 
     @cached_property
     def checks(self) -> tuple[tuple[str, Any, int, tuple[int, ...] | None], ...]:

@@ -1,4 +1,4 @@
-"""Custom layers: config round trips, exact masking, gate behaviour, reload without custom_objects."""
+"""Custom layers: config round trips, exact masking, gate behaviour, relative steps, reload without custom_objects."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.fraud.layers import GatedFusion, MaskedAttentionPooling
+from models.fraud.layers import GatedFusion, MaskedAttentionPooling, RelativeToCurrent
 
 BATCH, STEPS, DIM, QUERY = 4, 6, 5, 3
 
@@ -86,15 +86,28 @@ def test_gated_fusion_round_trip_and_gate_extremes() -> None:
     np.testing.assert_allclose(layer([history, current]).numpy(), from_current, atol=1e-5)
 
 
-def test_model_with_both_layers_reloads_without_custom_objects(tmp_path: Path) -> None:
+def test_relative_steps_are_current_minus_step_and_zero_on_padding() -> None:
+    _, _, mask = _inputs()
+    current = np.array([[2.0], [0.5], [-1.0], [3.0]], "float32")
+    steps = np.random.default_rng(2).normal(size=(BATCH, STEPS)).astype("float32")
+    out = RelativeToCurrent()([current, steps, mask]).numpy()
+    np.testing.assert_allclose(out, (current - steps) * mask, rtol=1e-6)
+    assert np.all(out[mask == 0] == 0.0) and np.all(out[3] == 0.0)  # no history: all zero
+    assert out[0, 0] == pytest.approx(2.0 - steps[0, 0])
+
+
+def test_model_with_the_custom_layers_reloads_without_custom_objects(tmp_path: Path) -> None:
     sequence_in = tf.keras.Input((STEPS, DIM))
     query_in, mask_in = tf.keras.Input((QUERY,)), tf.keras.Input((STEPS,))
-    pooled = MaskedAttentionPooling(6)([sequence_in, query_in, mask_in])
+    relative = RelativeToCurrent()([query_in[:, :1], sequence_in[:, :, 0], mask_in])
+    sequence = tf.keras.layers.Concatenate()([sequence_in, tf.keras.layers.Reshape((STEPS, 1))(relative)])
+    pooled = MaskedAttentionPooling(6)([sequence, query_in, mask_in])
     output = tf.keras.layers.Dense(1)(GatedFusion(4)([pooled, query_in]))
     model = tf.keras.Model([sequence_in, query_in, mask_in], output)
     inputs = list(_inputs())
     path = tmp_path / "model"
     model.save(path, save_format="tf")
     reloaded = tf.keras.models.load_model(path)  # registered: no custom_objects needed
-    assert {type(layer).__name__ for layer in reloaded.layers} >= {"MaskedAttentionPooling", "GatedFusion"}
+    assert {type(layer).__name__ for layer in reloaded.layers} >= {
+        "MaskedAttentionPooling", "GatedFusion", "RelativeToCurrent"}
     np.testing.assert_allclose(reloaded(inputs).numpy(), model(inputs).numpy(), rtol=1e-6)

@@ -12,7 +12,7 @@ from models.common.dp import compile_dp_model
 from models.common.settings import DPSettings
 from models.fraud.features import FraudConfigError, FraudSettings
 from models.fraud.model import (build_model, class_weight, current_inputs, make_loss, make_metrics,
-                                sequence_inputs, vocabularies)
+                                sequence_inputs, served_probability, vocabularies)
 
 SIZES = {"merchant_category_vocab": 5, "channel_vocab": 2, "age_band_vocab": 3}
 
@@ -97,9 +97,51 @@ def test_dp_vectorized_trains_the_fraud_model_under_one_and_two_replicas(
     assert all(not np.array_equal(b, a) for b, a in zip(before, after) if b.size > 1)
 
 
-def test_padded_history_values_do_not_change_predictions() -> None:
+def test_relative_history_adds_one_step_feature_per_numeric_history_column() -> None:
+    settings = FraudSettings.from_custom_config(custom_config(relative_history=True))
+    model = build_model(settings, SIZES)
+    relative = sorted(layer.name for layer in model.layers if type(layer).__name__ == "RelativeToCurrent")
+    # numeric history columns with a current column; the string category has no difference
+    assert relative == ["relative_history_amount", "relative_history_distance_from_home_km"]
+    plain = build_model(FraudSettings.from_custom_config(custom_config()), SIZES)
+    assert model.get_layer("step_features").output_shape[-1] == plain.get_layer("step_features").output_shape[-1] + 2
+    # the current amount now reaches the history branch: moving it alone moves the history encoding
+    inputs, _ = synthetic_inputs(settings, 16, seed=6)
+    encoder = tf.keras.Model(model.inputs, model.get_layer("step_features").output)
+    shifted = {**inputs, "amount_xf": inputs["amount_xf"] + 1.0}
+    mask = inputs["history_mask_xf"][..., None]
+    difference = (encoder(shifted).numpy() - encoder(inputs).numpy()) * mask
+    assert np.abs(difference).max() > 0.5
+
+
+def test_ensemble_members_have_their_own_weights_and_each_learns_from_its_own_loss() -> None:
+    settings = FraudSettings.from_custom_config(custom_config(ensemble_size=2, relative_history=True))
+    tf.keras.utils.set_random_seed(settings.training.seed)
+    model = build_model(settings, SIZES)
+    assert {"history_lstm_0", "history_lstm_1", "fusion_0", "fusion_1"} <= {layer.name for layer in model.layers}
+    assert set(model.input_names) == set(current_inputs(settings)) | set(sequence_inputs(settings))
+    inputs, label = synthetic_inputs(settings, 256, seed=7)
+    members = [tf.keras.Model(model.inputs, model.get_layer(f"probability_{i}").output)(inputs).numpy()
+               for i in range(2)]
+    assert not np.allclose(members[0], members[1])  # own initial weights
+    np.testing.assert_allclose(model(inputs).numpy(), np.concatenate(members, axis=1), rtol=1e-6)
+    np.testing.assert_allclose(served_probability(model(inputs)).numpy(), (members[0] + members[1]) / 2, rtol=1e-6)
+    # the loss is the members' mean loss: each column against the same label
+    loss = make_loss(settings)
+    joint = float(loss(label, model(inputs)))
+    separate = np.mean([float(loss(label, member)) for member in members])
+    assert joint == pytest.approx(separate, rel=1e-5)
+    assert make_metrics(settings) == []
+    model.compile(tf.keras.optimizers.Adam(0.01), loss=loss, metrics=make_metrics(settings))
+    before = model.evaluate(inputs, label, verbose=0)
+    model.fit(inputs, label, batch_size=64, epochs=3, verbose=0)
+    assert model.evaluate(inputs, label, verbose=0) < before
+
+
+@pytest.mark.parametrize("relative_history", [False, True])
+def test_padded_history_values_do_not_change_predictions(relative_history: bool) -> None:
     """Causal Conv1D + forward LSTM + masked pooling: nothing after the last real step is read."""
-    settings = FraudSettings.from_custom_config(custom_config())
+    settings = FraudSettings.from_custom_config(custom_config(relative_history=relative_history))
     model = build_model(settings, SIZES)
     inputs, _ = synthetic_inputs(settings, 32, seed=4)
     mask = inputs["history_mask_xf"]

@@ -92,8 +92,11 @@ def test_keras_load_model_works_as_tfma_does(exported: Path, transform_run: Tran
 
 def test_dp_vectorized_run_fn_records_epsilon_and_exports_a_model_tfma_loads(
         transform_run: TransformRun, tmp_path: Path) -> None:
-    """The fraud network's layers are outside the fast-clipping registry: DP-SGD runs `vectorized`."""
-    config = custom_config()
+    """The fraud network's layers are outside the fast-clipping registry: DP-SGD runs `vectorized`.
+
+    With the handbook config's options (history relative to the current amount, an in-model ensemble),
+    so per-example clipping goes through every member and the export keeps their average."""
+    config = custom_config(relative_history=True, ensemble_size=2)
     config["training"]["dp"] = {"enabled": True, "l2_norm_clip": 1.0, "noise_multiplier": 1.1,
                                 "clipping": "vectorized", "num_microbatches": None, "delta": 1e-5,
                                 "max_epsilon": 1000.0, "accountant": "rdp", "jit_compile": True}
@@ -108,6 +111,7 @@ def test_dp_vectorized_run_fn_records_epsilon_and_exports_a_model_tfma_loads(
     assert record["dp"] is True and record["dp_clipping"] == "vectorized" and record["steps"] == 6
     assert 0 < record["dp_epsilon"] < 1000.0
     model = tf.keras.models.load_model(str(tmp_path / "Format-Serving"))
+    assert {"relative_history_amount_0", "history_lstm_1", "probability"} <= {layer.name for layer in model.layers}
     rows = transform_run.eval_rows[:4]
     served = model.signatures[EXAMPLES_SIGNATURE](
         examples=tf.constant([serialize(row, with_label=False) for row in rows]))[OUTPUT_KEY].numpy()
