@@ -29,6 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from pydantic import BaseModel, ConfigDict, Field
 
+from components.anonymizing_example_gen.window_features import group_by_column
 from models.fraud.time_split import DAY_SECONDS, TimeSplit, day_index, known_compromised
 
 METRICS_NAMESPACE = "esteira.anonymizing_example_gen"
@@ -226,15 +227,8 @@ class RemoveKnownCompromised(beam.PTransform):
         self._plan = plan
 
     def expand(self, pairs: beam.PCollection) -> beam.PCollection:
-        card = self._plan.settings.card_key
-        with_card, without = pairs | "HasCard" >> beam.Partition(
-            lambda pair, _: 0 if pair[1].get(card) is not None else 1, 2)
-        checked = (
-            with_card
-            | "KeyByCard" >> beam.Map(lambda pair: (pair[1][card], pair))
-            | "GroupByCard" >> beam.GroupByKey()
-            | "KnownCompromised" >> beam.ParDo(_CountKnown(), self._plan)
-        )
+        grouped, without = group_by_column(pairs, self._plan.settings.card_key, "Card")
+        checked = grouped | "KnownCompromised" >> beam.ParDo(_CountKnown(), self._plan)
         return (checked, without) | "Merge" >> beam.Flatten()
 
 

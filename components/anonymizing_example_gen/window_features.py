@@ -126,6 +126,17 @@ def _empty_terminal_windows(pair: tuple[bool, Row], config: WindowFeaturesConfig
     return pair[0], {**pair[1], **{name: 0.0 for name in names}}
 
 
+
+def group_by_column(pairs: beam.PCollection, column: str, label: str) -> tuple[beam.PCollection, beam.PCollection]:
+    """(is_target, row) pairs -> (column value, pairs) groups of the rows that have the column, and the
+    pairs without it (they cannot join a group); stage labels Has<label>, KeyBy<label>, GroupBy<label>."""
+    with_value, without = pairs | f"Has{label}" >> beam.Partition(
+        lambda pair, _: 0 if pair[1].get(column) is not None else 1, 2)
+    grouped = (with_value
+               | f"KeyBy{label}" >> beam.Map(lambda pair: (pair[1][column], pair))
+               | f"GroupBy{label}" >> beam.GroupByKey())
+    return grouped, without
+
 class AddWindowFeatures(beam.PTransform):
     """(is_target, row) pairs -> the same pairs, every row with the book's window and calendar features.
 
@@ -140,23 +151,13 @@ class AddWindowFeatures(beam.PTransform):
     def expand(self, pairs: beam.PCollection) -> beam.PCollection:
         config = self._config
         card, terminal = config.card_key, config.terminal_key
-        with_card, without_card = pairs | "HasCard" >> beam.Partition(
-            lambda pair, _: 0 if pair[1].get(card) is not None else 1, 2)
-        by_card = (
-            with_card
-            | "KeyByCard" >> beam.Map(lambda pair: (pair[1][card], pair))
-            | "GroupByCard" >> beam.GroupByKey()
-            | "CustomerWindows" >> beam.FlatMap(lambda keyed: with_customer_windows(keyed[1], config))
-        )
+        grouped_cards, without_card = group_by_column(pairs, card, "Card")
+        by_card = grouped_cards | "CustomerWindows" >> beam.FlatMap(
+            lambda keyed: with_customer_windows(keyed[1], config))
         alone = without_card | "OwnCustomerWindows" >> beam.FlatMap(lambda pair: with_customer_windows([pair], config))
         rows = (by_card, alone) | "CustomerDone" >> beam.Flatten()
-        with_terminal, without_terminal = rows | "HasTerminal" >> beam.Partition(
-            lambda pair, _: 0 if pair[1].get(terminal) is not None else 1, 2)
-        by_terminal = (
-            with_terminal
-            | "KeyByTerminal" >> beam.Map(lambda pair: (pair[1][terminal], pair))
-            | "GroupByTerminal" >> beam.GroupByKey()
-            | "TerminalWindows" >> beam.FlatMap(lambda keyed: with_terminal_windows(keyed[1], config))
-        )
+        grouped_terminals, without_terminal = group_by_column(rows, terminal, "Terminal")
+        by_terminal = grouped_terminals | "TerminalWindows" >> beam.FlatMap(
+            lambda keyed: with_terminal_windows(keyed[1], config))
         empty = without_terminal | "EmptyTerminalWindows" >> beam.Map(_empty_terminal_windows, config)
         return (by_terminal, empty) | "Merge" >> beam.Flatten()
