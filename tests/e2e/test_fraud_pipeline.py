@@ -57,8 +57,9 @@ def fraud_workspace(tmp_path_factory: pytest.TempPathFactory) -> FraudWorkspace:
     assert data.returncode == 0, data.stderr[-2000:]
     doc = yaml.safe_load((REPO / "configs" / "fraud.yaml").read_text())
     doc["training"].update(train_steps=150, eval_steps=5, epochs=1)
-    # A few hundred steps on 3 small days; the floor still gates. A later retrain must push, not compete.
-    doc["evaluation"].update(auc_lower_bound=0.9, auc_change_threshold=-0.5)
+    # 150 steps on 3 small days (about 24 eval frauds): the AP floor sits above chance (the fraud rate,
+    # 0.003) so it still gates; a later retrain must push, not compete with the first.
+    doc["evaluation"]["gate"].update(lower_bound=0.01, change_threshold=-1.0)
     doc["governance"]["access_audit_logs"] = ["audit/serving-audit.log"]
     doc["optimization"] = None  # TFLite variants: tests/e2e/test_breast_cancer_pipeline.py
     config_path = root / "fraud.yaml"
@@ -203,10 +204,10 @@ def test_lgpd_report_in_chromium_matches_mlmd(two_pushes, browser) -> None:
     assert KEY not in browser.page_source
     assert fact(browser, "demo_key") == "no"
     assert fact(browser, "legal_basis") == config.governance.legal_basis
-    auc_row = browser.find_element(By.CSS_SELECTOR, '[data-gate="Evaluator:auc"] .value').text
+    gated = browser.find_element(By.CSS_SELECTOR, '[data-gate="Evaluator:average_precision"] .value').text
     evaluation = governance.evaluation_values(lineage.output_artifacts(
         store, lineage.producer(store, trace.blessing.id), "evaluation")[0].uri)[0]
-    assert auc_row == f"{evaluation['auc']:.4f}"
+    assert gated == f"{evaluation['average_precision']:.4f}"
     assert fact(browser, "calls") == "4"
     callers = {row.get_attribute("data-caller"): row.find_element(By.CSS_SELECTOR, ".calls").text
                for row in browser.find_elements(By.CSS_SELECTOR, "[data-caller]")}
@@ -266,10 +267,11 @@ def test_version_without_lineage_is_a_clear_error(two_pushes) -> None:
 
 def test_model_gate_refuses_a_model_short_of_the_champion_margin_and_attaches_the_reports(two_pushes, tmp_path) -> None:
     """`make model-gate` (model-gate.yml's step) on the second push: blessed, pushed and finite, but no
-    AUC beats its champion by 1.0, so the gate fails naming the AUC alone and keeps the reports."""
+    average precision beats its champion's by 1.0, so the gate fails naming that metric alone and keeps
+    the reports."""
     root, env, config_path, _config, versions = two_pushes
     doc = yaml.safe_load(config_path.read_text())
-    doc["evaluation"]["champion_auc_margin"] = 1.0
+    doc["evaluation"]["gate"]["champion_margin"] = 1.0
     strict = root / "fraud-gate.yaml"
     strict.write_text(yaml.safe_dump(doc, sort_keys=False))
     result = subprocess.run(
@@ -281,8 +283,9 @@ def test_model_gate_refuses_a_model_short_of_the_champion_margin_and_attaches_th
     facts = verdict["facts"]
     assert facts["blessed"] is True and facts["pushed"] is True and facts["version"] == versions[1]
     assert facts["non_finite_weights"] == [] and facts["model_validation_reasons"] is None
-    needed = facts["champion_auc"] + 1.0
-    assert verdict["reasons"] == [f"AUC {facts['auc']:.4f} does not beat the champion's {facts['champion_auc']:.4f} "
-                                  f"by the margin 1 (needs >= {needed:.4f})"]
+    assert facts["metric"] == "average_precision"
+    needed = facts["champion_value"] + 1.0
+    assert verdict["reasons"] == [f"average_precision {facts['value']:.4f} does not beat the champion's "
+                                  f"{facts['champion_value']:.4f} by the margin 1 (needs >= {needed:.4f})"]
     assert f"gate: FAILED: {verdict['reasons'][0]}" in result.stderr
     assert list((tmp_path / "drift").glob("*.html")) and list((tmp_path / "lgpd").glob("*.html"))
