@@ -38,6 +38,7 @@ class ServerFlags:
     saved_model_tags: str = "serve"
     enable_serialization_as_tensor_content: bool = False
     prefer_tflite_model: bool = False
+    enable_grpc_healthcheck_service: bool = False
     version: bool = False
     # --- Esteira flags (no TF Serving equivalent) ---
     host: str = "0.0.0.0"
@@ -89,6 +90,8 @@ HELP = {
     "enable_batching": "batch concurrent requests (see --batching_parameters_file)",
     "batching_parameters_file": "text BatchingParameters",
     "monitoring_config_file": "text MonitoringConfig; enables Prometheus metrics on the REST port",
+    "enable_grpc_healthcheck_service": "grpc.health.v1.Health on the gRPC port: \"\" and one service per model name, "
+                                       "SERVING while an AVAILABLE version serves",
     "prefer_tflite_model": "serve <version>/model.tflite instead of the SavedModel when the folder has one",
     "remote_backend": "gateway mode: forward inference to this TF Serving gRPC host:port",
     "canary_config_file": "JSON weights per model and label for requests without a version",

@@ -15,6 +15,7 @@ from serving.api.asgi import Limits
 from serving.api.auth import Authenticator
 from serving.api.grpc_server import GrpcBounds, create_grpc_server, listen
 from serving.api.grpc_service import add_services
+from serving.api.health import ModelHealth
 from serving.api.http_server import GRACE_SECONDS, RestServer
 from serving.api.rest import RestApi
 from serving.api.service import Service
@@ -44,6 +45,7 @@ class ModelServer:
         self.rest_port = 0
         self._config_task: asyncio.Task | None = None
         self.service: Service | None = None
+        self.health: ModelHealth | None = None
 
     def _model_config(self):  # type: ignore[no-untyped-def]
         if self.flags.model_config_file:
@@ -77,6 +79,7 @@ class ModelServer:
                 warmup_iterations=flags.num_request_iterations_for_warmup,
                 tags=tuple(t.strip() for t in flags.saved_model_tags.split(",") if t.strip()),
                 prefer_tflite_model=flags.prefer_tflite_model,
+                on_change=self._models_changed,
             )
             manager.start()
             backend = LocalBackend(manager, batching=batching, threads=flags.inference_threads or None)
@@ -85,6 +88,11 @@ class ModelServer:
         self.service = Service(backend, self.metrics, router=router, auth=auth, audit=audit, timeout_seconds=timeout,
                                memory=memory)
         return self.service
+
+    def _models_changed(self) -> None:
+        """The manager loaded or unloaded a version (on its poller thread): the health states follow at once."""
+        if self.health is not None:
+            self.health.changed()
 
     async def start(self) -> None:
         service = self.service or self.build()
@@ -95,6 +103,10 @@ class ModelServer:
                 max_concurrent_streams=flags.grpc_max_concurrent_streams,
                 max_call_seconds=flags.grpc_max_call_seconds))
             add_services(self.grpc_server, service, flags.enable_serialization_as_tensor_content)
+            if flags.enable_grpc_healthcheck_service:
+                self.health = ModelHealth(service.backend)
+                self.health.add_to(self.grpc_server)
+                await self.health.start()
             self.grpc_port = listen(self.grpc_server, flags.host, flags.port, flags.grpc_socket_path)
             await self.grpc_server.start()
             if flags.port:
@@ -137,6 +149,8 @@ class ModelServer:
     async def stop(self) -> None:
         if self._config_task is not None:
             self._config_task.cancel()
+        if self.health is not None:
+            await self.health.stop()
         draining = [self.http.stop()] if self.http is not None else []
         if self.grpc_server is not None:
             draining.append(self.grpc_server.stop(grace=GRACE_SECONDS))

@@ -77,7 +77,7 @@ def test_play_manifest_is_the_dev_serving_deployment_alone(tmp_path: Path) -> No
     assert 'base_path: "/models/breast_cancer"' in models and flags.model_config_file.endswith("/models.config")
     store_volume = next(v for v in spec["volumes"] if v["name"] == "model-store")
     assert store_volume["hostPath"]["path"] == str(store)
-    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/breast_cancer"
+    assert container["readinessProbe"]["grpc"] == {"port": 8500} and flags.enable_grpc_healthcheck_service
     with pytest.raises(ManifestError, match="is not a folder"):
         play_manifest("dev", "tf-serving", model_store=tmp_path / "missing")
     with pytest.raises(ManifestError, match="podman needs a hostPath"):

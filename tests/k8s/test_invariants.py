@@ -57,8 +57,13 @@ def test_every_container_has_resources_a_locked_down_context_and_long_runners_ha
         assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] > 0, where
         ports = {port["name"] for port in container.get("ports", [])}
         if manifest["kind"] == "Deployment":
+            numbers = {port["containerPort"] for port in container.get("ports", [])}
             for probe in ("readinessProbe", "livenessProbe"):
-                assert container[probe]["httpGet"]["port"] in ports, f"{where} {probe} port is not a container port"
+                action = container[probe]
+                if "grpc" in action:  # a gRPC probe takes a port number only
+                    assert action["grpc"]["port"] in numbers, f"{where} {probe} port is not a container port"
+                else:
+                    assert action["httpGet"]["port"] in ports, f"{where} {probe} port is not a container port"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -69,10 +74,12 @@ def test_server_ports_and_probes_follow_the_servers_own_flags(rendered, overlay)
         flags = parse_flags(container["args"])  # the model server's parser: a misspelt flag fails here
         ports = {port["name"]: port["containerPort"] for port in container["ports"]}
         assert ports == {"grpc": flags.port, "rest": flags.rest_api_port} == {"grpc": 8500, "rest": 8501}
-        model_names = re.findall(r'name: "([^"]+)"', config_map_file(manifests, container, flags.model_config_file))
-        for probe in ("readinessProbe", "livenessProbe"):
-            path = container[probe]["httpGet"]["path"]
-            assert path.removeprefix("/v1/models/") in model_names, f"{name} probes {path}, models: {model_names}"
+        assert re.findall(r'name: "([^"]+)"', config_map_file(manifests, container, flags.model_config_file))
+        # gRPC health probes on the gRPC port: readiness asks "" (Esteira: every model has an AVAILABLE
+        # version), liveness PredictionService (SERVING while the process serves, on TF Serving too)
+        assert flags.enable_grpc_healthcheck_service, f"{name} is probed over gRPC health but does not enable it"
+        assert container["readinessProbe"]["grpc"] == {"port": flags.port}
+        assert container["livenessProbe"]["grpc"] == {"port": flags.port, "service": "PredictionService"}
         monitoring = config_map_file(manifests, container, flags.monitoring_config_file)
         assert 'path: "/monitoring/prometheus/metrics"' in monitoring
         service = one(manifests, "Service", name)
