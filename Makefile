@@ -156,7 +156,7 @@ clean:
 # Rendering needs kubectl (it bundles kustomize; no cluster). Validation is offline.
 K8S_VERSION ?= 1.30.0
 OVERLAY ?= dev
-OVERLAYS := dev prod
+OVERLAYS := dev prod prod-tls
 DEPLOY := $(PY) -m deploy.cli
 K8S_OUT ?= outputs/k8s
 

@@ -17,7 +17,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 # ESTEIRA_K8S_DIR: a copy of k8s/ (beside a copy of configs/) that a test may edit.
 K8S = Path(os.environ.get("ESTEIRA_K8S_DIR") or REPO / "k8s")
-OVERLAYS = ("dev", "prod")
+OVERLAYS = ("dev", "prod", "prod-tls")
 # The generators read configs/ (one copy of each config), which lies outside k8s/.
 KUSTOMIZE_FLAGS = ("--load-restrictor=LoadRestrictionsNone",)
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")

@@ -1,7 +1,7 @@
 """TF Serving's text-format configuration files: models.config, batching parameters, monitoring.
 
-``ModelServerConfig`` comes from tensorflow-serving-api; ``BatchingParameters`` and
-``MonitoringConfig`` are not shipped there, so their descriptors are declared here with the same
+``ModelServerConfig`` comes from tensorflow-serving-api; ``BatchingParameters``, ``MonitoringConfig``
+and ``SSLConfig`` are not shipped there, so their descriptors are declared here with the same
 package, names and field numbers as TF Serving's .proto files, and parse the same files.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ class ConfigError(ValueError):
     """A configuration file or flag is invalid; the message names the problem and the fix."""
 
 
-def _build_messages() -> tuple[type, type]:
+def _build_messages() -> tuple[type, type, type]:
     pool = descriptor_pool.DescriptorPool()
     pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
     F = descriptor_pb2.FieldDescriptorProto
@@ -48,14 +48,17 @@ def _build_messages() -> tuple[type, type]:
     add(prometheus, "path", 2, F.TYPE_STRING)
     monitoring = fdp.message_type.add(name="MonitoringConfig")
     add(monitoring, "prometheus_config", 1, F.TYPE_MESSAGE, ".tensorflow.serving.PrometheusConfig")
+    ssl = fdp.message_type.add(name="SSLConfig")  # config/ssl_config.proto: PEM contents, not file names
+    add(ssl, "server_key", 1, F.TYPE_STRING)
+    add(ssl, "server_cert", 2, F.TYPE_STRING)
+    add(ssl, "custom_ca", 3, F.TYPE_STRING)
+    add(ssl, "client_verify", 4, F.TYPE_BOOL)
     pool.Add(fdp)
-    return (
-        message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")),
-        message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig")),
-    )
+    return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
+                 for name in ("BatchingParameters", "MonitoringConfig", "SSLConfig"))  # type: ignore[return-value]
 
 
-BatchingParametersProto, MonitoringConfigProto = _build_messages()
+BatchingParametersProto, MonitoringConfigProto, SSLConfigProto = _build_messages()
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
 DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"
 
@@ -177,3 +180,27 @@ def read_monitoring_config(path: str | os.PathLike[str] | None) -> MonitoringCon
     if not metrics_path.startswith("/"):
         raise ConfigError(f"{path}: prometheus_config.path must start with '/' (got {metrics_path!r})")
     return MonitoringConfig(enable=prometheus.enable, path=metrics_path)
+
+
+@dataclass(frozen=True)
+class SslConfig:
+    """TF Serving's ``--ssl_config_file``: the server's key and certificate chain, the CA that signs client
+    certificates, and whether a client must present one (PEM text, as TF Serving's SSLConfig holds it)."""
+
+    server_key: str
+    server_cert: str
+    custom_ca: str = ""
+    client_verify: bool = False
+
+
+def read_ssl_config(path: str | os.PathLike[str]) -> SslConfig:
+    proto = SSLConfigProto()
+    _parse_text(path, proto, "SSL config file")
+    for name in ("server_key", "server_cert"):
+        if "-----BEGIN" not in getattr(proto, name):
+            raise ConfigError(f"{path}: {name} must hold the PEM text itself (TF Serving's SSLConfig), "
+                              f'e.g. {name}: "-----BEGIN ...-----\\n...\\n-----END ...-----\\n"; it is empty or not PEM')
+    if proto.client_verify and "-----BEGIN CERTIFICATE" not in proto.custom_ca:
+        raise ConfigError(f"{path}: client_verify: true needs custom_ca, the PEM certificate(s) of the CA that "
+                          "signs client certificates")
+    return SslConfig(proto.server_key, proto.server_cert, proto.custom_ca, proto.client_verify)

@@ -39,10 +39,14 @@ class ServerFlags:
     enable_serialization_as_tensor_content: bool = False
     prefer_tflite_model: bool = False
     enable_grpc_healthcheck_service: bool = False
+    ssl_config_file: str = ""
     version: bool = False
     # --- Esteira flags (no TF Serving equivalent) ---
     host: str = "0.0.0.0"
     remote_backend: str = ""
+    remote_backend_ca_file: str = ""
+    remote_backend_cert_file: str = ""
+    remote_backend_key_file: str = ""
     canary_config_file: str = ""
     auth_token_file: str = ""
     auth_protect_probes: bool = False
@@ -67,7 +71,8 @@ class ServerFlags:
 
 
 ESTEIRA_FLAGS = {
-    "host", "remote_backend", "canary_config_file", "auth_token_file", "auth_protect_probes",
+    "host", "remote_backend", "remote_backend_ca_file", "remote_backend_cert_file", "remote_backend_key_file",
+    "canary_config_file", "auth_token_file", "auth_protect_probes",
     "auth_protect_metrics", "audit_log_file", "rest_api_max_body_bytes", "request_read_timeout_seconds",
     "rest_api_idle_timeout_seconds", "rest_api_max_connections", "rest_api_max_header_bytes", "rest_api_max_headers",
     "rest_api_max_pipelined_requests",
@@ -94,6 +99,11 @@ HELP = {
                                        "SERVING while an AVAILABLE version serves",
     "prefer_tflite_model": "serve <version>/model.tflite instead of the SavedModel when the folder has one",
     "remote_backend": "gateway mode: forward inference to this TF Serving gRPC host:port",
+    "remote_backend_ca_file": "gateway mode over TLS: PEM CA certificate(s) that sign the remote server's certificate",
+    "remote_backend_cert_file": "gateway mode over mTLS: PEM client certificate chain presented to the remote server",
+    "remote_backend_key_file": "gateway mode over mTLS: PEM private key of --remote_backend_cert_file",
+    "ssl_config_file": "text SSLConfig (server_key, server_cert, custom_ca, client_verify: PEM text): TLS on gRPC "
+                       "and REST, mTLS with client_verify; re-read when the file changes",
     "canary_config_file": "JSON weights per model and label for requests without a version",
     "auth_token_file": "bearer tokens, one per line (caller:token); also ESTEIRA_AUTH_TOKENS",
     "audit_log_file": "hash-chained access audit log (one line per request)",
@@ -184,6 +194,12 @@ def validate(flags: ServerFlags) -> None:
     if flags.grpc_max_receive_message_bytes >= 2**31:
         raise FlagError(f"--grpc_max_receive_message_bytes must be below 2147483648 (gRPC's largest message), "
                         f"got {flags.grpc_max_receive_message_bytes}")
+    if bool(flags.remote_backend_cert_file) != bool(flags.remote_backend_key_file):
+        raise FlagError("--remote_backend_cert_file and --remote_backend_key_file go together (the client "
+                        "certificate and its key); pass both or neither")
+    if (flags.remote_backend_ca_file or flags.remote_backend_cert_file) and not flags.remote_backend:
+        raise FlagError("--remote_backend_ca_file/--remote_backend_cert_file configure the connection to "
+                        "--remote_backend; pass --remote_backend=host:port too, or drop them")
     try:
         parse_channel_arguments(flags.grpc_channel_arguments, warn=False)
     except ChannelArgumentError as exc:

@@ -18,6 +18,7 @@ from serving.api.grpc_service import add_services
 from serving.api.health import ModelHealth
 from serving.api.http_server import GRACE_SECONDS, RestServer
 from serving.api.rest import RestApi
+from serving.api.tls import POLL_SECONDS as TLS_POLL_SECONDS, ServerTls
 from serving.api.service import Service
 from serving.canary import CanaryRouter
 from serving.config import (
@@ -46,6 +47,8 @@ class ModelServer:
         self._config_task: asyncio.Task | None = None
         self.service: Service | None = None
         self.health: ModelHealth | None = None
+        self.tls: ServerTls | None = None
+        self._tls_task: asyncio.Task | None = None
 
     def _model_config(self):  # type: ignore[no-untyped-def]
         if self.flags.model_config_file:
@@ -58,15 +61,19 @@ class ModelServer:
         monitoring = read_monitoring_config(flags.monitoring_config_file)
         self.metrics_path = monitoring.path if monitoring.enable else None
         batching = read_batching_parameters(flags.batching_parameters_file) if flags.enable_batching else None
+        if flags.ssl_config_file and self.tls is None:
+            self.tls = ServerTls(flags.ssl_config_file)
         router = CanaryRouter.from_file(flags.canary_config_file)
         memory = PredictionMemory(self.metrics, flags.feedback_max_entries, flags.feedback_ttl_seconds)
         auth = Authenticator.load(flags.auth_token_file or None, protect_probes=flags.auth_protect_probes,
                                   protect_metrics=flags.auth_protect_metrics)
         if flags.remote_backend:
-            from serving.backends.remote import RemoteBackend
+            from serving.backends.remote import RemoteBackend, RemoteTls
 
             backend = RemoteBackend(flags.remote_backend, metrics=self.metrics,
-                                    model_config_file=flags.model_config_file or None)
+                                    model_config_file=flags.model_config_file or None,
+                                    tls=RemoteTls.from_flags(flags.remote_backend_ca_file, flags.remote_backend_cert_file,
+                                                             flags.remote_backend_key_file))
         else:
             from serving.backends.local import LocalBackend
             from serving.core.manager import ModelManager
@@ -107,7 +114,8 @@ class ModelServer:
                 self.health = ModelHealth(service.backend)
                 self.health.add_to(self.grpc_server)
                 await self.health.start()
-            self.grpc_port = listen(self.grpc_server, flags.host, flags.port, flags.grpc_socket_path)
+            self.grpc_port = listen(self.grpc_server, flags.host, flags.port, flags.grpc_socket_path,
+                                    self.tls.grpc_credentials if self.tls is not None else None)
             await self.grpc_server.start()
             if flags.port:
                 log.info("Running gRPC ModelServer at %s:%d ...", flags.host, self.grpc_port)
@@ -125,9 +133,12 @@ class ModelServer:
                                 max_header_bytes=flags.rest_api_max_header_bytes,
                                 max_headers=flags.rest_api_max_headers,
                                 max_pipelined=flags.rest_api_max_pipelined_requests)
-                self.http = RestServer(api, flags.host, flags.rest_api_port, limits, write_error)
+                self.http = RestServer(api, flags.host, flags.rest_api_port, limits, write_error,
+                                       tls=self.tls.uvicorn_settings() if self.tls is not None else None)
                 self.rest_port = await self.http.start()
                 log.info("Exporting HTTP/REST API at:%s:%d ...", flags.host, self.rest_port)
+        if self.tls is not None:
+            self._tls_task = asyncio.get_running_loop().create_task(self._poll_tls(self.tls))
         if flags.model_config_file and flags.model_config_file_poll_wait_seconds > 0 and not flags.remote_backend:
             self._config_task = asyncio.get_running_loop().create_task(self._poll_config())
 
@@ -146,9 +157,21 @@ class ModelServer:
             except Exception as exc:  # noqa: BLE001 - keep serving with the previous config
                 log.error("model config reload failed, keeping the previous config: %s", exc)
 
+    @staticmethod
+    async def _poll_tls(tls: ServerTls) -> None:
+        """New certificates for new connections as soon as --ssl_config_file changes; open ones keep theirs."""
+        while True:
+            await asyncio.sleep(TLS_POLL_SECONDS)
+            try:
+                await asyncio.to_thread(tls.reload_if_changed)
+            except Exception:  # noqa: BLE001 - keep serving with the certificates in use
+                log.exception("TLS certificate reload failed; keeping the certificates in use")
+
     async def stop(self) -> None:
         if self._config_task is not None:
             self._config_task.cancel()
+        if self._tls_task is not None:
+            self._tls_task.cancel()
         if self.health is not None:
             await self.health.stop()
         draining = [self.http.stop()] if self.http is not None else []
@@ -159,6 +182,8 @@ class ModelServer:
             os.unlink(self.flags.grpc_socket_path)
         if self.service is not None:
             await asyncio.to_thread(self.service.close)
+        if self.tls is not None:
+            self.tls.close()
 
 
 def _read(path: str) -> str:

@@ -122,11 +122,17 @@ def create_grpc_server(channel_arguments: str = "", bounds: GrpcBounds = GrpcBou
     return grpc.aio.server(options=list(options.items()), interceptors=[CallTimeLimit(bounds.max_call_seconds)])
 
 
-def listen(server: grpc.aio.Server, host: str, port: int, socket_path: str = "") -> int:
-    """Bind the TCP port (when not 0) and the Unix socket (when given); returns the TCP port gRPC got."""
+def listen(server: grpc.aio.Server, host: str, port: int, socket_path: str = "",
+           credentials: Callable[[], grpc.ServerCredentials] | None = None) -> int:
+    """Bind the TCP port (when not 0) and the Unix socket (when given), with TLS when ``credentials`` makes
+    each port's credentials (``--ssl_config_file``, both listeners as TF Serving); returns the TCP port."""
+
+    def add(address: str) -> int:
+        return server.add_secure_port(address, credentials()) if credentials else server.add_insecure_port(address)
+
     bound = 0
     if port:
-        bound = server.add_insecure_port(bind_address(host, port))
+        bound = add(bind_address(host, port))
         if bound == 0:
             raise OSError(f"cannot bind gRPC port {port}; is another server running on it?")
     if socket_path:
@@ -134,6 +140,6 @@ def listen(server: grpc.aio.Server, host: str, port: int, socket_path: str = "")
             if not stat.S_ISSOCK(os.stat(socket_path).st_mode):
                 raise OSError(f"--grpc_socket_path={socket_path} exists and is not a socket; name a new path")
             os.unlink(socket_path)  # left by a server that did not stop cleanly
-        if server.add_insecure_port(f"unix:{socket_path}") == 0:
+        if add(f"unix:{socket_path}") == 0:
             raise OSError(f"cannot bind gRPC Unix socket {socket_path}; check that its folder exists and is writable")
     return bound

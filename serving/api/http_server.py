@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -187,7 +187,8 @@ class RestServer:
     """``await start()`` returns the port; ``await stop()`` lets requests in flight finish."""
 
     def __init__(self, handler: Handler, host: str, port: int, limits: Limits,
-                 error_body: Callable[[str], bytes]) -> None:
+                 error_body: Callable[[str], bytes], tls: dict[str, Any] | None = None) -> None:
+        """``tls``: uvicorn's TLS keywords (``ServerTls.uvicorn_settings``), or None for plain HTTP."""
         self.host, self.port, self.limits = host, port, limits
         protocol = type("RestProtocol", (HeadLimitedProtocol,), {
             "read_timeout": limits.request_timeout, "max_connections": limits.max_connections,
@@ -198,6 +199,7 @@ class RestServer:
             interface="asgi3", proxy_headers=False, server_header=False, date_header=True, access_log=False,
             log_config=None, timeout_keep_alive=limits.keepalive_timeout,  # type: ignore[arg-type]
             timeout_graceful_shutdown=GRACE_SECONDS, backlog=1024,  # type: ignore[arg-type]
+            **(tls or {}),
         )
         self.server = _EmbeddedServer(self.config)
         self._socket: socket.socket | None = None

@@ -3,11 +3,15 @@
 Auth, access audit, metrics and canary routing stay in front. Requests are forwarded with the
 version or label the client (or the canary router) chose, so the remote server resolves versions
 itself and a swap there never makes a request fail here. Signatures are read with
-GetModelMetadata (cached briefly) to decode REST JSON with the right dtypes.
+GetModelMetadata (cached briefly) to decode REST JSON with the right dtypes. With ``RemoteTls`` the
+connection is TLS (mTLS with a client certificate), and a new channel is made when those files change.
 """
 from __future__ import annotations
 
+import asyncio
+import os
 import time
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import grpc
@@ -24,6 +28,54 @@ from serving.observability.metrics import Registry
 from serving.protocol.tensors import from_proto, to_proto
 
 METADATA_TTL_SECONDS = 2.0
+TLS_CHECK_SECONDS = 1.0  # how often the TLS files are looked at (a stat each)
+
+
+@dataclass(frozen=True)
+class RemoteTls:
+    """PEM files for the connection to the server behind: the CA that signs its certificate (else the system's
+    roots) and, for its mTLS (``client_verify``), our client certificate chain and key."""
+
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+    @classmethod
+    def from_flags(cls, ca_file: str, cert_file: str, key_file: str) -> "RemoteTls | None":
+        if not (ca_file or cert_file or key_file):
+            return None
+        tls = cls(ca_file, cert_file, key_file)
+        tls.credentials()  # an unreadable file is a startup error, not a failing first request
+        return tls
+
+    def _files(self) -> list[tuple[str, str]]:
+        return [(flag, path) for flag, path in (("--remote_backend_ca_file", self.ca_file),
+                                                 ("--remote_backend_cert_file", self.cert_file),
+                                                 ("--remote_backend_key_file", self.key_file)) if path]
+
+    def fingerprint(self) -> tuple:
+        """What changes when a file is replaced (a Kubernetes Secret update swaps a symlink)."""
+        marks = []
+        for _flag, path in self._files():
+            try:
+                found = os.stat(path)
+                marks.append((found.st_ino, found.st_mtime_ns, found.st_size))
+            except OSError:
+                marks.append(None)
+        return tuple(marks)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        pem: dict[str, bytes | None] = {}
+        for flag, path in self._files():
+            try:
+                with open(path, "rb") as handle:
+                    pem[flag] = handle.read()
+            except OSError as exc:
+                raise ServingError(grpc.StatusCode.UNAVAILABLE,
+                                   f"cannot read {flag}={path} ({exc.strerror}); check the path") from None
+        return grpc.ssl_channel_credentials(root_certificates=pem.get("--remote_backend_ca_file"),
+                                            private_key=pem.get("--remote_backend_key_file"),
+                                            certificate_chain=pem.get("--remote_backend_cert_file"))
 
 
 def _error(exc: grpc.aio.AioRpcError) -> ServingError:
@@ -32,8 +84,11 @@ def _error(exc: grpc.aio.AioRpcError) -> ServingError:
 
 class RemoteBackend:
     def __init__(self, target: str, *, metrics: Registry, model_config_file: str | None = None,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, tls: RemoteTls | None = None) -> None:
         self.target = target
+        self.tls = tls
+        self._tls_seen: tuple | None = tls.fingerprint() if tls is not None else None
+        self._tls_checked = time.monotonic()
         self.metrics = metrics
         self.timeout = timeout
         self.model_config_file = model_config_file
@@ -49,9 +104,19 @@ class RemoteBackend:
         self._labels = {m.name: dict(m.version_labels) for m in config.model_config_list.config}
 
     def _stubs(self) -> tuple[prediction_service_pb2_grpc.PredictionServiceStub, model_service_pb2_grpc.ModelServiceStub]:
+        if self.tls is not None and self._channel is not None and time.monotonic() - self._tls_checked > TLS_CHECK_SECONDS:
+            self._tls_checked = time.monotonic()
+            seen = self.tls.fingerprint()
+            if seen != self._tls_seen:  # new certificates: new calls on a new channel, calls in flight finish
+                self._tls_seen = seen
+                old, self._channel = self._channel, None
+                asyncio.get_running_loop().call_later(self.timeout, lambda: asyncio.ensure_future(old.close()))
         if self._channel is None:  # created lazily, inside the serving event loop
-            self._channel = grpc.aio.insecure_channel(self.target, options=[
-                ("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1)])
+            options = [("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1)]
+            if self.tls is not None:
+                self._channel = grpc.aio.secure_channel(self.target, self.tls.credentials(), options=options)
+            else:
+                self._channel = grpc.aio.insecure_channel(self.target, options=options)
             self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
             self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         return self._prediction, self._models

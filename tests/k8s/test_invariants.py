@@ -16,7 +16,9 @@ from serving.flags import parse_flags
 
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = ("tf-serving", "esteira-gateway")  # TF Serving's flags and ports
-EXTERNAL_SECRETS = {"prod": {"esteira-gateway-tokens"}}  # created out of band (README, "Kubernetes")
+EXTERNAL_SECRETS = {"prod": {"esteira-gateway-tokens"},  # created out of band (README, "Kubernetes")
+                    "prod-tls": {"esteira-gateway-tokens", "tf-serving-tls", "esteira-gateway-tls",
+                                 "esteira-gateway-remote-tls"}}
 
 
 def workloads(manifests):
@@ -62,6 +64,8 @@ def test_every_container_has_resources_a_locked_down_context_and_long_runners_ha
                 action = container[probe]
                 if "grpc" in action:  # a gRPC probe takes a port number only
                     assert action["grpc"]["port"] in numbers, f"{where} {probe} port is not a container port"
+                elif "tcpSocket" in action:
+                    assert action["tcpSocket"]["port"] in ports, f"{where} {probe} port is not a container port"
                 else:
                     assert action["httpGet"]["port"] in ports, f"{where} {probe} port is not a container port"
 
@@ -78,8 +82,11 @@ def test_server_ports_and_probes_follow_the_servers_own_flags(rendered, overlay)
         # gRPC health probes on the gRPC port: readiness asks "" (Esteira: every model has an AVAILABLE
         # version), liveness PredictionService (SERVING while the process serves, on TF Serving too)
         assert flags.enable_grpc_healthcheck_service, f"{name} is probed over gRPC health but does not enable it"
-        assert container["readinessProbe"]["grpc"] == {"port": flags.port}
-        assert container["livenessProbe"]["grpc"] == {"port": flags.port, "service": "PredictionService"}
+        if flags.ssl_config_file:  # kubelet's probes speak no (m)TLS: the gRPC port's TCP socket instead
+            assert container["readinessProbe"]["tcpSocket"] == container["livenessProbe"]["tcpSocket"] == {"port": "grpc"}
+        else:
+            assert container["readinessProbe"]["grpc"] == {"port": flags.port}
+            assert container["livenessProbe"]["grpc"] == {"port": flags.port, "service": "PredictionService"}
         monitoring = config_map_file(manifests, container, flags.monitoring_config_file)
         assert 'path: "/monitoring/prometheus/metrics"' in monitoring
         service = one(manifests, "Service", name)
@@ -195,3 +202,27 @@ def test_kubeflow_pipeline_job_is_compiled_for_the_pipeline_image_prod_pins() ->
     recipe = (REPO / "Makefile").read_text().split("\nkubeflow-spec:", 1)[1].split("\n\n", 1)[0]
     assert "image=$$($(DEPLOY) image-of prod esteira/pipeline)" in recipe
     assert "$(ESTEIRA) compile kubeflow --config $(CONFIG) --image $$image" in recipe
+
+
+def test_the_tls_overlay_mounts_every_certificate_the_servers_read_from_secrets(rendered) -> None:
+    manifests = rendered["prod-tls"]
+    for name in SERVERS:
+        spec = one(manifests, "Deployment", name)["spec"]["template"]["spec"]
+        container = spec["containers"][0]
+        flags = parse_flags(container["args"])
+        files = [flags.ssl_config_file, flags.remote_backend_ca_file, flags.remote_backend_cert_file,
+                 flags.remote_backend_key_file] if name == "esteira-gateway" else [flags.ssl_config_file]
+        assert all(files), f"{name}: {files}"
+        for path in files:
+            mount = next(m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/"))
+            volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+            assert "secret" in volume and mount["readOnly"], f"{name}: {path} is not read from a Secret"
+    gateway = parse_flags(one(manifests, "Deployment", "esteira-gateway")["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert gateway.remote_backend == "tf-serving:8500"  # the name TF Serving's certificate must carry
+    monitors = {m["metadata"]["name"]: m for m in find(manifests, "ServiceMonitor")}
+    gateway_endpoint = monitors["esteira-gateway"]["spec"]["endpoints"][0]
+    assert gateway_endpoint["scheme"] == "https" and gateway_endpoint["tlsConfig"]["keySecret"]["name"]
+    selected = {s["metadata"]["labels"]["esteira.io/job"]: [n for n, m in monitors.items()
+                if m["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()]
+                for s in find(manifests, "Service") if "esteira.io/job" in s["metadata"]["labels"]}
+    assert selected == {"esteira-serving": ["esteira"], "esteira-gateway": ["esteira-gateway"]}  # each scraped once
