@@ -52,6 +52,8 @@ class ServerFlags:
     auth_protect_probes: bool = False
     auth_protect_metrics: bool = False
     audit_log_file: str = ""
+    request_log_max_file_bytes: int = 64 * 1024 * 1024
+    request_log_max_files: int = 10
     rest_api_max_body_bytes: int = 64 * 1024 * 1024
     request_read_timeout_seconds: float = 30.0
     rest_api_idle_timeout_seconds: float = 75.0
@@ -73,7 +75,7 @@ class ServerFlags:
 ESTEIRA_FLAGS = {
     "host", "remote_backend", "remote_backend_ca_file", "remote_backend_cert_file", "remote_backend_key_file",
     "canary_config_file", "auth_token_file", "auth_protect_probes",
-    "auth_protect_metrics", "audit_log_file", "rest_api_max_body_bytes", "request_read_timeout_seconds",
+    "auth_protect_metrics", "audit_log_file", "request_log_max_file_bytes", "request_log_max_files", "rest_api_max_body_bytes", "request_read_timeout_seconds",
     "rest_api_idle_timeout_seconds", "rest_api_max_connections", "rest_api_max_header_bytes", "rest_api_max_headers",
     "rest_api_max_pipelined_requests",
     "grpc_max_receive_message_bytes", "grpc_max_concurrent_streams", "grpc_max_call_seconds",
@@ -107,6 +109,9 @@ HELP = {
     "canary_config_file": "JSON weights per model and label for requests without a version",
     "auth_token_file": "bearer tokens, one per line (caller:token); also ESTEIRA_AUTH_TOKENS",
     "audit_log_file": "hash-chained access audit log (one line per request)",
+    "request_log_max_file_bytes": "a request log file (logging_config in the model config) is closed and a new "
+                                  "one begun at this size",
+    "request_log_max_files": "request log files kept per filename_prefix (the oldest are deleted)",
     "rest_api_max_body_bytes": "largest accepted REST request body",
     "request_read_timeout_seconds": "a REST request must arrive complete within this (slow clients get 408)",
     "rest_api_idle_timeout_seconds": "a REST connection without a request in progress is closed after this",
@@ -194,6 +199,9 @@ def validate(flags: ServerFlags) -> None:
     if flags.grpc_max_receive_message_bytes >= 2**31:
         raise FlagError(f"--grpc_max_receive_message_bytes must be below 2147483648 (gRPC's largest message), "
                         f"got {flags.grpc_max_receive_message_bytes}")
+    for name in ("request_log_max_file_bytes", "request_log_max_files"):
+        if getattr(flags, name) <= 0:
+            raise FlagError(f"--{name} must be > 0 (got {getattr(flags, name)}); it bounds the request log on disk")
     if bool(flags.remote_backend_cert_file) != bool(flags.remote_backend_key_file):
         raise FlagError("--remote_backend_cert_file and --remote_backend_key_file go together (the client "
                         "certificate and its key); pass both or neither")

@@ -28,6 +28,7 @@ from serving.flags import ServerFlags
 from serving.observability.audit import AuditSink
 from serving.observability.feedback import PredictionMemory
 from serving.observability.metrics import Registry
+from serving.observability.request_log import RequestLog
 from serving.protocol.json_codec import write_error
 
 log = logging.getLogger("serving")
@@ -67,6 +68,11 @@ class ModelServer:
         memory = PredictionMemory(self.metrics, flags.feedback_max_entries, flags.feedback_ttl_seconds)
         auth = Authenticator.load(flags.auth_token_file or None, protect_probes=flags.auth_protect_probes,
                                   protect_metrics=flags.auth_protect_metrics)
+        tags = tuple(t.strip() for t in flags.saved_model_tags.split(",") if t.strip())
+        request_log = RequestLog(self.metrics, max_file_bytes=flags.request_log_max_file_bytes,
+                                 max_files=flags.request_log_max_files, saved_model_tags=tags)
+        if flags.model_config_file:  # checked before any model loads; off unless a model asks
+            request_log.configure(read_model_config(flags.model_config_file))
         if flags.remote_backend:
             from serving.backends.remote import RemoteBackend, RemoteTls
 
@@ -84,7 +90,7 @@ class ModelServer:
                 allow_labels_for_unavailable=flags.allow_version_labels_for_unavailable_models,
                 enable_warmup=flags.enable_model_warmup,
                 warmup_iterations=flags.num_request_iterations_for_warmup,
-                tags=tuple(t.strip() for t in flags.saved_model_tags.split(",") if t.strip()),
+                tags=tags,
                 prefer_tflite_model=flags.prefer_tflite_model,
                 on_change=self._models_changed,
             )
@@ -93,7 +99,7 @@ class ModelServer:
         audit = AuditSink(flags.audit_log_file) if flags.audit_log_file else None
         timeout = flags.rest_api_timeout_in_ms / 1000 if flags.rest_api_timeout_in_ms > 0 else None
         self.service = Service(backend, self.metrics, router=router, auth=auth, audit=audit, timeout_seconds=timeout,
-                               memory=memory)
+                               memory=memory, request_log=request_log)
         return self.service
 
     def _models_changed(self) -> None:
@@ -152,7 +158,7 @@ class ModelServer:
                 if text == last:
                     continue
                 config = read_model_config(self.flags.model_config_file)
-                await self.service.backend.reload(config)  # type: ignore[union-attr]
+                await self.service.reload(config)  # type: ignore[union-attr]
                 last = text
             except Exception as exc:  # noqa: BLE001 - keep serving with the previous config
                 log.error("model config reload failed, keeping the previous config: %s", exc)

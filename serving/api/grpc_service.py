@@ -8,7 +8,7 @@ import grpc
 import numpy as np
 from tensorflow_serving.apis import (
     classification_pb2, get_model_metadata_pb2, get_model_status_pb2, inference_pb2, model_management_pb2,
-    model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc, regression_pb2,
+    model_service_pb2_grpc, predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc, regression_pb2,
 )
 
 from serving.protocol.errors import Code, ServingError, invalid_argument
@@ -16,6 +16,9 @@ from serving.api.service import Call, Service
 from serving.protocol.tensors import from_proto, stack_predict_inputs, stack_uniform, to_proto
 from serving.servables.warmup import examples_from_input
 from serving.observability.feedback import request_id
+
+
+INFERENCE_APIS = frozenset({"predict", "classify", "regress", "multi_inference"})  # each answers with a request id
 
 
 def _spec(model_spec: Any) -> tuple[str, int | None, str | None]:
@@ -51,7 +54,7 @@ class _Base:
                                        "Missing or invalid bearer token; send metadata 'authorization: Bearer <token>'")
                 call.caller = caller
             call.client_id = metadata.get("x-client-id")  # type: ignore[attr-defined]
-            if api == "predict":
+            if api in INFERENCE_APIS:
                 call.request_id = request_id(metadata.get("x-request-id"))
                 context.set_trailing_metadata((("x-request-id", call.request_id),))
             if spec is not None and request.HasField("model_spec") is False and api != "reload":
@@ -98,6 +101,8 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
             dtypes = {alias: info.dtype for alias, info in handle.signatures[signature].outputs.items()}
             for alias, value in outputs.items():
                 response.outputs[alias].CopyFrom(to_proto(np.asarray(value), dtypes.get(alias), use_tensor_content=self.tensor_content))
+            self.service.log_request(call, signature, lambda: prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request, response=response)))
             return response
 
         return await self._run("predict", "Predict", request, context, work)
@@ -113,8 +118,10 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
             call.version = str(served)
             self.service.count_classifications(name, served, results)
             response = classification_pb2.ClassificationResponse()
-            _fill_spec(response.model_spec, name, served, request.model_spec.signature_name)
-            _fill_classifications(response.result, results)
+            fill_spec(response.model_spec, name, served, request.model_spec.signature_name)
+            fill_classifications(response.result, results)
+            self.service.log_request(call, request.model_spec.signature_name, lambda: prediction_log_pb2.PredictionLog(
+                classify_log=prediction_log_pb2.ClassifyLog(request=request, response=response)))
             return response
 
         return await self._run("classify", "Classify", request, context, work)
@@ -129,8 +136,10 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
                 handle, request.model_spec.signature_name, examples_from_input(request.input))
             call.version = str(served)
             response = regression_pb2.RegressionResponse()
-            _fill_spec(response.model_spec, name, served, request.model_spec.signature_name)
+            fill_spec(response.model_spec, name, served, request.model_spec.signature_name)
             response.result.regressions.extend(regression_pb2.Regression(value=v) for v in values)
+            self.service.log_request(call, request.model_spec.signature_name, lambda: prediction_log_pb2.PredictionLog(
+                regress_log=prediction_log_pb2.RegressLog(request=request, response=response)))
             return response
 
         return await self._run("regress", "Regress", request, context, work)
@@ -156,15 +165,17 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
             response = inference_pb2.MultiInferenceResponse()
             for task in request.tasks:
                 result = response.results.add()
-                _fill_spec(result.model_spec, name, handle.version, task.model_spec.signature_name)
+                fill_spec(result.model_spec, name, handle.version, task.model_spec.signature_name)
                 if task.method_name == "tensorflow/serving/classify":
                     results, _ = await self.service.backend.classify(handle, task.model_spec.signature_name, examples)
-                    _fill_classifications(result.classification_result, results)
+                    fill_classifications(result.classification_result, results)
                 elif task.method_name == "tensorflow/serving/regress":
                     values, _ = await self.service.backend.regress(handle, task.model_spec.signature_name, examples)
                     result.regression_result.regressions.extend(regression_pb2.Regression(value=v) for v in values)
                 else:
                     raise ServingError(Code.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}")
+            self.service.log_request(call, None, lambda: prediction_log_pb2.PredictionLog(
+                multi_inference_log=prediction_log_pb2.MultiInferenceLog(request=request, response=response)))
             return response
 
         return await self._run("multi_inference", None, request, context, work)
@@ -206,7 +217,7 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
     async def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest,
                                         context: grpc.aio.ServicerContext) -> model_management_pb2.ReloadConfigResponse:
         async def work(call: Call) -> model_management_pb2.ReloadConfigResponse:
-            await self.service.backend.reload(request.config)
+            await self.service.reload(request.config)
             response = model_management_pb2.ReloadConfigResponse()
             response.status.error_code = 0
             return response
@@ -214,13 +225,13 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
         return await self._run("reload", None, request, context, work)
 
 
-def _fill_spec(spec: Any, name: str, version: int, signature: str) -> None:
+def fill_spec(spec: Any, name: str, version: int, signature: str) -> None:
     spec.name = name
     spec.version.value = version
     spec.signature_name = signature or "serving_default"
 
 
-def _fill_classifications(result: classification_pb2.ClassificationResult, results: list) -> None:
+def fill_classifications(result: classification_pb2.ClassificationResult, results: list) -> None:
     for classes in results:
         entry = result.classifications.add()
         for label, score in classes:

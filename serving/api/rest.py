@@ -8,14 +8,18 @@ from typing import Any
 from urllib.parse import unquote
 
 from google.protobuf import json_format
-from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
+from tensorflow_serving.apis import (
+    classification_pb2, get_model_metadata_pb2, model_pb2, predict_pb2, prediction_log_pb2, regression_pb2,
+)
 
 from serving.protocol import json_codec
+from serving.protocol.tensors import to_proto
 from serving.observability.feedback import parse_feedback, request_id
 from serving.observability.metrics import CONTENT_TYPE
 from serving.protocol.errors import Code, ServingError
 from serving.api.asgi import Request, Response
 from serving.api.service import Call, Service
+from serving.api.grpc_service import fill_classifications, fill_spec
 
 _POST = re.compile(r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)")
 _GET = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:\/(metadata))?")
@@ -105,8 +109,7 @@ class RestApi:
                 call.api = tf_api = verb
                 call.model = unquote(name)
                 self._authenticate(request, call)
-                if verb == "predict":
-                    call.request_id = request_id(request.headers.get("x-request-id"))
+                call.request_id = request_id(request.headers.get("x-request-id"))
                 body = await self._inference(call, verb, _version(version), unquote(label) if label else None, request)
             elif request.method == "POST" and (match := _FEEDBACK.fullmatch(path)):
                 call.api = "feedback"
@@ -168,6 +171,8 @@ class RestApi:
             outputs, served = await service.bounded(service.backend.predict(handle, key, inputs))
             call.version = str(served)
             service.count_classes(call.model, served, outputs, call.request_id)
+            service.log_request(call, key, lambda: predict_log(call.model, version, label, key, inputs, outputs,
+                                                               handle.signatures[key], served))
             if row_format:
                 return json_codec.write_row_predictions(outputs)
             return json_codec.write_columnar_outputs(outputs)
@@ -176,9 +181,13 @@ class RestApi:
             results, served = await service.bounded(service.backend.classify(handle, signature_name, examples))
             call.version = str(served)
             service.count_classifications(call.model, served, results)
+            service.log_request(call, signature_name, lambda: examples_log(
+                "classify", call.model, version, label, signature_name, examples, served, results))
             return json_codec.write_classify_results(results)
         values, served = await service.bounded(service.backend.regress(handle, signature_name, examples))
         call.version = str(served)
+        service.log_request(call, signature_name, lambda: examples_log(
+            "regress", call.model, version, label, signature_name, examples, served, values))
         return json_codec.write_regress_results(values)
 
     def _feedback(self, call: Call, body: bytes) -> bytes:
@@ -212,3 +221,50 @@ class RestApi:
             '{\n"model_spec":' + json_format.MessageToJson(spec, **options) + '\n,\n"metadata": {"signature_def": '
             + json_format.MessageToJson(signature_map, **options) + "\n}\n}\n"
         ).encode()
+
+
+# ---- request log records (built on the log's writer thread, only for sampled requests) -------
+
+def _request_spec(spec: Any, model: str, version: int | None, label: str | None, signature: str) -> None:
+    """The ModelSpec as the REST path addressed it, so a replay over gRPC asks for the same version."""
+    spec.name = model
+    if version is not None:
+        spec.version.value = version
+    elif label is not None:
+        spec.version_label = label
+    spec.signature_name = signature
+
+
+def predict_log(model: str, version: int | None, label: str | None, signature: str, inputs: Any, outputs: Any,
+                definition: Any, served: int) -> prediction_log_pb2.PredictionLog:
+    """A REST Predict as the PredictRequest/PredictResponse a gRPC client would have exchanged."""
+    request = predict_pb2.PredictRequest()
+    _request_spec(request.model_spec, model, version, label, signature)
+    for alias in inputs:
+        request.inputs[alias].CopyFrom(to_proto(inputs[alias], definition.inputs[alias].dtype))
+    response = predict_pb2.PredictResponse()
+    fill_spec(response.model_spec, model, served, signature)
+    for alias, value in outputs.items():
+        info = definition.outputs.get(alias)
+        response.outputs[alias].CopyFrom(to_proto(value, info.dtype if info is not None else None))
+    return prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request, response=response))
+
+
+def examples_log(verb: str, model: str, version: int | None, label: str | None, signature: str, examples: list,
+                 served: int, results: list) -> prediction_log_pb2.PredictionLog:
+    """A REST Classify or Regress as its gRPC request and response (tf.Example inputs)."""
+    if verb == "classify":
+        request: Any = classification_pb2.ClassificationRequest()
+        response: Any = classification_pb2.ClassificationResponse()
+        fill_classifications(response.result, results)
+    else:
+        request = regression_pb2.RegressionRequest()
+        response = regression_pb2.RegressionResponse()
+        response.result.regressions.extend(regression_pb2.Regression(value=v) for v in results)
+    _request_spec(request.model_spec, model, version, label, signature)
+    for raw in examples:
+        request.input.example_list.examples.add().ParseFromString(raw)
+    fill_spec(response.model_spec, model, served, signature)
+    if verb == "classify":
+        return prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog(request=request, response=response))
+    return prediction_log_pb2.PredictionLog(regress_log=prediction_log_pb2.RegressLog(request=request, response=response))

@@ -17,6 +17,7 @@ from serving.protocol.errors import Code, ServingError
 from serving.observability.audit import AuditSink
 from serving.observability.feedback import PredictionMemory, row_classes
 from serving.observability.metrics import Registry
+from serving.observability.request_log import Build, RequestLog, RequestLogError
 
 log = logging.getLogger("serving")
 T = TypeVar("T")
@@ -49,6 +50,7 @@ class Service:
         audit: AuditSink | None = None,
         timeout_seconds: float | None = None,
         memory: PredictionMemory | None = None,
+        request_log: RequestLog | None = None,
     ) -> None:
         self.backend = backend
         self.metrics = metrics
@@ -58,6 +60,7 @@ class Service:
         self.timeout_seconds = timeout_seconds
         self._deadlines = DeadlineQueue(timeout_seconds) if timeout_seconds else None
         self.memory = memory if memory is not None else PredictionMemory(metrics)
+        self.request_log = request_log if request_log is not None else RequestLog(metrics)
         metrics.version_labels.set_function(self._label_info)
 
     def _label_info(self) -> list[tuple[tuple[str, ...], float]]:
@@ -120,6 +123,21 @@ class Service:
             if seen > 10_000:
                 break
 
+    def log_request(self, call: Call, signature: str | None, build: Build) -> None:
+        """A sampled record of this call in the model's request log (logging_config), when it has one."""
+        settings = self.request_log.wants(call.model)
+        if settings is not None:
+            self.request_log.submit(settings, int(call.version), signature, call.request_id, build)
+
+    async def reload(self, config: Any) -> None:
+        """HandleReloadConfigRequest and the polled config file: the backend, then the request log."""
+        try:
+            settings = self.request_log.parse(config)
+        except RequestLogError as exc:
+            raise ServingError(Code.INVALID_ARGUMENT, str(exc)) from None
+        await self.backend.reload(config)
+        self.request_log.apply(settings)
+
     def finish(self, call: Call) -> None:
         elapsed = time.perf_counter() - call.started
         m = self.metrics
@@ -138,6 +156,7 @@ class Service:
             })
 
     def close(self) -> None:
+        self.request_log.close()
         if self.audit is not None:
             self.audit.close()
         self.backend.close()

@@ -225,6 +225,8 @@ class Registry:
             ":tensorflow:serving:batching_session:processed_batch_size", [], exponential(1, 2, 14), **tf))
         self.padding_size = self._add(Histogram(
             ":tensorflow:serving:batching_session:padding_size", ["execution_batch_size"], exponential(1, 2, 14), **tf))
+        self.request_log_count = self._add(Counter(
+            ":tensorflow:serving:request_log_count", ["model_name", "status_code"], **tf))
         self.load_attempt_count = self._add(Counter(":tensorflow:cc:saved_model:load_attempt_count", ["model_path", "status"], **tf))
         self.load_latency = self._add(Counter(":tensorflow:cc:saved_model:load_latency", ["model_path"], **tf))
 
