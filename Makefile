@@ -62,7 +62,7 @@ demo: install data
 
 # The fraud demo's pseudonymization key: generated once, kept out of the repository (outputs/ is ignored).
 FRAUD_KEY := outputs/fraud/pseudonym.key
-FRAUD_SIZE ?= --transactions 120000 --days 4 --seed 7
+FRAUD_SIZE ?= --transactions 150000 --days 5 --seed 7
 
 $(FRAUD_KEY):
 	@mkdir -p $(dir $@) && umask 077 && $(PY) -c 'import secrets; print(secrets.token_hex(32))' > $@

@@ -263,6 +263,8 @@ def _data_facts(store: mlmd.MetadataStore, examples: mpb.Artifact) -> dict[str, 
         "spans": [_span(examples)],
         "rows_in": _value(properties, "rows_in"), "rows_out": _value(properties, "rows_out"),
         "rows_suppressed": _value(properties, "rows_suppressed"),
+        # a time split reads eval rows of cards already known compromised but emits them only as context
+        "rows_known_compromised": _value(properties, "eval_known_compromised_rows"),
         "date_range": _date_range(store, examples),
         "input_sha256": _value(properties, "input_sha256", ""),
         "input_files": _value(properties, "input_files"),

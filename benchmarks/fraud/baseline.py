@@ -248,7 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     metadata = args.metadata or args.pipeline_root.parent / "metadata.db"
     run = find_run(args.pipeline_root, metadata)
     config = run.custom_config
-    features, label = config["features"], config["label"]
+    from models.fraud.features import FraudSettings
+
+    data = FraudSettings.from_custom_config(config).data
+    features, label = dict(data.features), data.label
 
     _, train_columns = read_split(run.train_files, features, label)
     eval_serialized, eval_columns = read_split(run.eval_files, features, label)

@@ -57,6 +57,8 @@ def fraud_workspace(tmp_path_factory: pytest.TempPathFactory) -> FraudWorkspace:
     assert data.returncode == 0, data.stderr[-2000:]
     doc = yaml.safe_load((REPO / "configs" / "fraud.yaml").read_text())
     doc["training"].update(train_steps=150, eval_steps=5, epochs=1)
+    # Out of time as configs/fraud.yaml, on 3 small days: train on the first two, evaluate on the third.
+    doc["data"]["split"].update(train_days=2, delay_days=0, eval_days=1)
     # 150 steps on 3 small days (about 24 eval frauds): the AP floor sits above chance (the fraud rate,
     # 0.003) so it still gates; a later retrain must push, not compete with the first.
     doc["evaluation"]["gate"].update(lower_bound=0.01, change_threshold=-1.0)
@@ -93,7 +95,11 @@ def test_examples_carry_the_ingestion_evidence(fraud_run) -> None:
     properties = trace.examples.custom_properties
     assert len(properties["input_sha256"].string_value) == 64
     assert properties["pseudonym_key_is_demo"].int_value == 0
-    assert properties["rows_in"].int_value == properties["rows_out"].int_value + properties["rows_suppressed"].int_value
+    # every row read is accounted for: written, suppressed by k-anonymity, or (time split) an eval row of a
+    # card already known compromised, read only as context
+    assert properties["rows_in"].int_value == (properties["rows_out"].int_value + properties["rows_suppressed"].int_value
+                                               + properties["eval_known_compromised_rows"].int_value)
+    assert properties["eval_known_compromised_rows"].int_value > 0
     assert properties["privacy_policy_sha256"].string_value == config.privacy.sha256()
 
 
@@ -198,6 +204,7 @@ def test_lgpd_report_in_chromium_matches_mlmd(two_pushes, browser) -> None:
     assert fact(browser, "actor") == ACTOR
     for name in ("rows_in", "rows_out", "rows_suppressed"):
         assert fact(browser, name) == str(examples[name].int_value)
+    assert fact(browser, "rows_known_compromised") == str(examples["eval_known_compromised_rows"].int_value)
     assert fact(browser, "input_sha256") == examples["input_sha256"].string_value
     assert fact(browser, "policy_sha256") == examples["privacy_policy_sha256"].string_value == config.privacy.sha256()
     assert fact(browser, "pseudonym_key_id") == examples["pseudonym_key_id"].string_value

@@ -192,7 +192,7 @@ def test_governance_audit_log_paths_resolve(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("config", "command"), [
     ("breast_cancer.yaml", "`esteira data breast-cancer --out {source}`"),
-    ("fraud.yaml", "`esteira data fraud --transactions 120000 --days 4 --seed 7 --out {source}`")])
+    ("fraud.yaml", "`esteira data fraud --transactions 150000 --days 5 --seed 7 --out {source}`")])
 def test_missing_data_folder_names_the_one_command_that_creates_it(tmp_path: Path, config: str, command: str) -> None:
     loaded = load_config(REPO / "configs" / config, base=tmp_path)
     with pytest.raises(ConfigError) as error:
