@@ -33,17 +33,13 @@ sys.path.insert(0, str(ROOT))
 
 from models.fraud.metrics import average_precision, card_precision_at_k  # noqa: E402
 from models.fraud.time_split import TimeSplit, known_compromised  # noqa: E402
-from models.fraud.window_features import (  # noqa: E402
-    WINDOW_FEATURE_NAMES,
-    calendar_features,
-    grouped_customer_window_features,
-    grouped_terminal_window_features,
-)
+from models.fraud.window_features import WINDOW_FEATURE_NAMES  # noqa: E402
 
-ORIGIN = 1_522_540_800  # 2018-04-01T00:00:00Z, the handbook's day 0
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import data as handbook_data  # noqa: E402  (benchmarks/fraud/handbook/data.py)
+
 MAX_LENGTH = 30
 DELAY_DAYS = 7
-COLUMNS = ["transaction_id", "timestamp", "card_number", "terminal_id", "amount", "is_fraud", "fraud_scenario"]
 # The prequential folds of benchmarks/fraud/handbook/prequential.py (fold 0 first, the latest): 7 days
 # train, 7 delay, 7 eval; test fold 0 evaluates 2018-08-08..08-14 (day 135); validation fold f ends 14
 # days before test fold f and is where hyper-parameters are chosen.
@@ -52,25 +48,21 @@ VALIDATION_END_DAYS = (121, 114, 107, 100)
 
 
 def load(root: Path, cache: Path) -> dict[str, np.ndarray]:
-    """All transactions with window features and card-history indices, computed once and cached."""
+    """All transactions with the book's features (benchmarks/fraud/handbook/data.py, the baselines'
+    own) and card-history indices, as arrays in time order; computed once and cached."""
     if cache.exists():
         with np.load(cache) as stored:
             return dict(stored)
-    frames = [pd.read_csv(path, usecols=COLUMNS) for path in sorted(root.glob("span-*/transactions.csv"))]
-    df = pd.concat(frames, ignore_index=True).sort_values("transaction_id", kind="stable").reset_index(drop=True)
-    cards = pd.factorize(df["card_number"])[0].astype(np.int64)
-    times = df["timestamp"].to_numpy(np.int64)
-    tids = df["transaction_id"].to_numpy(np.int64)
-    amounts = df["amount"].to_numpy(np.float64)
-    labels = df["is_fraud"].to_numpy(np.int64)
-    terminals = df["terminal_id"].to_numpy(np.int64)
-    data: dict[str, np.ndarray] = {"card": cards, "time": times, "transaction_id": tids, "amount": amounts,
-                                   "label": labels, "terminal": terminals,
-                                   "scenario": df["fraud_scenario"].to_numpy(np.int64),  # diagnostics only
-                                   "day": np.floor((times - ORIGIN) / 86_400).astype(np.int64)}
-    data.update(calendar_features(times))
-    data.update(grouped_customer_window_features(cards, times, amounts, tids))
-    data.update(grouped_terminal_window_features(terminals, times, labels, DELAY_DAYS))
+    frame = handbook_data.load(root).frame  # sorted by (timestamp, transaction_id): transaction order
+    times = frame["timestamp"].to_numpy(np.int64)
+    tids = frame["transaction_id"].to_numpy(np.int64)
+    cards = pd.factorize(frame["card_number"])[0].astype(np.int64)
+    data: dict[str, np.ndarray] = {
+        "card": cards, "time": times, "transaction_id": tids, "amount": frame["amount"].to_numpy(np.float64),
+        "label": frame["is_fraud"].to_numpy(np.int64), "terminal": frame["terminal_id"].to_numpy(np.int64),
+        "scenario": frame["fraud_scenario"].to_numpy(np.int64),  # diagnostics only
+        "day": frame["day"].to_numpy(np.int64)}
+    data.update({name: frame[name].to_numpy() for name in WINDOW_FEATURE_NAMES})
     source, valid = card_history_index(cards, times, tids, MAX_LENGTH)
     data.update(history_source=source, history_valid=valid)
     cache.parent.mkdir(parents=True, exist_ok=True)
