@@ -17,6 +17,7 @@ INFERENCE_APIS = "predict|classify|regress|multi_inference"
 SERVER_ERROR_CODES = "UNKNOWN|DEADLINE_EXCEEDED|UNIMPLEMENTED|INTERNAL|UNAVAILABLE|DATA_LOSS"
 SELECTED = 'model=~"$model",version=~"$version"'
 SERVER_JOBS = 'job=~"esteira-.*"'
+TF_SELECTED = 'model_name=~"$model",version=~"$version"'  # TF Serving's families, with Esteira's version label
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,25 @@ _TRAFFIC = Row("Traffic and latency", (
     Panel("p99 latency by version label", "Canary against stable (needs esteira_model_version_label_info).", "s", (
         Query('model_label:esteira_request_duration_seconds:p99_5m{model=~"$model"}', "{{model}} {{label}}"),
     )),
+))
+
+_TF_SERVING = Row("TF Serving's families per version", (
+    Panel("Request count per version", "TF Serving's :tensorflow:serving:request_count per status, split by the "
+          "version label Esteira adds (TF Serving's own server exports no version).", "reqps", (
+              Query(f"sum by (model_name, version, status) (rate(:tensorflow:serving:request_count"
+                    f"{{{TF_SELECTED}}}[$__rate_interval]))", "{{model_name}} v{{version}} {{status}}"),
+          )),
+    Panel("Request latency per version", "TF Serving's :tensorflow:serving:request_latency (microseconds) of "
+          "successful inference calls, per version and entrypoint.", "µs",
+          tuple(Query(f"histogram_quantile({q}, sum by (model_name, version, entrypoint, le) (rate("
+                      f":tensorflow:serving:request_latency_bucket{{{TF_SELECTED},API=~\"(?i){INFERENCE_APIS}\"}}"
+                      f"[$__rate_interval])))", "{{model_name}} v{{version}} {{entrypoint}} " + name)
+                for q, name in ((0.5, "p50"), (0.99, "p99")))),
+    Panel("Build", "esteira_build_info: the Esteira release, git commit and TensorFlow release each server runs.",
+          "short", (
+              Query(f"max by (job, instance, version, git_commit, tensorflow_version) (esteira_build_info{{{SERVER_JOBS}}})",
+                    "{{job}} {{instance}} esteira {{version}} ({{git_commit}}) TF {{tensorflow_version}}"),
+          ), kind="state"),
 ))
 
 _ERRORS = Row("Errors", (
@@ -190,7 +210,7 @@ DASHBOARD = Dashboard(
         Variable("version", "version", "esteira_model_version_available", 'model=~"$model"'),
         Variable("feature", "feature", "esteira_feature_drift_psi", SELECTED),
     ),
-    rows=(_TRAFFIC, _ERRORS, _PREDICTIONS, _DRIFT, _PROCESS, _BATCHING, _VERSIONS),
+    rows=(_TRAFFIC, _ERRORS, _PREDICTIONS, _DRIFT, _TF_SERVING, _PROCESS, _BATCHING, _VERSIONS),
 )
 
 _MACRO = re.compile(r"\$(__rate_interval|__interval|__range|[A-Za-z_]\w*)")

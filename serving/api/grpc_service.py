@@ -72,9 +72,10 @@ class _Base:
     def _account(self, call: Call, tf_api: str | None, started: float) -> None:
         metrics = self.service.metrics
         if tf_api is not None:
-            metrics.request_count.inc((call.model, call.code))
+            metrics.request_count.inc((call.model, call.code, call.version))
             if call.code == "OK":
-                metrics.request_latency.observe((call.model, tf_api, "GRPC"), (time.perf_counter() - started) * 1e6)
+                metrics.request_latency.observe((call.model, tf_api, "GRPC", call.version),
+                                                (time.perf_counter() - started) * 1e6)
         self.service.finish(call)
 
 

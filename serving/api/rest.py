@@ -57,7 +57,7 @@ class RestApi:
         if request.method == "OPTIONS":
             origin = request.headers.get("origin", "")
             ok = "http://" in origin or "https://" in origin
-            self.service.metrics.request_count.inc(("", "OK" if ok else "INVALID_ARGUMENT"))
+            self.service.metrics.request_count.inc(("", "OK" if ok else "INVALID_ARGUMENT", ""))
             return Response(200 if ok else 400, b"", content_type="text/html; charset=ISO-8859-1")
         if not _V1.fullmatch(path):
             return Response(404, NOT_FOUND_HTML, content_type="text/html", close=True)
@@ -138,9 +138,10 @@ class RestApi:
         if call.request_id:
             response.headers = response.headers + (("X-Request-Id", call.request_id),)
         call.response_bytes = len(response.body)
-        service.metrics.request_count.inc((call.model, call.code))
+        service.metrics.request_count.inc((call.model, call.code, call.version))
         if call.code == "OK":
-            service.metrics.request_latency.observe((call.model, tf_api, "REST"), (time.perf_counter() - started) * 1e6)
+            service.metrics.request_latency.observe((call.model, tf_api, "REST", call.version),
+                                                    (time.perf_counter() - started) * 1e6)
         service.finish(call)
         return response, call.model, call.api
 

@@ -19,6 +19,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.metrics_core import Metric
 
+from serving.observability.build_info import build_labels
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -205,9 +207,13 @@ class Registry:
         self._registry.register(self)
         ProcessCollector(registry=self._registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
         tf = dict(tf_style=True)
-        self.request_count = self._add(Counter(":tensorflow:serving:request_count", ["model_name", "status"], **tf))
+        # TF Serving's labels, plus the version that answered ("" before one was resolved): additive, so
+        # queries written for TF Serving work unchanged and dashboards can split by version.
+        self.request_count = self._add(Counter(
+            ":tensorflow:serving:request_count", ["model_name", "status", "version"], **tf))
         self.request_latency = self._add(Histogram(
-            ":tensorflow:serving:request_latency", ["model_name", "API", "entrypoint"], exponential(10, 1.8, 33), **tf))
+            ":tensorflow:serving:request_latency", ["model_name", "API", "entrypoint", "version"],
+            exponential(10, 1.8, 33), **tf))
         self.runtime_latency = self._add(Histogram(
             ":tensorflow:serving:runtime_latency", ["model_name", "API", "runtime"], exponential(10, 1.8, 33), **tf))
         self.example_counts = self._add(Histogram(
@@ -279,6 +285,10 @@ class Registry:
             "Remembered predictions forgotten before any label: expired (TTL) or evicted (max entries)."))
         self.feedback_memory_entries = self._add(Gauge(
             "esteira_feedback_memory_entries", [], "Predictions remembered for feedback."))
+        self.build_info = self._add(Gauge(
+            "esteira_build_info", ["version", "git_commit", "tensorflow_version"],
+            "1, labelled with the Esteira release, the git commit and the TensorFlow release this server runs."))
+        self.build_info.set(build_labels(), 1.0)
         self.threads = self._add(Gauge("process_threads", [], "OS threads of the server process."))
         self.threads.set_function(os_threads)
         self._feature_histograms: dict[tuple[str, str, str], Histogram] = {}
