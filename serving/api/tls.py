@@ -48,10 +48,10 @@ class ServerTls:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.config = read_ssl_config(path)
+        self._text = Path(path).read_text()
         self._root = Path(tempfile.mkdtemp(prefix="esteira-tls-"))  # mode 0700: the key never leaves it
         self._lock = threading.Lock()
-        self._text = Path(path).read_text()
-        self.config = read_ssl_config(path)
         self.generation = 0
         self._files = self._write(self.config)
         try:
