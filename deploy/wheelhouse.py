@@ -33,6 +33,7 @@ SERVING_ROOTS = (
     "tf-keras",                # Keras 2, which the pipeline's models are built with (TF_USE_LEGACY_KERAS=1)
     "tensorflow-serving-api",  # TF Serving's protos and gRPC services
     "grpcio",
+    "grpcio-health-checking",  # grpc.health.v1 (--enable_grpc_healthcheck_service)
     "uvicorn", "httptools", "uvloop",  # REST
     "orjson",
     "prometheus-client",
