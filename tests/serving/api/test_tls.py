@@ -240,6 +240,26 @@ def test_an_unusable_new_file_keeps_the_certificates_in_use(tls) -> None:  # typ
         grpc_status(tls["server"].grpc_target, pki.grpc_credentials(pki.next_ca, None))
 
 
+def test_the_gateway_follows_a_changed_ca_file_without_a_restart(tls, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pki = tls["pki"]  # the server now presents the certificate of the "next" CA (the reload test above)
+    ca_file = Path(pki.file("gw-stale-ca.crt", pki.ca[0].cert))
+    gateway = start_server(tmp_path, f"--remote_backend={tls['server'].grpc_target}", f"--remote_backend_ca_file={ca_file}",
+                           f"--remote_backend_cert_file={pki.file('gw2.crt', pki.client.cert)}",
+                           f"--remote_backend_key_file={pki.file('gw2.key', pki.client.key)}")
+    url = f"{gateway.rest_url}/v1/models/{MODEL}:predict"
+    try:
+        assert httpx.post(url, json=BODY, timeout=10).status_code == 503  # the old CA no longer verifies it
+        staged = ca_file.with_suffix(".new")
+        staged.write_text(pki.next_ca[0].cert)
+        staged.replace(ca_file)
+        deadline = time.monotonic() + 10
+        while (status := httpx.post(url, json=BODY, timeout=10).status_code) != 200:
+            assert status == 503 and time.monotonic() < deadline, status
+            time.sleep(0.3)
+    finally:
+        gateway.stop()
+
+
 def test_bad_ssl_config_files_are_refused_at_start_naming_the_field(tmp_path: Path) -> None:
     pki = Pki(tmp_path)
     missing = tmp_path / "missing.config"
