@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: install lock data demo demo-fraud test test-fast tensorboard mlflow-ui serve-demo stack stack-down dashboard images image-serving image-pipeline compose-up compose-down bench-pipeline-image bench-pipeline bench-serving bench-training bench-fraud-handbook clean help \
+.PHONY: install lock data demo demo-fraud test test-fast lint tensorboard mlflow-ui serve-demo stack stack-down dashboard images image-serving image-pipeline compose-up compose-down bench-pipeline-image bench-pipeline bench-serving bench-training bench-fraud-handbook clean help \
 	k8s-render k8s-validate k8s-rules k8s-set-image k8s-play-manifest kubeflow-spec lint-workflows model-gate \
 	ci registry-login kubeconfig deploy-images deploy-pin deploy-apply canary-start canary-check canary-promote canary-rollback
 
@@ -17,6 +17,7 @@ help:
 	@echo "make demo            install if needed, write the data, run the pipeline, print what happened"
 	@echo "make test            install if needed, run every test (unit + end-to-end)"
 	@echo "make test-fast       unit tests only (no whole-pipeline runs)"
+	@echo "make lint            ruff and mypy over the tree (settings in pyproject.toml); .ci/run runs it before make test"
 	@echo "make install         create .venv from requirements.lock (idempotent)"
 	@echo "make lock            re-resolve requirements.lock from pyproject.toml"
 	@echo "make demo-fraud      simulate card transactions and run the fraud pipeline (privacy at ingestion)"
@@ -84,6 +85,10 @@ test: install
 
 test-fast: install
 	@$(PY) -m pytest -m "not e2e"; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
+
+# ruff lints (never formats); mypy checks the shipped packages ([tool.mypy] packages; cache in .mypy_cache). Both run.
+lint: install
+	@rc=0; $(VENV)/bin/ruff check . || rc=1; $(VENV)/bin/mypy || rc=1; exit $$rc
 
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1 --port 6006
