@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
 from tensorflow_serving.config import model_server_config_pb2
@@ -55,7 +56,7 @@ def _build_messages() -> tuple[type, type, type]:
     add(ssl, "client_verify", 4, F.TYPE_BOOL)
     pool.Add(fdp)
     return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
-                 for name in ("BatchingParameters", "MonitoringConfig", "SSLConfig"))  # type: ignore[return-value]
+                 for name in ("BatchingParameters", "MonitoringConfig", "SSLConfig"))
 
 
 BatchingParametersProto, MonitoringConfigProto, SSLConfigProto = _build_messages()
@@ -63,7 +64,7 @@ ModelServerConfig = model_server_config_pb2.ModelServerConfig
 DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"
 
 
-def _parse_text(path: str | os.PathLike[str], message: object, what: str) -> None:
+def _parse_text(path: str | os.PathLike[str], message: Any, what: str) -> None:
     try:
         text = Path(path).read_text()
     except OSError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from typing import Any
 
@@ -103,14 +104,12 @@ class ModelHealth:
     async def _follow(self) -> None:
         assert self._wake is not None
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):  # a timeout is the periodic refresh
                 await asyncio.wait_for(self._wake.wait(), REFRESH_SECONDS)
-            except asyncio.TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.refresh()
-            except Exception:  # noqa: BLE001 - the health states must keep following whatever one refresh met
+            except Exception:
                 log.exception("health refresh failed; retrying in %.0f s", REFRESH_SECONDS)
 
     async def refresh(self) -> None:

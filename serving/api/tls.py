@@ -19,9 +19,10 @@ import shutil
 import ssl
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 from uvicorn.config import SSL_PROTOCOL_VERSION, create_ssl_context
@@ -89,10 +90,10 @@ class ServerTls:
         """uvicorn.Config's TLS keywords: the files of the first SSLConfig, and the factory that makes
         every handshake use the newest one."""
         files = self._files
-        return dict(ssl_certfile=str(files.cert), ssl_keyfile=str(files.key),
-                    ssl_ca_certs=str(files.ca) if files.ca else None,
-                    ssl_cert_reqs=ssl.CERT_REQUIRED if self.config.client_verify else ssl.CERT_NONE,
-                    ssl_context_factory=self._uvicorn_context)
+        return {"ssl_certfile": str(files.cert), "ssl_keyfile": str(files.key),
+                "ssl_ca_certs": str(files.ca) if files.ca else None,
+                "ssl_cert_reqs": ssl.CERT_REQUIRED if self.config.client_verify else ssl.CERT_NONE,
+                "ssl_context_factory": self._uvicorn_context}
 
     def _uvicorn_context(self, _config: Any, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
         context = default()  # uvicorn's own, from the settings above

@@ -55,7 +55,7 @@ class RemoteTls:
 
     def fingerprint(self) -> tuple:
         """What changes when a file is replaced (a Kubernetes Secret update swaps a symlink)."""
-        marks = []
+        marks: list[tuple[int, int, int] | None] = []
         for _flag, path in self._files():
             try:
                 found = os.stat(path)

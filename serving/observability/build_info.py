@@ -22,8 +22,10 @@ def package_version(name: str) -> str:
         return UNKNOWN
 
 
-def git_commit(start: Path = Path(__file__).resolve().parent) -> str:
-    """``ESTEIRA_GIT_COMMIT``, else the commit ``HEAD`` names in the nearest ``.git`` above ``start``."""
+def git_commit(start: Path | None = None) -> str:
+    """``ESTEIRA_GIT_COMMIT``, else the commit ``HEAD`` names in the nearest ``.git`` above ``start``
+    (default: this package's folder)."""
+    start = start or Path(__file__).resolve().parent
     given = os.environ.get("ESTEIRA_GIT_COMMIT", "").strip()
     if given:
         return given[:40]

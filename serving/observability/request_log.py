@@ -20,9 +20,10 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any
 
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import logging_config_pb2, model_server_config_pb2
@@ -50,7 +51,7 @@ class LogSettings:
     config: logging_config_pb2.LoggingConfig
 
     @classmethod
-    def of(cls, model: model_server_config_pb2.ModelConfig) -> "LogSettings | None":
+    def of(cls, model: model_server_config_pb2.ModelConfig) -> LogSettings | None:
         if not model.HasField("logging_config"):
             return None
         config = model.logging_config
@@ -74,7 +75,7 @@ class _RotatingFile:
     def __init__(self, prefix: str, max_file_bytes: int, max_files: int) -> None:
         self.prefix, self.max_file_bytes, self.max_files = prefix, max_file_bytes, max_files
         Path(prefix).parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-        self._writer = None
+        self._writer: Any = None  # tf.io.TFRecordWriter of the file being filled
         self._bytes = 0
         self._sequence = 0
         self._started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serving_helpers import MODEL, start_server, write_config
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
 from serving.api.http_server import GRACE_SECONDS
 from serving.config import read_model_config
-from serving_helpers import MODEL, start_server, write_config
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

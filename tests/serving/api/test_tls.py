@@ -9,9 +9,10 @@ import ipaddress
 import socket
 import ssl
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 import httpx
@@ -21,12 +22,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from google.protobuf import text_format
+from serving_helpers import MODEL, read_response, start_server
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
 from serving.api.tls import POLL_SECONDS, ServerTls
 from serving.config import ConfigError, SSLConfigProto, read_ssl_config
 from serving.demo_model import raw_row
-from serving_helpers import MODEL, read_response, start_server
 
 BODY = {"signature_name": "predict_raw", "instances": [raw_row(1)]}
 
@@ -43,7 +44,7 @@ def _name(common_name: str) -> x509.Name:
 
 def make_ca(common_name: str) -> tuple[Pem, Any, Any]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(_name(common_name)).issuer_name(_name(common_name))
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=1)).not_valid_after(now + datetime.timedelta(days=1))
@@ -55,7 +56,7 @@ def make_ca(common_name: str) -> tuple[Pem, Any, Any]:
 def issue(common_name: str, ca: tuple[Pem, Any, Any], *, server: bool) -> Pem:
     _, ca_key, ca_cert = ca
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (x509.CertificateBuilder().subject_name(_name(common_name)).issuer_name(ca_cert.subject)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(now - datetime.timedelta(minutes=1)).not_valid_after(now + datetime.timedelta(days=1)))
@@ -209,8 +210,8 @@ def test_new_certificates_reach_new_connections_and_open_ones_stay(tls) -> None:
         deadline = time.monotonic() + 10 * POLL_SECONDS + 5
         while True:  # a new connection that trusts only the next CA succeeds once the reload happened
             try:
-                with pki.rest_context(pki.next_ca, pki.client).wrap_socket(
-                        socket.create_connection(("127.0.0.1", rest_port), timeout=5), server_hostname="127.0.0.1") as fresh:
+                plain = socket.create_connection(("127.0.0.1", rest_port), timeout=5)
+                with pki.rest_context(pki.next_ca, pki.client).wrap_socket(plain, server_hostname="127.0.0.1") as fresh:
                     served = x509.load_der_x509_certificate(fresh.getpeercert(binary_form=True))
                     assert _raw_get(fresh, bytearray()) == 200
                 break
@@ -243,7 +244,8 @@ def test_an_unusable_new_file_keeps_the_certificates_in_use(tls) -> None:  # typ
 def test_the_gateway_follows_a_changed_ca_file_without_a_restart(tls, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     pki = tls["pki"]  # the server now presents the certificate of the "next" CA (the reload test above)
     ca_file = Path(pki.file("gw-stale-ca.crt", pki.ca[0].cert))
-    gateway = start_server(tmp_path, f"--remote_backend={tls['server'].grpc_target}", f"--remote_backend_ca_file={ca_file}",
+    gateway = start_server(tmp_path, f"--remote_backend={tls['server'].grpc_target}",
+                           f"--remote_backend_ca_file={ca_file}",
                            f"--remote_backend_cert_file={pki.file('gw2.crt', pki.client.cert)}",
                            f"--remote_backend_key_file={pki.file('gw2.key', pki.client.key)}")
     url = f"{gateway.rest_url}/v1/models/{MODEL}:predict"

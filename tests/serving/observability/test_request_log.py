@@ -5,23 +5,30 @@ model without logging_config logs nothing; a bad logging_config in a reload is r
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 import httpx
 import numpy as np
 import pytest
+from serving_helpers import MODEL, metric_value, start_server, write_config
 from tensorflow_serving.apis import (
-    classification_pb2, inference_pb2, model_management_pb2, model_service_pb2_grpc, predict_pb2,
-    prediction_log_pb2, prediction_service_pb2_grpc, regression_pb2,
+    classification_pb2,
+    inference_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_log_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
 from serving.config import read_model_config
 from serving.demo_model import FEATURES, raw_row
 from serving.protocol.json_codec import features_to_example
 from serving.protocol.tensors import from_proto, to_proto
-from serving_helpers import MODEL, metric_value, start_server, write_config
 
 QUIET = "quiet"  # the same model files under a name without logging_config
 EXAMPLES = [{"feature_0": 0.5, "feature_1": -1.0}, {"feature_0": 2.0}]
@@ -54,7 +61,8 @@ def wait_logged(rest_url: str, model: str, count: int) -> None:
     deadline = time.monotonic() + 15
     while True:
         text = httpx.get(f"{rest_url}/monitoring/prometheus/metrics").text
-        if (metric_value(text, ":tensorflow:serving:request_log_count", model_name=model, status_code="OK") or 0) >= count:
+        written = metric_value(text, ":tensorflow:serving:request_log_count", model_name=model, status_code="OK")
+        if (written or 0) >= count:
             return
         assert time.monotonic() < deadline, f"fewer than {count} records of {model} written within 15 s"
         time.sleep(0.1)
@@ -136,8 +144,8 @@ def test_every_inference_api_is_logged_with_its_request_id_and_replays_to_the_sa
         if record.HasField("predict_log"):
             assert set(logged.outputs) == set(again.outputs) and logged.outputs
             for alias in logged.outputs:
-                np.testing.assert_allclose(from_proto(again.outputs[alias], alias), from_proto(logged.outputs[alias], alias),
-                                           rtol=1e-6)
+                np.testing.assert_allclose(from_proto(again.outputs[alias], alias),
+                                           from_proto(logged.outputs[alias], alias), rtol=1e-6)
         else:  # classifications, regressions, MultiInference's results: equal messages
             field = "results" if record.HasField("multi_inference_log") else "result"
             assert list(getattr(again, field) if field == "results" else [again.result]) == list(

@@ -9,11 +9,11 @@ import httpx
 import numpy as np
 import pytest
 import tensorflow as tf
+from serving_helpers import MODEL, metric_samples
 
 from serving.client import GrpcClient
 from serving.demo_model import FEATURES, raw_row
 from serving.observability.build_info import git_commit, package_version
-from serving_helpers import MODEL, metric_samples
 
 METRICS = "/monitoring/prometheus/metrics"
 REPO = Path(__file__).resolve().parents[3]
@@ -58,7 +58,8 @@ def test_request_count_and_latency_carry_the_version_that_answered(shared_server
 def test_build_info_names_the_release_the_commit_and_tensorflow(shared_server) -> None:  # type: ignore[no-untyped-def]
     text = httpx.get(shared_server.rest_url + METRICS).text
     (labels, value), = metric_samples(text, "esteira_build_info")
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout.strip()
     assert value == 1.0
     assert labels == {"version": package_version("esteira"), "git_commit": head, "tensorflow_version": tf.__version__}
 
