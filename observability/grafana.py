@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from grafana_foundation_sdk.builders import bargauge, dashboard, prometheus, statetimeline, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -18,13 +19,15 @@ from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from observability.panels import DASHBOARD, Dashboard, Panel, Variable
 
-DASHBOARD_FILE = Path(__file__).resolve().parent.parent / "configs/monitoring/grafana/dashboards/esteira-model-server.json"
+DASHBOARD_FILE = (Path(__file__).resolve().parent.parent
+                  / "configs/monitoring/grafana/dashboards/esteira-model-server.json")
 DATASOURCE = models.DataSourceRef(type_val="prometheus", uid="${datasource}")
 _WIDTH = 24
 
 
 def _panel(panel: Panel, panel_id: int, width: int) -> dashboard.Panel:
-    builders = {"timeseries": timeseries.Panel, "histogram": bargauge.Panel, "state": statetimeline.Panel}
+    builders: dict[str, Any] = {"timeseries": timeseries.Panel, "histogram": bargauge.Panel,
+                                "state": statetimeline.Panel}
     built = builders[panel.kind]().title(panel.title).description(panel.description).unit(panel.unit)
     built = built.id(panel_id).datasource(DATASOURCE).span(width).height(8)
     for index, query in enumerate(panel.queries):

@@ -6,6 +6,7 @@ package, names and field numbers as TF Serving's .proto files, and parse the sam
 """
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +69,8 @@ def _parse_text(path: str | os.PathLike[str], message: Any, what: str) -> None:
     try:
         text = Path(path).read_text()
     except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}; check the path passed on the command line") from None
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}; "
+                          "check the path passed on the command line") from None
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as exc:
@@ -95,10 +97,12 @@ def validate_model_config(config: model_server_config_pb2.ModelServerConfig) -> 
             raise ConfigError(f"Illegal to list model {model.name} multiple times in config list")
         seen.add(model.name)
         if not model.base_path or not (os.path.isabs(model.base_path) or "://" in model.base_path):
-            raise ConfigError(f"Expected model {model.name} to have an absolute path or URI; got base_path()={model.base_path}")
+            raise ConfigError(f"Expected model {model.name} to have an absolute path or URI; "
+                              f"got base_path()={model.base_path}")
         if model.model_platform and model.model_platform != "tensorflow":
             raise ConfigError(
-                f"Model {model.name} has model_platform \"{model.model_platform}\"; this server serves \"tensorflow\" only"
+                f"Model {model.name} has model_platform \"{model.model_platform}\"; "
+                "this server serves \"tensorflow\" only"
             )
 
 
@@ -141,12 +145,14 @@ def read_batching_parameters(path: str | os.PathLike[str] | None) -> BatchingPar
         max_batch_size=proto.max_batch_size.value if proto.HasField("max_batch_size") else 1000,
         batch_timeout_micros=proto.batch_timeout_micros.value if proto.HasField("batch_timeout_micros") else 0,
         max_enqueued_batches=proto.max_enqueued_batches.value if proto.HasField("max_enqueued_batches") else 10,
-        num_batch_threads=proto.num_batch_threads.value if proto.HasField("num_batch_threads") else (os.cpu_count() or 1),
+        num_batch_threads=(proto.num_batch_threads.value if proto.HasField("num_batch_threads")
+                           else (os.cpu_count() or 1)),
         thread_pool_name=proto.thread_pool_name.value if proto.HasField("thread_pool_name") else "batch_threads",
         allowed_batch_sizes=tuple(proto.allowed_batch_sizes),
         pad_variable_length_inputs=proto.pad_variable_length_inputs,
         enable_large_batch_splitting=proto.enable_large_batch_splitting.value,
-        max_execution_batch_size=proto.max_execution_batch_size.value if proto.HasField("max_execution_batch_size") else None,
+        max_execution_batch_size=(proto.max_execution_batch_size.value
+                                  if proto.HasField("max_execution_batch_size") else None),
     )
     for name in ("max_batch_size", "max_enqueued_batches", "num_batch_threads"):
         if getattr(params, name) <= 0:
@@ -155,7 +161,7 @@ def read_batching_parameters(path: str | os.PathLike[str] | None) -> BatchingPar
         raise ConfigError(f"{path}: batch_timeout_micros must be >= 0")
     sizes = params.allowed_batch_sizes
     if sizes:
-        if any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] <= 0:
+        if any(b <= a for a, b in itertools.pairwise(sizes)) or sizes[0] <= 0:
             raise ConfigError(f"{path}: allowed_batch_sizes must be positive and strictly increasing")
         if sizes[-1] != params.max_batch_size:
             raise ConfigError(
@@ -200,7 +206,8 @@ def read_ssl_config(path: str | os.PathLike[str]) -> SslConfig:
     for name in ("server_key", "server_cert"):
         if "-----BEGIN" not in getattr(proto, name):
             raise ConfigError(f"{path}: {name} must hold the PEM text itself (TF Serving's SSLConfig), "
-                              f'e.g. {name}: "-----BEGIN ...-----\\n...\\n-----END ...-----\\n"; it is empty or not PEM')
+                              f'e.g. {name}: "-----BEGIN ...-----\\n...\\n-----END ...-----\\n"; '
+                              "it is empty or not PEM")
     if proto.client_verify and "-----BEGIN CERTIFICATE" not in proto.custom_ca:
         raise ConfigError(f"{path}: client_verify: true needs custom_ca, the PEM certificate(s) of the CA that "
                           "signs client certificates")

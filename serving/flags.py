@@ -75,7 +75,8 @@ class ServerFlags:
 ESTEIRA_FLAGS = {
     "host", "remote_backend", "remote_backend_ca_file", "remote_backend_cert_file", "remote_backend_key_file",
     "canary_config_file", "auth_token_file", "auth_protect_probes",
-    "auth_protect_metrics", "audit_log_file", "request_log_max_file_bytes", "request_log_max_files", "rest_api_max_body_bytes", "request_read_timeout_seconds",
+    "auth_protect_metrics", "audit_log_file", "request_log_max_file_bytes", "request_log_max_files",
+    "rest_api_max_body_bytes", "request_read_timeout_seconds",
     "rest_api_idle_timeout_seconds", "rest_api_max_connections", "rest_api_max_header_bytes", "rest_api_max_headers",
     "rest_api_max_pipelined_requests",
     "grpc_max_receive_message_bytes", "grpc_max_concurrent_streams", "grpc_max_call_seconds",
@@ -169,7 +170,8 @@ def parse_flags(argv: list[str]) -> ServerFlags:
             else:
                 setattr(flags, name, value)
         except ValueError:
-            raise FlagError(f"--{name} needs a {'number' if kind in (int, 'int', float, 'float') else 'value'}, got {value!r}") from None
+            wanted = "number" if kind in (int, "int", float, "float") else "value"
+            raise FlagError(f"--{name} needs a {wanted}, got {value!r}") from None
     validate(flags)
     return flags
 

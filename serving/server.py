@@ -18,11 +18,16 @@ from serving.api.grpc_service import add_services
 from serving.api.health import ModelHealth
 from serving.api.http_server import GRACE_SECONDS, RestServer
 from serving.api.rest import RestApi
-from serving.api.tls import POLL_SECONDS as TLS_POLL_SECONDS, ServerTls
 from serving.api.service import Service
+from serving.api.tls import POLL_SECONDS as TLS_POLL_SECONDS
+from serving.api.tls import ServerTls
+from serving.backends import Backend
 from serving.canary import CanaryRouter
 from serving.config import (
-    read_batching_parameters, read_model_config, read_monitoring_config, single_model_config,
+    read_batching_parameters,
+    read_model_config,
+    read_monitoring_config,
+    single_model_config,
 )
 from serving.flags import ServerFlags
 from serving.observability.audit import AuditSink
@@ -73,13 +78,14 @@ class ModelServer:
                                  max_files=flags.request_log_max_files, saved_model_tags=tags)
         if flags.model_config_file:  # checked before any model loads; off unless a model asks
             request_log.configure(read_model_config(flags.model_config_file))
+        backend: Backend
         if flags.remote_backend:
             from serving.backends.remote import RemoteBackend, RemoteTls
 
+            remote_tls = RemoteTls.from_flags(flags.remote_backend_ca_file, flags.remote_backend_cert_file,
+                                              flags.remote_backend_key_file)
             backend = RemoteBackend(flags.remote_backend, metrics=self.metrics,
-                                    model_config_file=flags.model_config_file or None,
-                                    tls=RemoteTls.from_flags(flags.remote_backend_ca_file, flags.remote_backend_cert_file,
-                                                             flags.remote_backend_key_file))
+                                    model_config_file=flags.model_config_file or None, tls=remote_tls)
         else:
             from serving.backends.local import LocalBackend
             from serving.core.manager import ModelManager
@@ -170,7 +176,7 @@ class ModelServer:
             await asyncio.sleep(TLS_POLL_SECONDS)
             try:
                 await asyncio.to_thread(tls.reload_if_changed)
-            except Exception:  # noqa: BLE001 - keep serving with the certificates in use
+            except Exception:  # keep serving with the certificates in use
                 log.exception("TLS certificate reload failed; keeping the certificates in use")
 
     async def stop(self) -> None:
@@ -246,7 +252,7 @@ class RunningServer:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=30)
 
-    def __enter__(self) -> "RunningServer":
+    def __enter__(self) -> RunningServer:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger("serving.http")
 
@@ -142,7 +143,7 @@ class RestApp:
         peer = f"{client[0]}:{client[1]}" if client else ""
         try:
             response = await self.handler(Request(scope["method"], target, headers, body, peer))
-        except Exception:  # noqa: BLE001 - a handler bug answers 500 and the connection stays usable
+        except Exception:  # a handler bug answers 500 and the connection stays usable
             log.exception("unhandled error serving %s %s", scope["method"], target)
             response = Response(500, self.error_body("Internal server error; see the server log"))
         await self._send(send, response)

@@ -25,7 +25,8 @@ class Authenticator:
     protect_metrics: bool = False
 
     @classmethod
-    def load(cls, token_file: str | None, *, protect_probes: bool = False, protect_metrics: bool = False) -> "Authenticator | None":
+    def load(cls, token_file: str | None, *, protect_probes: bool = False,
+             protect_metrics: bool = False) -> Authenticator | None:
         entries: list[str] = []
         if token_file:
             try:
@@ -45,7 +46,8 @@ class Authenticator:
             if not sep:
                 caller, token = "", line
             if len(token) < 16:
-                raise ConfigError("every auth token must be at least 16 characters; generate one with `openssl rand -hex 32`")
+                raise ConfigError("every auth token must be at least 16 characters; "
+                                  "generate one with `openssl rand -hex 32`")
             caller = caller or "token-" + hashlib.sha256(token.encode()).hexdigest()[:8]
             tokens.append((caller, token.encode()))
         if not tokens:

@@ -6,7 +6,7 @@ from collections import deque
 
 
 class _Watch:
-    __slots__ = ("deadline", "task", "cancelling", "done", "expired")
+    __slots__ = ("cancelling", "deadline", "done", "expired", "task")
 
     def __init__(self, deadline: float, task: asyncio.Task, cancelling: int) -> None:
         self.deadline, self.task, self.cancelling = deadline, task, cancelling

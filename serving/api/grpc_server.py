@@ -7,8 +7,9 @@ import asyncio
 import logging
 import os
 import stat
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import grpc
 
@@ -53,7 +54,8 @@ class CallTimeLimit(grpc.aio.ServerInterceptor):
                                                     request_deserializer=handler.request_deserializer,
                                                     response_serializer=handler.response_serializer)
 
-    def _bounded(self, behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    def _bounded(self, behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+                 ) -> Callable[..., Awaitable[Any]]:
         seconds = self.seconds
 
         async def call(requests: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -65,6 +67,7 @@ class CallTimeLimit(grpc.aio.ServerInterceptor):
                 await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, call_too_long_error(seconds))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "The call ended without its request message; send exactly one message")
+            return None  # not reached: abort raises
 
         return call
 # Server-side channel arguments of gRPC core that take an integer (grpc_types.h); the others take a string.

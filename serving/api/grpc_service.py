@@ -2,21 +2,29 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import grpc
 import numpy as np
 from tensorflow_serving.apis import (
-    classification_pb2, get_model_metadata_pb2, get_model_status_pb2, inference_pb2, model_management_pb2,
-    model_service_pb2_grpc, predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc, regression_pb2,
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    inference_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_log_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
-from serving.protocol.errors import Code, ServingError, invalid_argument
 from serving.api.service import Call, Service
+from serving.observability.feedback import request_id
+from serving.protocol.errors import Code, ServingError, invalid_argument
 from serving.protocol.tensors import from_proto, stack_predict_inputs, stack_uniform, to_proto
 from serving.servables.warmup import examples_from_input
-from serving.observability.feedback import request_id
-
 
 INFERENCE_APIS = frozenset({"predict", "classify", "regress", "multi_inference"})  # each answers with a request id
 
@@ -80,7 +88,8 @@ class _Base:
 
 
 class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):
-    async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
+    async def Predict(self, request: predict_pb2.PredictRequest,
+                      context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
         async def work(call: Call) -> predict_pb2.PredictResponse:
             name, version, label = _spec(request.model_spec)
             client_id = request.client_id if request.HasField("client_id") else getattr(call, "client_id", None)
@@ -89,7 +98,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
             signature = request.model_spec.signature_name or "serving_default"
             if signature not in handle.signatures or signature == "__saved_model_init_op":
                 raise ServingError(Code.FAILED_PRECONDITION, f'Serving signature key "{signature}" not found.')
-            inputs = stack_predict_inputs(request)
+            inputs: Mapping[str, np.ndarray] | None = stack_predict_inputs(request)
             if inputs is None:
                 inputs = stack_uniform({alias: from_proto(tensor, alias) for alias, tensor in request.inputs.items()})
             outputs, served = await self.service.backend.predict(handle, signature, inputs, list(request.output_filter))
@@ -101,7 +110,8 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
             response.model_spec.signature_name = signature
             dtypes = {alias: info.dtype for alias, info in handle.signatures[signature].outputs.items()}
             for alias, value in outputs.items():
-                response.outputs[alias].CopyFrom(to_proto(np.asarray(value), dtypes.get(alias), use_tensor_content=self.tensor_content))
+                response.outputs[alias].CopyFrom(to_proto(np.asarray(value), dtypes.get(alias),
+                                                          use_tensor_content=self.tensor_content))
             self.service.log_request(call, signature, lambda: prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request, response=response)))
             return response
@@ -241,5 +251,6 @@ def fill_classifications(result: classification_pb2.ClassificationResult, result
 
 
 def add_services(server: grpc.aio.Server, service: Service, tensor_content: bool = False) -> None:
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(service, tensor_content), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(service, tensor_content), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service, tensor_content), server)

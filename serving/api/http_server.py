@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 import socket
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -178,7 +179,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
         sock.close()
-        raise OSError(f"cannot bind REST port {host}:{port} ({exc.strerror}); is another server running on it?") from None
+        raise OSError(f"cannot bind REST port {host}:{port} ({exc.strerror}); "
+                      "is another server running on it?") from None
     sock.setblocking(False)
     return sock
 

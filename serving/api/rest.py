@@ -9,17 +9,22 @@ from urllib.parse import unquote
 
 from google.protobuf import json_format
 from tensorflow_serving.apis import (
-    classification_pb2, get_model_metadata_pb2, model_pb2, predict_pb2, prediction_log_pb2, regression_pb2,
+    classification_pb2,
+    get_model_metadata_pb2,
+    model_pb2,
+    predict_pb2,
+    prediction_log_pb2,
+    regression_pb2,
 )
 
-from serving.protocol import json_codec
-from serving.protocol.tensors import to_proto
+from serving.api.asgi import Request, Response
+from serving.api.grpc_service import fill_classifications, fill_spec
+from serving.api.service import Call, Service
 from serving.observability.feedback import parse_feedback, request_id
 from serving.observability.metrics import CONTENT_TYPE
+from serving.protocol import json_codec
 from serving.protocol.errors import Code, ServingError
-from serving.api.asgi import Request, Response
-from serving.api.service import Call, Service
-from serving.api.grpc_service import fill_classifications, fill_spec
+from serving.protocol.tensors import to_proto
 
 _POST = re.compile(r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)")
 _GET = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:\/(metadata))?")
@@ -61,11 +66,11 @@ class RestApi:
             return Response(200 if ok else 400, b"", content_type="text/html; charset=ISO-8859-1")
         if not _V1.fullmatch(path):
             return Response(404, NOT_FOUND_HTML, content_type="text/html", close=True)
-        response, model, api = await self._v1(request, path)
+        response, _model, _api = await self._v1(request, path)
         if self.cors:
-            response.headers = response.headers + (
-                ("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "POST, GET"),
-                ("Access-Control-Allow-Headers", "Content-Type"))
+            response.headers = (
+                *response.headers, ("Access-Control-Allow-Origin", "*"),
+                ("Access-Control-Allow-Methods", "POST, GET"), ("Access-Control-Allow-Headers", "Content-Type"))
         return response
 
     # ---- auxiliary endpoints -----------------------------------------------------------------
@@ -136,7 +141,7 @@ class RestApi:
             if exc.code is Code.UNAUTHENTICATED:
                 response.headers = (("WWW-Authenticate", "Bearer"),)
         if call.request_id:
-            response.headers = response.headers + (("X-Request-Id", call.request_id),)
+            response.headers = (*response.headers, ("X-Request-Id", call.request_id))
         call.response_bytes = len(response.body)
         service.metrics.request_count.inc((call.model, call.code, call.version))
         if call.code == "OK":
@@ -156,7 +161,8 @@ class RestApi:
                                "Missing or invalid bearer token; send 'Authorization: Bearer <token>'")
         call.caller = caller
 
-    async def _inference(self, call: Call, verb: str, version: int | None, label: str | None, request: Request) -> bytes:
+    async def _inference(self, call: Call, verb: str, version: int | None, label: str | None,
+                         request: Request) -> bytes:
         service = self.service
         body = json_codec.InferenceBody(request.body, verb)
         signature_name = body.signature_name
@@ -217,7 +223,8 @@ class RestApi:
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         for key, definition in handle.signatures.items():
             signature_map.signature_def[key].CopyFrom(definition)
-        options: dict[str, Any] = dict(indent=1, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        options: dict[str, Any] = {"indent": 1, "preserving_proto_field_name": True,
+                                   "always_print_fields_with_no_presence": True}
         return (
             '{\n"model_spec":' + json_format.MessageToJson(spec, **options) + '\n,\n"metadata": {"signature_def": '
             + json_format.MessageToJson(signature_map, **options) + "\n}\n}\n"
@@ -248,7 +255,8 @@ def predict_log(model: str, version: int | None, label: str | None, signature: s
     for alias, value in outputs.items():
         info = definition.outputs.get(alias)
         response.outputs[alias].CopyFrom(to_proto(value, info.dtype if info is not None else None))
-    return prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request, response=response))
+    return prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request, response=response))
 
 
 def examples_log(verb: str, model: str, version: int | None, label: str | None, signature: str, examples: list,
@@ -267,5 +275,7 @@ def examples_log(verb: str, model: str, version: int | None, label: str | None, 
         request.input.example_list.examples.add().ParseFromString(raw)
     fill_spec(response.model_spec, model, served, signature)
     if verb == "classify":
-        return prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog(request=request, response=response))
-    return prediction_log_pb2.PredictionLog(regress_log=prediction_log_pb2.RegressLog(request=request, response=response))
+        return prediction_log_pb2.PredictionLog(
+            classify_log=prediction_log_pb2.ClassifyLog(request=request, response=response))
+    return prediction_log_pb2.PredictionLog(
+        regress_log=prediction_log_pb2.RegressLog(request=request, response=response))

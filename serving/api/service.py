@@ -4,8 +4,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -13,11 +14,11 @@ from serving.api.auth import Authenticator
 from serving.api.deadlines import DeadlineQueue
 from serving.backends import Backend, Handle
 from serving.canary import CanaryRouter
-from serving.protocol.errors import Code, ServingError
 from serving.observability.audit import AuditSink
 from serving.observability.feedback import PredictionMemory, row_classes
 from serving.observability.metrics import Registry
 from serving.observability.request_log import Build, RequestLog, RequestLogError
+from serving.protocol.errors import Code, ServingError
 
 log = logging.getLogger("serving")
 T = TypeVar("T")
@@ -88,15 +89,17 @@ class Service:
                 return await work
             except asyncio.CancelledError:
                 if watch.expired and watch.task.uncancel() <= watch.cancelling:
-                    raise ServingError(Code.DEADLINE_EXCEEDED, f"Inference did not finish within {limit * 1000:.0f} ms") from None
+                    raise ServingError(Code.DEADLINE_EXCEEDED,
+                                       f"Inference did not finish within {limit * 1000:.0f} ms") from None
                 raise
             finally:
                 watch.done = True
         try:
             async with asyncio.timeout(limit):  # a timer only; wait_for would wrap every request in another Task
                 return await work
-        except asyncio.TimeoutError:
-            raise ServingError(Code.DEADLINE_EXCEEDED, f"Inference did not finish within {limit * 1000:.0f} ms") from None
+        except TimeoutError:
+            raise ServingError(Code.DEADLINE_EXCEEDED,
+                               f"Inference did not finish within {limit * 1000:.0f} ms") from None
 
     def count_classes(self, model: str, version: int, outputs: Mapping[str, np.ndarray], request_id: str = "") -> None:
         """Predicted classes and scores per row; remembered under the request id for the feedback API."""

@@ -11,20 +11,26 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import grpc
 import numpy as np
 from tensorflow_serving.apis import (
-    classification_pb2, get_model_metadata_pb2, get_model_status_pb2, model_management_pb2,
-    model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc, regression_pb2,
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
 )
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.backends import Handle
-from serving.protocol.errors import ServingError, code_from_number
 from serving.observability.metrics import Registry
+from serving.protocol.errors import ServingError, code_from_number
 from serving.protocol.tensors import from_proto, to_proto
 
 METADATA_TTL_SECONDS = 2.0
@@ -41,7 +47,7 @@ class RemoteTls:
     key_file: str = ""
 
     @classmethod
-    def from_flags(cls, ca_file: str, cert_file: str, key_file: str) -> "RemoteTls | None":
+    def from_flags(cls, ca_file: str, cert_file: str, key_file: str) -> RemoteTls | None:
         if not (ca_file or cert_file or key_file):
             return None
         tls = cls(ca_file, cert_file, key_file)
@@ -103,8 +109,10 @@ class RemoteBackend:
     def _remember_labels(self, config: model_server_config_pb2.ModelServerConfig) -> None:
         self._labels = {m.name: dict(m.version_labels) for m in config.model_config_list.config}
 
-    def _stubs(self) -> tuple[prediction_service_pb2_grpc.PredictionServiceStub, model_service_pb2_grpc.ModelServiceStub]:
-        if self.tls is not None and self._channel is not None and time.monotonic() - self._tls_checked > TLS_CHECK_SECONDS:
+    def _stubs(self) -> tuple[prediction_service_pb2_grpc.PredictionServiceStub,
+                              model_service_pb2_grpc.ModelServiceStub]:
+        due = time.monotonic() - self._tls_checked > TLS_CHECK_SECONDS
+        if self.tls is not None and self._channel is not None and due:
             self._tls_checked = time.monotonic()
             seen = self.tls.fingerprint()
             if seen != self._tls_seen:  # new certificates: new calls on a new channel, calls in flight finish

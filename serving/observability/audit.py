@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from privacy.audit import AuditLog
@@ -12,7 +13,7 @@ class AuditSink:
 
     def __init__(self, path: str) -> None:
         self.log = AuditLog(path)
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[Mapping[str, Any]] = []
         self._task: asyncio.TimerHandle | None = None
 
     def add(self, record: dict[str, Any]) -> None:

@@ -25,9 +25,9 @@ from __future__ import annotations
 import json
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -139,7 +139,8 @@ class DriftMonitor:
     def observe(self, columns: Mapping[str, np.ndarray]) -> None:
         """Queue the values; they are bucketed in bulk when enough have arrived or when read."""
         matrix = getattr(columns, "matrix", None)  # StackedInputs: the rows without a view per input
-        rows = int(np.prod(matrix.shape[1:])) if matrix is not None else max((np.size(v) for v in columns.values()), default=0)
+        rows = (int(np.prod(matrix.shape[1:])) if matrix is not None
+                else max((np.size(v) for v in columns.values()), default=0))
         with self._lock:
             self.pending.append(columns)
             self.pending_rows += rows
@@ -168,8 +169,8 @@ class DriftMonitor:
             if not parts:
                 continue
             # one flattening concatenation and one cast per feature, not one per request (thousands per flush)
-            values = np.concatenate([np.asarray(part) for part in parts] if not all(isinstance(part, np.ndarray) for part in parts)
-                                    else parts, axis=None).astype(np.float64, copy=False)
+            arrays = parts if all(isinstance(part, np.ndarray) for part in parts) else [np.asarray(p) for p in parts]
+            values = np.concatenate(arrays, axis=None).astype(np.float64, copy=False)
             values = values[np.isfinite(values)]
             if values.size == 0:
                 continue
@@ -206,7 +207,8 @@ class DriftMonitor:
     def snapshot(self) -> dict[str, tuple[FeatureReference, np.ndarray, float]]:
         self.flush()
         with self._lock:
-            return {name: (self.reference[name], self.observed[name].copy(), self.sums[name]) for name in self.reference}
+            return {name: (self.reference[name], self.observed[name].copy(), self.sums[name])
+                    for name in self.reference}
 
     def scores(self) -> dict[str, float]:
         return {name: psi(ref.shares, observed) for name, (ref, observed, _) in self.snapshot().items()}

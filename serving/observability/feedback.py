@@ -13,8 +13,9 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -214,6 +215,7 @@ def parse_feedback(document: Any) -> list[FeedbackItem]:
             raise ServingError(Code.INVALID_ARGUMENT, f"{where}.label must be a class index, an integer from 0 to "
                                                    f"{MAX_CLASSES - 1} (0 or 1 for a probability output)")
         if isinstance(row, bool) or not isinstance(row, int) or row < 0:
-            raise ServingError(Code.INVALID_ARGUMENT, f"{where}.row must be a row index of the prediction, an integer >= 0")
+            raise ServingError(Code.INVALID_ARGUMENT,
+                               f"{where}.row must be a row index of the prediction, an integer >= 0")
         items.append(FeedbackItem(rid, label, row))
     return items

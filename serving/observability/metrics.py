@@ -13,7 +13,8 @@ from __future__ import annotations
 import bisect
 import os
 import threading
-from typing import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Literal
 
 import numpy as np
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -26,7 +27,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 def _g(value: float) -> str:
     """absl::StrCat(double): six significant digits, no trailing zeros (TF Serving's ``le`` values)."""
-    return "%g" % value
+    return f"{value:g}"
 
 
 class _Family:
@@ -48,8 +49,11 @@ class _Family:
             name = name[: -len("_total")]
         return Metric(name, self.help, self.kind)
 
+    def collect(self) -> Metric:
+        raise NotImplementedError  # each kind writes its own samples
+
     def labels(self, values: Sequence[str], **extra: str) -> dict[str, str]:
-        labels = dict(zip(self.labelnames, map(str, values)))
+        labels = dict(zip(self.labelnames, map(str, values), strict=False))  # extra labels come as keywords
         labels.update(extra)
         return labels
 
@@ -130,7 +134,7 @@ class Histogram(_Family):
             series[1] += value
             series[2] += 1
 
-    def observe_many(self, labels: tuple[str, ...], values: "np.ndarray | list[float]") -> None:
+    def observe_many(self, labels: tuple[str, ...], values: np.ndarray | list[float]) -> None:
         """A request's rows in one call: bisect for a few plain floats, numpy for arrays; NaN skipped
         (it would make ``_sum`` NaN for good)."""
         if isinstance(values, list):
@@ -140,7 +144,7 @@ class Histogram(_Family):
             total = float(sum(values))
         else:
             values = values[np.isfinite(values)] if not np.isfinite(values).all() else values
-            side = "right" if self.tf_style else "left"
+            side: Literal["left", "right"] = "right" if self.tf_style else "left"
             found = np.bincount(np.searchsorted(self.bounds, values, side=side), minlength=len(self.bounds) + 1)
             hits = [(index, count) for index, count in enumerate(found.tolist()) if count]
             total = float(values.sum())
@@ -172,7 +176,7 @@ def add_buckets(family: Metric, owner: _Family, labels: Sequence[str], bounds: S
                 hits: Iterable[float], total: float, fmt: Callable[[float], str] = repr) -> None:
     """Cumulative ``_bucket`` samples, ``_sum`` and ``_count`` of one histogram series."""
     running = 0
-    for bound, count in zip(list(bounds) + [float("inf")], hits):
+    for bound, count in zip([*bounds, float("inf")], hits, strict=False):
         running += int(count)
         le = "+Inf" if bound == float("inf") else fmt(float(bound))
         family.add_sample(owner.name + "_bucket", owner.labels(labels, le=le), running)
@@ -206,7 +210,7 @@ class Registry:
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(self)
         ProcessCollector(registry=self._registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
-        tf = dict(tf_style=True)
+        tf: dict[str, Any] = {"tf_style": True}
         # TF Serving's labels, plus the version that answered ("" before one was resolved): additive, so
         # queries written for TF Serving work unchanged and dashboards can split by version.
         self.request_count = self._add(Counter(
@@ -218,12 +222,15 @@ class Registry:
             ":tensorflow:serving:runtime_latency", ["model_name", "API", "runtime"], exponential(10, 1.8, 33), **tf))
         self.example_counts = self._add(Histogram(
             ":tensorflow:serving:request_example_counts", ["model"], exponential(1, 2, 15), **tf))
-        self.example_count_total = self._add(Counter(":tensorflow:serving:request_example_count_total", ["model"], **tf))
+        self.example_count_total = self._add(Counter(
+            ":tensorflow:serving:request_example_count_total", ["model"], **tf))
         self.warmup_latency = self._add(Histogram(
             ":tensorflow:serving:model_warmup_latency", ["model_path", "status"], exponential(10, 1.8, 33), **tf))
-        self.warmup_records = self._add(Counter(":tensorflow:serving:model_warmup_records_read", ["model_path", "status"], **tf))
+        self.warmup_records = self._add(Counter(
+            ":tensorflow:serving:model_warmup_records_read", ["model_path", "status"], **tf))
         self.queuing_latency = self._add(Histogram(
-            ":tensorflow:serving:batching_session:queuing_latency", ["thread_pool_name"], exponential(100, 1.2, 52), **tf))
+            ":tensorflow:serving:batching_session:queuing_latency", ["thread_pool_name"],
+            exponential(100, 1.2, 52), **tf))
         self.wrapped_run_count = self._add(Counter(":tensorflow:serving:batching_session:wrapped_run_count", [], **tf))
         self.input_batch_size = self._add(Histogram(
             ":tensorflow:serving:batching_session:input_batch_size", [], exponential(1, 2, 14), **tf))
@@ -233,7 +240,8 @@ class Registry:
             ":tensorflow:serving:batching_session:padding_size", ["execution_batch_size"], exponential(1, 2, 14), **tf))
         self.request_log_count = self._add(Counter(
             ":tensorflow:serving:request_log_count", ["model_name", "status_code"], **tf))
-        self.load_attempt_count = self._add(Counter(":tensorflow:cc:saved_model:load_attempt_count", ["model_path", "status"], **tf))
+        self.load_attempt_count = self._add(Counter(
+            ":tensorflow:cc:saved_model:load_attempt_count", ["model_path", "status"], **tf))
         self.load_latency = self._add(Counter(":tensorflow:cc:saved_model:load_latency", ["model_path"], **tf))
 
         self.duration = self._add(Histogram(
@@ -317,7 +325,7 @@ class Registry:
                 add_buckets(hist, self.feature_value, labels, ref.boundaries, observed, float(total))
                 gauge.add_sample(self.drift.name, self.drift.labels(labels), round(psi(ref.shares, observed), 6))
                 cumulative = np.cumsum(ref.shares)
-                for bound, share in zip(list(ref.boundaries) + [float("inf")], cumulative.tolist()):
+                for bound, share in zip([*ref.boundaries, float("inf")], cumulative.tolist(), strict=False):
                     shares.add_sample(self.reference_share.name,
                                       self.reference_share.labels(labels, le=format_boundary(bound)),
                                       round(min(share, 1.0), 9))

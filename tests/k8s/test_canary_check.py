@@ -31,8 +31,10 @@ def prometheus_with_a_firing_canary_alert(tmp_path_factory: pytest.TempPathFacto
                                     f"--storage.tsdb.path={root / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
                                    stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: any(a["state"] == "firing" for a in httpx.get(f"{url}/api/v1/alerts").json()["data"]["alerts"]),
-                   30, "the canary alert firing", process, log)
+        def firing() -> bool:
+            return any(a["state"] == "firing" for a in httpx.get(f"{url}/api/v1/alerts").json()["data"]["alerts"])
+
+        wait_until(firing, 30, "the canary alert firing", process, log)
         yield url
     finally:
         process.terminate()
@@ -57,5 +59,5 @@ def test_canary_alert_names_are_the_monitoring_rules() -> None:
 
 
 def test_an_unreachable_prometheus_is_named() -> None:
-    with pytest.raises(canary.CanaryError, match="cannot read alerts from Prometheus at http://127.0.0.1:9"):
+    with pytest.raises(canary.CanaryError, match=r"cannot read alerts from Prometheus at http://127\.0\.0\.1:9"):
         canary.firing_canary_alerts("http://127.0.0.1:9", "fraud", timeout=2)

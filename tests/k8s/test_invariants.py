@@ -38,11 +38,13 @@ def test_selectors_match_the_labels_of_what_they_select(rendered, overlay) -> No
     deployments = find(manifests, "Deployment")
     for deployment in deployments:
         selector = deployment["spec"]["selector"]["matchLabels"]
-        assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items(), deployment["metadata"]["name"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items(), deployment["metadata"]["name"]
     for kind, path in (("Service", ("spec", "selector")), ("PodDisruptionBudget", ("spec", "selector", "matchLabels"))):
         for manifest in find(manifests, kind):
             selector = manifest[path[0]][path[1]] if len(path) == 2 else manifest[path[0]][path[1]][path[2]]
-            matched = [d for d in deployments if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+            matched = [d for d in deployments
+                       if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
             assert len(matched) == 1, f"{kind}/{manifest['metadata']['name']} selects {len(matched)} Deployments"
 
 
@@ -83,7 +85,8 @@ def test_server_ports_and_probes_follow_the_servers_own_flags(rendered, overlay)
         # version), liveness PredictionService (SERVING while the process serves, on TF Serving too)
         assert flags.enable_grpc_healthcheck_service, f"{name} is probed over gRPC health but does not enable it"
         if flags.ssl_config_file:  # kubelet's probes speak no (m)TLS: the gRPC port's TCP socket instead
-            assert container["readinessProbe"]["tcpSocket"] == container["livenessProbe"]["tcpSocket"] == {"port": "grpc"}
+            assert container["readinessProbe"]["tcpSocket"] == {"port": "grpc"}
+            assert container["livenessProbe"]["tcpSocket"] == {"port": "grpc"}
         else:
             assert container["readinessProbe"]["grpc"] == {"port": flags.port}
             assert container["livenessProbe"]["grpc"] == {"port": flags.port, "service": "PredictionService"}
@@ -92,11 +95,16 @@ def test_server_ports_and_probes_follow_the_servers_own_flags(rendered, overlay)
         service = one(manifests, "Service", name)
         assert {(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
             ("grpc", 8500, "grpc"), ("rest", 8501, "rest")}
-    serving_flags = parse_flags(one(manifests, "Deployment", "tf-serving")["spec"]["template"]["spec"]["containers"][0]["args"])
+    serving_flags = parse_flags(server_args(manifests, "tf-serving"))
     assert serving_flags.enable_batching and serving_flags.batching_parameters_file
-    gateway = parse_flags(one(manifests, "Deployment", "esteira-gateway")["spec"]["template"]["spec"]["containers"][0]["args"])
+    gateway = parse_flags(server_args(manifests, "esteira-gateway"))
     assert gateway.remote_backend == "tf-serving:8500" and gateway.auth_token_file and gateway.audit_log_file
     assert gateway.canary_config_file
+
+
+def server_args(manifests, name: str) -> list[str]:
+    """The command line of Deployment ``name``'s first container."""
+    return one(manifests, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
 def config_map_file(manifests, container, path: str) -> str:
@@ -141,7 +149,8 @@ def test_configs_reach_the_cluster_unchanged(rendered) -> None:
         rule = one(manifests, "PrometheusRule", "esteira")
         assert rule["spec"]["groups"] == alert_rules.rule_groups()
         weights = [m for m in dashboards if m["metadata"]["name"].startswith("esteira-canary")]
-        assert json.loads(weights[0]["data"]["canary.json"]) == json.loads((REPO / "configs/serving/canary.json").read_text())
+        committed = json.loads((REPO / "configs/serving/canary.json").read_text())
+        assert json.loads(weights[0]["data"]["canary.json"]) == committed
     assert alert_rules.is_current(), "run `make k8s-rules` after editing configs/monitoring/rules"
 
 
@@ -168,7 +177,8 @@ def test_prod_pins_every_image_to_a_release_tag_or_a_digest(rendered) -> None:
 def test_tfjob_runs_chief_and_workers_on_shared_backups(rendered) -> None:
     tfjob = one(rendered["prod"], "TFJob", "esteira-training")
     replicas = tfjob["spec"]["tfReplicaSpecs"]
-    assert set(replicas) == {"Chief", "Worker"} and replicas["Chief"]["replicas"] == 1 and replicas["Worker"]["replicas"] >= 1
+    assert set(replicas) == {"Chief", "Worker"}
+    assert replicas["Chief"]["replicas"] == 1 and replicas["Worker"]["replicas"] >= 1
     for role, replica in replicas.items():
         container = replica["template"]["spec"]["containers"][0]
         args = container["args"]
@@ -217,7 +227,7 @@ def test_the_tls_overlay_mounts_every_certificate_the_servers_read_from_secrets(
             mount = next(m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/"))
             volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
             assert "secret" in volume and mount["readOnly"], f"{name}: {path} is not read from a Secret"
-    gateway = parse_flags(one(manifests, "Deployment", "esteira-gateway")["spec"]["template"]["spec"]["containers"][0]["args"])
+    gateway = parse_flags(server_args(manifests, "esteira-gateway"))
     assert gateway.remote_backend == "tf-serving:8500"  # the name TF Serving's certificate must carry
     monitors = {m["metadata"]["name"]: m for m in find(manifests, "ServiceMonitor")}
     gateway_endpoint = monitors["esteira-gateway"]["spec"]["endpoints"][0]

@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+from serving_helpers import MODEL, start_server
 
 from serving.demo_model import raw_row
-from serving_helpers import MODEL, start_server
 
 BODY = {"signature_name": "predict_raw", "instances": [raw_row(1)]}
 

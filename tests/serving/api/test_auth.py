@@ -5,11 +5,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from serving_helpers import MODEL, start_server
 
 from privacy.audit import read_records, verify
 from serving.client import GrpcClient, RestClient, ServingClientError
 from serving.demo_model import raw_row
-from serving_helpers import MODEL, start_server
 
 TOKEN = "alice:" + "a" * 32
 BODY = {"signature_name": "predict_raw", "instances": [raw_row(1)]}
@@ -27,7 +27,8 @@ def test_auth_and_audit(model_store: Path, tmp_path: Path) -> None:
             response = httpx.post(url + path, json=BODY)
             assert response.status_code == 401 and "bearer token" in response.json()["error"]
         assert httpx.get(f"{url}/v1/models/{MODEL}").status_code == 401
-        wrong = httpx.post(f"{url}/v1/models/{MODEL}:predict", json=BODY, headers={"Authorization": "Bearer " + "b" * 32})
+        wrong = httpx.post(f"{url}/v1/models/{MODEL}:predict", json=BODY,
+                           headers={"Authorization": "Bearer " + "b" * 32})
         assert wrong.status_code == 401
         assert httpx.get(f"{url}/readyz").status_code == 200  # probes open by default
         assert httpx.get(f"{url}/monitoring/prometheus/metrics").status_code == 200

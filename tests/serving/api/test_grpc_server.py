@@ -9,15 +9,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
 
 import grpc
 import pytest
+from serving_helpers import LoopThread
 
 from serving.api.grpc_server import ChannelArgumentError, create_grpc_server, listen, parse_channel_arguments
 from serving.server import pick_free_port
-from serving_helpers import LoopThread
 
 BIG = 8 * 1024 * 1024
 
@@ -194,7 +194,7 @@ def test_channel_argument_parsing(caplog: pytest.LogCaptureFixture) -> None:
         assert parse_channel_arguments("grpc.no_such_thing=1,grpc.max_concurrent_streams=5") == {
             "grpc.max_concurrent_streams": 5}
     assert "grpc.no_such_thing is not a gRPC server argument; ignored" in caplog.text
-    with pytest.raises(ChannelArgumentError, match="grpc.max_concurrent_streams takes an integer, got 'many'"):
+    with pytest.raises(ChannelArgumentError, match=r"grpc\.max_concurrent_streams takes an integer, got 'many'"):
         parse_channel_arguments("grpc.max_concurrent_streams=many")
-    with pytest.raises(ChannelArgumentError, match="'grpc.keepalive_time_ms' is not key=value"):
+    with pytest.raises(ChannelArgumentError, match=r"'grpc\.keepalive_time_ms' is not key=value"):
         parse_channel_arguments("grpc.keepalive_time_ms")

@@ -12,15 +12,15 @@ import json
 import random
 import socket
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
 
 import pytest
+from serving_helpers import LoopThread, closed_by_peer, post, read_response
 
 from serving.api.asgi import Limits, Request, Response
 from serving.api.http_server import RestServer
 from serving.protocol.json_codec import write_error
-from serving_helpers import LoopThread, closed_by_peer, post, read_response
 
 LIMITS = Limits(max_body_bytes=1000, request_timeout=0.5, keepalive_timeout=1.5)
 BIG = 4 * 1024 * 1024
@@ -59,8 +59,7 @@ def server() -> Iterator[Running]:
 
 
 def connect(server: Running) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-    return sock
+    return socket.create_connection(("127.0.0.1", server.port), timeout=5)
 
 
 def test_keep_alive_and_exact_headers(server: Running) -> None:
@@ -74,7 +73,7 @@ def test_keep_alive_and_exact_headers(server: Running) -> None:
             echoed = json.loads(body)
             assert echoed["target"] == f"/echo/{n}" and echoed["body"] == "hello"
             assert echoed["headers"]["x-custom"] == "padded, second"  # names lower-cased, repeats joined
-            assert echoed["peer"] == "127.0.0.1:%d" % sock.getsockname()[1]
+            assert echoed["peer"] == f"127.0.0.1:{sock.getsockname()[1]}"
             assert headers["date"].endswith(" GMT")
 
 
@@ -129,7 +128,7 @@ def test_malformed_requests_are_refused_by_the_parser(server: Running, raw: byte
         assert headers["connection"] == "close" and closed_by_peer(sock)
 
 
-@pytest.mark.parametrize("raw, status, message", [
+@pytest.mark.parametrize(("raw", "status", "message"), [
     (b"POST / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n", 413,
      "Request body of 5000 bytes exceeds the limit of 1000 bytes; send fewer rows per request or raise "
      "--rest_api_max_body_bytes"),
@@ -151,7 +150,7 @@ def test_slow_clients_get_408_and_idle_connections_close(server: Running) -> Non
         slow_head.sendall(b"POST / HTTP/1.1\r\nContent-Le")
         started = time.monotonic()
         for sock in (slow_body, slow_head):
-            status, headers, body, _ = read_response(sock, bytearray())
+            status, _headers, body, _ = read_response(sock, bytearray())
             assert status == 408 and "within 0.5 s" in json.loads(body)["error"]
             assert 0.4 <= time.monotonic() - started < 3
             assert closed_by_peer(sock)
@@ -220,7 +219,7 @@ def test_stop_finishes_requests_in_flight_and_closes_connections() -> None:
     assert closed_by_peer(idle) and closed_by_peer(busy)
     idle.close()
     busy.close()
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", running.port), timeout=1).close()
 
 
@@ -270,7 +269,7 @@ def test_mutated_requests_never_break_the_transport(server: Running) -> None:
                 buffer = bytearray()
                 while True:
                     statuses.append(read_response(sock, buffer)[0])
-                    if b"HTTP/1.1 100 Continue\r\n\r\n" == bytes(buffer[:25]):
+                    if bytes(buffer[:25]) == b"HTTP/1.1 100 Continue\r\n\r\n":
                         del buffer[:25]
             except (ConnectionError, OSError, ValueError, IndexError):
                 pass  # closed, reset, or a 100 Continue / half response before the timeout

@@ -37,7 +37,7 @@ def test_inference_timeout_answers_deadline_exceeded_and_spares_the_rest() -> No
         except asyncio.CancelledError:
             cancelled = True
         after = await one(0.01)  # the queue keeps working after expiries and cancellations
-        return results + [after], cancelled
+        return [*results, after], cancelled
 
     results, cancelled = asyncio.run(scenario())
     assert results == [0.01, "DEADLINE_EXCEEDED", 0.02, "DEADLINE_EXCEEDED", 0.05, 0.01]

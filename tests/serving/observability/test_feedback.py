@@ -106,7 +106,7 @@ def test_request_id_taken_from_client_or_generated() -> None:
         assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
-@pytest.mark.parametrize("body, needle", [
+@pytest.mark.parametrize(("body", "needle"), [
     ([], "'feedback' list"),
     ({"feedback": {}}, "'feedback' list"),
     ({"feedback": []}, "empty"),

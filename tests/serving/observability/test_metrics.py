@@ -24,7 +24,7 @@ def test_observe_many_matches_observe_one_by_one() -> None:
     many.prediction_score.observe_many(("m", "1"), values)
     assert _score_samples(many) and _score_samples(one) == _score_samples(many)
     as_list = Registry()
-    as_list.prediction_score.observe_many(("m", "1"), values.tolist() + [float("nan")])  # NaN skipped
+    as_list.prediction_score.observe_many(("m", "1"), [*values.tolist(), float("nan")])  # NaN skipped
     assert _score_samples(as_list) == _score_samples(many)
     assert SCORE_BUCKETS[0] == 0.05 and SCORE_BUCKETS[-1] == 1.0 and len(SCORE_BUCKETS) == 20
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+from serving_helpers import MODEL, metric_samples, metric_value, start_server, write_config
 
 from serving.demo_model import raw_row
-from serving_helpers import MODEL, metric_samples, metric_value, start_server, write_config
 
 
 def test_metrics_names_and_drift(model_store: Path, tmp_path: Path) -> None:
@@ -27,7 +27,8 @@ def check_metrics_names_and_drift(url: str) -> None:
                    json={"signature_name": "predict_raw", "instances": [raw_row(seed)]})
     shifted = {k: v + 10 for k, v in raw_row(0).items()}
     for _ in range(5):
-        httpx.post(f"{url}/v1/models/{MODEL}/versions/2:predict", json={"signature_name": "predict_raw", "instances": [shifted]})
+        httpx.post(f"{url}/v1/models/{MODEL}/versions/2:predict",
+                   json={"signature_name": "predict_raw", "instances": [shifted]})
     response = httpx.get(f"{url}/monitoring/prometheus/metrics")
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
