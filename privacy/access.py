@@ -8,17 +8,22 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import overload
 
 from privacy.audit import AuditLogError, verify
 
 
+@overload
+def iso_utc(seconds: float) -> str: ...
+@overload
+def iso_utc(seconds: None) -> None: ...
 def iso_utc(seconds: float | None) -> str | None:
     """Unix seconds as an ISO-8601 UTC string (None stays None)."""
     if seconds is None:
         return None
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Applies a privacy policy to raw rows: the only place where raw values are looked at."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from typing import Callable, Sequence, Union
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
 
 from privacy import generalize
 from privacy.errors import InvalidValueError, PseudonymKeyError
@@ -19,7 +19,7 @@ from privacy.policy import (
 )
 from privacy.pseudonymize import Pseudonymizer
 
-Value = Union[str, int, float, None]
+Value = str | int | float | None
 Step = Callable[[str], Value]
 
 
@@ -104,7 +104,7 @@ class RowAnonymizer:
 def _timestamp_seconds(raw: str) -> int:
     parsed = datetime.fromisoformat(raw.strip())
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp())
 
 

@@ -17,9 +17,10 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 GENESIS = "0" * 64
 
@@ -46,7 +47,8 @@ class VerifiedLog:
 
 
 def _digest(prev: str, seq: int, ts: float, record: Mapping[str, Any]) -> str:
-    body = json.dumps({"seq": seq, "ts": ts, "record": record}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    body = json.dumps({"seq": seq, "ts": ts, "record": record}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
     return hashlib.sha256((prev + body).encode("utf-8")).hexdigest()
 
 
@@ -67,7 +69,7 @@ class AuditLog:
             self._seq, self._head = state.records, state.head
         else:
             self._seq, self._head = 0, GENESIS
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open for the log's life; close() ends it
 
     @property
     def head(self) -> str:
@@ -97,7 +99,7 @@ class AuditLog:
         with self._lock:
             self._file.close()
 
-    def __enter__(self) -> "AuditLog":
+    def __enter__(self) -> AuditLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -128,16 +130,20 @@ def verify(path: str | os.PathLike[str], *, expected_head: str | None = None) ->
                     entry["seq"], entry["ts"], entry["record"], entry["prev"], entry["hash"]
                 )
             except (ValueError, KeyError, TypeError):
-                raise AuditLogError(path, number, "not a valid audit entry (needs seq, ts, record, prev, hash)") from None
+                raise AuditLogError(path, number,
+                                    "not a valid audit entry (needs seq, ts, record, prev, hash)") from None
             if line_prev != prev:
-                raise AuditLogError(path, number, "its 'prev' does not match the previous line's hash (a line was deleted, inserted or reordered)")
+                raise AuditLogError(path, number, "its 'prev' does not match the previous line's hash "
+                                                  "(a line was deleted, inserted or reordered)")
             if seq != number:
-                raise AuditLogError(path, number, f"sequence number {seq} where {number} was expected (a line was deleted or reordered)")
+                raise AuditLogError(path, number, f"sequence number {seq} where {number} was expected "
+                                                  "(a line was deleted or reordered)")
             if _digest(prev, seq, ts, record) != digest:
                 raise AuditLogError(path, number, "its content does not match its hash (the line was edited)")
             prev, count = digest, number
     if expected_head is not None and prev != expected_head:
-        raise AuditLogError(path, count + 1, "the log ends before the expected last record (lines were cut from the end)")
+        raise AuditLogError(path, count + 1,
+                            "the log ends before the expected last record (lines were cut from the end)")
     return VerifiedLog(records=count, head=prev)
 
 

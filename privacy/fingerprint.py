@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import hashlib
-from typing import IO, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import IO
 
 Opener = Callable[[str], IO[bytes]]
 _CHUNK = 1 << 20

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from datetime import date
-from typing import Sequence
 
 
 def age_in_years(birth_date: date, on: date) -> int:

@@ -1,8 +1,9 @@
 """k-anonymity over quasi-identifiers: find the groups of rows too small to hide in."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 GroupKey = tuple[Any, ...]
 

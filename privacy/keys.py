@@ -4,8 +4,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from privacy.errors import PseudonymKeyError
 from privacy.policy import PseudonymKeyConfig

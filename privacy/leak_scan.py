@@ -5,6 +5,7 @@ for a sqlite database such as MLMD, its full SQL dump, and reports which values 
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import re
 import sqlite3
@@ -22,10 +23,8 @@ def find_values(root: Path, needles: set[str]) -> dict[str, set[str]]:
         data = path.read_bytes()
         contents = [data]
         if data[:2] == b"\x1f\x8b":
-            try:
+            with contextlib.suppress(OSError, EOFError):  # not a complete gzip stream: the raw bytes are still searched
                 contents.append(gzip.decompress(data))
-            except (OSError, EOFError):
-                pass  # not a complete gzip stream; the raw bytes are still searched
         hits = {m.group().decode("utf-8", "replace") for content in contents for m in pattern.finditer(content)}
         if hits:
             found[str(path.relative_to(root))] = hits

@@ -19,10 +19,12 @@ Every column of the raw input must be named (deny by default); see `privacy.anon
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal, Sequence, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -99,14 +101,14 @@ class BandColumn(_Rule):
         return _strictly_increasing(edges, "edges")
 
 
-GeneralizeColumn = Annotated[Union[AgeBandColumn, PrefixColumn, BandColumn], Field(discriminator="method")]
+GeneralizeColumn = Annotated[AgeBandColumn | PrefixColumn | BandColumn, Field(discriminator="method")]
 ColumnRule = Annotated[
-    Union[KeepColumn, DropColumn, PseudonymizeColumn, GeneralizeColumn], Field(discriminator="treatment")
+    KeepColumn | DropColumn | PseudonymizeColumn | GeneralizeColumn, Field(discriminator="treatment")
 ]
 
 
 def _strictly_increasing(values: Sequence[float], name: str) -> Any:
-    if any(b <= a for a, b in zip(values, values[1:])):
+    if any(b <= a for a, b in itertools.pairwise(values)):
         raise ValueError(f"{name} must be strictly increasing, got {list(values)}")
     return values
 
