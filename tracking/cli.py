@@ -10,9 +10,17 @@ import argparse
 import getpass
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tracking.errors import TrackingError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from tracking.registry import ChampionMove
+    from tracking.store import TrackingTarget
 
 DEFAULT_AUDIT_LOG = "outputs/audit/registry.jsonl"
 
@@ -43,7 +51,7 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _target(args: argparse.Namespace):
+def _target(args: argparse.Namespace) -> TrackingTarget:
     from tracking.store import LOCAL_FOLDER, TrackingTarget, resolve_target
 
     if args.tracking_uri:
@@ -60,9 +68,9 @@ def _target(args: argparse.Namespace):
     return resolve_target(uri, Path.cwd())
 
 
-def change_champion(client, move, model_config_file: str | Path, *, action: str, actor_name: str, audit_log: str | Path,
-                    tracking_uri: str, server: str | None = None, token: str | None = None
-                    ) -> tuple[dict[str, int], dict[str, int]]:
+def change_champion(client: MlflowClient, move: ChampionMove, model_config_file: str | Path, *, action: str,
+                    actor_name: str, audit_log: str | Path, tracking_uri: str, server: str | None = None,
+                    token: str | None = None) -> tuple[dict[str, int], dict[str, int]]:
     """Apply a planned champion move: server labels first, then the file, then the alias, then the
     audit record naming ``actor_name``. Returns the labels before and after; raises
     LabelChangeError (nothing changed) or TrackingError."""
@@ -82,7 +90,7 @@ def change_champion(client, move, model_config_file: str | Path, *, action: str,
     return before, after
 
 
-def _move(args: argparse.Namespace, action: str, plan) -> int:
+def _move(args: argparse.Namespace, action: str, plan: Callable[[MlflowClient], ChampionMove]) -> int:
     from serving.cli import LabelChangeError, apply_version_labels
     from tracking.store import connect
 

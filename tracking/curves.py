@@ -15,7 +15,7 @@ def plot_training_curves(history: dict[str, list[tuple[int, float]]], path: Path
 
     metrics = sorted({name.split(".", 1)[1] for name in history})
     figure, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3), squeeze=False)
-    for axis, metric in zip(axes[0], metrics):
+    for axis, metric in zip(axes[0], metrics, strict=True):
         for phase in ("train", "validation"):
             points = history.get(f"{phase}.{metric}")
             if points:

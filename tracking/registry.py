@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tracking.errors import RegistryError
 from tracking.run_record import Registration
@@ -19,8 +20,12 @@ MODEL_ARTIFACT_FOLDER = "serving_models"
 # The model server's labels follow the registry aliases.
 LABEL_OF_ALIAS = {CHAMPION: "stable", CHALLENGER: "canary"}
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
-def registered_version_for(client, model_name: str, serving_version: str):
+
+def registered_version_for(client: MlflowClient, model_name: str, serving_version: str) -> ModelVersion | None:
     """The registered version holding ``serving_version``, if it was registered already."""
     for version in client.search_model_versions(f"name = '{model_name}'"):
         if version.tags.get(SERVING_VERSION_TAG) == serving_version:
@@ -28,7 +33,7 @@ def registered_version_for(client, model_name: str, serving_version: str):
     return None
 
 
-def register_version(client, run_id: str, run_artifact_uri: str, registration: Registration) -> str:
+def register_version(client: MlflowClient, run_id: str, run_artifact_uri: str, registration: Registration) -> str:
     """Upload the pushed SavedModel to the run, register it (once) and make it the challenger."""
     from mlflow.exceptions import MlflowException
 
@@ -59,7 +64,7 @@ class ChampionMove:
     labels: dict[str, int]
 
 
-def _registered_model(client, name: str):
+def _registered_model(client: MlflowClient, name: str) -> RegisteredModel:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -70,7 +75,7 @@ def _registered_model(client, name: str):
                             "check --model or the tracking URI") from None
 
 
-def _serving_version(client, name: str, version: str) -> int:
+def _serving_version(client: MlflowClient, name: str, version: str) -> int:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -86,12 +91,12 @@ def _serving_version(client, name: str, version: str) -> int:
     return int(serving)
 
 
-def aliases_of(model) -> dict[str, str]:
+def aliases_of(model: RegisteredModel) -> dict[str, str]:
     """Alias → version, versions as strings (MLflow hands them back as ints or strings by store)."""
     return {alias: str(version) for alias, version in model.aliases.items()}
 
 
-def _history(model) -> list[str]:
+def _history(model: RegisteredModel) -> list[str]:
     history = json.loads(model.tags.get(CHAMPION_HISTORY_TAG, "[]"))
     champion = aliases_of(model).get(CHAMPION)
     if champion is not None and (not history or history[-1] != champion):
@@ -99,22 +104,22 @@ def _history(model) -> list[str]:
     return history
 
 
-def _labels(client, name: str, aliases: dict[str, str]) -> dict[str, int]:
+def _labels(client: MlflowClient, name: str, aliases: dict[str, str]) -> dict[str, int]:
     return {LABEL_OF_ALIAS[alias]: _serving_version(client, name, version)
             for alias, version in aliases.items() if alias in LABEL_OF_ALIAS}
 
 
-def plan_promote(client, name: str, version: str) -> ChampionMove:
+def plan_promote(client: MlflowClient, name: str, version: str) -> ChampionMove:
     """Champion → ``version``; stable follows it, canary stays on the challenger."""
     model = _registered_model(client, name)
     _serving_version(client, name, str(version))
     history = _history(model)
     aliases = {**aliases_of(model), CHAMPION: str(version)}
-    return ChampionMove(name, aliases_of(model).get(CHAMPION), str(version), history + [str(version)],
+    return ChampionMove(name, aliases_of(model).get(CHAMPION), str(version), [*history, str(version)],
                         _labels(client, name, aliases))
 
 
-def plan_rollback(client, name: str) -> ChampionMove:
+def plan_rollback(client: MlflowClient, name: str) -> ChampionMove:
     """Champion → the champion before the current one."""
     model = _registered_model(client, name)
     history = _history(model)
@@ -127,6 +132,6 @@ def plan_rollback(client, name: str) -> ChampionMove:
     return ChampionMove(name, aliases_of(model).get(CHAMPION), previous, history[:-1], _labels(client, name, aliases))
 
 
-def apply_move(client, move: ChampionMove) -> None:
+def apply_move(client: MlflowClient, move: ChampionMove) -> None:
     client.set_registered_model_alias(move.model_name, CHAMPION, move.after)
     client.set_registered_model_tag(move.model_name, CHAMPION_HISTORY_TAG, json.dumps(move.history))

@@ -5,11 +5,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tracking.curves import plot_training_curves
 from tracking.errors import TrackingError
 from tracking.registry import register_version
 from tracking.run_record import PipelineRunRecord
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 RUN_KEY_TAG = "esteira.run_key"
 PARAMS_PER_BATCH = 100  # MLflow's log_batch limits
@@ -23,7 +28,7 @@ class LoggedRun:
     model_version: str | None = None
 
 
-def find_logged_run(client, experiment_id: str, run_key: str):
+def find_logged_run(client: MlflowClient, experiment_id: str, run_key: str) -> Run | None:
     """The finished run that already logged ``run_key``, if any."""
     runs = client.search_runs(
         [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}' and attributes.status = 'FINISHED'",
@@ -31,7 +36,7 @@ def find_logged_run(client, experiment_id: str, run_key: str):
     return runs[0] if runs else None
 
 
-def log_pipeline_run(client, experiment_id: str, record: PipelineRunRecord) -> LoggedRun:
+def log_pipeline_run(client: MlflowClient, experiment_id: str, record: PipelineRunRecord) -> LoggedRun:
     """Log the record (or find it logged), then register its pushed version, if it has one."""
     from mlflow.exceptions import MlflowException
 
@@ -55,7 +60,7 @@ def log_pipeline_run(client, experiment_id: str, record: PipelineRunRecord) -> L
     return LoggedRun(run_id=run.info.run_id, reused=reused, model_version=version)
 
 
-def _write(client, run_id: str, record: PipelineRunRecord) -> None:
+def _write(client: MlflowClient, run_id: str, record: PipelineRunRecord) -> None:
     from mlflow.entities import Metric, Param
 
     params = [Param(key, value[:6000]) for key, value in sorted(record.params.items())]

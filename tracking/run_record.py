@@ -5,10 +5,11 @@ import hashlib
 import json
 import re
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 KEY_PACKAGES = ("esteira", "tfx", "tensorflow", "tensorflow-transform", "tensorflow-model-analysis",
                 "apache-beam", "mlflow")

@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tracking.errors import TrackingUnavailable
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -65,7 +69,7 @@ def check_reachable(target: TrackingTarget) -> None:
         raise TrackingUnavailable(target.uri, f"GET /health answered HTTP {response.status_code}")
 
 
-def connect(target: TrackingTarget):  # -> mlflow.MlflowClient (imported lazily: mlflow takes a second)
+def connect(target: TrackingTarget) -> MlflowClient:  # mlflow is imported lazily: it takes a second
     """An MlflowClient for the target after a health probe; registry calls go to the same URI."""
     check_reachable(target)
     from mlflow import MlflowClient
@@ -73,7 +77,7 @@ def connect(target: TrackingTarget):  # -> mlflow.MlflowClient (imported lazily:
     return MlflowClient(tracking_uri=target.uri, registry_uri=target.uri)
 
 
-def experiment_id(client, target: TrackingTarget, name: str) -> str:
+def experiment_id(client: MlflowClient, target: TrackingTarget, name: str) -> str:
     """The experiment's id, creating it (with the local artifact folder, if any) the first time."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
