@@ -7,9 +7,10 @@ in an HttpOnly, SameSite=Strict cookie; scripts may send ``Authorization: Bearer
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from privacy.audit import AuditLog
 from serving.api.auth import Authenticator

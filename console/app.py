@@ -17,6 +17,7 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+import observability
 from console import registry, reports
 from console.access import COOKIE, AuditTrail, Caller, Roles, presented_token
 from console.evaluation_rows import ScoreCache
@@ -27,7 +28,7 @@ from serving.cli import LabelChangeError
 from tracking.errors import TrackingError
 
 HERE = Path(__file__).parent
-CHARTING = Path(__import__("observability").__file__).parent / "static"  # the vendored uPlot, shipped once
+CHARTING = Path(observability.__path__[0]) / "static"  # the vendored uPlot, shipped once
 STATIC_FILES = {"console.css": HERE / "static" / "console.css", "console.js": HERE / "static" / "console.js",
                 "uPlot.iife.min.js": CHARTING / "uPlot.iife.min.js", "uPlot.min.css": CHARTING / "uPlot.min.css"}
 log = logging.getLogger("console")

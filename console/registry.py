@@ -9,10 +9,13 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracking.errors import TrackingError
 from tracking.registry import SERVING_VERSION_TAG, aliases_of
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 AUC, AUC_PR = "auc", "auc_precision_recall"
 EPSILON_METRIC = "training.dp_epsilon"
@@ -48,7 +51,7 @@ class VersionFacts:
     metrics: dict[str, float] = field(default_factory=dict, repr=False)
 
 
-def open_client(tracking_uri: str):
+def open_client(tracking_uri: str) -> MlflowClient:
     """An MlflowClient for an existing store: a missing sqlite file is an error, never a new empty store."""
     from tracking.store import TrackingTarget, connect
 
@@ -69,7 +72,7 @@ def _metric(metrics: dict[str, float], name: str) -> float | None:
     return None if value is None else float(value)
 
 
-def version_facts(client, model_name: str) -> list[VersionFacts]:
+def version_facts(client: MlflowClient, model_name: str) -> list[VersionFacts]:
     """Every registered version of ``model_name``, newest first, with its run's headline figures."""
     from mlflow.exceptions import MlflowException
 
@@ -83,6 +86,8 @@ def version_facts(client, model_name: str) -> list[VersionFacts]:
     aliases = aliases_of(model)
     facts = []
     for version in client.search_model_versions(f"name = '{model_name}'"):
+        if version.run_id is None:
+            continue  # registered by hand, without a run: none of the figures below exist
         run = client.get_run(version.run_id)
         metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
         fingerprint = next((params[name] for name in FINGERPRINT_PARAMS if name in params), None)
@@ -109,7 +114,7 @@ def find_version(versions: list[VersionFacts], wanted: str) -> VersionFacts:
                          "pick one from the versions page")
 
 
-def evaluation_metrics(client, run_id: str) -> dict[str, dict[str, dict[str, float]]]:
+def evaluation_metrics(client: MlflowClient, run_id: str) -> dict[str, dict[str, dict[str, float]]]:
     """{'candidate'|'baseline'|'diff': {slice ('' = overall): {metric: value}}}, as the run logged it."""
     with tempfile.TemporaryDirectory() as scratch:
         try:
@@ -119,7 +124,7 @@ def evaluation_metrics(client, run_id: str) -> dict[str, dict[str, dict[str, flo
         return json.loads(Path(path).read_text())
 
 
-def training_curves(client, facts: VersionFacts) -> dict[str, list[tuple[int, float]]]:
+def training_curves(client: MlflowClient, facts: VersionFacts) -> dict[str, list[tuple[int, float]]]:
     """{'train.loss': [(epoch, value), ...], 'validation.loss': ...} from the run's metric history."""
     curves = {}
     for name in sorted(facts.metrics):

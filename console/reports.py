@@ -10,7 +10,9 @@ from pathlib import Path
 
 from pipeline.drift_report import REPORT_HTML as DRIFT_HTML
 from pipeline.drift_report import REPORT_JSON as DRIFT_JSON
-from privacy.compliance import MODEL_CARD, REPORT_HTML as LGPD_HTML, REPORT_JSON as LGPD_JSON
+from privacy.compliance import MODEL_CARD
+from privacy.compliance import REPORT_HTML as LGPD_HTML
+from privacy.compliance import REPORT_JSON as LGPD_JSON
 
 LGPD_FILES = (LGPD_HTML, LGPD_JSON, MODEL_CARD)
 DRIFT_FILES = (DRIFT_HTML, DRIFT_JSON)
