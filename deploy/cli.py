@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from deploy import alert_rules, crds
-from deploy.manifests import Manifest, ManifestError, dump, image_of, play_manifest, render, render_text, set_image
+from deploy.manifests import Manifest, ManifestError, dump, image_of, play_manifest, render_text, set_image
 
 
 def _builtin(api_version: str) -> bool:

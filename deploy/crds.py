@@ -8,10 +8,11 @@ lists `properties` rejects fields it does not list, unless it preserves unknown 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import jsonschema
 import yaml
@@ -30,7 +31,7 @@ class Problem:
         return f"{self.resource}: {self.message}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def schemas(folder: Path = CRD_DIR) -> dict[tuple[str, str], dict[str, Any]]:
     """(apiVersion, kind) -> strict JSON schema, from every CRD file in `folder`."""
     found: dict[tuple[str, str], dict[str, Any]] = {}

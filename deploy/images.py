@@ -47,6 +47,7 @@ def make_base_image(podman: Podman, tag: str = BASE_IMAGE) -> str:
                                      stdout=subprocess.PIPE, stderr=log)
         imported = subprocess.run(["podman", "import", "--quiet", "-", tag], stdin=bootstrap.stdout,
                                   env=podman.env, capture_output=True, text=True)
+        assert bootstrap.stdout is not None  # stdout=PIPE
         bootstrap.stdout.close()
         if bootstrap.wait() != 0:
             log.seek(0)

@@ -39,7 +39,10 @@ def lock_blocks(text: str) -> dict[str, str]:
 
 
 def pinned_version(block: str) -> str:
-    return re.match(r"^[^=]+==([^ \\\n]+)", block).group(1)
+    pinned = re.match(r"^[^=]+==([^ \\\n]+)", block)
+    if pinned is None:
+        raise ValueError(f"not a pinned requirement: {block.splitlines()[0]!r}; run `make lock`")
+    return pinned.group(1)
 
 
 def download_newer_glibc_wheel(name: str, block: str, wheelhouse: Path) -> Path:

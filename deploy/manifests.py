@@ -9,8 +9,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -133,7 +134,7 @@ def _split_reference(reference: str) -> tuple[str, str | None, str | None]:
 def image_of(overlay: str, base_name: str) -> str:
     """The reference the overlay renders where the base names `base_name` (e.g. esteira/pipeline)."""
     document = yaml.safe_load((overlay_dir(overlay) / "kustomization.yaml").read_text())
-    entry = next((image for image in document.get("images", []) if image.get("name") == base_name), {})
+    entry: dict[str, str] = next((image for image in document.get("images", []) if image.get("name") == base_name), {})
     repository = entry.get("newName", base_name)
     found = sorted({c["image"] for m in render(overlay) for spec in pod_specs(m) for c in spec["containers"]
                     if _repository(c["image"]) == repository})
