@@ -10,9 +10,10 @@ skipped silently.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,7 @@ def representative_dataset(rows: Mapping[str, np.ndarray]) -> Callable[[], Itera
 
 
 def _converter(saved_model_dir: Path, signature: str, variant: Variant, route: str,
-               calibration: Callable[[], Iterator[dict[str, np.ndarray]]] | None):  # type: ignore[no-untyped-def]
+               calibration: Callable[[], Iterator[dict[str, np.ndarray]]] | None) -> Any:  # a tf.lite.TFLiteConverter
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=[signature])

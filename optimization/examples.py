@@ -5,9 +5,10 @@ ExampleGen's split files, so the SavedModel and each TFLite variant are scored o
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -113,5 +114,5 @@ def _parse_dtype(dtype: Any) -> Any:
     return tf.float32 if dtype.is_floating else tf.int64
 
 
-def row_count(rows: dict[str, np.ndarray]) -> int:
+def row_count(rows: Mapping[str, np.ndarray]) -> int:
     return len(next(iter(rows.values()))) if rows else 0

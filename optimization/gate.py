@@ -1,8 +1,8 @@
 """The publish gate: a variant goes beside the SavedModel only if its AUC held on the same eval rows."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from optimization.settings import Variant
 

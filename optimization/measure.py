@@ -6,8 +6,9 @@ variant, then again), so a noisy neighbour slows every model alike and the ratio
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -7,9 +7,10 @@ with the before/after table, the routes, the failures and the verdicts.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -95,6 +96,7 @@ def optimize_files(saved_model_dir: Path, settings: OptimizationSettings, *, tra
     loaded, function = load_signature(saved_model_dir, settings.signature)
     specs = input_specs(function)
     eval_rows, labels = read_rows(eval_files, specs, label, limit=settings.eval_rows)
+    assert labels is not None  # read_rows returns labels whenever it is given a label key
     calibration: dict[str, np.ndarray] = {}
     if Variant.FULL_INT8 in settings.variants:
         calibration, _ = read_rows(train_files, specs, limit=settings.representative_examples)

@@ -46,7 +46,7 @@ class OptimizationSettings(BaseModel):
         default=30, ge=1, description="timed calls per model and batch size (1 and 64 rows), interleaved")
 
     @model_validator(mode="after")
-    def _publish_from_variants(self) -> "OptimizationSettings":
+    def _publish_from_variants(self) -> OptimizationSettings:
         unbuilt = [v.value for v in self.publish if v not in self.variants]
         if unbuilt:
             raise ValueError(
