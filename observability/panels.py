@@ -8,8 +8,9 @@ Grafana's variables (``$model``, ``$version``, ``$feature``) and interval macros
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from typing import Literal
 
 PanelKind = Literal["timeseries", "histogram", "state"]
 
@@ -114,7 +115,8 @@ _TF_SERVING = Row("TF Serving's families per version", (
                 for q, name in ((0.5, "p50"), (0.99, "p99")))),
     Panel("Build", "esteira_build_info: the Esteira release, git commit and TensorFlow release each server runs.",
           "short", (
-              Query(f"max by (job, instance, version, git_commit, tensorflow_version) (esteira_build_info{{{SERVER_JOBS}}})",
+              Query("max by (job, instance, version, git_commit, tensorflow_version) "
+                    f"(esteira_build_info{{{SERVER_JOBS}}})",
                     "{{job}} {{instance}} esteira {{version}} ({{git_commit}}) TF {{tensorflow_version}}"),
           ), kind="state"),
 ))

@@ -8,6 +8,7 @@ started (and not a process that later reused the pid).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -16,9 +17,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import yaml
@@ -159,17 +160,13 @@ def stop_processes(state_dir: Path, timeout: float = 15.0) -> list[str]:
 
 def _signal(pid: int, signum: int) -> None:
     """Signal the whole session ``start_process`` made (MLflow's server runs its workers as children)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signum) if os.getpgid(pid) == pid else os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):  # not our child (started by an earlier `up`): init reaps it
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass  # not our child (started by an earlier `up`): init reaps it
 
 
 # ---- configuration --------------------------------------------------------------------------------
@@ -219,12 +216,9 @@ def export_demo_models(state_dir: Path) -> subprocess.Popen | None:
         "        export_demo_model(sys.argv[1], version, bias=bias)\n"
     )
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    log = open(state_dir / "export.log", "wb")
-    try:
+    with open(state_dir / "export.log", "wb") as log:  # the child holds its own copy of the descriptor
         return subprocess.Popen([sys.executable, "-c", script, str(base)], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
-    finally:
-        log.close()
 
 
 def server_argv(config: StackConfig) -> list[str]:
@@ -246,7 +240,8 @@ def _versions_available(rest_url: str) -> bool:
 
 
 def _target_up(prometheus_url: str) -> bool:
-    body = httpx.get(f"{prometheus_url}/api/v1/query", params={"query": f'up{{job="{SERVER_JOB}"}} == 1'}, timeout=2).json()
+    body = httpx.get(f"{prometheus_url}/api/v1/query", params={"query": f'up{{job="{SERVER_JOB}"}} == 1'},
+                     timeout=2).json()
     return bool(body["data"]["result"])
 
 
@@ -294,7 +289,8 @@ def start_stack(config: StackConfig) -> dict[str, str]:
         raise StackError(f"exporting the demo model failed:\n{_tail(config.state_dir / 'export.log')}")
     wait_until(lambda: _versions_available(config.rest_url), 120, "model server (demo versions 1 and 2)",
                server, server_log)
-    wait_until(lambda: _target_up(config.prometheus_url), 30, "Prometheus scraping the model server", prometheus, prom_log)
+    wait_until(lambda: _target_up(config.prometheus_url), 30, "Prometheus scraping the model server", prometheus,
+               prom_log)
     urls = {
         "model server REST": config.rest_url,
         "model server gRPC": f"127.0.0.1:{config.grpc_port}",

@@ -113,7 +113,7 @@ class Window:
     step: float
 
     @classmethod
-    def ending(cls, end: float, seconds: int) -> "Window":
+    def ending(cls, end: float, seconds: int) -> Window:
         return cls(end - seconds, end, max(1.0, math.ceil(seconds / MAX_POINTS)))
 
     def macros(self) -> dict[str, str]:
@@ -134,7 +134,8 @@ def query_panel(client: PrometheusClient, panel: Panel, values: dict[str, str], 
     return data
 
 
-def _timeseries(client: PrometheusClient, panel: Panel, values: dict[str, str], window: Window, data: PanelData) -> None:
+def _timeseries(client: PrometheusClient, panel: Panel, values: dict[str, str], window: Window,
+                data: PanelData) -> None:
     steps = int((window.end - window.start) // window.step) + 1
     data.x = [window.start + i * window.step for i in range(steps)]
     for query in panel.queries:
@@ -194,13 +195,15 @@ def collect(client: PrometheusClient, window: Window, *, model: str | None = Non
 
 def _repeated(client: PrometheusClient, row: Row, values: dict[str, str], window: Window, max_repeat: int,
               spec: Dashboard) -> list[RenderedRow]:
+    assert row.repeat is not None  # collect() sends only repeated rows here
     variable = next(v for v in spec.variables if v.name == row.repeat)
     try:
         names = _variable_values(client, variable, values, window)
         ranked = client.query(f"max by ({variable.label}) ({variable.metric}{{{expand(variable.matchers, values)}}})",
                               window.end)
     except PrometheusError as exc:
-        failed = RenderedRow(row.title.replace(f"${row.repeat}", "(none)"), [PanelData(p, error=str(exc)) for p in row.panels])
+        failed = RenderedRow(row.title.replace(f"${row.repeat}", "(none)"),
+                             [PanelData(p, error=str(exc)) for p in row.panels])
         return [failed]
     order = {r["metric"].get(variable.label, ""): _number(r["value"][1]) or 0.0 for r in ranked}
     names = sorted(names, key=lambda n: -order.get(n, 0.0))[:max_repeat]
@@ -254,7 +257,8 @@ const units = {
   reqps: v => v.toFixed(2) + "/s",
   short: v => Math.abs(v) >= 1000 ? (v / 1000).toFixed(1) + "k" : +v.toFixed(3) + "",
 };
-const palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"];
+const palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+                 "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"];
 const fmt = unit => (u, ticks) => ticks.map(t => t == null ? "" : (units[unit] || units.short)(t));
 
 function timeseries(el, p) {
@@ -263,7 +267,8 @@ function timeseries(el, p) {
     value: (u, v) => v == null ? "-" : (units[p.unit] || units.short)(v),
   })));
   // a flat series (all zero) gets a visible range instead of uPlot's huge default
-  const flat = (u, min, max) => min === max ? [Math.min(0, min), Math.max(0, max) || (p.unit === "percentunit" ? 0.01 : 1)] : [min, max];
+  const flat = (u, min, max) => min === max
+    ? [Math.min(0, min), Math.max(0, max) || (p.unit === "percentunit" ? 0.01 : 1)] : [min, max];
   const opts = {width: el.clientWidth, height: 220, series, scales: {y: {range: flat}},
     axes: [{}, {values: fmt(p.unit), size: 70}], legend: {live: false}};
   return new uPlot(opts, [p.x].concat(p.series.map(s => s.values)), el);
