@@ -9,7 +9,8 @@ logger adds. For op-level diagnosis (which op produced the first NaN), additiona
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf

@@ -38,7 +38,7 @@ def reseed_model_ops(seed: int, strategy: tf.distribute.Strategy) -> int:
     """
     resolver = getattr(strategy, "cluster_resolver", None)
     spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
-    if not spec:
+    if resolver is None or not spec:
         return seed
     roles = sorted(spec)
     position = sum(len(spec[r]) for r in roles[: roles.index(resolver.task_type)]) + resolver.task_id

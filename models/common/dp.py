@@ -43,9 +43,10 @@ import functools
 import inspect
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Any
 
 import tensorflow as tf
 
@@ -174,7 +175,7 @@ def compile_dp_model(
         outputs=model.output,
         name=model.name,
     )
-    if config.clipping == "fast" and not dp_model._enable_fast_peg_computation:
+    if registry is not None and not dp_model._enable_fast_peg_computation:  # clipping "fast"
         unregistered = sorted(
             f"{layer.name} ({type(layer).__name__})"
             for layer in model.layers
@@ -195,6 +196,7 @@ def _dp_optimizer(
     params: ReplicaParameters,
 ) -> tf.keras.optimizers.legacy.Optimizer:
     """The DP version of `optimizer`; tensorflow-privacy wraps only Keras 2 *legacy* optimizers."""
+    legacy_cls: type | None
     if isinstance(optimizer, tf.keras.optimizers.legacy.Optimizer):
         legacy_cls, config = type(optimizer), optimizer.get_config()
     else:
@@ -222,7 +224,7 @@ def _dp_optimizer(
 def _scaled_gradients(dp_cls: type, scale: float) -> type:
     """`dp_cls` whose private gradients are multiplied by `scale` (1/R, see `replica_parameters`)."""
 
-    class ReplicaScaledDPOptimizer(dp_cls):  # type: ignore[misc, valid-type]
+    class ReplicaScaledDPOptimizer(dp_cls):
         def _compute_gradients(self, loss, var_list, grad_loss=None, tape=None):  # type: ignore[no-untyped-def]
             grads_and_vars = super()._compute_gradients(loss, var_list, grad_loss, tape)
             return [(g * scale, v) for g, v in grads_and_vars]
@@ -240,7 +242,7 @@ def _xla_per_example_class(dp_model_class: type) -> type:
     outside XLA, so cross-replica reductions behave as without it.
     """
 
-    class XlaPerExampleDPModel(dp_model_class):  # type: ignore[misc, valid-type]
+    class XlaPerExampleDPModel(dp_model_class):
         def train_step(self, data):  # type: ignore[no-untyped-def]
             if self._clipping_loss is None:
                 self._make_clipping_loss()
@@ -251,11 +253,12 @@ def _xla_per_example_class(dp_model_class: type) -> type:
             if self.losses:  # batch-independent by contract (see compile_dp_model for R > 1)
                 with tf.GradientTape() as tape:
                     regularization = tf.add_n(self.losses)
-                grads = [g + r for g, r in zip(grads, tape.gradient(
-                    regularization, self.trainable_variables, unconnected_gradients=tf.UnconnectedGradients.ZERO))]
+                extra = tape.gradient(regularization, self.trainable_variables,
+                                      unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                grads = [g + r for g, r in zip(grads, extra, strict=True)]
             y_pred = self(x, training=True)
             self.compiled_loss(y, y_pred, sample_weight=weights, regularization_losses=self.losses)
-            self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+            self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
             self.compiled_metrics.update_state(y, y_pred)
             return {metric.name: metric.result() for metric in self.metrics}
 

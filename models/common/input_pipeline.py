@@ -19,7 +19,8 @@ seed see the same batches (models/common/determinism.py).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import tensorflow as tf
 from tfx_bsl.public import tfxio
@@ -47,13 +48,14 @@ def make_dataset(
     shuffle: bool,
     seed: int,
     to_model_inputs: ToModelInputs,
-    options: InputSettings = InputSettings(),
+    options: InputSettings | None = None,
 ) -> tf.data.Dataset:
     """Repeating full batches of ``to_model_inputs(features, label)`` from transformed examples.
 
     ``data_accessor`` is ``fn_args.data_accessor``; ``schema`` the transformed schema
-    (``TFTransformOutput.transformed_metadata.schema``).
+    (``TFTransformOutput.transformed_metadata.schema``); ``options`` defaults to ``InputSettings()``.
     """
+    options = options or InputSettings()
     cached = options.cache == "memory"
     reads, calls, prefetch = (tf_data_value(value) for value in
                               (options.parallel_reads, options.parallel_calls, options.prefetch))
@@ -94,7 +96,7 @@ def trainer_datasets(
     """``datasets(global_batch_size) -> (train, eval)`` for `models.common.training.train_and_export`."""
 
     def datasets(batch_size: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-        return tuple(  # type: ignore[return-value]
+        return tuple(
             make_dataset(files, fn_args.data_accessor, schema, label_key=label_key, batch_size=batch_size,
                          shuffle=shuffle, seed=seed, to_model_inputs=to_model_inputs, options=options)
             for files, shuffle in ((fn_args.train_files, True), (fn_args.eval_files, False)))

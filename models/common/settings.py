@@ -17,9 +17,10 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import importlib.util
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Mapping, Self, get_args
+from typing import Any, ClassVar, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -149,7 +150,7 @@ class InputSettings(Settings):
     @field_validator("parallel_reads", "parallel_calls", "prefetch")
     @classmethod
     def _positive_or_autotune(cls, value: int | str) -> int | str:
-        if value != "autotune" and value < 1:
+        if isinstance(value, int) and value < 1:  # the field's type leaves only "autotune" otherwise
             raise ValueError(f"must be >= 1 or 'autotune', got {value}")
         return value
 

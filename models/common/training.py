@@ -10,14 +10,22 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import absl.logging
 import tensorflow as tf
 
-from models.common import callbacks, checkpointing, determinism, dp, privacy_accounting, strategy as strategy_lib
-from models.common.settings import DPSettings, ModelSettings, TrainerSettings, TrainingSettings, check_steps_cover_epochs
+from models.common import callbacks, checkpointing, determinism, dp, privacy_accounting
+from models.common import strategy as strategy_lib
+from models.common.settings import (
+    DPSettings,
+    ModelSettings,
+    TrainerSettings,
+    TrainingSettings,
+    check_steps_cover_epochs,
+)
 from models.common.training_record import Value, write_training_record
 
 

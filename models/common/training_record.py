@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Mapping, Union
+from collections.abc import Mapping
 
 import tensorflow as tf
 
 RECORD_FILE = "esteira_training_record.json"
-Value = Union[int, float, str, bool]
+Value = int | float | str | bool
 
 
 def write_training_record(model_run_dir: str, values: Mapping[str, Value]) -> str:

@@ -16,6 +16,7 @@ from models.tabular.features import TabularSettings, vocabulary_name
 from models.tabular.network import build_model, to_model_inputs
 from models.tabular.signatures import make_serving_signatures
 
+
 def model_inputs_and_label(settings: TabularSettings, transformed: dict[str, tf.Tensor],
                            label: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
     """What the input pipeline maps each batch of transformed examples to."""
@@ -32,7 +33,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
              for name in settings.categorical_features}
 
     datasets = trainer_datasets(
-        fn_args, transform_output.transformed_metadata.schema, label_key=settings.data.label, seed=settings.training.seed,
+        fn_args, transform_output.transformed_metadata.schema, label_key=settings.data.label,
+        seed=settings.training.seed,
         to_model_inputs=functools.partial(model_inputs_and_label, settings),
         options=settings.training.input)
 

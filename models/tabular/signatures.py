@@ -5,7 +5,7 @@ re-implement preprocessing.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 import tensorflow_transform as tft
