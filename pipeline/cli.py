@@ -8,12 +8,14 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse
+import datetime
 import importlib
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -72,27 +74,41 @@ def _run(args: argparse.Namespace) -> int:
 
     config = _config_from(args)
     check_data_columns(config)
-    from pipeline.lineage import LineageError
-    from pipeline.report import format_report, load_report
-    from pipeline.runners import run
+    from pipeline.run_log import name_after_run, output_to, started_log
 
     runner = args.runner or config.runner.default
     print(f"esteira: running pipeline {config.pipeline.name} with the {runner} runner "
           f"(artifacts in {config.pipeline.root})", flush=True)
+    began = datetime.datetime.now()
+    log = started_log(config.pipeline.root, began)
     started = time.monotonic()
     error: BaseException | None = None
     try:
-        run(config, runner, to_node=args.to)
+        with output_to(log) as terminal:
+            from pipeline.runners import run  # TensorFlow's import lines go to the log too
+
+            run(config, runner, to_node=args.to, progress=terminal)
     except Exception as caught:  # the report below says which component failed
         error = caught
+    except KeyboardInterrupt:
+        print(f"esteira: full log of the interrupted run: {log}", file=sys.stderr)
+        raise
     wall = time.monotonic() - started
+    from pipeline.lineage import LineageError
+    from pipeline.report import format_report, load_report
+
+    run_id = None
     try:
-        print(format_report(load_report(config.pipeline.metadata_path, config.pipeline.name),
-                            config.serving.base_path, wall))
+        report = load_report(config.pipeline.metadata_path, config.pipeline.name)
+        run_id = report.run_id
+        print(format_report(report, config.serving.base_path, wall))
     except LineageError:
         if error is None:
             raise
         # The run failed before recording anything; its own error is the one to show.
+    finally:
+        log = name_after_run(log, run_id, began)
+        print(f"esteira: full log of this run: {log}", file=sys.stderr if error else sys.stdout, flush=True)
     if error is not None:
         raise error
     return 0
@@ -292,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("esteira: interrupted", file=sys.stderr)
         return 130
-    except Exception as error:  # one line for users; --debug shows where
+    except Exception as error:  # noqa: BLE001 - one line for users; --debug shows where
         if debug:
             traceback.print_exc()
         if _is_config_error(error):

@@ -11,18 +11,22 @@ import base64
 import dataclasses
 import io
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
-
-if TYPE_CHECKING:
-    from pipeline.config import UseCaseConfig
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import numpy as np
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import ks_2samp
 from tensorflow_metadata.proto.v0 import statistics_pb2
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from pipeline.config import UseCaseConfig
 
 TEMPLATES = Path(__file__).with_name("templates")
 REPORT_JSON = "drift_report.json"
@@ -168,7 +172,7 @@ def categorical_drift(a: statistics_pb2.FeatureNameStatistics,
     return float(score), p, q
 
 
-def _png(figure) -> str:
+def _png(figure: Figure) -> str:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
@@ -177,7 +181,7 @@ def _png(figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _figure():
+def _figure() -> tuple[Figure, Axes]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -210,11 +214,11 @@ def _categorical_chart(title: str, p: dict[str, float], q: dict[str, float], lab
     return _png(figure)
 
 
-def drift_exclusions(config: "UseCaseConfig") -> dict[str, str]:
+def drift_exclusions(config: UseCaseConfig) -> dict[str, str]:
     """Columns a drift report must not score, each with the reason the report states: the label (its
     shift is the prediction shift's business, not an input's), timestamps (they move by construction)
     and the use case's ``validation.drift_skip_features`` (ids and the like)."""
-    excluded = {name: "validation.drift_skip_features" for name in config.validation.drift_skip_features}
+    excluded = dict.fromkeys(config.validation.drift_skip_features, "validation.drift_skip_features")
     if config.privacy is not None:
         excluded.update({name: "a timestamp (moves by construction)"
                          for name, dtype in config.privacy.output_columns().items() if dtype == "timestamp"})
@@ -244,9 +248,9 @@ def feature_drift(a: Side, b: Side, js_threshold: float = JENSEN_SHANNON_THRESHO
             results.append(FeatureDrift(name, "numeric", "jensen_shannon", score, js_threshold,
                                         _numeric_chart(name, edges, p, q, labels)))
         elif fa.HasField("string_stats") and fb.HasField("string_stats"):
-            score, p, q = categorical_drift(fa, fb)
+            score, frequency_a, frequency_b = categorical_drift(fa, fb)
             results.append(FeatureDrift(name, "categorical", "l_infinity", score, linf_threshold,
-                                        _categorical_chart(name, p, q, labels)))
+                                        _categorical_chart(name, frequency_a, frequency_b, labels)))
     notes = [f"feature {name} only in {side}" for side, names in
              ((a.label, set(features_a) - set(features_b)), (b.label, set(features_b) - set(features_a)))
              for name in sorted(names)]
@@ -261,7 +265,7 @@ def prediction_shift(scores_from: np.ndarray, scores_to: np.ndarray, labels: tup
     p = _normalized(np.histogram(np.clip(scores_from, 0, 1), bins=edges)[0].astype(float))
     q = _normalized(np.histogram(np.clip(scores_to, 0, 1), bins=edges)[0].astype(float))
     return PredictionShift(
-        examples=int(len(scores_to)), source=source, mean_from=float(np.mean(scores_from)),
+        examples=len(scores_to), source=source, mean_from=float(np.mean(scores_from)),
         mean_to=float(np.mean(scores_to)), jensen_shannon=js_divergence(p, q),
         ks_statistic=float(ks_2samp(scores_from, scores_to).statistic), threshold=threshold,
         chart=_numeric_chart("predicted score", edges, p, q, labels))

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import ml_metadata as mlmd
 import numpy as np
@@ -87,7 +88,7 @@ def examples_of_span(store: mlmd.MetadataStore, span: int) -> mpb.Artifact:
     matching = [a for a in store.get_artifacts_by_type("Examples")
                 if _span(a) == span and not _is_transformed(store, a)]
     if not matching:
-        spans = sorted({_span(a) for a in store.get_artifacts_by_type("Examples")} - {None})
+        spans = sorted({s for a in store.get_artifacts_by_type("Examples") if (s := _span(a)) is not None})
         raise lineage.LineageError(f"span {span} was never ingested (spans in this metadata store: {spans})")
     return max(matching, key=lambda a: a.id)
 
@@ -170,8 +171,7 @@ def resolve_end(store: mlmd.MetadataStore, reference: str) -> DriftEnd:
         return DriftEnd(f"span {span}", examples, None)
     pushed = find_pushed(store, reference)
     examples = lineage.trace_pushed_model(store, pushed).examples
-    span = _span(examples)
-    return DriftEnd(f"version {reference} (span {span})", examples, pushed)
+    return DriftEnd(f"version {reference} (span {_span(examples)})", examples, pushed)
 
 
 def drift_between(store: mlmd.MetadataStore, model_name: str, start: DriftEnd, end: DriftEnd,
@@ -182,8 +182,9 @@ def drift_between(store: mlmd.MetadataStore, model_name: str, start: DriftEnd, e
     Two versions: both models score the newest eval split. Two spans: the newest pushed model
     scores each span's eval split.
     """
-    sides = [Side(e.label, split_statistics(statistics_of(store, e.examples), DRIFT_SPLIT)) for e in (start, end)]
-    features, notes = feature_drift(*sides, excluded=excluded)
+    before, after = (Side(e.label, split_statistics(statistics_of(store, e.examples), DRIFT_SPLIT))
+                     for e in (start, end))
+    features, notes = feature_drift(before, after, excluded=excluded)
     shift = None
     if start.pushed is not None and end.pushed is not None:
         newest = newest_examples(store)
@@ -289,7 +290,8 @@ def _thresholds(eval_config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for metric in spec.get("metrics", []):
             thresholds = [metric["threshold"]] if "threshold" in metric else [
                 item["threshold"] for item in metric.get("per_slice_thresholds", [])
-                if any(not s.get("feature_keys") and not s.get("feature_values") for s in item.get("slicing_specs", [{}]))]
+                if any(not s.get("feature_keys") and not s.get("feature_values")
+                       for s in item.get("slicing_specs", [{}]))]
             if thresholds:
                 result[_metric_name(metric)] = thresholds[0]
     return result
@@ -341,10 +343,10 @@ def _evaluator_gates(store: mlmd.MetadataStore, blessing: mpb.Artifact) -> list[
             baseline = values.get(name, 0.0) - diff
             passed = True
             if "absolute" in change:
-                limit = _number(change["absolute"])
+                limit = _number(change["absolute"]) or 0.0
                 passed &= diff >= limit if higher else diff <= limit
             if "relative" in change and baseline:
-                limit = _number(change["relative"])
+                limit = _number(change["relative"]) or 0.0
                 passed &= diff / baseline >= limit if higher else diff / baseline <= limit
             gates.append(Gate(component, f"{name} change vs baseline", diff, _change_text(change, higher), passed))
     return gates

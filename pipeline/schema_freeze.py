@@ -5,7 +5,7 @@ run, so a reviewed schema, not the latest data, decides what an anomaly is.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ml_metadata.proto import metadata_store_pb2 as mpb
@@ -46,7 +46,7 @@ def freeze_schema(config: UseCaseConfig, force: bool = False) -> Path:
                           "pass --force to replace it with the inferred one")
     artifact, execution = latest_inferred_schema(config.pipeline.metadata_path, config.pipeline.name)
     text = (Path(artifact.uri) / SCHEMA_FILE).read_text()
-    when = datetime.fromtimestamp(execution.create_time_since_epoch / 1000, tz=timezone.utc)
+    when = datetime.fromtimestamp(execution.create_time_since_epoch / 1000, tz=UTC)
     header = (f"# Inferred by SchemaGen (execution {execution.id}, {when:%Y-%m-%d %H:%M} UTC) for pipeline "
               f"{config.pipeline.name}; frozen by `esteira schema freeze`.\n"
               "# The pipeline now imports this file instead of inferring a schema: curate it (domains, "

@@ -30,7 +30,7 @@ def write_breast_cancer_csv(out_dir: Path) -> tuple[Path, str, int]:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
-        for row, target in zip(dataset.data, dataset.target):
+        for row, target in zip(dataset.data, dataset.target, strict=True):
             writer.writerow([repr(float(value)) for value in row] + [int(target == 0)])
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return path, digest, len(dataset.target)

@@ -6,7 +6,7 @@ personal data, plus manifest.json), so one front door serves them; each keeps it
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 # profile -> ("module:function", what it is); the function takes the remaining argv, returns an exit code
 PROFILES: dict[str, tuple[str, str]] = {

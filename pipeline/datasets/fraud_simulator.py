@@ -39,10 +39,10 @@ import json
 import math
 import sys
 import unicodedata
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -224,8 +224,8 @@ class SpanSummary:
 
 def cpf_check_digits(first_nine: Sequence[int]) -> tuple[int, int]:
     """The two CPF verification digits (mod-11 with weights 10..2, then 11..2)."""
-    d1 = sum(d * w for d, w in zip(first_nine, range(10, 1, -1))) * 10 % 11 % 10
-    d2 = sum(d * w for d, w in zip([*first_nine, d1], range(11, 1, -1))) * 10 % 11 % 10
+    d1 = sum(d * w for d, w in zip(first_nine, range(10, 1, -1), strict=True)) * 10 % 11 % 10
+    d2 = sum(d * w for d, w in zip([*first_nine, d1], range(11, 1, -1), strict=True)) * 10 % 11 % 10
     return d1, d2
 
 
@@ -302,12 +302,12 @@ def build_population(config: SimulationConfig) -> Population:
     first = rng.integers(len(FIRST_NAMES), size=n)
     middle = rng.integers(len(SURNAMES), size=n)
     last = rng.integers(len(SURNAMES), size=n)
-    names = [f"{FIRST_NAMES[a]} {SURNAMES[b]} {SURNAMES[c]}" for a, b, c in zip(first, middle, last)]
+    names = [f"{FIRST_NAMES[a]} {SURNAMES[b]} {SURNAMES[c]}" for a, b, c in zip(first, middle, last, strict=True)]
     email_suffix = rng.integers(1, 1000, size=n)
     domains = rng.integers(len(EMAIL_DOMAINS), size=n)
     emails = [
         f"{_ascii(FIRST_NAMES[a])}.{_ascii(SURNAMES[c])}{s}@{EMAIL_DOMAINS[d]}"
-        for a, c, s, d in zip(first, last, email_suffix, domains)
+        for a, c, s, d in zip(first, last, email_suffix, domains, strict=True)
     ]
 
     cpf_body = rng.integers(0, 10, size=(n, 9))
@@ -321,12 +321,12 @@ def build_population(config: SimulationConfig) -> Population:
 
     phone_digits = rng.integers(0, 10, size=(n, 8))
     phones = [f"+55 {CITIES[c][5]} 9{''.join(map(str, p[:4]))}-{''.join(map(str, p[4:]))}"
-              for c, p in zip(city, phone_digits.tolist())]
+              for c, p in zip(city, phone_digits.tolist(), strict=True)]
 
     card_prefix = rng.integers(len(CARD_PREFIXES), size=n)
     card_body = rng.integers(0, 10, size=(n, 9))
     cards = []
-    for p, body in zip(card_prefix, card_body.tolist()):
+    for p, body in zip(card_prefix, card_body.tolist(), strict=True):
         partial = CARD_PREFIXES[p] + "".join(map(str, body))
         cards.append(partial + str(luhn_check_digit(partial)))
 
@@ -337,7 +337,7 @@ def build_population(config: SimulationConfig) -> Population:
     cep_high = np.array([CITIES[c][4] for c in city])
     cep_prefix = rng.integers(cep_low, cep_high + 1)
     cep_suffix = rng.integers(0, 1000, size=n)
-    ceps = [f"{p:05d}-{s:03d}" for p, s in zip(cep_prefix, cep_suffix)]
+    ceps = [f"{p:05d}-{s:03d}" for p, s in zip(cep_prefix, cep_suffix, strict=True)]
     device_base = rng.integers(1, 2**48, size=n)
     devices = [_device_name(int(v)) for v in device_base]
     activity = rng.gamma(2.0, 1.0, size=n)
@@ -520,7 +520,7 @@ def _amounts(rng: np.random.Generator, category: np.ndarray, scale: np.ndarray |
 def _pick_merchants(rng: np.random.Generator, pop: Population, city: np.ndarray, category: np.ndarray) -> np.ndarray:
     merchant = np.empty(len(city), dtype=int)
     pool_city = np.where(np.array([CATEGORIES[k][4] == ONLINE for k in category], dtype=bool), -1, city)
-    for key in set(zip(pool_city.tolist(), category.tolist())):
+    for key in set(zip(pool_city.tolist(), category.tolist(), strict=True)):
         mask = (pool_city == key[0]) & (category == key[1])
         pool = pop.pools[key]
         merchant[mask] = pool[rng.integers(len(pool), size=int(mask.sum()))]
@@ -547,7 +547,7 @@ def legitimate(rng: np.random.Generator, pop: Population, state: DayState, n: in
     generation = state.device_generation[customer]
     device = []
     for o, u, c, g, s in zip(online.tolist(), draw.tolist(), customer.tolist(), generation.tolist(),
-                             second_base.tolist()):
+                             second_base.tolist(), strict=True):
         if not o:
             device.append("")
         elif u < ONE_OFF_DEVICE_SHARE:
@@ -644,12 +644,12 @@ def _incident(rng: np.random.Generator, pop: Population, state: DayState, scenar
             t = float(rng.uniform(6 * 3600, 12 * 3600))
             rows.append((victim, t, breached, legit_amount(victim, k), "", float(pop.merchant_lat[breached]),
                          float(pop.merchant_lon[breached]), CARD_PRESENT, 0))  # the skimming: legitimate
-            where = _far_city(rng, breached_city) if rng.random() < CLONED_CARD_FAR else int(pop.city[victim])
+            fraud_city = _far_city(rng, breached_city) if rng.random() < CLONED_CARD_FAR else int(pop.city[victim])
             for _ in range(int(rng.integers(1, 4))):
                 t += float(rng.uniform(1800, 3 * 3600))
                 kk = int(rng.choice(physical, p=spend / spend.sum()))
                 amount = legit_amount(victim, kk) * float(rng.lognormal(math.log(2.0), 0.4))
-                card_present_row(victim, t, where, kk, amount, 1)
+                card_present_row(victim, t, fraud_city, kk, amount, 1)
     else:  # friendly fraud: someone close to the cardholder (or the cardholder disputing), at home
         victim = _victim(rng, pop)
         device = state.usual_device(pop, victim)
@@ -663,7 +663,7 @@ def _incident(rng: np.random.Generator, pop: Population, state: DayState, scenar
                                                           float(pop.home_lon[victim] + rng.normal(0, 0.03))))
             else:
                 card_present_row(victim, t, int(pop.city[victim]), k, amount, 1)
-    columns = list(zip(*rows))
+    columns = list(zip(*rows, strict=True))
     customer = np.array(columns[0], dtype=int)
     fraud = np.array(columns[8], dtype=int)
     second = np.minimum(np.array(columns[1]), DAY_SECONDS - 1.0)
@@ -738,7 +738,7 @@ def _rows(batch: Batch, pop: Population, day: date, first_id: int) -> Iterator[l
     for i, (c, s, m, amount, device, ch, f, sc, dist, delay) in enumerate(zip(
         batch.customer.tolist(), batch.second.tolist(), batch.merchant.tolist(), batch.amount.tolist(),
         batch.device, batch.channel.tolist(), batch.fraud.tolist(), batch.scenario.tolist(), distance.tolist(),
-        batch.label_delay.tolist(),
+        batch.label_delay.tolist(), strict=True,
     )):
         yield [
             f"tx{first_id + i:010d}",
@@ -754,7 +754,7 @@ def _rows(batch: Batch, pop: Population, day: date, first_id: int) -> Iterator[l
             f"{dist:.2f}",
             f,
             SCENARIOS[sc],
-            (midnight + timedelta(seconds=int(math.ceil(s + delay)))).isoformat() if f else "",
+            (midnight + timedelta(seconds=math.ceil(s + delay))).isoformat() if f else "",
         ]
 
 

@@ -48,7 +48,7 @@ import time
 import unicodedata
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
 
@@ -144,7 +144,7 @@ class HandbookConfig:
     @property
     def origin_seconds(self) -> int:
         """Epoch seconds (UTC) of midnight of day 0."""
-        start = datetime(self.start_date.year, self.start_date.month, self.start_date.day, tzinfo=timezone.utc)
+        start = datetime(self.start_date.year, self.start_date.month, self.start_date.day, tzinfo=UTC)
         return int(start.timestamp())
 
 
@@ -401,7 +401,8 @@ def _write_day(day: Day, path: Path, pii: list[str], origin: int, first_id: int)
     lines.extend(
         f"{first_id + i},{t},{pii[c]},{term},{amount:.2f},{int(s > 0)},{s}"
         for i, (t, c, term, amount, s) in enumerate(zip(
-            timestamps, day.customer.tolist(), day.terminal.tolist(), day.amount.tolist(), day.scenario.tolist()))
+            timestamps, day.customer.tolist(), day.terminal.tolist(), day.amount.tolist(), day.scenario.tolist(),
+            strict=True))
     )
     partial = path.with_name(path.name + ".partial")
     partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
