@@ -90,7 +90,7 @@ def _sections(data: bytes) -> list[_Section]:
     def cstr(off: int) -> str:
         return data[off:data.index(b"\0", off)].decode()
 
-    return [_Section(cstr(strtab_off + n), t, o, s, l, e) for n, t, o, s, l, e in raw]
+    return [_Section(cstr(strtab_off + n), t, o, s, link, e) for n, t, o, s, link, e in raw]
 
 
 def _find(sections: list[_Section], name: str) -> _Section:
