@@ -11,6 +11,7 @@ where it started.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -60,7 +61,7 @@ class Sampler:
             self.peak = max(self.peak, rss_mib(self.pid))
             self._stop.wait(0.05)
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         self._thread.start()
         return self
 
@@ -99,7 +100,7 @@ def slow_loris(port: int, connections: int) -> dict[str, int]:
         for sock in list(open_socks):
             try:
                 data = sock.recv(4096)
-                if data.startswith(b"HTTP/1.1 408") or data.startswith(b"HTTP/1.1 503"):
+                if data.startswith((b"HTTP/1.1 408", b"HTTP/1.1 503")):
                     answered += data.startswith(b"HTTP/1.1 408")
                     refused += data.startswith(b"HTTP/1.1 503")
                 open_socks.remove(sock)
@@ -109,10 +110,8 @@ def slow_loris(port: int, connections: int) -> dict[str, int]:
             except OSError:
                 open_socks.remove(sock)
                 continue
-            try:
+            with contextlib.suppress(OSError):
                 sock.send(b"a")
-            except OSError:
-                pass
         time.sleep(1.0)
     for sock in socks:
         sock.close()
@@ -126,7 +125,8 @@ def oversized_bodies(port: int, declared: int, streamed: int) -> dict[str, int]:
     statuses: list[bytes] = []
     for _ in range(declared):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            sock.sendall(b"POST /v1/models/demo:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1))
+            sock.sendall(b"POST /v1/models/demo:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                         % (MAX_BODY + 1))
             statuses.append(sock.recv(64)[:12])
 
     chunk = b"100000\r\n" + b" " * (1 << 20) + b"\r\n"
@@ -150,7 +150,8 @@ def oversized_bodies(port: int, declared: int, streamed: int) -> dict[str, int]:
     for thread in threads:
         thread.join()
     return {"declared_over_limit": declared, "streamed_over_limit": streamed,
-            "answered_413": sum(s == b"HTTP/1.1 413" for s in statuses), "other": len(statuses) - sum(s == b"HTTP/1.1 413" for s in statuses)}
+            "answered_413": sum(s == b"HTTP/1.1 413" for s in statuses),
+            "other": len(statuses) - sum(s == b"HTTP/1.1 413" for s in statuses)}
 
 
 def machine() -> str:
@@ -164,7 +165,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=500, help="slow-loris connections (default bound: 1000)")
     parser.add_argument("--declared", type=int, default=200, help="requests with a Content-Length over the limit")
-    parser.add_argument("--streamed", type=int, default=8, help="clients streaming chunked bodies past the limit at once")
+    parser.add_argument("--streamed", type=int, default=8,
+                        help="clients streaming chunked bodies past the limit at once")
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
 
@@ -205,9 +207,10 @@ def main() -> int:
         server.wait(30)
         shutil.rmtree(work, ignore_errors=True)
     results = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(), "load_average": os.getloadavg(),
-        "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", "benchmarks/hostile/memory_under_attack.py", *sys.argv[1:]]),
+        "command": " ".join(shlex.quote(a)
+                            for a in [".venv/bin/python", "benchmarks/hostile/memory_under_attack.py", *sys.argv[1:]]),
         "server": "esteira serve " + " ".join(command[4:]).replace(str(work), "<tmp>"),
         "tolerance": TOLERANCE, "phases": phases, "overall": overall,
     }
@@ -221,7 +224,8 @@ def main() -> int:
 def write_report(path: Path, results: dict) -> None:
     lines = [
         "# Memory under attack", "",
-        f"- date: {results['date']}", f"- machine: {results['machine']} (load average {results['load_average'][0]:.1f})",
+        f"- date: {results['date']}",
+        f"- machine: {results['machine']} (load average {results['load_average'][0]:.1f})",
         f"- command: `{results['command']}`", f"- server: `{results['server']}`", "",
         "| attack | what happened | RSS before (MiB) | peak during | after | after vs before |",
         "|---|---|---|---|---|---|",
@@ -232,7 +236,8 @@ def write_report(path: Path, results: dict) -> None:
                      f"| {phase['rss_after_mib']} | {phase['after_vs_before']:+.1%} |")
     overall = results["overall"]
     lines += ["", f"Start {overall['rss_start_mib']} MiB, end {overall['rss_end_mib']} MiB: "
-              f"{'within' if overall['within_tolerance'] else 'NOT within'} {results['tolerance']:.0%} of the start.", ""]
+              f"{'within' if overall['within_tolerance'] else 'NOT within'} {results['tolerance']:.0%} of the start.",
+              ""]
     path.write_text("\n".join(lines))
 
 

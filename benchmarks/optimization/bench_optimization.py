@@ -41,7 +41,8 @@ def run_case(config_path: Path, model: Path, examples: Path, out: Path) -> dict[
     if config.optimization is None:
         raise SystemExit(f"{config_path} has no optimization section")
     started = time.perf_counter()
-    report = optimize_files(model, config.optimization, train_files=sorted(map(str, (examples / "Split-train").glob("*"))),
+    report = optimize_files(model, config.optimization,
+                            train_files=sorted(map(str, (examples / "Split-train").glob("*"))),
                             eval_files=sorted(map(str, (examples / "Split-eval").glob("*"))),
                             label=config.data.label, output_dir=out)
     return {**report.as_dict(), "optimizer_seconds": round(time.perf_counter() - started, 1)}
@@ -57,10 +58,10 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
               ("latency_ms_1_row", "1-row latency (ms)"), ("latency_ms_64_rows", "64-row latency (ms)"))
     figure, axes = plt.subplots(len(results), len(panels), figsize=(4.2 * len(panels), 3.4 * len(results)),
                                 squeeze=False)
-    for row_axes, (name, result) in zip(axes, results.items()):
+    for row_axes, (name, result) in zip(axes, results.items(), strict=True):
         rows = [r for r in result["rows"] if r.get("auc") is not None]  # the measured ones
         labels = [r["variant"].replace("_", "\n") for r in rows]
-        for axis, (key, title) in zip(row_axes, panels):
+        for axis, (key, title) in zip(row_axes, panels, strict=True):
             values = [(r.get(key) or 0) / (1024 if key == "file_bytes" else 1) for r in rows]
             colors = ["#555555" if r["variant"] == "saved_model" else "#2a7ab9" if r.get("passed") else "#c0392b"
                       for r in rows]
@@ -94,7 +95,7 @@ def main() -> None:
                                                             if Path(sys.argv[0]).is_absolute() else sys.argv[0],
                                                             *sys.argv[1:]])
     machine = f"{platform.node()} | {platform.platform()} | {os.cpu_count()} CPUs | Python {platform.python_version()}"
-    date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    date = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     recorded_file = args.out / "optimization.json"
     # Cases measured in earlier invocations stay, each with its own date, machine and command.
     recorded = json.loads(recorded_file.read_text()) if recorded_file.is_file() else {"use_cases": {}}

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -77,7 +77,7 @@ def plot(results: dict, path: Path) -> None:
     for node in NODES:
         heights = [sum(r["nodes"].get(node, 0.0) for r in results[n]) / len(results[n]) for n in names]
         ax.barh(names, heights, left=bottoms, label=node)
-        bottoms = [b + h for b, h in zip(bottoms, heights)]
+        bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
     ax.set_xlabel("seconds (mean per run)")
     ax.set_title("Demo pipeline: per-component wall time by runner")
     ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.18))
@@ -100,7 +100,7 @@ def main() -> None:
                   f"process {outcome['process_wall']:6.1f} s", flush=True)
     RESULTS.mkdir(exist_ok=True)
     meta = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, {platform.platform()}",
         "command": f"python benchmarks/pipeline/runners.py --train-steps {args.train_steps} --repeats {args.repeats}",
         "load_average_at_end": os.getloadavg(),

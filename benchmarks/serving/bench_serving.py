@@ -27,8 +27,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -61,7 +61,8 @@ def wait_ready(url: str, process: subprocess.Popen, body: str | None = None, tim
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{' '.join(map(str, process.args[:3]))} exited with {process.returncode} before {url} answered")
+            raise RuntimeError(f"{' '.join(map(str, process.args[:3]))} exited with {process.returncode} "
+                               f"before {url} answered")
         try:
             answer = (httpx.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=5)
                       if body is not None else httpx.get(url, timeout=1))
@@ -101,10 +102,11 @@ def process_cpu(pid: int) -> float:
 
 def run_wrk(url: str, body: str, concurrency: int, seconds: float) -> dict:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n')
+    script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+                      'wrk.headers["Content-Type"] = "application/json"\n')
     before = children_cpu()
-    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(int(seconds), 1)}s", "--latency", "-s", str(script), url],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(int(seconds), 1)}s", "--latency",
+                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
     cpu = children_cpu() - before
     script.unlink()
 
@@ -169,7 +171,8 @@ def _requests_total(metrics_url: str) -> list[tuple[dict[str, str], int]]:
 
 def server_errors(metrics_url: str) -> int:
     """Non-OK Predict requests the server counted (not the benchmark's own status polls)."""
-    return sum(n for labels, n in _requests_total(metrics_url) if labels.get("code") != "OK" and labels.get("api") == "predict")
+    return sum(n for labels, n in _requests_total(metrics_url)
+               if labels.get("code") != "OK" and labels.get("api") == "predict")
 
 
 def server_errors_by_code(metrics_url: str) -> dict[str, int]:
@@ -335,7 +338,8 @@ def swap_under_load(work: Path, base: Path, rest_url: str, status_url: str, metr
             "rest_p99_ms": round(holder["rest"]["p99_ms"], 3), "grpc_p99_ms": round(holder["grpc"]["p99_ms"], 3),
             "states": {s["version"]: s["state"] for s in states}, "load_seconds": loads,
             "publish_to_available_s": to_available, "poll_interval_s": 1, "load_window_s": SWAP_WINDOW_S,
-            "last_available_after_s": round(last_available_s, 3), "swaps_inside_load_window": last_available_s < SWAP_WINDOW_S}
+            "last_available_after_s": round(last_available_s, 3),
+            "swaps_inside_load_window": last_available_s < SWAP_WINDOW_S}
 
 
 def main() -> None:
@@ -348,9 +352,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3,
                         help="measure every cell this many times, round-robin over all cells; the round with the "
                              "median req/s is reported (this machine's speed drifts)")
-    parser.add_argument("--out", type=Path, default=HERE, help="where results and RESULTS.md go (default: beside this file)")
+    parser.add_argument("--out", type=Path, default=HERE,
+                        help="where results and RESULTS.md go (default: beside this file)")
     parser.add_argument("--report-only", action="store_true",
-                        help="re-render RESULTS.md from the recorded results.json (e.g. after editing analysis.md); measures nothing")
+                        help="re-render RESULTS.md from the recorded results.json (e.g. after editing analysis.md); "
+                             "measures nothing")
     args = parser.parse_args()
     if args.report_only:
         recorded = json.loads((args.out / "results.json").read_text())
@@ -370,7 +376,8 @@ def main() -> None:
     print(json.dumps({"kserve_env": kserve_install}), flush=True)
     load_before = load_average()
     started_run = time.monotonic()
-    progress(f"KServe environment {'reused' if kserve_install['reused'] else 'installed'}; exporting the model", started_run)
+    progress(f"KServe environment {'reused' if kserve_install['reused'] else 'installed'}; exporting the model",
+             started_run)
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     servers: list[subprocess.Popen] = []
     results: list[dict] = []
@@ -408,12 +415,14 @@ def main() -> None:
             return run_python_grpc(target, rows, c, seconds)
 
         cells: list[Cell] = [(("in-process", "signature call", rows, 1, "none"),
-                              lambda rows=rows: in_process(base / "1", rows, args.seconds), None) for rows in ROW_COUNTS]
+                              lambda rows=rows: in_process(base / "1", rows, args.seconds), None)
+                             for rows in ROW_COUNTS]
         for rows in ROW_COUNTS:
             for c in levels:
                 for name, server in (("flask", flask), ("kserve", kserve), ("esteira", esteira)):
                     cells.append(((name, "REST", rows, c, "wrk"),
-                                  lambda url=urls[name], rows=rows, c=c: run_wrk(url, bodies[rows], c, args.seconds), server))
+                                  lambda url=urls[name], rows=rows, c=c: run_wrk(url, bodies[rows], c, args.seconds),
+                                  server))
                 cells.append((("esteira", "gRPC", rows, c, loadgen),
                               lambda rows=rows, c=c: grpc_cell(rows, c, args.seconds), esteira))
         for key, runs in measure(cells, args.rounds).items():
@@ -430,7 +439,8 @@ def main() -> None:
             stop(server)
         shutil.rmtree(work, ignore_errors=True)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
-            "python": sys.version.split()[0], "command": "python benchmarks/serving/bench_serving.py " + " ".join(sys.argv[1:]),
+            "python": sys.version.split()[0],
+            "command": "python benchmarks/serving/bench_serving.py " + " ".join(sys.argv[1:]),
             "cores": os.cpu_count(), "seconds_per_cell": args.seconds, "rounds": args.rounds, "concurrency": levels,
             "load_average_before": load_before, "load_average_after": load_average(),
             "wall_s": round(time.monotonic() - started_run, 1), "kserve_env": kserve_install,

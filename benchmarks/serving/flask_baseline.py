@@ -4,9 +4,9 @@ import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from flask import Flask, jsonify, request  # noqa: E402
+import numpy as np
+import tensorflow as tf
+from flask import Flask, jsonify, request
 
 model = tf.saved_model.load(sys.argv[1])
 signature = model.signatures["predict_raw"]

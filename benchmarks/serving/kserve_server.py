@@ -14,9 +14,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import kserve  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import kserve
+import numpy as np
+import tensorflow as tf
 
 
 class SavedModelSignature(kserve.Model):

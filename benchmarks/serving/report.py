@@ -15,9 +15,11 @@ LABELS = {"flask": "Flask", "kserve": "KServe ModelServer", "esteira": "Esteira"
 
 
 def _cell(results: list[dict], system: str, api: str, rows: int, concurrency: int) -> dict:
-    found = [r for r in results if (r["system"], r["api"], r["rows"], r["concurrency"]) == (system, api, rows, concurrency)]
+    found = [r for r in results
+             if (r["system"], r["api"], r["rows"], r["concurrency"]) == (system, api, rows, concurrency)]
     if not found:
-        raise ValueError(f"no {system} {api} {rows}-row c={concurrency} cell in the results; rerun with that concurrency")
+        raise ValueError(f"no {system} {api} {rows}-row c={concurrency} cell in the results; "
+                         "rerun with that concurrency")
     return found[0]
 
 
@@ -44,7 +46,8 @@ def verdicts(results: list[dict], swap: dict) -> list[tuple[str, str, str, bool]
         out.append(("0 failed requests across 2 version swaps (REST + gRPC 1-row c=8 each)",
                     f"{failed} failed of {swap['rest_requests'] + swap['grpc_requests']}"
                     + ("" if inside else f"; the last swap ended after the {swap['load_window_s']:g} s of load"),
-                    f"clients: REST {swap['rest_failures']}, gRPC {swap['grpc_failures']}; server non-OK {swap['server_errors']}",
+                    f"clients: REST {swap['rest_failures']}, gRPC {swap['grpc_failures']}; "
+                    f"server non-OK {swap['server_errors']}",
                     failed == 0 and inside))
         loads = swap["load_seconds"]
         worst = max(loads.values()) if loads else float("inf")
@@ -63,7 +66,7 @@ def plot(path: Path, results: list[dict], meta: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, rows in zip(axes, (1, 64)):
+    for ax, rows in zip(axes, (1, 64), strict=True):
         for system, api in SYSTEMS:
             points = sorted((r["concurrency"], r["rows_per_s"]) for r in results
                             if (r["system"], r["api"], r["rows"]) == (system, api, rows))
@@ -105,7 +108,7 @@ def write_outputs(out: Path, results: list[dict], swap: dict, meta: dict) -> Non
     checks = verdicts(results, swap)
     (out / "results.json").write_text(json.dumps(
         {"meta": meta, "results": results, "swap": swap,
-         "targets": [dict(zip(("target", "reached", "baseline", "met"), c)) for c in checks]}, indent=1))
+         "targets": [dict(zip(("target", "reached", "baseline", "met"), c, strict=True)) for c in checks]}, indent=1))
     plot(out / "throughput.png", results, meta)
     kserve = meta["kserve_env"]
     installed = "reused" if kserve["reused"] else f"installed from PyPI in {kserve['install_s']:g} s"
@@ -116,8 +119,9 @@ def write_outputs(out: Path, results: list[dict], swap: dict, meta: dict) -> Non
              f"Command: `{meta['command']}`; {meta['seconds_per_cell']:g} s per cell, "
              f"{meta['rounds']} round(s) round-robin over every cell of every system, the round with the median req/s "
              "reported (every round's req/s in the last column).",
-             "Systems, all up for the whole measuring phase, one process each: Esteira (`esteira serve`, REST + gRPC, "
-             "--enable_batching with max_batch_size 256, timeout 0, 2 threads, log level WARNING); KServe's ModelServer "
+             "Systems, all up for the whole measuring phase, one process each: Esteira (`esteira serve`, "
+             "REST + gRPC, --enable_batching with max_batch_size 256, timeout 0, 2 threads, log level WARNING); "
+             "KServe's ModelServer "
              f"({', '.join(kserve['pins'])}, its own virtualenv, {installed}; a custom `kserve.Model` calling the same "
              "signature, one uvicorn worker, per-request logging off, v1 path `/v1/models/demo:predict`); the Flask "
              "baseline (dev server, threaded); the in-process signature call with ready tensors. Model: the demo "
@@ -131,11 +135,13 @@ def write_outputs(out: Path, results: list[dict], swap: dict, meta: dict) -> Non
              "| target | reached | baseline (same run) | met |", "|---|---|---|---|"]
     lines += [f"| {t} | {r} | {b} | {'yes' if m else 'NOT MET'} |" for t, r, b, m in checks]
     lines += ["", "## All cells", "",
-              "| system | api | rows | conc | req/s | rows/s | p50 ms | p99 ms | failed | load generator | loadgen CPU | "
-              "server cores | load avg | req/s per round |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {LABELS.get(r['system'], r['system'])} | {r['api']} | {r['rows']} | {r['concurrency']} | {r['req_per_s']} | "
-              f"{r['rows_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['failures']} | {r['loadgen']} | "
-              f"{r['loadgen_cpu_share']:.0%} | {r['server_cores']:.2f} | {r.get('load_1min', '')} | {' / '.join(f'{x:g}' for x in r['rounds_req_per_s'])} |"
+              "| system | api | rows | conc | req/s | rows/s | p50 ms | p99 ms | failed | load generator "
+              "| loadgen CPU | server cores | load avg | req/s per round |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {LABELS.get(r['system'], r['system'])} | {r['api']} | {r['rows']} | {r['concurrency']} "
+              f"| {r['req_per_s']} | {r['rows_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['failures']} "
+              f"| {r['loadgen']} | {r['loadgen_cpu_share']:.0%} | {r['server_cores']:.2f} | {r.get('load_1min', '')} "
+              f"| {' / '.join(f'{x:g}' for x in r['rounds_req_per_s'])} |"
               for r in results]
     if swap:
         lines += ["", "## Version swaps under load", "", "```", json.dumps(swap, indent=1), "```"]

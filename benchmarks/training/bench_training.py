@@ -19,21 +19,22 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import datetime  # noqa: E402
-import functools  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import secrets  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+import argparse
+import csv
+import datetime
+import functools
+import json
+import platform
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -333,7 +334,7 @@ def plot(rows: list[dict[str, Any]]) -> None:
 
     cases = sorted({row["use_case"] for row in rows})
     figure, axes = plt.subplots(1, len(cases), figsize=(7 * len(cases), 4.5))
-    for axis, case in zip(axes, cases):
+    for axis, case in zip(axes, cases, strict=True):
         trained = [r for r in rows if r["use_case"] == case and r["strategy"] != "input only"]
         width = 0.8 / len(STRATEGIES)
         for index, strategy in enumerate(STRATEGIES):
@@ -365,7 +366,8 @@ def main() -> None:
     parser.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--probe", nargs=2, metavar=("USE_CASE", "METHOD"), help=argparse.SUPPRESS)
     parser.add_argument("--report-only", action="store_true",
-                        help="rewrite RESULTS.md, results.csv and the plot from results.json (e.g. after editing analysis.md)")
+                        help="rewrite RESULTS.md, results.csv and the plot from results.json "
+                             "(e.g. after editing analysis.md)")
     args = parser.parse_args()
     if args.report_only:
         recorded = json.loads((HERE / "results.json").read_text())
@@ -388,7 +390,7 @@ def main() -> None:
     before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     result = run(work, args.steps, args.rounds)
     meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join(["python benchmarks/training/bench_training.py",
                              *(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
                                if k in ("steps", "rounds", "fraud_transactions"))]),
