@@ -9,7 +9,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,7 +90,8 @@ def test_model_gate_runs_on_data_and_config_changes_and_attaches_the_reports() -
     job_steps = gate["jobs"]["gate"]["steps"]
     upload = next(step for step in job_steps if step.get("uses", "").startswith("actions/upload-artifact"))
     assert upload["if"] == "always()" and upload["with"]["path"] == "outputs/gate/"
-    assert any("make model-gate" in step.get("run", "") and "GATE_OUT=outputs/gate" in step["run"] for step in job_steps)
+    assert any("make model-gate" in step.get("run", "") and "GATE_OUT=outputs/gate" in step["run"]
+               for step in job_steps)
 
 
 def test_deploy_promotes_or_rolls_back_on_the_canary_check() -> None:

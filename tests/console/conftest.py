@@ -50,7 +50,7 @@ def _eval_rows(folder: Path) -> Path:
         for _ in range(EVAL_ROWS):
             example = example_pb2.Example()
             values = rng.normal(size=len(FEATURES))
-            for name, value in zip(FEATURES, values):
+            for name, value in zip(FEATURES, values, strict=True):
                 example.features.feature[name].float_list.value.append(float(value))
             example.features.feature[LABEL].int64_list.value.append(int(values[0] + rng.normal(scale=0.5) > 0))
             writer.write(example.SerializeToString())

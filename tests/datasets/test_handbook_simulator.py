@@ -70,7 +70,7 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path: Path) -> None:
 
 
 def test_layout_columns_ids_and_timestamps(small) -> None:
-    out, config, rows = small
+    out, _config, rows = small
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json"] + [f"span-{i:04d}" for i in range(1, 46)]
     for span in out.glob("span-*"):
         assert [p.name for p in span.iterdir()] == ["transactions.csv"]
@@ -110,12 +110,12 @@ def test_draws_follow_the_book(small) -> None:
     for c in np.unique(day.customer)[:50]:
         reach = profiles.terminal_index[profiles.terminal_offsets[c]:profiles.terminal_offsets[c + 1]]
         assert set(day.terminal[day.customer == c]) <= set(reach)
-    assert 0 < profiles.mean_amount.min() and profiles.mean_amount.max() < 100
+    assert profiles.mean_amount.min() > 0 and profiles.mean_amount.max() < 100
     assert np.allclose(profiles.std_amount, profiles.mean_amount / 2)
 
 
 def test_scenario_rules_hold_in_the_output(small) -> None:
-    out, config, rows = small
+    _out, config, rows = small
     people = personal_data(config)
     customer_of_card = {person[PII_COLUMNS.index("card_number")]: c for c, person in enumerate(people)}
     assert len(customer_of_card) == config.customers  # one distinct card per customer
@@ -129,7 +129,7 @@ def test_scenario_rules_hold_in_the_output(small) -> None:
         drawn = draw_day(config, profiles, d)
         written = by_day[d]
         assert len(written) == len(drawn)
-        for r, amount in zip(written, drawn.amount.tolist()):
+        for r, amount in zip(written, drawn.amount.tolist(), strict=True):
             if amount > 220:
                 assert r["is_fraud"] == "1"
 
@@ -163,7 +163,7 @@ def test_scenario_rules_hold_in_the_output(small) -> None:
     assert checked > 20
     for d in range(config.days):  # scenario 3 multiplies the drawn amount by 5 (by 5 again per overlapping block)
         drawn = draw_day(config, profiles, d)
-        for r, amount in zip(by_day[d], drawn.amount.tolist()):
+        for r, amount in zip(by_day[d], drawn.amount.tolist(), strict=True):
             if r["fraud_scenario"] == "3":
                 ratio = float(r["amount"]) / amount if amount else 5.0
                 assert any(abs(ratio - 5 ** k) * amount <= 0.01 * 5 ** k for k in (1, 2, 3)), (r, amount)

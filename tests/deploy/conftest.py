@@ -9,9 +9,9 @@ import fcntl
 import os
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -24,13 +24,14 @@ from deploy.images import IMAGES, build_image, make_base_image
 from deploy.podman import Podman
 from serving.demo_model import export_demo_model
 
+
 @pytest.fixture(scope="session")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
     return Podman(tmp_path_factory.mktemp("podman"))
 
 
 @pytest.fixture(scope="session")
-def serving_image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def serving_image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
     """localhost/esteira-serving:dev built from this tree (layers cached between runs)."""
     # Test workers (pytest-xdist) share one image store: the first builds, the others wait and reuse its layers.
     with open(tmp_path_factory.getbasetemp().parent / "esteira-serving-image.lock", "w") as lock:
@@ -40,8 +41,7 @@ def serving_image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> I
             base = pool.submit(make_base_image, podman)
             wheels = pool.submit(wheelhouse.build, wheelhouse.serving())
             base.result(), wheels.result()
-        image = build_image(podman, "serving", tag=IMAGES["serving"])
-    yield image
+        return build_image(podman, "serving", tag=IMAGES["serving"])
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import httpx
 import pytest
@@ -94,7 +94,8 @@ def compose_model_server(podman: Podman, serving_image: str, pushed_model: Path,
     env = {"ESTEIRA_SERVING_IMAGE": serving_image, "MODEL_NAME": pushed_model.name, "MODEL_DIR": str(pushed_model),
            "ESTEIRA_REST_PORT": str(rest_port), "ESTEIRA_GRPC_PORT": str(grpc_port)}
     compose(podman, project, "up", "-d", "model-server", env=env)
-    containers = podman.run("ps", "--all", "--quiet", "--filter", f"label=io.podman.compose.project={project}").stdout.split()
+    containers = podman.run("ps", "--all", "--quiet", "--filter",
+                            f"label=io.podman.compose.project={project}").stdout.split()
     try:
         assert len(containers) == 1, f"expected the model server alone, got {containers}"
         wait_available(f"http://127.0.0.1:{rest_port}", pushed_model.name, containers[0])

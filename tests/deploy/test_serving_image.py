@@ -6,9 +6,9 @@ loopback) against one in-process server on the same model store.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import httpx
 import numpy as np
@@ -77,7 +77,8 @@ def rest_answers(base_url: str) -> dict[str, object]:
                                        json={"signature_name": "predict_raw", "instances": ROWS}).json(),
             "predict_v1": client.post(f"{model}/versions/1:predict",
                                       json={"signature_name": "predict_raw", "instances": ROWS}).json(),
-            "classify": client.post(f"{model}:classify", json={"signature_name": "classify", "examples": EXAMPLES}).json(),
+            "classify": client.post(f"{model}:classify",
+                                    json={"signature_name": "classify", "examples": EXAMPLES}).json(),
             "regress": client.post(f"{model}:regress", json={"signature_name": "regress", "examples": EXAMPLES}).json(),
             "bad_input": client.post(f"{model}:predict", json={"instances": [{"nope": 1.0}]}).json(),
         }
@@ -157,7 +158,8 @@ def test_the_dev_overlays_serving_deployment_plays_with_this_image(podman: Podma
         expected = httpx.post(f"{in_process.rest_url}/v1/models/{MODEL}:predict", json=body, timeout=30).json()
         assert answer == expected and len(answer["predictions"]) == len(ROWS)
         states = []
-        for target, name in ((f"127.0.0.1:{ports['grpc']['hostPort']}", "breast_cancer"), (in_process.grpc_target, MODEL)):
+        for target, name in ((f"127.0.0.1:{ports['grpc']['hostPort']}", "breast_cancer"),
+                             (in_process.grpc_target, MODEL)):
             with GrpcClient(target, timeout=30) as client:
                 states.append([(v.version, v.state) for v in client.status(name).model_version_status])
         assert states[0] == states[1] and states[0][0][0] == 2

@@ -80,7 +80,7 @@ def fraud_run(fraud_workspace: FraudWorkspace):
 
 
 def test_fraud_pipeline_pushes_a_blessed_model(fraud_run) -> None:
-    _root, config, report, stdout = fraud_run
+    _root, config, report, _stdout = fraud_run
     assert not report.failed
     assert report.blessed is True, report.blessing_failures
     assert report.pushed is True
@@ -89,7 +89,7 @@ def test_fraud_pipeline_pushes_a_blessed_model(fraud_run) -> None:
 
 
 def test_examples_carry_the_ingestion_evidence(fraud_run) -> None:
-    _root, config, report, _ = fraud_run
+    _root, config, _report, _ = fraud_run
     store = lineage.open_store(config.pipeline.metadata_path)
     trace = lineage.trace_pushed_model(store, lineage.pushed_models(store)[-1])
     properties = trace.examples.custom_properties
@@ -97,7 +97,8 @@ def test_examples_carry_the_ingestion_evidence(fraud_run) -> None:
     assert properties["pseudonym_key_is_demo"].int_value == 0
     # every row read is accounted for: written, suppressed by k-anonymity, or (time split) an eval row of a
     # card already known compromised, read only as context
-    assert properties["rows_in"].int_value == (properties["rows_out"].int_value + properties["rows_suppressed"].int_value
+    assert properties["rows_in"].int_value == (properties["rows_out"].int_value
+                                               + properties["rows_suppressed"].int_value
                                                + properties["eval_known_compromised_rows"].int_value)
     assert properties["eval_known_compromised_rows"].int_value > 0
     assert properties["privacy_policy_sha256"].string_value == config.privacy.sha256()
@@ -246,7 +247,7 @@ def test_tampered_audit_log_fails_naming_the_first_bad_line(two_pushes) -> None:
 
 def test_a_missing_audit_log_is_a_red_finding_unless_no_traffic_is_by_design(two_pushes) -> None:
     """The report never calls evidence verified that it did not read; `esteira report lgpd` exits 1 for it."""
-    root, env, config_path, config, (first, _second) = two_pushes
+    root, env, config_path, _config, (first, _second) = two_pushes
     doc = yaml.safe_load(config_path.read_text())
     absent = root / "audit" / "never-written.log"
     doc["governance"]["access_audit_logs"] = [str(absent)]

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 KEY = "e2e-time-split-key-" + "k" * 45
 DAY = 86_400
-ORIGIN = int(datetime(2018, 4, 1, tzinfo=timezone.utc).timestamp())  # span 1, day 0
+ORIGIN = int(datetime(2018, 4, 1, tzinfo=UTC).timestamp())  # span 1, day 0
 MODEL_WINDOW_FEATURES = {"customer_nb_tx_1d": "float", "customer_avg_amount_7d": "float",
                          "terminal_risk_7d": "float", "terminal_risk_30d": "float", "during_night": "int"}
 
@@ -146,7 +146,7 @@ def test_cards_already_known_compromised_are_not_evaluated(run, examples) -> Non
     card = {tid: raw[tid]["card"] for tid in by_id}
     # the book's rule from the raw labels: a fraud in train, or on a day <= eval day - 7 - 1 (from train start)
     first_fraud: dict[str, int] = {}
-    for tid, row in raw.items():
+    for row in raw.values():
         if row["is_fraud"] and day(row["timestamp"]) >= 24:
             first_fraud[row["card"]] = min(first_fraud.get(row["card"], 10**9), day(row["timestamp"]))
     expected_removed = [tid for tid, row in raw.items() if 38 <= day(row["timestamp"]) <= 44

@@ -18,7 +18,7 @@ from .conftest import REPO, make
 DIGEST = "sha256:" + "ab" * 32
 
 
-@pytest.fixture()
+@pytest.fixture
 def k8s_copy(tmp_path: Path) -> Path:
     """k8s/ beside configs/, as in the repository, so a step may edit it (ESTEIRA_K8S_DIR)."""
     shutil.copytree(REPO / "k8s", tmp_path / "k8s", ignore=shutil.ignore_patterns("crds"))
@@ -95,12 +95,14 @@ def test_canary_start_promote_and_rollback_move_the_labels(tmp_path: Path) -> No
     rolled = make("canary-rollback", "MODEL=fraud", f"MODEL_CONFIG={config}")
     assert rolled.returncode == 0, rolled.stderr
     fraud = {m.name: m for m in read_model_config(config).model_config_list.config}["fraud"]
-    assert dict(fraud.version_labels) == {"stable": 1, "canary": 1} and list(fraud.model_version_policy.specific.versions) == [1]
+    assert dict(fraud.version_labels) == {"stable": 1, "canary": 1}
+    assert list(fraud.model_version_policy.specific.versions) == [1]
     canary.start(config, "fraud", 4)
     promoted = make("canary-promote", "MODEL=fraud", f"MODEL_CONFIG={config}")
     assert promoted.returncode == 0, promoted.stderr
     fraud = {m.name: m for m in read_model_config(config).model_config_list.config}["fraud"]
-    assert dict(fraud.version_labels) == {"stable": 4, "canary": 4} and list(fraud.model_version_policy.specific.versions) == [4]
+    assert dict(fraud.version_labels) == {"stable": 4, "canary": 4}
+    assert list(fraud.model_version_policy.specific.versions) == [4]
 
 
 def test_canary_steps_name_what_is_missing(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ import pytest
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
-from models.common.strategy import StrategyConfigError, configure_logical_cpus  # noqa: E402
+from models.common.strategy import StrategyConfigError, configure_logical_cpus
 
 REPLICAS = 2
 

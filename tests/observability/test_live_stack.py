@@ -201,7 +201,7 @@ def test_dashboard_page_draws_charts_in_chromium(stack: StackConfig, tmp_path: P
     panels_with_data = sum(1 for p in json.loads(_page_data(page))["rows"] for q in p["panels"]
                            if any(v is not None for s in q["series"] for v in s["values"]))
     assert drawn == panels_with_data and len(canvases) >= drawn > 0
-    assert any(t.startswith("Input feature feature_0") or t.startswith("Input feature feature_1") for t in titles)
+    assert any(t.startswith(("Input feature feature_0", "Input feature feature_1")) for t in titles)
     assert screenshot.stat().st_size > 10_000
 
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from small_model import SmallModel, export_unconvertible_model
 
 from optimization.converter import ROUTES, convert, representative_dataset
 from optimization.errors import OptimizationError
 from optimization.gate import Verdict, choose, judge
 from optimization.optimize import REPORT_FILE, SAVED_MODEL, TFLITE_FILE, format_table, optimize, optimize_files
 from optimization.settings import OptimizationSettings, Variant
-from small_model import SmallModel, export_unconvertible_model
 
 FAST = {"latency_repeats": 2, "representative_examples": 20}
 
@@ -98,7 +98,7 @@ def test_unconvertible_variant_is_reported_with_the_converters_reason(tmp_path: 
 
 
 def test_empty_representative_dataset_is_refused_naming_the_fix(small_model: SmallModel, tmp_path: Path) -> None:
-    with pytest.raises(OptimizationError, match="representative dataset for full_int8 is empty.*drop full_int8"):
+    with pytest.raises(OptimizationError, match=r"representative dataset for full_int8 is empty.*drop full_int8"):
         representative_dataset({"amount": np.zeros((0,), np.float32)})
     empty = tmp_path / "empty.gz"
     import tensorflow as tf

@@ -73,7 +73,7 @@ def test_missing_section_is_named(tmp_path: Path) -> None:
 
 
 def test_missing_file_names_path(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.yaml not found"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml not found"):
         load_config(tmp_path / "nope.yaml")
 
 
@@ -166,7 +166,7 @@ def test_raw_column_missing_from_policy_stops_before_the_run(tmp_path: Path) -> 
     span = tmp_path / "data" / "fraud" / "span-0001"
     span.mkdir(parents=True)
     config = load_config(FRAUD_CONFIG, base=tmp_path)
-    header = list(config.privacy.columns) + ["mothers_maiden_name"]
+    header = [*config.privacy.columns, "mothers_maiden_name"]
     (span / "transactions.csv").write_text(",".join(header) + "\n")
     with pytest.raises(ConfigError, match="mothers_maiden_name"):
         check_data_columns(config)

@@ -17,7 +17,7 @@ def statistics(amounts: np.ndarray, channels: dict[str, int]) -> statistics_pb2.
     amount.path.step.append("amount")
     histogram = amount.num_stats.histograms.add(type=statistics_pb2.Histogram.STANDARD)
     counts, edges = np.histogram(amounts, bins=10)
-    for low, high, count in zip(edges[:-1], edges[1:], counts):
+    for low, high, count in zip(edges[:-1], edges[1:], counts, strict=True):
         histogram.buckets.add(low_value=low, high_value=high, sample_count=count)
     channel = stats.features.add()
     channel.path.step.append("channel")

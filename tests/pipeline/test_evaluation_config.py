@@ -76,7 +76,7 @@ def test_auc_keys_beside_a_gate_are_refused(tmp_path: Path) -> None:
     assert "evaluation.auc_lower_bound, evaluation.champion_auc_margin apply only without evaluation.gate" in message
 
 
-@pytest.mark.parametrize("evaluation, expected", [
+@pytest.mark.parametrize(("evaluation", "expected"), [
     ({"alerts_per_day": [100]}, "evaluation.alerts_per_day needs evaluation.time_key"),
     ({"card_key": "card_id"}, "evaluation.card_key needs evaluation.time_key"),
     ({"card_precision_k": 50}, "evaluation.card_precision_k needs evaluation.card_key"),

@@ -15,11 +15,11 @@ NODES = ("CsvExampleGen", "Trainer", "Evaluator", "ModelValidator", "Pusher")
 
 
 def report(**changes) -> RunReport:
-    values = dict(
-        run_id="run-1", executions=[NodeExecution(node, "COMPLETE", 1.0, i) for i, node in enumerate(NODES)],
-        metrics={"auc": 0.97}, blessed=True, pushed=True, version="1700000000",
-        destination="/models/breast_cancer/1700000000", model_validation={"blessed": 1, "reasons": ""},
-        gate=PromotionGate(metric="auc", value=0.97, lower_bound=0.9, baseline=0.95))
+    values = {
+        "run_id": "run-1", "executions": [NodeExecution(node, "COMPLETE", 1.0, i) for i, node in enumerate(NODES)],
+        "metrics": {"auc": 0.97}, "blessed": True, "pushed": True, "version": "1700000000",
+        "destination": "/models/breast_cancer/1700000000", "model_validation": {"blessed": 1, "reasons": ""},
+        "gate": PromotionGate(metric="auc", value=0.97, lower_bound=0.9, baseline=0.95)}
     values.update(changes)
     return RunReport(**values)
 

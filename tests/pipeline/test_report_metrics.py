@@ -12,9 +12,9 @@ METRICS = {"auc": 0.8812, "auc_precision_recall": 0.6, "average_precision": 0.61
 
 
 def lines(**changes) -> list[str]:
-    values = dict(run_id="run-1", executions=[NodeExecution("Evaluator", "COMPLETE", 1.0, 1)], metrics=METRICS,
-                  gate=PromotionGate(metric="average_precision", value=0.6123, lower_bound=0.5, baseline=0.6,
-                                     change=0.0123, change_threshold=-0.02))
+    values = {"run_id": "run-1", "executions": [NodeExecution("Evaluator", "COMPLETE", 1.0, 1)], "metrics": METRICS,
+              "gate": PromotionGate(metric="average_precision", value=0.6123, lower_bound=0.5, baseline=0.6,
+                                    change=0.0123, change_threshold=-0.02)}
     values.update(changes)
     return format_report(RunReport(**values), Path("/serving")).splitlines()
 

@@ -25,7 +25,7 @@ def write_config(tmp_path: Path, name: str, mutate) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name, schema", USE_CASES)
+@pytest.mark.parametrize(("name", "schema"), USE_CASES)
 def test_each_use_case_reads_back_what_its_config_says(name: str, schema: type[TrainerSettings]) -> None:
     config = load_config(REPO / "configs" / name)
     yaml_config = yaml.safe_load((REPO / "configs" / name).read_text())

@@ -41,7 +41,7 @@ def test_edited_line_is_named(tmp_path: Path) -> None:
     entry["record"]["status"] = "NOT_FOUND"
     lines[2] = json.dumps(entry) + "\n"
     path.write_text("".join(lines))
-    with pytest.raises(AuditLogError, match="line 3: .*edited") as info:
+    with pytest.raises(AuditLogError, match=r"line 3: .*edited") as info:
         verify(path)
     assert info.value.line == 3
 

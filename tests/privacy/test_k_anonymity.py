@@ -13,7 +13,7 @@ QIS = ["age_band", "cep_prefix"]
 
 def _rows() -> list[dict]:
     rows = [{"age_band": "25-34", "cep_prefix": "013"}] * 5 + [{"age_band": "35-44", "cep_prefix": "200"}] * 4
-    return rows + [{"age_band": "65+", "cep_prefix": "699"}]
+    return [*rows, {"age_band": "65+", "cep_prefix": "699"}]
 
 
 def test_report_lists_small_groups_smallest_first() -> None:

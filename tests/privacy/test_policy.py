@@ -54,7 +54,7 @@ def test_unlisted_column_is_refused_with_a_message_naming_it_and_the_fix() -> No
 
 def test_column_named_by_policy_but_absent_from_input_is_refused() -> None:
     policy = PrivacyPolicy.model_validate(POLICY)
-    with pytest.raises(MissingColumnError, match="'cep' is in privacy.columns but not in"):
+    with pytest.raises(MissingColumnError, match=r"'cep' is in privacy\.columns but not in"):
         policy.check_header(["transaction_id", "amount", "cpf", "card_number", "birth_date"])
 
 

@@ -41,10 +41,10 @@ def test_same_seed_same_weights_bit_for_bit(tmp_path, script_env, script_command
     a, b, other = (_weights(str(tmp_path / name / "report.json.npz")) for name in runs)
     dp_a, dp_b = (_weights(str(tmp_path / name / "report.json.dp.npz")) for name in ("a", "b"))
     assert json.loads((tmp_path / "a" / "report.json").read_text())["steps_at_end"] == 48
-    assert all(np.array_equal(x, y) for x, y in zip(a, b)), "same seed, different weights"
-    assert not all(np.array_equal(x, y) for x, y in zip(a, other)), "the seed has no effect"
-    assert all(np.array_equal(x, y) for x, y in zip(dp_a, dp_b)), "same seed, different DP weights"
-    assert not all(np.array_equal(x, y) for x, y in zip(a, dp_a)), "DP training changed nothing"
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)), "same seed, different weights"
+    assert not all(np.array_equal(x, y) for x, y in zip(a, other, strict=True)), "the seed has no effect"
+    assert all(np.array_equal(x, y) for x, y in zip(dp_a, dp_b, strict=True)), "same seed, different DP weights"
+    assert not all(np.array_equal(x, y) for x, y in zip(a, dp_a, strict=True)), "DP training changed nothing"
 
 
 @pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True])

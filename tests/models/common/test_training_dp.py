@@ -12,7 +12,6 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from pydantic import ValidationError
 
 from models.common.dp import DPConfigError, compile_dp_model, replica_parameters
@@ -150,7 +149,8 @@ def test_microbatches_must_split_over_replicas() -> None:
     [
         ({"l2_norm_clip": 0.0, "noise_multiplier": 1.0}, r"l2_norm_clip: Input should be greater than 0"),
         ({"l2_norm_clip": math.inf, "noise_multiplier": 1.0}, r"l2_norm_clip: Input should be a finite number"),
-        ({"l2_norm_clip": 1.0, "noise_multiplier": -1.0}, r"noise_multiplier: Input should be greater than or equal to 0"),
+        ({"l2_norm_clip": 1.0, "noise_multiplier": -1.0},
+         r"noise_multiplier: Input should be greater than or equal to 0"),
         ({"l2_norm_clip": 1.0, "noise_multiplier": 1.0, "clipping": "ghost"}, r"clipping: .*'fast', 'vectorized' or"),
         (
             {"l2_norm_clip": 1.0, "noise_multiplier": 1.0, "num_microbatches": 4},

@@ -55,6 +55,6 @@ def test_two_workers_end_with_identical_weights(tmp_path, script_env, script_com
     for i in range(2):
         with np.load(tmp_path / f"worker{i}.npz") as archive:
             weights.append([archive[name] for name in sorted(archive.files)])
-    assert all(np.array_equal(a, b) for a, b in zip(*weights))
+    assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
     assert (tmp_path / "model" / "saved_model.pb").exists()  # the chief's copy
     assert not list(tmp_path.glob(".worker-*"))  # the other worker's scratch copy is gone

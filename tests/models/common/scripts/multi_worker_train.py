@@ -14,17 +14,17 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
+import argparse
+import json
+import shutil
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
-from models.common.determinism import make_deterministic, reseed_model_ops  # noqa: E402
-from models.common.strategy import build_strategy, is_chief, worker_output_dir  # noqa: E402
-from models.tabular.features import TabularSettings, transformed_name  # noqa: E402
-from models.tabular.network import build_model  # noqa: E402
+from models.common.determinism import make_deterministic, reseed_model_ops
+from models.common.strategy import build_strategy, is_chief, worker_output_dir
+from models.tabular.features import TabularSettings, transformed_name
+from models.tabular.network import build_model
 
 FEATURES = [f"f{i}" for i in range(8)]
 
@@ -49,7 +49,7 @@ def main() -> None:
     reseed_model_ops(seed, strategy)
     draw_reseeded = tf.random.normal([4]).numpy().tolist()
 
-    settings = TabularSettings(data={"label": "y", "features": {name: "float" for name in FEATURES}},
+    settings = TabularSettings(data={"label": "y", "features": dict.fromkeys(FEATURES, "float")},
                                model={"hidden_units": [16, 8], "dropout": 0.0}, training={"seed": seed})
     with strategy.scope():
         model = build_model(settings, vocabulary_sizes={})  # the pipeline's tabular model
@@ -70,7 +70,7 @@ def main() -> None:
         "epochs": history.epoch,
         "draw_same_seed": draw_same_seed,
         "draw_reseeded": draw_reseeded,
-        "moved": any(not np.array_equal(a, b) for a, b in zip(initial, model.get_weights())),
+        "moved": any(not np.array_equal(a, b) for a, b in zip(initial, model.get_weights(), strict=True)),
     }
     with open(os.path.join(args.out, f"worker{task['index']}.json"), "w") as f:
         json.dump(report, f)

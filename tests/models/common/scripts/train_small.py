@@ -12,17 +12,17 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import time
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
-from models.common.checkpointing import ResumableBackup, remove_backup  # noqa: E402
-from models.common.determinism import make_deterministic  # noqa: E402
-from models.common.dp import compile_dp_model  # noqa: E402
-from models.common.settings import DPSettings  # noqa: E402
+from models.common.checkpointing import ResumableBackup, remove_backup
+from models.common.determinism import make_deterministic
+from models.common.dp import compile_dp_model
+from models.common.settings import DPSettings
 
 EXAMPLES, FEATURES, BATCH = 512, 8, 32
 
