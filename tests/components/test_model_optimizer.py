@@ -13,11 +13,12 @@ from tfx.types import standard_artifacts
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "optimization"))
 
-from components.model_optimizer import TFLiteModels  # noqa: E402
-from components.model_optimizer.executor import PUBLISHED, PUBLISHED_VARIANT, REASON, REPORT, run_optimizer  # noqa: E402
-from components.serving_pusher.executor import ServingPusherExecutor  # noqa: E402
-from optimization.settings import OptimizationSettings  # noqa: E402
-from small_model import export_small_model  # noqa: E402
+from small_model import export_small_model
+
+from components.model_optimizer import TFLiteModels
+from components.model_optimizer.executor import PUBLISHED, PUBLISHED_VARIANT, REASON, REPORT, run_optimizer
+from components.serving_pusher.executor import ServingPusherExecutor
+from optimization.settings import OptimizationSettings
 
 SETTINGS = OptimizationSettings(variants=["float32"], publish=["float32"], latency_repeats=1).model_dump_json()
 

@@ -12,7 +12,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fraud_helpers import TransformRun, custom_config, raw_feature_spec, raw_rows  # noqa: E402
+from fraud_helpers import TransformRun, custom_config, raw_feature_spec, raw_rows
 
 
 @pytest.fixture(scope="session")

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "optimization"))
 
-from serving.client import GrpcClient, RestClient  # noqa: E402
-from serving.config import single_model_config  # noqa: E402
-from serving.servables.tflite import TfLiteServable  # noqa: E402
-from serving.core.manager import ModelManager  # noqa: E402
-from serving.servables.saved_model import SavedModelServable  # noqa: E402
-from serving.observability.metrics import Registry  # noqa: E402
-from serving_helpers import start_server  # noqa: E402
-from small_model import export_small_model  # noqa: E402
+from serving_helpers import start_server
+from small_model import export_small_model
+
+from serving.client import GrpcClient, RestClient
+from serving.config import single_model_config
+from serving.core.manager import ModelManager
+from serving.observability.metrics import Registry
+from serving.servables.saved_model import SavedModelServable
+from serving.servables.tflite import TfLiteServable
 
 NAME, SIGNATURE, OUTPUT = "small", "serving_raw", "probability"
 
