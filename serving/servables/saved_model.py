@@ -2,10 +2,12 @@
 
 Runs in worker threads; TensorFlow releases the GIL while it computes. Calls take the fastest entry point
 ``call_paths.prepare`` has shown to agree with the public call; the manager runs :meth:`prepare` right after
-the version becomes AVAILABLE (until then the keyword call serves).
+the version becomes AVAILABLE (until then the keyword call serves). A TF1 graph that TensorFlow's function
+loader refuses runs in a session instead, fed by tensor name as TF Serving feeds it (servables/session.py).
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -17,7 +19,12 @@ from serving.protocol.errors import Code, ServingError, from_tf_error, invalid_a
 from serving.protocol.tensors import StackedInputs, dtype_name
 from serving.servables import call_paths
 from serving.servables.call_paths import to_tensor
-from serving.servables.signature import DEFAULT_SIGNATURE, Signature, check_inputs, read_meta_graph
+from serving.servables.session import SessionModel, SessionSignature
+from serving.servables.signature import (
+    DEFAULT_SIGNATURE, INIT_OP_SIGNATURE, Signature, check_inputs, read_meta_graph,
+)
+
+log = logging.getLogger("serving.models.manager")  # the name operators see for load lines
 
 
 class SavedModelServable:
@@ -45,7 +52,10 @@ class SavedModelServable:
         try:
             self._model = tf.saved_model.load(self.path, tags=list(self.tags))
         except Exception as exc:  # noqa: BLE001 - any load failure becomes the version's status
-            raise from_tf_error(exc) from exc
+            if self.meta_graph.HasField("object_graph_def"):  # a TF2 SavedModel: nothing else can read it
+                raise from_tf_error(exc) from exc
+            self._load_session(exc)
+            return
         loaded = dict(self._model.signatures)
         for key, definition in self.meta_graph.signature_def.items():
             self.signatures[key] = Signature(key, definition, loaded.get(key))
@@ -53,12 +63,34 @@ class SavedModelServable:
         if prepare:
             self.prepare()
 
+    def _load_session(self, refused: BaseException) -> None:
+        """A TF1 graph TF2's wrapping refused (e.g. declared shapes the graph does not have): restored into a
+        session and run by tensor name, as TF Serving runs every SavedModel (servables/session.py)."""
+        assert self.meta_graph is not None
+        self._model = SessionModel(self.path, self.tags)
+        definitions = {key: d for key, d in self.meta_graph.signature_def.items() if key != INIT_OP_SIGNATURE}
+        runners = self._model.signatures(definitions)
+        self.signatures = {key: Signature(key, definitions[key], runner) for key, runner in runners.items()}
+        self.definitions = {k: s.definition for k, s in self.signatures.items()}
+        log.info("%s version %d: TensorFlow's function loader refused the TF1 graph (%s: %s); serving it from a "
+                 "session over its MetaGraph", self.name, self.version, type(refused).__name__,
+                 str(refused).splitlines()[0][:200])
+
+    @property
+    def in_session(self) -> bool:
+        """Whether the version runs in a TF1 session (fed by tensor name) rather than as TF2 functions."""
+        return isinstance(self._model, SessionModel)
+
     def prepare(self) -> None:
         """Switch each signature to its fastest entry point shown to agree with the public call (call_paths)."""
+        if self.in_session:
+            return  # one way in: the session's callable
         for signature in list(self.signatures.values()):
             call_paths.prepare(signature)
 
     def unload(self) -> None:
+        if self.in_session:
+            self._model.close()
         self.signatures = {}
         self.definitions = {}
         self._model = None
@@ -88,6 +120,8 @@ class SavedModelServable:
         which answers or refuses with its own reason (e.g. ``[2.0]`` to a ``[None, 1]`` signature that
         computes elementwise). The flat call skips the Python layer's shape check of the public call."""
         fn = signature.function
+        if self.in_session:
+            return fn(**inputs)
         try:
             flat = [to_tensor(inputs[alias], dtype) for alias, dtype in signature.flat_inputs]
             result = fn._call_flat(flat, fn.captured_inputs)
@@ -96,6 +130,8 @@ class SavedModelServable:
         return {alias: tensor.numpy() for alias, tensor in result.items()}
 
     def _call(self, signature: Signature, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if type(signature.function) is SessionSignature:
+            return signature.function(**inputs)
         if signature.fused is not None:
             try:
                 if type(inputs) is StackedInputs and inputs.aliases == signature.sorted_aliases:
