@@ -48,7 +48,8 @@ def settings_from(args: argparse.Namespace) -> ConsoleSettings:
         model_config_file=args.model_config_file, server_url=args.server, audit_log=args.audit_log,
         reviewer_tokens=args.reviewer_tokens, approver_tokens=args.approver_tokens,
         grpc_server=args.grpc_server or None, server_token=args.server_token,
-        metadata_path=config.pipeline.metadata_path, reports_folder=args.reports or config.pipeline.root.parent / "reports",
+        metadata_path=config.pipeline.metadata_path,
+        reports_folder=args.reports or config.pipeline.root.parent / "reports",
         label_key=config.data.label, metrics_path=args.metrics_path)
 
 

@@ -28,7 +28,8 @@ def server_state(url: str, model_name: str, token: str | None) -> ServerState:
             status = client.status(model_name)
     except ServingClientError as error:
         return ServerState(problem=_problem(url, error))
-    return ServerState({str(item["version"]): item.get("state", "?") for item in status.get("model_version_status", [])})
+    return ServerState({str(item["version"]): item.get("state", "?")
+                        for item in status.get("model_version_status", [])})
 
 
 def _problem(url: str, error: ServingClientError) -> str:

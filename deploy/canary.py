@@ -30,10 +30,12 @@ class LabelChange:
     after: dict[str, int]
 
     def __str__(self) -> str:
-        return f"{self.model}: labels {self.before} -> {self.after}, serving versions {sorted(set(self.after.values()))}"
+        return (f"{self.model}: labels {self.before} -> {self.after}, "
+                f"serving versions {sorted(set(self.after.values()))}")
 
 
-def _relabel(path: Path, model_name: str, change: dict[str, int] | None, use_label: tuple[str, str] | None) -> LabelChange:
+def _relabel(path: Path, model_name: str, change: dict[str, int] | None,
+             use_label: tuple[str, str] | None) -> LabelChange:
     config = read_model_config(path)
     model = next((m for m in config.model_config_list.config if m.name == model_name), None)
     if model is None:

@@ -59,7 +59,9 @@ def test_roles_come_from_the_servers_token_files(tmp_path: Path) -> None:
 
 def test_login_only_returns_to_a_local_page() -> None:
     assert _safe_next("/versions/2") == "/versions/2"
-    assert _safe_next("//evil.example/x") == "/" and _safe_next("https://evil.example") == "/" and _safe_next(None) == "/"
+    assert _safe_next("//evil.example/x") == "/"
+    assert _safe_next("https://evil.example") == "/"
+    assert _safe_next(None) == "/"
 
 
 def test_form_values_round_trip_through_a_tf_example_lists_included() -> None:

@@ -141,7 +141,8 @@ def test_tflite_variants_are_measured_and_the_gated_one_is_in_the_pushed_version
         optimizer = next(e for e in report.executions if e.node == "ModelOptimizer")
         store = lineage.open_store(workspace.config.pipeline.metadata_path)
         artifact = lineage.output_artifacts(store, optimizer.execution_id, "optimized_model")[0]
-        assert (version / "model.tflite").read_bytes() == (Path(artifact.uri) / f"{table['published']}.tflite").read_bytes()
+        published = Path(artifact.uri) / f"{table['published']}.tflite"
+        assert (version / "model.tflite").read_bytes() == published.read_bytes()
     else:
         assert not (version / "model.tflite").exists()
     assert f"TFLite optimization: {table['publish_reason']}" in stdout and "| full_int8 |" in stdout
@@ -205,7 +206,8 @@ def test_model_validator_blesses_before_the_push(first_run) -> None:
     facts = report.model_validation
     assert facts["blessed"] == 1 and facts["reasons"] == "" and facts["non_finite_variables"] == 0
     assert facts["signatures"] == "serving_default,serving_raw" and facts["max_signature_difference"] < 1e-4
-    assert 0 < facts["latency_p95_ms"] <= facts["latency_budget_ms"] == workspace.config.model_validation.latency_budget_ms
+    assert 0 < facts["latency_p95_ms"] <= facts["latency_budget_ms"]
+    assert facts["latency_budget_ms"] == workspace.config.model_validation.latency_budget_ms
     assert "model validation: passed" in stdout
     store = lineage.open_store(workspace.config.pipeline.metadata_path)
     pusher = next(e for e in report.executions if e.node == "Pusher")
@@ -252,7 +254,8 @@ def test_frozen_schema_is_imported_and_its_anomalies_stop_the_run_before_transfo
         nodes = {e.node: e.state for e in report.executions}
         assert nodes["SchemaGen"] == "COMPLETE" and nodes["ExampleValidator"] == "FAILED"
         assert "Transform" not in nodes and "Pusher" not in nodes
-        assert "DataAnomaliesError: data validation found 2 anomalies; the pipeline stopped before Transform" in failed.stderr
+        assert ("DataAnomaliesError: data validation found 2 anomalies; the pipeline stopped before Transform"
+                in failed.stderr)
         assert "[train] feature 'mean_area': Out-of-range values" in failed.stderr
         assert "[eval] feature 'mean_area': Out-of-range values" in failed.stderr
         warned = esteira(workspace.root, "run", "--config", str(workspace.config_path))  # warn: today's behaviour

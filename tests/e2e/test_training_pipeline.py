@@ -87,7 +87,8 @@ def test_dp_model_passes_evaluator_and_pusher_with_epsilon_recorded(workspace: W
     assert properties["training_dp"] == 1
     assert 0.0 < properties["training_dp_epsilon"] < 50.0
     assert properties["training_dp_delta"] == pytest.approx(1e-5)
-    assert [e.node for e in report.executions][-3:] == ["Pusher", "GovernanceReport", "MlflowLogger"] and not report.failed
+    assert [e.node for e in report.executions][-3:] == ["Pusher", "GovernanceReport", "MlflowLogger"]
+    assert not report.failed
     governance = next(e for e in report.executions if e.node == "GovernanceReport")
     store = lineage.open_store(load_config(workspace.root / "config.yaml", base=workspace.root).pipeline.metadata_path)
     folder = Path(lineage.output_artifacts(store, governance.execution_id, "report")[0].uri)

@@ -47,7 +47,8 @@ def test_promtool_unit_tests_catch_a_wrong_threshold(tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
     shutil.copy(RECORDING, rules / "recording.yml")
-    (rules / "alerts.yml").write_text(ALERTS.read_text().replace("(esteira_feature_drift_psi) > 0.2", "(esteira_feature_drift_psi) > 0.5"))
+    (rules / "alerts.yml").write_text(
+        ALERTS.read_text().replace("(esteira_feature_drift_psi) > 0.2", "(esteira_feature_drift_psi) > 0.5"))
     tests = tmp_path / "tests"
     tests.mkdir()
     shutil.copy(UNIT_TESTS, tests / "alerts_test.yml")
@@ -61,7 +62,8 @@ def test_amtool_checks_alertmanager_config() -> None:
 
 
 def test_every_alert_is_tested_firing_and_not_firing() -> None:
-    cases = [case for test in yaml.safe_load(UNIT_TESTS.read_text())["tests"] for case in test.get("alert_rule_test", [])]
+    cases = [case for test in yaml.safe_load(UNIT_TESTS.read_text())["tests"]
+             for case in test.get("alert_rule_test", [])]
     for rule in _alert_rules():
         mine = [case for case in cases if case["alertname"] == rule["alert"]]
         assert any(case["exp_alerts"] for case in mine), f"{rule['alert']}: no unit test where it fires"

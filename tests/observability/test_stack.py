@@ -33,7 +33,8 @@ def test_stack_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.fail("promtool not found: apt-get install prometheus (.ci/run installs it)")
-    config = StackConfig(tmp_path, rest_port=18601, prometheus_port=19190, alertmanager_port=19193, scrape_interval="1s")
+    config = StackConfig(tmp_path, rest_port=18601, prometheus_port=19190, alertmanager_port=19193,
+                         scrape_interval="1s")
     target = write_prometheus_config(config)
     text = target.read_text()
     assert "127.0.0.1:18601" in text and "127.0.0.1:19193" in text and "esteira-gateway" not in text

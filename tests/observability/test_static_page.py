@@ -21,7 +21,8 @@ def test_parse_duration() -> None:
 
 
 def test_expand_names_a_missing_variable() -> None:
-    assert expand('x{model=~"$model"}[$__rate_interval]', {"model": "a", "__rate_interval": "1m"}) == 'x{model=~"a"}[1m]'
+    expanded = expand('x{model=~"$model"}[$__rate_interval]', {"model": "a", "__rate_interval": "1m"})
+    assert expanded == 'x{model=~"a"}[1m]'
     with pytest.raises(KeyError, match=r"\$version"):
         expand('x{version="$version"}', {})
 
