@@ -156,9 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", default=None, help="model whose difference to every other is bootstrapped")
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--out", type=Path, default=None, help="write <out>.json and <out>.md")
+    parser.add_argument("--plots", type=Path, default=None,
+                        help="also draw the pooled PR curves and CP@100 per day of every model into this folder")
     args = parser.parse_args(argv)
+    predictions, folds = load_predictions(args.predictions), pd.read_parquet(args.folds)
     try:
-        result = compare(load_predictions(args.predictions), pd.read_parquet(args.folds), args.reference, args.rounds)
+        result = compare(predictions, folds, args.reference, args.rounds)
     except CompareError as error:
         print(f"compare: error: {error}", file=sys.stderr)
         return 2
@@ -166,7 +169,20 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if args.out:
         args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-        args.out.with_suffix(".md").write_text(table, encoding="utf-8")
+        import os
+        import platform
+        import time
+
+        load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+        header = (f"Measured {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} on `{platform.platform()}` "
+                  f"({os.cpu_count()} CPUs, load average {load}); command: `python {' '.join(sys.argv)}`; "
+                  f"{args.rounds} card-bootstrap rounds.\n\n")
+        args.out.with_suffix(".md").write_text(header + table, encoding="utf-8")
+    if args.plots:
+        from plots import prequential_plots
+
+        args.plots.mkdir(parents=True, exist_ok=True)
+        print("plots:", *prequential_plots(folds, predictions, args.plots))
     return 0
 
 
