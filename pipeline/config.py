@@ -36,7 +36,7 @@ from models.common.settings import (
     settings_schema,
 )
 from privacy.errors import PrivacyError
-from privacy.policy import PrivacyPolicy
+from privacy.policy import DropColumn, PrivacyPolicy, PseudonymizeColumn
 
 
 class ConfigError(ValueError):
@@ -215,6 +215,14 @@ class EvaluationConfig(_Section):
                                 "(recall_at_<n>_alerts_per_day), e.g. [100]; needs time_key")
     transform_signature: str | None = Field(
         default=None, description="model signature TFMA runs first so slices can use transformed features")
+    decision_threshold: float = Field(
+        default=0.5, gt=0.0, lt=1.0,
+        description="score above which a prediction is acted on (an alert); the fairness rates are measured at "
+                    "it. The model server counts classes at 0.5 (esteira_predictions_total)")
+    max_false_positive_rate_gap: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="the fairness gate: the largest false-positive-rate gap between the groups of any "
+                    "governance.protected_attributes may be at most this, e.g. 0.02 (null: reported, not gated)")
 
     @field_validator("recall_at_false_positive_rates")
     @classmethod
@@ -340,6 +348,17 @@ class TrackingConfig(_Section):
     experiment: str | None = Field(default=None, description="MLflow experiment (default: pipeline.name)")
 
 
+class RetentionSchedule(_Section):
+    """How long each store of personal data is kept, then what happens (LGPD art. 15-16), as the controller
+    declares it for the LGPD report."""
+
+    training_data: str = Field(min_length=1, description="e.g. 'anonymized examples: 5 years, then deleted'")
+    prediction_memory: str = Field(
+        min_length=1, description="the model server's memory of recent predictions for feedback, e.g. '24 hours "
+                                  "(--feedback_ttl_seconds 86400), in memory only'")
+    audit_logs: str = Field(min_length=1, description="the access audit logs, e.g. '5 years (CMN 4.893/2021)'")
+
+
 class GovernanceConfig(_Section):
     """What the LGPD compliance report states about the processing (Lei 13.709/2018, art. 7 and 37).
 
@@ -353,6 +372,38 @@ class GovernanceConfig(_Section):
     retention: str = Field(min_length=1, description="how long data and models are kept, e.g. '5 years'")
     access_audit_logs: list[Path] = Field(
         default=[], description="the model server's hash-chained access audit logs (--audit_log_file)")
+    protected_attributes: list[str] = Field(
+        default=[], description="columns of the eval examples whose groups the Evaluator compares (false-positive "
+                                "and false-negative rates, average precision, largest gaps), e.g. the privacy "
+                                "policy's generalized [age_band, cep_region]")
+    field_legal_bases: dict[str, str] = Field(
+        default={}, description="raw column -> its LGPD legal basis where it differs from legal_basis, e.g. "
+                                "{birth_date: 'credit protection (art. 7, X)'}; other processed columns fall "
+                                "under legal_basis")
+    retention_schedule: RetentionSchedule | None = Field(
+        default=None, description="how long the training data, the prediction memory and the audit logs are kept "
+                                  "(LGPD art. 15-16)")
+    ripd: str | None = Field(
+        default=None, min_length=1,
+        description="where the data protection impact report (RIPD, LGPD art. 38) is kept, e.g. a document id "
+                    "or URL")
+
+    @field_validator("protected_attributes")
+    @classmethod
+    def _distinct_attributes(cls, value: list[str]) -> list[str]:
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} listed more than once; name each column once")
+        return value
+
+    @field_validator("field_legal_bases")
+    @classmethod
+    def _bases_are_stated(cls, value: dict[str, str]) -> dict[str, str]:
+        empty = sorted(name for name, basis in value.items() if not basis.strip())
+        if empty:
+            raise ValueError(f"no legal basis written for {', '.join(empty)}; state it, e.g. 'credit protection "
+                             "(art. 7, X)', or remove the column to use governance.legal_basis")
+        return value
 
 
 class PipelineSection(_Section):
@@ -447,7 +498,42 @@ class UseCaseConfig(_Section):
         return self
 
     @model_validator(mode="after")
-    def _time_split_is_causal(self) -> "UseCaseConfig":
+    def _protected_attributes_reach_the_evaluator(self) -> UseCaseConfig:
+        """Each protected attribute is a column of the eval examples with a few groups; a raw column the policy
+        drops or generalizes is refused naming the column to use instead."""
+        attributes = self.governance.protected_attributes if self.governance else []
+        if self.evaluation.max_false_positive_rate_gap is not None and not attributes:
+            raise ValueError("evaluation.max_false_positive_rate_gap needs governance.protected_attributes, the "
+                             "columns whose groups are compared (e.g. [age_band, cep_region])")
+        for name in attributes:
+            problem = protected_attribute_problem(self, name)
+            if problem:
+                raise ValueError(f"governance.protected_attributes: {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _legal_bases_name_processed_columns(self) -> UseCaseConfig:
+        bases = self.governance.field_legal_bases if self.governance else {}
+        if bases and self.privacy is None:
+            raise ValueError("governance.field_legal_bases names raw columns of the privacy policy: add a privacy "
+                             "section or remove field_legal_bases")
+        for name in bases:
+            assert self.privacy is not None
+            rule = self.privacy.columns.get(name)
+            if rule is None:
+                sources = {written: raw for raw, other in self.privacy.columns.items()
+                           if (written := getattr(other, "output", None))}
+                hint = (f"'{name}' is the output of '{sources[name]}'; name the raw column '{sources[name]}'"
+                        if name in sources else f"'{name}' is not a column of the privacy policy")
+                raise ValueError(f"governance.field_legal_bases: {hint} (raw columns: "
+                                 f"{', '.join(self.privacy.columns)})")
+            if isinstance(rule, DropColumn):
+                raise ValueError(f"governance.field_legal_bases: the privacy policy drops '{name}' while reading, so "
+                                 "it is not processed and needs no basis; remove it")
+        return self
+
+    @model_validator(mode="after")
+    def _time_split_is_causal(self) -> UseCaseConfig:
         """The time split reads its columns from the window features (else the card history); one label
         delay: terminal windows may not use a label the split says is not known yet."""
         split = self.data.time_split
@@ -546,6 +632,46 @@ class UseCaseConfig(_Section):
         if not self._derived and self._config_dir is None:
             return config  # never resolved: nothing to derive again
         return config.resolved(Path.cwd(), config_dir=self._config_dir)
+
+
+def protected_attribute_problem(config: UseCaseConfig, name: str) -> str | None:
+    """Why ``name`` cannot define groups on the eval examples (None: it can)."""
+    if name == config.data.label:
+        return f"'{name}' is the label; name a column describing the person, e.g. age_band"
+    if config.privacy is None:
+        if name not in config.data.features:
+            return f"'{name}' is not in data.features ({', '.join(config.data.features)})"
+        return None
+    policy = config.privacy
+    outputs = policy.output_columns()
+    writers = {(rule.output or raw): rule for raw, rule in policy.columns.items() if not isinstance(rule, DropColumn)}
+    if name in outputs:
+        if isinstance(writers[name], PseudonymizeColumn):
+            return (f"'{name}' is pseudonymized: each value is one person, not a group; name a generalized "
+                    f"column such as {', '.join(_generalized(policy)) or 'an age band'}")
+        if outputs[name] in ("float", "timestamp"):
+            return (f"'{name}' is a {outputs[name]} column: every value would be its own group; generalize it "
+                    "into bands in privacy.columns (method: band) and name the band column")
+        return None
+    rule = policy.columns.get(name)
+    if rule is None:
+        return f"'{name}' is not a column the privacy policy writes; available: {', '.join(sorted(outputs))}"
+    if isinstance(rule, DropColumn):
+        return (f"the privacy policy drops '{name}' while reading, so the Evaluator never sees it and no "
+                f"generalized form of it is written; add one in privacy.columns (treatment: generalize) or name "
+                f"one of {', '.join(_generalized(policy)) or ', '.join(sorted(outputs))}")
+    if isinstance(rule, PseudonymizeColumn):
+        return (f"'{name}' is pseudonymized: each value is one person, not a group; name a generalized "
+                f"column such as {', '.join(_generalized(policy)) or 'an age band'}")
+    written = rule.output or name
+    if rule.treatment == "generalize":
+        return f"the privacy policy generalizes '{name}' into '{written}' while reading; name '{written}' instead"
+    return f"the privacy policy writes '{name}' as '{written}'; name '{written}' instead"
+
+
+def _generalized(policy: PrivacyPolicy) -> list[str]:
+    """Output columns the policy generalizes (age bands, regions, amount bands): the natural groups."""
+    return [rule.output or raw for raw, rule in policy.columns.items() if rule.treatment == "generalize"]
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:

@@ -8,23 +8,24 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import json
 
 import tensorflow_model_analysis as tfma
-from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.base.base_component import BaseComponent
 
-from components.mlflow_logger import MlflowLogger
-from components.governance_report import GovernanceReport
 from components.data_validator import DataValidator, PreviousSpanStrategy
+from components.governance_report import GovernanceReport
+from components.mlflow_logger import MlflowLogger
 from components.model_optimizer import ModelOptimizer
 from components.model_validator import ModelValidator
-from components.serving_pusher import ServingPusher
 from components.recording_trainer import RecordingTrainerExecutor
+from components.serving_pusher import ServingPusher
+from pipeline import fairness
 from pipeline.config import EvaluationConfig, GateConfig, UseCaseConfig
 from pipeline.drift_report import drift_exclusions
 
 PREDICTION_KEY = "probability"
 FRAUD_METRICS_MODULE = "models.fraud.tfma_metrics"
+FAIRNESS_METRICS_MODULE = "pipeline.fairness_metric"
 
 
 def trainer_custom_config(config: UseCaseConfig) -> dict:
@@ -64,6 +65,27 @@ def metric_configs(evaluation: EvaluationConfig) -> dict[str, tfma.MetricConfig]
     return configs
 
 
+def fairness_metric_configs(evaluation: EvaluationConfig, attributes: list[str]) -> list[tfma.MetricConfig]:
+    """Per slice, false-positive and false-negative rates at the decision threshold (TFMA's FPR and FNR);
+    per protected attribute, its groups' table and largest gaps (pipeline/fairness_metric.py), the
+    false-positive-rate gap gated on the overall slice when evaluation.max_false_positive_rate_gap is set."""
+    if not attributes:
+        return []
+    threshold = evaluation.decision_threshold
+    configs = [tfma.MetricConfig(class_name=class_name, config=json.dumps({"thresholds": [threshold], "name": name}))
+               for class_name, name in (("FPR", "false_positive_rate"), ("FNR", "false_negative_rate"))]
+    for attribute in attributes:
+        metric = tfma.MetricConfig(class_name="ProtectedGroupGaps", module=FAIRNESS_METRICS_MODULE, config=json.dumps(
+            {"attribute": attribute, "threshold": threshold,
+             "name": fairness.gap_metric_name("false_positive_rate", attribute)}))
+        if evaluation.max_false_positive_rate_gap is not None:
+            limit = tfma.MetricThreshold()
+            limit.value_threshold.upper_bound.value = evaluation.max_false_positive_rate_gap
+            metric.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()], threshold=limit)
+        configs.append(metric)
+    return configs
+
+
 def gate_threshold(gate: GateConfig) -> tfma.MetricThreshold:
     """The floor and the allowed change versus the latest blessed model (absolute and, when configured,
     relative: (candidate - baseline) / baseline); TFMA requires every part to hold."""
@@ -80,15 +102,20 @@ def gate_threshold(gate: GateConfig) -> tfma.MetricThreshold:
 
 
 def eval_config(config: UseCaseConfig) -> tfma.EvalConfig:
-    """Every reported metric, the promotion gate (evaluation.gate, or the auc_* keys) on one of them."""
+    """Every reported metric, the promotion gate (evaluation.gate, or the auc_* keys) on one of them, and the
+    fairness figures of governance.protected_attributes (sliced on each, gated by
+    evaluation.max_false_positive_rate_gap)."""
     gate = config.evaluation.promotion_gate()
     configs = metric_configs(config.evaluation)
     # The gate judges the whole eval split; slices are reported, not gated (a small slice's figure is noise).
     configs[gate.metric].per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()],
                                                   threshold=gate_threshold(gate))
-    metrics = [tfma.MetricConfig(class_name="ExampleCount"), *configs.values()]
-    slices = [tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[name])
-                                     for name in config.evaluation.slice_features]
+    attributes = config.governance.protected_attributes if config.governance else []
+    metrics = [tfma.MetricConfig(class_name="ExampleCount"), *configs.values(),
+               *fairness_metric_configs(config.evaluation, attributes)]
+    sliced = [*config.evaluation.slice_features, *(name for name in attributes
+                                                   if name not in config.evaluation.slice_features)]
+    slices = [tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[name]) for name in sliced]
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
             signature_name="serving_default", label_key=config.data.label, prediction_key=PREDICTION_KEY,
@@ -246,6 +273,7 @@ def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None 
         statistics=statistics_gen.outputs["statistics"],
         reference_features=[name for name, kind in config.data.features.items() if kind.value == "float"],
         tflite_model=optimizer.outputs["optimized_model"] if optimizer else None,
+        examples=example_gen.outputs["examples"],  # eval rows for the version's warm-up records
     ).with_id("Pusher")
     governance_report = GovernanceReport(
         pushed_model=pusher.outputs["pushed_model"], metadata_path=str(config.pipeline.metadata_path),

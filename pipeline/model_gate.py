@@ -4,18 +4,21 @@ It fails when a component failed, the Evaluator or the ModelValidator did not bl
 Pusher published nothing, the published weights hold a NaN or an infinity, or the candidate's value of
 the gated metric (AUC, or evaluation.gate.metric, e.g. average precision) does not beat the champion's
 (TFMA's blessed baseline, evaluated on the same eval split) by `evaluation.champion_auc_margin` (or
-`evaluation.gate.champion_margin`). The facts come from MLMD (pipeline/report.py) and the pushed
-SavedModel itself; the verdict and the run's drift and LGPD reports go to one folder CI attaches.
+`evaluation.gate.champion_margin`), or a protected attribute's false-positive-rate gap is above
+`evaluation.max_false_positive_rate_gap` (the reason names the gap, the groups and the limit). The facts
+come from MLMD (pipeline/report.py) and the pushed SavedModel itself; the verdict and the run's drift and
+LGPD reports go to one folder CI attaches.
 """
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from pipeline.report import RunReport, fraud_metric_names, format_metric, metric_label
+from pipeline.fairness import AttributeFairness
+from pipeline.report import RunReport, format_metric, fraud_metric_names, metric_label
 
 NonFiniteCheck = Callable[[Path], list[str]]
 
@@ -38,6 +41,8 @@ class GateFacts:
     value: float | None = None
     champion_value: float | None = None
     fraud_metrics: dict[str, float] = field(default_factory=dict)  # AP, CP@k, alert-budget recall, when reported
+    # per protected attribute: the false-positive-rate gap's verdict (None: not gated) and its text
+    fairness: list[dict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -83,9 +88,16 @@ def decide(facts: GateFacts, margin: float) -> GateVerdict:
     else:
         notes.append(f"{label} {value:.4f} beats the champion's {champion:.4f} by "
                      f"{value - champion:+.4f} (margin {margin:g})")
-    shown = [name for name in fraud_metric_names(facts.fraud_metrics) if name != facts.metric]
-    if shown:
-        notes.append("candidate also: " + ", ".join(format_metric(name, facts.fraud_metrics) for name in shown))
+    for gap in facts.fairness:
+        if gap["passed"] is False:
+            reasons.append(f"fairness: {gap['text']}")
+        elif gap["passed"] is True:
+            notes.append(f"fairness: {gap['text']}")
+        else:
+            notes.append(f"fairness (not gated: no evaluation.max_false_positive_rate_gap): {gap['text']}")
+    also = [name for name in fraud_metric_names(facts.fraud_metrics) if name != facts.metric]
+    if also:
+        notes.append("candidate also: " + ", ".join(format_metric(name, facts.fraud_metrics) for name in also))
     return GateVerdict(not reasons, reasons, notes, facts, margin)
 
 
@@ -104,7 +116,17 @@ def facts_from_report(report: RunReport, non_finite: NonFiniteCheck) -> GateFact
         model_validation_reasons=None if validator_blessed else str(validation.get("reasons", "")),
         pushed=report.pushed, push_reason=report.push_reason, version=report.version,
         destination=report.destination, non_finite_weights=bad_weights, metric=metric,
-        value=report.metrics.get(metric), champion_value=gate.baseline if gate else None, fraud_metrics=fraud)
+        value=report.metrics.get(metric), champion_value=gate.baseline if gate else None, fraud_metrics=fraud,
+        fairness=[_fairness_fact(table) for table in report.fairness])
+
+
+def _fairness_fact(table: AttributeFairness) -> dict:
+    gap = table.false_positive_rate_gap
+    text = (table.gate_text() if table.max_false_positive_rate_gap is not None else
+            f"{table.attribute} false-positive-rate gap {gap.describe(table.by_group)}")
+    return {"attribute": table.attribute, "gap": gap.value, "lower": gap.lower, "upper": gap.upper,
+            "high_group": gap.high_group, "low_group": gap.low_group, "limit": table.max_false_positive_rate_gap,
+            "passed": table.gate_passed, "text": text}
 
 
 def governance_reports(store, run_id: str) -> Path | None:  # type: ignore[no-untyped-def]

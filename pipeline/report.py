@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ml_metadata as mlmd
 
 from pipeline import lineage
+from pipeline.fairness import AttributeFairness, read_fairness
+
+if TYPE_CHECKING:
+    from tensorflow_model_analysis.proto import validation_result_pb2
 
 
 @dataclass(frozen=True)
@@ -23,11 +28,12 @@ class RunReport:
     version: str = ""
     destination: str = ""
     training: dict[str, float | int | str] = field(default_factory=dict)
-    gate: "PromotionGate | None" = None  # the Evaluator's promotion gate, on whichever metric it judges
+    gate: PromotionGate | None = None  # the Evaluator's promotion gate, on whichever metric it judges
     data_validation: dict[str, float | int | str] = field(default_factory=dict)
     model_validation: dict[str, float | int | str] = field(default_factory=dict)
     optimization: dict = field(default_factory=dict)  # the ModelOptimizer's table, verdicts and publish reason
     time_split: dict[str, int | str] = field(default_factory=dict)  # windows' dates, spans and counts
+    fairness: list[AttributeFairness] = field(default_factory=list)  # per protected attribute (pipeline/fairness.py)
 
     @property
     def failed(self) -> list[str]:
@@ -121,9 +127,8 @@ def _promotion_gate(uri: str, metrics: dict[str, float], baseline: dict[str, flo
     if name not in metrics:
         return None
     current, base = metrics[name], baseline.get(name)
-    has = threshold is not None
-    value = threshold.value_threshold if has else None
-    change = threshold.change_threshold if has and threshold.HasField("change_threshold") else None
+    value = threshold.value_threshold if threshold is not None else None
+    change = threshold.change_threshold if threshold is not None and threshold.HasField("change_threshold") else None
     return PromotionGate(
         metric=name, value=current,
         lower_bound=value.lower_bound.value if value is not None and value.HasField("lower_bound") else None,
@@ -134,8 +139,13 @@ def _promotion_gate(uri: str, metrics: dict[str, float], baseline: dict[str, flo
         relative_threshold=change.relative.value if change is not None and change.HasField("relative") else None)
 
 
-def _evaluation_metrics(uri: str) -> tuple[dict[str, float], list[str], dict[str, float]]:
-    """Overall-slice metrics of the candidate model and the reasons validation failed, if it did."""
+def _evaluation_metrics(uri: str, fairness: list[AttributeFairness] | None = None,
+                        ) -> tuple[dict[str, float], list[str], dict[str, float]]:
+    """Overall-slice metrics of the candidate model and the reasons validation failed, if it did (a refused
+    false-positive-rate gap names its groups and the limit)."""
+    from pipeline.fairness import gap_metric_name
+
+    gaps = {gap_metric_name("false_positive_rate", table.attribute): table for table in fairness or []}
     import tensorflow_model_analysis as tfma
 
     metrics: dict[str, float] = {}
@@ -156,11 +166,14 @@ def _evaluation_metrics(uri: str) -> tuple[dict[str, float], list[str], dict[str
         where = ", ".join(f"{key.column}={key.bytes_value.decode() or key.int64_value or key.float_value}"
                           for key in per_slice.slice_key.single_slice_keys) or "overall"
         for failure in per_slice.failures:
-            failures.append(f"{_describe_failure(failure)} ({where})")
+            table = gaps.get(failure.metric_key.name)
+            text = (table.gate_text() if table is not None and not failure.metric_key.is_diff
+                    else _describe_failure(failure))
+            failures.append(f"{text} ({where})")
     return metrics, failures, baseline
 
 
-def _describe_failure(failure) -> str:
+def _describe_failure(failure: validation_result_pb2.ValidationFailure) -> str:
     """E.g. 'auc 0.7598 below the lower bound 0.85' or 'auc change -0.0312 below the allowed -0.01'."""
     name = failure.metric_key.name
     value = failure.metric_value.double_value.value
@@ -214,7 +227,9 @@ def build_report(store: mlmd.MetadataStore, pipeline_name: str, run_id: str | No
     if evaluator and evaluator.state in ("COMPLETE", "CACHED"):
         evaluation = lineage.output_artifacts(store, evaluator.execution_id, "evaluation")
         if evaluation:
-            values["metrics"], values["blessing_failures"], baseline = _evaluation_metrics(evaluation[0].uri)
+            values["fairness"] = read_fairness(evaluation[0].uri)
+            values["metrics"], values["blessing_failures"], baseline = _evaluation_metrics(
+                evaluation[0].uri, values["fairness"])
             values["gate"] = _promotion_gate(evaluation[0].uri, values["metrics"], baseline)
         blessing = lineage.output_artifacts(store, evaluator.execution_id, "blessing")
         if blessing:
@@ -277,6 +292,26 @@ def format_time_split(facts: dict[str, int | str]) -> list[str]:
     return lines
 
 
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def format_fairness(tables: list[AttributeFairness]) -> list[str]:
+    """Per protected attribute: each group's rates and AP, the largest gaps, and the gap gate's verdict."""
+    lines = []
+    for table in tables:
+        lines.append(f"fairness by {table.attribute} (eval split, alert above {table.threshold:g}):")
+        for group in table.groups:
+            lines.append(f"  {group.group}: FPR {_figure(group.false_positive_rate)}, "
+                         f"FNR {_figure(group.false_negative_rate)}, AP {_figure(group.average_precision)} "
+                         f"({group.examples} examples, {group.positives} positive)")
+        for figure, gap in table.gaps.items():
+            lines.append(f"  largest {figure} gap: {gap.describe(table.by_group)}")
+        if table.max_false_positive_rate_gap is not None:
+            lines.append(f"  gate: {table.gate_text()}: {'pass' if table.gate_passed else 'FAIL'}")
+    return lines
+
+
 def format_report(report: RunReport, serving_base: Path, wall_seconds: float | None = None) -> str:
     lines = [f"run {report.run_id}"]
     width = max((len(e.node) for e in report.executions), default=10)
@@ -319,6 +354,7 @@ def format_report(report: RunReport, serving_base: Path, wall_seconds: float | N
             lines.append(f"promotion gate on {report.gate.label}: no blessed baseline yet (change thresholds "
                          "apply from the next run)")
         lines.extend(f"  {text}: {'pass' if passed else 'FAIL'}" for text, passed in checks)
+    lines.extend(format_fairness(report.fairness))
     if report.data_validation:
         facts = report.data_validation
         previous = int(facts.get("previous_span", -1))

@@ -150,3 +150,32 @@ def test_the_margin_comes_from_the_gate_section() -> None:
     evaluation = EvaluationConfig(gate=GateConfig(metric="average_precision", lower_bound=0.5, champion_margin=0.02))
     assert evaluation.promotion_gate().champion_margin == 0.02
     assert EvaluationConfig(champion_auc_margin=0.01).promotion_gate().champion_margin == 0.01
+
+
+def fairness_table(limit: float | None):
+    from pipeline.fairness import group_fairness
+
+    groups = ["18-24"] * 4 + ["65+"] * 4
+    labels = [0, 0, 0, 1, 0, 0, 0, 1]
+    scores = [0.9, 0.8, 0.1, 0.9, 0.1, 0.2, 0.3, 0.9]  # FPR 18-24: 2/3, 65+: 0/3
+    table = group_fairness("age_band", groups, labels, scores, 0.5, replicates=50)
+    return type(table)(**{**table.__dict__, "max_false_positive_rate_gap": limit})
+
+
+def test_a_false_positive_rate_gap_above_the_limit_fails_naming_the_gap_groups_and_limit() -> None:
+    verdict = decide(facts_from_report(report(fairness=[fairness_table(0.1)]), finite), margin=0.0)
+    assert not verdict.passed
+    (reason,) = [reason for reason in verdict.reasons if reason.startswith("fairness")]
+    assert reason.startswith("fairness: age_band false-positive-rate gap 0.6667 (18-24 0.6667 vs 65+ 0.0000; "
+                             "95 % bootstrap interval [")
+    assert reason.endswith("above the limit 0.1 (evaluation.max_false_positive_rate_gap)")
+    gap = verdict.facts.fairness[0]
+    assert (gap["high_group"], gap["low_group"], gap["limit"], gap["passed"]) == ("18-24", "65+", 0.1, False)
+
+
+def test_a_gap_within_the_limit_or_ungated_is_a_note() -> None:
+    verdict = decide(facts_from_report(report(fairness=[fairness_table(0.9)]), finite), margin=0.0)
+    assert verdict.passed and any("within the limit 0.9" in note for note in verdict.notes)
+    ungated = decide(facts_from_report(report(fairness=[fairness_table(None)]), finite), margin=0.0)
+    assert ungated.passed and any(note.startswith("fairness (not gated: no evaluation.max_false_positive_rate_gap)")
+                                  for note in ungated.notes)

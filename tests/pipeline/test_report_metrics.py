@@ -62,3 +62,18 @@ def test_the_model_card_shows_the_fraud_metrics() -> None:
     assert ("- card_precision_at_100: undefined (a day of the eval split holds fewer cards than k; see "
             "evaluation.card_precision_k) (smallest day: 43 cards)\n") in card
     assert "| Evaluator | average_precision | 0.6123 | >= 0.5 | passed |" in card
+
+
+def test_the_run_report_shows_each_groups_figures_and_the_gap_gate() -> None:
+    from pipeline.fairness import group_fairness
+
+    table = group_fairness("cep_region", ["1"] * 4 + ["2"] * 4, [0, 0, 0, 1, 0, 0, 0, 1],
+                           [0.9, 0.1, 0.1, 0.9, 0.1, 0.2, 0.3, 0.2], 0.5, replicates=50)
+    table = type(table)(**{**table.__dict__, "max_false_positive_rate_gap": 0.5})
+    shown = lines(fairness=[table])
+    assert "fairness by cep_region (eval split, alert above 0.5):" in shown
+    assert "  1: FPR 0.3333, FNR 0.0000, AP 0.5000 (4 examples, 1 positive)" in shown
+    assert "  2: FPR 0.0000, FNR 1.0000, AP 0.3333 (4 examples, 1 positive)" in shown
+    (gate,) = [line for line in shown if line.startswith("  gate: ")]
+    assert gate.startswith("  gate: cep_region false-positive-rate gap 0.3333 (1 0.3333 vs 2 0.0000; 95 % bootstrap")
+    assert gate.endswith("within the limit 0.5 (evaluation.max_false_positive_rate_gap): pass")
