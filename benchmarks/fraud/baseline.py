@@ -29,7 +29,7 @@ from typing import Any
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -102,7 +102,7 @@ def read_split(files: list[Path], features: dict[str, str], label: str) -> tuple
 def baseline_design(columns: dict[str, np.ndarray], config: dict[str, Any]) -> dict[str, np.ndarray]:
     """The current transaction as the fraud model's preprocessing sees it, in a form LR can use."""
     from models.fraud.features import FraudSettings
-    from models.fraud.preprocessing import SECONDS_PER_DAY, SECONDS_PER_HOUR, EPOCH_WEEKDAY
+    from models.fraud.preprocessing import EPOCH_WEEKDAY, SECONDS_PER_DAY, SECONDS_PER_HOUR
 
     settings = FraudSettings.from_custom_config(config)
     design: dict[str, np.ndarray] = {}
@@ -272,11 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     plot(eval_labels, {model_name: fraud_scores, baseline_name: baseline_scores}, results, plot_path)
     regression = baseline[-1]
     report = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "machine": machine(),
-        "data": {"train_examples": int(len(train_labels)), "train_frauds": int(train_labels.sum()),
-                 "eval_examples": int(len(eval_labels)), "eval_frauds": int(eval_labels.sum()),
+        "data": {"train_examples": len(train_labels), "train_frauds": int(train_labels.sum()),
+                 "eval_examples": len(eval_labels), "eval_frauds": int(eval_labels.sum()),
                  "pushed_version": run.pushed_version, "model_dir": str(run.model_dir)},
         "baseline": {"columns": list(baseline_design(eval_columns, config)), "C": float(regression.C_[0]),
                      "Cs": [float(c) for c in regression.Cs_]},

@@ -28,7 +28,7 @@ import shlex
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -107,7 +107,7 @@ def plot(results: dict, path: Path) -> None:
         if max(widths) < 0.5:
             continue
         axis.barh(names, widths, left=left, label=node)
-        left = [a + b for a, b in zip(left, widths)]
+        left = [a + b for a, b in zip(left, widths, strict=True)]
     axis.set_xlabel("seconds (per component, from MLMD)")
     axis.legend(fontsize=7, ncol=3, loc="lower right")
     figure.tight_layout()
@@ -147,7 +147,7 @@ Per-component wall time in seconds, one uncached run each, same data (`esteira d
 def write(args: argparse.Namespace, results: dict[str, dict]) -> None:
     from baseline import machine  # benchmarks/fraud/baseline.py: CPU, platform, commit
 
-    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    report = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
               "command": shlex.join([Path(sys.executable).name, *sys.argv]), "machine": machine(),
               "transactions": args.transactions, "days": args.days, "seed": args.seed, "results": results}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ _MOVED = {("pandas.core.indexes.numeric", "Int64Index"): ("pandas", "Index"),
 
 
 class _DataFrameOnly(pickle.Unpickler):
-    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's signature
+    def find_class(self, module: str, name: str):
         if (module, name) not in _ALLOWED:
             raise pickle.UnpicklingError(f"refused {module}.{name}: only a plain DataFrame is expected")
         module, name = _MOVED.get((module, name), (module, name))

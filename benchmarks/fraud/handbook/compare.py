@@ -101,7 +101,8 @@ def compare(predictions: Mapping[str, pd.DataFrame], folds: pd.DataFrame, refere
         summary = {}
         for metric in ("auc_roc", "average_precision", "card_precision_at_100"):
             values = np.array([p[metric] for p in per_fold])
-            summary[metric] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+            summary[metric] = {"mean": float(values.mean()),
+                               "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
                                "per_fold": values.tolist()}
         result["models"][name] = {"summary": summary, "per_fold": per_fold}
     # paired card bootstrap: one resample of cards per fold and round, shared by every model
@@ -129,7 +130,8 @@ def compare(predictions: Mapping[str, pd.DataFrame], folds: pd.DataFrame, refere
 def markdown(result: dict[str, Any]) -> str:
     """One table row per model: mean ± std over folds, [bootstrap 95 %] and the difference to the reference."""
     ref = result["reference"]
-    lines = ["| model | AUC ROC | AP | AP 95 % | CP@100 | CP@100 95 % |" + (f" AP − {ref} 95 % | CP@100 − {ref} 95 % |" if ref else ""),
+    differences = f" AP − {ref} 95 % | CP@100 − {ref} 95 % |" if ref else ""
+    lines = ["| model | AUC ROC | AP | AP 95 % | CP@100 | CP@100 95 % |" + differences,
              "|---|---|---|---|---|---|" + ("---|---|" if ref else "")]
     for name, r in result["models"].items():
         s, boot = r["summary"], r["bootstrap_95"]

@@ -31,7 +31,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -104,6 +103,7 @@ def _fit_seconds(log: Path) -> float | None:
 def research_fold(fold: int, end_day: int, data: Path) -> tuple[pd.DataFrame, dict]:
     """The research path: the same model code and hyper-parameters on numpy-built inputs."""
     import research
+
     from models.fraud.time_split import TimeSplit
 
     arrays = research.load(data, Path("/tmp/handbook-model-cache") / f"{data.name}.npz")

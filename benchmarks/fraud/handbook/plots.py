@@ -6,13 +6,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.metrics import precision_recall_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.metrics import precision_recall_curve
 
-from data import day_to_date  # noqa: E402
-from models.fraud.metrics import average_precision, card_precision_at_k  # noqa: E402
+from data import day_to_date
+from models.fraud.metrics import average_precision, card_precision_at_k
 
 
 def pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, path: Path) -> None:
@@ -36,7 +36,8 @@ def cp_per_day(per_day: dict[str, dict[int, float]], title: str, path: Path, fol
             ax.axvspan(first - 0.5, last + 0.5, color="0.92", lw=0)
     for name, values in per_day.items():
         days = sorted(values)
-        ax.plot(days, [values[d] for d in days], marker=".", label=f"{name} (mean {np.mean(list(values.values())):.3f})")
+        mean = np.mean(list(values.values()))
+        ax.plot(days, [values[d] for d in days], marker=".", label=f"{name} (mean {mean:.3f})")
     ticks = sorted({d for v in per_day.values() for d in v})[::3]
     ax.set_xticks(ticks, [day_to_date(d)[5:] for d in ticks], rotation=45, fontsize=7)
     ax.set(xlabel="test day (2018)", ylabel="Card Precision@100", title=title, ylim=(0, None))

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.preprocessing import StandardScaler
-
 from baselines import TUNED
 from compare import compare
+from sklearn.preprocessing import StandardScaler
+
 from data import FEATURES, book_split, day_to_date, split
 from models.fraud.metrics import average_precision
 from models.fraud.time_split import TimeSplit
@@ -46,7 +46,7 @@ def _fit_score(factory, params: dict[str, Any], train: pd.DataFrame, test: pd.Da
 
 def _grid(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     keys = list(grid)
-    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
 def run(frame: pd.DataFrame, out_dir: Path, rounds: int = 200) -> dict[str, Any]:

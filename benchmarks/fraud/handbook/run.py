@@ -20,12 +20,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import pandas as pd  # noqa: E402
-
 import plots  # noqa: E402
 import prequential  # noqa: E402
 import single_split  # noqa: E402
 import weekly  # noqa: E402
 from compare import markdown as comparison_markdown  # noqa: E402
+
 from data import DEFAULT_ROOT, REPO, add_features, ensure_seed, load  # noqa: E402
 
 
@@ -36,9 +36,10 @@ def machine() -> dict[str, Any]:
         except ImportError:
             return None
 
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=False).stdout.strip()
     return {"uname": " ".join(platform.uname()), "nproc": os.cpu_count(),
-            "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "command": shlex.join([Path(sys.executable).name, *sys.argv]), "git_commit": commit,
             "load_average_start": list(os.getloadavg()), "nice": os.nice(0),
             "versions": {m: version(m) for m in ("numpy", "pandas", "sklearn", "xgboost")}}
@@ -54,14 +55,16 @@ def header(record: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where seed-N/ data sets live (default %(default)s)")
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT,
+                        help="where seed-N/ data sets live (default %(default)s)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--prequential-seed", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=200, help="card-bootstrap rounds (default %(default)s)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--book-raw", type=Path, default=None,
-                        help="the book's published data (a clone of Fraud-Detection-Handbook/simulated-data-raw, its data/ "
-                             "folder): the baselines are also run on it, to check features and split against the book")
+                        help="the book's published data (a clone of Fraud-Detection-Handbook/simulated-data-raw, "
+                             "its data/ folder): the baselines are also run on it, to check features and split "
+                             "against the book")
     parser.add_argument("--skip", choices=["single", "prequential", "weekly"], action="append", default=[])
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -70,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def finish(result: dict[str, Any], stem: str, table: str) -> None:
         record.update(load_average_end=list(os.getloadavg()), wall_seconds=round(time.monotonic() - started, 1))
-        (args.out / f"{stem}.json").write_text(json.dumps({"machine": record, **result}, indent=1) + "\n", encoding="utf-8")
+        (args.out / f"{stem}.json").write_text(json.dumps({"machine": record, **result}, indent=1) + "\n",
+                                               encoding="utf-8")
         (args.out / f"{stem}.md").write_text(header(record) + "\n" + table, encoding="utf-8")
         print(table, flush=True)
 
@@ -117,7 +121,7 @@ def prequential_markdown(result: dict[str, Any]) -> str:
              f"intervals ({result['comparison']['bootstrap_rounds']} rounds); hyper-parameters by "
              f"{result['selection']}.", "", comparison_markdown(result["comparison"]),
              "| fold | train | test | train tx (frauds) | test tx (frauds) |", "|---|---|---|---|---|"]
-    for f, (dates, counts) in enumerate(zip(result["test_folds"], result["fold_counts"])):
+    for f, (dates, counts) in enumerate(zip(result["test_folds"], result["fold_counts"], strict=True)):
         lines.append(f"| {f} | {' .. '.join(dates['train'])} | {' .. '.join(dates['eval'])} | "
                      f"{counts['train']['transactions']:,} ({counts['train']['frauds']}) | "
                      f"{counts['test']['transactions']:,} ({counts['test']['frauds']}) |")

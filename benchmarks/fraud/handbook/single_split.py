@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from baselines import BASELINES, PUBLISHED
+from compare import scores
 from sklearn.preprocessing import StandardScaler
 
-from compare import scores
 from data import FEATURES, SINGLE_SPLIT, add_features, day_to_date, ensure_seed, load, split
-from baselines import BASELINES, PUBLISHED
 
 METRICS = ("auc_roc", "average_precision", "card_precision_at_100")
 TOLERANCE = 0.02
@@ -74,7 +74,8 @@ def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def run(root: Path, seeds: list[int], book_raw: Path | None = None) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+def run(root: Path, seeds: list[int],
+        book_raw: Path | None = None) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
     """Every seed, then (when given) the book's own data set; curves of the first seed for the plots."""
     per_seed, first_curves = [], {}
     for seed in seeds:
@@ -96,8 +97,9 @@ def run(root: Path, seeds: list[int], book_raw: Path | None = None) -> tuple[dic
 def markdown(result: dict[str, Any]) -> str:
     names = {"auc_roc": "AUC ROC", "average_precision": "AP", "card_precision_at_100": "CP@100"}
     seeds = [s["seed"] for s in result["seeds"]]
-    lines = [f"Single split (train {' .. '.join(result['split']['train'])}, delay {' .. '.join(result['split']['delay'])}, "
-             f"test {' .. '.join(result['split']['eval'])}), seeds {seeds}: mean ± std [min, max] over seeds "
+    windows = {name: " .. ".join(result["split"][name]) for name in ("train", "delay", "eval")}
+    lines = [f"Single split (train {windows['train']}, delay {windows['delay']}, "
+             f"test {windows['eval']}), seeds {seeds}: mean ± std [min, max] over seeds "
              "(book's figure; difference; ✓ within ±0.02)", "",
              "| model | " + " | ".join(names.values()) + " |", "|---|---|---|---|"]
     for name, metrics in result["summary"].items():
@@ -117,10 +119,13 @@ def markdown(result: dict[str, Any]) -> str:
                  f"{book['test']['transactions']:,} ({book['test']['frauds']}) |")
     own = result.get("book_data")
     if own:
-        lines += ["", f"The book's own published data set through the same code ({own['transactions']:,} transactions; "
-                  f"train {own['train']['transactions']:,} ({own['train']['frauds']}), test {own['test']['transactions']:,} "
-                  f"({own['test']['frauds']})):", "", "| model | AUC ROC | AP | CP@100 |", "|---|---|---|---|"]
+        train, test = own["train"], own["test"]
+        lines += ["", f"The book's own published data set through the same code ({own['transactions']:,} "
+                  f"transactions; train {train['transactions']:,} ({train['frauds']}), test "
+                  f"{test['transactions']:,} ({test['frauds']})):", "", "| model | AUC ROC | AP | CP@100 |",
+                  "|---|---|---|---|"]
         for name, r in own["models"].items():
+            book = PUBLISHED[name]
             lines.append(f"| {name} | " + " | ".join(
-                f"{r[m]:.3f} (book {PUBLISHED[name][m]:.3f}; {r[m] - PUBLISHED[name][m]:+.3f})" for m in METRICS) + " |")
+                f"{r[m]:.3f} (book {book[m]:.3f}; {r[m] - book[m]:+.3f})" for m in METRICS) + " |")
     return "\n".join(lines) + "\n"

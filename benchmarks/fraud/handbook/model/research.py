@@ -196,12 +196,12 @@ def fit_and_transform(train: dict[str, np.ndarray], evaluation: dict[str, np.nda
     for name in settings.numeric_features:
         fitted = numeric(train[name], name)
         moments[name] = (fitted.mean(), fitted.var())
-        for raw, out in zip((train, evaluation), outs):
+        for raw, out in zip((train, evaluation), outs, strict=True):
             out[xf(name)] = z(numeric(raw[name], name), *moments[name]).astype(np.float32)
     real = train[sequence.mask].astype(bool)
     seconds = np.log1p(train[sequence.seconds_since].astype(np.float64))
     seconds_moments = (seconds[real].mean(), seconds[real].var())
-    for raw, out in zip((train, evaluation), outs):
+    for raw, out in zip((train, evaluation), outs, strict=True):
         mask = raw[sequence.mask].astype(np.float32)
         out[xf(sequence.mask)] = mask
         out[xf(sequence.count)] = (raw[sequence.count] / float(length)).astype(np.float32)
