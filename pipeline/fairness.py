@@ -113,6 +113,15 @@ class AttributeFairness:
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
+    def report_facts(self) -> dict[str, Any]:
+        """Plain data for the LGPD report and model card (privacy/compliance.py), with the sentences they print."""
+        data = asdict(self)
+        for figure, gap in self.gaps.items():
+            data["gaps"][figure]["text"] = gap.describe(self.by_group)
+        data["gate_passed"] = self.gate_passed
+        data["gate_text"] = self.gate_text() if self.max_false_positive_rate_gap is not None else ""
+        return data
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AttributeFairness:
         return cls(attribute=data["attribute"], threshold=data["threshold"], replicates=data["replicates"],
@@ -192,7 +201,7 @@ def _largest_gap(values: Mapping[str, float | None]) -> tuple[float | None, str 
     if len(defined) < 2:
         return None, None, None
     high = max(defined, key=lambda item: item[1])
-    low = min(defined, key=lambda item: item[1])
+    low = min(defined, key=lambda item: (item[1], item[0] == high[0]))  # a tie names two groups, not one twice
     return high[1] - low[1], high[0], low[0]
 
 

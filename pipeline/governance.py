@@ -22,6 +22,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from pipeline import lineage
 from pipeline.drift_report import DriftReport, Side, feature_drift, prediction_shift
+from pipeline.fairness import read_fairness
 from privacy.access import iso_utc, summarize_access
 from privacy.compliance import ComplianceReport, Gate
 
@@ -236,6 +237,36 @@ def _privacy_facts(examples: mpb.Artifact) -> dict[str, Any] | None:
     }
 
 
+def _field_facts(examples: mpb.Artifact, governance: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Each raw column of the recorded policy with its treatment and its legal basis: its own in
+    governance.field_legal_bases, else the processing's governance.legal_basis; a dropped column is not
+    processed, so it has none."""
+    if "privacy_policy" not in examples.custom_properties:
+        return []
+    policy = json.loads(_value(examples.custom_properties, "privacy_policy"))
+    declared = governance or {}
+    own = declared.get("field_legal_bases") or {}
+    fields = []
+    for name, rule in policy["columns"].items():
+        if rule["treatment"] == "drop":
+            basis, source = "not processed: dropped while reading", None
+        elif name in own:
+            basis, source = own[name], "governance.field_legal_bases"
+        else:
+            basis = declared.get("legal_basis") or "not declared"
+            source = "governance.legal_basis" if declared.get("legal_basis") else None
+        fields.append({"column": name, "treatment": _describe_rule(rule), "legal_basis": basis, "source": source})
+    return fields
+
+
+def _fairness_facts(store: mlmd.MetadataStore, blessing: mpb.Artifact) -> list[dict[str, Any]]:
+    """The Evaluator's fairness table per protected attribute, with the sentences the reports print."""
+    evaluation = lineage.output_artifacts(store, lineage.producer(store, blessing.id), "evaluation")
+    if not evaluation:
+        return []
+    return [table.report_facts() for table in read_fairness(evaluation[0].uri)]
+
+
 def _date_range(store: mlmd.MetadataStore, examples: mpb.Artifact) -> dict[str, Any] | None:
     """First and last timestamp of the data, from the statistics of the policy's timestamp column."""
     if "privacy_policy" not in examples.custom_properties:
@@ -434,4 +465,5 @@ def compliance_report(store: mlmd.MetadataStore, pushed: mpb.Artifact, model_nam
         data=_data_facts(store, trace.examples), privacy=_privacy_facts(trace.examples),
         training=_props(trace.model, "training_"), gates=gates, blessings=blessings,
         access=summarize_access(audit_logs, model_name, version), governance=governance, notes=notes,
-        no_traffic_by_design=no_traffic_by_design, evaluation=evaluation)
+        no_traffic_by_design=no_traffic_by_design, evaluation=evaluation,
+        fields=_field_facts(trace.examples, governance), fairness=_fairness_facts(store, trace.blessing))

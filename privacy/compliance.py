@@ -53,6 +53,10 @@ class ComplianceReport:
     # just pushed, or is held back), so missing or empty access logs are expected, not a finding.
     no_traffic_by_design: bool = False
     evaluation: dict[str, float] = field(default_factory=dict)  # overall-slice figures of the eval split
+    # each raw column: treatment and legal basis (its own, the processing's, or none when dropped)
+    fields: list[dict[str, Any]] = field(default_factory=list)
+    # per protected attribute: groups' rates and AP, largest gaps with intervals, the gap gate (pipeline/fairness.py)
+    fairness: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def verified(self) -> bool:

@@ -1,8 +1,7 @@
 """Anonymized rows to tf.train.Example: one feature per output column, typed by the policy."""
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Mapping
 
 from tensorflow.core.example import example_pb2, feature_pb2
 

@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -205,7 +204,7 @@ class _Encode(beam.DoFn):
         self._kinds = kinds
         self._rows_out = Metrics.counter(METRICS_NAMESPACE, ROWS_OUT)
 
-    def process(self, row: dict[str, Any]) -> Iterator[example_pb2.Example]:
+    def process(self, row: dict[str, Any]):
         self._rows_out.inc()
         yield to_example(row, self._kinds)
 

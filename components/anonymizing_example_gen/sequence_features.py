@@ -15,8 +15,7 @@ History lists are most recent first and padded to `length`:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Literal
+from typing import Any, Iterable, Iterator, Literal, Mapping
 
 import apache_beam as beam
 from pydantic import BaseModel, ConfigDict, Field

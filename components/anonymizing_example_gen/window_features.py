@@ -13,8 +13,7 @@ not yet known). A row without a time cannot be placed in any window: it stops th
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Iterable, Iterator, Mapping
 
 import apache_beam as beam
 import numpy as np
@@ -124,7 +123,7 @@ def with_terminal_windows(pairs: Iterable[Pair], config: WindowFeaturesConfig) -
 def _empty_terminal_windows(pair: tuple[bool, Row], config: WindowFeaturesConfig) -> tuple[bool, Row]:
     _time(pair[1], config)  # still needs a time, like every other row
     names = [name for name in window_feature_kinds() if name.startswith("terminal_")]
-    return pair[0], {**pair[1], **dict.fromkeys(names, 0.0)}
+    return pair[0], {**pair[1], **{name: 0.0 for name in names}}
 
 
 

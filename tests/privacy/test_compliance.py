@@ -111,3 +111,64 @@ def test_a_tampered_log_is_not_excused_by_no_traffic_by_design(tmp_path: Path) -
     tamper(log, 2)
     report = make_report(summarize_access([log], "fraud", "7"), no_traffic_by_design=True)
     assert report.verification == "tampered"
+
+
+def dpo_report(access, **changes) -> ComplianceReport:
+    """A report with what a DPO asks for: legal basis per field, retention per store, RIPD, fairness."""
+    from pipeline.fairness import group_fairness
+
+    table = group_fairness("age_band", ["18-24"] * 4 + ["65+"] * 4, [0, 0, 0, 1, 0, 0, 0, 1],
+                           [0.9, 0.8, 0.1, 0.9, 0.1, 0.2, 0.3, 0.9], 0.5, replicates=50)
+    table = type(table)(**{**table.__dict__, "max_false_positive_rate_gap": 0.1})
+    base = make_report(access)
+    governance = {**base.governance, "ripd": "RIPD-2026-07, DPO office",
+                  "retention_schedule": {"training_data": "5 years after last use", "prediction_memory": "24 hours",
+                                         "audit_logs": "5 years (CMN 4.893/2021)"}}
+    fields = [{"column": "cpf", "treatment": "drop", "legal_basis": "not processed: dropped while reading",
+               "source": None},
+              {"column": "birth_date", "treatment": "generalize (method age_band) → age_band",
+               "legal_basis": "credit protection (art. 7, X)", "source": "governance.field_legal_bases"}]
+    values = {**base.__dict__, "governance": governance, "fields": fields, "fairness": [table.report_facts()]}
+    values.update(changes)
+    return ComplianceReport(**values)
+
+
+def test_the_report_states_legal_bases_retention_ripd_and_fairness(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    write_log(log)
+    paths = write_compliance_report(dpo_report(summarize_access([log], "fraud", "7")), tmp_path / "out")
+    html = paths["html"].read_text()
+    assert ('<tr data-column="birth_date"><td>birth_date</td><td>generalize (method age_band) → age_band</td>'
+            '<td class="legal-basis">credit protection (art. 7, X) <small>(governance.field_legal_bases)</small>'
+            in html)
+    assert 'data-fact="retention_prediction_memory">24 hours<' in html
+    assert 'data-fact="retention_audit_logs">5 years (CMN 4.893/2021)<' in html
+    assert 'data-fact="ripd">RIPD-2026-07, DPO office<' in html
+    assert '<tr data-group="65+"><td>65+</td><td>4</td><td>1</td>' in html
+    assert '<td class="false_positive_rate">0.6667</td>' in html  # 18-24: 2 of 3 legitimate rows alerted
+    assert "Gate: age_band false-positive-rate gap 0.6667 (18-24 0.6667 vs 65+ 0.0000; 95 % bootstrap" in html
+    assert "above the limit 0.1 (evaluation.max_false_positive_rate_gap): failed" in html
+    assert "Not built yet: explanations of individual decisions" in html
+    card = paths["model_card"].read_text()
+    assert "- `birth_date`: generalize (method age_band) → age_band; legal basis: credit protection (art. 7, X)" in card
+    assert ("- Retention schedule (art. 15-16): training data 5 years after last use; prediction memory 24 hours; "
+            "access audit logs 5 years (CMN 4.893/2021)") in card
+    assert "- Data protection impact report (RIPD, art. 38): RIPD-2026-07, DPO office" in card
+    assert "| 18-24 | 4 | 1 | 0.6667 | 0.0000 | 0.5000 |" in card
+    assert "- gate: age_band false-positive-rate gap 0.6667" in card and "Not built yet: explanations" in card
+    data = json.loads(paths["json"].read_text())
+    assert data["fairness"][0]["gaps"]["false_positive_rate"]["high_group"] == "18-24"
+    assert data["fields"][1]["legal_basis"] == "credit protection (art. 7, X)"
+
+
+def test_a_report_without_the_dpo_declarations_says_what_is_missing(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    write_log(log)
+    paths = write_compliance_report(make_report(summarize_access([log], "fraud", "7")), tmp_path / "out")
+    html = paths["html"].read_text()
+    assert 'data-fact="ripd">not named in the config (governance.ripd)<' in html
+    assert "No retention schedule per store declared (governance.retention_schedule" in html
+    assert "No protected attributes declared (governance.protected_attributes)" in html
+    card = paths["model_card"].read_text()
+    assert "- Retention schedule per store: not declared (governance.retention_schedule)" in card
+    assert "- No protected attributes declared (governance.protected_attributes)." in card
