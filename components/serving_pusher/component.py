@@ -13,9 +13,11 @@ from tfx.types.standard_component_specs import PusherSpec
 
 from components.model_optimizer.component import TFLiteModels
 from components.serving_pusher.executor import (
+    EXAMPLES_KEY,
     REFERENCE_FEATURES_KEY,
     STATISTICS_KEY,
     TFLITE_MODEL_KEY,
+    WARMUP_ROWS_KEY,
     ServingPusherExecutor,
 )
 
@@ -23,8 +25,10 @@ from components.serving_pusher.executor import (
 class ServingPusherSpec(PusherSpec):
     INPUTS = {**PusherSpec.INPUTS,
               STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
-              TFLITE_MODEL_KEY: ChannelParameter(type=TFLiteModels, optional=True)}
-    PARAMETERS = {**PusherSpec.PARAMETERS, REFERENCE_FEATURES_KEY: ExecutionParameter(type=str, optional=True)}
+              TFLITE_MODEL_KEY: ChannelParameter(type=TFLiteModels, optional=True),
+              EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples, optional=True)}
+    PARAMETERS = {**PusherSpec.PARAMETERS, REFERENCE_FEATURES_KEY: ExecutionParameter(type=str, optional=True),
+                  WARMUP_ROWS_KEY: ExecutionParameter(type=int, optional=True)}
 
 
 class ServingPusher(Pusher):
@@ -32,7 +36,8 @@ class ServingPusher(Pusher):
     given) as a new version, never the same model twice; with ``statistics``,
     writes ``assets.extra/esteira_reference_stats.json`` for ``reference_features`` before the
     version becomes loadable (saved_model.pb is still copied last); with ``tflite_model``, the
-    ModelOptimizer's gated ``model.tflite`` joins the version the same way."""
+    ModelOptimizer's gated ``model.tflite`` joins the version the same way; with ``examples``, TF Serving's
+    warm-up records (``assets.extra/tf_serving_warmup_requests``) from the first ``warmup_rows`` eval rows."""
 
     SPEC_CLASS = ServingPusherSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(ServingPusherExecutor)
@@ -41,11 +46,13 @@ class ServingPusher(Pusher):
                  push_destination: pusher_pb2.PushDestination,
                  statistics: types.BaseChannel | None = None, reference_features: list[str] | None = None,
                  infra_blessing: types.BaseChannel | None = None,
-                 tflite_model: types.BaseChannel | None = None) -> None:
+                 tflite_model: types.BaseChannel | None = None, examples: types.BaseChannel | None = None,
+                 warmup_rows: int | None = None) -> None:
         spec = ServingPusherSpec(
             model=model, model_blessing=model_blessing, infra_blessing=infra_blessing,
             push_destination=push_destination,
             custom_config=json.dumps(None), statistics=statistics, tflite_model=tflite_model,
+            examples=examples, warmup_rows=warmup_rows,
             reference_features=json.dumps(sorted(reference_features or [])),
             pushed_model=types.Channel(type=standard_artifacts.PushedModel))
         base_component.BaseComponent.__init__(self, spec=spec)

@@ -6,8 +6,9 @@ Trainer was cached re-publishes an identical model and makes model servers reloa
 Here the candidate's content digest is compared with the newest version under the push destination;
 when they match, the artifact is marked ``pushed=0`` with the reason, and nothing is copied.
 A new version is written as TFX does (everything, then ``saved_model.pb`` last, so a polling server
-never sees half a model), with ``assets.extra/esteira_reference_stats.json`` and, when the
-ModelOptimizer's gate passed, its ``model.tflite`` added before the last step.
+never sees half a model), with ``assets.extra/esteira_reference_stats.json``, TF Serving's warm-up records
+(``assets.extra/tf_serving_warmup_requests``, from eval rows) and, when the ModelOptimizer's gate passed,
+its ``model.tflite`` added before the last step.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from components.serving_pusher.reference import reference_from_statistics
+from components.serving_pusher.warmup import WARMUP_PATH, warmup_logs, write_warmup_file
 from serving.observability.drift import REFERENCE_FILE, write_reference
 
 REASON_KEY = "push_reason"
@@ -35,8 +37,12 @@ STATISTICS_KEY = "statistics"
 REFERENCE_FEATURES_KEY = "reference_features"
 TFLITE_MODEL_KEY = "tflite_model"
 TFLITE_FILE = "model.tflite"  # TF Serving's name for the TFLite model in a version folder
+EXAMPLES_KEY = "examples"
+WARMUP_ROWS_KEY = "warmup_rows"
 REFERENCE_SPLIT = "train"
-_ADDED_BY_PUSH = (f"assets.extra/{REFERENCE_FILE}", TFLITE_FILE)
+WARMUP_SPLIT = "eval"
+DEFAULT_WARMUP_ROWS = 8
+_ADDED_BY_PUSH = (f"assets.extra/{REFERENCE_FILE}", TFLITE_FILE, WARMUP_PATH)
 
 
 def directory_digest(root: Path, ignore: tuple[str, ...] = _ADDED_BY_PUSH) -> str:
@@ -110,12 +116,31 @@ class ServingPusherExecutor(tfx_pusher.Executor):
             n for n in names if n == "saved_model.pb" and Path(folder) == model_path])
         self._write_reference(input_dict, exec_properties, target)
         tflite = self._write_tflite(input_dict, target)
+        warmup_records = self._write_warmup(input_dict, exec_properties, model_path, target, base.name)
         shutil.copy2(model_path / "saved_model.pb", target / "saved_model.pb")  # last: now loadable
         io_utils.copy_dir(str(model_path), pushed.uri)  # archive, as TFX's Pusher does
         self._MarkPushed(pushed, pushed_destination=str(target), pushed_version=version)
         pushed.set_string_custom_property(REASON_KEY, "blessed model pushed as a new version"
                                           + (f" with {TFLITE_FILE} ({tflite})" if tflite else ""))
         pushed.set_string_custom_property("tflite_variant", tflite)
+        pushed.set_int_custom_property("warmup_records", warmup_records)
+
+    def _write_warmup(self, input_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any],
+                      model_path: Path, version_dir: Path, model_name: str) -> int:
+        """TF Serving's warm-up file from the eval split's first rows, one record per serving signature and
+        batch size (components/serving_pusher/warmup.py); a model that brings its own keeps it. Records written."""
+        examples = input_dict.get(EXAMPLES_KEY)
+        if not examples or (model_path / WARMUP_PATH).exists():
+            return 0
+        from components.model_validator.component import eval_rows
+
+        count = int(exec_properties.get(WARMUP_ROWS_KEY) or DEFAULT_WARMUP_ROWS)
+        rows = eval_rows(artifact_utils.get_single_instance(examples), WARMUP_SPLIT, count)
+        logs = warmup_logs(model_path, rows, model_name)
+        written = write_warmup_file(version_dir, logs)
+        logging.info("Wrote %d warm-up record(s) from %d %s row(s) into %s", len(logs), len(rows), WARMUP_SPLIT,
+                     written or version_dir)
+        return len(logs)
 
     def _write_tflite(self, input_dict: dict[str, list[types.Artifact]], version_dir: Path) -> str:
         """Copy the ModelOptimizer's gated model.tflite in (atomically: a server may be polling); the variant."""

@@ -61,7 +61,7 @@ def warm_up(servable: object, metrics: Registry, iterations: int = 1) -> int:
             except Exception:  # noqa: BLE001
                 raise ServingError(Code.DATA_LOSS, "Failed to parse warmup record") from None
             for _ in range(iterations):
-                _replay(servable, log)
+                replay(servable, log)
         metrics.warmup_records.inc((str(path.parent.parent), "OK"), len(records))
         return len(records)
     except ServingError as exc:
@@ -71,7 +71,8 @@ def warm_up(servable: object, metrics: Registry, iterations: int = 1) -> int:
         metrics.warmup_latency.observe((str(path.parent.parent), status), (time.perf_counter() - started) * 1e6)
 
 
-def _replay(servable: object, log: prediction_log_pb2.PredictionLog) -> None:
+def replay(servable: object, log: prediction_log_pb2.PredictionLog) -> None:
+    """Run one PredictionLog's request against ``servable`` (its answer is dropped); raises what a request would."""
     kind = log.WhichOneof("log_type")
     if kind == "predict_log":
         request = log.predict_log.request
