@@ -6,9 +6,11 @@ config never surfaces as a stack trace twenty minutes into a pipeline run.
 from __future__ import annotations
 
 import csv
+import difflib
+import importlib
 import re
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
@@ -18,25 +20,29 @@ from pydantic import (
     PrivateAttr,
     TypeAdapter,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
-from components.anonymizing_example_gen.sequence_features import SequenceFeaturesConfig
-from components.anonymizing_example_gen.window_features import WindowFeaturesConfig
-from optimization.settings import OptimizationSettings
 from models.common.settings import (
     DataSettings,
     ModelSettings,
     SettingsError,
     TrainerSettings,
     TrainingSettings,
+    _allowed_keys,
     check_steps_cover_epochs,
     describe_validation_error,
     settings_schema,
 )
+from optimization.settings import OptimizationSettings
 from privacy.errors import PrivacyError
 from privacy.policy import DropColumn, PrivacyPolicy, PseudonymizeColumn
+
+if TYPE_CHECKING:  # imported by _complete_use_case_config(): their modules load Beam (seconds)
+    from components.anonymizing_example_gen.sequence_features import SequenceFeaturesConfig
+    from components.anonymizing_example_gen.window_features import WindowFeaturesConfig
 
 
 class ConfigError(ValueError):
@@ -79,7 +85,7 @@ class DataConfig(DataSettings):
                     "(the latest span is read)")
     partition_feature: str | None = Field(
         default=None, description="split by this column's hash (e.g. card_id) instead of the whole example")
-    split: Union[TimeSplitConfig, dict[str, int]] = Field(
+    split: TimeSplitConfig | dict[str, int] = Field(
         default={"train": 4, "eval": 1},
         description="output split name -> hash buckets, with 'train' and 'eval'; or an out-of-time split "
                     "{kind: time, train_days, delay_days, eval_days, end_span}")
@@ -118,7 +124,7 @@ class DataConfig(DataSettings):
         return value
 
     @model_validator(mode="after")
-    def _time_split_needs_spans(self) -> "DataConfig":
+    def _time_split_needs_spans(self) -> DataConfig:
         if isinstance(self.split, TimeSplitConfig):
             if not re.search(r"\{SPAN(:\d+)?\}", self.input_pattern):
                 raise ValueError(f"data.split: a time split reads spans; data.input_pattern {self.input_pattern!r} "
@@ -146,7 +152,7 @@ class TrainingConfig(TrainingSettings):
     eval_steps: int = Field(default=50, ge=1)
 
     @model_validator(mode="after")
-    def _steps_cover_epochs(self) -> "TrainingConfig":
+    def _steps_cover_epochs(self) -> TrainingConfig:
         check_steps_cover_epochs(self.train_steps, self.epochs)
         return self
 
@@ -172,7 +178,7 @@ class GateConfig(_Section):
         description="the deploy gate (`esteira gate`): the candidate must reach the champion's value plus this")
 
     @model_validator(mode="after")
-    def _checks_something(self) -> "GateConfig":
+    def _checks_something(self) -> GateConfig:
         if self.lower_bound is None and self.change_threshold is None and self.relative_improvement is None:
             raise ValueError("evaluation.gate checks nothing: set lower_bound, change_threshold or "
                              "relative_improvement")
@@ -239,7 +245,7 @@ class EvaluationConfig(_Section):
         return value
 
     @model_validator(mode="after")
-    def _gate_names_a_reported_metric(self) -> "EvaluationConfig":
+    def _gate_names_a_reported_metric(self) -> EvaluationConfig:
         if self.card_key and not self.time_key:
             raise ValueError("evaluation.card_key needs evaluation.time_key: Card Precision@k ranks cards per day "
                              "(e.g. time_key: timestamp)")
@@ -447,7 +453,7 @@ class UseCaseConfig(_Section):
         default=None, description="legal basis, purpose, controller, retention (required with a privacy policy)")
 
     @model_validator(mode="after")
-    def _slices_are_features(self) -> "UseCaseConfig":
+    def _slices_are_features(self) -> UseCaseConfig:
         unknown = [name for name in self.evaluation.slice_features if name not in self.data.features]
         if unknown and self.evaluation.transform_signature is None:
             raise ValueError(
@@ -456,7 +462,7 @@ class UseCaseConfig(_Section):
         return self
 
     @model_validator(mode="after")
-    def _per_day_metrics_read_written_columns(self) -> "UseCaseConfig":
+    def _per_day_metrics_read_written_columns(self) -> UseCaseConfig:
         """Card Precision@k and the alert budgets read the card and time of each eval example."""
         outputs = dict(self.privacy.output_columns()) if self.privacy is not None else {}
         for key in ("card_key", "time_key"):
@@ -467,7 +473,7 @@ class UseCaseConfig(_Section):
         return self
 
     @model_validator(mode="after")
-    def _columns_come_from_the_policy(self) -> "UseCaseConfig":
+    def _columns_come_from_the_policy(self) -> UseCaseConfig:
         if self.privacy is not None and self.governance is None:
             raise ValueError(
                 "governance: required key is missing (a use case with a privacy policy must declare "
@@ -583,7 +589,7 @@ class UseCaseConfig(_Section):
                          "features": self.sequence_feature_types()} if sequence else None,
         }, source)
 
-    def resolved(self, base: Path, config_dir: Path | None = None) -> "UseCaseConfig":
+    def resolved(self, base: Path, config_dir: Path | None = None) -> UseCaseConfig:
         """A copy with every relative path made absolute against ``base`` (the curated schema's
         against ``config_dir``, the config file's folder, since schemas live beside the configs)."""
         def absolute(path: Path, against: Path = base) -> Path:
@@ -612,7 +618,7 @@ class UseCaseConfig(_Section):
         copy._config_dir = config_dir or self._config_dir
         return copy
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "UseCaseConfig":
+    def with_overrides(self, overrides: dict[str, Any]) -> UseCaseConfig:
         """A validated copy with dotted keys replaced, e.g. {'training.train_steps': 10}."""
         data = self.model_dump(mode="json")
         for dotted, value in overrides.items():
@@ -674,15 +680,71 @@ def _generalized(policy: PrivacyPolicy) -> list[str]:
     return [rule.output or raw for raw, rule in policy.columns.items() if rule.treatment == "generalize"]
 
 
+# The anonymizing ExampleGen's settings classes live beside its Beam transforms, so importing them loads Beam
+# (seconds). UseCaseConfig names them lazily: a config without these sections is validated by a variant
+# that has none, and a config with them is first checked outside them, so a typo anywhere else is named
+# before Beam (let alone TensorFlow or TFX) is imported.
+_COMPONENT_SECTIONS = {
+    "sequence_features": "components.anonymizing_example_gen.sequence_features:SequenceFeaturesConfig",
+    "window_features": "components.anonymizing_example_gen.window_features:WindowFeaturesConfig",
+}
+_UseCaseWithoutFeatureSections = create_model(  # the name pickle finds it under
+    "_UseCaseWithoutFeatureSections", __base__=UseCaseConfig, __module__=__name__,
+    sequence_features=(type(None), Field(default=None, description="not in this config")),
+    window_features=(type(None), Field(default=None, description="not in this config")))
+
+
+def _complete_use_case_config() -> type[UseCaseConfig]:
+    """UseCaseConfig with the component sections' classes imported (once per process)."""
+    if not UseCaseConfig.__pydantic_complete__:
+        namespace = {}
+        for target in _COMPONENT_SECTIONS.values():
+            module, name = target.split(":")
+            namespace[name] = getattr(importlib.import_module(module), name)
+        UseCaseConfig.model_rebuild(_types_namespace=namespace)
+    return UseCaseConfig
+
+
+def _use_case_model(data: dict[str, Any], source: str) -> type[UseCaseConfig]:
+    present = [name for name in _COMPONENT_SECTIONS if data.get(name) is not None]
+    if not present:
+        return _UseCaseWithoutFeatureSections
+    try:  # everything outside those sections, before their classes (and Beam) load
+        _UseCaseWithoutFeatureSections.model_validate({k: v for k, v in data.items() if k not in present})
+    except ValidationError as error:
+        # Errors of the whole-config checks (no location) may only mean the sections are missing: the
+        # complete model below decides those.
+        if any(line["loc"] for line in error.errors()):
+            raise ConfigError(_format_validation_error(error, source)) from None
+    return _complete_use_case_config()
+
+
 def _format_validation_error(error: ValidationError, source: str) -> str:
-    return f"{source}: {describe_validation_error(error, UseCaseConfig)}"
+    hint = _near_miss(error.errors()[0])
+    return f"{source}: {describe_validation_error(error, UseCaseConfig)}{hint}"
+
+
+def _near_miss(line: Any) -> str:
+    """'; did you mean <key or value>?' when the unknown key or refused value is close to an allowed one."""
+    loc, kind = tuple(line["loc"]), line["type"]
+    if kind == "extra_forbidden" and loc:
+        allowed = _allowed_keys(_complete_use_case_config() if loc[0] in _COMPONENT_SECTIONS else UseCaseConfig,
+                                loc[:-1])
+        match = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        return f"; did you mean {'.'.join([*map(str, loc[:-1]), match[0]])}?" if match else ""
+    expected = (line.get("ctx") or {}).get("expected")
+    if kind in ("literal_error", "enum") and isinstance(expected, str) and isinstance(line.get("input"), str):
+        match = difflib.get_close_matches(line["input"], re.findall(r"'([^']*)'", expected), n=1)
+        return f"; did you mean '{match[0]}'?" if match else ""
+    return ""
 
 
 def _validate(data: Any, source: str) -> UseCaseConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections ({', '.join(UseCaseConfig.model_fields)})")
+    model = _use_case_model(data, source)
     try:
-        config = UseCaseConfig.model_validate(data)
+        config = model.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_format_validation_error(error, source)) from None
     try:  # the model package's own options and cross-checks, before any TFX work
@@ -696,7 +758,11 @@ def load_config(path: str | Path, base: Path | None = None) -> UseCaseConfig:
     """Load and validate a use-case YAML; relative paths resolve against ``base`` (default: cwd)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} not found; pass an existing file, e.g. configs/breast_cancer.yaml")
+        siblings = [p.name for p in path.parent.glob("*.y*ml")] if path.parent.is_dir() else []
+        near = difflib.get_close_matches(path.name, siblings, n=1)
+        hint = f"did you mean {path.with_name(near[0])}?" if near else \
+            "pass an existing file, e.g. configs/breast_cancer.yaml"
+        raise ConfigError(f"config file {path} not found; {hint}")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:

@@ -1,0 +1,59 @@
+"""`esteira run` names a config error in a fresh process before TensorFlow or TFX is imported."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# Runs the CLI as `esteira run` would, then reports which heavy stacks the process had imported by then.
+PROBE = """
+import json, sys
+from pipeline.cli import main
+code = main(["run", "--config", sys.argv[1]])
+loaded = sorted(name for name in ("tensorflow", "tfx", "tensorflow_transform", "apache_beam") if name in sys.modules)
+print(json.dumps({"code": code, "loaded": loaded}))
+"""
+
+
+def run_probe(config: Path) -> tuple[dict, str]:
+    result = subprocess.run([sys.executable, "-c", PROBE, str(config)], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+
+def edited(tmp_path: Path, name: str, old: str, new: str) -> Path:
+    text = (REPO / "configs" / name).read_text()
+    assert text.count(old) == 1, f"{old!r} is not once in configs/{name}"
+    path = tmp_path / name
+    path.write_text(text.replace(old, new))
+    return path
+
+
+@pytest.mark.parametrize(("name", "old", "new", "hint"), [
+    ("breast_cancer.yaml", "  train_steps: 300", "  trian_steps: 300", "did you mean training.train_steps?"),
+    # The fraud config has sections whose classes load Beam: the rest of it is checked first.
+    ("fraud.yaml", "  train_steps: 600 ", "  trian_steps: 600 ", "did you mean training.train_steps?"),
+    ("breast_cancer.yaml", "  default: local", "  default: lcoal", "did you mean 'local'?"),
+])
+def test_a_near_miss_is_named_before_tensorflow_tfx_or_beam_load(tmp_path: Path, name: str, old: str, new: str,
+                                                                 hint: str) -> None:
+    outcome, stderr = run_probe(edited(tmp_path, name, old, new))
+    assert outcome == {"code": 2, "loaded": []}, stderr
+    assert stderr.startswith(f"esteira: error: {tmp_path / name}: ") and stderr.rstrip().endswith(hint), stderr
+
+
+def test_a_typo_inside_the_history_section_is_named_before_tensorflow_loads(tmp_path: Path) -> None:
+    outcome, stderr = run_probe(edited(tmp_path, "fraud.yaml", "\n  length: ", "\n  lenght: "))
+    assert outcome["code"] == 2 and not {"tensorflow", "tfx"} & set(outcome["loaded"]), outcome
+    assert "sequence_features.lenght: unknown key" in stderr and "did you mean sequence_features.length?" in stderr
+
+
+def test_a_missing_config_file_names_the_nearest_one(tmp_path: Path) -> None:
+    outcome, stderr = run_probe(Path("configs/breast_cancr.yaml"))
+    assert outcome == {"code": 2, "loaded": []}
+    assert "config file configs/breast_cancr.yaml not found; did you mean configs/breast_cancer.yaml?" in stderr
