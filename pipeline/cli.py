@@ -82,36 +82,41 @@ def _run(args: argparse.Namespace) -> int:
     began = datetime.datetime.now()
     log = started_log(config.pipeline.root, began)
     started = time.monotonic()
-    error: BaseException | None = None
+    error: Exception | None = None
     try:
         with output_to(log) as terminal:
-            from pipeline.runners import run  # TensorFlow's import lines go to the log too
+            try:
+                from pipeline.runners import run  # TensorFlow's import lines go to the log too
 
-            run(config, runner, to_node=args.to, progress=terminal)
-    except Exception as caught:  # the report below says which component failed
-        error = caught
-    except KeyboardInterrupt:
-        print(f"esteira: full log of the interrupted run: {log}", file=sys.stderr)
+                run(config, runner, to_node=args.to, progress=terminal)
+            except Exception as caught:  # noqa: BLE001 (re-raised below, once the report says which component failed)
+                error = caught
+            # Reading the run back imports and logs as well: inside, so that goes to the log too.
+            run_id, summary = _run_summary(config, time.monotonic() - started, error)
+    except BaseException:
+        print(f"esteira: full log of this run: {log}", file=sys.stderr, flush=True)
         raise
-    wall = time.monotonic() - started
-    from pipeline.lineage import LineageError
-    from pipeline.report import format_report, load_report
-
-    run_id = None
-    try:
-        report = load_report(config.pipeline.metadata_path, config.pipeline.name)
-        run_id = report.run_id
-        print(format_report(report, config.serving.base_path, wall))
-    except LineageError:
-        if error is None:
-            raise
-        # The run failed before recording anything; its own error is the one to show.
-    finally:
-        log = name_after_run(log, run_id, began)
-        print(f"esteira: full log of this run: {log}", file=sys.stderr if error else sys.stdout, flush=True)
+    if summary:
+        print(summary)
+    log = name_after_run(log, run_id, began)
+    print(f"esteira: full log of this run: {log}", file=sys.stderr if error else sys.stdout, flush=True)
     if error is not None:
         raise error
     return 0
+
+
+def _run_summary(config: UseCaseConfig, wall: float, error: Exception | None) -> tuple[str | None, str | None]:
+    """The run's id and printed report, from MLMD; none when a failed run recorded nothing."""
+    from pipeline.lineage import LineageError
+    from pipeline.report import format_report, load_report
+
+    try:
+        report = load_report(config.pipeline.metadata_path, config.pipeline.name)
+    except LineageError:
+        if error is None:
+            raise
+        return None, None  # the run failed before recording anything; its own error is the one to show
+    return report.run_id, format_report(report, config.serving.base_path, wall)
 
 
 def _gate(args: argparse.Namespace) -> int:

@@ -5,14 +5,16 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TextIO
 
 from tfx import v1 as tfx
 from tfx.orchestration.pipeline import RunOptions
 
 from pipeline.config import UseCaseConfig
 from pipeline.dag import create_pipeline
+from pipeline.progress import component_progress
 
 RunnerName = Literal["local", "beam"]
 
@@ -38,19 +40,23 @@ def run_options(pipeline: tfx.dsl.Pipeline, to_node: str | None) -> RunOptions |
     return RunOptions(to_nodes=[to_node])
 
 
-def run(config: UseCaseConfig, runner: RunnerName = "local", to_node: str | None = None) -> None:
-    """Run the pipeline in this process (components run one after another), whole or up to `to_node`."""
+def run(config: UseCaseConfig, runner: RunnerName = "local", to_node: str | None = None,
+        progress: TextIO | None = None) -> None:
+    """Run the pipeline in this process (components run one after another), whole or up to `to_node`;
+    with ``progress``, a line there as each component starts and ends."""
     prepare_devices(config)
     pipeline = create_pipeline(config)
     options = run_options(pipeline, to_node)
     if runner == "local":
-        tfx.orchestration.LocalDagRunner().run(pipeline, run_options=options)
+        dag_runner: Any = tfx.orchestration.LocalDagRunner()
     elif runner == "beam":
         # Not exported in tfx.v1 but maintained in 1.21; it orchestrates each node as a Beam ParDo.
         from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
-        BeamDagRunner().run(pipeline, run_options=options)
+        dag_runner = BeamDagRunner()
     else:
         raise ValueError(f"unknown runner {runner!r}; use 'local' or 'beam'")
+    with component_progress(progress, len(pipeline.components)) if progress else nullcontext():
+        dag_runner.run(pipeline, run_options=options)
 
 
 def compile_kubeflow(config: UseCaseConfig, output: Path, image: str | None = None) -> Path:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -82,6 +83,34 @@ def test_every_component_completes_and_report_is_printed(first_run) -> None:
                  "MlflowLogger"):
         assert nodes.get(node) == "COMPLETE", (node, nodes)
     assert "pushed: version" in stdout and "eval AUC" in stdout
+
+
+def run_log(output: str) -> Path:
+    """The log file `esteira run` says it wrote."""
+    found = re.search(r"^esteira: full log of this run: (.+)$", output, re.MULTILINE)
+    assert found, output[-2000:]
+    return Path(found.group(1))
+
+
+def test_each_component_has_a_start_and_an_end_line_and_the_run_log_is_kept(first_run) -> None:
+    """As the run goes: one line as each component starts and one as it ends (state, time, running total),
+    matching what MLMD recorded; TFX's whole log in <pipeline root>/../logs/<run id>.log."""
+    workspace, report, stdout = first_run
+    started = re.findall(r"^esteira: \[\s*(\d+)/(\d+)\] (\S+) started \(total \d+ s\)$", stdout, re.MULTILINE)
+    ended = re.findall(r"^esteira: \[\s*\d+/\d+\] (\S+) (\w+) in [\d.]+ s \(total (\d+) s\)$", stdout, re.MULTILINE)
+    recorded = [(e.node, e.state.lower()) for e in report.executions]
+    assert [node for _index, _total, node in started] == [node for node, _state in recorded]
+    assert [(int(index), int(total)) for index, total, _node in started] == [
+        (i, len(recorded)) for i in range(1, len(recorded) + 1)]
+    assert [(node, state) for node, state, _total in ended] == recorded
+    totals = [int(total) for _node, _state, total in ended]
+    assert totals == sorted(totals)
+    for node, _state in recorded:  # each component's end follows its start
+        assert stdout.index(f"] {node} started") < stdout.index(f"] {node} {dict(recorded)[node]} in")
+    log = run_log(stdout)
+    assert log == workspace.config.pipeline.root.parent / "logs" / f"{report.run_id}.log"
+    text = log.read_text()
+    assert all(node in text for node, _state in recorded) and report.run_id in text
 
 
 def test_pushed_model_is_under_serving_base_path(first_run) -> None:
@@ -258,6 +287,9 @@ def test_frozen_schema_is_imported_and_its_anomalies_stop_the_run_before_transfo
                 in failed.stderr)
         assert "[train] feature 'mean_area': Out-of-range values" in failed.stderr
         assert "[eval] feature 'mean_area': Out-of-range values" in failed.stderr
+        log = run_log(failed.stderr)  # the failed run's log too, named after its run
+        assert log.name == f"{report.run_id}.log" and "ExampleValidator" in log.read_text()
+        assert "cuInit" not in failed.stderr and "cudart_stub" not in failed.stderr  # in the log, not the terminal
         warned = esteira(workspace.root, "run", "--config", str(workspace.config_path))  # warn: today's behaviour
         assert "data validation: 2 anomalies (on_anomaly warn" in warned.stdout
     finally:
