@@ -46,7 +46,7 @@ class CanaryRouter:
         self.splits = splits or {}
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str] | None) -> "CanaryRouter":
+    def from_file(cls, path: str | os.PathLike[str] | None) -> CanaryRouter:
         if not path:
             return cls()
         try:
@@ -58,7 +58,7 @@ class CanaryRouter:
         return cls.from_dict(document, str(path))
 
     @classmethod
-    def from_dict(cls, document: object, source: str = "canary config") -> "CanaryRouter":
+    def from_dict(cls, document: object, source: str = "canary config") -> CanaryRouter:
         models = document.get("models") if isinstance(document, dict) else None
         if not isinstance(models, dict):
             raise ConfigError(f'{source}: expected {{"models": {{"<model>": {{"<label>": <weight>, ...}}}}}}')

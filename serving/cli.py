@@ -8,6 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -59,10 +60,8 @@ def serve_main(argv: list[str]) -> int:
     asyncio.set_event_loop(loop)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
 
     async def main() -> int:
         try:
@@ -108,7 +107,8 @@ def predict_main(argv: list[str]) -> int:
     try:
         body = json.loads(text)
     except ValueError as exc:
-        return _fail(f"--input {args.input} is not valid JSON ({exc}); expected {{\"instances\": [...]}} or {{\"inputs\": ...}}")
+        return _fail(f"--input {args.input} is not valid JSON ({exc}); "
+                     f"expected {{\"instances\": [...]}} or {{\"inputs\": ...}}")
     if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
         return _fail("--input must be a JSON object with exactly one of 'instances' or 'inputs'")
     signature = args.signature or body.get("signature_name")
@@ -264,7 +264,8 @@ def rollback_main(argv: list[str]) -> int:
         return labels
     if args.version is None:
         if args.to_label not in labels:
-            return _fail(f"model {args.model} has no label {args.to_label!r} (labels: {labels or 'none'}); pass --version")
+            return _fail(f"model {args.model} has no label {args.to_label!r} "
+                         f"(labels: {labels or 'none'}); pass --version")
         target = labels[args.to_label]
     else:
         target = args.version

@@ -6,7 +6,8 @@ raise :class:`ServingClientError` with the server's status and message otherwise
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import grpc
 import httpx
@@ -62,7 +63,7 @@ class RestClient:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> "RestClient":
+    def __enter__(self) -> RestClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -73,7 +74,8 @@ class RestClient:
 
         def once() -> Any:
             try:
-                response = self.http.request(method, path, json=body) if body is not None else self.http.request(method, path)
+                response = (self.http.request(method, path, json=body) if body is not None
+                            else self.http.request(method, path))
             except httpx.TimeoutException as exc:
                 raise ServingClientError("DEADLINE_EXCEEDED", f"no answer within the timeout: {exc}") from None
             except httpx.TransportError as exc:
@@ -84,7 +86,8 @@ class RestClient:
                 document = {"error": response.text}
             if response.status_code != 200:
                 message = document.get("error", response.text) if isinstance(document, dict) else response.text
-                raise ServingClientError(_HTTP_TO_CODE.get(response.status_code, "UNKNOWN"), message, response.status_code)
+                raise ServingClientError(_HTTP_TO_CODE.get(response.status_code, "UNKNOWN"), message,
+                                         response.status_code)
             return document
 
         return _retry(once, self.retries, self.backoff)
@@ -128,14 +131,15 @@ class GrpcClient:
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self.metadata_pairs = tuple(
-            ([("authorization", f"Bearer {token}")] if token else []) + ([("x-client-id", client_id)] if client_id else [])
+            ([("authorization", f"Bearer {token}")] if token else [])
+            + ([("x-client-id", client_id)] if client_id else [])
         )
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
 
     def close(self) -> None:
         self.channel.close()
 
-    def __enter__(self) -> "GrpcClient":
+    def __enter__(self) -> GrpcClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -161,7 +165,8 @@ class GrpcClient:
             spec.signature_name = signature
 
     def predict(self, model: str, inputs: Mapping[str, np.ndarray], *, signature: str | None = None,
-                version: int | None = None, label: str | None = None, output_filter: Sequence[str] = ()) -> dict[str, np.ndarray]:
+                version: int | None = None, label: str | None = None,
+                output_filter: Sequence[str] = ()) -> dict[str, np.ndarray]:
         from tensorflow_serving.apis import predict_pb2
 
         from serving.protocol.tensors import from_proto, to_proto

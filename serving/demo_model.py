@@ -11,8 +11,8 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def export_demo_model(
 
     @tf.function(input_signature=raw_specs)
     def serve_raw(*columns: tf.Tensor) -> dict[str, tf.Tensor]:
-        batch = {name: tf.reshape(column, [-1, 1]) for name, column in zip(feature_names, columns)}
+        batch = {name: tf.reshape(column, [-1, 1]) for name, column in zip(feature_names, columns, strict=True)}
         return {"probabilities": model(batch, training=False)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])

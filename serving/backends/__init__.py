@@ -1,8 +1,10 @@
-"""Where inference runs: in this process (the manager's servables, dynamically batched) or on a TF Serving behind us (gRPC)."""
+"""Where inference runs: in this process (the manager's servables, dynamically batched) or on a TF Serving behind us
+(gRPC)."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 from tensorflow.core.protobuf import meta_graph_pb2

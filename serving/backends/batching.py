@@ -8,17 +8,19 @@ oldest task has waited ``batch_timeout_micros``, or at once when a slot is free 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
+from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Mapping
+from typing import Any
 
 import numpy as np
 
 from serving.config import BatchingParameters
-from serving.protocol.errors import Code, ServingError, invalid_argument
 from serving.observability.metrics import Registry
+from serving.protocol.errors import Code, ServingError, invalid_argument
 from serving.protocol.tensors import StackedInputs
 
 RunFn = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
@@ -85,7 +87,8 @@ class Batcher:
         if same_shapes:
             full_key = (key, None)
         else:
-            full_key = (key, tuple((alias, array.shape[1:], array.dtype.str) for alias, array in sorted(inputs.items())))
+            full_key = (key, tuple((alias, array.shape[1:], array.dtype.str)
+                                  for alias, array in sorted(inputs.items())))
         queue = self._queues.get(full_key)
         if queue is None:
             queue = self._queues[full_key] = _Queue(run)
@@ -170,10 +173,8 @@ class Batcher:
 
         def back(future: Any) -> None:  # in the batch thread
             exc = ServingError(Code.CANCELLED, "cancelled") if future.cancelled() else future.exception()
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
                 loop.call_soon_threadsafe(self._complete, batch, None if exc else future.result(), exc, loop)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
 
         done.add_done_callback(back)
 

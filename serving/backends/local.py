@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Mapping, Sequence
 
 import numpy as np
 from tensorflow.core.framework import types_pb2
@@ -13,10 +13,10 @@ from tensorflow_serving.config import model_server_config_pb2
 from serving.backends import Handle, LocalPin
 from serving.backends.batching import Batcher
 from serving.config import BatchingParameters
-from serving.protocol.errors import Code, ServingError, invalid_argument
 from serving.core.manager import ModelManager
-from serving.servables.signature import DEFAULT_SIGNATURE, ShapeMismatch, Signature, check_inputs
+from serving.protocol.errors import Code, ServingError, invalid_argument
 from serving.protocol.tensors import StackedInputs
+from serving.servables.signature import DEFAULT_SIGNATURE, ShapeMismatch, Signature, check_inputs
 
 
 class LocalBackend:
@@ -138,7 +138,8 @@ def check_output_filter(signature: Signature, output_filter: Sequence[str]) -> N
     for alias in output_filter:
         if alias not in outputs:
             raise invalid_argument(
-                f"output tensor alias not found in signature: {alias} Outputs expected to be in the set {{{','.join(sorted(outputs))}}}."
+                f"output tensor alias not found in signature: {alias} "
+                f"Outputs expected to be in the set {{{','.join(sorted(outputs))}}}."
             )
         if alias in seen:
             raise invalid_argument(f"duplicate output tensor alias: {alias}")

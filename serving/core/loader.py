@@ -33,7 +33,8 @@ def load(servable: SavedModelServable, *, metrics: Registry, enable_warmup: bool
     if enable_warmup:
         warm_up(servable, metrics, warmup_iterations)
     if fingerprint(servable.path) != expected_fingerprint:
-        raise ServingError(Code.ABORTED, f"version folder {servable.path} changed while it was loading; it will be retried")
+        raise ServingError(Code.ABORTED, f"version folder {servable.path} changed while it was loading; "
+                                         f"it will be retried")
     try:
         return read_reference(servable.path)
     except ReferenceFormatError as exc:
@@ -50,5 +51,5 @@ def prepare_in_background(servable: SavedModelServable) -> None:
 def _prepare(servable: SavedModelServable) -> None:
     try:
         servable.prepare()
-    except Exception:  # noqa: BLE001 - the public call keeps serving
+    except Exception:  # the public call keeps serving
         log.exception("could not prepare the fast call paths of %s version %d", servable.name, servable.version)

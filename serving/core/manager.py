@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
@@ -83,7 +83,7 @@ class ModelManager:
         while not self._stop.wait(self.poll_seconds):
             try:
                 self.poll()
-            except Exception:  # noqa: BLE001 - the poller must survive anything a folder throws at it
+            except Exception:  # the poller must survive anything a folder throws at it
                 log.exception("model polling failed; retrying at the next interval")
 
     def poll(self) -> None:
@@ -224,7 +224,8 @@ class ModelManager:
         if config.WhichOneof("config") != "model_config_list":
             raise ServingError(
                 Code.INVALID_ARGUMENT,
-                "ServerModelConfig type not supported by HandleReloadConfigRequest. Only ModelConfigList is currently supported",
+                "ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                "Only ModelConfigList is currently supported",
             )
         try:
             validate_model_config(config)
@@ -268,7 +269,8 @@ class ModelManager:
                 continue
             raise ServingError(
                 Code.FAILED_PRECONDITION,
-                f"Request to assign label to version {number} of model {model.name}, which is not currently available for inference",
+                f"Request to assign label to version {number} of model {model.name}, "
+                f"which is not currently available for inference",
             )
 
     def _set_labels(self, model: Model, labels: dict[str, int], startup: bool = False) -> None:

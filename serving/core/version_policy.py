@@ -7,7 +7,7 @@ that is later completed loads without a restart.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from tensorflow_serving.config import model_server_config_pb2
 

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 from functools import cached_property
-from typing import Any, Mapping
+from typing import Any
 
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
@@ -24,7 +25,7 @@ class InputSpec(dict[str, tuple[int, "Shape | None"]]):
 
     @classmethod
     def from_mapping(cls, spec: Mapping[str, tuple[int, Any]]) -> InputSpec:
-        return spec if type(spec) is cls else cls(spec)  # type: ignore[return-value]
+        return spec if type(spec) is cls else cls(spec)
 
     @cached_property
     def sorted_aliases(self) -> tuple[str, ...]:

@@ -13,7 +13,8 @@ import itertools
 import json
 import math
 import re
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson as _orjson  # the common case; what it refuses takes the exact path (parse_body)
@@ -26,7 +27,8 @@ from serving.protocol.tensors import NUMPY_DTYPE, StackedInputs, dtype_name
 # ----------------------------------------------------------------------------------------------
 # Parsing
 
-_DECODER = json.JSONDecoder(parse_constant=lambda name: {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[name])
+_DECODER = json.JSONDecoder(
+    parse_constant=lambda name: {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[name])
 _WS = b" \t\n\r"
 T = TypeVar("T")
 TOO_DEEP = "JSON Parse error: arrays or objects nested too deeply; send tensors of fewer dimensions"
@@ -90,7 +92,8 @@ def _parse_exact(body: bytes) -> Any:
         except json.JSONDecodeError as exc:
             rewritten = _rewrite_inf(text, exc.pos)
             if rewritten is None:
-                raise invalid_argument(f"JSON Parse error: {_rapidjson_message(exc, text)} at offset: {exc.pos}") from None
+                raise invalid_argument(
+                    f"JSON Parse error: {_rapidjson_message(exc, text)} at offset: {exc.pos}") from None
             text = rewritten
     raise invalid_argument("JSON Parse error: Invalid value. at offset: 0")
 
@@ -108,7 +111,8 @@ def _rapidjson_message(exc: json.JSONDecodeError, text: str) -> str:
             return rapidjson_text
     if exc.msg.startswith("Expecting ',' delimiter"):
         opener = _innermost_open(text, exc.pos)
-        return "Missing a comma or ']' after an array element." if opener == "[" else "Missing a comma or '}' after an object member."
+        return ("Missing a comma or ']' after an array element." if opener == "["
+                else "Missing a comma or '}' after an object member.")
     if exc.msg.startswith("Extra data"):
         return "The document root must not be followed by other values."
     return "Invalid value."
@@ -169,7 +173,8 @@ def _nesting_bounded(parse: Callable[..., T]) -> Callable[..., T]:
 
 @_nesting_bounded
 def parse_predict_request(document: Any, inputs: Mapping[str, tuple[int, Any]], signature_name: str,
-                          may_hold_bools: BoolCheck = True, numeric_only: bool = False) -> tuple[dict[str, np.ndarray], bool] | None:
+                          may_hold_bools: BoolCheck = True, numeric_only: bool = False
+                          ) -> tuple[dict[str, np.ndarray], bool] | None:
     """Tensors from a parsed predict body; returns (tensors, row_format).
 
     ``may_hold_bools`` False (the raw body has no ``true``/``false``) or a callable answering that question
@@ -194,7 +199,8 @@ def parse_predict_request(document: Any, inputs: Mapping[str, tuple[int, Any]], 
     has_inputs = "inputs" in document
     if has_instances and has_inputs:
         raise invalid_argument(
-            f"JSON Value: {debug_string(document)} Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist "
+            f"JSON Value: {debug_string(document)} Not formatted correctly "
+            f"expecting only one of 'inputs' or 'instances' keys to exist "
         )
     if not has_instances and not has_inputs:
         raise invalid_argument("Missing 'inputs' or 'instances' key")
@@ -215,7 +221,7 @@ class InferenceBody:
     A predict body is first parsed without the big-integer scan and re-parsed exactly only when the
     one-array fast path cannot prove every number small (see :func:`_parse_body_unchecked`)."""
 
-    __slots__ = ("raw", "verb", "document", "exact", "signature_name")
+    __slots__ = ("document", "exact", "raw", "signature_name", "verb")
 
     def __init__(self, raw: bytes, verb: str) -> None:
         document, exact = _parse_body_unchecked(raw)
@@ -227,7 +233,8 @@ class InferenceBody:
         signature_name = document.get("signature_name", "")
         if not isinstance(signature_name, str):
             raise invalid_argument(
-                f"JSON Value: {debug_string(document)} not formatted correctly. 'signature_name' key must be a string value.",
+                f"JSON Value: {debug_string(document)} not formatted correctly. "
+                f"'signature_name' key must be a string value.",
             )
         self.raw, self.verb, self.document, self.exact = raw, verb, document, exact
         self.signature_name: str = signature_name
@@ -281,11 +288,9 @@ def _parse_instances(instances: Any, inputs: InputSpec, may_hold_bools: BoolChec
     aliases = list(inputs)
     first = instances[0]
     if len(aliases) > 1 or (isinstance(first, dict) and not _is_b64(first)):
-        if not isinstance(first, dict) or _is_b64(first):
-            if len(aliases) > 1:
-                raise invalid_argument(
-                    "instances is a plain list, but expecting list of objects as multiple input tensors required as per tensorinfo_map"
-                )
+        if (not isinstance(first, dict) or _is_b64(first)) and len(aliases) > 1:
+            raise invalid_argument("instances is a plain list, but expecting list of objects as multiple input "
+                                   "tensors required as per tensorinfo_map")
         expected = set(aliases)
         for index, row in enumerate(instances):
             if not isinstance(row, dict) or _is_b64(row):
@@ -293,11 +298,13 @@ def _parse_instances(instances: Any, inputs: InputSpec, may_hold_bools: BoolChec
                     f"Failed to process element: {index} of 'instances' list. Error: INVALID_ARGUMENT: "
                     "Expecting object but got list at item 0 of input list"
                     if isinstance(row, list) else
-                    f"Failed to process element: {index} of 'instances' list. JSON object: {debug_string(row)} keys must be equal to: {','.join(sorted(aliases))}"
+                    f"Failed to process element: {index} of 'instances' list. JSON object: {debug_string(row)} "
+                    f"keys must be equal to: {','.join(sorted(aliases))}"
                 )
             if row.keys() != expected:
                 raise invalid_argument(
-                    f"Failed to process element: {index} of 'instances' list. JSON object: {debug_string(row)} keys must be equal to: {','.join(sorted(aliases))}"
+                    f"Failed to process element: {index} of 'instances' list. JSON object: {debug_string(row)} "
+                    f"keys must be equal to: {','.join(sorted(aliases))}"
                 )
         if may_hold_bools is not True:
             fast = _numeric_rows(instances, aliases, inputs, may_hold_bools)
@@ -332,7 +339,7 @@ def _numeric_rows(instances: list[dict[str, Any]], aliases: list[str], inputs: I
     if len(instances) <= _SMALL_ROWS:
         rows = list(map(getter, instances))
         flat = list(itertools.chain.from_iterable(rows))
-        if not set(map(type, flat)) <= _PLAIN_NUMBERS or not -2.0**53 < min(flat) or not max(flat) < 2.0**53:
+        if not set(map(type, flat)) <= _PLAIN_NUMBERS or not min(flat) > -2.0**53 or not max(flat) < 2.0**53:
             return None  # bools, strings, lists or huge numbers: the per-column path decides
         matrix = np.array(rows, dtype=np.float64)
     else:
@@ -353,7 +360,8 @@ def _split_columns(columns: np.ndarray, ordered: tuple[str, ...], inputs: InputS
     """Row ``j`` of ``columns`` (float64) is input ``ordered[j]``: one conversion when all share a dtype."""
     if len(dtypes) == 1:  # input i is row i of one array, inputs in sorted order
         return StackedInputs(columns.astype(NUMPY_DTYPE[next(iter(dtypes))], order="C"), ordered)
-    return {alias: np.ascontiguousarray(columns[j], dtype=NUMPY_DTYPE[inputs[alias][0]]) for j, alias in enumerate(ordered)}
+    return {alias: np.ascontiguousarray(columns[j], dtype=NUMPY_DTYPE[inputs[alias][0]])
+            for j, alias in enumerate(ordered)}
 
 
 def _parse_columnar(value: Any, inputs: InputSpec, may_hold_bools: BoolCheck = True) -> dict[str, np.ndarray]:
@@ -367,7 +375,8 @@ def _parse_columnar(value: Any, inputs: InputSpec, may_hold_bools: BoolCheck = T
         return result
     if len(aliases) > 1:
         raise invalid_argument(
-            "inputs is a plain value/list, but expecting an object as multiple input tensors required as per tensorinfo_map"
+            "inputs is a plain value/list, but expecting an object "
+            "as multiple input tensors required as per tensorinfo_map"
         )
     return {aliases[0]: _value_to_tensor(value, inputs[aliases[0]][0], may_hold_bools)}
 
@@ -411,7 +420,7 @@ def _rows_to_tensor(rows: list[Any], dtype: int, key: str | None, may_hold_bools
                 if size != expected:
                     raise invalid_argument(f"Expecting tensor size: {expected} but got: {size}")
                 raise invalid_argument(
-                    f"Expecting shape {_fmt_shape([1] + row_shape)} but got: {_fmt_shape([1] + shape)}"
+                    f"Expecting shape {_fmt_shape([1, *row_shape])} but got: {_fmt_shape([1, *shape])}"
                 )
             _flatten_into(row, dtype, shape, 0, flat)
         except ServingError as exc:
@@ -460,7 +469,8 @@ def _flatten_into(value: Any, dtype: int, shape: list[int], level: int, out: lis
         return
     if level != len(shape):
         raise invalid_argument(
-            f"JSON Value: {debug_string(value)} found at incorrect level: {level + 1} in the JSON DOM. Expected at level: {len(shape) + 1}"
+            f"JSON Value: {debug_string(value)} found at incorrect level: {level + 1} in the JSON DOM. "
+            f"Expected at level: {len(shape) + 1}"
         )
     out.append(_convert_scalar(value, dtype))
 
@@ -504,7 +514,8 @@ def _convert_scalar(value: Any, dtype: int) -> Any:
             except (binascii.Error, ValueError):
                 raise invalid_argument("Unable to base64 decode") from None
         raise _type_error(value, dtype)
-    raise ServingError(Code.UNIMPLEMENTED, f"Conversion of JSON Value: {debug_string(value)} to type: {dtype_name(dtype)}")
+    raise ServingError(Code.UNIMPLEMENTED,
+                       f"Conversion of JSON Value: {debug_string(value)} to type: {dtype_name(dtype)}")
 
 
 def _pad_b64(text: str) -> str:
@@ -530,7 +541,8 @@ def parse_examples_request(document: Any, method: str) -> tuple[list[bytes], byt
     """Serialized tf.Example protos (and the context example) from a classify/regress body."""
     if "examples" not in document:
         raise invalid_argument(
-            f"JSON Value: {debug_string(document)} When method is {method}, key 'examples' is expected and was not found"
+            f"JSON Value: {debug_string(document)} When method is {method}, "
+            f"key 'examples' is expected and was not found"
         )
     examples = document["examples"]
     if not isinstance(examples, list):
@@ -606,12 +618,12 @@ def format_float(value: float, single: bool) -> str:
         return "NaN"
     if value in (math.inf, -math.inf):
         return "Infinity" if value > 0 else "-Infinity"
-    text = "%.6g" % value
+    text = f"{value:.6g}"
     if single:
         if np.float32(float(text)) != np.float32(value):
-            text = "%.9g" % value
+            text = f"{value:.9g}"
     elif float(text) != value:
-        text = "%.17g" % value
+        text = f"{value:.17g}"
     if "." not in text and "e" not in text:
         text += ".0"
     return text
@@ -625,7 +637,7 @@ def format_floats(array: np.ndarray) -> list[str]:
     if values.size < 8 or array.dtype.itemsize > 8 or not np.isfinite(values).all():
         return [format_float(float(v), single) for v in values.tolist()]
     numbers = values.tolist()
-    texts = ["%.6g" % v for v in numbers]
+    texts = [f"{v:.6g}" for v in numbers]
     if texts:
         back = np.array(texts, dtype=np.float64)
         if single:
@@ -639,7 +651,7 @@ def format_floats(array: np.ndarray) -> list[str]:
     return [t if "." in t or "e" in t else t + ".0" for t in texts]
 
 
-def _scalar_writer(array: np.ndarray, alias: str):
+def _scalar_writer(array: np.ndarray, alias: str) -> Callable[[Any], str]:
     kind = array.dtype.kind
     if kind == "f":
         single = array.dtype.itemsize <= 4
@@ -649,7 +661,8 @@ def _scalar_writer(array: np.ndarray, alias: str):
     if kind == "b":
         return lambda v: "true" if v else "false"
     if alias.endswith("_bytes"):
-        return lambda v: ("{\n" + "\0IND1" + '"b64": "' + base64.b64encode(_as_bytes(v)).decode() + '"\n' + "\0IND0" + "}")
+        return lambda v: ("{\n" + "\0IND1" + '"b64": "' + base64.b64encode(_as_bytes(v)).decode() +
+                            '"\n' + "\0IND0" + "}")
     return lambda v: json_string(_as_bytes(v))
 
 
@@ -664,7 +677,7 @@ def _fill_indent(text: str, level: int) -> str:
     return text.replace("\0IND1", " " * 4 * (level + 1)).replace("\0IND0", " " * 4 * level)
 
 
-def _single_line(array: Any, write) -> str:
+def _single_line(array: Any, write: Callable[[Any], str]) -> str:
     if not isinstance(array, np.ndarray):
         return write(array)
     if array.ndim == 0:
@@ -674,7 +687,7 @@ def _single_line(array: Any, write) -> str:
     return "[" + ", ".join(_single_line(sub, write) for sub in array) + "]"
 
 
-def _expanded(array: Any, write, level: int) -> str:
+def _expanded(array: Any, write: Callable[[Any], str], level: int) -> str:
     if not isinstance(array, np.ndarray):
         return _fill_indent(write(array), level)
     if array.ndim == 0:
@@ -754,7 +767,8 @@ def write_classify_results(results: Sequence[Sequence[tuple[bytes, float]]]) -> 
         raise invalid_argument("Cannot convert empty ClassificationResults to JSON")
     rows = []
     for classes in results:
-        rows.append("[" + ", ".join(f"[{json_string(label)}, {format_float(score, True)}]" for label, score in classes) + "]")
+        rows.append("[" + ", ".join(f"[{json_string(label)}, {format_float(score, True)}]"
+                                        for label, score in classes) + "]")
     return ('{\n    "results": [' + ", ".join(rows) + "\n    ]\n}").encode("utf-8", "surrogateescape")
 
 

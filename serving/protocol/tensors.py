@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
@@ -52,7 +52,8 @@ def shape_proto(shape: tuple[int, ...]) -> tensor_shape_pb2.TensorShapeProto:
     return tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in shape])
 
 
-def to_proto(array: np.ndarray, dtype: int | None = None, *, use_tensor_content: bool = False) -> tensor_pb2.TensorProto:
+def to_proto(array: np.ndarray, dtype: int | None = None, *,
+             use_tensor_content: bool = False) -> tensor_pb2.TensorProto:
     """Typed repeated fields by default (what TF Serving sends); raw ``tensor_content`` on request."""
     array = np.asarray(array)
     if dtype is None:
@@ -189,7 +190,7 @@ class StackedInputs(Mapping[str, np.ndarray]):
     A Mapping like any dict of inputs; checking, batching and the stacked model entry point use
     ``matrix`` directly instead of one array per input (REST rows of plain numbers arrive this way)."""
 
-    __slots__ = ("matrix", "aliases", "_index")
+    __slots__ = ("_index", "aliases", "matrix")
 
     def __init__(self, matrix: np.ndarray, aliases: tuple[str, ...]) -> None:
         self.matrix = matrix

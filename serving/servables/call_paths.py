@@ -7,13 +7,16 @@ them. All but the keyword call are private TensorFlow API: each is used only if 
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from tensorflow.core.framework import types_pb2
 
-from serving.protocol.tensors import NUMPY_DTYPE, TF_DTYPE as TF_ENUM
+from serving.protocol.tensors import NUMPY_DTYPE
+from serving.protocol.tensors import TF_DTYPE as TF_ENUM
 from serving.servables.signature import Signature
+
 
 def prepare(signature: Signature) -> None:
     """Switch ``signature`` to its flat entry point (and the stacked one where it applies) once each is
@@ -56,12 +59,14 @@ def fuse(signature: Signature) -> Callable[[np.ndarray], dict[str, np.ndarray]] 
     spec = tf.TensorSpec([len(order), None, *shape[1:]], tf.as_dtype(np_dtype))
 
     def stacked(matrix: Any) -> Any:
-        return fn(**dict(zip(order, tf.unstack(matrix, num=len(order), axis=0))))
+        return fn(**dict(zip(order, tf.unstack(matrix, num=len(order), axis=0), strict=True)))
 
     try:
         concrete = tf.function(stacked, input_signature=[spec], autograph=False).get_concrete_function()
-        sample = {alias: _sample_input(dtype, shape, seed=i) for i, (alias, (dtype, shape)) in enumerate(signature.input_spec.items())}
-        expected = {k: v.numpy() for k, v in fn(**{k: to_tensor(v, signature.input_spec[k][0]) for k, v in sample.items()}).items()}
+        sample = {alias: _sample_input(dtype, shape, seed=i)
+                  for i, (alias, (dtype, shape)) in enumerate(signature.input_spec.items())}
+        expected = {k: v.numpy()
+                    for k, v in fn(**{k: to_tensor(v, signature.input_spec[k][0]) for k, v in sample.items()}).items()}
         matrix = np.stack([sample[alias] for alias in order])
         stacked_input = [to_tensor(matrix, TF_ENUM[matrix.dtype])]
     except Exception:  # noqa: BLE001 - a signature that cannot be wrapped keeps the flat call
@@ -131,7 +136,7 @@ def _runtime_call(concrete: Any) -> Callable[[list[Any]], dict[str, Any]] | None
     _, context = eager()
 
     def call(flat: list[Any]) -> dict[str, Any]:
-        return dict(zip(aliases, context().call_function(name, flat + captured, count)))
+        return dict(zip(aliases, context().call_function(name, flat + captured, count), strict=True))
 
     call.concrete = concrete  # type: ignore[attr-defined]  # keeps the function, and its runtime definition, alive
     return call
@@ -167,4 +172,6 @@ def _sample_input(dtype: int, shape: tuple[int, ...] | None, seed: int) -> np.nd
     if dtype == types_pb2.DT_STRING:
         return np.full(concrete, b"", dtype=object)
     rng = np.random.default_rng(seed)
-    return rng.normal(size=concrete).astype(NUMPY_DTYPE[dtype]) if NUMPY_DTYPE[dtype].kind == "f" else np.ones(concrete, NUMPY_DTYPE[dtype])
+    if NUMPY_DTYPE[dtype].kind == "f":
+        return rng.normal(size=concrete).astype(NUMPY_DTYPE[dtype])
+    return np.ones(concrete, NUMPY_DTYPE[dtype])

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from tensorflow.core.framework import types_pb2
@@ -21,7 +22,11 @@ from serving.servables import call_paths
 from serving.servables.call_paths import to_tensor
 from serving.servables.session import SessionModel, SessionSignature
 from serving.servables.signature import (
-    DEFAULT_SIGNATURE, INIT_OP_SIGNATURE, Signature, check_inputs, read_meta_graph,
+    DEFAULT_SIGNATURE,
+    INIT_OP_SIGNATURE,
+    Signature,
+    check_inputs,
+    read_meta_graph,
 )
 
 log = logging.getLogger("serving.models.manager")  # the name operators see for load lines
@@ -51,7 +56,7 @@ class SavedModelServable:
         self.meta_graph = read_meta_graph(self.path, self.tags)
         try:
             self._model = tf.saved_model.load(self.path, tags=list(self.tags))
-        except Exception as exc:  # noqa: BLE001 - any load failure becomes the version's status
+        except Exception as exc:  # any load failure becomes the version's status
             if self.meta_graph.HasField("object_graph_def"):  # a TF2 SavedModel: nothing else can read it
                 raise from_tf_error(exc) from exc
             self._load_session(exc)
@@ -100,7 +105,8 @@ class SavedModelServable:
     def signature(self, name: str) -> Signature:
         signature = self.signatures.get(name or DEFAULT_SIGNATURE)
         if signature is None or signature.function is None:
-            raise ServingError(Code.FAILED_PRECONDITION, f'Serving signature key "{name or DEFAULT_SIGNATURE}" not found.')
+            raise ServingError(Code.FAILED_PRECONDITION,
+                               f'Serving signature key "{name or DEFAULT_SIGNATURE}" not found.')
         return signature
 
     def predict(
@@ -125,7 +131,7 @@ class SavedModelServable:
         try:
             flat = [to_tensor(inputs[alias], dtype) for alias, dtype in signature.flat_inputs]
             result = fn._call_flat(flat, fn.captured_inputs)
-        except Exception as exc:  # noqa: BLE001 - the graph's refusal keeps its status code and reason
+        except Exception as exc:  # the graph's refusal keeps its status code and reason
             raise from_tf_error(exc) from exc
         return {alias: tensor.numpy() for alias, tensor in result.items()}
 
@@ -144,12 +150,13 @@ class SavedModelServable:
         spec = signature.input_spec
         try:
             if signature.flat_runner is not None:
-                result = signature.flat_runner([to_tensor(inputs[alias], dtype) for alias, dtype in signature.flat_inputs])
+                result = signature.flat_runner(
+                    [to_tensor(inputs[alias], dtype) for alias, dtype in signature.flat_inputs])
             else:
                 result = signature.function(**{alias: to_tensor(v, spec[alias][0]) for alias, v in inputs.items()})
         except ServingError:
             raise
-        except Exception as exc:  # noqa: BLE001 - TF runtime errors keep their status code
+        except Exception as exc:  # TF runtime errors keep their status code
             raise from_tf_error(exc) from exc
         return {alias: tensor.numpy() for alias, tensor in result.items()}
 
@@ -187,7 +194,8 @@ class SavedModelServable:
             raise invalid_argument(f"Expected output Tensor of DT_FLOAT.  Got: {values.dtype}")
         if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)) or values.shape[0] != len(examples):
             raise invalid_argument(
-                f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got {list(values.shape)}"
+                f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] "
+                f"but got {list(values.shape)}"
             )
         return [float(v) for v in values.ravel()]
 
@@ -198,7 +206,8 @@ class SavedModelServable:
         alias = next(iter(spec))
         if spec[alias][0] != types_pb2.DT_STRING:
             raise invalid_argument(
-                f"Expected input Tensor of DT_STRING (serialized tf.Example protos) but got {dtype_name(spec[alias][0])}"
+                f"Expected input Tensor of DT_STRING (serialized tf.Example protos) "
+                f"but got {dtype_name(spec[alias][0])}"
             )
         if not examples:
             raise invalid_argument("Input is empty.")

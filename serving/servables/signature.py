@@ -6,10 +6,11 @@ are ``ShapeMismatch``, which the backend feeds to the graph alone, as TF Serving
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from tensorflow.core.framework import types_pb2
@@ -34,7 +35,8 @@ class Signature:
     definition: meta_graph_pb2.SignatureDef
     function: Any = None
     flat_runner: Callable[[list[Any]], Mapping[str, Any]] | None = None  # flat tensors in, output tensors out
-    fused: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None  # every input stacked in one array (see call_paths.fuse)
+    # every input stacked in one array (see call_paths.fuse)
+    fused: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None
 
     @property
     def flat_call(self) -> bool:
@@ -98,7 +100,8 @@ class Signature:
         return {alias: info.dtype for alias, info in self.definition.outputs.items()}
 
 
-def read_meta_graph(export_dir: str | os.PathLike[str], tags: Sequence[str] = ("serve",)) -> meta_graph_pb2.MetaGraphDef:
+def read_meta_graph(export_dir: str | os.PathLike[str],
+                    tags: Sequence[str] = ("serve",)) -> meta_graph_pb2.MetaGraphDef:
     """The MetaGraphDef with exactly ``tags``, read from saved_model.pb or saved_model.pbtxt."""
     export_dir = Path(export_dir)
     binary, text = export_dir / "saved_model.pb", export_dir / "saved_model.pbtxt"
@@ -155,7 +158,7 @@ def check_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None
                     dims = array.shape
                     if len(dims) != len(shape):
                         break
-                    for d, s in zip(shape, dims):
+                    for d, s in zip(shape, dims, strict=True):
                         if d >= 0 and d != s:
                             break
                     else:
@@ -179,12 +182,14 @@ def _check_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> Non
             extra, missing = sorted(sent - wanted), sorted(wanted - sent)
             raise invalid_argument(
                 f"input size does not match signature: {len(sent)}!={len(wanted)} len({{{','.join(sorted(sent))}}}) != "
-                f"len({{{','.join(sorted(wanted))}}}). Sent extra: {{{','.join(extra)}}}. Missing but required: {{{','.join(missing)}}}."
+                f"len({{{','.join(sorted(wanted))}}}). Sent extra: {{{','.join(extra)}}}. "
+                f"Missing but required: {{{','.join(missing)}}}."
             )
         alias = sorted(wanted - sent)[0]
         info = signature.definition.inputs[alias]
         raise invalid_argument(
-            f"Signature input alias: {alias}(feed name: {info.name}) not found in request and no default value provided. "
+            f"Signature input alias: {alias}(feed name: {info.name}) not found in request "
+            f"and no default value provided. "
             f"Inputs expected to be in the request {{{','.join(sorted(sent))}}}, or default input alias set: "
         )
     mismatch: ShapeMismatch | None = None
@@ -192,10 +197,12 @@ def _check_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> Non
         array = inputs[alias]
         expected = NUMPY_DTYPE.get(dtype)
         if expected is None:
-            raise ServingError(Code.UNIMPLEMENTED, f"Input {alias} has dtype {dtype_name(dtype)}, which this server cannot feed")
+            raise ServingError(Code.UNIMPLEMENTED,
+                               f"Input {alias} has dtype {dtype_name(dtype)}, which this server cannot feed")
         if array.dtype != expected and not (dtype == types_pb2.DT_STRING and array.dtype.kind in "OS"):
             raise invalid_argument(
-                f"Expects arg[{sorted(spec).index(alias)}] ({alias}) to be {dtype_name(dtype)} but {_np_name(array)} is provided"
+                f"Expects arg[{sorted(spec).index(alias)}] ({alias}) to be {dtype_name(dtype)} "
+                f"but {_np_name(array)} is provided"
             )
         if shape is not None and not _compatible(shape, array.shape) and mismatch is None:
             mismatch = ShapeMismatch(
@@ -213,4 +220,4 @@ def _np_name(array: np.ndarray) -> str:
 
 
 def _compatible(spec: tuple[int, ...], shape: tuple[int, ...]) -> bool:
-    return len(spec) == len(shape) and all(d < 0 or d == s for d, s in zip(spec, shape))
+    return len(spec) == len(shape) and all(d < 0 or d == s for d, s in zip(spec, shape, strict=True))

@@ -12,16 +12,17 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
+from serving.protocol.errors import Code, ServingError, invalid_argument
 from serving.servables.saved_model import SavedModelServable
 from serving.servables.signature import DEFAULT_SIGNATURE, PREDICT_METHOD, Signature, check_inputs
-from serving.protocol.errors import Code, ServingError, invalid_argument
 
 TFLITE_FILE = "model.tflite"
 SIGNATURE_DEFS_METADATA = "signature_defs_metadata"  # TensorFlow Lite's kSignatureDefsMetadataName, TF Serving reads it
@@ -191,7 +192,8 @@ class TfLiteServable(SavedModelServable):
             with self._lock:
                 return {alias: np.array(value) for alias, value in signature.function(**feed).items()}
         except Exception as exc:  # noqa: BLE001 - the interpreter's refusal is the caller's error
-            raise invalid_argument(f"TFLite model {self.name} version {self.version} refused the inputs: {exc}") from None
+            raise invalid_argument(
+                f"TFLite model {self.name} version {self.version} refused the inputs: {exc}") from None
 
     def classify(self, signature: Signature, examples: Sequence[bytes]) -> list:
         raise ServingError(Code.UNIMPLEMENTED, "Classify is not served from a TFLite model; use Predict, or serve "
