@@ -5,12 +5,12 @@ import json
 from pathlib import Path
 
 import httpx
+from serving_helpers import MODEL, metric_samples, start_server, write_config
 
 from serving.canary import CanaryRouter
 from serving.cli import promote_main, rollback_main
 from serving.config import read_model_config
 from serving.demo_model import raw_row
-from serving_helpers import MODEL, metric_samples, start_server, write_config
 
 BODY = {"signature_name": "predict_raw", "instances": [raw_row(1)]}
 
@@ -32,7 +32,6 @@ def test_canary_routing_promote_and_rollback(model_store: Path, tmp_path: Path, 
     server = start_server(tmp_path, f"--model_config_file={config}", f"--canary_config_file={canary}")
     try:
         def versions(client_id: str | None = None, n: int = 30) -> set[str]:
-            seen = set()
             headers = {"X-Client-Id": client_id} if client_id else {}
             with httpx.Client(base_url=server.rest_url, headers=headers) as client:
                 for _ in range(n):
@@ -48,9 +47,9 @@ def test_canary_routing_promote_and_rollback(model_store: Path, tmp_path: Path, 
         stable = httpx.post(f"{server.rest_url}/v1/models/{MODEL}/labels/stable:predict", json=BODY).json()
         v2 = httpx.post(f"{server.rest_url}/v1/models/{MODEL}/versions/2:predict", json=BODY).json()
         assert stable == v2
-        assert rollback_main(args + ["--label=stable", "--version=1"]) == 0
+        assert rollback_main([*args, "--label=stable", "--version=1"]) == 0
         assert read_model_config(config).model_config_list.config[0].version_labels["stable"] == 1
-        assert rollback_main(args + ["--version=9"]) == 1
+        assert rollback_main([*args, "--version=9"]) == 1
         assert "refused" in capsys.readouterr().err
         assert read_model_config(config).model_config_list.config[0].version_labels["canary"] == 2  # unchanged
     finally:

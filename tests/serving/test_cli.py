@@ -5,10 +5,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+from serving_helpers import MODEL
 
 from serving.cli import predict_main, serve_main
 from serving.demo_model import raw_row
-from serving_helpers import MODEL
 
 BODY = {"signature_name": "predict_raw", "instances": [raw_row(1)]}
 
@@ -27,7 +27,8 @@ def test_cli_flag_errors(capsys) -> None:  # type: ignore[no-untyped-def]
 def test_cli_predict_rest_and_grpc(shared_server, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     body = tmp_path / "input.json"
     body.write_text(json.dumps(BODY))
-    assert predict_main(["--model", MODEL, "--input", str(body), "--server", shared_server.rest_url, "--version", "1"]) == 0
+    assert predict_main(["--model", MODEL, "--input", str(body),
+                        "--server", shared_server.rest_url, "--version", "1"]) == 0
     rest = json.loads(capsys.readouterr().out)["predictions"]
     assert predict_main(["--model", MODEL, "--input", str(body), "--server", "grpc://" + shared_server.grpc_target,
                          "--version", "1"]) == 0

@@ -10,14 +10,18 @@ from __future__ import annotations
 import base64
 import json
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import httpx
 import numpy as np
 import pytest
 from tensorflow_serving.apis import (
-    get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
 )
 
 from serving.demo_model import FEATURES, make_examples, raw_row
@@ -127,7 +131,7 @@ def test_versions_and_labels_route(http: httpx.Client) -> None:
 
 
 def test_classify_and_regress(http: httpx.Client) -> None:
-    examples = [{name: 0.5 for name in FEATURES}, {"feature_0": -1.0}]
+    examples = [dict.fromkeys(FEATURES, 0.5), {"feature_0": -1.0}]
     response = http.post(f"/v1/models/{MODEL}:classify", json={"signature_name": "classify", "examples": examples})
     assert response.status_code == 200
     results = response.json()["results"]
@@ -138,7 +142,7 @@ def test_classify_and_regress(http: httpx.Client) -> None:
     assert np.allclose(regress.json()["results"], [row[1][1] for row in results], atol=1e-6)
     assert regress.content.startswith(b'{\n    "results": [') and regress.content.endswith(b"]\n}")
     context = http.post(f"/v1/models/{MODEL}:regress", json={
-        "signature_name": "regress", "context": {name: 0.5 for name in FEATURES}, "examples": [{}]})
+        "signature_name": "regress", "context": dict.fromkeys(FEATURES, 0.5), "examples": [{}]})
     assert np.allclose(context.json()["results"], regress.json()["results"][:1], atol=1e-6)
 
 
@@ -149,23 +153,31 @@ def test_classify_and_regress(http: httpx.Client) -> None:
     (f"/v1/models/{MODEL}:predict", b'{"signature_name": 1, "instances": [1]}', 400,
      "not formatted correctly. 'signature_name' key must be a string value."),
     (f"/v1/models/{MODEL}:predict", b'{"instances": [1]}', 400,
-     "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: 1 Type: Number is not of expected type: string"),
+     "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: "
+     "JSON Value: 1 Type: Number is not of expected type: string"),
     (f"/v1/models/{MODEL}:predict", b'{"foo": 1}', 400, "Missing 'inputs' or 'instances' key"),
     (f"/v1/models/{MODEL}:predict", b'{"instances": []}', 400, "No values in 'instances' array"),
-    (f"/v1/models/{MODEL}:predict", b'{"instances": [1], "inputs": [1]}', 400, "expecting only one of 'inputs' or 'instances'"),
+    (f"/v1/models/{MODEL}:predict", b'{"instances": [1], "inputs": [1]}', 400,
+     "expecting only one of 'inputs' or 'instances'"),
     (f"/v1/models/{MODEL}:predict", b'{"signature_name": "nope", "instances": [1]}', 400,
      'Serving signature name: "nope" not found in signature def'),
     (f"/v1/models/{MODEL}:predict", b'{"signature_name": "predict_raw", "instances": [1.0]}', 400,
-     "instances is a plain list, but expecting list of objects as multiple input tensors required as per tensorinfo_map"),
+     "instances is a plain list, but expecting list of objects as multiple input "
+     "tensors required as per tensorinfo_map"),
     (f"/v1/models/{MODEL}:predict", b'{"signature_name": "predict_raw", "instances": [{"feature_0": 1.0}]}', 400,
      "keys must be equal to"),
     ("/v1/models/nope:predict", b'{"instances": [1]}', 404, "Servable not found for request: Latest(nope)"),
-    (f"/v1/models/{MODEL}/versions/7:predict", b'{"instances": [1]}', 404, f"Servable not found for request: Specific({MODEL}, 7)"),
-    (f"/v1/models/{MODEL}/labels/nolabel:predict", b'{"instances": [1]}', 400, "Unrecognized servable version label: nolabel"),
-    (f"/v1/models/{MODEL}:classify", b'{"signature_name": "nope", "examples": [{}]}', 400, "No signature was found with the name: nope"),
+    (f"/v1/models/{MODEL}/versions/7:predict", b'{"instances": [1]}', 404,
+     f"Servable not found for request: Specific({MODEL}, 7)"),
+    (f"/v1/models/{MODEL}/labels/nolabel:predict", b'{"instances": [1]}', 400,
+     "Unrecognized servable version label: nolabel"),
+    (f"/v1/models/{MODEL}:classify", b'{"signature_name": "nope", "examples": [{}]}', 400,
+     "No signature was found with the name: nope"),
     (f"/v1/models/{MODEL}:regress", b'{"examples": 3}', 400, "Expecting 'examples' value to be an list/array"),
-    (f"/v1/models/{MODEL}:classify", b'{"examples": [{"f": null}]}', 400, "Feature: f has element with unexpected JSON type: Null"),
-    (f"/v1/models/{MODEL}:regress", b'{"examples": [{"f": [1, 2.5]}]}', 400, "Unexpected element type in feature: f expecting type: int64"),
+    (f"/v1/models/{MODEL}:classify", b'{"examples": [{"f": null}]}', 400,
+     "Feature: f has element with unexpected JSON type: Null"),
+    (f"/v1/models/{MODEL}:regress", b'{"examples": [{"f": [1, 2.5]}]}', 400,
+     "Unexpected element type in feature: f expecting type: int64"),
 ])
 def test_predict_errors(http: httpx.Client, path: str, body: bytes, status: int, message: str) -> None:
     response = http.post(path, content=body)

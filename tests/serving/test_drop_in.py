@@ -6,18 +6,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-import grpc
 import httpx
 import numpy as np
 import pytest
+from serving_helpers import MODEL, start_server, write_config
 
 from serving.client import GrpcClient, ServingClientError
 from serving.flags import FlagError, parse_flags
 from serving.server import RunningServer
-from serving_helpers import MODEL, start_server, write_config
 
 HALF = "half_plus_two"
 
@@ -37,7 +36,8 @@ def export_half_plus_two(base: Path, version: int) -> None:
             return {"y": tf.matmul(x, tf.ones([2, 1]))}
 
     module = HalfPlusTwo()
-    tf.saved_model.save(module, str(base / str(version)), signatures={"serving_default": module.half, "pairs": module.pairs})
+    tf.saved_model.save(module, str(base / str(version)),
+                        signatures={"serving_default": module.half, "pairs": module.pairs})
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +93,8 @@ def test_a_shape_the_graph_refuses_is_invalid_argument_with_the_graphs_reason(se
     """The graph's own message reaches the client unchanged, with TF Serving's status on both APIs."""
     reason = _graph_reason_in_process(store)
     assert "MatMul" in reason  # the refusing node is named
-    with GrpcClient(server.grpc_target, retries=0) as client:
-        with pytest.raises(ServingClientError) as refused:
-            client.predict(HALF, {"x": np.array([1.0, 2.0], np.float32)}, signature="pairs")
+    with GrpcClient(server.grpc_target, retries=0) as client, pytest.raises(ServingClientError) as refused:
+        client.predict(HALF, {"x": np.array([1.0, 2.0], np.float32)}, signature="pairs")
     assert refused.value.code == "INVALID_ARGUMENT" and reason in refused.value.message
     response = httpx.post(f"{server.rest_url}/v1/models/{HALF}:predict",
                           json={"signature_name": "pairs", "inputs": [1.0, 2.0]})
@@ -119,7 +118,7 @@ def test_grpc_channel_arguments_reach_the_server(server: RunningServer) -> None:
 
 def test_grpc_channel_argument_flag_errors_and_warnings(caplog: pytest.LogCaptureFixture) -> None:
     base = ["--model_base_path=/models/x"]
-    with pytest.raises(FlagError, match="grpc.keepalive_time_ms takes an integer, got '1m'"):
+    with pytest.raises(FlagError, match=r"grpc\.keepalive_time_ms takes an integer, got '1m'"):
         parse_flags([*base, "--grpc_channel_arguments=grpc.keepalive_time_ms=1m"])
     assert parse_flags([*base, "--grpc_channel_arguments=grpc.keepalive_time_ms=60000"]).grpc_channel_arguments
     from serving.api.grpc_server import create_grpc_server

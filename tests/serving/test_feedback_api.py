@@ -3,20 +3,20 @@ and the metrics the dashboard reads: confusion counts, scores, version labels, r
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import grpc
 import httpx
 import numpy as np
 import pytest
+from serving_helpers import MODEL, metric_samples, metric_value, start_server, write_config
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from privacy.audit import read_records, verify
 from serving.demo_model import raw_row
 from serving.protocol.tensors import to_proto
 from serving.server import RunningServer
-from serving_helpers import MODEL, metric_samples, metric_value, start_server, write_config
 
 TOKEN = "alice:" + "a" * 32
 AUTH = {"Authorization": "Bearer " + "a" * 32}
@@ -76,7 +76,8 @@ def test_feedback_joins_labels_once_per_row(server) -> None:  # type: ignore[no-
     assert answer.status_code == 200, answer.text
     result = answer.json()
     assert result["counted"] == 2 and result["unmatched"] == 3
-    assert [r["status"] for r in result["results"]] == ["counted", "counted", "duplicate", "unknown", "row_out_of_range"]
+    assert [r["status"] for r in result["results"]] == [
+        "counted", "counted", "duplicate", "unknown", "row_out_of_range"]
     assert result["results"][0]["version"] == "2"
     after = _metrics(url)
 

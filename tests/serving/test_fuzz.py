@@ -6,22 +6,27 @@ caused it."""
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 MODEL = "demo"
 ANSWER_WITHIN = 5.0  # seconds; a request of at most a few hundred bytes to the demo model takes milliseconds
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True), st.text(max_size=8))
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
+                    st.floats(allow_nan=True), st.text(max_size=8))
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.text(max_size=6), inner, max_size=4)), max_leaves=12)
+                                                       st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+                   max_leaves=12)
 documents = st.one_of(
     values,
     st.fixed_dictionaries({"instances": values}, optional={"signature_name": st.sampled_from(["predict_raw", "x", 3])}),
-    st.fixed_dictionaries({"inputs": values}, optional={"signature_name": st.sampled_from(["predict_raw", "serving_default"])}),
-    st.fixed_dictionaries({"examples": values}, optional={"context": values, "signature_name": st.sampled_from(["classify", "regress"])}),
+    st.fixed_dictionaries({"inputs": values},
+                          optional={"signature_name": st.sampled_from(["predict_raw", "serving_default"])}),
+    st.fixed_dictionaries({"examples": values},
+                          optional={"context": values, "signature_name": st.sampled_from(["classify", "regress"])}),
 )
 paths = st.sampled_from([f"/v1/models/{MODEL}:predict", f"/v1/models/{MODEL}:classify", f"/v1/models/{MODEL}:regress",
                          f"/v1/models/{MODEL}/versions/1:predict", f"/v1/models/{MODEL}/labels/canary:regress"])

@@ -1,6 +1,7 @@
 """The server process (server.py): startup objects frozen out of the cycle collector."""
 from __future__ import annotations
 
+
 def test_startup_objects_frozen_later_ones_collectable() -> None:
     """Full collections skip what existed at startup; cycles made afterwards (a later version) are still freed."""
     import gc

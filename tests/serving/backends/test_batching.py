@@ -10,13 +10,13 @@ import grpc
 import httpx
 import numpy as np
 import pytest
+from serving_helpers import MODEL, metric_value, start_server
 
 from serving.backends.batching import Batcher
 from serving.config import BatchingParameters
 from serving.demo_model import raw_row
 from serving.observability.metrics import Registry
 from serving.protocol.errors import ServingError
-from serving_helpers import MODEL, metric_value, start_server
 
 BODY = {"signature_name": "predict_raw", "instances": [raw_row(1)]}
 

@@ -1,14 +1,15 @@
-"""Gateway mode (backends/remote.py): inference, status and Classify forwarded to a server behind, with auth and audit in front."""
+"""Gateway mode (backends/remote.py): inference, status and Classify forwarded to a server behind,
+with auth and audit in front."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import httpx
+from serving_helpers import MODEL, metric_value, start_server
 
 from privacy.audit import verify
 from serving.client import GrpcClient
 from serving.demo_model import raw_row
-from serving_helpers import MODEL, metric_value, start_server
 
 TOKEN = "alice:" + "a" * 32
 BODY = {"signature_name": "predict_raw", "instances": [raw_row(1)]}

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from serving_helpers import MODEL, start_server, write_config
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving_helpers import MODEL, start_server, write_config
 from serving.client import GrpcClient, ServingClientError
 from serving.config import single_model_config
-from serving.demo_model import export_demo_model, raw_row
 from serving.core.manager import ModelManager
+from serving.demo_model import export_demo_model, raw_row
 from serving.observability.metrics import Registry
 
 BODY = {"signature_name": "predict_raw", "instances": [raw_row(1)]}
@@ -62,7 +62,8 @@ def test_swap_under_load_fails_no_request(model_store: Path, tmp_path: Path) -> 
         time.sleep(0.5)
         _copy_version(model_store, base, 2)  # latest{1}: 2 loads, then 1 unloads
         manager = server.server.service.backend.manager  # type: ignore[union-attr]
-        _wait(lambda: manager.models[MODEL].versions.get(1) is not None and manager.models[MODEL].versions[1].state == "END")
+        _wait(lambda: manager.models[MODEL].versions.get(1) is not None and
+                 manager.models[MODEL].versions[1].state == "END")
         time.sleep(0.3)
         stop.set()
         for thread in threads:

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -11,9 +11,10 @@ import pytest
 
 pytest.register_assert_rewrite("hostile_helpers")
 
-from hostile_helpers import SERVER_FLAGS, assert_serving
-from serving.server import RunningServer
-from serving_helpers import MODEL, start_server
+from hostile_helpers import SERVER_FLAGS, assert_serving  # noqa: E402 - imported after its rewrite is registered
+from serving_helpers import MODEL, start_server  # noqa: E402
+
+from serving.server import RunningServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,12 @@ import socket
 
 import grpc
 import numpy as np
+from serving_helpers import MODEL, closed_by_peer, post, read_response
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving.demo_model import raw_row
 from serving.protocol.tensors import to_proto
 from serving.server import RunningServer
-from serving_helpers import MODEL, closed_by_peer, post, read_response
 
 READ_TIMEOUT = 1.0
 IDLE_TIMEOUT = 1.5

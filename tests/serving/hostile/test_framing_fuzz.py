@@ -3,12 +3,12 @@ closed within the read timeout (a hang fails), no answer is a 5xx, and after eve
 normal Predict within a second (a crash or a blocked event loop fails)."""
 from __future__ import annotations
 
-import socket
+import contextlib
 import time
 
-from hypothesis import HealthCheck, given, settings, strategies as st
-
 from hostile_helpers import PREDICT_BODY, PREDICT_PATH, READ_TIMEOUT, assert_serving, connect
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from serving_helpers import post
 
 SEEDS = [
@@ -51,17 +51,16 @@ def answers_or_closes(server, data: bytes) -> list[int]:  # type: ignore[no-unty
     received = bytearray()
     deadline = time.monotonic() + READ_TIMEOUT + 1.5
     with connect(server) as sock:
-        try:
+        # refused mid-send: the answer is still to be read
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # refused mid-send: the answer is still to be read
         while True:
             left = deadline - time.monotonic()
             assert left > 0, f"no answer and no close within {READ_TIMEOUT + 1.5} s for {data[:200]!r}"
             sock.settimeout(min(left, QUIET) if statuses else left)
             try:
                 chunk = sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 if statuses:
                     return statuses  # answered, then idle on a keep-alive connection
                 continue

@@ -3,23 +3,37 @@ answer (status and JSON error, then a closed connection) and that both APIs then
 within a second."""
 from __future__ import annotations
 
+import contextlib
 import json
-import socket
 import threading
 import time
 
 import pytest
-
 from hostile_helpers import (
-    IDLE_TIMEOUT, MAX_BODY, MAX_CONNECTIONS, MAX_HEADER_BYTES, MAX_HEADERS, MAX_PIPELINED, PREDICT_BODY, PREDICT_PATH,
-    READ_TIMEOUT, assert_refused, assert_serving, connect, grpc_predict,
+    IDLE_TIMEOUT,
+    MAX_BODY,
+    MAX_CONNECTIONS,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    MAX_PIPELINED,
+    PREDICT_BODY,
+    PREDICT_PATH,
+    READ_TIMEOUT,
+    assert_refused,
+    assert_serving,
+    connect,
+    grpc_predict,
 )
+from serving_helpers import MODEL, closed_by_peer, post, read_response
+
 from serving.api.asgi import read_timeout_error, too_large_error
 from serving.api.http_server import (
-    MALFORMED, headers_too_large_error, too_many_connections_error, too_many_headers_error,
+    MALFORMED,
+    headers_too_large_error,
+    too_many_connections_error,
+    too_many_headers_error,
 )
 from serving.protocol.json_codec import TOO_DEEP
-from serving_helpers import MODEL, closed_by_peer, post, read_response
 
 CHUNKED = f"POST {PREDICT_PATH} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n".encode()
 LENGTH = f"POST {PREDICT_PATH} HTTP/1.1\r\nHost: x\r\n".encode()
@@ -33,7 +47,8 @@ MALFORMED_REQUESTS = {
     "negative Content-Length": LENGTH + b"Content-Length: -5\r\n\r\n{}",
     "non-numeric Content-Length": LENGTH + b"Content-Length: 2x\r\n\r\n{}",
     "two Content-Lengths that differ": LENGTH + b"Content-Length: 2\r\nContent-Length: 7\r\n\r\n{}GET /",
-    "Transfer-Encoding with Content-Length": LENGTH + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "Transfer-Encoding with Content-Length": LENGTH +
+        b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     "Transfer-Encoding not ending in chunked": LENGTH + b"Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
     "whitespace before a header colon": LENGTH + b"Content-Length : 2\r\n\r\n{}",
 }
@@ -129,7 +144,7 @@ def test_a_connection_without_a_request_closes_after_the_idle_timeout(hostile_se
                 sock.settimeout(0.2)
                 if sock.recv(1) == b"":
                     break
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except (BrokenPipeError, ConnectionResetError):
                 break
@@ -148,10 +163,8 @@ def test_slow_loris_holding_every_connection(hostile_server) -> None:  # type: i
     def trickle() -> None:
         while not stop.is_set():
             for sock in loris:
-                try:
+                with contextlib.suppress(OSError):  # refused with 408: the answer waits in the socket
                     sock.send(b"a")
-                except OSError:
-                    pass  # refused with 408: the answer waits in the socket
             stop.wait(0.1)
 
     sender = threading.Thread(target=trickle, daemon=True)

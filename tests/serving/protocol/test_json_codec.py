@@ -39,7 +39,7 @@ def test_layouts() -> None:
 
 def test_parser_accepts_rapidjson_extras() -> None:
     assert json_codec.parse_body(b'{"x": [Inf, -Inf, NaN, Infinity]} trailing')["x"][0] == float("inf")
-    with pytest.raises(ServingError, match="The document is empty. at offset: 3"):
+    with pytest.raises(ServingError, match=r"The document is empty\. at offset: 3"):
         json_codec.parse_body(b"   ")
 
 
@@ -91,14 +91,14 @@ def test_one_array_rows_ask_for_bools_only_when_a_value_could_be_one(monkeypatch
     many = [{"a": 0.5, "b": 2.5}] * 9
     json_codec.parse_predict_request({"instances": many}, spec, "s", body_check(False))
     assert asked == []
-    tensors, _ = json_codec.parse_predict_request({"instances": many + [{"a": 1, "b": 2.5}]}, spec, "s",
+    tensors, _ = json_codec.parse_predict_request({"instances": [*many, {"a": 1, "b": 2.5}]}, spec, "s",
                                                   body_check(False))
     assert asked == [False] and tensors["a"].tolist()[-1] == 1.0
-    fast = json_codec.parse_predict_request({"instances": many + [{"a": True, "b": 2.5}]}, spec, "s",
+    fast = json_codec.parse_predict_request({"instances": [*many, {"a": True, "b": 2.5}]}, spec, "s",
                                             body_check(True), numeric_only=True)
     assert fast is None and asked == [False, True]  # the caller then re-parses on the per-input path
     with pytest.raises(ServingError):  # ... where the bool among numbers is an error, as in TF Serving
-        json_codec.parse_predict_request({"instances": many + [{"a": True, "b": 2.5}]}, spec, "s", body_check(True))
+        json_codec.parse_predict_request({"instances": [*many, {"a": True, "b": 2.5}]}, spec, "s", body_check(True))
     assert asked == [False, True, True]  # one body scan for the request, though two inputs hold a 0 or 1
 
 
@@ -114,13 +114,15 @@ def test_a_bool_among_numbers_is_rejected_on_every_path(check) -> None:  # type:
         with pytest.raises(ServingError) as caught:
             json_codec.parse_predict_request(document, spec, "s", check)
         assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert json_codec.parse_predict_request({"inputs": [0.0, 1.0, 2.5]}, spec, "s", check)[0]["a"].tolist() == [0, 1, 2.5]
+    tensors = json_codec.parse_predict_request({"inputs": [0.0, 1.0, 2.5]}, spec, "s", check)[0]
+    assert tensors["a"].tolist() == [0, 1, 2.5]
 
 
 # ---- float formatting: the whole-array path against the per-value reference -------------------------
 
 SPECIAL_FLOATS = [0.0, -0.0, 1.0, -1.0, 0.1, 1 / 3, 2.5, 9e6, 3e-5, 1e-45, 1.4e-45, 1.17549435e-38, 3.4028235e38,
-                  -3.4028235e38, 16777216.0, 16777217.0, 123456.7, 1234567.0, 1e16, 1e21, 5e-324, 2.2250738585072014e-308,
+                  -3.4028235e38, 16777216.0, 16777217.0, 123456.7, 1234567.0, 1e16, 1e21,
+                  5e-324, 2.2250738585072014e-308,
                   1.7976931348623157e308, float("nan"), float("inf"), float("-inf"), 0.30000000000000004]
 
 

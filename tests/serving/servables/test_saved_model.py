@@ -1,16 +1,14 @@
 """The servable's fast entry points answer exactly as the SavedModel's public signature call."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import grpc
 import numpy as np
 import pytest
 
 from serving.demo_model import export_demo_model, make_examples
 from serving.protocol.errors import ServingError
-from serving.servables.saved_model import SavedModelServable
 from serving.protocol.tensors import StackedInputs
+from serving.servables.saved_model import SavedModelServable
 
 
 @pytest.fixture(scope="module")
@@ -61,4 +59,5 @@ def test_inputs_the_stacked_call_cannot_take_get_tensorflows_own_error(servable:
     ragged = {alias: np.ones(2 if i else 3, np.float32) for i, alias in enumerate(signature.sorted_aliases)}
     with pytest.raises(ServingError) as caught:  # lengths differ: no stacking, the flat call reports TF's error
         servable.predict(signature, ragged, checked=True)
-    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT and "Dimension 0 in both shapes must be equal" in caught.value.message
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Dimension 0 in both shapes must be equal" in caught.value.message
