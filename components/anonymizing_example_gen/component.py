@@ -12,16 +12,18 @@ split config: the output splits are the input splits.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import standard_artifacts
+from tfx.types.channel import Channel
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.types.standard_component_specs import EXAMPLES_KEY, FileBasedExampleGenSpec
-from tfx.types.channel import Channel
 
 from components.anonymizing_example_gen.executor import (
     INPUT_PATTERN_TEMPLATES_KEY,
@@ -36,6 +38,8 @@ from components.anonymizing_example_gen.sequence_features import SequenceFeature
 from components.anonymizing_example_gen.time_windows import SPLITS, TimeSplitSettings
 from components.anonymizing_example_gen.window_features import WindowFeaturesConfig
 from privacy.policy import PrivacyPolicy
+
+_Settings = TypeVar("_Settings", bound=BaseModel)
 
 
 class AnonymizingExampleGenSpec(FileBasedExampleGenSpec):
@@ -72,9 +76,9 @@ class AnonymizingExampleGen(FileBasedExampleGen):
         input_base: str,
         privacy_policy: PrivacyPolicy | Mapping[str, Any],
         sequence_features: SequenceFeaturesConfig | Mapping[str, Any] | None = None,
-        input_config: Optional[example_gen_pb2.Input] = None,
-        output_config: Optional[example_gen_pb2.Output] = None,
-        range_config: Optional[range_config_pb2.RangeConfig] = None,
+        input_config: example_gen_pb2.Input | None = None,
+        output_config: example_gen_pb2.Output | None = None,
+        range_config: range_config_pb2.RangeConfig | None = None,
         window_features: WindowFeaturesConfig | Mapping[str, Any] | None = None,
         time_split: TimeSplitSettings | Mapping[str, Any] | None = None,
     ) -> None:
@@ -125,7 +129,7 @@ class AnonymizingExampleGen(FileBasedExampleGen):
         base_beam_component.BaseBeamComponent.__init__(self, spec=spec)
 
 
-def _model(cls: type, value: Any) -> Any:
+def _model(cls: type[_Settings], value: Any) -> _Settings:
     return value if isinstance(value, cls) else cls.model_validate(value)
 
 

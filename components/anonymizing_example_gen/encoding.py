@@ -1,7 +1,8 @@
 """Anonymized rows to tf.train.Example: one feature per output column, typed by the policy."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from tensorflow.core.example import example_pb2, feature_pb2
 

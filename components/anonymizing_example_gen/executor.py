@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -204,7 +205,7 @@ class _Encode(beam.DoFn):
         self._kinds = kinds
         self._rows_out = Metrics.counter(METRICS_NAMESPACE, ROWS_OUT)
 
-    def process(self, row: dict[str, Any]):
+    def process(self, row: dict[str, Any]) -> Iterator[example_pb2.Example]:
         self._rows_out.inc()
         yield to_example(row, self._kinds)
 

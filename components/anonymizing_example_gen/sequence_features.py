@@ -15,7 +15,8 @@ History lists are most recent first and padded to `length`:
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Iterable, Iterator, Literal, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Literal
 
 import apache_beam as beam
 from pydantic import BaseModel, ConfigDict, Field

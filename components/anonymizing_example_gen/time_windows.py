@@ -19,9 +19,10 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterable, Iterator, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -80,7 +81,7 @@ class SpanCalendar:
 
     @property
     def origin_seconds(self) -> int:
-        return int(datetime(self.origin.year, self.origin.month, self.origin.day, tzinfo=timezone.utc).timestamp())
+        return int(datetime(self.origin.year, self.origin.month, self.origin.day, tzinfo=UTC).timestamp())
 
     def date_of_span(self, span: int) -> date:
         if span in self.dates:
@@ -127,7 +128,7 @@ def timestamp_calendar(first_span: int, first_file: str, raw_time_column: str) -
         raise RuntimeError(f"{first_file} has no rows to date span {first_span} by; add a manifest.json with "
                            "the spans' dates")
     seconds = float(row[header.index(raw_time_column)])
-    return SpanCalendar({first_span: datetime.fromtimestamp(seconds, tz=timezone.utc).date()}, "timestamps")
+    return SpanCalendar({first_span: datetime.fromtimestamp(seconds, tz=UTC).date()}, "timestamps")
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,7 @@ def remove_known_compromised(pairs: Iterable[tuple[bool, Row]], plan: TimeSplitP
             np.array([str(pairs[i][1].get(settings.card_key)) for i in inside]),
             np.array([int(pairs[i][1].get(settings.label) or 0) for i in inside], dtype=np.int64),
             split)
-    for (is_target, row), known in zip(pairs, flags):
+    for (is_target, row), known in zip(pairs, flags, strict=True):
         yield (is_target and not bool(known)), row
 
 
@@ -211,9 +212,10 @@ class _CountKnown(beam.DoFn):
     def __init__(self) -> None:
         self._removed = Metrics.counter(METRICS_NAMESPACE, EVAL_KNOWN_COMPROMISED)
 
-    def process(self, keyed: tuple[Any, Iterable[tuple[bool, Row]]], plan: TimeSplitPlan):
+    def process(self, keyed: tuple[Any, Iterable[tuple[bool, Row]]], plan: TimeSplitPlan
+                ) -> Iterator[tuple[bool, Row]]:
         pairs = list(keyed[1])
-        for (was_target, row), (is_target, _) in zip(pairs, remove_known_compromised(pairs, plan)):
+        for (was_target, row), (is_target, _) in zip(pairs, remove_known_compromised(pairs, plan), strict=True):
             if was_target and not is_target:
                 self._removed.inc()
             yield is_target, row
@@ -238,7 +240,7 @@ class _CountWindow(beam.DoFn):
         self._rows = Metrics.counter(METRICS_NAMESPACE, TRAIN_ROWS if split == "train" else EVAL_ROWS)
         self._frauds = Metrics.counter(METRICS_NAMESPACE, TRAIN_FRAUDS if split == "train" else EVAL_FRAUDS)
 
-    def process(self, row: Row):
+    def process(self, row: Row) -> Iterator[Row]:
         self._rows.inc()
         if row.get(self._label) == 1:
             self._frauds.inc()
@@ -267,4 +269,4 @@ def record_properties(plan: TimeSplitPlan, counts: Mapping[str, int]) -> dict[st
     return props
 
 
-__all__ = ["DAY_SECONDS", "TimeSplitSettings", "SpanCalendar", "TimeSplitPlan", "plan_time_split"]
+__all__ = ["DAY_SECONDS", "SpanCalendar", "TimeSplitPlan", "TimeSplitSettings", "plan_time_split"]

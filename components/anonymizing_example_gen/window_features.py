@@ -13,7 +13,8 @@ not yet known). A row without a time cannot be placed in any window: it stops th
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -123,7 +124,7 @@ def with_terminal_windows(pairs: Iterable[Pair], config: WindowFeaturesConfig) -
 def _empty_terminal_windows(pair: tuple[bool, Row], config: WindowFeaturesConfig) -> tuple[bool, Row]:
     _time(pair[1], config)  # still needs a time, like every other row
     names = [name for name in window_feature_kinds() if name.startswith("terminal_")]
-    return pair[0], {**pair[1], **{name: 0.0 for name in names}}
+    return pair[0], {**pair[1], **dict.fromkeys(names, 0.0)}
 
 
 

@@ -1,8 +1,6 @@
 """Resolver strategy: the statistics of the span before the newest one, for span-to-span drift."""
 from __future__ import annotations
 
-from typing import Optional
-
 import ml_metadata as mlmd
 from tfx import types
 from tfx.dsl.components.common import resolver
@@ -29,5 +27,5 @@ class PreviousSpanStrategy(resolver.ResolverStrategy):
 
     def resolve_artifacts(self, store: mlmd.MetadataStore,
                           input_dict: dict[str, list[types.Artifact]]
-                          ) -> Optional[dict[str, list[types.Artifact]]]:
+                          ) -> dict[str, list[types.Artifact]] | None:
         return {key: previous_span(artifacts) for key, artifacts in input_dict.items()}

@@ -8,13 +8,23 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfx import types
 
-from tracking.run_record import (PipelineRunRecord, Registration, config_sha256, flatten, git_commit,
-                                 metric_name, package_versions)
+from tracking.run_record import (
+    PipelineRunRecord,
+    Registration,
+    config_sha256,
+    flatten,
+    git_commit,
+    metric_name,
+    package_versions,
+)
 from tracking.tensorboard_history import epoch_scalars
+
+if TYPE_CHECKING:
+    from tensorflow_model_analysis.proto import config_pb2, metrics_for_slice_pb2
 
 TRAINING_PREFIX = "training_"  # the recording Trainer's Model properties
 MLFLOW_RUN_ID_PROPERTY = "mlflow_run_id"
@@ -30,7 +40,7 @@ def training_record(model: types.Artifact) -> dict[str, Any]:
             for name in model.mlmd_artifact.custom_properties if name.startswith(TRAINING_PREFIX)}
 
 
-def _slice_name(slice_key) -> str:
+def _slice_name(slice_key: metrics_for_slice_pb2.SliceKey) -> str:
     parts = []
     for key in slice_key.single_slice_keys:
         value = key.bytes_value.decode() if key.HasField("bytes_value") else (
@@ -93,7 +103,7 @@ def gate_thresholds(uri: str) -> dict[str, float]:
     return gates
 
 
-def _metric_config_name(metric) -> str:
+def _metric_config_name(metric: config_pb2.MetricConfig) -> str:
     configured = json.loads(metric.config or "{}").get("name")
     if configured:
         return configured

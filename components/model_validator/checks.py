@@ -11,16 +11,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 SERVED_NAME = "candidate"
 SERVED_VERSION = 1
 EXAMPLES_INPUT = "examples"
+
+if TYPE_CHECKING:
+    from tensorflow.core.example import example_pb2
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,7 @@ def model_server(saved_model_dir: Path, startup_timeout_s: float) -> Iterator[Ru
 _DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 7: object, 9: np.int64}  # DataType enum values
 
 
-def _example_values(example, name: str) -> list:
+def _example_values(example: example_pb2.Example, name: str) -> list:
     feature = example.features.feature.get(name)
     if feature is None:
         return []
@@ -133,7 +137,7 @@ def _example_values(example, name: str) -> list:
     return list(getattr(feature, kind).value) if kind else []
 
 
-def raw_inputs(signature, serialized: bytes) -> dict[str, np.ndarray]:
+def raw_inputs(signature: Any, serialized: bytes) -> dict[str, np.ndarray]:  # a ConcreteFunction
     """One row for a signature taking named raw tensors, read from a serialized tf.Example."""
     from tensorflow.core.example import example_pb2
 
@@ -153,7 +157,7 @@ def raw_inputs(signature, serialized: bytes) -> dict[str, np.ndarray]:
     return inputs
 
 
-def _signature_inputs(name: str, signature, serialized: bytes) -> dict[str, np.ndarray]:
+def _signature_inputs(name: str, signature: Any, serialized: bytes) -> dict[str, np.ndarray]:
     if list(signature.inputs) == [EXAMPLES_INPUT]:
         return {EXAMPLES_INPUT: np.asarray([serialized], dtype=object)}
     return raw_inputs(signature, serialized)

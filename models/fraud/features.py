@@ -77,13 +77,13 @@ class FraudOptions(Settings):
     vocabulary_top_k: PositiveInt | None = None  # cap vocabularies of high-cardinality string columns
     time_feature: str | None = "timestamp"  # int64 seconds -> hour of day, day of week
     amount_feature: str = "amount"      # its raw value gives the `amount_band` slice
-    log_features: list[str] = ["amount", "distance_from_home_km"]
+    log_features: list[str] = ["amount", "distance_from_home_km"]  # noqa: RUF012 - pydantic copies it per instance
 
 
 class FraudModelSettings(ModelSettings):
     """The common hyper-parameters; ``hidden_units[0]`` sizes the current-transaction encoder."""
 
-    options: FraudOptions = FraudOptions()
+    options: FraudOptions = FraudOptions()  # type: ignore[assignment]  # narrows ModelSettings' free-form dict
 
 
 class SequenceSettings(SequenceLayout):

@@ -20,7 +20,7 @@ transactions are easy (a grocery purchase in the home city); focal loss shrinks 
 gradient so training spends itself on the hard cases (travel versus cloned cards), and it needs no
 class prior up front, which a Trainer streaming its data does not have. ``loss: weighted_bce`` (class
 weights) is the alternative, with ``positive_weight``.
-"""
+"""  # noqa: E501 - the diagram above is drawn wider than the code
 from __future__ import annotations
 
 import functools
@@ -222,7 +222,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         model.save(directory, save_format="tf", signatures=signatures, include_optimizer=False)
 
     train_and_export(
-        plan, build_model=lambda: build_model(settings, sizes), loss=make_loss(settings), metrics=lambda: make_metrics(settings),
+        plan, build_model=lambda: build_model(settings, sizes), loss=make_loss(settings),
+        metrics=lambda: make_metrics(settings),
         datasets=datasets, eval_steps=fn_args.eval_steps, num_train_examples=lambda: train_example_count(fn_args),
         export=export, serving_model_dir=fn_args.serving_model_dir, model_run_dir=fn_args.model_run_dir,
         backup_key_text=backup_key(config, fn_args.train_files), class_weight=class_weight(settings))

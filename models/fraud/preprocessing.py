@@ -89,8 +89,9 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
                                             vocab_filename=vocabulary_name(name))
         outputs[transformed_name(name)] = tft.apply_vocabulary(value, vocabularies[name],
                                                                num_oov_buckets=OOV_BUCKETS)
-    if settings.uses_time:
-        hour, weekday = hour_and_weekday(_dense(inputs[settings.model.options.time_feature], 0))
+    time_feature = settings.model.options.time_feature
+    if settings.uses_time and time_feature is not None:  # uses_time implies a time feature; mypy needs it named
+        hour, weekday = hour_and_weekday(_dense(inputs[time_feature], 0))
         outputs[transformed_name(HOUR_OF_DAY)] = hour
         outputs[transformed_name(DAY_OF_WEEK)] = weekday
     outputs[AMOUNT_BAND] = amount_band(_dense(inputs[settings.model.options.amount_feature], 0))

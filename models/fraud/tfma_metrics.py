@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import array
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -53,7 +54,7 @@ class FraudRows:
     def cards_per_day(self) -> dict[int, int]:
         """Distinct cards of each day."""
         assert self.days is not None and self.cards is not None
-        pairs = {(int(day), card) for day, card in zip(self.days.tolist(), self.cards.tolist())}
+        pairs = {(int(day), card) for day, card in zip(self.days.tolist(), self.cards.tolist(), strict=True)}
         counts: dict[int, int] = {}
         for day, _ in pairs:
             counts[day] = counts.get(day, 0) + 1
@@ -61,7 +62,7 @@ class FraudRows:
 
 
 class _RowsAccumulator:
-    __slots__ = ["labels", "scores", "days", "cards"]
+    __slots__ = ["cards", "days", "labels", "scores"]
 
     def __init__(self) -> None:
         self.labels = array.array("d")
@@ -157,7 +158,7 @@ def _computations(name: str, value: Callable[[FraudRows], dict[str, float]], ext
                 keys=[rows_key], preprocessors=preprocessors,
                 combiner=_RowsCombiner(rows_key, eval_config, card_key, time_key)))
 
-            def result(slice_metrics: dict, rows_key=rows_key, keys=keys) -> dict:
+            def result(slice_metrics: dict, rows_key: Any = rows_key, keys: Any = keys) -> dict:
                 rows = slice_metrics[rows_key]
                 values = value(rows) if rows.labels.size else {metric_name: float("nan") for metric_name in keys}
                 return {keys[metric_name]: number for metric_name, number in values.items()}
@@ -224,6 +225,7 @@ def _card_precision_at_k(k: int = 100, card_key: str = "card_id", time_key: str 
                 "day", name, smallest_day, smallest, k)
             precision = float("nan")
         else:
+            assert rows.days is not None and rows.cards is not None  # cards_per_day() needed both
             precision, _ = metrics.card_precision_at_k(rows.days, rows.cards, rows.labels, rows.scores, k=k)
         return {name: precision, SMALLEST_DAY_CARDS_NAME: float(smallest)}
 
@@ -253,6 +255,7 @@ def _recall_at_daily_alert_budget(alerts_per_day: int = 100, time_key: str = "ti
     name = name or alert_budget_recall_name(alerts_per_day)
 
     def value(rows: FraudRows) -> dict[str, float]:
+        assert rows.days is not None  # the combiner reads time_key for this metric
         return {name: metrics.recall_at_daily_alert_budget(rows.days, rows.labels, rows.scores, alerts_per_day)}
 
     return _computations(name, value, [], card_key, time_key, eval_config, model_names, output_names,

@@ -9,7 +9,9 @@ book's pandas time-based rolling windows are.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +28,8 @@ class WindowFeatureError(ValueError):
 def _as_1d(name: str, values: np.ndarray, dtype: type | None = None) -> np.ndarray:
     array = np.asarray(values) if dtype is None else np.asarray(values, dtype=dtype)
     if array.ndim != 1:
-        raise WindowFeatureError(f"{name} must be one-dimensional, got shape {array.shape}; pass one value per transaction")
+        raise WindowFeatureError(f"{name} must be one-dimensional, got shape {array.shape}; "
+                                 "pass one value per transaction")
     return array
 
 
@@ -140,12 +143,13 @@ def _group_order(groups: np.ndarray, times: np.ndarray, tiebreak: np.ndarray | N
     codes = codes.reshape(-1)
     order = np.lexsort((*keys, codes))
     sorted_codes = codes[order]
-    starts = np.flatnonzero(np.concatenate([[True], sorted_codes[1:] != sorted_codes[:-1]])) if order.size else np.array([], int)
+    starts = (np.flatnonzero(np.concatenate([[True], sorted_codes[1:] != sorted_codes[:-1]])) if order.size
+              else np.array([], int))
     return order, np.append(starts, order.size)
 
 
-def _grouped(function, groups: np.ndarray, times: np.ndarray, values: np.ndarray,
-             tiebreak: np.ndarray | None, **kwargs) -> dict[str, np.ndarray]:
+def _grouped(function: Callable[..., dict[str, np.ndarray]], groups: np.ndarray, times: np.ndarray,
+             values: np.ndarray, tiebreak: np.ndarray | None, **kwargs: Any) -> dict[str, np.ndarray]:
     g = _as_1d("groups", groups)
     t = _as_1d("times", times, np.float64)
     v = _as_1d("values", values, np.float64)
@@ -153,7 +157,7 @@ def _grouped(function, groups: np.ndarray, times: np.ndarray, values: np.ndarray
     _check_lengths(groups=g, times=t, values=v, **({} if tb is None else {"tiebreak": tb}))
     order, bounds = _group_order(g, t, tb)
     out: dict[str, np.ndarray] = {}
-    for start, stop in zip(bounds[:-1], bounds[1:]):
+    for start, stop in itertools.pairwise(bounds):
         rows = order[start:stop]
         for name, column in function(t[rows], v[rows], **kwargs).items():
             out.setdefault(name, np.empty(t.size, dtype=np.float64))[rows] = column

@@ -126,8 +126,8 @@ def test_missing_key_stops_the_run_before_reading(raw: Path, tmp_path: Path, mon
 def test_unlisted_column_stops_the_run_naming_it(raw: Path, tmp_path: Path) -> None:
     privacy, _ = sections()
     del privacy["columns"]["email"]
-    with pytest.raises(UnlistedColumnError, match="column 'email' of .*span-0003/transactions.csv is not in "
-                                                  "privacy.columns; add it with one of keep|drop|pseudonymize"):
+    with pytest.raises(UnlistedColumnError, match=r"column 'email' of .*span-0003/transactions\.csv is not in "
+                                                  r"privacy\.columns; add it with one of keep\|drop\|pseudonymize"):
         run(raw, tmp_path, privacy, None)
 
 

@@ -17,8 +17,9 @@ from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.proto import example_gen_pb2
 
 from components.anonymizing_example_gen import AnonymizingExampleGen
-from privacy.leak_scan import find_values as scan, sqlite_text as sqlite_dump
 from pipeline.datasets.fraud_simulator import INPUT_PATTERN, SimulationConfig, personal_values, simulate
+from privacy.leak_scan import find_values as scan
+from privacy.leak_scan import sqlite_text as sqlite_dump
 
 pytestmark = pytest.mark.e2e
 

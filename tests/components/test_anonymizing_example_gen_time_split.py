@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import apache_beam as beam
@@ -93,7 +93,7 @@ def test_time_split_emits_train_and_eval_windows_with_causal_features(raw: Path,
     eval_rows = sum(by_span[s]["rows"] for s in range(25, 31))
     assert props["eval_known_compromised_rows"] > 0
     assert props["eval_rows"] + props["eval_known_compromised_rows"] == eval_rows
-    origin = int(datetime(2018, 4, 1, tzinfo=timezone.utc).timestamp())
+    origin = int(datetime(2018, 4, 1, tzinfo=UTC).timestamp())
     assert set((values(train, "timestamp") - origin) // DAY) == set(range(15, 20))
     assert set((values(evaluation, "timestamp") - origin) // DAY) == set(range(24, 30))
 
@@ -115,7 +115,7 @@ def test_without_a_manifest_the_rows_date_the_spans(raw: Path, tmp_path: Path) -
     examples = run(bare, tmp_path, end_span=30, split={"train_days": 5, "delay_days": 4, "eval_days": 6})
     assert examples.get_custom_property("train_first_date") == "2018-04-16"
     assert examples.get_custom_property("time_split_origin_seconds") == int(
-        datetime(2018, 4, 1, tzinfo=timezone.utc).timestamp())
+        datetime(2018, 4, 1, tzinfo=UTC).timestamp())
 
 
 def test_a_missing_window_span_stops_the_run_naming_it(raw: Path, tmp_path: Path) -> None:

@@ -36,7 +36,8 @@ def test_drift_is_found_only_when_a_threshold_is_set(span_one) -> None:
     span_two = statistics(["web"] * 90 + ["pos"] * 10, [float(100 + i % 20) for i in range(100)])
     assert describe(validate(span_two, with_drift_comparators(schema, None, None), span_one)) == []
     categorical = describe(validate(span_two, with_drift_comparators(schema, 0.1, None), span_one))
-    assert len(categorical) == 1 and "channel" in categorical[0] and "Linfty distance" in categorical[0] and "0.4" in categorical[0]
+    assert len(categorical) == 1
+    assert "channel" in categorical[0] and "Linfty distance" in categorical[0] and "0.4" in categorical[0]
     numeric = describe(validate(span_two, with_drift_comparators(schema, None, 0.1), span_one))
     assert len(numeric) == 1 and numeric[0].startswith("feature 'amount': High approximate Jensen-Shannon")
 

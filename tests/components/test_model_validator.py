@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.model_validator.checks import (ValidationSettings, ValidationResult, answer_and_compare,
-                                               model_server, non_finite_variables, validate_model)
+from components.model_validator.checks import (
+    ValidationResult,
+    ValidationSettings,
+    answer_and_compare,
+    model_server,
+    non_finite_variables,
+    validate_model,
+)
 
 FEATURES = ("x1", "x2")
 

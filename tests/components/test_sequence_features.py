@@ -95,7 +95,7 @@ def test_beam_histories_hold_exactly_the_last_n_strictly_earlier_transactions_of
         assert sorted(o["transaction_id"] for o in outputs) == sorted(by_id)
         for out in outputs:
             me = by_id[out["transaction_id"]]
-            ids = [i for i, m in zip(out["history_transaction_id"], out["history_mask"]) if m]
+            ids = [i for i, m in zip(out["history_transaction_id"], out["history_mask"], strict=True) if m]
             for tid in ids:
                 earlier = by_id[tid]
                 assert earlier["card_id"] == me["card_id"] is not None

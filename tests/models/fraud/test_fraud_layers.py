@@ -30,7 +30,7 @@ def test_attention_config_round_trip_gives_the_same_layer() -> None:
     assert clone.units == 7 and clone.return_weights and clone.name == "pool"
     clone([sequence, query, mask])
     clone.set_weights(layer.get_weights())
-    for got, want in zip(clone([sequence, query, mask]), expected):
+    for got, want in zip(clone([sequence, query, mask]), expected, strict=True):
         np.testing.assert_array_equal(got.numpy(), want.numpy())
 
 

@@ -39,7 +39,7 @@ def test_card_precision_hand_example_with_removal_and_ties() -> None:
         (1, "f", 1, 0.4),
         (2, "c", 1, 0.9),                    # c ranked third on day 0, so it was not detected
     ]
-    days, cards, labels, scores = (np.array(c) for c in zip(*rows))
+    days, cards, labels, scores = (np.array(c) for c in zip(*rows, strict=True))
     mean, per_day = card_precision_at_k(days, cards, labels, scores, k=2)
     # day 0: top 2 = a (0.9, fraud), b (0.8) -> 1/2; only a is detected (c ranked third)
     # day 1: a removed; b and e tie at 0.5, b first -> top 2 = b, e -> 1/2; e detected

@@ -6,13 +6,21 @@ from typing import Any
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from fraud_helpers import LENGTH, custom_config
+
 from models.common.dp import compile_dp_model
 from models.common.settings import DPSettings
 from models.fraud.features import FraudConfigError, FraudSettings
-from models.fraud.model import (build_model, class_weight, current_inputs, make_loss, make_metrics,
-                                sequence_inputs, served_probability, vocabularies)
+from models.fraud.model import (
+    build_model,
+    class_weight,
+    current_inputs,
+    make_loss,
+    make_metrics,
+    sequence_inputs,
+    served_probability,
+    vocabularies,
+)
 
 SIZES = {"merchant_category_vocab": 5, "channel_vocab": 2, "age_band_vocab": 3}
 
@@ -59,7 +67,8 @@ def test_model_trains_a_few_steps_and_loss_falls(loss: str) -> None:
     settings = FraudSettings.from_custom_config(custom_config(loss=loss))
     tf.keras.utils.set_random_seed(settings.training.seed)
     model = build_model(settings, SIZES)
-    model.compile(tf.keras.optimizers.Adam(settings.model.learning_rate), loss=make_loss(settings), metrics=make_metrics())
+    model.compile(tf.keras.optimizers.Adam(settings.model.learning_rate), loss=make_loss(settings),
+                  metrics=make_metrics())
     inputs, label = synthetic_inputs(settings, 512, seed=3)
     before = model.evaluate(inputs, label, verbose=0, return_dict=True)
     model.fit(inputs, label, batch_size=64, epochs=4, verbose=0, class_weight=class_weight(settings))
@@ -94,7 +103,7 @@ def test_dp_vectorized_trains_the_fraud_model_under_one_and_two_replicas(
     assert np.isfinite(history.history["loss"][-1])
     after = model.get_weights()  # the exported model shares the DP model's weights
     assert all(np.all(np.isfinite(w)) for w in after)
-    assert all(not np.array_equal(b, a) for b, a in zip(before, after) if b.size > 1)
+    assert all(not np.array_equal(b, a) for b, a in zip(before, after, strict=True) if b.size > 1)
 
 
 def test_relative_history_adds_one_step_feature_per_numeric_history_column() -> None:
@@ -160,7 +169,7 @@ def test_padded_history_values_do_not_change_predictions(relative_history: bool)
     assert not np.allclose(model(changed).numpy(), model(inputs).numpy())
 
 
-@pytest.mark.parametrize("options, message", [
+@pytest.mark.parametrize(("options", "message"), [
     ({"lstm_unit": 8}, r"model\.options\.lstm_unit: unknown key; allowed here: .*lstm_units"),
     ({"loss": "hinge"}, r"model\.options\.loss: Input should be 'focal' or 'weighted_bce' \(got 'hinge'\)"),
     ({"focal_alpha": 1.5}, r"model\.options\.focal_alpha: Input should be less than 1"),

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
+from fraud_helpers import LENGTH, MONDAY_2024_01_01, TransformRun, raw_feature_spec, serialize
 
 from models.fraud.features import AMOUNT_BAND_EDGES
 from models.fraud.preprocessing import amount_band, hour_and_weekday
-from fraud_helpers import LENGTH, MONDAY_2024_01_01, TransformRun, raw_feature_spec, serialize
 
 
 def transform(run: TransformRun, rows: list[dict]) -> dict[str, np.ndarray]:

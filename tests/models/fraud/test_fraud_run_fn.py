@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 import tensorflow as tf
+from fraud_helpers import LABEL, LENGTH, TransformRun, custom_config, serialize
 from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.public import tfxio
 
-from fraud_helpers import LABEL, LENGTH, TransformRun, custom_config, serialize
 from models.common.training_record import RECORD_FILE
 from models.fraud.model import run_fn
 from models.fraud.signatures import EXAMPLES_SIGNATURE, OUTPUT_KEY, RAW_SIGNATURE, TRANSFORM_SIGNATURE
@@ -129,4 +129,4 @@ def test_same_seed_and_data_give_bit_identical_weights_through_the_trainer_input
     first = tf.keras.models.load_model(str(exported / "Format-Serving")).get_weights()
     second = tf.keras.models.load_model(str(tmp_path / "Format-Serving")).get_weights()
     assert len(first) == len(second) > 10
-    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))

@@ -87,8 +87,10 @@ def analyse(tmp_path: Path, rows: dict[str, np.ndarray], ap_floor: float, with_b
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["category"])],
         metrics_specs=[tfma.MetricsSpec(metrics=metric_configs(ap_floor))])
     out = tmp_path / "evaluation"
-    tensorflow_model_analysis.run_model_analysis(eval_config=eval_config, data_location=str(write_examples(rows, tmp_path / "eval.tfr")),
-                            output_path=str(out), pipeline_options=PipelineOptions(["--runner=FnApiRunner"]))
+    tensorflow_model_analysis.run_model_analysis(eval_config=eval_config,
+                                                 data_location=str(write_examples(rows, tmp_path / "eval.tfr")),
+                                                 output_path=str(out),
+                                                 pipeline_options=PipelineOptions(["--runner=FnApiRunner"]))
     found: dict[tuple[str, str], dict[str, float]] = {}
     for per_slice in tensorflow_model_analysis.load_metrics(str(out)):
         where = "".join(key.bytes_value.decode() for key in per_slice.slice_key.single_slice_keys)
@@ -124,7 +126,7 @@ def test_overall_values_equal_the_numpy_functions(evaluated) -> None:
         assert overall[name] == pytest.approx(value, abs=1e-9), name
     assert 0.0 < overall["average_precision"] < 1.0 and 0.0 < overall[f"card_precision_at_{K}"] <= 1.0
     per_day_cards = {}
-    for day, card in zip(rows["timestamp"] // DAY, rows["card_id"]):
+    for day, card in zip(rows["timestamp"] // DAY, rows["card_id"], strict=True):
         per_day_cards.setdefault(day, set()).add(card)
     assert overall["cards_in_smallest_day"] == min(len(cards) for cards in per_day_cards.values())
     assert overall["example_count"] == rows["is_fraud"].size

@@ -43,7 +43,7 @@ def test_bad_splits_name_the_field() -> None:
         TimeSplit(train_days=7, delay_days=7, eval_days=7, end_day=19)
     split = TimeSplit(train_days=7, delay_days=7, eval_days=7, end_day=20)
     split.check_within(0, 20)
-    with pytest.raises(TimeSplitError, match="data has days 0..19"):
+    with pytest.raises(TimeSplitError, match=r"data has days 0\.\.19"):
         split.check_within(0, 19)
 
 
@@ -63,11 +63,11 @@ def test_known_compromised_follows_the_book_day_by_day() -> None:
         (5, "E", 0),
         (0, "F", 0), (5, "F", 0),
     ]
-    days, cards, labels = (np.array(c) for c in zip(*rows))
+    days, cards, labels = (np.array(c) for c in zip(*rows, strict=True))
     known = known_compromised(days, cards, labels, split)
     expected = {(4, "A"): True, (6, "A"): True, (4, "B"): False, (5, "B"): True, (6, "B"): True,
                 (5, "C"): False, (6, "C"): True, (6, "D"): False, (5, "E"): False, (5, "F"): False}
-    for (day, card, _), flag in zip(rows, known):
+    for (day, card, _), flag in zip(rows, known, strict=True):
         assert flag == expected.get((day, card), False), (day, card)
 
 

@@ -91,7 +91,8 @@ def test_terminal_features_never_use_a_label_inside_the_delay() -> None:
     old = np.flatnonzero(times <= times[i] - 7 * DAY)[-1]
     flipped_old = labels.copy()
     flipped_old[old] = 1 - flipped_old[old]
-    assert terminal_window_features(times, flipped_old, delay_days=7)["terminal_risk_1d"][i] != base["terminal_risk_1d"][i]
+    flipped = terminal_window_features(times, flipped_old, delay_days=7)
+    assert flipped["terminal_risk_1d"][i] != base["terminal_risk_1d"][i]
 
 
 def test_customer_features_ignore_every_later_row() -> None:
