@@ -86,6 +86,10 @@ def test_fraud_pipeline_pushes_a_blessed_model(fraud_run) -> None:
     assert report.pushed is True
     assert (config.serving.base_path / report.version / "saved_model.pb").is_file()
     assert "recall_at_fpr_0.01" in report.metrics and "auc_precision_recall" in report.metrics
+    # the Evaluator compared the protected groups (governance.protected_attributes) on the eval split
+    assert [table.attribute for table in report.fairness] == ["age_band", "cep_region"]
+    assert all(sum(group.examples for group in table.groups) == report.metrics["example_count"]
+               for table in report.fairness)
 
 
 def test_examples_carry_the_ingestion_evidence(fraud_run) -> None:
@@ -216,6 +220,18 @@ def test_lgpd_report_in_chromium_matches_mlmd(two_pushes, browser) -> None:
     evaluation = governance.evaluation_values(lineage.output_artifacts(
         store, lineage.producer(store, trace.blessing.id), "evaluation")[0].uri)[0]
     assert gated == f"{evaluation['average_precision']:.4f}"
+    # The Evaluator's fairness table reaches the report: each protected attribute's groups partition the eval
+    # split, and the gap line names two of them; the legal basis of a generalized column is its own.
+    for attribute in config.governance.protected_attributes:
+        rows = browser.find_elements(By.CSS_SELECTOR, f'[data-attribute="{attribute}"] [data-group]')
+        assert len(rows) >= 2
+        counts = [int(row.find_elements(By.CSS_SELECTOR, "td")[1].text) for row in rows]
+        assert sum(counts) == int(evaluation["example_count"])
+        gap = browser.find_element(By.CSS_SELECTOR, f'[data-gap="{attribute}:false_positive_rate"]').text
+        assert " vs " in gap and "bootstrap interval" in gap
+    basis = browser.find_element(By.CSS_SELECTOR, '[data-column="birth_date"] .legal-basis').text
+    assert basis.startswith(config.governance.field_legal_bases["birth_date"])
+    assert fact(browser, "ripd") == config.governance.ripd
     assert fact(browser, "calls") == "4"
     callers = {row.get_attribute("data-caller"): row.find_element(By.CSS_SELECTOR, ".calls").text
                for row in browser.find_elements(By.CSS_SELECTOR, "[data-caller]")}
