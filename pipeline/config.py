@@ -486,7 +486,7 @@ class UseCaseConfig(_Section):
                 raise ValueError(f"{name} needs a privacy section (the anonymizing ExampleGen builds it)")
         if self.privacy is None:
             return self
-        outputs = dict(self.privacy.output_columns())
+        outputs: dict[str, str] = dict(self.privacy.output_columns())
         windows = self.window_features.feature_kinds(outputs) if self.window_features is not None else {}
         if self.sequence_features is not None:
             outputs.update(self.sequence_features.feature_kinds(outputs))
@@ -566,10 +566,13 @@ class UseCaseConfig(_Section):
             return None
         columns = (self.window_features or self.sequence_features)
         assert columns is not None  # checked by _time_split_is_causal
+        if self.window_features is not None:
+            card_key = self.window_features.card_key
+        else:
+            assert self.sequence_features is not None  # columns is the sequence settings
+            card_key = self.sequence_features.key
         return {"train_days": split.train_days, "delay_days": split.delay_days, "eval_days": split.eval_days,
-                "time": columns.time,
-                "card_key": self.window_features.card_key if self.window_features else columns.key,
-                "label": self.data.label}
+                "time": columns.time, "card_key": card_key, "label": self.data.label}
 
     def sequence_feature_types(self) -> dict[str, str]:
         """History feature name -> float | int | string, as the anonymizing ExampleGen emits them."""

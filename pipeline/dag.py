@@ -60,7 +60,7 @@ def metric_configs(evaluation: EvaluationConfig) -> dict[str, tfma.MetricConfig]
     card_precision = evaluation.card_precision_name()
     if card_precision:
         configs[card_precision] = fraud("CardPrecisionAtK", card_precision, k=evaluation.card_precision_k)
-    for budget, name in zip(evaluation.alerts_per_day, evaluation.alert_budget_names()):
+    for budget, name in zip(evaluation.alerts_per_day, evaluation.alert_budget_names(), strict=True):
         configs[name] = fraud("RecallAtDailyAlertBudget", name, alerts_per_day=budget)
     return configs
 
@@ -142,6 +142,7 @@ def make_example_gen(config: UseCaseConfig) -> BaseComponent:
             range_config = tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
                 start_span_number=time_split.end_span, end_span_number=time_split.end_span))
     else:
+        assert isinstance(config.data.split, dict)  # no time split: hash buckets by split name
         input_config = tfx.proto.Input(splits=[tfx.proto.Input.Split(name="raw", pattern=config.data.input_pattern)])
         split_config = tfx.proto.SplitConfig(splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
                                                      for name, buckets in config.data.split.items()])
