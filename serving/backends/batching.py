@@ -85,7 +85,7 @@ class Batcher:
         if size > params.max_batch_size:
             raise invalid_argument(f"Task size {size} is larger than maximum input batch size {params.max_batch_size}")
         if same_shapes:
-            full_key = (key, None)
+            full_key: tuple[Hashable, Any] = (key, None)
         else:
             full_key = (key, tuple((alias, array.shape[1:], array.dtype.str)
                                   for alias, array in sorted(inputs.items())))
@@ -215,8 +215,8 @@ class Batcher:
             for alias in batch[0].inputs:
                 parts = [task.inputs[alias] for task in batch]
                 if padded > total:
-                    first = batch[-1].inputs[alias][:1]
-                    parts.append(np.repeat(first, padded - total, axis=0))
+                    last_row = batch[-1].inputs[alias][:1]
+                    parts.append(np.repeat(last_row, padded - total, axis=0))
                 inputs[alias] = np.concatenate(parts, axis=0)
         self.metrics.processed_batch_size.observe((), padded)
         self.metrics.padding_size.observe((str(padded),), padded - total)

@@ -53,7 +53,7 @@ class LocalBackend:
         try:
             check_inputs(sig, inputs)
         except ShapeMismatch:  # TF Serving feeds the graph and lets it decide; alone, never in a batch
-            outputs = await asyncio.get_running_loop().run_in_executor(
+            outputs: Mapping[str, np.ndarray] = await asyncio.get_running_loop().run_in_executor(
                 self.executor, servable.feed_graph, sig, inputs)
             return {alias: outputs[alias] for alias in output_filter or outputs}, handle.version
 

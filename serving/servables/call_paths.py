@@ -94,7 +94,7 @@ _EAGER: tuple[Any, Any] | None = None
 def _runners(concrete: Any) -> list[Callable[[list[Any]], Mapping[str, Any]]]:
     """Ways to call a concrete function with flat input tensors, fastest first: the runtime call, then
     ``_call_flat``. Both are private TF API; callers use the first that answers exactly as the public call."""
-    runners = []
+    runners: list[Callable[[list[Any]], Mapping[str, Any]]] = []
     runtime = _runtime_call(concrete)
     if runtime is not None:
         runners.append(runtime)

@@ -173,7 +173,9 @@ class SavedModelServable:
                 raise invalid_argument(
                     f"Expected Tensor shape: [{batch} num_classes] but got {list(array.shape)} for output {name}"
                 )
-        width = (classes if classes is not None else scores).shape[1]
+        present = classes if classes is not None else scores
+        assert present is not None  # refused above when neither is there
+        width = present.shape[1]
         results = []
         for row in range(batch):
             results.append([

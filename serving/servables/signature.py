@@ -143,10 +143,10 @@ def check_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None
     """TF Serving's alias check, then dtype and shape against the SignatureDef (clear errors, not TF's).
     A shape that differs is ``ShapeMismatch``, for the caller to feed to the graph instead."""
     if type(inputs) is StackedInputs and signature.stackable is not None:  # one array: one check
-        dtype, shape = signature.stackable
+        dtype, stacked_shape = signature.stackable
         matrix = inputs.matrix
         if (matrix.dtype == dtype and inputs.aliases == signature.sorted_aliases
-                and _compatible(shape, matrix.shape[1:])):
+                and _compatible(stacked_shape, matrix.shape[1:])):
             return
     if len(inputs) == len(signature.checks):  # the common case, in one pass; anything odd takes the full check
         try:
