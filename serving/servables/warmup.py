@@ -6,8 +6,8 @@ from pathlib import Path
 
 from tensorflow_serving.apis import input_pb2, prediction_log_pb2
 
-from serving.protocol.errors import Code, ServingError, invalid_argument
 from serving.observability.metrics import Registry
+from serving.protocol.errors import Code, ServingError, invalid_argument
 from serving.protocol.tensors import from_proto
 
 WARMUP_FILE = "tf_serving_warmup_requests"
