@@ -140,7 +140,9 @@ def _predict_grpc(args: argparse.Namespace, body: dict[str, Any], signature: str
             from serving.client import ServingClientError
 
             raise ServingClientError("FAILED_PRECONDITION", f'Serving signature key "{key}" not found.')
-        tensors, _ = parse_predict_request(body, InputSpec.of(signature_map.signature_def[key]), key)
+        parsed = parse_predict_request(body, InputSpec.of(signature_map.signature_def[key]), key)
+        assert parsed is not None  # None only with numeric_only=True
+        tensors, _ = parsed
         outputs = client.predict(args.model, tensors, signature=key, version=args.version, label=args.label)
     return {"model_version": spec.version.value, "outputs": {k: _jsonable(v) for k, v in outputs.items()}}
 

@@ -174,7 +174,7 @@ def _nesting_bounded(parse: Callable[..., T]) -> Callable[..., T]:
 @_nesting_bounded
 def parse_predict_request(document: Any, inputs: Mapping[str, tuple[int, Any]], signature_name: str,
                           may_hold_bools: BoolCheck = True, numeric_only: bool = False
-                          ) -> tuple[dict[str, np.ndarray], bool] | None:
+                          ) -> tuple[Mapping[str, np.ndarray], bool] | None:
     """Tensors from a parsed predict body; returns (tensors, row_format).
 
     ``may_hold_bools`` False (the raw body has no ``true``/``false``) or a callable answering that question
@@ -207,7 +207,9 @@ def parse_predict_request(document: Any, inputs: Mapping[str, tuple[int, Any]], 
     if not inputs:
         raise invalid_argument(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
     if has_instances:
-        return _parse_instances(document["instances"], inputs, may_hold_bools), True
+        tensors = _parse_instances(document["instances"], inputs, may_hold_bools)
+        assert tensors is not None  # only numeric_only=True declines
+        return tensors, True
     return _parse_columnar(document["inputs"], inputs, may_hold_bools), False
 
 
@@ -280,7 +282,8 @@ def _is_b64(value: Any) -> bool:
 
 
 def _parse_instances(instances: Any, inputs: InputSpec, may_hold_bools: BoolCheck = True,
-                     numeric_only: bool = False) -> dict[str, np.ndarray] | None:
+                     numeric_only: bool = False) -> Mapping[str, np.ndarray] | None:
+    """The tensors of an ``instances`` body (None only with ``numeric_only``, when the fast path declines)."""
     if not isinstance(instances, list):
         raise invalid_argument(f"JSON Value: {debug_string(instances)} Expecting 'instances' to be an list/array")
     if not instances:
