@@ -102,9 +102,9 @@ def _fit_seconds(log: Path) -> float | None:
 
 def research_fold(fold: int, end_day: int, data: Path) -> tuple[pd.DataFrame, dict]:
     """The research path: the same model code and hyper-parameters on numpy-built inputs."""
-    import research
-
     from models.fraud.time_split import TimeSplit
+
+    import research
 
     arrays = research.load(data, Path("/tmp/handbook-model-cache") / f"{data.name}.npz")
     experiment = research.experiment_from_config(yaml.safe_load(CONFIG.read_text()))

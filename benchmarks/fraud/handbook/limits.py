@@ -30,10 +30,10 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare import align  # noqa: E402
-
 from models.fraud.metrics import average_precision, card_precision_at_k  # noqa: E402
 from models.fraud.window_features import grouped_terminal_window_features  # noqa: E402
+
+from compare import align  # noqa: E402
 
 DELAY_DAYS = 7
 ALERTS_PER_DAY = 100

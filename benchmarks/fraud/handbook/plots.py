@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_curve
 
-from data import day_to_date
 from models.fraud.metrics import average_precision, card_precision_at_k
+
+from data import day_to_date
 
 
 def pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, path: Path) -> None:

@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from baselines import TUNED
-from compare import compare
 from sklearn.preprocessing import StandardScaler
 
-from data import FEATURES, book_split, day_to_date, split
 from models.fraud.metrics import average_precision
 from models.fraud.time_split import TimeSplit
+
+from baselines import TUNED
+from compare import compare
+from data import FEATURES, book_split, day_to_date, split
 
 N_FOLDS = 4
 TEST_END_DAY = 135        # fold 0 tests 2018-08-08..08-14 (the single split's test week)

@@ -20,12 +20,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import pandas as pd  # noqa: E402
+
 import plots  # noqa: E402
 import prequential  # noqa: E402
 import single_split  # noqa: E402
 import weekly  # noqa: E402
 from compare import markdown as comparison_markdown  # noqa: E402
-
 from data import DEFAULT_ROOT, REPO, add_features, ensure_seed, load  # noqa: E402
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from baselines import BASELINES, PUBLISHED
-from compare import scores
 from sklearn.preprocessing import StandardScaler
 
+from baselines import BASELINES, PUBLISHED
+from compare import scores
 from data import FEATURES, SINGLE_SPLIT, add_features, day_to_date, ensure_seed, load, split
 
 METRICS = ("auc_roc", "average_precision", "card_precision_at_100")

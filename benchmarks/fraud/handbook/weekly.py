@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from single_split import fit_predict
+
+from models.fraud.metrics import average_precision
 
 from data import book_split, day_to_date, split
-from models.fraud.metrics import average_precision
+from single_split import fit_predict
 
 END_DAYS = tuple(range(100, 164, 7))  # test weeks ending 2018-07-09 … 09-11; 135 is the book's
 
