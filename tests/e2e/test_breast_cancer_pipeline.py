@@ -248,11 +248,12 @@ def test_relative_improvement_gate_refuses_a_candidate_no_better_than_its_baseli
     result = esteira(workspace.root, "run", "--config", str(workspace.config_path),
                      "--set", "evaluation.auc_relative_improvement=0.01")
     report = load_report(workspace.config.pipeline.metadata_path, workspace.config.pipeline.name)
-    gate = report.auc_gate
-    assert "Trainer" in report.cached and gate.baseline_auc == pytest.approx(gate.auc)  # the same model
+    gate = report.gate
+    assert gate is not None and gate.metric == "auc"
+    assert "Trainer" in report.cached and gate.baseline == pytest.approx(gate.value)  # the same model
     assert gate.relative_threshold == pytest.approx(0.01) and gate.relative_change == pytest.approx(0.0, abs=1e-9)
     assert dict(gate.verdicts()) == {
-        f"AUC {gate.auc:.4f} vs floor {gate.lower_bound:g}": True,
+        f"AUC {gate.value:.4f} vs floor {gate.lower_bound:g}": True,
         "change +0.0000 vs allowed -0.01": True,
         "relative change +0.00% vs required +1.00%": False}
     assert report.blessed is False and report.pushed is False
