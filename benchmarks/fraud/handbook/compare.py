@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -171,10 +174,6 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if args.out:
         args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-        import os
-        import platform
-        import time
-
         load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
         header = (f"Measured {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} on `{platform.platform()}` "
                   f"({os.cpu_count()} CPUs, load average {load}); command: `python {' '.join(sys.argv)}`; "

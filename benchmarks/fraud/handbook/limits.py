@@ -31,30 +31,17 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from models.fraud.metrics import average_precision, card_precision_at_k  # noqa: E402
-from models.fraud.window_features import grouped_terminal_window_features  # noqa: E402
 
 from compare import align  # noqa: E402
+from data import load  # noqa: E402
 
-DELAY_DAYS = 7
 ALERTS_PER_DAY = 100
-COLUMNS = ["transaction_id", "timestamp", "terminal_id", "is_fraud", "fraud_scenario"]
 
 
-def raw_columns(root: Path) -> pd.DataFrame:
-    """The columns the diagnosis needs, every span, in transaction order."""
-    frames = [pd.read_csv(path, usecols=COLUMNS) for path in sorted(root.glob("span-*/transactions.csv"))]
-    if not frames:
-        raise SystemExit(f"{root}: no span-*/transactions.csv; write it with "
-                         "`esteira data fraud --profile handbook --out {root}`")
-    return pd.concat(frames, ignore_index=True).sort_values("transaction_id", kind="stable")
-
-
-def terminal_known(raw: pd.DataFrame) -> pd.Series:
-    """Whether the terminal has a fraud label known at scoring time, as its 30-day risk feature sees it."""
-    features = grouped_terminal_window_features(
-        raw["terminal_id"].to_numpy(np.int64), raw["timestamp"].to_numpy(np.int64),
-        raw["is_fraud"].to_numpy(np.int64), DELAY_DAYS)
-    return pd.Series(features["terminal_risk_30d"] > 0, index=raw["transaction_id"].to_numpy())
+def terminal_known(frame: pd.DataFrame) -> pd.Series:
+    """Whether the terminal has a fraud label known at scoring time: its 30-day risk feature (the window
+    (t - 37 days, t - 7 days], data.py's own feature) is above zero; indexed by transaction_id."""
+    return pd.Series(frame["terminal_risk_30d"].to_numpy() > 0, index=frame["transaction_id"].to_numpy())
 
 
 def ceiling_scores(labels: np.ndarray, hidden: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -73,10 +60,10 @@ def top_per_day(days: np.ndarray, score: np.ndarray, budget: int) -> np.ndarray:
     return chosen
 
 
-def diagnose(folds: pd.DataFrame, raw: pd.DataFrame, predictions: dict[str, pd.DataFrame]) -> list[str]:
+def diagnose(folds: pd.DataFrame, frame: pd.DataFrame, predictions: dict[str, pd.DataFrame]) -> list[str]:
     """The Markdown tables: ceilings per fold, then recall by scenario at the daily alert budget per model."""
-    known = terminal_known(raw)
-    scenario = pd.Series(raw["fraud_scenario"].to_numpy(), index=raw["transaction_id"].to_numpy())
+    known = terminal_known(frame)
+    scenario = pd.Series(frame["fraud_scenario"].to_numpy(), index=frame["transaction_id"].to_numpy())
     rng = np.random.default_rng(0)
     lines = ["| fold | test frauds | scenario 1 / 2 / 3 | scenario 2 with no known terminal label | "
              "AP ceiling | CP@100 ceiling | compromised cards a day |", "|---|---|---|---|---|---|---|"]
@@ -123,7 +110,7 @@ def main() -> None:
             folds = folds[folds["fold"].isin(frame["fold"].unique())]
             print(f"{name} covers folds {sorted(frame['fold'].unique())}: only those are compared", file=sys.stderr)
     lines = [f"Measured {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}; command: `{' '.join(sys.argv)}`", "",
-             *diagnose(folds, raw_columns(args.data), predictions)]
+             *diagnose(folds, load(args.data).frame, predictions)]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
