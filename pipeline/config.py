@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import csv
 import difflib
-import importlib
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -20,11 +19,11 @@ from pydantic import (
     PrivateAttr,
     TypeAdapter,
     ValidationError,
-    create_model,
     field_validator,
     model_validator,
 )
 
+from components.anonymizing_example_gen.feature_settings import SequenceFeaturesConfig, WindowFeaturesConfig
 from models.common.settings import (
     DataSettings,
     ModelSettings,
@@ -39,10 +38,6 @@ from models.common.settings import (
 from optimization.settings import OptimizationSettings
 from privacy.errors import PrivacyError
 from privacy.policy import DropColumn, PrivacyPolicy, PseudonymizeColumn
-
-if TYPE_CHECKING:  # imported by _complete_use_case_config(): their modules load Beam (seconds)
-    from components.anonymizing_example_gen.sequence_features import SequenceFeaturesConfig
-    from components.anonymizing_example_gen.window_features import WindowFeaturesConfig
 
 
 class ConfigError(ValueError):
@@ -683,45 +678,6 @@ def _generalized(policy: PrivacyPolicy) -> list[str]:
     return [rule.output or raw for raw, rule in policy.columns.items() if rule.treatment == "generalize"]
 
 
-# The anonymizing ExampleGen's settings classes live beside its Beam transforms, so importing them loads Beam
-# (seconds). UseCaseConfig names them lazily: a config without these sections is validated by a variant
-# that has none, and a config with them is first checked outside them, so a typo anywhere else is named
-# before Beam (let alone TensorFlow or TFX) is imported.
-_COMPONENT_SECTIONS = {
-    "sequence_features": "components.anonymizing_example_gen.sequence_features:SequenceFeaturesConfig",
-    "window_features": "components.anonymizing_example_gen.window_features:WindowFeaturesConfig",
-}
-_UseCaseWithoutFeatureSections = create_model(  # the name pickle finds it under
-    "_UseCaseWithoutFeatureSections", __base__=UseCaseConfig, __module__=__name__,
-    sequence_features=(type(None), Field(default=None, description="not in this config")),
-    window_features=(type(None), Field(default=None, description="not in this config")))
-
-
-def _complete_use_case_config() -> type[UseCaseConfig]:
-    """UseCaseConfig with the component sections' classes imported (once per process)."""
-    if not UseCaseConfig.__pydantic_complete__:
-        namespace = {}
-        for target in _COMPONENT_SECTIONS.values():
-            module, name = target.split(":")
-            namespace[name] = getattr(importlib.import_module(module), name)
-        UseCaseConfig.model_rebuild(_types_namespace=namespace)
-    return UseCaseConfig
-
-
-def _use_case_model(data: dict[str, Any], source: str) -> type[UseCaseConfig]:
-    present = [name for name in _COMPONENT_SECTIONS if data.get(name) is not None]
-    if not present:
-        return _UseCaseWithoutFeatureSections
-    try:  # everything outside those sections, before their classes (and Beam) load
-        _UseCaseWithoutFeatureSections.model_validate({k: v for k, v in data.items() if k not in present})
-    except ValidationError as error:
-        # Errors of the whole-config checks (no location) may only mean the sections are missing: the
-        # complete model below decides those.
-        if any(line["loc"] for line in error.errors()):
-            raise ConfigError(_format_validation_error(error, source)) from None
-    return _complete_use_case_config()
-
-
 def _format_validation_error(error: ValidationError, source: str) -> str:
     hint = _near_miss(error.errors()[0])
     return f"{source}: {describe_validation_error(error, UseCaseConfig)}{hint}"
@@ -731,8 +687,7 @@ def _near_miss(line: Any) -> str:
     """'; did you mean <key or value>?' when the unknown key or refused value is close to an allowed one."""
     loc, kind = tuple(line["loc"]), line["type"]
     if kind == "extra_forbidden" and loc:
-        allowed = _allowed_keys(_complete_use_case_config() if loc[0] in _COMPONENT_SECTIONS else UseCaseConfig,
-                                loc[:-1])
+        allowed = _allowed_keys(UseCaseConfig, loc[:-1])
         match = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         return f"; did you mean {'.'.join([*map(str, loc[:-1]), match[0]])}?" if match else ""
     expected = (line.get("ctx") or {}).get("expected")
@@ -745,9 +700,8 @@ def _near_miss(line: Any) -> str:
 def _validate(data: Any, source: str) -> UseCaseConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections ({', '.join(UseCaseConfig.model_fields)})")
-    model = _use_case_model(data, source)
     try:
-        config = model.model_validate(data)
+        config = UseCaseConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_format_validation_error(error, source)) from None
     try:  # the model package's own options and cross-checks, before any TFX work

@@ -5,7 +5,7 @@ without TensorFlow and TFX (their tests run in seconds).
 """
 from typing import Any
 
-from components.anonymizing_example_gen.sequence_features import SequenceFeaturesConfig
+from components.anonymizing_example_gen.feature_settings import SequenceFeaturesConfig
 
 __all__ = ["AnonymizingExampleGen", "SequenceFeaturesConfig"]
 

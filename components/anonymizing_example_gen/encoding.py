@@ -6,9 +6,7 @@ from typing import Any
 
 from tensorflow.core.example import example_pb2, feature_pb2
 
-from components.anonymizing_example_gen.sequence_features import Kind
-
-KIND_OF_DTYPE: dict[str, Kind] = {"string": "bytes", "int": "int", "float": "float", "timestamp": "int"}
+from components.anonymizing_example_gen.feature_settings import KIND_OF_DTYPE, Kind
 
 
 def column_kinds(output_columns: Mapping[str, str]) -> dict[str, Kind]:

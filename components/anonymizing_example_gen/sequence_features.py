@@ -16,53 +16,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import apache_beam as beam
-from pydantic import BaseModel, ConfigDict, Field
+
+from components.anonymizing_example_gen.feature_settings import Kind, SequenceFeaturesConfig
 
 Row = dict[str, Any]
-Kind = Literal["int", "float", "bytes"]
-_KIND_OF_DTYPE: dict[str, Kind] = {"string": "bytes", "int": "int", "float": "float", "timestamp": "int"}
 _PAD: dict[Kind, Any] = {"float": 0.0, "bytes": "", "int": 0}
-
-
-class SequenceFeaturesConfig(BaseModel):
-    """The `sequence:` settings: which output columns make up a card's history, and how long it is."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    key: str = "card_id"
-    time: str = "timestamp"
-    tiebreak: str | None = "transaction_id"
-    length: int = Field(default=10, ge=1, le=1000)
-    features: list[str] = Field(default_factory=lambda: ["amount", "merchant_category", "distance_from_home_km"])
-    lookback_spans: int = Field(default=0, ge=0)
-    prefix: str = "history_"
-
-    def feature_kinds(self, output_columns: Mapping[str, str]) -> dict[str, Kind]:
-        """Names and kinds of the history features, given the policy's output columns and types."""
-        for column in [self.key, self.time, *self.features, *([self.tiebreak] if self.tiebreak else [])]:
-            if column not in output_columns:
-                raise ValueError(
-                    f"sequence features use column {column!r}, which the privacy policy does not output; "
-                    f"use one of {sorted(output_columns)}"
-                )
-        if output_columns[self.time] not in ("timestamp", "int", "float"):
-            raise ValueError(
-                f"sequence.time column {self.time!r} must have dtype timestamp, int or float "
-                f"(seconds), not {output_columns[self.time]}"
-            )
-        kinds: dict[str, Kind] = {
-            f"{self.prefix}{name}": _KIND_OF_DTYPE[output_columns[name]] for name in self.features
-        }
-        kinds[f"{self.prefix}seconds_since"] = "float"
-        kinds[f"{self.prefix}mask"] = "int"
-        kinds[f"{self.prefix}count"] = "int"
-        clash = sorted(set(kinds) & set(output_columns))
-        if clash:
-            raise ValueError(f"history feature names {clash} collide with output columns; change sequence.prefix")
-        return kinds
 
 
 def with_history(

@@ -13,73 +13,23 @@ not yet known). A row without a time cannot be placed in any window: it stops th
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-from components.anonymizing_example_gen.sequence_features import Kind
+from components.anonymizing_example_gen.feature_settings import (
+    WindowFeaturesConfig,
+    window_feature_kinds,
+)
 from models.fraud.window_features import (
-    CUSTOMER_WINDOWS_DAYS,
-    TERMINAL_WINDOWS_DAYS,
-    WINDOW_FEATURE_NAMES,
     calendar_features,
     customer_window_features,
     terminal_window_features,
 )
 
 Row = dict[str, Any]
-CALENDAR_FEATURES = ("during_weekend", "during_night")
-
-
-class WindowFeaturesConfig(BaseModel):
-    """The `window_features:` settings: which output columns the book's features are computed from."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    card_key: str = Field(default="card_id", description="customer windows group by this column")
-    terminal_key: str = Field(default="terminal_id", description="terminal windows group by this column")
-    amount: str = Field(default="amount", description="transaction amount (customer mean amounts)")
-    label: str = Field(default="is_fraud", description="0/1 fraud label (terminal risk, once known)")
-    time: str = Field(default="timestamp", description="epoch seconds of the transaction")
-    tiebreak: str | None = Field(default="transaction_id",
-                                 description="orders a card's transactions at the same second")
-    label_delay_days: int = Field(
-        default=7, ge=1, description="days until a label is known; terminal windows end this long before "
-                                     "the transaction (the book: 7)")
-
-    def feature_kinds(self, output_columns: Mapping[str, str]) -> dict[str, Kind]:
-        """Names and kinds of the emitted features, after checking the columns they are computed from."""
-        for key in ("card_key", "terminal_key", "amount", "label", "time", "tiebreak"):
-            column = getattr(self, key)
-            if column is not None and column not in output_columns:
-                raise ValueError(f"window_features.{key}: column {column!r} is not produced by the privacy "
-                                 f"policy; use one of {sorted(output_columns)}")
-        for key, allowed in (("time", ("timestamp", "int", "float")), ("amount", ("float", "int")),
-                             ("label", ("int",))):
-            dtype = output_columns[getattr(self, key)]
-            if dtype not in allowed:
-                raise ValueError(f"window_features.{key}: column {getattr(self, key)!r} has dtype {dtype}; "
-                                 f"it needs {' or '.join(allowed)} (set its dtype in privacy.columns)")
-        kinds = window_feature_kinds()
-        clash = sorted(set(kinds) & set(output_columns))
-        if clash:
-            raise ValueError(f"window feature names {clash} collide with output columns of the privacy policy; "
-                             "rename those output columns")
-        return kinds
-
-    @property
-    def lookback_days(self) -> int:
-        """History a row's windows reach back: the longest customer window, or terminal window plus delay."""
-        return int(np.ceil(max(max(CUSTOMER_WINDOWS_DAYS), max(TERMINAL_WINDOWS_DAYS) + self.label_delay_days)))
-
-
-def window_feature_kinds() -> dict[str, Kind]:
-    """Every window feature as the examples carry it: calendar flags int64, counts and rates float."""
-    names = list(dict.fromkeys([*CALENDAR_FEATURES, *WINDOW_FEATURE_NAMES]))
-    return {name: ("int" if name in CALENDAR_FEATURES else "float") for name in names}
 
 
 def _time(row: Row, config: WindowFeaturesConfig) -> float:
