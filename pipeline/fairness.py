@@ -11,6 +11,7 @@ the per-example rows.
 The bootstrap resamples each group's legitimate and fraudulent examples separately with replacement
 (stratified by group and label). For a rate that is a binomial draw of the group's count, so the
 replicates are exact and cheap; average precision is recomputed on multinomial weights of the same strata.
+A gap's interval is the percentile interval of the signed difference between the two groups it names.
 A score above the threshold is an alert (TFMA's confusion-matrix convention).
 """
 from __future__ import annotations
@@ -53,7 +54,10 @@ class GroupFigures:
 
 @dataclass(frozen=True)
 class Gap:
-    """The largest difference of one figure between groups: highest group minus lowest group."""
+    """The largest difference of one figure between groups: highest group minus lowest group.
+
+    ``lower`` and ``upper`` bound the signed difference of those two groups (see `difference_interval`): an
+    interval that reaches 0 or below says the gap may be sampling noise."""
 
     figure: str
     value: float | None  # None: fewer than two groups define the figure
@@ -205,6 +209,20 @@ def _largest_gap(values: Mapping[str, float | None]) -> tuple[float | None, str 
     return high[1] - low[1], high[0], low[0]
 
 
+def difference_interval(high: np.ndarray, low: np.ndarray) -> tuple[float, float]:
+    """Percentile interval of the signed difference high - low of two groups' replicates.
+
+    Why not the replicates' largest gap (max - min): that statistic is never below 0 and picks the most
+    extreme pair afresh in every replicate, so its interval sits above the true gap, and above 0 even
+    for groups drawn from one distribution. The signed difference of the pair the table names is centred
+    on that pair's difference, and its interval covers 0 when the pair does not really differ.
+    """
+    difference = high - low
+    tail = (1.0 - CONFIDENCE) / 2 * 100
+    lower, upper = np.nanpercentile(difference, [tail, 100 - tail])
+    return float(lower), float(upper)
+
+
 def group_fairness(attribute: str, groups: Iterable[Any], labels: np.ndarray, scores: np.ndarray,
                    threshold: float, replicates: int = REPLICATES, seed: int = SEED,
                    skipped: int = 0) -> AttributeFairness:
@@ -235,11 +253,8 @@ def group_fairness(attribute: str, groups: Iterable[Any], labels: np.ndarray, sc
         value, high, low = _largest_gap({group: getattr(row, figure) for group, row in by_group.items()})
         defined = [replicated[figure][group] for group, row in by_group.items() if getattr(row, figure) is not None]
         lower = upper = None
-        if value is not None:
-            stacked = np.vstack(defined)
-            spread = np.nanmax(stacked, axis=0) - np.nanmin(stacked, axis=0)
-            tail = (1.0 - CONFIDENCE) / 2 * 100
-            lower, upper = (float(v) for v in np.percentile(spread, [tail, 100 - tail]))
+        if value is not None and high is not None and low is not None:
+            lower, upper = difference_interval(replicated[figure][high], replicated[figure][low])
         gaps[figure] = Gap(figure, value, lower, upper, high, low, len(defined))
     return AttributeFairness(attribute, threshold, replicates, table, gaps, skipped)
 
