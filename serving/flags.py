@@ -52,6 +52,7 @@ class ServerFlags:
     auth_protect_probes: bool = False
     auth_protect_metrics: bool = False
     audit_log_file: str = ""
+    audit_required: bool = True
     request_log_max_file_bytes: int = 64 * 1024 * 1024
     request_log_max_files: int = 10
     rest_api_max_body_bytes: int = 64 * 1024 * 1024
@@ -75,7 +76,7 @@ class ServerFlags:
 ESTEIRA_FLAGS = {
     "host", "remote_backend", "remote_backend_ca_file", "remote_backend_cert_file", "remote_backend_key_file",
     "canary_config_file", "auth_token_file", "auth_protect_probes",
-    "auth_protect_metrics", "audit_log_file", "request_log_max_file_bytes", "request_log_max_files",
+    "auth_protect_metrics", "audit_log_file", "audit_required", "request_log_max_file_bytes", "request_log_max_files",
     "rest_api_max_body_bytes", "request_read_timeout_seconds",
     "rest_api_idle_timeout_seconds", "rest_api_max_connections", "rest_api_max_header_bytes", "rest_api_max_headers",
     "rest_api_max_pipelined_requests",
@@ -110,6 +111,8 @@ HELP = {
     "canary_config_file": "JSON weights per model and label for requests without a version",
     "auth_token_file": "bearer tokens, one per line (caller:token); also ESTEIRA_AUTH_TOKENS",
     "audit_log_file": "hash-chained access audit log (one line per request)",
+    "audit_required": "with --audit_log_file: a request whose audit line cannot be written (disk full) is refused "
+                      "(UNAVAILABLE, 503); false answers it and only counts esteira_audit_write_failures_total",
     "request_log_max_file_bytes": "a request log file (logging_config in the model config) is closed and a new "
                                   "one begun at this size",
     "request_log_max_files": "request log files kept per filename_prefix (the oldest are deleted)",

@@ -102,7 +102,8 @@ class ModelServer:
             )
             manager.start()
             backend = LocalBackend(manager, batching=batching, threads=flags.inference_threads or None)
-        audit = AuditSink(flags.audit_log_file) if flags.audit_log_file else None
+        audit = (AuditSink(flags.audit_log_file, required=flags.audit_required, metrics=self.metrics)
+                 if flags.audit_log_file else None)
         timeout = flags.rest_api_timeout_in_ms / 1000 if flags.rest_api_timeout_in_ms > 0 else None
         self.service = Service(backend, self.metrics, router=router, auth=auth, audit=audit, timeout_seconds=timeout,
                                memory=memory, request_log=request_log)
@@ -155,19 +156,30 @@ class ModelServer:
             self._config_task = asyncio.get_running_loop().create_task(self._poll_config())
 
     async def _poll_config(self) -> None:
-        """Re-read the config file periodically; errors are logged and the old config stays."""
-        last = None
+        """Re-read the config file periodically; a file that fails to apply is logged and counted once (until it
+        changes again) and the previous config keeps serving."""
+        last = refused = None
         while True:
             await asyncio.sleep(self.flags.model_config_file_poll_wait_seconds)
             try:
                 text = await asyncio.to_thread(_read, self.flags.model_config_file)
-                if text == last:
-                    continue
+            except OSError as exc:
+                text = f"<unreadable: {exc}>"
+            if text in (last, refused):
+                continue
+            try:
+                if text.startswith("<unreadable: "):
+                    raise OSError(text[1:-1])
                 config = read_model_config(self.flags.model_config_file)
                 await self.service.reload(config)  # type: ignore[union-attr]
-                last = text
             except Exception as exc:  # noqa: BLE001 - keep serving with the previous config
+                refused = text
+                self.metrics.config_reloads.inc(("error",))
                 log.error("model config reload failed, keeping the previous config: %s", exc)
+                continue
+            last, refused = text, None
+            self.metrics.config_reloads.inc(("ok",))
+            log.info("model config %s reloaded", self.flags.model_config_file)
 
     @staticmethod
     async def _poll_tls(tls: ServerTls) -> None:

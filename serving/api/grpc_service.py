@@ -74,17 +74,18 @@ class _Base:
             call.code = exc.code_name
             self._account(call, tf_api, started)
             await context.abort(exc.code, exc.grpc_message)
-        self._account(call, tf_api, started)
+        if (refused := self._account(call, tf_api, started)) is not None:  # no audit line (--audit_required)
+            await context.abort(refused.code, refused.grpc_message)
         return response
 
-    def _account(self, call: Call, tf_api: str | None, started: float) -> None:
+    def _account(self, call: Call, tf_api: str | None, started: float) -> ServingError | None:
         metrics = self.service.metrics
         if tf_api is not None:
             metrics.request_count.inc((call.model, call.code, call.version))
             if call.code == "OK":
                 metrics.request_latency.observe((call.model, tf_api, "GRPC", call.version),
                                                 (time.perf_counter() - started) * 1e6)
-        self.service.finish(call)
+        return self.service.finish(call)
 
 
 class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):

@@ -147,7 +147,8 @@ class RestApi:
         if call.code == "OK":
             service.metrics.request_latency.observe((call.model, tf_api, "REST", call.version),
                                                     (time.perf_counter() - started) * 1e6)
-        service.finish(call)
+        if (refused := service.finish(call)) is not None:  # no audit line could be written (--audit_required)
+            response = _error(refused)
         return response, call.model, call.api
 
     def _authenticate(self, request: Request, call: Call) -> None:

@@ -141,8 +141,20 @@ class Service:
         await self.backend.reload(config)
         self.request_log.apply(settings)
 
-    def finish(self, call: Call) -> None:
+    def finish(self, call: Call) -> ServingError | None:
+        """Audit, then count, the call; returns the error to answer with instead when its audit line could
+        not be written and the audit is required (the caller must not answer it as it was)."""
         elapsed = time.perf_counter() - call.started
+        refusal = None
+        if self.audit is not None:
+            refusal = self.audit.add({
+                "caller": call.caller, "entrypoint": call.entrypoint, "api": call.api, "model": call.model,
+                "version": call.version, "status": call.code, "latency_ms": round(elapsed * 1000, 3),
+                "request_bytes": call.request_bytes,
+                **({"request_id": call.request_id} if call.request_id else {}),
+            })
+            if refusal is not None:
+                call.code = refusal.code_name
         m = self.metrics
         m.requests.inc((call.model, call.version, call.api, call.entrypoint, call.code))
         if call.code == "OK":
@@ -150,13 +162,7 @@ class Service:
         if call.api in ("predict", "classify", "regress", "multi_inference"):
             m.request_size.observe((call.model, call.api, call.entrypoint), call.request_bytes)
             m.response_size.observe((call.model, call.api, call.entrypoint), call.response_bytes)
-        if self.audit is not None:
-            self.audit.add({
-                "caller": call.caller, "entrypoint": call.entrypoint, "api": call.api, "model": call.model,
-                "version": call.version, "status": call.code, "latency_ms": round(elapsed * 1000, 3),
-                "request_bytes": call.request_bytes,
-                **({"request_id": call.request_id} if call.request_id else {}),
-            })
+        return refusal
 
     def close(self) -> None:
         self.request_log.close()

@@ -218,7 +218,9 @@ class ModelManager:
     # ---- configuration -----------------------------------------------------------------------
 
     def reload(self, config: model_server_config_pb2.ModelServerConfig) -> None:
-        """Full replacement, as HandleReloadConfigRequest: waits for added models, then moves labels."""
+        """Full replacement, as HandleReloadConfigRequest, applied only once it can serve: models it adds (or
+        moves to a new base path) are loaded first and must have an AVAILABLE version, and its labels must point
+        at available versions; otherwise the error says why and the previous config keeps serving untouched."""
         from serving.config import ConfigError, validate_model_config
 
         if config.WhichOneof("config") != "model_config_list":
@@ -231,19 +233,58 @@ class ModelManager:
             validate_model_config(config)
         except ConfigError as exc:
             raise ServingError(Code.INVALID_ARGUMENT, str(exc)) from None
+        staged = self._stage(config)
         with self._lock:
-            self._apply_models(config)
-        self.poll()
+            kept = {m.name: m for m in config.model_config_list.config if m.name not in staged}
+            policies = {name: self.models[name].policy for name in kept}
+            for name, model_config in kept.items():
+                self.models[name].policy = model_config  # a new version policy may load what new labels need
+        with self._poll_lock:
+            for model in [*staged.values(), *(self.models[name] for name in kept)]:
+                self._poll_model(model)
+        try:
+            with self._lock:
+                for model in staged.values():
+                    if not model.available():
+                        raise ServingError(
+                            Code.FAILED_PRECONDITION,
+                            f"model {model.name}: no version could be loaded from base_path {model.base_path}; "
+                            "the previous model config keeps serving (check the path and its numeric version "
+                            "folders)")
+                plans = {m.name: dict(m.version_labels) for m in config.model_config_list.config}
+                for name, labels in plans.items():
+                    self._check_labels(staged.get(name) or self.models[name], labels)
+        except ServingError:
+            with self._lock:
+                for name, policy in policies.items():
+                    self.models[name].policy = policy
+            for model in staged.values():
+                for version in list(model.versions.values()):
+                    if version.state == AVAILABLE:
+                        self._unload(version)
+            raise
         with self._lock:
-            plans = {m.name: dict(m.version_labels) for m in config.model_config_list.config}
-            for name, labels in plans.items():
-                self._check_labels(self.models[name], labels)
+            self._apply_models(config, staged)
             for name, labels in plans.items():
                 self.models[name].labels = labels
+        self.poll()
         self._changed()
 
-    def _apply_models(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+    def _stage(self, config: model_server_config_pb2.ModelServerConfig) -> dict[str, Model]:
+        """The models a new config adds or moves to another base path, not yet visible to requests."""
+        with self._lock:
+            staged = {}
+            for model_config in config.model_config_list.config:
+                existing = self.models.get(model_config.name)
+                if existing is None or existing.removed or existing.base_path != model_config.base_path:
+                    staged[model_config.name] = Model(model_config.name, model_config.base_path, model_config,
+                                                      versions={})
+            return staged
+
+    def _apply_models(self, config: model_server_config_pb2.ModelServerConfig,
+                      staged: dict[str, Model] | None = None) -> None:
         wanted = {m.name: m for m in config.model_config_list.config}
+        staged = staged or {}
         for name, model in self.models.items():
             if name not in wanted and not model.removed:
                 model.removed = True
@@ -252,7 +293,12 @@ class ModelManager:
                         self._unload(version)
         for name, model_config in wanted.items():
             existing = self.models.get(name)
-            if existing is None or existing.removed or existing.base_path != model_config.base_path:
+            if name in staged:
+                replaced = existing.versions.values() if existing is not None and not existing.removed else ()
+                for version in [v for v in replaced if v.state == AVAILABLE]:
+                    self._unload(version)  # the staged model at its new base path serves from now on
+                self.models[name] = staged[name]
+            elif existing is None or existing.removed or existing.base_path != model_config.base_path:
                 self.models[name] = Model(name, model_config.base_path, model_config,
                                           versions=existing.versions if existing else {})
             else:

@@ -271,6 +271,13 @@ class Registry:
             "esteira_batch_queue_rejections_total", ["model"], "Requests refused because the batch queue was full."))
         self.auth_failures = self._add(Counter(
             "esteira_auth_failures_total", ["entrypoint"], "Requests refused for a missing or invalid bearer token."))
+        self.audit_write_failures = self._add(Counter(
+            "esteira_audit_write_failures_total", [], "Access audit lines that could not be written (e.g. disk full)."))
+        self.audit_writable = self._add(Gauge(
+            "esteira_audit_log_writable", [], "1 while the last access audit line was written, 0 after a failure."))
+        self.config_reloads = self._add(Counter(
+            "esteira_model_config_reloads_total", ["result"],
+            "Polled --model_config_file changes applied (ok) or refused, the previous config kept (error)."))
         self.canary_routed = self._add(Counter(
             "esteira_canary_routed_total", ["model", "label"], "Requests without a version routed to a label."))
         self.prediction_score = self._add(Histogram(
