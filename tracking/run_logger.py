@@ -1,8 +1,11 @@
-"""Write a PipelineRunRecord as one MLflow run, once: a rerun with the same run key reuses the run."""
+"""Write a PipelineRunRecord as one MLflow run, once: a rerun with the same run key reuses the run, and one
+whose logging was cut short (the server died, the process was killed) finishes that same run: every write is
+idempotent (params with their values, metrics at the run's start time, artifacts by name), so nothing is
+logged twice."""
 from __future__ import annotations
 
+import contextlib
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +39,14 @@ def find_logged_run(client: MlflowClient, experiment_id: str, run_key: str) -> R
     return runs[0] if runs else None
 
 
+def find_unfinished_run(client: MlflowClient, experiment_id: str, run_key: str) -> Run | None:
+    """The oldest run of ``run_key`` whose logging never finished (RUNNING or FAILED), if any."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'",
+                              order_by=["attributes.start_time ASC"])
+    unfinished = [run for run in runs if run.info.status != "FINISHED"]
+    return unfinished[0] if unfinished else None
+
+
 def log_pipeline_run(client: MlflowClient, experiment_id: str, record: PipelineRunRecord) -> LoggedRun:
     """Log the record (or find it logged), then register its pushed version, if it has one."""
     from mlflow.exceptions import MlflowException
@@ -44,12 +55,13 @@ def log_pipeline_run(client: MlflowClient, experiment_id: str, record: PipelineR
         run = find_logged_run(client, experiment_id, record.run_key)
         reused = run is not None
         if run is None:
-            run = client.create_run(experiment_id, run_name=record.run_name,
-                                    tags={**record.tags, RUN_KEY_TAG: record.run_key})
+            run = find_unfinished_run(client, experiment_id, record.run_key) or client.create_run(
+                experiment_id, run_name=record.run_name, tags={**record.tags, RUN_KEY_TAG: record.run_key})
             try:
-                _write(client, run.info.run_id, record)
+                _write(client, run.info.run_id, record, run.info.start_time)
             except BaseException:
-                client.set_terminated(run.info.run_id, "FAILED")
+                with contextlib.suppress(Exception):  # the server may be the thing that failed
+                    client.set_terminated(run.info.run_id, "FAILED")
                 raise
             client.set_terminated(run.info.run_id, "FINISHED")
         version = None
@@ -60,13 +72,14 @@ def log_pipeline_run(client: MlflowClient, experiment_id: str, record: PipelineR
     return LoggedRun(run_id=run.info.run_id, reused=reused, model_version=version)
 
 
-def _write(client: MlflowClient, run_id: str, record: PipelineRunRecord) -> None:
+def _write(client: MlflowClient, run_id: str, record: PipelineRunRecord, timestamp_ms: int) -> None:
+    """Every write keyed so that writing it again changes nothing (metrics at ``timestamp_ms``, the run's start)."""
     from mlflow.entities import Metric, Param
 
     params = [Param(key, value[:6000]) for key, value in sorted(record.params.items())]
     for start in range(0, len(params), PARAMS_PER_BATCH):
         client.log_batch(run_id, params=params[start:start + PARAMS_PER_BATCH])
-    now = int(time.time() * 1000)
+    now = timestamp_ms
     metrics = [Metric(key, value, now, 0) for key, value in sorted(record.metrics.items())]
     metrics += [Metric(key, value, now, step) for key, points in sorted(record.metric_history.items())
                 for step, value in points]

@@ -5,8 +5,10 @@ TFX's Pusher writes a new ``<unix time>/`` version on every blessed execution, s
 Trainer was cached re-publishes an identical model and makes model servers reload it for nothing.
 Here the candidate's content digest is compared with the newest version under the push destination;
 when they match, the artifact is marked ``pushed=0`` with the reason, and nothing is copied.
-A new version is written as TFX does (everything, then ``saved_model.pb`` last, so a polling server
-never sees half a model), with ``assets.extra/esteira_reference_stats.json``, TF Serving's warm-up records
+A new version is written into a hidden staging folder beside the versions (``.<version>.partial``, which
+a server ignores: not a number) and renamed into place once complete, so a polling server never sees half
+a model and a full disk or a killed Pusher leaves no partial version (the staging folder is removed, or
+the next push removes it); the version holds ``assets.extra/esteira_reference_stats.json``, TF Serving's warm-up records
 (``assets.extra/tf_serving_warmup_requests``, from eval rows) and, when the ModelOptimizer's gate passed,
 its ``model.tflite`` added before the last step.
 """
@@ -69,6 +71,21 @@ def newest_version(base_directory: Path) -> Path | None:
     return max(versions, key=lambda p: int(p.name), default=None)
 
 
+class PushError(RuntimeError):
+    """The new version could not be written; the message names the folder, the cause and the fix."""
+
+
+STAGING_SUFFIX = ".partial"
+
+
+def _remove_stale_staging(base: Path) -> None:
+    """Staging folders a killed Pusher left behind (never loaded by a server: their names are not numbers)."""
+    if base.is_dir():
+        for stale in base.glob(f".*{STAGING_SUFFIX}"):
+            shutil.rmtree(stale, ignore_errors=True)
+    base.mkdir(parents=True, exist_ok=True)
+
+
 def _not_blessed_reason(input_dict: dict[str, list[types.Artifact]]) -> str:
     """Which gate refused the model: the Evaluator, the ModelValidator (with its reasons), or both."""
     refused = []
@@ -112,12 +129,19 @@ class ServingPusherExecutor(tfx_pusher.Executor):
         while (base / version).exists():  # two pushes within one second get distinct versions
             version = str(int(version) + 1)
         target = base / version
-        shutil.copytree(model_path, target, ignore=lambda folder, names: [
-            n for n in names if n == "saved_model.pb" and Path(folder) == model_path])
-        self._write_reference(input_dict, exec_properties, target)
-        tflite = self._write_tflite(input_dict, target)
-        warmup_records = self._write_warmup(input_dict, exec_properties, model_path, target, base.name)
-        shutil.copy2(model_path / "saved_model.pb", target / "saved_model.pb")  # last: now loadable
+        staging = base / f".{version}{STAGING_SUFFIX}"
+        _remove_stale_staging(base)
+        try:
+            shutil.copytree(model_path, staging)
+            self._write_reference(input_dict, exec_properties, staging)
+            tflite = self._write_tflite(input_dict, staging)
+            warmup_records = self._write_warmup(input_dict, exec_properties, model_path, staging, base.name)
+            os.rename(staging, target)  # atomic on one file system: the version appears whole
+        except OSError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise PushError(f"could not write version {version} under {base}: {error.strerror or error}; nothing "
+                            "was published (the partial copy was removed). Free space on that disk (or fix its "
+                            "permissions) and rerun: the components before the Pusher come from the cache") from error
         io_utils.copy_dir(str(model_path), pushed.uri)  # archive, as TFX's Pusher does
         self._MarkPushed(pushed, pushed_destination=str(target), pushed_version=version)
         pushed.set_string_custom_property(REASON_KEY, "blessed model pushed as a new version"
