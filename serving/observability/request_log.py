@@ -14,6 +14,7 @@ request is dropped instead of slowing the request path, and counted
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -164,10 +165,22 @@ class RequestLog:
                 break
             self._write(*item)
             if self._queue.empty():
-                for file in self._files.values():
-                    file.flush()  # whole records on disk whenever the writer is idle
+                self._flush_all()  # whole records on disk whenever the writer is idle
         for file in self._files.values():
             file.close()
+
+    def _flush_all(self) -> None:
+        """A file that cannot be flushed (a full disk) is dropped, so the writer lives and the next record starts
+        a new file; its buffered records are lost and said so."""
+        for prefix, file in list(self._files.items()):
+            try:
+                file.flush()
+            except Exception as exc:  # noqa: BLE001 - tf.errors.ResourceExhaustedError on ENOSPC, among others
+                log.error("request log %s: could not flush buffered records, they are lost (%s); the next record "
+                          "starts a new file", prefix, exc)
+                del self._files[prefix]
+                with contextlib.suppress(Exception):
+                    file.close()
 
     def _write(self, settings: LogSettings, version: int, signature: str | None, request_id: str, at: float,
                build: Build) -> None:
