@@ -19,6 +19,7 @@ from pydantic import (
     PrivateAttr,
     TypeAdapter,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -36,6 +37,7 @@ from models.common.settings import (
     settings_schema,
 )
 from optimization.settings import OptimizationSettings
+from pipeline.beam_engines import DataflowEngine, EngineError, EngineName, FlinkEngine, SparkEngine, merge_args
 from privacy.errors import PrivacyError
 from privacy.policy import DropColumn, PrivacyPolicy, PseudonymizeColumn
 
@@ -329,12 +331,54 @@ class ServingConfig(_Section):
 
 class RunnerConfig(_Section):
     """How to run the pipeline; beam_args are deliberate because non-empty ones trigger an sdist per
-    Beam component in TFX 1.21 and an empty list makes Beam 2.77 try to download its Prism runner."""
+    Beam component in TFX 1.21 and an empty list makes Beam 2.77 try to download its Prism runner.
+    A cluster engine's section expands to its runner's arguments (pipeline/beam_engines.py), which
+    beam_args then holds, followed by the config's own."""
 
     default: Literal["local", "beam"] = "local"
+    engine: EngineName = Field(default="direct", description="where Beam runs: direct (this machine), flink, "
+                                                             "spark or dataflow (its section says how)")
+    flink: FlinkEngine | None = None
+    spark: SparkEngine | None = None
+    dataflow: DataflowEngine | None = None
     beam_args: list[str] = Field(default=["--runner=FnApiRunner"])
     kubeflow_image: str = Field(default="esteira/pipeline:latest",
                                 description="container image Kubeflow runs each component in")
+
+    _own_beam_args: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_direct_default_on_a_cluster(cls, data: Any) -> Any:
+        """The default beam_args name the in-process runner; a cluster engine starts from none."""
+        if isinstance(data, dict) and data.get("engine", "direct") != "direct" and "beam_args" not in data:
+            return {**data, "beam_args": []}
+        return data
+
+    @model_validator(mode="after")
+    def _engine_args_first(self) -> RunnerConfig:
+        """beam_args become the engine's arguments, then the config's own (kept apart for a dump)."""
+        self._own_beam_args = list(self.beam_args)
+        if self.engine == "direct":
+            return self
+        section = getattr(self, self.engine)
+        if section is None:
+            needed = {"flink": "job_endpoint, sdk_container_image, parallelism",
+                      "spark": "job_endpoint, sdk_container_image",
+                      "dataflow": "project, region, temp_location, sdk_container_image"}[self.engine]
+            raise ValueError(f"runner.engine: {self.engine} needs a runner.{self.engine} section with {needed} "
+                             f"(README: Beam on a cluster)")
+        try:
+            merged = merge_args(self.engine, section.args(), self.beam_args)
+        except EngineError as error:
+            raise ValueError(str(error)) from None
+        self.__dict__["beam_args"] = merged  # frozen for callers; set once, here, while validating
+        return self
+
+    @field_serializer("beam_args")
+    def _dump_own_beam_args(self, _expanded: list[str]) -> list[str]:
+        """A dump holds what the config said, so it validates again to this (with_overrides)."""
+        return self._own_beam_args
 
 
 class TrackingConfig(_Section):
