@@ -11,7 +11,8 @@ export DO_NOT_TRACK := true
 
 .PHONY: install lock data demo demo-fraud test test-fast lint tensorboard mlflow-ui serve-demo stack stack-down dashboard images image-serving image-pipeline compose-up compose-down bench-pipeline-image bench-pipeline bench-serving bench-training bench-fraud-handbook clean help \
 	k8s-render k8s-validate k8s-rules k8s-set-image k8s-play-manifest kubeflow-spec lint-workflows model-gate \
-	ci registry-login kubeconfig deploy-images deploy-pin deploy-apply canary-start canary-check canary-promote canary-rollback
+	ci registry-login kubeconfig deploy-images deploy-pin deploy-apply canary-start canary-check canary-promote canary-rollback \
+	airflow-install airflow airflow-down
 
 help:
 	@echo "make demo            install if needed, write the data, run the pipeline, print what happened"
@@ -19,7 +20,10 @@ help:
 	@echo "make test-fast       unit tests only (no whole-pipeline runs)"
 	@echo "make lint            ruff and mypy over the tree (settings in pyproject.toml); .ci/run runs it before make test"
 	@echo "make install         create .venv from requirements.lock (idempotent)"
-	@echo "make lock            re-resolve requirements.lock from pyproject.toml"
+	@echo "make lock            re-resolve requirements.lock and requirements-airflow.lock from pyproject.toml"
+	@echo "make airflow-install create .venv-airflow from requirements-airflow.lock (Airflow 2, DVC; idempotent)"
+	@echo "make airflow         Airflow scheduler + web server on http://127.0.0.1:8080 over orchestration/dags (prints the admin login)"
+	@echo "make airflow-down    stop exactly what make airflow started"
 	@echo "make demo-fraud      simulate card transactions and run the fraud pipeline (privacy at ingestion)"
 	@echo "make mlflow-ui       open the local MLflow store of CONFIG's runs on http://127.0.0.1:5000 (MLFLOW_UI_PORT)"
 	@echo "make tensorboard     serve the Trainer's TensorBoard logs on http://127.0.0.1:6006"
@@ -54,6 +58,26 @@ install:
 lock:
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_39 --generate-hashes --no-header -o requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra airflow --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_39 --generate-hashes --no-header -o requirements-airflow.lock
+
+# Airflow 2 (TFX's AirflowDagRunner) needs SQLAlchemy < 2 and Flask < 3, so it lives in its own environment,
+# .venv-airflow, verified once per change of its inputs like .venv (scripts/install_airflow.sh).
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_INPUTS := requirements-airflow.lock requirements-nodeps.txt pyproject.toml scripts/install_lock.py \
+  scripts/install_airflow.py scripts/elf_compat.py deploy/lock.py
+airflow-install:
+	@if [ -x $(AIRFLOW_VENV)/bin/airflow ] && [ "$$(cat $(AIRFLOW_VENV)/.esteira-installed 2>/dev/null)" = "$$(cat $(AIRFLOW_INPUTS) | sha256sum | cut -d' ' -f1)" ]; \
+	then :; else scripts/install_airflow.sh; fi
+
+# SQLite and the SequentialExecutor unless AIRFLOW_DB names a PostgreSQL database (postgresql+psycopg://...).
+# ESTEIRA_AIRFLOW_CONFIGS (':'-separated use-case YAMLs) chooses the pipeline DAGs; state in outputs/airflow.
+AIRFLOW_PORT ?= 8080
+airflow: install airflow-install
+	@AIRFLOW_PORT=$(AIRFLOW_PORT) $(PY) -m orchestration.airflow_local up --state-dir outputs/airflow
+
+airflow-down:
+	@$(PY) -m orchestration.airflow_local down --state-dir outputs/airflow
 
 data/breast_cancer/breast_cancer.csv: | install
 	$(ESTEIRA) data breast-cancer --out data/breast_cancer
@@ -102,6 +126,9 @@ tensorboard: install
 # The embedded store the MLflow logger writes when no tracking server is configured.
 MLFLOW_UI_PORT ?= 5000
 mlflow-ui: install
+	@if [ -f outputs/stack/pids/mlflow.pid ]; then \
+	  echo "mlflow-ui: the stack's MLflow already serves CONFIG's runs (its URL is in \`make stack\`'s output);" \
+	       "use it, or \`make stack-down\` first"; exit 0; fi
 	@store=$$($(PY) -c 'import sys; from pipeline.config import load_config; from tracking.store import LOCAL_FOLDER, local_target; print(local_target(load_config(sys.argv[1]).pipeline.root / LOCAL_FOLDER).uri)' $(CONFIG)) && \
 	echo "MLflow UI for $$store on http://127.0.0.1:$(MLFLOW_UI_PORT)" && \
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri $$store --host 127.0.0.1 --port $(MLFLOW_UI_PORT) --workers 1
@@ -112,8 +139,9 @@ serve-demo: install
 	  --monitoring_config_file=configs/serving/monitoring.config
 
 # Needs Debian's prometheus and prometheus-alertmanager. State, logs and pid files in outputs/stack.
+# Serves CONFIG's newest published version and opens its MLflow store; STACK_ARGS=--demo: the demo model.
 stack: install
-	$(PY) -m observability.stack up --state-dir outputs/stack
+	$(PY) -m observability.stack up --config $(CONFIG) --state-dir outputs/stack $(STACK_ARGS)
 
 stack-down:
 	$(PY) -m observability.stack down --state-dir outputs/stack

@@ -1,7 +1,10 @@
-"""The local stack: the demo model's server, Prometheus, Alertmanager and MLflow on 127.0.0.1.
+"""The local stack: a model server, Prometheus, Alertmanager and MLflow on 127.0.0.1.
 
-``make stack`` / ``make stack-down`` call :func:`main`; the live tests start the same stack with
-free ports. Each process is started in its own session and its pid written to
+``make stack`` serves the newest version the use case's Pusher published (both labels on it) and
+opens the use case's own MLflow store, so what `make demo` trained and logged is what the stack
+shows; ``--demo`` serves two synthetic versions instead (the live tests, which need a canary that
+differs). ``make stack`` / ``make stack-down`` call :func:`main`; the live tests start the same
+stack with free ports. Each process is started in its own session and its pid written to
 ``<state_dir>/pids/<name>.pid`` with its command line, so ``down`` stops exactly what ``up``
 started (and not a process that later reused the pid).
 """
@@ -29,6 +32,7 @@ MONITORING = ROOT / "configs" / "monitoring"
 RULE_FILES = (MONITORING / "rules" / "recording.yml", MONITORING / "rules" / "alerts.yml")
 MODEL = "demo"
 SERVER_JOB = "esteira-serving"
+CANARY_SPLIT = {"stable": 80, "canary": 20}
 
 
 class StackError(RuntimeError):
@@ -83,6 +87,45 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, process: su
     raise StackError(f"{what}: not ready after {timeout:.0f} s" + (f"; log {log}:\n{_tail(log)}" if log else ""))
 
 
+@dataclass(frozen=True)
+class ServedModel:
+    """A use case's published model: the name it is served under, the Pusher's base path, its MLflow store."""
+
+    name: str
+    base_path: Path
+    tracking_uri: str  # sqlite:///... (the embedded store the stack's MLflow opens) or a server's URL
+    experiment: str
+    config_file: Path
+
+    @classmethod
+    def from_config(cls, config_file: Path) -> ServedModel:
+        """Read what the stack needs from a use-case config (no TensorFlow, no TFX: about a second)."""
+        from pipeline.config import load_config
+        from tracking.store import LOCAL_FOLDER, resolve_target
+
+        config = load_config(config_file)
+        target = resolve_target(config.tracking.uri, config.pipeline.root / LOCAL_FOLDER)
+        return cls(config.serving.model_name, config.serving.base_path, target.uri,
+                   config.tracking.experiment or config.pipeline.name, config_file)
+
+    def newest_version(self) -> int:
+        """The newest published version, or a StackError saying how to publish one."""
+        from serving.core.source import versions_on_disk
+
+        versions = versions_on_disk(str(self.base_path))
+        if not versions:
+            raise StackError(f"no published version of {self.name!r} under {self.base_path}; run "
+                             f"`make demo` (or `esteira run --config {self.config_file}`) first, or "
+                             "`make stack STACK_ARGS=--demo` for the synthetic demo model")
+        return max(versions)
+
+    @property
+    def embedded_store(self) -> Path | None:
+        """The sqlite database the pipeline logs to when no tracking server is configured."""
+        return Path(self.tracking_uri.removeprefix("sqlite:///")) if self.tracking_uri.startswith("sqlite:///") \
+            else None
+
+
 @dataclass
 class StackConfig:
     """Where the stack keeps its state and which loopback ports it takes."""
@@ -96,6 +139,11 @@ class StackConfig:
     scrape_interval: str = "5s"
     rule_files: tuple[Path, ...] = RULE_FILES
     alertmanager_config: Path = MONITORING / "alertmanager.yml"
+    model: ServedModel | None = None  # None: the synthetic demo model, versions 1 and 2
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name if self.model else MODEL
 
     @property
     def rest_url(self) -> str:
@@ -185,18 +233,25 @@ def write_prometheus_config(config: StackConfig) -> Path:
     return target
 
 
-def write_model_configs(state_dir: Path) -> tuple[Path, Path]:
-    """Two demo versions behind the labels stable (1) and canary (2), split 80/20 by the router."""
+def write_model_configs(state_dir: Path, model: ServedModel | None = None) -> tuple[Path, Path]:
+    """The models.config and the router's split: for the demo, versions 1 (stable) and 2 (canary); for a use
+    case, its newest version behind both labels, so `esteira promote`/the console can move canary later."""
+    if model is None:
+        name, base, labels = MODEL, (state_dir / "models" / MODEL).resolve(), {"stable": 1, "canary": 2}
+    else:
+        newest = model.newest_version()
+        name, base, labels = model.name, model.base_path.resolve(), {"stable": newest, "canary": newest}
+    versions = " ".join(f"versions: {v}" for v in sorted(set(labels.values())))
+    label_lines = "".join(f'    version_labels {{ key: "{key}" value: {value} }}\n' for key, value in labels.items())
     models_config = state_dir / "models.config"
     models_config.write_text(
         "model_config_list {\n  config {\n"
-        f'    name: "{MODEL}"\n    base_path: "{(state_dir / "models" / MODEL).resolve()}"\n'
+        f'    name: "{name}"\n    base_path: "{base}"\n'
         '    model_platform: "tensorflow"\n'
-        "    model_version_policy { specific { versions: 1 versions: 2 } }\n"
-        '    version_labels { key: "stable" value: 1 }\n    version_labels { key: "canary" value: 2 }\n'
-        "  }\n}\n")
+        f"    model_version_policy {{ specific {{ {versions} }} }}\n"
+        f"{label_lines}  }}\n}}\n")
     canary = state_dir / "canary.json"
-    canary.write_text(json.dumps({"models": {MODEL: {"stable": 80, "canary": 20}}}))
+    canary.write_text(json.dumps({"models": {name: CANARY_SPLIT}}))
     return models_config, canary
 
 
@@ -222,7 +277,7 @@ def export_demo_models(state_dir: Path) -> subprocess.Popen | None:
 
 
 def server_argv(config: StackConfig) -> list[str]:
-    models_config, canary = write_model_configs(config.state_dir)
+    models_config, canary = write_model_configs(config.state_dir, config.model)
     esteira = Path(sys.executable).with_name("esteira")
     return [str(esteira), "serve", f"--port={config.grpc_port}", f"--rest_api_port={config.rest_port}",
             "--host=127.0.0.1", f"--model_config_file={models_config}", f"--canary_config_file={canary}",
@@ -233,10 +288,10 @@ def server_argv(config: StackConfig) -> list[str]:
 
 # ---- the stack -------------------------------------------------------------------------------------
 
-def _versions_available(rest_url: str) -> bool:
-    status = httpx.get(f"{rest_url}/v1/models/{MODEL}", timeout=2).json()
+def _versions_available(rest_url: str, name: str, count: int) -> bool:
+    status = httpx.get(f"{rest_url}/v1/models/{name}", timeout=2).json()
     states = [v.get("state") for v in status.get("model_version_status", [])]
-    return len(states) == 2 and all(s == "AVAILABLE" for s in states)
+    return len(states) == count and all(s == "AVAILABLE" for s in states)
 
 
 def _target_up(prometheus_url: str) -> bool:
@@ -246,18 +301,45 @@ def _target_up(prometheus_url: str) -> bool:
 
 
 def start_mlflow(config: StackConfig) -> tuple[subprocess.Popen, Path]:
-    """A tracking server like a team's: sqlite store and proxied artifacts under the state folder."""
-    store = (config.state_dir / "mlflow").resolve()
-    store.mkdir(parents=True, exist_ok=True)
+    """A tracking server like a team's over the use case's own store (the runs `make demo` logged, and every
+    run logged while the stack is up), or over a fresh store under the state folder for the demo model."""
+    embedded = config.model.embedded_store if config.model else None
+    if embedded is not None:
+        embedded.parent.mkdir(parents=True, exist_ok=True)
+        database, artifacts = embedded, embedded.parent / "artifacts"
+    else:
+        store = (config.state_dir / "mlflow").resolve()
+        store.mkdir(parents=True, exist_ok=True)
+        database, artifacts = store / "mlflow.db", store / "artifacts"
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")  # no job runner process
     return start_process("mlflow", [
-        str(Path(sys.executable).with_name("mlflow")), "server", f"--backend-store-uri=sqlite:///{store / 'mlflow.db'}",
-        f"--artifacts-destination={store / 'artifacts'}", "--host=127.0.0.1", f"--port={config.mlflow_port}",
+        str(Path(sys.executable).with_name("mlflow")), "server", f"--backend-store-uri=sqlite:///{database}",
+        f"--artifacts-destination={artifacts}", "--host=127.0.0.1", f"--port={config.mlflow_port}",
         "--workers=1"], config.state_dir)
+
+
+def runs_view(mlflow_url: str, experiment: str) -> str:
+    """The experiment's runs table (MLflow 3 opens on its GenAI traces view otherwise)."""
+    found = httpx.get(f"{mlflow_url}/api/2.0/mlflow/experiments/get-by-name",
+                      params={"experiment_name": experiment}, timeout=5)
+    if found.status_code != 200:  # no run logged yet: the experiments list
+        return f"{mlflow_url}/#/experiments"
+    return f"{mlflow_url}/#/experiments/{found.json()['experiment']['experiment_id']}/runs"
+
+
+def prometheus_page(prometheus_url: str, page: str) -> str:
+    """A Prometheus UI page that answers: Prometheus 2.x as Debian ships it serves only the classic UI."""
+    for candidate in (f"{prometheus_url}/{page}", f"{prometheus_url}/classic/{page}"):
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(candidate, timeout=5).status_code == 200:
+                return candidate
+    return f"{prometheus_url}/{page}"
 
 
 def start_stack(config: StackConfig) -> dict[str, str]:
     """Start the server, Prometheus, Alertmanager (and MLflow); return name -> URL once each answers."""
+    if config.model is not None:
+        config.model.newest_version()  # nothing to serve: say so before starting anything
     busy = [f"{name} {port}" for name, port in (
         ("--rest-port", config.rest_port), ("--grpc-port", config.grpc_port),
         ("--prometheus-port", config.prometheus_port), ("--alertmanager-port", config.alertmanager_port),
@@ -268,7 +350,7 @@ def start_stack(config: StackConfig) -> dict[str, str]:
     prometheus_bin = _binary("prometheus")
     alertmanager_bin = _binary("prometheus-alertmanager", "alertmanager")
     config.state_dir.mkdir(parents=True, exist_ok=True)
-    export = export_demo_models(config.state_dir)
+    export = export_demo_models(config.state_dir) if config.model is None else None
 
     server, server_log = start_process("server", server_argv(config), config.state_dir)
     alertmanager, am_log = start_process("alertmanager", [
@@ -280,35 +362,47 @@ def start_stack(config: StackConfig) -> dict[str, str]:
         f"--storage.tsdb.path={config.state_dir / 'prometheus'}",
         f"--web.listen-address=127.0.0.1:{config.prometheus_port}", "--web.enable-lifecycle"], config.state_dir)
 
-    mlflow = start_mlflow(config) if config.mlflow_port else None
+    remote_tracking = config.model is not None and config.model.embedded_store is None
+    mlflow = start_mlflow(config) if config.mlflow_port and not remote_tracking else None
     wait_until(lambda: httpx.get(f"{config.alertmanager_url}/-/ready", timeout=2).status_code == 200, 30,
                "Alertmanager", alertmanager, am_log)
     wait_until(lambda: httpx.get(f"{config.prometheus_url}/-/ready", timeout=2).status_code == 200, 30,
                "Prometheus", prometheus, prom_log)
     if export is not None and export.wait(timeout=300) != 0:
         raise StackError(f"exporting the demo model failed:\n{_tail(config.state_dir / 'export.log')}")
-    wait_until(lambda: _versions_available(config.rest_url), 120, "model server (demo versions 1 and 2)",
-               server, server_log)
+    name, count = config.model_name, 2 if config.model is None else 1
+    wait_until(lambda: _versions_available(config.rest_url, name, count), 180,
+               f"model server ({name}, {count} version{'s' if count > 1 else ''})", server, server_log)
     wait_until(lambda: _target_up(config.prometheus_url), 30, "Prometheus scraping the model server", prometheus,
                prom_log)
+    version = "versions 1 (stable) and 2 (canary)" if config.model is None else \
+        f"version {config.model.newest_version()} (stable and canary)"
     urls = {
-        "model server REST": config.rest_url,
+        f"model {name}": f"{config.rest_url}/v1/models/{name}  ({version})",
         "model server gRPC": f"127.0.0.1:{config.grpc_port}",
         "metrics": f"{config.rest_url}/monitoring/prometheus/metrics",
-        "Prometheus": config.prometheus_url,
+        "Prometheus targets": prometheus_page(config.prometheus_url, "targets"),
+        "Prometheus alerts": prometheus_page(config.prometheus_url, "alerts"),
         "Alertmanager": config.alertmanager_url,
     }
     if mlflow is not None:
         mlflow_url = f"http://127.0.0.1:{config.mlflow_port}"
         wait_until(lambda: httpx.get(f"{mlflow_url}/health", timeout=2).status_code == 200, 120,
                    "MLflow server", *mlflow)
-        urls["MLflow (MLFLOW_TRACKING_URI)"] = mlflow_url
+        urls["MLflow runs"] = runs_view(mlflow_url, config.model.experiment) if config.model else mlflow_url
+        urls["MLFLOW_TRACKING_URI"] = mlflow_url
+    elif remote_tracking and config.model is not None:
+        urls["MLflow (the config's tracking server)"] = config.model.tracking_uri
     return urls
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m observability.stack", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["up", "down"])
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "breast_cancer.yaml",
+                        help="use case whose newest published version is served and whose MLflow store is opened")
+    parser.add_argument("--demo", action="store_true",
+                        help="serve two synthetic demo versions (stable 1, canary 2) instead of the config's model")
     parser.add_argument("--state-dir", type=Path, default=ROOT / "outputs" / "stack")
     parser.add_argument("--rest-port", type=int, default=8501)
     parser.add_argument("--grpc-port", type=int, default=8500)
@@ -323,8 +417,13 @@ def main(argv: list[str] | None = None) -> int:
     if any(_pid_dir(args.state_dir).glob("*.pid")):
         print(f"stack: already started from {args.state_dir}; run `make stack-down` first", file=sys.stderr)
         return 1
+    try:
+        model = None if args.demo else ServedModel.from_config(args.config)
+    except ValueError as error:  # the config's ConfigError names the key and the fix
+        print(f"stack: {error}", file=sys.stderr)
+        return 2
     config = StackConfig(args.state_dir, args.rest_port, args.grpc_port, args.prometheus_port, args.alertmanager_port,
-                         args.mlflow_port or None)
+                         args.mlflow_port or None, model=model)
     try:
         urls = start_stack(config)
     except StackError as exc:
