@@ -73,10 +73,12 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.config import check_data_columns
 
     config = _config_from(args)
+    runner = args.runner or config.runner.default
+    if runner == "kubeflow":
+        return _run_kubeflow(args, config)
     check_data_columns(config)
     from pipeline.run_log import name_after_run, output_to, started_log
 
-    runner = args.runner or config.runner.default
     print(f"esteira: running pipeline {config.pipeline.name} with the {runner} runner "
           f"(artifacts in {config.pipeline.root})", flush=True)
     began = datetime.datetime.now()
@@ -102,6 +104,36 @@ def _run(args: argparse.Namespace) -> int:
     print(f"esteira: full log of this run: {log}", file=sys.stderr if error else sys.stdout, flush=True)
     if error is not None:
         raise error
+    return 0
+
+
+def _run_kubeflow(args: argparse.Namespace, config: UseCaseConfig) -> int:
+    """Submit to Kubeflow Pipelines; the data lives where the cluster reads it, so nothing is read here."""
+    from pipeline.config import ConfigError
+
+    if args.to:
+        raise ConfigError("--to runs part of the pipeline in this process; Kubeflow runs the whole pipeline "
+                          "(leave out --to, or use --runner local)")
+    host = args.host or os.environ.get("KF_PIPELINES_ENDPOINT")
+    if not host:
+        raise ConfigError("--runner kubeflow needs --host, the KFP API endpoint (e.g. http://localhost:8080 "
+                          "through kubectl port-forward svc/ml-pipeline-ui, or https://kubeflow.bank/pipeline)")
+    import tempfile
+
+    from pipeline.kubeflow_run import KubeflowAuth, KubeflowRunError, submit_and_follow
+
+    auth = KubeflowAuth(existing_token=args.existing_token or os.environ.get("KF_PIPELINES_TOKEN"),
+                        cookies=args.cookies, service_account_token=args.sa_token, namespace=args.namespace,
+                        ssl_ca_cert=args.ssl_ca_cert)
+    print(f"esteira: submitting pipeline {config.pipeline.name} to Kubeflow Pipelines at {host}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="esteira-kfp-") as work:
+        try:
+            submit_and_follow(config, host, auth, sys.stdout, work=Path(work), image=args.image,
+                              wait=not args.no_wait, experiment=args.experiment,
+                              service_account=args.service_account)
+        except KubeflowRunError as error:
+            print(f"esteira: {error}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -253,7 +285,20 @@ def _build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the TFX pipeline of a use case")
     with_config(run)
-    run.add_argument("--runner", choices=["local", "beam"], help="default: runner.default in the config")
+    run.add_argument("--runner", choices=["local", "beam", "kubeflow"],
+                     help="default: runner.default in the config; kubeflow: submit to Kubeflow Pipelines (--host)")
+    kubeflow = run.add_argument_group("kubeflow", "submitting to Kubeflow Pipelines (--runner kubeflow)")
+    kubeflow.add_argument("--host", help="KFP API endpoint (default: $KF_PIPELINES_ENDPOINT)")
+    kubeflow.add_argument("--no-wait", action="store_true", help="print the run's URL and return at once")
+    kubeflow.add_argument("--existing-token", help="bearer token (default: $KF_PIPELINES_TOKEN)")
+    kubeflow.add_argument("--cookies", help="session cookie, e.g. 'authservice_session=...' (Dex / oauth2-proxy)")
+    kubeflow.add_argument("--sa-token", type=Path, nargs="?", const=Path("/var/run/secrets/kubeflow/pipelines/token"),
+                          help="in the cluster: the projected service-account token (default path: KFP's)")
+    kubeflow.add_argument("--namespace", help="multi-user Kubeflow: the profile namespace")
+    kubeflow.add_argument("--ssl-ca-cert", type=Path, help="CA bundle of the endpoint's TLS certificate")
+    kubeflow.add_argument("--experiment", help="KFP experiment (default: the pipeline's name)")
+    kubeflow.add_argument("--service-account", help="Kubernetes service account the run's pods use")
+    kubeflow.add_argument("--image", help="pipeline image for every component (default: runner.kubeflow_image)")
     run.add_argument("--to", metavar="COMPONENT",
                      help="stop after this component, e.g. Trainer (the workers of a multi-worker TFJob)")
     run.set_defaults(handler=_run)
