@@ -9,10 +9,10 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: install lock data demo demo-fraud test test-fast lint tensorboard mlflow-ui serve-demo stack stack-down dashboard images image-serving image-pipeline compose-up compose-down bench-pipeline-image bench-pipeline bench-serving bench-training bench-fraud-handbook clean help \
+.PHONY: install lock data demo demo-fraud test test-fast lint tensorboard mlflow-ui serve-demo stack stack-down console dashboard images image-serving image-pipeline compose-up compose-down bench-pipeline-image bench-pipeline bench-serving bench-training bench-fraud-handbook clean help \
 	k8s-render k8s-validate k8s-rules k8s-set-image k8s-play-manifest kubeflow-spec lint-workflows model-gate \
 	ci registry-login kubeconfig deploy-images deploy-pin deploy-apply canary-start canary-check canary-promote canary-rollback \
-	airflow-install airflow airflow-down
+	airflow-install airflow airflow-down data-version
 
 help:
 	@echo "make demo            install if needed, write the data, run the pipeline, print what happened"
@@ -24,11 +24,13 @@ help:
 	@echo "make airflow-install create .venv-airflow from requirements-airflow.lock (Airflow 2, DVC; idempotent)"
 	@echo "make airflow         Airflow scheduler + web server on http://127.0.0.1:8080 over orchestration/dags (prints the admin login)"
 	@echo "make airflow-down    stop exactly what make airflow started"
+	@echo "make data-version    dvc repro the breast-cancer data stage, dvc push to the local remote (outputs/dvc-remote)"
 	@echo "make demo-fraud      simulate card transactions and run the fraud pipeline (privacy at ingestion)"
 	@echo "make mlflow-ui       open the local MLflow store of CONFIG's runs on http://127.0.0.1:5000 (MLFLOW_UI_PORT)"
 	@echo "make tensorboard     serve the Trainer's TensorBoard logs on http://127.0.0.1:6006"
 	@echo "make serve-demo      serve the demo's pushed model on 127.0.0.1 (REST :8501, gRPC :8500)"
-	@echo "make stack           demo model server, Prometheus, Alertmanager and MLflow on 127.0.0.1 (prints URLs)"
+	@echo "make stack           serve CONFIG's newest version, Prometheus, Alertmanager, MLflow on 127.0.0.1 (prints URLs)"
+	@echo "make console         the review console against the running stack (creates sign-in tokens in secrets/)"
 	@echo "make stack-down      stop exactly what make stack started"
 	@echo "make dashboard       render the dashboard from the stack's Prometheus to outputs/dashboard/index.html"
 	@echo "make images          build the serving and pipeline images with Podman (local Debian base, offline wheels)"
@@ -78,6 +80,11 @@ airflow: install airflow-install
 
 airflow-down:
 	@$(PY) -m orchestration.airflow_local down --state-dir outputs/airflow
+
+# dvc.yaml's data stages (only those whose inputs changed) and a push to the local remote (.dvc/config).
+DVC := $(AIRFLOW_VENV)/bin/dvc
+data-version: install airflow-install
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(DVC) repro breast_cancer_data && $(DVC) push
 
 data/breast_cancer/breast_cancer.csv: | install
 	$(ESTEIRA) data breast-cancer --out data/breast_cancer
@@ -145,6 +152,12 @@ stack: install
 
 stack-down:
 	$(PY) -m observability.stack down --state-dir outputs/stack
+
+# The review console against the running `make stack` (its server, models.config and MLflow); reviewer and
+# approver tokens are created once under the gitignored secrets/ folder and printed with the URL.
+CONSOLE_PORT ?= 8088
+console: install
+	$(ESTEIRA) console --config $(CONFIG) --stack outputs/stack --tokens_dir secrets --port $(CONSOLE_PORT)
 
 dashboard: install
 	$(ESTEIRA) dashboard --prometheus http://127.0.0.1:9090 --out outputs/dashboard --range 1h
