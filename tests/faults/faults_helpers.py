@@ -71,12 +71,11 @@ class ServerProcess:
         return f"127.0.0.1:{self.grpc_port}"
 
     def start(self, timeout: float = 120.0) -> None:
-        log = open(self.log_path, "a")  # noqa: SIM115 - the child writes it; closed when the child ends
-        self.process = subprocess.Popen(
-            [ESTEIRA, "serve", f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}", "--host=127.0.0.1",
-             *self.flags], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-        log.close()
+        with open(self.log_path, "a") as log:
+            self.process = subprocess.Popen(
+                [ESTEIRA, "serve", f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
+                 "--host=127.0.0.1", *self.flags], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -150,7 +149,7 @@ def grpc_load(target: str, answered: Answered, stop: threading.Event, limit: int
     request.model_spec.name = MODEL
     request.model_spec.signature_name = "predict_raw"
     for name, value in raw_row(1).items():
-        request.inputs[name].CopyFrom(to_proto(np.float32([value])))
+        request.inputs[name].CopyFrom(to_proto(np.array([value], np.float32)))
     with grpc.insecure_channel(target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         for _ in range(limit):
@@ -165,3 +164,45 @@ def grpc_load(target: str, answered: Answered, stop: threading.Event, limit: int
             with answered.lock:
                 answered.ok.append(rid)
                 answered.versions.add(response.model_spec.version.value)
+
+
+class MlflowServer:
+    """``mlflow server`` (one worker, sqlite store, proxied artifacts) on a fixed loopback port, so a restart
+    finds the same store at the same URI."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.port = pick_free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 180.0) -> None:
+        quiet = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
+                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        with open(self.state / "server.log", "a") as log:
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+                 f"sqlite:///{self.state / 'mlflow.db'}", "--artifacts-destination", str(self.state / "artifacts"),
+                 "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+                env={**os.environ, **quiet}, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"mlflow server exited with {self.process.returncode}: "
+                                     f"{(self.state / 'server.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.uri}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"mlflow server did not answer {self.uri}/health within {timeout} s")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group (uvicorn's worker is a child) and wait for the leader."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=30)

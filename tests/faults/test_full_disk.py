@@ -150,7 +150,7 @@ def test_without_the_audit_required_the_server_answers_and_counts_what_it_could_
         try:
             statuses = [_predict(server).status_code for _ in range(60)]
             assert statuses == [200] * 60
-            assert _metric(server, "esteira_audit_write_failures_total") > 0
+            assert (_metric(server, "esteira_audit_write_failures_total") or 0) > 0
             assert _metric(server, "esteira_audit_log_writable") == 0
         finally:
             filler.unlink()
