@@ -1,6 +1,6 @@
 """Check custom resources against the CRD schemas of their projects, kept in k8s/crds/.
 
-kubernetes-validate knows only built-in kinds; a ServiceMonitor, PrometheusRule or TFJob would pass
+kubernetes-validate knows only built-in kinds; a ServiceMonitor, PrometheusRule, TFJob or FlinkDeployment would pass
 unchecked. Here each one is validated with jsonschema against the `openAPIV3Schema` of its CRD
 version, made strict the way the API server's strict field validation is: an object schema that
 lists `properties` rejects fields it does not list, unless it preserves unknown fields.
@@ -41,9 +41,17 @@ def schemas(folder: Path = CRD_DIR) -> dict[tuple[str, str], dict[str, Any]]:
                 continue
             group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
             for version in crd["spec"]["versions"]:
-                schema = version["schema"]["openAPIV3Schema"]
+                schema = with_object_fields(version["schema"]["openAPIV3Schema"])
                 found[(f"{group}/{version['name']}", kind)] = strict(schema)
     return found
+
+
+def with_object_fields(schema: dict[str, Any]) -> dict[str, Any]:
+    """The root schema with apiVersion, kind and metadata, which every object has: CRD generators such as
+    Fabric8's (the Flink operator's) list only spec and status, and the API server adds the rest."""
+    properties = schema.get("properties", {})
+    implicit = {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}}
+    return {**schema, "properties": {**implicit, **properties}}
 
 
 def strict(schema: dict[str, Any]) -> dict[str, Any]:
