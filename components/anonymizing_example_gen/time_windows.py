@@ -18,10 +18,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import apache_beam as beam
@@ -31,7 +33,7 @@ from apache_beam.metrics import Metrics
 from pydantic import BaseModel, ConfigDict, Field
 
 from components.anonymizing_example_gen.window_features import group_by_column
-from models.fraud.time_split import DAY_SECONDS, TimeSplit, day_index, known_compromised
+from models.fraud.time_split import DAY_SECONDS, TimeSplit, known_compromised
 
 METRICS_NAMESPACE = "esteira.anonymizing_example_gen"
 TRAIN_ROWS, TRAIN_FRAUDS = "train_rows", "train_frauds"
@@ -141,19 +143,32 @@ class TimeSplitPlan:
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)  # window -> (first span, last span)
     dates: dict[str, tuple[str, str]] = field(default_factory=dict)  # window -> (first date, last date)
 
-    @property
+    @cached_property
     def split(self) -> TimeSplit:
         s = self.settings
         return TimeSplit(s.train_days, s.delay_days, s.eval_days, self.end_day)
 
     def day_of(self, row: Row) -> int | None:
+        """`day_index` of the row's time, in plain float arithmetic (the same IEEE steps, without an array
+        per row: this runs for every row read)."""
         value = row.get(self.settings.time)
-        return None if value is None else int(day_index(np.array([value]), self.origin_seconds)[0])
+        return None if value is None else math.floor((float(value) - self.origin_seconds) / DAY_SECONDS)
+
+    @cached_property
+    def _windows(self) -> tuple[tuple[str, int, int], ...]:
+        split = self.split
+        return tuple((name, *bounds) for name, bounds in (
+            ("train", split.train_range), ("delay", split.delay_range), ("eval", split.eval_range)))
 
     def window_of(self, row: Row) -> str | None:
         """'train', 'delay', 'eval' or None (history, or a row without a time)."""
         day = self.day_of(row)
-        return None if day is None else self.split.window_of(day)
+        if day is None:
+            return None
+        for name, first, last in self._windows:  # TimeSplit.window_of, with the ranges computed once
+            if first <= day <= last:
+                return name
+        return None
 
 
 def plan_time_split(settings: TimeSplitSettings, calendar: SpanCalendar, end_span: int) -> TimeSplitPlan:

@@ -101,13 +101,28 @@ class AddWindowFeatures(beam.PTransform):
 
     def expand(self, pairs: beam.PCollection) -> beam.PCollection:
         config = self._config
-        card, terminal = config.card_key, config.terminal_key
-        grouped_cards, without_card = group_by_column(pairs, card, "Card")
+        grouped_cards, without_card = group_by_column(pairs, config.card_key, "Card")
         by_card = grouped_cards | "CustomerWindows" >> beam.FlatMap(
             lambda keyed: with_customer_windows(keyed[1], config))
         alone = without_card | "OwnCustomerWindows" >> beam.FlatMap(lambda pair: with_customer_windows([pair], config))
         rows = (by_card, alone) | "CustomerDone" >> beam.Flatten()
-        grouped_terminals, without_terminal = group_by_column(rows, terminal, "Terminal")
+        return rows | AddTerminalWindows(config)
+
+
+class AddTerminalWindows(beam.PTransform):
+    """(is_target, row) pairs -> the same pairs with the delayed terminal windows (one GroupByKey by terminal).
+
+    They read only the terminal's times and labels, so they can be computed before or after the
+    card's steps; the ExampleGen computes them first and then does every card step in one pass.
+    """
+
+    def __init__(self, config: WindowFeaturesConfig) -> None:
+        super().__init__()
+        self._config = config
+
+    def expand(self, pairs: beam.PCollection) -> beam.PCollection:
+        config = self._config
+        grouped_terminals, without_terminal = group_by_column(pairs, config.terminal_key, "Terminal")
         by_terminal = grouped_terminals | "TerminalWindows" >> beam.FlatMap(
             lambda keyed: with_terminal_windows(keyed[1], config))
         empty = without_terminal | "EmptyTerminalWindows" >> beam.Map(_empty_terminal_windows, config)
