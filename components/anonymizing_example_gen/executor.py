@@ -52,6 +52,7 @@ from components.anonymizing_example_gen.time_windows import (
     timestamp_calendar,
 )
 from components.anonymizing_example_gen.window_features import WindowFeaturesConfig
+from privacy.data_version import record_data_version
 from privacy.errors import KAnonymityViolation
 from privacy.fingerprint import combined_sha256, sha256_file
 from privacy.k_anonymity import KAnonymityReport
@@ -140,6 +141,7 @@ class Executor(BaseExampleGenExecutor):
 
         counts = self._row_counts()
         _record(examples, policy, key, sequence, target_digests, context_digests, counts, reports)
+        record_data_version(examples, input_base)  # the DVC hash of the input folder, when DVC tracks it
         if windows is not None:
             examples.set_string_custom_property("window_features", windows.model_dump_json())
         if time_plan is not None:

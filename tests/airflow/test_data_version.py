@@ -72,3 +72,19 @@ def test_untracked_data_has_no_version_and_a_broken_record_is_named(project: Pat
     (project / "broken.dvc").write_text("outs:\n- path: broken\n  md5: abc\n")  # DVC 2's record: no hash key
     with pytest.raises(DataVersionError, match=r"broken\.dvc.*dvc add"):
         read_data_version(project / "broken")
+
+
+def test_the_version_goes_onto_an_examples_artifact(project: Path) -> None:
+    """What the anonymizing ExampleGen's executor records on its output (components/anonymizing_example_gen)."""
+    from tfx.types import standard_artifacts
+
+    from privacy.data_version import record_data_version
+
+    examples = standard_artifacts.Examples()
+    version = record_data_version(examples, str(project / "data" / "spans"))
+    assert version is not None
+    assert examples.get_string_custom_property("dvc_md5") == version.recorded_md5
+    assert examples.get_string_custom_property("dvc_matches_working_copy") == "true"
+    untracked = standard_artifacts.Examples()
+    assert record_data_version(untracked, str(project / "loose")) is None
+    assert untracked.get_string_custom_property("dvc_md5") == ""
