@@ -129,7 +129,7 @@ def _run_kubeflow(args: argparse.Namespace, config: UseCaseConfig) -> int:
     with tempfile.TemporaryDirectory(prefix="esteira-kfp-") as work:
         try:
             submit_and_follow(config, host, auth, sys.stdout, work=Path(work), image=args.image,
-                              wait=not args.no_wait, experiment=args.experiment,
+                              wait=not args.no_wait, experiment=args.experiment, pipeline_root=args.pipeline_root,
                               service_account=args.service_account)
         except KubeflowRunError as error:
             print(f"esteira: {error}", file=sys.stderr)
@@ -298,6 +298,8 @@ def _build_parser() -> argparse.ArgumentParser:
     kubeflow.add_argument("--ssl-ca-cert", type=Path, help="CA bundle of the endpoint's TLS certificate")
     kubeflow.add_argument("--experiment", help="KFP experiment (default: the pipeline's name)")
     kubeflow.add_argument("--service-account", help="Kubernetes service account the run's pods use")
+    kubeflow.add_argument("--pipeline-root", help="where the run's artifacts go, e.g. gs://bank-ml/esteira or "
+                                                  "minio://mlpipeline/esteira (default: pipeline.root)")
     kubeflow.add_argument("--image", help="pipeline image for every component (default: runner.kubeflow_image)")
     run.add_argument("--to", metavar="COMPONENT",
                      help="stop after this component, e.g. Trainer (the workers of a multi-worker TFJob)")

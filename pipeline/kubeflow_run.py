@@ -68,9 +68,10 @@ def client_for(host: str, auth: KubeflowAuth) -> Any:
 
 
 def submit(client: Any, config: UseCaseConfig, package: Path, runtime: dict[str, Any], *, host: str,
-           experiment: str | None = None, version_name: str | None = None,
+           experiment: str | None = None, version_name: str | None = None, pipeline_root: str | None = None,
            service_account: str | None = None, now: datetime | None = None) -> Submission:
-    """Upload `package` as a new version of the config's pipeline and start a run of that version."""
+    """Upload `package` as a new version of the config's pipeline and start a run of that version; its
+    artifacts go under `pipeline_root` (default: the compiled one, the config's pipeline.root)."""
     name = config.pipeline.name
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
     version_name = version_name or f"{name}-{stamp}"
@@ -85,7 +86,8 @@ def submit(client: Any, config: UseCaseConfig, package: Path, runtime: dict[str,
     parameters = {key: _plain(value) for key, value in (runtime.get("parameterValues") or {}).items()}
     run = client.run_pipeline(experiment_id=experiment_id, job_name=f"{name} {stamp}", params=parameters,
                               pipeline_id=pipeline_id, version_id=version.pipeline_version_id,
-                              pipeline_root=runtime.get("gcsOutputDirectory"), service_account=service_account)
+                              pipeline_root=pipeline_root or runtime.get("gcsOutputDirectory"),
+                              service_account=service_account)
     return Submission(pipeline_id, version.pipeline_version_id, experiment_id, run.run_id, run_url(host, run.run_id))
 
 
@@ -152,8 +154,8 @@ def spec_task_names(package: Path) -> set[str]:
 
 def submit_and_follow(config: UseCaseConfig, host: str, auth: KubeflowAuth, out: TextIO, *, work: Path,
                       image: str | None = None, wait: bool = True, experiment: str | None = None,
-                      version_name: str | None = None, service_account: str | None = None,
-                      poll_seconds: float = 5.0) -> Submission:
+                      version_name: str | None = None, pipeline_root: str | None = None,
+                      service_account: str | None = None, poll_seconds: float = 5.0) -> Submission:
     """Compile into `work`, upload, start the run and (with `wait`) follow it to its end."""
     from pipeline.runners import compile_kubeflow
 
@@ -162,7 +164,7 @@ def submit_and_follow(config: UseCaseConfig, host: str, auth: KubeflowAuth, out:
     tasks = spec_task_names(package)  # kfp's loader refuses a package KFP would refuse, before any upload
     client = client_for(host, auth)
     submission = submit(client, config, package, runtime, host=host, experiment=experiment,
-                        version_name=version_name, service_account=service_account)
+                        version_name=version_name, pipeline_root=pipeline_root, service_account=service_account)
     print(f"kubeflow: pipeline {config.pipeline.name} version {submission.version_id} uploaded; run "
           f"{submission.run_id} started: {submission.run_url}", file=out, flush=True)
     if wait:

@@ -116,7 +116,8 @@ def no_wait_submission(tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
         out = io.StringIO()
         with redirect_stdout(out):
             code = main(["run", "--config", str(CONFIG), "--runner", "kubeflow", "--host", host, "--no-wait",
-                         "--existing-token", "tok-123", "--image", "registry.example/esteira-pipeline:1.4"])
+                         "--existing-token", "tok-123", "--image", "registry.example/esteira-pipeline:1.4",
+                         "--pipeline-root", "minio://mlpipeline/esteira"])
     package = tmp_path_factory.mktemp("kfp") / "uploaded.yaml"
     uploads = [r for r in replay.requests if r.path == "/apis/v2beta1/pipelines/upload_version"]
     if uploads:
@@ -138,7 +139,7 @@ def test_no_wait_uploads_a_version_starts_the_run_and_prints_its_url(no_wait_sub
     assert run["pipeline_version_reference"] == {"pipeline_id": "6f1c2d2e-8a53-4c1e-9d43-0b6b1f3a2c10",
                                                  "pipeline_version_id": "d92a6e4b-7f3c-4b0d-a2e1-5f8a9b0c1d03"}
     assert run["experiment_id"] == "0d3c9a71-5b8e-4c62-a0f4-7e1d2c3b4a55"
-    assert run["runtime_config"]["pipeline_root"].endswith("outputs/breast_cancer/pipeline")
+    assert run["runtime_config"]["pipeline_root"] == "minio://mlpipeline/esteira"
     assert all(r.headers.get("authorization") == "Bearer tok-123" for r in replay.requests)
 
 
@@ -201,3 +202,9 @@ def test_kubeflow_without_a_host_is_a_usage_error(capsys, monkeypatch) -> None:
     monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
     assert main(["run", "--config", str(CONFIG), "--runner", "kubeflow"]) == 2
     assert "--runner kubeflow needs --host" in capsys.readouterr().err
+
+
+def test_a_partial_run_is_refused_for_kubeflow(capsys) -> None:
+    assert main(["run", "--config", str(CONFIG), "--runner", "kubeflow", "--host", "http://127.0.0.1:9",
+                 "--to", "Trainer"]) == 2
+    assert "Kubeflow runs the whole pipeline" in capsys.readouterr().err
