@@ -170,7 +170,7 @@ def create_app(settings: ConsoleSettings) -> Starlette:
 
     def report(request: Request, caller: Caller) -> Response:
         folder, name = request.path_params["folder"], request.path_params["name"]
-        found = reports.report_file(settings.reports_folder, folder, name)
+        found = reports.report_file(settings.reports_folder, folder, name, settings.pipeline_reports)
         if found is None:
             return problem(request, caller, f"no report {folder}/{name}; open reports from a version's page", 404)
         path, personal = found

@@ -77,7 +77,8 @@ class Review:
                 "overall": registry.overall(evaluation), "slices": registry.slices(evaluation),
                 "charts": charts, "evidence_problem": evidence_problem, "server_problem": self.server.problem,
                 "drift": dict(sorted(drift.get(facts.serving_version, {}).items(), key=lambda kv: -kv[1])),
-                "reports": reports.reports_of(self.settings.reports_folder, facts.serving_version)}
+                "reports": reports.reports_of(self.settings.reports_folder, facts.serving_version,
+                                              self.settings.pipeline_reports)}
 
     def compare_page(self, challenger: str | None, champion: str | None) -> dict[str, Any]:
         a = registry.find_version(self.versions, challenger) if challenger else self.by_alias(CHALLENGER)

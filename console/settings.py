@@ -23,6 +23,7 @@ class ConsoleSettings:
     server_token: str | None = None
     metadata_path: Path | None = None
     reports_folder: Path | None = None
+    pipeline_reports: Path | None = None  # the GovernanceReport component's output folder
     label_key: str | None = None
     metrics_path: str = DEFAULT_METRICS_PATH
     eval_rows: int = 500

@@ -393,7 +393,33 @@ def start_stack(config: StackConfig) -> dict[str, str]:
         urls["MLFLOW_TRACKING_URI"] = mlflow_url
     elif remote_tracking and config.model is not None:
         urls["MLflow (the config's tracking server)"] = config.model.tracking_uri
+    write_state(config, mlflow_url=f"http://127.0.0.1:{config.mlflow_port}" if mlflow is not None else
+                (config.model.tracking_uri if config.model is not None else None))
     return urls
+
+
+STATE_FILE = "stack.json"
+
+
+def write_state(config: StackConfig, mlflow_url: str | None) -> Path:
+    """What clients of a running stack need (`make console`): its addresses and the models.config it serves."""
+    state = {"model": config.model_name, "rest_url": config.rest_url, "grpc": f"127.0.0.1:{config.grpc_port}",
+             "prometheus_url": config.prometheus_url, "mlflow_url": mlflow_url,
+             "model_config_file": str((config.state_dir / "models.config").resolve())}
+    target = config.state_dir / STATE_FILE
+    target.write_text(json.dumps(state, indent=2))
+    return target
+
+
+def read_state(state_dir: Path) -> dict[str, str | None]:
+    """The running stack's addresses, or a StackError saying to start it."""
+    try:
+        state = json.loads((state_dir / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        raise StackError(f"no running stack in {state_dir}; start it with `make stack`") from None
+    if not any(_pid_dir(state_dir).glob("*.pid")):
+        raise StackError(f"the stack in {state_dir} is stopped; start it with `make stack`")
+    return state
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -412,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.action == "down":
         stopped = stop_processes(args.state_dir)
+        (args.state_dir / STATE_FILE).unlink(missing_ok=True)
         print(f"stack: stopped {', '.join(stopped)}" if stopped else f"stack: nothing running from {args.state_dir}")
         return 0
     if any(_pid_dir(args.state_dir).glob("*.pid")):

@@ -2,8 +2,12 @@
 store the pipeline logged to, or says to run the demo first when nothing was published."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -42,6 +46,8 @@ def _log_a_run(root: Path) -> str:
     run = client.create_run(experiment_id(client, target, "breast-cancer"), run_name="pipeline run")
     client.log_metric(run.info.run_id, "auc", 0.97)
     client.set_terminated(run.info.run_id)
+    client.create_registered_model(MODEL)
+    client.create_model_version(MODEL, f"{run.info.artifact_uri}/model", run.info.run_id)
     return run.info.run_id
 
 
@@ -64,7 +70,7 @@ def printed_stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-
         code = main(["up", "--config", str(_use_case_config(root)), "--state-dir", str(state), *_ports()])
         capture.undo()
         assert code == 0, lines
-        yield {"lines": lines, "run_id": run_id, "state": state}
+        yield {"lines": lines, "run_id": run_id, "state": state, "root": root}
     finally:
         capture.undo()
         stop_processes(state)
@@ -109,3 +115,42 @@ def test_nothing_published_says_run_the_demo_and_starts_nothing(tmp_path: Path,
     stderr = capsys.readouterr().err
     assert code == 1 and "no published version of 'breast_cancer'" in stderr and "make demo" in stderr, stderr
     assert not list((tmp_path / "stack").glob("pids/*.pid"))
+
+
+def test_the_console_starts_against_the_stack_with_tokens_it_creates(printed_stack: dict, tmp_path: Path) -> None:
+    root = printed_stack["root"]
+    written_at_push = root / "pipeline" / "GovernanceReport" / "report" / "5" / "lgpd"
+    written_at_push.mkdir(parents=True)
+    (written_at_push / "lgpd_report.json").write_text(json.dumps({"model": MODEL, "version": "7"}))
+    (written_at_push / "lgpd_report.html").write_text("<h1>LGPD report of version 7</h1>")
+    port, secrets = free_port(), tmp_path / "secrets"
+    console = subprocess.Popen(
+        [str(Path(sys.executable).with_name("esteira")), "console", "--config", str(root / "breast_cancer.yaml"),
+         "--stack", str(printed_stack["state"]), "--tokens_dir", str(secrets), "--port", str(port),
+         "--audit_log", str(tmp_path / "console.jsonl")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        printed = [console.stdout.readline() for _ in range(4)] if console.stdout else []
+        tokens = dict(re.findall(r"^\s+(approver|reviewer)\s+(\S+)\s", "".join(printed), re.M))
+        assert set(tokens) == {"approver", "reviewer"}, printed
+        assert {path.name for path in secrets.iterdir()} == {"console-approvers.tokens", "console-reviewers.tokens"}
+        assert all(path.stat().st_mode & 0o077 == 0 for path in secrets.iterdir())
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/login", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        signed_in = {"Authorization": f"Bearer {tokens['reviewer']}"}
+        index = httpx.get(f"{url}/", headers=signed_in, timeout=30)
+        assert index.status_code == 200, index.text[-2000:]
+        report = httpx.get(f"{url}/reports/run-5/lgpd_report.html", headers=signed_in, timeout=30)
+        assert report.status_code == 200 and "version 7" in report.text
+        assert httpx.get(f"{url}/", headers={"Authorization": "Bearer not-a-token"}, timeout=30).status_code != 200
+        audit = [json.loads(line) for line in (tmp_path / "console.jsonl").read_text().splitlines()]
+        views = [(entry["record"]["event"], entry["record"].get("report")) for entry in audit]
+        assert ("console.report.view", "run-5/lgpd_report.html") in views, audit
+    finally:
+        console.terminate()
+        console.wait(timeout=20)
