@@ -629,6 +629,7 @@ class UseCaseConfig(_Section):
             "training": self.training.model_dump(include=set(TrainingSettings.model_fields)),
             "sequence": {"length": sequence.length, "prefix": sequence.prefix,
                          "features": self.sequence_feature_types()} if sequence else None,
+            "decision_threshold": self.evaluation.decision_threshold,
         }, source)
 
     def resolved(self, base: Path, config_dir: Path | None = None) -> UseCaseConfig:

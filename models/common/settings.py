@@ -67,6 +67,29 @@ class DataSettings(Settings):
         return self
 
 
+HISTORY_GROUP = "card_history"  # the card history's one attribution (all its steps and columns together)
+
+
+class ReasonText(Settings):
+    """The reason code a data subject reads for one feature, in either direction of its attribution."""
+
+    raises: str = Field(min_length=1, description="when the feature pushed the score up, e.g. 'amount far above "
+                                                  "the amounts this model sees as usual'")
+    lowers: str = Field(min_length=1, description="when the feature pushed the score down")
+
+
+class ExplainSettings(Settings):
+    """The ``explain`` signature every model exports (models/common/explain.py): integrated gradients of the
+    score per raw feature, over a fixed number of quadrature nodes, so its cost is bounded by the model."""
+
+    steps: int = Field(default=32, ge=2, le=64,
+                       description="Gauss-Legendre nodes on the integrated-gradients path; cost grows with them")
+    top_k: int = Field(default=3, ge=1, le=20, description="reason codes named per decision")
+    reasons: dict[str, ReasonText] = Field(
+        default={}, description="raw feature (or card_history) -> {raises, lowers}: readable reason codes; "
+                                "a feature without one is named as it is")
+
+
 class ModelSettings(Settings):
     """Hyper-parameters every model package reads; ``options`` is the package's own (see its SETTINGS)."""
 
@@ -80,6 +103,7 @@ class ModelSettings(Settings):
     # the fraud config sets 256, the batch of its recorded benchmarks (benchmarks/training).
     batch_size: int = Field(default=32, ge=1)
     options: dict[str, Any] = Field(default={}, description="model-specific settings, checked by the model")
+    explain: ExplainSettings = ExplainSettings()
 
     @field_validator("hidden_units")
     @classmethod
@@ -190,8 +214,20 @@ class TrainerSettings(Settings):
     model: ModelSettings = ModelSettings()
     training: TrainingSettings = TrainingSettings()
     sequence: SequenceLayout | None = None
+    # evaluation.decision_threshold, carried into the SavedModel so the server's class rule is the Evaluator's
+    decision_threshold: float = Field(default=0.5, ge=0.0, le=1.0,
+                                      description="a score above it is an alert (evaluation.decision_threshold)")
 
     error: ClassVar[type[SettingsError]] = SettingsError
+
+    @model_validator(mode="after")
+    def _reasons_name_explained_features(self) -> Self:
+        explained = [*self.data.features, *([HISTORY_GROUP] if self.sequence is not None else [])]
+        unknown = sorted(set(self.model.explain.reasons) - set(explained))
+        if unknown:
+            raise ValueError(f"model.explain.reasons names {unknown}, which the model does not read; name one of "
+                             f"{explained}")
+        return self
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | None, source: str) -> Self:

@@ -32,6 +32,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
+from models.common import explain
 from models.common.input_pipeline import trainer_datasets
 from models.common.training import TrainingPlan, backup_key, train_and_export, train_example_count
 from models.fraud.features import (
@@ -45,7 +46,7 @@ from models.fraud.features import (
     vocabulary_name,
 )
 from models.fraud.layers import GatedFusion, MaskedAttentionPooling, RelativeToCurrent
-from models.fraud.signatures import make_serving_signatures
+from models.fraud.signatures import explain_groups, make_serving_signatures
 
 OUTPUT_NAME = "probability"
 
@@ -204,7 +205,8 @@ def model_inputs_and_label(settings: FraudSettings, transformed: dict[str, tf.Te
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """TFX Trainer entry point: train per the config's training plan, export the three signatures."""
+    """TFX Trainer entry point: train per the config's training plan, export the four signatures and the
+    explanation metadata (models/common/explain.py)."""
     config = fn_args.custom_config or {}
     settings = FraudSettings.from_custom_config(config)
     plan = TrainingPlan(settings, fn_args.train_steps)
@@ -220,6 +222,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         signatures = make_serving_signatures(
             model, transform_output, settings, lambda transformed: to_model_inputs(settings, transformed))
         model.save(directory, save_format="tf", signatures=signatures, include_optimizer=False)
+        explain.write_metadata(directory, explain_groups(settings, model.input_names), settings.model.explain,
+                               settings.decision_threshold)
 
     train_and_export(
         plan, build_model=lambda: build_model(settings, sizes), loss=make_loss(settings),

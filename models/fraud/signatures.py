@@ -4,7 +4,9 @@
 - ``serving_raw``: raw features by name, what a REST client has at hand: current-transaction columns
   as [batch] and card-history lists as [batch, length];
 - ``transform_features``: serialized tf.Examples with the label -> transformed features, so TFMA can
-  slice by features that exist only after Transform (``amount_band``).
+  slice by features that exist only after Transform (``amount_band``);
+- ``explain``: serving_raw's inputs -> the probability, the baseline's and one integrated-gradients
+  attribution per current-transaction column plus one for the card history (models/common/explain.py).
 """
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from collections.abc import Callable
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models.fraud.features import FraudSettings
+from models.common.explain import EXPLAIN_SIGNATURE, make_explainer
+from models.common.settings import HISTORY_GROUP
+from models.fraud.features import DAY_OF_WEEK, HOUR_OF_DAY, FraudSettings, transformed_name
 
 EXAMPLES_SIGNATURE = "serving_default"
 RAW_SIGNATURE = "serving_raw"
@@ -36,6 +40,30 @@ def raw_input_specs(settings: FraudSettings,
     return specs
 
 
+def explain_groups(settings: FraudSettings, model_inputs: list[str]) -> dict[str, str | None]:
+    """Model input -> the raw feature it is attributed to: current columns to themselves, hour and weekday
+    to the time column, every history step value to the card history; the history's mask and count (how
+    many steps there are) are held at their values (None)."""
+    sequence = settings.sequence
+    held = {transformed_name(sequence.mask), transformed_name(sequence.count)}
+    time = settings.model.options.time_feature
+    named: dict[str, str | None] = {transformed_name(name): name for name in settings.data.features}
+    named.update({transformed_name(HOUR_OF_DAY): time, transformed_name(DAY_OF_WEEK): time})
+    history = {transformed_name(name) for name in sequence.features}
+    groups: dict[str, str | None] = {}
+    for name in model_inputs:
+        if name in held:
+            groups[name] = None
+        elif name in history:
+            groups[name] = HISTORY_GROUP
+        elif name in named:
+            groups[name] = named[name]
+        else:
+            raise ValueError(f"model input {name!r} is neither a data.features column nor a history feature; "
+                             "the explain signature cannot name the feature it comes from")
+    return groups
+
+
 def _as_parsed(value: tf.Tensor, spec: tf.io.FixedLenFeature | tf.io.VarLenFeature) -> tf.Tensor | tf.SparseTensor:
     """A raw [batch] or [batch, length] tensor in the form tf.io.parse_example gives for `spec`."""
     if isinstance(spec, tf.io.FixedLenFeature):
@@ -52,7 +80,7 @@ def make_serving_signatures(
     settings: FraudSettings,
     to_model_inputs: Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]],
 ) -> dict[str, tf.types.experimental.ConcreteFunction]:
-    """The three signatures; ``to_model_inputs`` maps transformed features to the model's inputs."""
+    """The four signatures; ``to_model_inputs`` maps transformed features to the model's inputs."""
     model.tft_layer = transform_output.transform_features_layer()
     full_spec = dict(transform_output.raw_feature_spec())
     raw_spec = {name: spec for name, spec in full_spec.items() if name != settings.data.label}
@@ -75,8 +103,16 @@ def make_serving_signatures(
     def transform_features(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         return model.tft_layer(tf.io.parse_example(serialized, full_spec))
 
+    explainer = make_explainer(model, explain_groups(settings, model.input_names), settings.model.explain)
+
+    @tf.function(input_signature=[raw_input_specs(settings, raw_spec)])
+    def explain(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        parsed = {name: _as_parsed(value, raw_spec[name]) for name, value in features.items()}
+        return explainer(to_model_inputs(model.tft_layer(parsed)))
+
     return {
         EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
         RAW_SIGNATURE: serve_raw.get_concrete_function(),
         TRANSFORM_SIGNATURE: transform_features.get_concrete_function(),
+        EXPLAIN_SIGNATURE: explain.get_concrete_function(),
     }

@@ -10,9 +10,10 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
+from models.common import explain
 from models.common.input_pipeline import trainer_datasets
 from models.common.training import TrainingPlan, backup_key, train_and_export, train_example_count
-from models.tabular.features import TabularSettings, vocabulary_name
+from models.tabular.features import TabularSettings, transformed_name, vocabulary_name
 from models.tabular.network import build_model, to_model_inputs
 from models.tabular.signatures import make_serving_signatures
 
@@ -23,8 +24,14 @@ def model_inputs_and_label(settings: TabularSettings, transformed: dict[str, tf.
     return to_model_inputs(settings, transformed), label
 
 
+def explain_groups(settings: TabularSettings) -> dict[str, str | None]:
+    """Each model input is one raw column's transformed value: attributed to that column."""
+    return {transformed_name(name): name for name in settings.data.features}
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """TFX Trainer entry point: train per the config's training plan, export both signatures."""
+    """TFX Trainer entry point: train per the config's training plan, export the serving and explain
+    signatures and the explanation metadata (models/common/explain.py)."""
     config = fn_args.custom_config or {}
     settings = TabularSettings.from_custom_config(config)
     plan = TrainingPlan(settings, fn_args.train_steps)
@@ -39,10 +46,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         options=settings.training.input)
 
     def export(model: tf.keras.Model, directory: str) -> None:
+        groups = explain_groups(settings)
         signatures = make_serving_signatures(
             model, transform_output, settings.data.label, list(settings.data.features),
-            lambda transformed: to_model_inputs(settings, transformed))
+            lambda transformed: to_model_inputs(settings, transformed), settings.model.explain, groups)
         model.save(directory, save_format="tf", signatures=signatures, include_optimizer=False)
+        explain.write_metadata(directory, groups, settings.model.explain, settings.decision_threshold)
 
     train_and_export(
         plan, build_model=lambda: build_model(settings, sizes), loss=tf.keras.losses.BinaryCrossentropy(),
