@@ -16,7 +16,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 EngineName = Literal["direct", "flink", "spark", "dataflow"]
-ENGINES: tuple[str, ...] = ("direct", "flink", "spark", "dataflow")
 
 _ENDPOINT = r"^[A-Za-z0-9.\-_\[\]:]+:[0-9]{1,5}$"
 

@@ -76,6 +76,11 @@ def _run(args: argparse.Namespace) -> int:
     runner = args.runner or config.runner.default
     if runner == "kubeflow":
         return _run_kubeflow(args, config)
+    stray = [f"--{name.replace('_', '-')}" for name in KUBEFLOW_OPTIONS if getattr(args, name)]
+    if stray:
+        from pipeline.config import ConfigError
+
+        raise ConfigError(f"{', '.join(stray)} only apply to --runner kubeflow; add it or leave them out")
     check_data_columns(config)
     from pipeline.run_log import name_after_run, output_to, started_log
 
@@ -105,6 +110,10 @@ def _run(args: argparse.Namespace) -> int:
     if error is not None:
         raise error
     return 0
+
+
+KUBEFLOW_OPTIONS = ("host", "no_wait", "existing_token", "cookies", "sa_token", "namespace", "ssl_ca_cert",
+                    "experiment", "service_account", "pipeline_root", "image")
 
 
 def _run_kubeflow(args: argparse.Namespace, config: UseCaseConfig) -> int:

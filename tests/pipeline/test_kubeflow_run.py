@@ -208,3 +208,9 @@ def test_a_partial_run_is_refused_for_kubeflow(capsys) -> None:
     assert main(["run", "--config", str(CONFIG), "--runner", "kubeflow", "--host", "http://127.0.0.1:9",
                  "--to", "Trainer"]) == 2
     assert "Kubeflow runs the whole pipeline" in capsys.readouterr().err
+
+
+def test_kubeflow_options_without_the_kubeflow_runner_are_refused(capsys) -> None:
+    assert main(["run", "--config", str(CONFIG), "--runner", "local", "--host", "http://127.0.0.1:9",
+                 "--no-wait"]) == 2
+    assert "--host, --no-wait only apply to --runner kubeflow" in capsys.readouterr().err
