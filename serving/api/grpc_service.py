@@ -20,6 +20,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from serving.api.explain import EXPLAIN_SIGNATURE, check_rows, decision_threshold, model_facts, reason_outputs
 from serving.api.service import Call, Service
 from serving.observability.feedback import request_id
 from serving.protocol.errors import Code, ServingError, invalid_argument
@@ -27,6 +28,10 @@ from serving.protocol.tensors import from_proto, stack_predict_inputs, stack_uni
 from serving.servables.warmup import examples_from_input
 
 INFERENCE_APIS = frozenset({"predict", "classify", "regress", "multi_inference"})  # each answers with a request id
+
+
+def metadata_of(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    return dict(context.invocation_metadata() or ())
 
 
 def _spec(model_spec: Any) -> tuple[str, int | None, str | None]:
@@ -102,9 +107,17 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
             inputs: Mapping[str, np.ndarray] | None = stack_predict_inputs(request)
             if inputs is None:
                 inputs = stack_uniform({alias: from_proto(tensor, alias) for alias, tensor in request.inputs.items()})
+            if signature == EXPLAIN_SIGNATURE:  # bounded rows; the audit line names the prediction explained
+                call.api, call.explains = "explain", request_id(metadata_of(context).get("x-explains-request-id")
+                                                                 or call.request_id)
+                check_rows(inputs)
             outputs, served = await self.service.backend.predict(handle, signature, inputs, list(request.output_filter))
             call.version = str(served)
-            self.service.count_classes(name, served, outputs, call.request_id)
+            if signature == EXPLAIN_SIGNATURE and not request.output_filter:
+                outputs = {**outputs, **reason_outputs(outputs, model_facts(handle))}
+            else:
+                self.service.count_classes(name, served, outputs, call.request_id, decision_threshold(handle), inputs,
+                                           signature)
             response = predict_pb2.PredictResponse()
             response.model_spec.name = name
             response.model_spec.version.value = served

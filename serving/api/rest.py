@@ -18,6 +18,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.api.asgi import Request, Response
+from serving.api.explain import decision_threshold, explain_rest
 from serving.api.grpc_service import fill_classifications, fill_spec
 from serving.api.service import Call, Service
 from serving.observability.feedback import parse_feedback, request_id
@@ -26,7 +27,8 @@ from serving.protocol import json_codec
 from serving.protocol.errors import Code, ServingError
 from serving.protocol.tensors import to_proto
 
-_POST = re.compile(r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)")
+_POST = re.compile(
+    r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict|explain)")
 _GET = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:\/(metadata))?")
 _FEEDBACK = re.compile(r"(?i)/v1/models/([^/:]+)/feedback")
 _V1 = re.compile(r"(?i)/v1/.*")
@@ -109,7 +111,7 @@ class RestApi:
         try:
             if request.method == "POST" and (match := _POST.fullmatch(path)):
                 name, version, label, verb = match.groups()
-                if verb not in ("predict", "classify", "regress"):  # (?i) matched an upper-case verb
+                if verb not in ("predict", "classify", "regress", "explain"):  # (?i) matched an upper-case verb
                     raise ServingError(Code.INVALID_ARGUMENT, f"Malformed request: {request.method} {path}")
                 call.api = tf_api = verb
                 call.model = unquote(name)
@@ -165,6 +167,8 @@ class RestApi:
     async def _inference(self, call: Call, verb: str, version: int | None, label: str | None,
                          request: Request) -> bytes:
         service = self.service
+        if verb == "explain":  # the decision, its attributions and reasons (serving/api/explain.py)
+            return await explain_rest(service, call, version, label, request.body, request.headers)
         body = json_codec.InferenceBody(request.body, verb)
         signature_name = body.signature_name
         client_id = request.headers.get("x-client-id")
@@ -178,7 +182,7 @@ class RestApi:
             inputs, row_format = body.predict_inputs(handle.input_spec(key), key)
             outputs, served = await service.bounded(service.backend.predict(handle, key, inputs))
             call.version = str(served)
-            service.count_classes(call.model, served, outputs, call.request_id)
+            service.count_classes(call.model, served, outputs, call.request_id, decision_threshold(handle), inputs, key)
             service.log_request(call, key, lambda: predict_log(call.model, version, label, key, inputs, outputs,
                                                                handle.signatures[key], served))
             if row_format:

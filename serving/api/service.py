@@ -38,6 +38,7 @@ class Call:
     response_bytes: int = 0
     started: float = 0.0
     request_id: str = ""
+    explains: str = ""  # an explanation's audit line names the request id of the prediction it explains
 
 
 class Service:
@@ -101,9 +102,12 @@ class Service:
             raise ServingError(Code.DEADLINE_EXCEEDED,
                                f"Inference did not finish within {limit * 1000:.0f} ms") from None
 
-    def count_classes(self, model: str, version: int, outputs: Mapping[str, np.ndarray], request_id: str = "") -> None:
-        """Predicted classes and scores per row; remembered under the request id for the feedback API."""
-        rows = row_classes(outputs)
+    def count_classes(self, model: str, version: int, outputs: Mapping[str, np.ndarray], request_id: str = "",
+                      threshold: float | None = None, inputs: Mapping[str, np.ndarray] | None = None,
+                      signature: str = "") -> None:
+        """Predicted classes (at the model's decision threshold) and scores per row; remembered under the
+        request id for the feedback API and, with the inputs, for a review of the decision."""
+        rows = row_classes(outputs, threshold)
         if rows is None:
             return
         version_text = str(version)
@@ -112,7 +116,7 @@ class Service:
             if count:
                 self.metrics.predictions.inc((model, version_text, str(label)), count)
         if request_id:
-            self.memory.remember(request_id, model, version, rows)
+            self.memory.remember(request_id, model, version, rows, inputs, signature)
 
     def count_classifications(self, model: str, version: int, results: list) -> None:
         seen = 0
@@ -152,6 +156,7 @@ class Service:
                 "version": call.version, "status": call.code, "latency_ms": round(elapsed * 1000, 3),
                 "request_bytes": call.request_bytes,
                 **({"request_id": call.request_id} if call.request_id else {}),
+                **({"explains_request_id": call.explains} if call.explains else {}),
             })
             if refusal is not None:
                 call.code = refusal.code_name

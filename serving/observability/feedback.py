@@ -62,9 +62,11 @@ class RowClasses:
         return np.bincount(np.frombuffer(self.classes, dtype=np.uint8), minlength=self.num_classes).tolist()
 
 
-def row_classes(outputs: Mapping[str, np.ndarray]) -> RowClasses | None:
-    """The rule of ``esteira_predictions_total{class}``: class 1 when a single probability is >= 0.5
-    (NaN is class 0), else the argmax; None when the output is not one float score vector or matrix per row."""
+def row_classes(outputs: Mapping[str, np.ndarray], threshold: float | None = None) -> RowClasses | None:
+    """The rule of ``esteira_predictions_total{class}``: class 1 when a single probability is above the model's
+    decision threshold (the Evaluator's rule and value, read from the model by servables/model_facts.py;
+    a model that names none: >= 0.5; NaN is class 0), else the argmax; None when the output is not one
+    float score vector or matrix per row."""
     if len(outputs) != 1:
         return None
     values = next(iter(outputs.values()))
@@ -73,13 +75,19 @@ def row_classes(outputs: Mapping[str, np.ndarray]) -> RowClasses | None:
     if values.ndim == 1 or values.shape[1] == 1:
         if values.size <= SMALL:
             scores = values.ravel().tolist()
-            return RowClasses(bytes(1 if score >= 0.5 else 0 for score in scores), scores, 2)
+            if threshold is None:
+                return RowClasses(bytes(1 if score >= 0.5 else 0 for score in scores), scores, 2)
+            return RowClasses(bytes(1 if score > threshold else 0 for score in scores), scores, 2)
         flat = values.reshape(-1)
-        return RowClasses((flat >= 0.5).astype(np.uint8).tobytes(), flat, 2)
+        alerts = flat >= 0.5 if threshold is None else flat > threshold
+        return RowClasses(alerts.astype(np.uint8).tobytes(), flat, 2)
     if values.shape[1] > MAX_CLASSES:
         return None
     classes = values.argmax(axis=1)
     return RowClasses(classes.astype(np.uint8).tobytes(), values[np.arange(values.shape[0]), classes], values.shape[1])
+
+
+REVIEW_MAX_ROWS = 64  # a prediction of at most this many rows keeps its inputs for a review of the decision
 
 
 @dataclass
@@ -90,6 +98,25 @@ class _Remembered:
     num_classes: int
     expires: float
     labelled: set[int] = field(default_factory=set)
+    # what a review of a contested decision needs (console review channel): the inputs as received
+    # (already pseudonymized and generalized upstream), the signature that answered and the scores
+    inputs: Mapping[str, np.ndarray] | None = None
+    signature: str = ""
+    scores: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class RecalledPrediction:
+    """A remembered prediction as a review reads it."""
+
+    request_id: str
+    model: str
+    version: int
+    signature: str
+    inputs: Mapping[str, np.ndarray]
+    classes: list[int]
+    scores: list[float]
+    expires_in_seconds: float
 
 
 class PredictionMemory:
@@ -114,9 +141,13 @@ class PredictionMemory:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def remember(self, request_id: str, model: str, version: int | str, rows: RowClasses) -> None:
+    def remember(self, request_id: str, model: str, version: int | str, rows: RowClasses,
+                 inputs: Mapping[str, np.ndarray] | None = None, signature: str = "") -> None:
         now = self._clock()
         entry = _Remembered(model, str(version), rows.classes, rows.num_classes, now + self.ttl_seconds)
+        if inputs is not None and len(rows.classes) <= REVIEW_MAX_ROWS:
+            entry.inputs, entry.signature = dict(inputs), signature
+            entry.scores = [float(score) for score in rows.scores]
         with self._lock:
             self._expire(now)
             previous = self._entries.pop(request_id, None)
@@ -141,6 +172,31 @@ class PredictionMemory:
         self._gone[request_id] = reason
         while len(self._gone) > self.max_entries:
             self._gone.popitem(last=False)
+
+    def recall(self, model: str, request_id: str) -> RecalledPrediction:
+        """The remembered prediction of ``request_id`` for a review; NOT_FOUND says why it is not there and
+        for how long predictions are kept."""
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            entry = self._entries.get(request_id)
+            if entry is None:
+                reason = self._gone.get(request_id, "unknown")
+                kept = (f"this server keeps predictions for {self.ttl_seconds:g} s (--feedback_ttl_seconds), "
+                        f"at most {self.max_entries} (--feedback_max_entries)")
+                why = {"unknown": "no prediction with this request id is remembered",
+                       "expired": "the prediction was forgotten when its retention period ended",
+                       "evicted": "the prediction was evicted to make room for newer ones"}[reason]
+                raise ServingError(Code.NOT_FOUND, f"Request id '{request_id}': {why}; {kept}")
+            if entry.model != model:
+                raise ServingError(Code.NOT_FOUND, f"Request id '{request_id}' belongs to model '{entry.model}', "
+                                                   f"not '{model}'")
+            if entry.inputs is None or entry.scores is None:
+                raise ServingError(Code.FAILED_PRECONDITION, (
+                    f"Request id '{request_id}': the prediction is remembered for feedback only (its inputs were "
+                    f"not kept: more than {REVIEW_MAX_ROWS} rows, or not a Predict on named inputs)"))
+            return RecalledPrediction(request_id, entry.model, int(entry.version), entry.signature, entry.inputs,
+                                      list(entry.classes), list(entry.scores), entry.expires - now)
 
     def join(self, model: str, request_id: str, row: int, label: int) -> dict[str, Any]:
         """Count one label against its remembered row; the result says what happened to it."""

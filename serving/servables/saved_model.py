@@ -20,6 +20,7 @@ from serving.protocol.errors import Code, ServingError, from_tf_error, invalid_a
 from serving.protocol.tensors import StackedInputs, dtype_name
 from serving.servables import call_paths
 from serving.servables.call_paths import to_tensor
+from serving.servables.model_facts import ModelFacts, read_model_facts
 from serving.servables.session import SessionModel, SessionSignature
 from serving.servables.signature import (
     DEFAULT_SIGNATURE,
@@ -43,6 +44,7 @@ class SavedModelServable:
         self.signatures: dict[str, Signature] = {}
         self.definitions: dict[str, meta_graph_pb2.SignatureDef] = {}  # built once, handed to every request
         self.meta_graph: meta_graph_pb2.MetaGraphDef | None = None
+        self.facts = ModelFacts()  # its decision threshold and reason texts (servables/model_facts.py)
         self._model: Any = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -54,6 +56,7 @@ class SavedModelServable:
         import tensorflow as tf
 
         self.meta_graph = read_meta_graph(self.path, self.tags)
+        self.facts = read_model_facts(self.path)
         try:
             self._model = tf.saved_model.load(self.path, tags=list(self.tags))
         except Exception as exc:  # any load failure becomes the version's status
