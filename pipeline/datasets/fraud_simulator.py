@@ -47,6 +47,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.datasets.files import publish, remove_spans_after
+
 COLUMNS = [
     "transaction_id",
     "timestamp",
@@ -776,10 +778,7 @@ def simulate(
             f"{out_dir} already holds simulated spans ({existing[0].name} ...); "
             "choose an empty directory or pass --overwrite"
         )
-    for stale in existing:  # --overwrite: never leave spans of an earlier, longer run behind
-        for path in stale.glob("*"):
-            path.unlink()
-        stale.rmdir()
+    remove_spans_after(out_dir, config.days)  # --overwrite: never leave spans of an earlier, longer run behind
     pop = build_population(config)
     summaries: list[SpanSummary] = []
     next_id = 0
@@ -803,7 +802,7 @@ def simulate(
                         name = SCENARIOS[code]
                         summary.fraud_by_scenario[name] = summary.fraud_by_scenario.get(name, 0) + 1
                     bar.update(len(batch))
-            partial.replace(span_dir / FILE_NAME)  # a span file is either complete or absent
+            publish(partial, span_dir / FILE_NAME)  # complete or absent; untouched when its bytes are the same
             summaries.append(summary)
     _write_manifest(config, out_dir, summaries)
     return summaries

@@ -55,6 +55,7 @@ from typing import NoReturn
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.datasets.files import remove_spans_after, write_text
 from pipeline.datasets.fraud_simulator import cpf_check_digits, luhn_check_digit
 
 COLUMNS = [
@@ -404,27 +405,22 @@ def _write_day(day: Day, path: Path, pii: list[str], origin: int, first_id: int)
             timestamps, day.customer.tolist(), day.terminal.tolist(), day.amount.tolist(), day.scenario.tolist(),
             strict=True))
     )
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    partial.replace(path)  # a span file is either complete or absent
+    write_text(path, "\n".join(lines) + "\n")  # complete or absent; untouched when its bytes are the same
 
 
-def _clear_spans(out_dir: Path, overwrite: bool) -> None:
+def _clear_spans(out_dir: Path, overwrite: bool, days: int) -> None:
     existing = sorted(out_dir.glob("span-*")) if out_dir.exists() else []
     if existing and not overwrite:
         raise HandbookError(f"--out {out_dir} already holds spans ({existing[0].name} ...); choose an empty "
                             "directory or pass --overwrite")
-    for stale in existing:  # never leave spans of an earlier, longer run behind
-        for path in stale.glob("*"):
-            path.unlink()
-        stale.rmdir()
+    remove_spans_after(out_dir, days)
 
 
 def simulate(config: HandbookConfig, out_dir: Path, progress: bool | None = None,
              overwrite: bool = False) -> list[ScenarioCounts]:
     """Write one CSV per day under `out_dir` plus `manifest.json`; return per-span counts."""
     out_dir = Path(out_dir)
-    _clear_spans(out_dir, overwrite)
+    _clear_spans(out_dir, overwrite, config.days)
     started = time.monotonic()
     profiles = build_profiles(config)
     pii = _pii_fragments(personal_data(config))

@@ -193,8 +193,22 @@ def test_mlmd_lineage_from_pushed_model_to_examples(first_run) -> None:
     assert trace.model.custom_properties["training_seed"].int_value == workspace.config.training.seed
 
 
+def _mlflow_runs_and_versions(workspace: Workspace) -> tuple[int, int]:
+    from tracking.store import LOCAL_FOLDER, connect, local_target
+
+    client = connect(local_target(workspace.config.pipeline.root / LOCAL_FOLDER))
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, max_results=1000)
+    return len(runs), len(client.search_model_versions(f"name = '{workspace.config.serving.model_name}'"))
+
+
 def test_second_run_hits_cache_and_does_not_republish(first_run) -> None:
+    """Writing the data again (same bytes) and rerunning publishes, logs and registers nothing new."""
     workspace, first, _ = first_run
+    data_file = workspace.root / "data" / "breast_cancer" / "breast_cancer.csv"
+    written_at, tracked = data_file.stat().st_mtime_ns, _mlflow_runs_and_versions(workspace)
+    esteira(workspace.root, "data", "breast-cancer", "--out", "data/breast_cancer")
+    assert data_file.stat().st_mtime_ns == written_at  # the same content: the file is left as it was
     result = esteira(workspace.root, "run", "--config", str(workspace.config_path))
     report = load_report(workspace.config.pipeline.metadata_path, workspace.config.pipeline.name)
     assert report.run_id != first.run_id
@@ -202,6 +216,7 @@ def test_second_run_hits_cache_and_does_not_republish(first_run) -> None:
     assert report.pushed is False and "identical to the served version" in report.push_reason
     assert len(versions(workspace.config.serving.base_path)) == 1
     assert "cache hits" in result.stdout and "pushed: no" in result.stdout
+    assert _mlflow_runs_and_versions(workspace) == tracked
 
 
 def test_tfx_cli_creates_and_runs_the_pipeline(first_run) -> None:
