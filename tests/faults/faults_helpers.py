@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from observability.stack import wait_until
 from serving.demo_model import raw_row
 from serving.server import pick_free_port
 
@@ -76,17 +76,8 @@ class ServerProcess:
                 [ESTEIRA, "serve", f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
                  "--host=127.0.0.1", *self.flags], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"esteira serve exited with {self.process.returncode}:\n{self.log()[-3000:]}")
-            try:
-                if httpx.get(f"{self.rest_url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"esteira serve was not ready within {timeout} s:\n{self.log()[-3000:]}")
+        wait_until(lambda: httpx.get(f"{self.rest_url}/readyz", timeout=2).status_code == 200, timeout,
+                   "esteira serve", self.process, self.log_path)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -188,18 +179,8 @@ class MlflowServer:
                  f"sqlite:///{self.state / 'mlflow.db'}", "--artifacts-destination", str(self.state / "artifacts"),
                  "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
                 env={**os.environ, **quiet}, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"mlflow server exited with {self.process.returncode}: "
-                                     f"{(self.state / 'server.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.uri}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"mlflow server did not answer {self.uri}/health within {timeout} s")
+        wait_until(lambda: httpx.get(f"{self.uri}/health", timeout=2).status_code == 200, timeout, "mlflow server",
+                   self.process, self.state / "server.log")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (uvicorn's worker is a child) and wait for the leader."""

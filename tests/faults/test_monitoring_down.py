@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import yaml
 from faults_helpers import MODEL, PREDICT_BODY
 from serving_helpers import start_server
 
+from observability.stack import wait_until
 from serving.demo_model import export_demo_model
 from serving.server import RunningServer, pick_free_port
 
@@ -32,16 +32,8 @@ def _binary(name: str) -> str:
     return found
 
 
-def _wait(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{what} within {timeout} s")
+def _wait(check: Callable[[], bool], what: str) -> None:
+    wait_until(check, 60, what)
 
 
 class Daemon:
