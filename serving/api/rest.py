@@ -179,7 +179,8 @@ class RestApi:
             definition = handle.signatures.get(key)
             if definition is None or key == "__saved_model_init_op":
                 raise ServingError(Code.INVALID_ARGUMENT, f'Serving signature name: "{key}" not found in signature def')
-            inputs, row_format = body.predict_inputs(handle.input_spec(key), key)
+            inputs, row_format = body.predict_inputs(handle.input_spec(key), key, lambda: {
+                name: list(handle.input_spec(name)) for name in handle.signatures if not name.startswith("__")})
             outputs, served = await service.bounded(service.backend.predict(handle, key, inputs))
             call.version = str(served)
             service.count_classes(call.model, served, outputs, call.request_id, decision_threshold(handle), inputs, key)

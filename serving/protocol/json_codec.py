@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import functools
 import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -241,8 +242,19 @@ class InferenceBody:
         self.raw, self.verb, self.document, self.exact = raw, verb, document, exact
         self.signature_name: str = signature_name
 
-    def predict_inputs(self, spec: InputSpec, signature_name: str) -> tuple[dict[str, np.ndarray], bool]:
-        """(tensors, row_format) for the signature whose inputs ``spec`` describes."""
+    def predict_inputs(self, spec: InputSpec, signature_name: str,
+                       other_signatures: Callable[[], Mapping[str, Iterable[str]]] | None = None,
+                       ) -> tuple[dict[str, np.ndarray], bool]:
+        """(tensors, row_format) for the signature whose inputs ``spec`` describes; ``other_signatures`` (asked
+        only when the keys do not match) lets the error name the signature the body was meant for."""
+        try:
+            return self._predict_inputs(spec, signature_name)
+        except InputKeysMismatch as error:
+            if other_signatures is None:
+                raise
+            raise error.with_signature_hint(signature_name, other_signatures()) from None
+
+    def _predict_inputs(self, spec: InputSpec, signature_name: str) -> tuple[dict[str, np.ndarray], bool]:
         raw = self.raw
 
         def may_hold_bools() -> bool:  # asked only when the fast path finds a 0 or a 1
@@ -277,6 +289,38 @@ def _asked_once(check: Callable[[], bool]) -> Callable[[], bool]:
     return once
 
 
+_LISTED = 5  # keys named in an error before the rest are counted
+
+
+def _listed(keys: Sequence[str], total: int | None = None) -> str:
+    total = len(keys) if total is None else total
+    shown = ", ".join(keys[:_LISTED])
+    return shown if total <= _LISTED else f"{shown} and {total - _LISTED} more"
+
+
+class InputKeysMismatch(ServingError):
+    """An instance's keys are not the signature's inputs: TF Serving's message, then which keys are missing,
+    which are unexpected (with the nearest input for a misspelling), so the client sees the fix."""
+
+    def __init__(self, message: str, keys: Iterable[str], expected: Iterable[str]) -> None:
+        self.keys, expected = frozenset(keys), frozenset(expected)
+        missing, unexpected = sorted(expected - self.keys), sorted(self.keys - expected)
+        detail = [f"missing: {_listed(missing)}"] if missing else []
+        if unexpected:
+            named = [key + (f" (did you mean {near[0]}?)" if (near := difflib.get_close_matches(
+                key, missing or sorted(expected), n=1)) else "") for key in unexpected[:_LISTED]]
+            detail.append(f"unexpected: {_listed(named, len(unexpected))}")
+        super().__init__(Code.INVALID_ARGUMENT, f"{message}; {'; '.join(detail)}" if detail else message)
+
+    def with_signature_hint(self, signature_name: str, other_inputs: Mapping[str, Iterable[str]]) -> ServingError:
+        """The same error, naming the signature whose inputs these keys are (e.g. serving_raw for raw features)."""
+        for name, inputs in other_inputs.items():
+            if name != signature_name and frozenset(inputs) == self.keys:
+                return ServingError(self.code, f'{self.message}; these are the inputs of signature "{name}": send '
+                                               f'"signature_name": "{name}"')
+        return self
+
+
 def _is_b64(value: Any) -> bool:
     return isinstance(value, dict) and len(value) == 1 and "b64" in value
 
@@ -305,10 +349,9 @@ def _parse_instances(instances: Any, inputs: InputSpec, may_hold_bools: BoolChec
                     f"keys must be equal to: {','.join(sorted(aliases))}"
                 )
             if row.keys() != expected:
-                raise invalid_argument(
+                raise InputKeysMismatch(
                     f"Failed to process element: {index} of 'instances' list. JSON object: {debug_string(row)} "
-                    f"keys must be equal to: {','.join(sorted(aliases))}"
-                )
+                    f"keys must be equal to: {','.join(sorted(aliases))}", row.keys(), expected)
         if may_hold_bools is not True:
             fast = _numeric_rows(instances, aliases, inputs, may_hold_bools)
             if fast is not None or numeric_only:

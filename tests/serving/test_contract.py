@@ -166,6 +166,15 @@ def test_classify_and_regress(http: httpx.Client) -> None:
      "tensors required as per tensorinfo_map"),
     (f"/v1/models/{MODEL}:predict", b'{"signature_name": "predict_raw", "instances": [{"feature_0": 1.0}]}', 400,
      "keys must be equal to"),
+    # TF Serving's message, then the keys that are wrong and the fix
+    (f"/v1/models/{MODEL}:predict", json.dumps({"signature_name": "predict_raw", "instances": [
+        {("featur_1" if name == "feature_1" else name): 1.0 for name in FEATURES}]}).encode(), 400,
+     "keys must be equal to: feature_0,"),
+    (f"/v1/models/{MODEL}:predict", json.dumps({"signature_name": "predict_raw", "instances": [
+        {("featur_1" if name == "feature_1" else name): 1.0 for name in FEATURES}]}).encode(), 400,
+     "; missing: feature_1; unexpected: featur_1 (did you mean feature_1?)"),
+    (f"/v1/models/{MODEL}:predict", json.dumps({"instances": [{name: 1.0 for name in FEATURES}]}).encode(), 400,
+     'these are the inputs of signature "predict_raw": send "signature_name": "predict_raw"'),
     ("/v1/models/nope:predict", b'{"instances": [1]}', 404, "Servable not found for request: Latest(nope)"),
     (f"/v1/models/{MODEL}/versions/7:predict", b'{"instances": [1]}', 404,
      f"Servable not found for request: Specific({MODEL}, 7)"),
