@@ -18,10 +18,10 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 import observability
-from console import registry, reports
+from console import contests, registry, reports
 from console.access import COOKIE, AuditTrail, Caller, Roles, presented_token
 from console.evaluation_rows import ScoreCache
-from console.review import Review
+from console.review import Review, contest_page
 from console.settings import ConsoleSettings
 from privacy.audit import AuditLogError
 from serving.cli import LabelChangeError
@@ -118,12 +118,15 @@ def create_app(settings: ConsoleSettings) -> Starlette:
     def predict_form(request: Request, caller: Caller) -> Response:
         return render(request, "predict.html.j2", caller, **review().predict_form())
 
-    async def predict(request: Request) -> Response:
-        caller = caller_of(request)
-        if caller is None:
-            return RedirectResponse("/login?next=/predict", status_code=303)
-        values = {key: str(value) for key, value in (await request.form()).items()}
-        return await run_in_threadpool(page(lambda req, who: _predict(req, who, values)), request)
+    def form_post(handler, login_next: str):  # type: ignore[no-untyped-def]
+        """A form's POST: require a token, read the form, then run ``handler(request, caller, form)`` as a page."""
+        async def endpoint(request: Request) -> Response:
+            caller = caller_of(request)
+            if caller is None:
+                return RedirectResponse(f"/login?next={login_next}", status_code=303)
+            form = {key: str(value) for key, value in (await request.form()).items()}
+            return await run_in_threadpool(page(lambda req, who: handler(req, who, form)), request)
+        return endpoint
 
     def _predict(request: Request, caller: Caller, values: dict[str, str]) -> Response:
         current = review()
@@ -178,6 +181,61 @@ def create_app(settings: ConsoleSettings) -> Starlette:
                      personal_data=personal)
         return FileResponse(path)
 
+    def contests_page(request: Request, caller: Caller) -> Response:
+        wanted = request.query_params.get("request_id", "").strip() or None
+        if wanted is not None:
+            try:
+                wanted = contests.check_request_id(wanted)
+            except contests.ContestError as error:
+                return render(request, "contests.html.j2", caller, 400, **contest_page(settings, None),
+                              form_error=str(error))
+            audit.record(caller, "console.decision.view", model=settings.model_name, request_id=wanted)
+        return render(request, "contests.html.j2", caller, **contest_page(settings, wanted))
+
+    def _contest_action(request: Request, caller: Caller, form: dict[str, str]) -> Response:
+        action = request.path_params["action"]
+        try:
+            wanted = contests.check_request_id(request.path_params["request_id"])
+        except contests.ContestError as error:
+            return problem(request, caller, str(error), 400)
+        if action == "outcome" and not caller.may_approve:
+            audit.record(caller, "console.decision.outcome.refused", model=settings.model_name, request_id=wanted,
+                         reason="not an approver")
+            return problem(request, caller, f"only approvers record the outcome of a contest: {caller.name} holds a "
+                                            "reviewer token", 403)
+        context = contest_page(settings, wanted)
+        try:
+            with audit.lock:
+                events = contests.case_events(settings.audit_log, wanted)
+                if action == "contest":
+                    if any(event["event"] == contests.CONTESTED for event in events):
+                        raise contests.ContestError(f"a contest of {wanted} is already recorded")
+                    details = contests.contest_details(wanted, form.get("channel", ""), context["explained"],
+                                                       context["audit_line"])
+                    event = contests.CONTESTED
+                elif action == "outcome":
+                    details = contests.outcome_details(wanted, form.get("outcome", ""), form.get("reason", ""),
+                                                       context["explained"], context["audit_line"], events)
+                    event = contests.REVIEWED
+                else:
+                    return problem(request, caller, f"no action {action!r}; a contest takes contest and outcome", 404)
+        except contests.ContestError as error:
+            return render(request, "contests.html.j2", caller, 400, **context, form_error=str(error))
+        audit.record(caller, event, model=settings.model_name, **details)
+        return RedirectResponse(f"/contests?request_id={wanted}", status_code=303)
+
+    def contest_export(request: Request, caller: Caller) -> Response:
+        try:
+            wanted = contests.check_request_id(request.path_params["request_id"])
+        except contests.ContestError as error:
+            return problem(request, caller, str(error), 400)
+        context = contest_page(settings, wanted)
+        audit.record(caller, "console.decision.export", model=settings.model_name, request_id=wanted)
+        case = contests.case_export(settings.model_name, wanted, context["explained"], context["audit_line"],
+                                    context["events"])
+        return Response(json.dumps(case, indent=1), media_type="application/json", headers={
+            "Content-Disposition": f'attachment; filename="contest-{wanted}.json"'})
+
     def static(request: Request) -> Response:
         path = STATIC_FILES.get(request.path_params["name"])
         return FileResponse(path) if path else Response("not found", status_code=404)
@@ -194,9 +252,12 @@ def create_app(settings: ConsoleSettings) -> Starlette:
         Route("/", page(versions)),
         Route("/versions/{version}", page(version)),
         Route("/compare", page(compare)),
-        Route("/predict", page(predict_form)), Route("/predict", predict, methods=["POST"]),
+        Route("/predict", page(predict_form)), Route("/predict", form_post(_predict, "/predict"), methods=["POST"]),
         Route("/actions/{action:str}", move, methods=["POST"]),
         Route("/reports/{folder}/{name}", page(report)),
+        Route("/contests", page(contests_page)),
+        Route("/contests/{request_id}.json", page(contest_export)),
+        Route("/contests/{request_id}/{action:str}", form_post(_contest_action, "/contests"), methods=["POST"]),
         Route("/static/{name}", static),
         Route("/favicon.ico", lambda request: Response(status_code=204)),  # served reports link no icon
     ]

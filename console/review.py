@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from console import evaluation_rows, model_server, registry, reports
+from console import contests, evaluation_rows, model_server, registry, reports
 from console.settings import ConsoleSettings
 from tracking.registry import CHALLENGER, CHAMPION
 
@@ -162,3 +162,19 @@ class Review:
 
 def _diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
+
+
+def contest_page(settings: ConsoleSettings, request_id: str | None) -> dict[str, Any]:
+    """The review channel: the open contests, and one decision looked up by its request id (the version that
+    answered, the pseudonymized inputs, the score, the explanation, the decision's audit line, the case so far)."""
+    context: dict[str, Any] = {"open_cases": contests.open_cases(settings.audit_log), "request_id": request_id,
+                               "outcomes": contests.OUTCOMES}
+    if not request_id:
+        return context
+    explained = contests.explain_decision(settings.server_url, settings.model_name, request_id, settings.server_token)
+    audit_line = contests.decision_audit_line(settings.access_audit_logs, request_id)
+    events = contests.case_events(settings.audit_log, request_id)
+    context.update(explained=explained, audit_line=audit_line, events=events,
+                   contested=any(e["event"] == contests.CONTESTED for e in events),
+                   reviewed=next((e for e in events if e["event"] == contests.REVIEWED), None))
+    return context

@@ -27,3 +27,4 @@ class ConsoleSettings:
     label_key: str | None = None
     metrics_path: str = DEFAULT_METRICS_PATH
     eval_rows: int = 500
+    access_audit_logs: tuple[Path, ...] = ()  # the model server's access audit logs (governance.access_audit_logs)

@@ -54,9 +54,9 @@ def loaded(browser, shot: str | None = None, status: int | None = None) -> None:
         browser.save_screenshot(str(SHOTS / f"{shot}.png"))
 
 
-def sign_in(browser, console: ConsoleServer, token: str) -> None:
+def sign_in(browser, console: ConsoleServer, token: str, next_page: str = "/") -> None:
     browser.delete_all_cookies()
-    visit(browser, console.url + "/login")
+    visit(browser, console.url + f"/login?next={next_page}")
     browser.find_element("id", "token").send_keys(token)
     browser.find_element("id", "sign-in").click()
     submitted(browser, "[data-fact=caller]")
@@ -237,3 +237,93 @@ def test_a_missing_metadata_store_leaves_the_rest_of_the_page(setup: Setup) -> N
     page = _page(replace(setup.settings, metadata_path=setup.root / "gone.sqlite"), "/versions/2")
     assert page.status_code == 200 and "no metadata database at" in page.text
     assert 'data-fact="auc">0.9530' in page.text
+
+
+# ---- the review channel for contested decisions (LGPD art. 20) ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def contested(setup: Setup):
+    """A server answering a real breast-cancer model (with its explain signature) and auditing every access,
+    and a console for that model reading the server's audit log; the module's tokens and registry."""
+    from tests.explained_models import shared_breast_cancer_model
+    from tests.serving.serving_helpers import start_server, write_config
+
+    root = setup.root / "contested"
+    model = shared_breast_cancer_model(root / "serving")
+    config = write_config(root / "models.config", {"breast_cancer": str(root / "serving")})
+    server = start_server(root, f"--model_config_file={config}", f"--audit_log_file={root / 'access.log'}")
+    settings = ConsoleSettings(
+        model_name="breast_cancer", tracking_uri=setup.settings.tracking_uri, base_path=root / "serving",
+        model_config_file=config, server_url=server.rest_url, audit_log=root / "console.jsonl",
+        reviewer_tokens=setup.settings.reviewer_tokens, approver_tokens=setup.settings.approver_tokens,
+        access_audit_logs=(root / "access.log",))
+    console = ConsoleServer(settings)
+    yield model, server, settings, console
+    console.stop()
+    server.stop()
+
+
+def test_a_contested_decision_is_reviewed_by_an_approver_with_an_audit_trail(contested, browser) -> None:
+    model, server, settings, console = contested
+    decided = httpx.post(f"{server.rest_url}/v1/models/breast_cancer:predict", timeout=30,
+                         json={"signature_name": "serving_raw", "instances": model.rows[:1]},
+                         headers={"X-Request-Id": "loan-2024-0007"}).json()["predictions"][0][0]
+
+    sign_in(browser, console, REVIEWER[1], "/contests")  # this console's model has no registry: no versions page
+    assert browser.find_elements("css selector", "[data-fact=no_open_cases]")
+    browser.find_element("id", "request_id").send_keys("loan-2024-0007")
+    browser.find_element("id", "lookup").click()
+    submitted(browser, "[data-fact=version]", "contest-case")
+    assert text(browser, "[data-fact=version]") == "1"
+    assert float(text(browser, '[data-fact=score][data-row="0"]')) == pytest.approx(decided, abs=1e-6)
+    reasons = browser.find_elements("css selector", 'table.reasons[data-row="0"] [data-fact=reason]')
+    assert len(reasons) == 3 and all(reason.text for reason in reasons)
+    assert abs(float(text(browser, "[data-fact=completeness]"))) < 0.05
+    line = next(json.loads(raw) for raw in (settings.access_audit_logs[0]).read_text().splitlines()
+                if json.loads(raw)["record"].get("request_id") == "loan-2024-0007")
+    assert f"line {line['seq']}" in text(browser, "[data-fact=decision_audit]")
+    assert browser.find_elements("css selector", "[data-fact=no_events]")
+
+    browser.find_element("id", "channel").clear()
+    browser.find_element("id", "channel").send_keys("letter from the data subject")
+    browser.find_element("id", "record-contest").click()
+    submitted(browser, '[data-event="decision.contested"]')
+    assert browser.find_elements("css selector", "[data-fact=needs_approver]")  # a reviewer cannot decide it
+    refused = httpx.post(f"{console.url}/contests/loan-2024-0007/outcome", timeout=30,
+                         data={"outcome": "overturned", "reason": "x"},
+                         headers={"Authorization": f"Bearer {REVIEWER[1]}"})
+    assert refused.status_code == 403
+    visit(browser, console.url + "/contests")
+    assert browser.find_elements("css selector", 'tr[data-request-id="loan-2024-0007"]')
+
+    sign_in(browser, console, APPROVER[1], "/contests")
+    visit(browser, console.url + "/contests?request_id=loan-2024-0007")
+    browser.find_element("id", "record-outcome").click()  # no reason given: refused, nothing recorded
+    submitted(browser, "[data-problem=input]", status=400)
+    assert "state the reason" in text(browser, "[data-problem=input]")
+    browser.find_element("id", "reason").send_keys("the sample was re-read by a pathologist: benign")
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element("id", "outcome")).select_by_value("overturned")
+    browser.find_element("id", "record-outcome").click()
+    submitted(browser, "[data-fact=outcome]", "contest-decided")
+    assert text(browser, "[data-fact=outcome]") == "overturned"
+
+    exported = httpx.get(f"{console.url}/contests/loan-2024-0007.json", timeout=30,
+                         headers={"Authorization": f"Bearer {APPROVER[1]}"}).json()
+    assert exported["decision"]["scores"][0] == pytest.approx(decided, abs=1e-6)
+    assert exported["decision_audit"] == {"log": str(settings.access_audit_logs[0]), "seq": line["seq"],
+                                          "hash": line["hash"]}
+    assert exported["contest"]["channel"] == "letter from the data subject"
+    assert exported["outcome"]["outcome"] == "overturned" and exported["outcome"]["actor"] == APPROVER[0]
+    assert len(exported["explanation"]["predictions"][0]["reasons"]) == 3
+
+    events = [r for r in read_records(settings.audit_log) if r.get("request_id") == "loan-2024-0007"]
+    assert [r["event"] for r in events if r["event"].startswith("decision.")] == [
+        "decision.contested", "decision.reviewed"]
+    assert [r["event"] for r in events if r["event"] == "console.decision.outcome.refused"]
+    reviewed = next(r for r in events if r["event"] == "decision.reviewed")
+    assert reviewed["decision_audit"]["hash"] == line["hash"] and reviewed["reason"].startswith("the sample")
+    access = [r for r in read_records(settings.access_audit_logs[0])
+              if r.get("explains_request_id") == "loan-2024-0007"]
+    assert access and all(r["api"] == "explain" for r in access)  # every look at the decision is audited
