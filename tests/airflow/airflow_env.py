@@ -2,7 +2,8 @@
 folder, and ``airflow`` commands from .venv-airflow against that folder's own metadata database."""
 from __future__ import annotations
 
-import json
+import contextlib
+import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from orchestration.airflow_local import AIRFLOW_VENV, AirflowSettings, environme
 from orchestration.pipeline_dag import CONFIGS_ENV, HOME_ENV, RETRIES_ENV
 
 REPO = Path(__file__).resolve().parents[2]
-FEW_STEPS = {"training": {"train_steps": 120, "eval_steps": 10}}
+FEW_STEPS = {"training": {"train_steps": 100, "eval_steps": 5}, "model_validation": {"sample_size": 5}}
 
 
 @dataclass
@@ -34,12 +35,15 @@ class Workspace:
         return result
 
     def task_states(self, dag_id: str) -> dict[str, str]:
-        """Each task's state in the DAG's only run."""
-        runs = json.loads(self.airflow("dags", "list-runs", "-d", dag_id, "--output", "json").stdout)
-        assert len(runs) == 1, runs
-        rows = json.loads(self.airflow("tasks", "states-for-dag-run", dag_id, runs[0]["run_id"],
-                                       "--output", "json").stdout)
-        return {row["task_id"]: row["state"] for row in rows}
+        """Each task's state in the DAG's only run, from Airflow's metadata database (``airflow dags test``
+        runs a DAG without registering it, so the CLI's run listings do not show it)."""
+        database = self.settings.state_dir / "airflow.db"
+        with contextlib.closing(sqlite3.connect(database)) as connection:
+            runs = connection.execute("SELECT run_id FROM dag_run WHERE dag_id = ?", (dag_id,)).fetchall()
+            assert len(runs) == 1, runs
+            rows = connection.execute("SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?",
+                                      (dag_id, runs[0][0])).fetchall()
+        return dict(rows)
 
 
 def make_workspace(root: Path, overrides: dict | None = None) -> Workspace:

@@ -10,6 +10,8 @@ from airflow_env import Workspace, make_workspace
 from pipeline.config import load_config
 from pipeline.dag import create_pipeline
 
+pytestmark = pytest.mark.e2e
+
 DAG_ID = "breast-cancer"
 
 
