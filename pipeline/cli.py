@@ -193,15 +193,18 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    config = _config_from(args)
-    if args.kind == "drift":
-        return _drift_report(args, config)
-    if args.kind == "lgpd":
-        return _lgpd_report(args, config)
-    from pipeline.report import format_report, load_report
+    from serving.cuda_probe import cuda_probe_filtered
 
-    print(format_report(load_report(config.pipeline.metadata_path, config.pipeline.name),
-                        config.serving.base_path))
+    config = _config_from(args)
+    with cuda_probe_filtered():  # the reports read TFDV statistics and TFMA results: TensorFlow loads
+        if args.kind == "drift":
+            return _drift_report(args, config)
+        if args.kind == "lgpd":
+            return _lgpd_report(args, config)
+        from pipeline.report import format_report, load_report
+
+        print(format_report(load_report(config.pipeline.metadata_path, config.pipeline.name),
+                            config.serving.base_path))
     return 0
 
 

@@ -45,11 +45,14 @@ def serve_main(argv: list[str]) -> int:
         return 0
     logging.basicConfig(level=getattr(logging, flags.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from serving.server import ModelServer, freeze_startup_objects, new_event_loop
+    from serving.cuda_probe import cuda_probe_filtered
 
-    server = ModelServer(flags)
     try:
-        server.build()
+        with cuda_probe_filtered():  # TensorFlow loads here and touches its devices at the first model load
+            from serving.server import ModelServer, freeze_startup_objects, new_event_loop
+
+            server = ModelServer(flags)
+            server.build()
     except (ConfigError, OSError) as exc:
         return _fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - e.g. a label pointing at a version that did not load
