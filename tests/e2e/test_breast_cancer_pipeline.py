@@ -1,6 +1,7 @@
 """The whole production line on real data: CLI run → pushed SavedModel → predictions → MLMD lineage."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -146,6 +147,16 @@ def test_both_signatures_answer_and_agree(first_run) -> None:
     assert from_examples.shape == (len(records), 1)
     assert np.all((from_examples.numpy() >= 0) & (from_examples.numpy() <= 1))
     np.testing.assert_allclose(from_examples.numpy(), from_raw.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_the_readmes_request_is_answered_by_the_pushed_model(first_run) -> None:
+    """docs/requests/breast_cancer.json, the body the README sends (scikit-learn's first case, malignant)."""
+    workspace, _, _ = first_run
+    signature = tf.saved_model.load(str(versions(workspace.config.serving.base_path)[0])).signatures["serving_raw"]
+    row = json.loads((REPO / "docs" / "requests" / "breast_cancer.json").read_text())["instances"][0]
+    assert set(row) == set(workspace.config.data.features)
+    probability = signature(**{name: tf.constant([value], tf.float32) for name, value in row.items()})["probability"]
+    assert probability.numpy()[0, 0] > 0.5  # the case is malignant, and the model has learned that much
 
 
 def test_tflite_variants_are_measured_and_the_gated_one_is_in_the_pushed_version(first_run) -> None:

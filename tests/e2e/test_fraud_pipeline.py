@@ -92,6 +92,20 @@ def test_fraud_pipeline_pushes_a_blessed_model(fraud_run) -> None:
                for table in report.fairness)
 
 
+def test_the_readmes_fraud_request_is_answered_by_the_pushed_model(fraud_run) -> None:
+    """docs/requests/fraud.json, the body the README sends, fits the serving_raw signature of a fresh model."""
+    import tensorflow as tf
+
+    _root, config, report, _stdout = fraud_run
+    signature = tf.saved_model.load(str(config.serving.base_path / report.version)).signatures["serving_raw"]
+    specs = signature.structured_input_signature[1]
+    row = json.loads((REPO / "docs" / "requests" / "fraud.json").read_text())["instances"][0]
+    assert set(row) == set(specs)
+    probability = signature(**{name: tf.constant([value], dtype=specs[name].dtype)
+                               for name, value in row.items()})["probability"].numpy()
+    assert probability.shape == (1, 1) and 0.0 <= probability[0, 0] <= 1.0
+
+
 def test_examples_carry_the_ingestion_evidence(fraud_run) -> None:
     _root, config, _report, _ = fraud_run
     store = lineage.open_store(config.pipeline.metadata_path)
