@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: install lock data demo demo-fraud test test-fast lint tensorboard mlflow-ui serve-demo stack stack-down console dashboard images image-serving image-pipeline compose-up compose-down bench-pipeline-image bench-pipeline bench-serving bench-soak bench-training bench-fraud-handbook clean help \
+.PHONY: install lock data demo demo-fraud test test-fast lint tensorboard mlflow-ui serve-demo stack stack-down console dashboard images image-serving image-pipeline compose-up compose-down bench-pipeline-image bench-pipeline bench-pipeline-scale bench-serving bench-soak bench-training bench-fraud-handbook clean help \
 	k8s-render k8s-validate k8s-rules k8s-set-image k8s-play-manifest kubeflow-spec lint-workflows model-gate \
 	ci registry-login kubeconfig deploy-images deploy-pin deploy-apply canary-start canary-check canary-promote canary-rollback \
 	airflow-install airflow airflow-down data-version
@@ -40,6 +40,7 @@ help:
 	@echo "make compose-down    stop and remove what compose-up started"
 	@echo "make bench-pipeline-image  esteira run on breast-cancer inside the pipeline image; records time and size"
 	@echo "make bench-pipeline  per-component times, LocalDagRunner vs BeamDagRunner"
+	@echo "make bench-pipeline-scale  the handbook's six months through the fraud pipeline, and the daily run on day 30 and 180"
 	@echo "make bench-serving   Esteira vs KServe, Flask and the in-process call (needs: apt-get install wrk nghttp2-client)"
 	@echo "make bench-training  examples/s with and without DP-SGD, 1 vs 2 replicas"
 	@echo "make bench-fraud-handbook  the Fraud Detection Handbook benchmark: 5 baselines on 5 seeds, prequential tuned models (~1 h on 2 cores)"
@@ -204,6 +205,12 @@ HANDBOOK_DATA ?= /tmp/handbook-data
 BOOK_RAW ?=
 bench-fraud-handbook: install
 	nice -n 10 $(PY) benchmarks/fraud/handbook/run.py --root $(HANDBOOK_DATA) $(if $(BOOK_RAW),--book-raw $(BOOK_RAW))
+
+# The handbook's six months (seed 1, all 183 days) through the whole fraud pipeline, then the daily run on
+# day 30 and day 180; per-component wall time and peak memory with load averages (~25-45 min on 2 cores)
+bench-pipeline-scale: install
+	nice -n 15 $(PY) benchmarks/pipeline/scale.py --measure six-months --data $(HANDBOOK_DATA)/seed-1 $(if $(LABEL),--label "$(LABEL)")
+	nice -n 15 $(PY) benchmarks/pipeline/scale.py --measure daily --days 30 180 --data $(HANDBOOK_DATA)/seed-1 $(if $(LABEL),--label "$(LABEL)")
 
 clean:
 	rm -rf data outputs
