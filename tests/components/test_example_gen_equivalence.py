@@ -10,7 +10,6 @@ every example as sorted JSON, the lines sorted, then SHA-256; the row counters a
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -29,6 +28,7 @@ from tfx.utils import proto_utils
 from components.anonymizing_example_gen.component import AnonymizingExampleGen
 from components.anonymizing_example_gen.executor import Executor
 from pipeline.datasets.handbook_simulator import HandbookConfig, simulate
+from tests.components.test_anonymizing_example_gen_executor import read_examples
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,7 +63,8 @@ def split_digest(records: list[example_pb2.Example]) -> str:
 
 
 def run_executor(raw: Path, tmp: Path) -> standard_artifacts.Examples:
-    """The executor as the pipeline calls it for configs/fraud_handbook.yaml's sections, span END_SPAN."""
+    """The executor as the pipeline calls it for configs/fraud_handbook.yaml's sections, span END_SPAN, with
+    k-anonymity on (test_anonymizing_example_gen_time_split.run turns it off)."""
     doc = yaml.safe_load((REPO / "configs" / "fraud_handbook.yaml").read_text())
     component = AnonymizingExampleGen(
         input_base=str(raw), privacy_policy=doc["privacy"], sequence_features=doc["sequence_features"],
@@ -84,24 +85,12 @@ def run_executor(raw: Path, tmp: Path) -> standard_artifacts.Examples:
     return examples
 
 
-def read_split(examples: standard_artifacts.Examples, split: str) -> list[example_pb2.Example]:
-    records = []
-    for path in sorted(Path(examples.uri, f"Split-{split}").glob("*.gz")):
-        data = gzip.decompress(path.read_bytes())
-        while data:  # TFRecord framing: length (8), crc (4), payload, crc (4)
-            length = int.from_bytes(data[:8], "little")
-            records.append(example_pb2.Example.FromString(data[12:12 + length]))
-            data = data[16 + length:]
-    return records
-
-
 def digests(tmp: Path) -> dict:
     raw = tmp / "raw"
     simulate(HandbookConfig(customers=400, terminals=800, days=END_SPAN, seed=5), raw, progress=False)
-    os.environ["ESTEIRA_PSEUDONYM_KEY"] = KEY
     examples = run_executor(raw, tmp)
     counters = {name: examples.get_int_custom_property(name) for name in COUNTERS}
-    return {"train": split_digest(read_split(examples, "train")), "eval": split_digest(read_split(examples, "eval")),
+    return {**{split: split_digest(read_examples(examples, split)) for split in ("train", "eval")},
             "counters": counters}
 
 
@@ -120,5 +109,6 @@ def test_examples_and_counters_match_the_recorded_run(tmp_path: Path) -> None:
 
 
 if __name__ == "__main__":
+    os.environ["ESTEIRA_PSEUDONYM_KEY"] = KEY
     with tempfile.TemporaryDirectory() as folder:
         print(json.dumps(digests(Path(folder)), indent=4))
