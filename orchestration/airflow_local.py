@@ -144,7 +144,18 @@ def start_airflow(settings: AirflowSettings, timeout: float = 180.0) -> dict[str
     except StackError:
         stop_processes(settings.state_dir)
         raise
+    for name, _process, _log in processes:
+        _record_retitled(settings.state_dir, name)
     return credentials
+
+
+def _record_retitled(state_dir: Path, name: str) -> None:
+    """Airflow's processes retitle themselves (setproctitle: argv joined into one string) once running, and
+    observability.stack stops a pid only while its command line is the recorded one: record the new one."""
+    pid_file = state_dir / "pids" / f"{name}.pid"
+    record = json.loads(pid_file.read_text())
+    raw = Path(f"/proc/{record['pid']}/cmdline").read_bytes()
+    pid_file.write_text(json.dumps({**record, "cmdline": raw.decode(errors="replace").split("\0")[:-1]}))
 
 
 def main(argv: list[str] | None = None) -> int:

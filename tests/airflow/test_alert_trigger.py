@@ -62,7 +62,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         wait_until(lambda: httpx.get(f"{alertmanager}/-/ready").status_code == 200, 30, "Alertmanager",
                    processes[-1], root / "alertmanager.log")
         yield {"airflow": settings.url, "auth": auth, "trigger": trigger, "token": token,
-               "alertmanager": alertmanager}
+               "alertmanager": alertmanager, "state_dir": settings.state_dir}
     finally:
         for process in processes:
             process.terminate()
@@ -97,3 +97,10 @@ def test_the_trigger_refuses_a_missing_token_and_ignores_other_alerts(stack: dic
     assert answer.status_code == 200 and answer.json()["triggered"] is False
     bad = httpx.post(stack["trigger"], json={"alerts": "x"}, headers={"Authorization": f"Bearer {stack['token']}"})
     assert bad.status_code == 400 and "Alertmanager" in json.loads(bad.text)["error"]
+
+
+def test_airflow_down_stops_exactly_what_up_started(stack: dict) -> None:
+    """Last in this module: `make airflow-down`'s stop, after Airflow's processes retitled themselves."""
+    pids = [json.loads(path.read_text())["pid"] for path in sorted((stack["state_dir"] / "pids").glob("*.pid"))]
+    assert stop_processes(stack["state_dir"]) == ["airflow-scheduler", "airflow-webserver"]
+    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
