@@ -17,9 +17,8 @@ from typing import Any
 import httpx
 
 from privacy.audit import read_records
+from privacy.contested_decisions import CONTESTED, OUTCOMES, REVIEWED
 
-CONTESTED, REVIEWED = "decision.contested", "decision.reviewed"
-OUTCOMES = ("upheld", "overturned")
 TIMEOUT_SECONDS = 30.0
 MAX_REASON = 2000
 

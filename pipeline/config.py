@@ -415,6 +415,9 @@ class GovernanceConfig(_Section):
     purpose: str = Field(min_length=1, description="why the personal data is processed, e.g. 'card-fraud prevention'")
     controller: str = Field(min_length=1, description="the controller (controlador) responsible for the processing")
     retention: str = Field(min_length=1, description="how long data and models are kept, e.g. '5 years'")
+    contest_audit_log: Path | None = Field(
+        default=None, description="the review console's audit log (`esteira console --audit_log`), where contested "
+                                  "decisions and their outcomes are recorded; the LGPD report counts them per version")
     access_audit_logs: list[Path] = Field(
         default=[], description="the model server's hash-chained access audit logs (--audit_log_file)")
     protected_attributes: list[str] = Field(
@@ -654,7 +657,9 @@ class UseCaseConfig(_Section):
             "data": self.data.model_copy(update={"source": absolute(self.data.source)}),
             "serving": self.serving.model_copy(update={"base_path": absolute(self.serving.base_path)}),
             "governance": self.governance.model_copy(update={
-                "access_audit_logs": [absolute(path) for path in self.governance.access_audit_logs]})
+                "access_audit_logs": [absolute(path) for path in self.governance.access_audit_logs],
+                "contest_audit_log": absolute(self.governance.contest_audit_log)
+                if self.governance.contest_audit_log else None})
             if self.governance else None,
         })
         copy._derived = frozenset(derived | self._derived)

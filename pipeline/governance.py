@@ -25,6 +25,7 @@ from pipeline.drift_report import DriftReport, Side, feature_drift, prediction_s
 from pipeline.fairness import read_fairness
 from privacy.access import iso_utc, summarize_access
 from privacy.compliance import ComplianceReport, Gate
+from privacy.contested_decisions import tally
 
 PREDICTION_SAMPLE = 2000
 REPORT_ARTIFACT = "esteira.GovernanceReport"
@@ -466,4 +467,28 @@ def compliance_report(store: mlmd.MetadataStore, pushed: mpb.Artifact, model_nam
         training=_props(trace.model, "training_"), gates=gates, blessings=blessings,
         access=summarize_access(audit_logs, model_name, version), governance=governance, notes=notes,
         no_traffic_by_design=no_traffic_by_design, evaluation=evaluation,
-        fields=_field_facts(trace.examples, governance), fairness=_fairness_facts(store, trace.blessing))
+        fields=_field_facts(trace.examples, governance), fairness=_fairness_facts(store, trace.blessing),
+        automated_decisions=automated_decisions(
+            Path(_value(pushed.custom_properties, "pushed_destination", "")), blessings,
+            (governance or {}).get("contest_audit_log"), model_name, version))
+
+
+def automated_decisions(version_dir: Path, blessings: list[dict[str, Any]], contest_log: str | None,
+                        model_name: str, version: str) -> dict[str, Any]:
+    """Art. 20: how the version explains a decision (the method its export declares, the completeness the
+    ModelValidator measured on served rows) and how many of its decisions were contested, and their outcomes."""
+    from models.common.explain import METADATA_DIR, METADATA_FILE
+
+    try:
+        declared = json.loads((version_dir / METADATA_DIR / METADATA_FILE).read_text()).get("explain")
+    except (OSError, ValueError):
+        declared = None
+    measured: dict[str, Any] = next(
+        (b["properties"] for b in blessings if "explain_completeness_max_gap" in b["properties"]), {})
+    explanation = None if declared is None else {
+        "method": declared.get("method"), "quadrature": declared.get("quadrature"), "steps": declared.get("steps"),
+        "baseline": declared.get("baseline"), "signature": declared.get("signature"),
+        "features": len(declared.get("features", [])),
+        "completeness_max_gap": measured.get("explain_completeness_max_gap"),
+        "completeness_rows": measured.get("explain_rows")}
+    return {"explanation": explanation, "contests": tally(contest_log, model_name, version)}

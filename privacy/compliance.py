@@ -57,6 +57,9 @@ class ComplianceReport:
     fields: list[dict[str, Any]] = field(default_factory=list)
     # per protected attribute: groups' rates and AP, largest gaps with intervals, the gap gate (pipeline/fairness.py)
     fairness: list[dict[str, Any]] = field(default_factory=list)
+    # art. 20: {"explanation": method, steps, measured completeness (or None),
+    #           "contests": privacy.contested_decisions.tally}
+    automated_decisions: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verified(self) -> bool:

@@ -163,6 +163,24 @@ def _signature_inputs(name: str, signature: Any, serialized: bytes) -> dict[str,
     return raw_inputs(signature, serialized)
 
 
+EXPLAIN_ROWS = 8  # rows whose attributions are checked: an explanation costs tens of gradient rows
+
+
+def explain_completeness(client: Any, signature: Any, rows: Sequence[bytes]) -> dict[str, float | int]:
+    """Integrated gradients' completeness on served rows: |sum of attributions - (score - baseline score)|,
+    the largest over ``rows`` (the LGPD report states it beside the explanation method)."""
+    from models.common.explain import ATTRIBUTION_PREFIX, BASELINE_KEY, EXPLAIN_SIGNATURE, SCORE_KEY
+
+    gaps = []
+    for row in rows:
+        outputs = client.predict(SERVED_NAME, _signature_inputs(EXPLAIN_SIGNATURE, signature, row),
+                                 signature=EXPLAIN_SIGNATURE)
+        attributed = sum(float(np.sum(value)) for key, value in outputs.items() if key.startswith(ATTRIBUTION_PREFIX))
+        explained = float(np.sum(outputs[SCORE_KEY])) - float(np.sum(outputs[BASELINE_KEY]))
+        gaps.append(abs(attributed - explained))
+    return {"explain_completeness_max_gap": max(gaps), "explain_rows": len(gaps)}
+
+
 def answer_and_compare(server: RunningServer, rows: Sequence[bytes], settings: ValidationSettings,
                        result: ValidationResult) -> None:
     """Predict each row once per probability signature, time it, and compare the signatures' answers."""
@@ -194,6 +212,9 @@ def answer_and_compare(server: RunningServer, rows: Sequence[bytes], settings: V
                 latencies.append((time.perf_counter() - started) * 1000.0)
                 probabilities.append(np.asarray(outputs[settings.prediction_key], dtype=np.float64).reshape(-1))
             answers[name] = np.concatenate(probabilities)
+        if EXPLAIN_SIGNATURE in signature_map.signature_def:
+            result.values.update(explain_completeness(client, signature_map.signature_def[EXPLAIN_SIGNATURE],
+                                                      rows[:EXPLAIN_ROWS]))
     p95 = float(np.percentile(latencies, 95))
     result.values.update(signatures=",".join(signatures), rows=len(rows), requests=len(latencies),
                          latency_p50_ms=float(np.percentile(latencies, 50)), latency_p95_ms=p95,

@@ -148,14 +148,14 @@ def test_the_report_states_legal_bases_retention_ripd_and_fairness(tmp_path: Pat
     assert '<td class="false_positive_rate">0.6667</td>' in html  # 18-24: 2 of 3 legitimate rows alerted
     assert "Gate: age_band false-positive-rate gap 0.6667 (18-24 0.6667 vs 65+ 0.0000; 95 % bootstrap" in html
     assert "above the limit 0.1 (evaluation.max_false_positive_rate_gap): failed" in html
-    assert "Not built yet: explanations of individual decisions" in html
+    assert "declares no explanation signature" in html and "Contested decisions not counted" in html
     card = paths["model_card"].read_text()
     assert "- `birth_date`: generalize (method age_band) → age_band; legal basis: credit protection (art. 7, X)" in card
     assert ("- Retention schedule (art. 15-16): training data 5 years after last use; prediction memory 24 hours; "
             "access audit logs 5 years (CMN 4.893/2021)") in card
     assert "- Data protection impact report (RIPD, art. 38): RIPD-2026-07, DPO office" in card
     assert "| 18-24 | 4 | 1 | 0.6667 | 0.0000 | 0.5000 |" in card
-    assert "- gate: age_band false-positive-rate gap 0.6667" in card and "Not built yet: explanations" in card
+    assert "- gate: age_band false-positive-rate gap 0.6667" in card and "- Explanations: none" in card
     data = json.loads(paths["json"].read_text())
     assert data["fairness"][0]["gaps"]["false_positive_rate"]["high_group"] == "18-24"
     assert data["fields"][1]["legal_basis"] == "credit protection (art. 7, X)"
@@ -172,3 +172,49 @@ def test_a_report_without_the_dpo_declarations_says_what_is_missing(tmp_path: Pa
     card = paths["model_card"].read_text()
     assert "- Retention schedule per store: not declared (governance.retention_schedule)" in card
     assert "- No protected attributes declared (governance.protected_attributes)." in card
+
+
+def test_the_report_states_the_explanation_method_its_completeness_and_the_contests(tmp_path: Path) -> None:
+    from pipeline.governance import automated_decisions
+    from privacy.audit import AuditLog
+    from privacy.contested_decisions import CONTESTED, REVIEWED
+
+    version_dir = tmp_path / "serving" / "7"
+    (version_dir / "assets.extra").mkdir(parents=True)
+    (version_dir / "assets.extra" / "esteira_model.json").write_text(json.dumps({"explain": {
+        "signature": "explain", "method": "integrated gradients", "quadrature": "Gauss-Legendre", "steps": 32,
+        "baseline": "numeric features at their training mean", "features": [{"name": "amount"}, {"name": "channel"}]}}))
+    review_log = tmp_path / "console.jsonl"
+    log = AuditLog(review_log)  # the console's log: its records carry model and version
+    for request, version in (("r1", "7"), ("r2", "7"), ("r3", "7"), ("r4", "6")):
+        log.append({"event": CONTESTED, "model": "fraud", "version": version, "request_id": request})
+    log.append({"event": REVIEWED, "model": "fraud", "version": "7", "request_id": "r1", "outcome": "overturned"})
+    log.append({"event": REVIEWED, "model": "fraud", "version": "7", "request_id": "r2", "outcome": "upheld"})
+    blessings = [{"type": "InfraBlessing", "component": "ModelValidator", "blessed": True,
+                  "properties": {"explain_completeness_max_gap": 0.0018, "explain_rows": 8}}]
+    facts = automated_decisions(version_dir, blessings, str(review_log), "fraud", "7")
+    assert facts["contests"] == {"log": str(review_log), "read": True, "contested": 3, "open": 1, "upheld": 1,
+                                 "overturned": 1, "problem": None}
+    write_log(tmp_path / "audit.log")
+    access = summarize_access([tmp_path / "audit.log"], "fraud", "7")
+    paths = write_compliance_report(dpo_report(access, automated_decisions=facts), tmp_path / "out")
+    html = paths["html"].read_text()
+    assert "integrated gradients (Gauss-Legendre, 32 steps) over 2 raw features" in html
+    assert 'largest gap <span data-fact="completeness">0.0018</span>' in html
+    assert '<span data-fact="contested">3</span> contested; 1 upheld, 1 overturned, 1 awaiting review' in html
+    card = paths["model_card"].read_text()
+    assert "- Contested decisions: 3 (1 upheld, 1 overturned, 1 open)." in card
+    assert "completeness largest gap 0.0018 on 8 served rows" in card
+
+
+def test_contests_are_not_counted_from_a_missing_or_broken_review_log(tmp_path: Path) -> None:
+    from privacy.audit import AuditLog
+    from privacy.contested_decisions import CONTESTED, tally
+
+    assert "governance.contest_audit_log" in tally(None, "fraud", "7")["problem"]
+    assert "does not exist" in tally(tmp_path / "none.jsonl", "fraud", "7")["problem"]
+    review_log = tmp_path / "console.jsonl"
+    AuditLog(review_log).append({"event": CONTESTED, "model": "fraud", "version": "7", "request_id": "r1"})
+    review_log.write_text(review_log.read_text().replace('"r1"', '"r9"'))
+    broken = tally(review_log, "fraud", "7")
+    assert broken["read"] is False and broken["contested"] == 0 and "chain is broken" in broken["problem"]
