@@ -173,7 +173,7 @@ def test_classify_and_regress(http: httpx.Client) -> None:
     (f"/v1/models/{MODEL}:predict", json.dumps({"signature_name": "predict_raw", "instances": [
         {("featur_1" if name == "feature_1" else name): 1.0 for name in FEATURES}]}).encode(), 400,
      "; missing: feature_1; unexpected: featur_1 (did you mean feature_1?)"),
-    (f"/v1/models/{MODEL}:predict", json.dumps({"instances": [{name: 1.0 for name in FEATURES}]}).encode(), 400,
+    (f"/v1/models/{MODEL}:predict", json.dumps({"instances": [dict.fromkeys(FEATURES, 1.0)]}).encode(), 400,
      'these are the inputs of signature "predict_raw": send "signature_name": "predict_raw"'),
     ("/v1/models/nope:predict", b'{"instances": [1]}', 404, "Servable not found for request: Latest(nope)"),
     (f"/v1/models/{MODEL}/versions/7:predict", b'{"instances": [1]}', 404,
