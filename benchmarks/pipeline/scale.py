@@ -309,7 +309,8 @@ def markdown(results: dict) -> str:
             out.append(f"- **{name}**: {e['date']}, commit {e['machine']['git_commit']}; spans {e['spans_read']}, "
                        f"{e['rows_read']:,} rows read, {e['rows_emitted']:,} emitted (train {e['train_rows']:,}, "
                        f"eval {e['eval_rows']:,}); {metrics}; blessed {e['blessed']}; peak {e['peak_rss_mb']:.0f} MB; "
-                       f"{_loads(e)}. Command: `{e['command']}`; beam args {e['beam_args']}")
+                       f"{_loads(e)}. Command: `{e['command']}`; beam args {e['beam_args']}"
+                       + (f" {e['note']}" if e.get("note") else ""))
         out.append("")
     any_entry = next(iter([*results["six_months"].values(), *results["daily"].values()]))
     m = any_entry["machine"]
