@@ -303,6 +303,11 @@ def _data_facts(store: mlmd.MetadataStore, examples: mpb.Artifact) -> dict[str, 
         "input_files": _value(properties, "input_files"),
         "input_file_sha256": json.loads(_value(properties, "input_file_sha256", "{}")),
         "context_sha256": _value(properties, "context_sha256", ""),
+        # the input folder's DVC version (privacy/data_version.py): `dvc checkout` of it restores these bytes
+        "dvc": {"md5": _value(properties, "dvc_md5"), "path": _value(properties, "dvc_path"),
+                "file": _value(properties, "dvc_file"),
+                "matches_working_copy": _value(properties, "dvc_matches_working_copy") == "true"}
+        if _value(properties, "dvc_md5") else None,
     }
 
 

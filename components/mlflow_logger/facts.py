@@ -140,7 +140,9 @@ def build_record(artifacts: dict[str, types.Artifact], config: dict[str, Any], m
 
     params = flatten(config, "config.")
     params["config_sha256"] = config_hash
-    for name in ("input_sha256", "input_fingerprint", "span", "version"):
+    # dvc_*: the DVC version of the input folder (privacy/data_version.py), so a run names its exact data
+    for name in ("input_sha256", "input_fingerprint", "span", "version", "dvc_md5", "dvc_path",
+                 "dvc_matches_working_copy"):
         value = _property(examples, name)
         if value is not None:
             params[f"data.{name}"] = str(value)

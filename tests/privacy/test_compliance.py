@@ -218,3 +218,18 @@ def test_contests_are_not_counted_from_a_missing_or_broken_review_log(tmp_path: 
     review_log.write_text(review_log.read_text().replace('"r1"', '"r9"'))
     broken = tally(review_log, "fraud", "7")
     assert broken["read"] is False and broken["contested"] == 0 and "chain is broken" in broken["problem"]
+
+
+def test_the_data_version_dvc_recorded_is_stated(tmp_path: Path) -> None:
+    write_log(tmp_path / "audit.log")
+    access = summarize_access([tmp_path / "audit.log"], "fraud", "7")
+    base = dpo_report(access)
+    dvc = {"md5": "0c9f3e1b5f7a.dir", "path": "data/fraud", "file": "data/fraud.dvc", "matches_working_copy": False}
+    paths = write_compliance_report(dpo_report(access, data={**base.data, "dvc": dvc}), tmp_path / "with")
+    html = paths["html"].read_text()
+    assert '<code data-fact="dvc_md5">0c9f3e1b5f7a.dir</code> of data/fraud (data/fraud.dvc)' in html
+    assert "the data read differs from this DVC version" in html
+    assert "- Data version (DVC): `0c9f3e1b5f7a.dir` of data/fraud (the data read differs from it)" in (
+        paths["model_card"].read_text())
+    without = write_compliance_report(base, tmp_path / "without")["html"].read_text()
+    assert 'data-fact="dvc_md5">not under DVC<' in without
