@@ -107,12 +107,14 @@ class TreeMemory:
             self.loads.append(os.getloadavg()[0])
             self._stop.wait(self._interval)
 
-    def cpu_seconds(self, start: float, end: float) -> float:
-        """CPU the tree used between two times (to the sampling interval): less disturbed by other work than wall
-        time on a shared machine."""
+    def cpu_seconds(self, start: float, end: float) -> float | None:
+        """CPU the tree used between two times (to the sampling interval; None when no sample falls inside):
+        less disturbed by other work than wall time on a shared machine."""
         inside = [cpu for (at, _), cpu in zip(self.samples, self.cpu, strict=True) if start <= at <= end]
+        if not inside:
+            return None
         before = [cpu for (at, _), cpu in zip(self.samples, self.cpu, strict=True) if at < start]
-        return max(inside, default=0.0) - (before[-1] if before else min(inside, default=0.0))
+        return inside[-1] - (before[-1] if before else inside[0])
 
     def peak(self, start: float, end: float) -> int:
         inside = [rss for at, rss in self.samples if start <= at <= end]
@@ -135,6 +137,10 @@ def derived_config(root: Path, data: Path, *, end_span: int | None, train_days: 
     path = root / "fraud_handbook.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def node_intervals(metadata: Path) -> list[tuple[str, str, float, float]]:
@@ -169,12 +175,12 @@ def run_once(root: Path, config: Path, timeout: int, env: dict) -> dict:
 
     doc = yaml.safe_load(config.read_text())
     report = load_report(Path(doc["pipeline"]["metadata_path"]), doc["pipeline"]["name"])
-    nodes: dict[str, dict[str, float | str]] = {}
+    nodes: dict[str, dict[str, float | str | None]] = {}
     seconds = 0.0
     for node, state, start, end in node_intervals(Path(doc["pipeline"]["metadata_path"])):
         nodes[node] = {"seconds": round(end - start, 3), "state": state,
                        "peak_rss_mb": round(memory.peak(start, end) / 2**20, 1),
-                       "cpu_seconds": round(memory.cpu_seconds(start, end), 1)}
+                       "cpu_seconds": _rounded(memory.cpu_seconds(start, end))}
         seconds += end - start
     store = open_store(Path(doc["pipeline"]["metadata_path"]))
     example_gen = next(e for e in report.executions if e.node == "AnonymizingExampleGen")
@@ -270,7 +276,7 @@ def _loads(entry: dict) -> str:
 def _cell(node: dict | None) -> str:
     if node is None:
         return "-"
-    cpu = f" / {node['cpu_seconds']:.0f}" if "cpu_seconds" in node else ""
+    cpu = f" / {node['cpu_seconds']:.0f}" if node.get("cpu_seconds") is not None else ""
     return f"{node['seconds']:.1f} / {node['peak_rss_mb']:.0f}{cpu}"
 
 
