@@ -18,12 +18,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from tensorflow.core.framework import types_pb2
 
 from serving.api.service import Call, Service
 from serving.backends import Handle
 from serving.observability.feedback import RecalledPrediction, request_id
 from serving.protocol import json_codec
 from serving.protocol.errors import Code, ServingError, invalid_argument
+from serving.protocol.example_inputs import examples_to_inputs
 from serving.servables.model_facts import EXPLAIN_SIGNATURE, ExplainedFeature, ExplainFacts, ModelFacts
 
 MAX_EXPLAIN_ROWS = 64
@@ -33,8 +35,11 @@ REASON_OUTPUTS = ("reason_features", "reason_texts", "reason_attributions")  # a
 
 
 def model_facts(handle: Handle) -> ModelFacts:
-    """The served version's facts; a remote TF Serving's versions have none here (the 0.5 rule applies)."""
-    return handle.local.servable.facts if handle.local is not None else ModelFacts()
+    """The served version's facts: the servable's in process; a remote version's when the gateway reads its
+    folder (models.config's base_path mounted read-only), else none and the 0.5 rule applies."""
+    if handle.local is not None:
+        return handle.local.servable.facts
+    return handle.facts if handle.facts is not None else ModelFacts()
 
 
 def decision_threshold(handle: Handle) -> float | None:
@@ -137,13 +142,25 @@ def input_rows(inputs: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
 
 def _recalled_inputs(recalled: RecalledPrediction, handle: Handle) -> Mapping[str, np.ndarray]:
     """The remembered inputs, if the explain signature takes the same ones as the signature that answered."""
-    wanted = set(handle.input_spec(EXPLAIN_SIGNATURE))
-    if set(recalled.inputs) != wanted:
-        raise ServingError(Code.FAILED_PRECONDITION, (
-            f"Request id '{recalled.request_id}' was answered by signature \"{recalled.signature}\" with inputs "
-            f"{sorted(recalled.inputs)}; the \"{EXPLAIN_SIGNATURE}\" signature takes {sorted(wanted)}: only a "
-            "Predict on the raw features (serving_raw) can be explained by its request id"))
-    return recalled.inputs
+    spec = handle.input_spec(EXPLAIN_SIGNATURE)
+    if set(recalled.inputs) == set(spec):
+        return recalled.inputs
+    if _serialized_examples(recalled, handle):
+        (examples,) = recalled.inputs.values()
+        return examples_to_inputs(np.asarray(examples).reshape(-1).tolist(), spec)
+    raise ServingError(Code.FAILED_PRECONDITION, (
+        f"Request id '{recalled.request_id}' was answered by signature \"{recalled.signature}\" with inputs "
+        f"{sorted(recalled.inputs)}; the \"{EXPLAIN_SIGNATURE}\" signature takes {sorted(spec)}: a decision can be "
+        "explained by its request id when it was taken on the raw features (serving_raw) or on serialized "
+        "tf.Examples (serving_default)"))
+
+
+def _serialized_examples(recalled: RecalledPrediction, handle: Handle) -> bool:
+    """Whether the remembered decision's one input is the answering signature's string tensor of tf.Examples."""
+    if len(recalled.inputs) != 1 or recalled.signature not in handle.signatures:
+        return False
+    spec = handle.input_spec(recalled.signature)
+    return len(spec) == 1 and set(spec) == set(recalled.inputs) and next(iter(spec.values()))[0] == types_pb2.DT_STRING
 
 
 async def explain_rest(service: Service, call: Call, version: int | None, label: str | None, body: bytes,

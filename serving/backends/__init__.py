@@ -15,6 +15,7 @@ from serving.protocol.input_spec import InputSpec
 
 if TYPE_CHECKING:
     from serving.observability.drift import DriftMonitor
+    from serving.servables.model_facts import ModelFacts
     from serving.servables.saved_model import SavedModelServable
     from serving.servables.signature import Signature
 
@@ -39,6 +40,7 @@ class Handle:
     requested_version: int | None = None
     requested_label: str | None = None
     local: LocalPin | None = field(default=None, repr=False)
+    facts: ModelFacts | None = field(default=None, repr=False)  # a remote version's, when the gateway can read them
     _input_specs: dict[str, InputSpec] = field(default_factory=dict, repr=False)
 
     def input_spec(self, signature: str) -> InputSpec:

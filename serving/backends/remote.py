@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -32,6 +33,7 @@ from serving.backends import Handle
 from serving.observability.metrics import Registry
 from serving.protocol.errors import ServingError, code_from_number
 from serving.protocol.tensors import from_proto, to_proto
+from serving.servables.model_facts import ModelFacts, read_model_facts
 
 METADATA_TTL_SECONDS = 2.0
 TLS_CHECK_SECONDS = 1.0  # how often the TLS files are looked at (a stat each)
@@ -101,13 +103,27 @@ class RemoteBackend:
         self._channel: grpc.aio.Channel | None = None
         self._cache: dict[tuple, tuple[float, Handle]] = {}
         self._labels: dict[str, dict[str, int]] = {}
+        self._base_paths: dict[str, str] = {}
+        self._facts: dict[tuple[str, int], ModelFacts] = {}
         if model_config_file:
             from serving.config import read_model_config
 
-            self._remember_labels(read_model_config(model_config_file))
+            self._remember_config(read_model_config(model_config_file))
 
-    def _remember_labels(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+    def _remember_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
         self._labels = {m.name: dict(m.version_labels) for m in config.model_config_list.config}
+        self._base_paths = {m.name: m.base_path for m in config.model_config_list.config if m.base_path}
+
+    def _version_facts(self, name: str, version: int) -> ModelFacts | None:
+        """The remote version's own facts (decision threshold, reason texts) from its folder, read once per
+        version: the gateway then counts classes and words reasons as the server that loaded it does."""
+        base_path = self._base_paths.get(name)
+        if base_path is None:
+            return None
+        key = (name, version)
+        if key not in self._facts:
+            self._facts[key] = read_model_facts(Path(base_path) / str(version))
+        return self._facts[key]
 
     def _stubs(self) -> tuple[prediction_service_pb2_grpc.PredictionServiceStub,
                               model_service_pb2_grpc.ModelServiceStub]:
@@ -154,7 +170,9 @@ class RemoteBackend:
             raise _error(exc) from None
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(signature_map)
-        handle = Handle(name, response.model_spec.version.value, dict(signature_map.signature_def), version, label)
+        served = response.model_spec.version.value
+        handle = Handle(name, served, dict(signature_map.signature_def), version, label,
+                        facts=self._version_facts(name, served))
         self._cache[key] = (now, handle)
         return handle
 
@@ -218,7 +236,7 @@ class RemoteBackend:
             raise _error(exc) from None
         if response.status.error_code:
             raise ServingError(code_from_number(response.status.error_code), response.status.error_message)
-        self._remember_labels(config)
+        self._remember_config(config)
         self._cache.clear()
 
     def labels(self, name: str) -> dict[str, int]:

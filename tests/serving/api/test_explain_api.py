@@ -4,6 +4,7 @@ audit linking each explanation to the prediction it explains, predicted classes 
 own decision threshold, and the refusals (no explain signature, a forgotten request id, too many rows)."""
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from privacy.audit import read_records
 from serving.demo_model import export_demo_model
+from serving.protocol.json_codec import features_to_example
 from serving.protocol.tensors import from_proto, to_proto
 from serving.server import RunningServer
 from tests.explained_models import REASONS, THRESHOLD, ExplainedModel, shared_breast_cancer_model
@@ -30,6 +32,7 @@ class Setup:
     server: RunningServer
     model: ExplainedModel
     audit_log: Path
+    config: Path
 
     def url(self, model: str = MODEL, verb: str = "explain") -> str:
         return f"{self.server.rest_url}/v1/models/{model}:{verb}"
@@ -43,7 +46,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     config = write_config(root / "models.config", {MODEL: str(root / MODEL), PLAIN: str(root / PLAIN)})
     server = start_server(root, f"--model_config_file={config}", "--file_system_poll_wait_seconds=0",
                           f"--audit_log_file={root / 'audit.log'}", f"--feedback_ttl_seconds={TTL}")
-    yield Setup(server, model, root / "audit.log")
+    yield Setup(server, model, root / "audit.log", config)
     server.stop()
 
 
@@ -107,12 +110,35 @@ def test_a_remembered_decision_is_explained_by_its_request_id_and_audited_as_suc
     assert [(r["api"], r["explains_request_id"]) for r in explained] == [("explain", "case-42")]
 
 
-def test_predicted_classes_are_counted_at_the_models_threshold(setup: Setup) -> None:
-    benign = next(row for row, label in zip(setup.model.rows, setup.model.labels, strict=True) if label == 0)
-    malignant = next(row for row, label in zip(setup.model.rows, setup.model.labels, strict=True) if label == 1)
-    # a straight line from a benign to a malignant sample: its scores cross both 0.3 and 0.5
-    rows = [{name: benign[name] + t * (malignant[name] - benign[name]) for name in benign}
+def test_a_decision_on_serialized_examples_is_explained_from_the_bytes_that_decided(setup: Setup) -> None:
+    rows = setup.model.rows[11:13]
+    examples = [{"examples": {"b64": base64.b64encode(features_to_example(row).SerializeToString()).decode()}}
+                for row in rows]
+    decided = httpx.post(setup.url(verb="predict"), json={"instances": examples},
+                         headers={"X-Request-Id": "case-examples"}, timeout=30)
+    assert decided.status_code == 200, decided.text
+    response = httpx.post(setup.url(), json={"request_id": "case-examples"}, timeout=60)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["decision"]["signature_name"] == "serving_default"
+    direct = httpx.post(setup.url(), json={"instances": rows}, timeout=60).json()["predictions"]
+    for recalled, sent in zip(answer["predictions"], direct, strict=True):
+        assert recalled["attributions"] == pytest.approx(sent["attributions"], abs=1e-6)
+        assert recalled["probability"] == pytest.approx(sent["probability"], abs=1e-6)
+    assert [p["probability"] for p in answer["predictions"]] == pytest.approx(answer["decision"]["scores"], abs=1e-5)
+
+
+
+def _crossing_rows(model: ExplainedModel) -> list[dict[str, float]]:
+    """A straight line from a benign to a malignant sample: its scores cross both the threshold and 0.5."""
+    benign = next(row for row, label in zip(model.rows, model.labels, strict=True) if label == 0)
+    malignant = next(row for row, label in zip(model.rows, model.labels, strict=True) if label == 1)
+    return [{name: benign[name] + t * (malignant[name] - benign[name]) for name in benign}
             for t in np.linspace(0.0, 1.0, 41).tolist()]
+
+
+def test_predicted_classes_are_counted_at_the_models_threshold(setup: Setup) -> None:
+    rows = _crossing_rows(setup.model)
     metrics_url = f"{setup.server.rest_url}/monitoring/prometheus/metrics"
 
     def counted(label: str) -> float:
@@ -173,3 +199,31 @@ def test_refusals_name_the_problem(setup: Setup) -> None:
             prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
     assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert '"explain" not found' in refused.value.details()
+
+
+def test_a_gateway_reads_the_remote_versions_threshold_and_reasons_from_their_folders(
+        setup: Setup, tmp_path: Path) -> None:
+    gateway = start_server(tmp_path, f"--remote_backend={setup.server.grpc_target}",
+                           f"--model_config_file={setup.config}")
+    try:
+        url = f"{gateway.rest_url}/v1/models/{MODEL}"
+        rows = setup.model.rows[:4]
+        explained = httpx.post(f"{url}:explain", json={"instances": rows}, timeout=60)
+        assert explained.status_code == 200, explained.text
+        answer = explained.json()
+        assert answer["decision_threshold"] == THRESHOLD
+        for row in answer["predictions"]:
+            assert row["class"] == int(row["probability"] > THRESHOLD)
+            for reason in row["reasons"]:
+                if reason["feature"] in REASONS:
+                    assert reason["text"] == REASONS[reason["feature"]][reason["direction"]]
+        crossing = _crossing_rows(setup.model)
+        scores = [s[0] for s in httpx.post(f"{url}:predict", json={"signature_name": "serving_raw",
+                                                                    "instances": crossing},
+                                           timeout=30).json()["predictions"]]
+        assert any(THRESHOLD < score < 0.5 for score in scores), "the rows cannot tell the two rules apart"
+        text = httpx.get(f"{gateway.rest_url}/monitoring/prometheus/metrics", timeout=10).text
+        counted = metric_value(text, "esteira_predictions_total", model=MODEL, version="1", **{"class": "1"}) or 0.0
+        assert counted == sum(score > THRESHOLD for score in scores)
+    finally:
+        gateway.stop()
