@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from errors import EsteiraError
+
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -45,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-class ConsoleStartError(ValueError):
+class ConsoleStartError(EsteiraError, ValueError):
     """A flag is missing or the stack it names is not running; the message says what to pass or start."""
 
 

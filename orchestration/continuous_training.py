@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from errors import EsteiraError
 from pipeline.config import UseCaseConfig, input_glob, load_config
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ ACTOR = "airflow:esteira-continuous-training"
 STATE_FILE = "continuous_training.json"    # beside the pipeline root: the data version last trained on
 
 
-class ContinuousTrainingError(RuntimeError):
+class ContinuousTrainingError(EsteiraError, RuntimeError):
     """A step cannot go on; the message says why and what to do. The steps after it do not run."""
 
 

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from errors import ConfigError
+
 # pipeline.config imports Beam (seconds): only the subcommands that read a config load it, so
 # `esteira serve` starts without the pipeline stack (and runs in the serving image, which lacks it).
 if TYPE_CHECKING:
@@ -52,7 +54,6 @@ def _load(target: str) -> Callable[[list[str]], int]:
 
 
 def _parse_override(text: str) -> tuple[str, Any]:
-    from pipeline.config import ConfigError
 
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -78,8 +79,6 @@ def _run(args: argparse.Namespace) -> int:
         return _run_kubeflow(args, config)
     stray = [f"--{name.replace('_', '-')}" for name in KUBEFLOW_OPTIONS if getattr(args, name)]
     if stray:
-        from pipeline.config import ConfigError
-
         raise ConfigError(f"{', '.join(stray)} only apply to --runner kubeflow; add it or leave them out")
     check_data_columns(config)
     from pipeline.run_log import name_after_run, output_to, started_log
@@ -118,7 +117,6 @@ KUBEFLOW_OPTIONS = ("host", "no_wait", "existing_token", "cookies", "sa_token", 
 
 def _run_kubeflow(args: argparse.Namespace, config: UseCaseConfig) -> int:
     """Submit to Kubeflow Pipelines; the data lives where the cluster reads it, so nothing is read here."""
-    from pipeline.config import ConfigError
 
     if args.to:
         raise ConfigError("--to runs part of the pipeline in this process; Kubeflow runs the whole pipeline "
@@ -214,8 +212,6 @@ def _reports_folder(args: argparse.Namespace, config: UseCaseConfig, name: str) 
 
 
 def _drift_report(args: argparse.Namespace, config: UseCaseConfig) -> int:
-    from pipeline.config import ConfigError
-
     if not (args.from_ and args.to):
         raise ConfigError("report drift needs --from and --to: two pushed versions (e.g. --from 1718000000 "
                           "--to 1718100000) or two spans (--from span:3 --to span:4)")
@@ -236,8 +232,6 @@ def _drift_report(args: argparse.Namespace, config: UseCaseConfig) -> int:
 
 
 def _lgpd_report(args: argparse.Namespace, config: UseCaseConfig) -> int:
-    from pipeline.config import ConfigError
-
     if not args.version:
         raise ConfigError("report lgpd needs --version, a pushed model version (the folder name under "
                           f"{config.serving.base_path})")
@@ -269,7 +263,6 @@ def _lgpd_report(args: argparse.Namespace, config: UseCaseConfig) -> int:
 
 def _schema(args: argparse.Namespace) -> int:
     config = _config_from(args)
-    from pipeline.config import ConfigError
     from pipeline.lineage import LineageError
     from pipeline.schema_freeze import freeze_schema
 
@@ -375,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - one line for users; --debug shows where
         if debug:
             traceback.print_exc()
-        if _is_config_error(error):
+        if isinstance(error, ConfigError):
             print(f"esteira: error: {error}", file=sys.stderr)
             return 2
         if not debug:
@@ -383,11 +376,6 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
         return 1
 
-
-def _is_config_error(error: Exception) -> bool:
-    """A ConfigError can only come from pipeline.config, so one raised before it was imported is not."""
-    config_module = sys.modules.get("pipeline.config")
-    return config_module is not None and isinstance(error, config_module.ConfigError)
 
 
 if __name__ == "__main__":

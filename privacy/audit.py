@@ -29,10 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from errors import EsteiraError
+
 GENESIS = "0" * 64
 
 
-class AuditLogError(Exception):
+class AuditLogError(EsteiraError):
     """The log cannot be trusted from ``line`` on (1-based); the message says why and what to do."""
 
     def __init__(self, path: str | os.PathLike[str], line: int, problem: str) -> None:
@@ -45,7 +47,7 @@ class AuditLogError(Exception):
         )
 
 
-class AuditWriteError(OSError):
+class AuditWriteError(EsteiraError, OSError):
     """Records could not be appended (e.g. the disk is full); nothing of them stays in the file."""
 
 

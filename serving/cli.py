@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from errors import EsteiraError
+
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -172,7 +174,7 @@ def _label_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-class LabelChangeError(Exception):
+class LabelChangeError(EsteiraError):
     """The labels could not be changed; the message says why, and nothing was changed."""
 
 

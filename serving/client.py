@@ -13,10 +13,12 @@ import grpc
 import httpx
 import numpy as np
 
+from errors import EsteiraError
+
 T = TypeVar("T")
 
 
-class ServingClientError(Exception):
+class ServingClientError(EsteiraError):
     """The server answered with an error: ``code`` is the gRPC code name, ``status`` the HTTP status (REST)."""
 
     def __init__(self, code: str, message: str, status: int | None = None) -> None:
