@@ -10,7 +10,6 @@ started (and not a process that later reused the pid).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -162,7 +161,7 @@ class StackConfig:
 
 # ---- processes ------------------------------------------------------------------------------------
 
-def _pid_dir(state_dir: Path) -> Path:
+def pid_dir(state_dir: Path) -> Path:
     return state_dir / "pids"
 
 
@@ -170,14 +169,14 @@ def start_process(name: str, argv: list[str], state_dir: Path) -> tuple[subproce
     """Start ``argv`` in its own session, log to ``<state_dir>/logs/<name>.log``, record its pid."""
     logs = state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    _pid_dir(state_dir).mkdir(parents=True, exist_ok=True)
+    pid_dir(state_dir).mkdir(parents=True, exist_ok=True)
     log = logs / f"{name}.log"
     with open(log, "wb") as sink:
         process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    cwd=ROOT, start_new_session=True)
     # Popen returns after exec, so /proc holds the final command line (a script's shows its interpreter)
     cmdline = _cmdline(process.pid) or argv
-    (_pid_dir(state_dir) / f"{name}.pid").write_text(json.dumps({"pid": process.pid, "cmdline": cmdline}))
+    (pid_dir(state_dir) / f"{name}.pid").write_text(json.dumps({"pid": process.pid, "cmdline": cmdline}))
     return process, log
 
 
@@ -191,7 +190,7 @@ def _cmdline(pid: int) -> list[str]:
 def stop_processes(state_dir: Path, timeout: float = 15.0) -> list[str]:
     """Stop every process recorded under ``state_dir`` (TERM, then KILL); returns what was stopped."""
     stopped = []
-    for pid_file in sorted(_pid_dir(state_dir).glob("*.pid")):
+    for pid_file in sorted(pid_dir(state_dir).glob("*.pid")):
         record = json.loads(pid_file.read_text())
         pid, cmdline = int(record["pid"]), record["cmdline"]
         if _cmdline(pid) == cmdline:
@@ -419,52 +418,6 @@ def read_state(state_dir: Path) -> dict[str, str | None]:
         state = json.loads((state_dir / STATE_FILE).read_text())
     except (OSError, ValueError):
         raise StackError(f"no running stack in {state_dir}; start it with `make stack`") from None
-    if not any(_pid_dir(state_dir).glob("*.pid")):
+    if not any(pid_dir(state_dir).glob("*.pid")):
         raise StackError(f"the stack in {state_dir} is stopped; start it with `make stack`")
     return state
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m observability.stack", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down"])
-    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "breast_cancer.yaml",
-                        help="use case whose newest published version is served and whose MLflow store is opened")
-    parser.add_argument("--demo", action="store_true",
-                        help="serve two synthetic demo versions (stable 1, canary 2) instead of the config's model")
-    parser.add_argument("--state-dir", type=Path, default=ROOT / "outputs" / "stack")
-    parser.add_argument("--rest-port", type=int, default=8501)
-    parser.add_argument("--grpc-port", type=int, default=8500)
-    parser.add_argument("--prometheus-port", type=int, default=9090)
-    parser.add_argument("--alertmanager-port", type=int, default=9093)
-    parser.add_argument("--mlflow-port", type=int, default=5000, help="0: no MLflow server")
-    args = parser.parse_args(argv)
-    if args.action == "down":
-        stopped = stop_processes(args.state_dir)
-        (args.state_dir / STATE_FILE).unlink(missing_ok=True)
-        print(f"stack: stopped {', '.join(stopped)}" if stopped else f"stack: nothing running from {args.state_dir}")
-        return 0
-    if any(_pid_dir(args.state_dir).glob("*.pid")):
-        print(f"stack: already started from {args.state_dir}; run `make stack-down` first", file=sys.stderr)
-        return 1
-    try:
-        model = None if args.demo else ServedModel.from_config(args.config)
-    except ValueError as error:  # the config's ConfigError names the key and the fix
-        print(f"stack: {error}", file=sys.stderr)
-        return 2
-    config = StackConfig(args.state_dir, args.rest_port, args.grpc_port, args.prometheus_port, args.alertmanager_port,
-                         args.mlflow_port or None, model=model)
-    try:
-        urls = start_stack(config)
-    except StackError as exc:
-        stop_processes(args.state_dir)
-        print(f"stack: {exc}", file=sys.stderr)
-        return 1
-    width = max(map(len, urls))
-    for name, url in urls.items():
-        print(f"  {name:<{width}}  {url}")
-    print(f"stack: logs in {args.state_dir / 'logs'}; stop with `make stack-down`")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -525,6 +525,3 @@ def handbook_main(argv: list[str]) -> int:
           f"in {manifest['generation_seconds']:.1f} s; ExampleGen pattern: {INPUT_PATTERN}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(handbook_main(sys.argv[1:]))

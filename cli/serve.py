@@ -1,10 +1,9 @@
-"""``esteira serve | predict | promote | rollback``: thin command-line front ends over serving/."""
+"""``esteira serve | predict | demo-model``: the model server, a prediction request, the demo model."""
 from __future__ import annotations
 
 import os
 
-from errors import EsteiraError
-
+# Keras 2 (DESIGN decision 6) before TensorFlow loads, also when these are called without cli.main.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -23,8 +22,6 @@ def _fail(message: str, code: int = 1) -> int:
     print(f"error: {message}", file=sys.stderr)
     return code
 
-
-# ---- serve ---------------------------------------------------------------------------------------
 
 def serve_main(argv: list[str]) -> int:
     """Run the server until SIGINT/SIGTERM; same flags as tensorflow_model_server."""
@@ -83,8 +80,6 @@ def serve_main(argv: list[str]) -> int:
     finally:
         loop.close()
 
-
-# ---- predict -------------------------------------------------------------------------------------
 
 def predict_main(argv: list[str]) -> int:
     """Send a TF Serving REST body (``{"instances": ...}`` or ``{"inputs": ...}``) over REST or gRPC."""
@@ -161,119 +156,14 @@ def _jsonable(array: Any) -> Any:
     return array.tolist()
 
 
-# ---- promote / rollback --------------------------------------------------------------------------
+def demo_model_main(argv: list[str]) -> int:
+    """Export the demo SavedModel."""
+    parser = argparse.ArgumentParser(prog="esteira demo-model", description="Export the demo SavedModel.")
+    parser.add_argument("base_path")
+    parser.add_argument("--version", type=int, default=1)
+    parser.add_argument("--warmup_records", type=int, default=0)
+    args = parser.parse_args(argv)
+    from serving.demo_model import export_demo_model
 
-def _label_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--model_config_file", required=True,
-                        help="the models.config the server was started with (rewritten on success)")
-    parser.add_argument("--server", default="127.0.0.1:8500", help="gRPC host:port of the server (ours or TF Serving)")
-    parser.add_argument("--token", default=os.environ.get("ESTEIRA_TOKEN"))
-    parser.add_argument("--dry_run", action="store_true", help="print the new labels, change nothing")
-    return parser
-
-
-class LabelChangeError(EsteiraError):
-    """The labels could not be changed; the message says why, and nothing was changed."""
-
-
-def apply_version_labels(model_config_file: str, model_name: str, labels: dict[str, int], *,
-                         server: str | None = None, token: str | None = None,
-                         dry_run: bool = False) -> tuple[dict[str, int], dict[str, int]]:
-    """Set version labels of one model in a models.config: first on the running server (when
-    ``server`` is given, by HandleReloadConfigRequest), then in the file, so a refusal changes
-    nothing. Returns the labels before and after."""
-    from serving.client import GrpcClient, ServingClientError
-    from serving.config import ConfigError, read_model_config, write_model_config
-
-    try:
-        config = read_model_config(model_config_file)
-    except ConfigError as exc:
-        raise LabelChangeError(str(exc)) from None
-    model = next((m for m in config.model_config_list.config if m.name == model_name), None)
-    if model is None:
-        names = ", ".join(m.name for m in config.model_config_list.config) or "none"
-        raise LabelChangeError(f"model {model_name!r} is not in {model_config_file} (models: {names})")
-    before = dict(model.version_labels)
-    for label, version in labels.items():
-        model.version_labels[label] = version
-    after = dict(model.version_labels)
-    if dry_run:
-        return before, after
-    if server:
-        try:
-            with GrpcClient(server, token=token, retries=1) as client:
-                client.reload(config)
-        except ServingClientError as exc:
-            raise LabelChangeError(
-                f"the server refused the new labels ({exc.code}: {exc.message}); nothing was changed") from None
-    write_model_config(config, model_config_file)
-    return before, after
-
-
-def _move_label(args: argparse.Namespace, label: str, version: int) -> int:
-    try:
-        before, after = apply_version_labels(args.model_config_file, args.model, {label: version},
-                                             dry_run=True)
-        print(f"{args.model}: {before} -> {after}")
-        if not args.dry_run:
-            apply_version_labels(args.model_config_file, args.model, {label: version},
-                                 server=args.server, token=args.token)
-    except LabelChangeError as exc:
-        return _fail(str(exc))
+    print(export_demo_model(args.base_path, args.version, warmup_records=args.warmup_records))
     return 0
-
-
-def _labels_of(args: argparse.Namespace) -> dict[str, int] | int:
-    from serving.config import ConfigError, read_model_config
-
-    try:
-        config = read_model_config(args.model_config_file)
-    except ConfigError as exc:
-        return _fail(str(exc))
-    for model in config.model_config_list.config:
-        if model.name == args.model:
-            return dict(model.version_labels)
-    return _fail(f"model {args.model!r} is not in {args.model_config_file}")
-
-
-def promote_main(argv: list[str]) -> int:
-    """Point the target label (stable) at the version of the source label (canary)."""
-    parser = _label_parser("esteira promote", promote_main.__doc__ or "")
-    parser.add_argument("--from_label", default="canary")
-    parser.add_argument("--to_label", default="stable")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    labels = _labels_of(args)
-    if isinstance(labels, int):
-        return labels
-    if args.from_label not in labels:
-        return _fail(f"model {args.model} has no label {args.from_label!r} (labels: {labels or 'none'}); "
-                     "set it in the config or pass --from_label")
-    return _move_label(args, args.to_label, labels[args.from_label])
-
-
-def rollback_main(argv: list[str]) -> int:
-    """Point the canary label back at the stable version (or at --version), so the canary gets no new traffic."""
-    parser = _label_parser("esteira rollback", rollback_main.__doc__ or "")
-    parser.add_argument("--label", default="canary", help="label to move (default canary)")
-    parser.add_argument("--to_label", default="stable", help="label whose version it takes (default stable)")
-    parser.add_argument("--version", type=int, default=None, help="explicit version instead of --to_label")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    labels = _labels_of(args)
-    if isinstance(labels, int):
-        return labels
-    if args.version is None:
-        if args.to_label not in labels:
-            return _fail(f"model {args.model} has no label {args.to_label!r} "
-                         f"(labels: {labels or 'none'}); pass --version")
-        target = labels[args.to_label]
-    else:
-        target = args.version
-    return _move_label(args, args.label, target)
