@@ -8,14 +8,10 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse
-import asyncio
-import contextlib
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -48,7 +44,7 @@ def serve_main(argv: list[str]) -> int:
 
     try:
         with cuda_probe_filtered():  # TensorFlow loads here and touches its devices at the first model load
-            from serving.server import ModelServer, freeze_startup_objects, new_event_loop
+            from serving.server import ModelServer, freeze_startup_objects, serve_until_signalled
 
             server = ModelServer(flags)
             server.build()
@@ -58,28 +54,11 @@ def serve_main(argv: list[str]) -> int:
         message = getattr(exc, "message", None) or str(exc)
         return _fail(f"Failed to start server. Error: {message}")
     logging.getLogger("serving").info("%d startup objects frozen out of the cycle collector", freeze_startup_objects())
-    loop = new_event_loop()
-    asyncio.set_event_loop(loop)
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-
-    async def main() -> int:
-        try:
-            await server.start()
-        except OSError as exc:
-            await server.stop()
-            return _fail(f"cannot open the server ports: {exc}")
-        await stop.wait()
-        await server.stop()
-        return 0
-
     try:
-        return loop.run_until_complete(main())
-    finally:
-        loop.close()
-
+        serve_until_signalled(server)
+    except OSError as exc:
+        return _fail(f"cannot open the server ports: {exc}")
+    return 0
 
 def predict_main(argv: list[str]) -> int:
     """Send a TF Serving REST body (``{"instances": ...}`` or ``{"inputs": ...}``) over REST or gRPC."""
@@ -97,7 +76,7 @@ def predict_main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    from serving.client import RestClient, ServingClientError
+    from serving.client import GrpcClient, RestClient, ServingClientError
     from serving.protocol.errors import ServingError
 
     try:
@@ -114,7 +93,9 @@ def predict_main(argv: list[str]) -> int:
     signature = args.signature or body.get("signature_name")
     try:
         if args.server.startswith("grpc://"):
-            result = _predict_grpc(args, body, signature)
+            with GrpcClient(args.server[len("grpc://"):], token=args.token, timeout=args.timeout) as grpc_client:
+                result = grpc_client.predict_body(args.model, body, signature=signature, version=args.version,
+                                                  label=args.label)
         else:
             with RestClient(args.server, token=args.token, timeout=args.timeout) as client:
                 result = client.predict(args.model, instances=body.get("instances"), inputs=body.get("inputs"),
@@ -126,34 +107,6 @@ def predict_main(argv: list[str]) -> int:
         return _fail(f"{exc.code_name}: {exc.message}")
     print(json.dumps(result, indent=2))
     return 0
-
-
-def _predict_grpc(args: argparse.Namespace, body: dict[str, Any], signature: str | None) -> dict[str, Any]:
-    from serving.client import GrpcClient
-    from serving.protocol.input_spec import InputSpec
-    from serving.protocol.json_codec import parse_predict_request
-
-    with GrpcClient(args.server[len("grpc://"):], token=args.token, timeout=args.timeout) as client:
-        spec, signature_map = client.metadata(args.model, args.version, args.label)
-        key = signature or "serving_default"
-        if key not in signature_map.signature_def:
-            from serving.client import ServingClientError
-
-            raise ServingClientError("FAILED_PRECONDITION", f'Serving signature key "{key}" not found.')
-        parsed = parse_predict_request(body, InputSpec.of(signature_map.signature_def[key]), key)
-        assert parsed is not None  # None only with numeric_only=True
-        tensors, _ = parsed
-        outputs = client.predict(args.model, tensors, signature=key, version=args.version, label=args.label)
-    return {"model_version": spec.version.value, "outputs": {k: _jsonable(v) for k, v in outputs.items()}}
-
-
-def _jsonable(array: Any) -> Any:
-    import numpy as np
-
-    array = np.asarray(array)
-    if array.dtype == object:
-        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in array.ravel()]
-    return array.tolist()
 
 
 def demo_model_main(argv: list[str]) -> int:
