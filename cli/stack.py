@@ -7,13 +7,13 @@ from pathlib import Path
 
 from observability.stack import (
     ROOT,
-    STATE_FILE,
     ServedModel,
     StackConfig,
     StackError,
-    pid_dir,
+    is_started,
     start_stack,
     stop_processes,
+    stop_stack,
 )
 
 
@@ -34,11 +34,10 @@ def stack_main(argv: list[str]) -> int:
     parser.add_argument("--mlflow-port", type=int, default=5000, help="0: no MLflow server")
     args = parser.parse_args(argv)
     if args.action == "down":
-        stopped = stop_processes(args.state_dir)
-        (args.state_dir / STATE_FILE).unlink(missing_ok=True)
+        stopped = stop_stack(args.state_dir)
         print(f"stack: stopped {', '.join(stopped)}" if stopped else f"stack: nothing running from {args.state_dir}")
         return 0
-    if any(pid_dir(args.state_dir).glob("*.pid")):
+    if is_started(args.state_dir):
         print(f"stack: already started from {args.state_dir}; run `make stack-down` first", file=sys.stderr)
         return 1
     try:

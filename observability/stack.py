@@ -161,7 +161,7 @@ class StackConfig:
 
 # ---- processes ------------------------------------------------------------------------------------
 
-def pid_dir(state_dir: Path) -> Path:
+def _pid_dir(state_dir: Path) -> Path:
     return state_dir / "pids"
 
 
@@ -169,14 +169,14 @@ def start_process(name: str, argv: list[str], state_dir: Path) -> tuple[subproce
     """Start ``argv`` in its own session, log to ``<state_dir>/logs/<name>.log``, record its pid."""
     logs = state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    pid_dir(state_dir).mkdir(parents=True, exist_ok=True)
+    _pid_dir(state_dir).mkdir(parents=True, exist_ok=True)
     log = logs / f"{name}.log"
     with open(log, "wb") as sink:
         process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    cwd=ROOT, start_new_session=True)
     # Popen returns after exec, so /proc holds the final command line (a script's shows its interpreter)
     cmdline = _cmdline(process.pid) or argv
-    (pid_dir(state_dir) / f"{name}.pid").write_text(json.dumps({"pid": process.pid, "cmdline": cmdline}))
+    (_pid_dir(state_dir) / f"{name}.pid").write_text(json.dumps({"pid": process.pid, "cmdline": cmdline}))
     return process, log
 
 
@@ -190,7 +190,7 @@ def _cmdline(pid: int) -> list[str]:
 def stop_processes(state_dir: Path, timeout: float = 15.0) -> list[str]:
     """Stop every process recorded under ``state_dir`` (TERM, then KILL); returns what was stopped."""
     stopped = []
-    for pid_file in sorted(pid_dir(state_dir).glob("*.pid")):
+    for pid_file in sorted(_pid_dir(state_dir).glob("*.pid")):
         record = json.loads(pid_file.read_text())
         pid, cmdline = int(record["pid"]), record["cmdline"]
         if _cmdline(pid) == cmdline:
@@ -418,6 +418,18 @@ def read_state(state_dir: Path) -> dict[str, str | None]:
         state = json.loads((state_dir / STATE_FILE).read_text())
     except (OSError, ValueError):
         raise StackError(f"no running stack in {state_dir}; start it with `make stack`") from None
-    if not any(pid_dir(state_dir).glob("*.pid")):
+    if not is_started(state_dir):
         raise StackError(f"the stack in {state_dir} is stopped; start it with `make stack`")
     return state
+
+
+def is_started(state_dir: Path) -> bool:
+    """Whether processes started from ``state_dir`` are recorded (``up`` ran and ``down`` did not)."""
+    return any(_pid_dir(state_dir).glob("*.pid"))
+
+
+def stop_stack(state_dir: Path) -> list[str]:
+    """Stop what ``up`` started from ``state_dir`` and forget its addresses; the names of what stopped."""
+    stopped = stop_processes(state_dir)
+    (state_dir / STATE_FILE).unlink(missing_ok=True)
+    return stopped
