@@ -77,10 +77,10 @@ airflow-install:
 # ESTEIRA_AIRFLOW_CONFIGS (':'-separated use-case YAMLs) chooses the pipeline DAGs; state in outputs/airflow.
 AIRFLOW_PORT ?= 8080
 airflow: install airflow-install
-	@AIRFLOW_PORT=$(AIRFLOW_PORT) $(PY) -m orchestration.airflow_local up --state-dir outputs/airflow
+	@AIRFLOW_PORT=$(AIRFLOW_PORT) $(ESTEIRA) airflow up --state-dir outputs/airflow
 
 airflow-down:
-	@$(PY) -m orchestration.airflow_local down --state-dir outputs/airflow
+	@$(ESTEIRA) airflow down --state-dir outputs/airflow
 
 # dvc.yaml's data stages (only those whose inputs changed) and a push to the local remote (.dvc/config).
 DVC := $(AIRFLOW_VENV)/bin/dvc
@@ -149,10 +149,10 @@ serve-demo: install
 # Needs Debian's prometheus and prometheus-alertmanager. State, logs and pid files in outputs/stack.
 # Serves CONFIG's newest published version and opens its MLflow store; STACK_ARGS=--demo: the demo model.
 stack: install
-	$(PY) -m observability.stack up --config $(CONFIG) --state-dir outputs/stack $(STACK_ARGS)
+	$(ESTEIRA) stack up --config $(CONFIG) --state-dir outputs/stack $(STACK_ARGS)
 
 stack-down:
-	$(PY) -m observability.stack down --state-dir outputs/stack
+	$(ESTEIRA) stack down --state-dir outputs/stack
 
 # The review console against the running `make stack` (its server, models.config and MLflow); reviewer and
 # approver tokens are created once under the gitignored secrets/ folder and printed with the URL.
@@ -168,10 +168,10 @@ PODMAN_ENV := CONTAINERS_CONF=$(CURDIR)/build/podman/containers.conf
 COMPOSE := $(PODMAN_ENV) podman-compose -p esteira -f docker/compose.yaml
 
 image-serving: install
-	$(PY) -m deploy.images build serving
+	$(ESTEIRA) images build serving
 
 image-pipeline: install
-	$(PY) -m deploy.images build pipeline
+	$(ESTEIRA) images build pipeline
 
 images: image-serving image-pipeline
 
@@ -220,7 +220,7 @@ clean:
 K8S_VERSION ?= 1.30.0
 OVERLAY ?= dev
 OVERLAYS := dev prod prod-tls
-DEPLOY := $(PY) -m deploy.cli
+DEPLOY := $(ESTEIRA) deploy
 K8S_OUT ?= outputs/k8s
 
 k8s-render: install
@@ -288,7 +288,7 @@ deploy-images: install
 	@mkdir -p $(DEPLOY_OUT)
 	@for image in $(IMAGES); do \
 	  ref=$(REGISTRY)/esteira-$$image:$(IMAGE_TAG); \
-	  $(PY) -m deploy.images build $$image --base $(PRODUCTION_BASE_IMAGE) --tag $$ref && \
+	  $(ESTEIRA) images build $$image --base $(PRODUCTION_BASE_IMAGE) --tag $$ref && \
 	  $(CONTAINER) push --digestfile $(DEPLOY_OUT)/$$image.digest $$ref || exit 1; \
 	  echo "pushed $$ref@$$(cat $(DEPLOY_OUT)/$$image.digest)"; \
 	done

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from errors import EsteiraError
 from privacy.audit import AuditLog
 from serving.api.auth import Authenticator
 
@@ -19,7 +20,7 @@ REVIEWER, APPROVER = "reviewer", "approver"
 COOKIE = "esteira_console_token"
 
 
-class AccessConfigError(ValueError):
+class AccessConfigError(EsteiraError, ValueError):
     """The token files are missing or unreadable; the message names the flag to fix."""
 
 

@@ -24,7 +24,7 @@ from console.evaluation_rows import ScoreCache
 from console.review import Review, contest_page
 from console.settings import ConsoleSettings
 from privacy.audit import AuditLogError
-from serving.cli import LabelChangeError
+from serving.labels import LabelChangeError
 from tracking.errors import TrackingError
 
 HERE = Path(__file__).parent
@@ -155,7 +155,7 @@ def create_app(settings: ConsoleSettings) -> Starlette:
         return await run_in_threadpool(page(lambda req, who: _apply_move(req, who, action, wanted)), request)
 
     def _apply_move(request: Request, caller: Caller, action: str, wanted: str | None) -> Response:
-        from tracking.cli import change_champion
+        from tracking.champion import change_champion
         from tracking.registry import plan_promote, plan_rollback
 
         current = review()

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from errors import EsteiraError
 from privacy.audit import read_records
 from privacy.contested_decisions import CONTESTED, OUTCOMES, REVIEWED
 
@@ -23,7 +24,7 @@ TIMEOUT_SECONDS = 30.0
 MAX_REASON = 2000
 
 
-class ContestError(ValueError):
+class ContestError(EsteiraError, ValueError):
     """A contest or an outcome that cannot be recorded; the message says what to send instead."""
 
 

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from errors import EsteiraError
+
 SCORE_BINS = 20
 CALIBRATION_BINS = 10
 
 
-class EvidenceUnavailable(LookupError):
+class EvidenceUnavailable(EsteiraError, LookupError):
     """MLMD or a SavedModel does not hold what a chart needs; the message says what and the fix."""
 
 

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import httpx
 
+from errors import EsteiraError
 from serving.config import read_model_config, write_model_config
 
 STABLE, CANARY = "stable", "canary"
 CANARY_ALERTS = ("EsteiraCanaryLatencyWorse", "EsteiraCanaryErrorsWorse")
 
 
-class CanaryError(RuntimeError):
+class CanaryError(EsteiraError, RuntimeError):
     """The step cannot run; the message says why and what to do. Nothing was changed."""
 
 

@@ -91,3 +91,31 @@ def validate(manifests: Iterable[Manifest]) -> list[Problem]:
             where = ".".join(str(part) for part in error.absolute_path) or "(top)"
             problems.append(Problem(name, f"{where}: {error.message}"))
     return problems
+
+
+def _builtin(api_version: str) -> bool:
+    """Kinds of Kubernetes itself: the core group (v1) and groups without a dot or under k8s.io."""
+    group = api_version.rpartition("/")[0]
+    return "." not in group or group.endswith(".k8s.io")
+
+
+def custom_problems(manifests: list[Manifest]) -> list[str]:
+    """Problems of custom resources; a kind with no CRD kept in k8s/crds/ is one too."""
+    problems = [f"{m['kind']}/{m['metadata']['name']}: no CRD schema for {m['apiVersion']} {m['kind']} in "
+                f"{CRD_DIR} (add the CRD of its project there)"
+                for m in manifests if not _builtin(m["apiVersion"]) and not is_custom(m)]
+    return problems + [str(problem) for problem in validate(manifests)]
+
+
+def rendered_problems(files: list[Path]) -> list[str]:
+    """Problems of rendered manifest files (custom resources vs k8s/crds/) and of the PrometheusRule
+    (it must match configs/monitoring/rules); empty when all hold."""
+    from deploy import alert_rules
+
+    problems = []
+    for path in files:
+        manifests = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+        problems += [f"{path}: {problem}" for problem in custom_problems(manifests)]
+    if not alert_rules.is_current():
+        problems.append(f"{alert_rules.TARGET} differs from configs/monitoring/rules: run `make k8s-rules`")
+    return problems

@@ -4,22 +4,18 @@ Production builds name a public base (``ARG BASE_IMAGE`` in docker/*.Dockerfile)
 reach no image registry, so the base is made with mmdebstrap from Debian's own packages: Debian 12
 with Python 3.11, what ``python:3.11-slim-bookworm`` holds.
 
-    python -m deploy.images base              # localhost/debian-python:3.11-bookworm
-    python -m deploy.images build serving     # wheelhouse + localhost/esteira-serving:dev
-    python -m deploy.images build pipeline    # wheelhouse + localhost/esteira-pipeline:dev
+    esteira images base              # localhost/debian-python:3.11-bookworm
+    esteira images build serving     # wheelhouse + localhost/esteira-serving:dev
+    esteira images build pipeline    # wheelhouse + localhost/esteira-pipeline:dev
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from deploy import wheelhouse
 from deploy.podman import Podman, PodmanError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,35 +66,3 @@ def build_image(podman: Podman, image: str, *, base: str = BASE_IMAGE, tag: str 
                "--file", str(ROOT / "docker" / f"{image}.Dockerfile"), *(["--quiet"] if quiet else []),
                str(ROOT), capture=quiet)
     return tag
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE, help="where containers.conf is written")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("base", help=f"make {BASE_IMAGE} from Debian's packages")
-    build = sub.add_parser("build", help="wheelhouse, base image and the image")
-    build.add_argument("image", choices=sorted(IMAGES))
-    build.add_argument("--base", default=BASE_IMAGE, help="the base image (default: the locally made one)")
-    build.add_argument("--tag", help="the image reference to build (default: localhost/esteira-<image>:dev)")
-    args = parser.parse_args(argv)
-    try:
-        podman = Podman(args.state_dir)
-        started = time.monotonic()
-        if args.command == "base":
-            print(make_base_image(podman))
-            return 0
-        wheelhouse.build(wheelhouse.IMAGES[args.image]())
-        if args.base == BASE_IMAGE:
-            make_base_image(podman)
-        tag = build_image(podman, args.image, base=args.base, tag=args.tag, quiet=False)
-        print(f"images: built {tag} in {time.monotonic() - started:.0f} s, "
-              f"{podman.image_size(tag) / 1e6:.0f} MB")
-    except (PodmanError, wheelhouse.WheelhouseError, subprocess.CalledProcessError) as error:
-        print(f"images: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

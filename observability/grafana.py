@@ -1,14 +1,12 @@
 """Grafana dashboard JSON from :data:`observability.panels.DASHBOARD`, built with Grafana's own SDK.
 
 The JSON is committed under ``configs/monitoring/grafana/dashboards/`` (Grafana's file provisioning
-reads it from there); ``python -m observability.grafana`` rewrites it and ``--check`` fails when
+reads it from there); ``esteira grafana`` rewrites it and ``--check`` fails when
 the committed file differs from what the code generates.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,25 +76,3 @@ def build(spec: Dashboard = DASHBOARD) -> dict:
 
 def render(spec: Dashboard = DASHBOARD) -> str:
     return json.dumps(build(spec), indent=2, sort_keys=True) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m observability.grafana", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DASHBOARD_FILE, help="where to write the JSON")
-    parser.add_argument("--check", action="store_true", help="exit 1 if --out differs from the generated JSON")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = args.out.read_text() if args.out.exists() else ""
-        if current != text:
-            print(f"{args.out} is out of date: run `python -m observability.grafana` and commit it", file=sys.stderr)
-            return 1
-        return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

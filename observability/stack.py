@@ -10,7 +10,6 @@ started (and not a process that later reused the pid).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -27,6 +26,8 @@ from pathlib import Path
 import httpx
 import yaml
 
+from errors import EsteiraError
+
 ROOT = Path(__file__).resolve().parent.parent
 MONITORING = ROOT / "configs" / "monitoring"
 RULE_FILES = (MONITORING / "rules" / "recording.yml", MONITORING / "rules" / "alerts.yml")
@@ -35,7 +36,7 @@ SERVER_JOB = "esteira-serving"
 CANARY_SPLIT = {"stable": 80, "canary": 20}
 
 
-class StackError(RuntimeError):
+class StackError(EsteiraError, RuntimeError):
     """A part of the stack is missing, could not start, or did not become ready."""
 
 
@@ -417,52 +418,18 @@ def read_state(state_dir: Path) -> dict[str, str | None]:
         state = json.loads((state_dir / STATE_FILE).read_text())
     except (OSError, ValueError):
         raise StackError(f"no running stack in {state_dir}; start it with `make stack`") from None
-    if not any(_pid_dir(state_dir).glob("*.pid")):
+    if not is_started(state_dir):
         raise StackError(f"the stack in {state_dir} is stopped; start it with `make stack`")
     return state
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m observability.stack", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down"])
-    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "breast_cancer.yaml",
-                        help="use case whose newest published version is served and whose MLflow store is opened")
-    parser.add_argument("--demo", action="store_true",
-                        help="serve two synthetic demo versions (stable 1, canary 2) instead of the config's model")
-    parser.add_argument("--state-dir", type=Path, default=ROOT / "outputs" / "stack")
-    parser.add_argument("--rest-port", type=int, default=8501)
-    parser.add_argument("--grpc-port", type=int, default=8500)
-    parser.add_argument("--prometheus-port", type=int, default=9090)
-    parser.add_argument("--alertmanager-port", type=int, default=9093)
-    parser.add_argument("--mlflow-port", type=int, default=5000, help="0: no MLflow server")
-    args = parser.parse_args(argv)
-    if args.action == "down":
-        stopped = stop_processes(args.state_dir)
-        (args.state_dir / STATE_FILE).unlink(missing_ok=True)
-        print(f"stack: stopped {', '.join(stopped)}" if stopped else f"stack: nothing running from {args.state_dir}")
-        return 0
-    if any(_pid_dir(args.state_dir).glob("*.pid")):
-        print(f"stack: already started from {args.state_dir}; run `make stack-down` first", file=sys.stderr)
-        return 1
-    try:
-        model = None if args.demo else ServedModel.from_config(args.config)
-    except ValueError as error:  # the config's ConfigError names the key and the fix
-        print(f"stack: {error}", file=sys.stderr)
-        return 2
-    config = StackConfig(args.state_dir, args.rest_port, args.grpc_port, args.prometheus_port, args.alertmanager_port,
-                         args.mlflow_port or None, model=model)
-    try:
-        urls = start_stack(config)
-    except StackError as exc:
-        stop_processes(args.state_dir)
-        print(f"stack: {exc}", file=sys.stderr)
-        return 1
-    width = max(map(len, urls))
-    for name, url in urls.items():
-        print(f"  {name:<{width}}  {url}")
-    print(f"stack: logs in {args.state_dir / 'logs'}; stop with `make stack-down`")
-    return 0
+def is_started(state_dir: Path) -> bool:
+    """Whether processes started from ``state_dir`` are recorded (``up`` ran and ``down`` did not)."""
+    return any(_pid_dir(state_dir).glob("*.pid"))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def stop_stack(state_dir: Path) -> list[str]:
+    """Stop what ``up`` started from ``state_dir`` and forget its addresses; the names of what stopped."""
+    stopped = stop_processes(state_dir)
+    (state_dir / STATE_FILE).unlink(missing_ok=True)
+    return stopped

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from errors import EsteiraError
 from observability.panels import DASHBOARD, Dashboard, Panel, Row, Variable, expand
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
@@ -25,7 +26,7 @@ MAX_POINTS = 240
 STATIC = Path(__file__).resolve().parent / "static"
 
 
-class PrometheusError(RuntimeError):
+class PrometheusError(EsteiraError, RuntimeError):
     """Prometheus could not be reached or refused a query."""
 
 

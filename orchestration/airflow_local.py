@@ -10,13 +10,11 @@ exactly what ``up`` started.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,28 +154,3 @@ def _record_retitled(state_dir: Path, name: str) -> None:
     record = json.loads(pid_file.read_text())
     raw = Path(f"/proc/{record['pid']}/cmdline").read_bytes()
     pid_file.write_text(json.dumps({**record, "cmdline": raw.decode(errors="replace").split("\0")[:-1]}))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestration.airflow_local", description=__doc__)
-    parser.add_argument("action", choices=("up", "down"))
-    parser.add_argument("--state-dir", type=Path, default=ROOT / "outputs" / "airflow")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
-    args = parser.parse_args(argv)
-    if args.action == "down":
-        stopped = stop_processes(args.state_dir)
-        print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
-        return 0
-    settings = AirflowSettings(args.state_dir, args.port, os.environ.get("AIRFLOW_DB") or None)
-    try:
-        credentials = start_airflow(settings)
-    except StackError as error:
-        print(f"airflow: {error}", file=sys.stderr)
-        return 1
-    print(f"Airflow: {credentials['url']}  user {credentials['username']}  password {credentials['password']}")
-    print(f"DAGs folder {DAGS_FOLDER}; state and logs in {args.state_dir}; stop with `make airflow-down`")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,9 +9,7 @@ receiver calls Airflow with the basic-auth login ``make airflow`` printed.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,26 +83,3 @@ def create_app(target: AirflowTarget, auth: Authenticator) -> Starlette:
         return JSONResponse({"triggered": True, "dag_id": target.dag_id, "dag_run_id": run_id})
 
     return Starlette(routes=[Route("/alertmanager", alertmanager, methods=["POST"])])
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestration.alert_trigger", description=__doc__)
-    parser.add_argument("--port", type=int, default=9099)
-    parser.add_argument("--airflow_credentials", type=Path, default=Path("outputs/airflow/admin.json"))
-    parser.add_argument("--auth_token_file", required=True, help="tokens Alertmanager may present, caller:token")
-    args = parser.parse_args(argv)
-    import uvicorn
-
-    try:
-        auth = Authenticator.load(str(args.auth_token_file))
-    except ValueError as error:  # serving.config.ConfigError
-        print(f"alert trigger: {error}", file=sys.stderr)
-        return 2
-    assert auth is not None  # a token file was given
-    app = create_app(AirflowTarget.from_credentials(args.airflow_credentials), auth)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="info")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from errors import EsteiraError
 from pipeline.config import UseCaseConfig, input_glob, load_config
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ ACTOR = "airflow:esteira-continuous-training"
 STATE_FILE = "continuous_training.json"    # beside the pipeline root: the data version last trained on
 
 
-class ContinuousTrainingError(RuntimeError):
+class ContinuousTrainingError(EsteiraError, RuntimeError):
     """A step cannot go on; the message says why and what to do. The steps after it do not run."""
 
 
@@ -122,7 +123,7 @@ def run_pipeline(settings: Settings) -> int | None:
     config = settings.config()
     trained_on = data_version(config)
     before = _versions(config.serving.base_path)
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(settings.config_path)],
+    result = subprocess.run([sys.executable, "-m", "cli", "run", "--config", str(settings.config_path)],
                             cwd=settings.home, capture_output=True, text=True)
     log.info("esteira run exited %d:\n%s", result.returncode, result.stdout[-4000:])
     if result.returncode != 0:
@@ -182,7 +183,7 @@ def decide(firing: list[str]) -> str:
 
 def promote(settings: Settings, version: int) -> str:
     """The registry's champion moves to the canary's registered version; the stable label follows it."""
-    from tracking.cli import change_champion
+    from tracking.champion import change_champion
     from tracking.registry import plan_promote, registered_version_for
     from tracking.store import LOCAL_FOLDER, connect, resolve_target
 

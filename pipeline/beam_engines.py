@@ -15,12 +15,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from errors import EsteiraError
+
 EngineName = Literal["direct", "flink", "spark", "dataflow"]
 
 _ENDPOINT = r"^[A-Za-z0-9.\-_\[\]:]+:[0-9]{1,5}$"
 
 
-class EngineError(ValueError):
+class EngineError(EsteiraError, ValueError):
     """runner.beam_args contradicts what runner.engine sets."""
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from components.anonymizing_example_gen.feature_settings import SequenceFeaturesConfig, WindowFeaturesConfig
+from errors import ConfigError  # the project's one configuration error, raised and re-exported here
 from models.common.settings import (
     DataSettings,
     ModelSettings,
@@ -40,10 +41,6 @@ from optimization.settings import OptimizationSettings
 from pipeline.beam_engines import DataflowEngine, EngineError, EngineName, FlinkEngine, SparkEngine, merge_args
 from privacy.errors import PrivacyError
 from privacy.policy import DropColumn, PrivacyPolicy, PseudonymizeColumn
-
-
-class ConfigError(ValueError):
-    """A configuration problem a user can fix; the message names the key or path and the fix."""
 
 
 class _Section(BaseModel):

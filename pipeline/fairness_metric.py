@@ -19,10 +19,11 @@ from tensorflow_model_analysis.metrics import metric_types, metric_util
 from tensorflow_model_analysis.proto import config_pb2
 from tensorflow_model_analysis.utils import util
 
+from errors import EsteiraError
 from pipeline import fairness
 
 
-class FairnessMetricError(ValueError):
+class FairnessMetricError(EsteiraError, ValueError):
     """Input the fairness metric cannot use (the message names the problem and the fix)."""
 
 

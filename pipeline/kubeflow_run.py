@@ -18,12 +18,13 @@ from typing import Any, TextIO
 
 import yaml
 
+from errors import EsteiraError
 from pipeline.config import UseCaseConfig
 
 FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"})
 
 
-class KubeflowRunError(RuntimeError):
+class KubeflowRunError(EsteiraError, RuntimeError):
     """The run on Kubeflow did not succeed; the message names the failed tasks."""
 
 

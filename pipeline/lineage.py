@@ -12,12 +12,14 @@ from pathlib import Path
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2 as mpb
 
+from errors import EsteiraError
+
 NODE_CONTEXT = "node"
 PIPELINE_CONTEXT = "pipeline"
 RUN_CONTEXT = "pipeline_run"
 
 
-class LineageError(LookupError):
+class LineageError(EsteiraError, LookupError):
     """The metadata store does not hold what was asked for."""
 
 

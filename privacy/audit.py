@@ -29,10 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from errors import EsteiraError
+
 GENESIS = "0" * 64
 
 
-class AuditLogError(Exception):
+class AuditLogError(EsteiraError):
     """The log cannot be trusted from ``line`` on (1-based); the message says why and what to do."""
 
     def __init__(self, path: str | os.PathLike[str], line: int, problem: str) -> None:
@@ -45,7 +47,7 @@ class AuditLogError(Exception):
         )
 
 
-class AuditWriteError(OSError):
+class AuditWriteError(EsteiraError, OSError):
     """Records could not be appended (e.g. the disk is full); nothing of them stays in the file."""
 
 
@@ -196,30 +198,3 @@ def verify(path: str | os.PathLike[str], *, expected_head: str | None = None) ->
         raise AuditLogError(path, count + 1,
                             "the log ends before the expected last record (lines were cut from the end)")
     return VerifiedLog(records=count, head=prev, torn_bytes=torn, end_offset=offset)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m privacy.audit verify FILE``: exit 0 when the chain holds, 1 naming the bad line."""
-    import sys
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2 or args[0] != "verify":
-        print("usage: python -m privacy.audit verify FILE", file=sys.stderr)
-        return 2
-    try:
-        state = verify(args[1])
-    except FileNotFoundError:
-        print(f"error: {args[1]} does not exist; pass the path of an audit log", file=sys.stderr)
-        return 2
-    except AuditLogError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"ok: {state.records} records, head {state.head}")
-    if state.torn_bytes:
-        print(f"warning: after them, a torn last line of {state.torn_bytes} bytes (a write cut short by a crash "
-              "or a full disk, not an edit); the server sets it aside when it next opens the log", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -17,11 +17,13 @@ from typing import Protocol
 
 import yaml
 
+from errors import EsteiraError
+
 _CHUNK = 1 << 20
 DIR_SUFFIX = ".dir"
 
 
-class DataVersionError(ValueError):
+class DataVersionError(EsteiraError, ValueError):
     """A .dvc file that cannot be read as DVC writes it; the message names the file and the fix."""
 
 

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from errors import EsteiraError
+
 if TYPE_CHECKING:
     from privacy.k_anonymity import KAnonymityReport
 
 TREATMENTS = "keep|drop|pseudonymize|generalize"
 
 
-class PrivacyError(Exception):
+class PrivacyError(EsteiraError):
     """Base class: anything that stops raw data from being anonymized safely."""
 
 

@@ -13,10 +13,12 @@ import grpc
 import httpx
 import numpy as np
 
+from errors import EsteiraError
+
 T = TypeVar("T")
 
 
-class ServingClientError(Exception):
+class ServingClientError(EsteiraError):
     """The server answered with an error: ``code`` is the gRPC code name, ``status`` the HTTP status (REST)."""
 
     def __init__(self, code: str, message: str, status: int | None = None) -> None:
@@ -178,6 +180,23 @@ class GrpcClient:
         response = self.call(self.prediction.Predict, request)
         return {alias: from_proto(tensor, alias) for alias, tensor in response.outputs.items()}
 
+    def predict_body(self, model: str, body: Mapping[str, Any], *, signature: str | None = None,
+                     version: int | None = None, label: str | None = None) -> dict[str, Any]:
+        """A TF Serving REST predict body (``instances`` or ``inputs``) sent over gRPC: decoded against the
+        signature's inputs from GetModelMetadata; the outputs come back as JSON values."""
+        from serving.protocol.input_spec import InputSpec
+        from serving.protocol.json_codec import parse_predict_request
+
+        spec, signature_map = self.metadata(model, version, label)
+        key = signature or "serving_default"
+        if key not in signature_map.signature_def:
+            raise ServingClientError("FAILED_PRECONDITION", f'Serving signature key "{key}" not found.')
+        parsed = parse_predict_request(dict(body), InputSpec.of(signature_map.signature_def[key]), key)
+        assert parsed is not None  # None only with numeric_only=True
+        tensors, _ = parsed
+        outputs = self.predict(model, tensors, signature=key, version=version, label=label)
+        return {"model_version": spec.version.value, "outputs": {k: _jsonable(v) for k, v in outputs.items()}}
+
     def _input(self, request: Any, examples: Sequence[Mapping[str, Any]]) -> None:
         from serving.protocol.json_codec import features_to_example
 
@@ -230,3 +249,10 @@ class GrpcClient:
         if response.status.error_code != 0:
             name = next((c.name for c in grpc.StatusCode if c.value[0] == response.status.error_code), "UNKNOWN")
             raise ServingClientError(name, response.status.error_message)
+
+
+def _jsonable(array: Any) -> Any:
+    array = np.asarray(array)
+    if array.dtype == object:
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in array.ravel()]
+    return array.tolist()

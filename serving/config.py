@@ -15,9 +15,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-
-class ConfigError(ValueError):
-    """A configuration file or flag is invalid; the message names the problem and the fix."""
+from errors import ConfigError  # the project's one configuration error, raised and re-exported here
 
 
 def _build_messages() -> tuple[type, type, type]:

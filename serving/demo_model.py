@@ -146,13 +146,3 @@ def raw_row(seed: int = 0, features: Sequence[str] = FEATURES) -> dict[str, floa
     rng = np.random.default_rng(seed)
     return {name: float(rng.normal()) for name in features}
 
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Export the demo SavedModel.")
-    parser.add_argument("base_path")
-    parser.add_argument("--version", type=int, default=1)
-    parser.add_argument("--warmup_records", type=int, default=0)
-    args = parser.parse_args()
-    print(export_demo_model(args.base_path, args.version, warmup_records=args.warmup_records))

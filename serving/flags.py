@@ -4,13 +4,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 
+from errors import EsteiraError
 from serving.api.grpc_server import ChannelArgumentError, parse_channel_arguments
 
 _TRUE = {"true", "1", "yes", "t", "y"}
 _FALSE = {"false", "0", "no", "f", "n"}
 
 
-class FlagError(ValueError):
+class FlagError(EsteiraError, ValueError):
     """Bad command line; the message names the flag and what to pass instead."""
 
 

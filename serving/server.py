@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
+import signal
 import threading
 from dataclasses import dataclass
 
@@ -242,6 +244,31 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
     return uvloop.new_event_loop()
 
+
+
+def serve_until_signalled(server: ModelServer) -> None:
+    """Run a built server on a new event loop until SIGINT or SIGTERM, then stop it gracefully. A port
+    that cannot be opened raises OSError, after what had started is stopped."""
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    async def run() -> None:
+        try:
+            await server.start()
+        except OSError:
+            await server.stop()
+            raise
+        await stop.wait()
+        await server.stop()
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
 
 @dataclass
 class RunningServer:

@@ -1,8 +1,10 @@
 """Errors a user can act on: each message names the tracking URI, model or version, and the fix."""
 from __future__ import annotations
 
+from errors import EsteiraError
 
-class TrackingError(Exception):
+
+class TrackingError(EsteiraError):
     """Base class of tracking errors."""
 
 

@@ -54,7 +54,7 @@ def simulate(data: Path, transactions: int, days: int, seed: int) -> dict:
         config = json.loads(manifest.read_text())["config"]
         if (config["transactions"], config["days"], config["seed"]) == (transactions, days, seed):
             return json.loads(manifest.read_text())
-    subprocess.run([sys.executable, "-m", "pipeline.cli", "data", "fraud", "--transactions", str(transactions),
+    subprocess.run([sys.executable, "-m", "cli", "data", "fraud", "--transactions", str(transactions),
                     "--days", str(days), "--seed", str(seed), "--out", str(data), "--overwrite", "--no-progress"],
                    cwd=REPO, check=True)
     return json.loads(manifest.read_text())
@@ -75,7 +75,7 @@ def run_variant(work: Path, name: str, beam_args: list[str], data: Path, timeout
     load_before = os.getloadavg()
     started = time.monotonic()
     with (root / "run.log").open("w") as log:
-        result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(config_path)],
+        result = subprocess.run([sys.executable, "-m", "cli", "run", "--config", str(config_path)],
                                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
     wall = time.monotonic() - started
     if result.returncode != 0:

@@ -173,7 +173,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="hostile-bench-"))
     export_demo_model(work / "demo", 1)
     rest_port, grpc_port = pick_free_port(), pick_free_port()
-    command = [sys.executable, "-m", "pipeline.cli", "serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
+    command = [sys.executable, "-m", "cli", "serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
                "--host=127.0.0.1", "--model_name=demo", f"--model_base_path={work / 'demo'}",
                f"--request_read_timeout_seconds={READ_TIMEOUT}", "--log_level=ERROR"]
     server = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -47,10 +47,10 @@ def run_variant(workdir: Path, runner: str, beam_args: list[str] | None, train_s
         data["runner"]["beam_args"] = beam_args
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(data, sort_keys=False))
-    subprocess.run([sys.executable, "-m", "pipeline.cli", "data", "breast-cancer", "--out", "data/breast_cancer"],
+    subprocess.run([sys.executable, "-m", "cli", "data", "breast-cancer", "--out", "data/breast_cancer"],
                    cwd=workdir, check=True, capture_output=True)
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(config_path),
+    result = subprocess.run([sys.executable, "-m", "cli", "run", "--config", str(config_path),
                              "--runner", runner], cwd=workdir, capture_output=True, text=True)
     process_seconds = time.monotonic() - started
     if result.returncode != 0:

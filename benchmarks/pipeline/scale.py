@@ -66,7 +66,7 @@ def ensure_data(data: Path, seed: int) -> dict:
     """The handbook data set, written once (about 20 s) and reused."""
     manifest = data / "manifest.json"
     if not manifest.is_file():
-        subprocess.run([sys.executable, "-m", "pipeline.cli", "data", "fraud", "--profile", "handbook", "--seed",
+        subprocess.run([sys.executable, "-m", "cli", "data", "fraud", "--profile", "handbook", "--seed",
                         str(seed), "--out", str(data)], cwd=REPO, check=True)
     return json.loads(manifest.read_text())
 
@@ -162,7 +162,7 @@ def run_once(root: Path, config: Path, timeout: int, env: dict) -> dict:
     load_before = os.getloadavg()
     started = time.monotonic()
     with (root / "run.log").open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(config)],
+        process = subprocess.Popen([sys.executable, "-m", "cli", "run", "--config", str(config)],
                                    cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         with TreeMemory(process.pid) as memory:
             returncode = process.wait(timeout=timeout)

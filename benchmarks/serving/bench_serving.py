@@ -237,7 +237,7 @@ def start_esteira(work: Path, base: Path, grpc_port: int, rest_port: int) -> sub
                         "num_batch_threads { value: 2 } max_enqueued_batches { value: 1000 }")
     monitoring = work / "monitoring.config"
     monitoring.write_text("prometheus_config { enable: true }")
-    return subprocess.Popen([PY, "-m", "pipeline.cli", "serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
+    return subprocess.Popen([PY, "-m", "cli", "serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
                              "--host=127.0.0.1", "--model_name=demo", f"--model_base_path={base}",
                              "--file_system_poll_wait_seconds=1", "--enable_batching",
                              f"--batching_parameters_file={batching}", f"--monitoring_config_file={monitoring}",

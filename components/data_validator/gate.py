@@ -5,8 +5,10 @@ from __future__ import annotations
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
+from errors import EsteiraError
 
-class DataAnomaliesError(RuntimeError):
+
+class DataAnomaliesError(EsteiraError, RuntimeError):
     """The data broke its schema or drifted past a threshold; the message lists each anomaly."""
 
 

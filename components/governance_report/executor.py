@@ -11,6 +11,7 @@ from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
+from errors import EsteiraError
 from pipeline import governance, lineage
 from pipeline.drift_report import write_drift_report
 from privacy.access import current_actor
@@ -25,7 +26,7 @@ DRIFT_EXCLUDED_KEY = "drift_excluded"
 FIRST_VERSION = "first version"
 
 
-class AuditVerificationError(RuntimeError):
+class AuditVerificationError(EsteiraError, RuntimeError):
     """An access audit log failed its hash-chain check; the report saying so was written first."""
 
 

@@ -91,7 +91,7 @@ def model_server(saved_model_dir: Path, startup_timeout_s: float) -> Iterator[Ru
     log = (base / "server.log").open("w+")
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
+        [sys.executable, "-m", "cli", "serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
          f"--model_name={SERVED_NAME}", f"--model_base_path={base}", "--host=127.0.0.1"],
         stdout=log, stderr=subprocess.STDOUT, env=env)
     target = f"127.0.0.1:{grpc_port}"

@@ -32,6 +32,7 @@ from tfx.utils import io_utils, proto_utils
 
 from components.serving_pusher.reference import reference_from_statistics
 from components.serving_pusher.warmup import WARMUP_PATH, warmup_logs, write_warmup_file
+from errors import EsteiraError
 from serving.observability.drift import REFERENCE_FILE, write_reference
 
 REASON_KEY = "push_reason"
@@ -75,7 +76,7 @@ def newest_version(base_directory: Path) -> Path | None:
     return max(versions, key=lambda p: int(p.name), default=None)
 
 
-class PushError(RuntimeError):
+class PushError(EsteiraError, RuntimeError):
     """The new version could not be written; the message names the folder, the cause and the fix."""
 
 

@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from errors import EsteiraError
 
-class NonFiniteTrainingError(RuntimeError):
+
+class NonFiniteTrainingError(EsteiraError, RuntimeError):
     """Training produced NaN or Inf; `epoch` and `batch` are 1-based, as the progress bar counts."""
 
     def __init__(self, epoch: int, batch: int, tensor: str, value: float | None = None) -> None:

@@ -50,10 +50,11 @@ from typing import Any
 
 import tensorflow as tf
 
+from errors import EsteiraError
 from models.common.settings import DPSettings
 
 
-class DPConfigError(ValueError):
+class DPConfigError(EsteiraError, ValueError):
     """A DP-SGD setting that cannot work with this model or strategy, with the reason and the fix."""
 
 

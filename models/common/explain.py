@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from errors import EsteiraError
 from models.common.settings import ExplainSettings
 
 EXPLAIN_SIGNATURE = "explain"
@@ -37,7 +38,7 @@ BASELINE_TEXT = ("numeric features at their training mean, string and time featu
                  "card-history steps at average values with the history's length kept")
 
 
-class ExplainExportError(ValueError):
+class ExplainExportError(EsteiraError, ValueError):
     """The model cannot be explained as built; the message names the input and what to change."""
 
 

@@ -20,11 +20,13 @@ from typing import Literal
 
 import dp_accounting
 
+from errors import EsteiraError
+
 Accountant = Literal["rdp", "pld"]
 ACCOUNTANTS: tuple[str, ...] = ("rdp", "pld")
 
 
-class PrivacyBudgetExceeded(RuntimeError):
+class PrivacyBudgetExceeded(EsteiraError, RuntimeError):
     """The training spent more privacy than the configured budget allows."""
 
     def __init__(self, epsilon: float, max_epsilon: float, delta: float, accountant: str) -> None:

@@ -24,8 +24,10 @@ from typing import Any, ClassVar, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from errors import EsteiraError
 
-class SettingsError(ValueError):
+
+class SettingsError(EsteiraError, ValueError):
     """Settings that cannot train a model; the message names the key and what is allowed."""
 
 

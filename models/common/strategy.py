@@ -32,11 +32,13 @@ from typing import Any, Literal
 
 import tensorflow as tf
 
+from errors import EsteiraError
+
 StrategyKind = Literal["none", "mirrored", "multi_worker"]
 STRATEGY_KINDS: tuple[str, ...] = ("none", "mirrored", "multi_worker")
 
 
-class StrategyConfigError(ValueError):
+class StrategyConfigError(EsteiraError, ValueError):
     """The strategy requested cannot be built in this process, with the reason and the fix."""
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from errors import EsteiraError
 
-class FraudMetricError(ValueError):
+
+class FraudMetricError(EsteiraError, ValueError):
     """Input a fraud metric cannot be computed from (the message names the problem and the fix)."""
 
 

@@ -11,12 +11,14 @@ from typing import Literal
 
 import numpy as np
 
+from errors import EsteiraError
+
 DAY_SECONDS = 86_400
 
 Window = Literal["train", "delay", "eval"]
 
 
-class TimeSplitError(ValueError):
+class TimeSplitError(EsteiraError, ValueError):
     """A split that cannot be built or applied (the message names the field and the fix)."""
 
 

@@ -15,13 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from errors import EsteiraError
+
 DAY_SECONDS = 86_400
 CUSTOMER_WINDOWS_DAYS: tuple[int, ...] = (1, 7, 30)
 TERMINAL_WINDOWS_DAYS: tuple[int, ...] = (1, 7, 30)
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
 
 
-class WindowFeatureError(ValueError):
+class WindowFeatureError(EsteiraError, ValueError):
     """Input the window features cannot be computed from (the message names the problem and the fix)."""
 
 

@@ -864,6 +864,3 @@ def fraud_main(argv: list[str]) -> int:
     )
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(fraud_main(sys.argv[1:]))

@@ -55,6 +55,7 @@ from typing import NoReturn
 import numpy as np
 from tqdm import tqdm
 
+from errors import EsteiraError
 from pipeline.datasets.files import remove_spans_after, write_text
 from pipeline.datasets.fraud_simulator import cpf_check_digits, luhn_check_digit
 
@@ -114,7 +115,7 @@ _REGIONS = [(1000, 5999, 11), (20000, 23799, 21), (30000, 31999, 31), (40000, 42
             (90000, 91999, 51)]
 
 
-class HandbookError(ValueError):
+class HandbookError(EsteiraError, ValueError):
     """A bad argument; the message names the flag and the fix."""
 
 
@@ -524,6 +525,3 @@ def handbook_main(argv: list[str]) -> int:
           f"in {manifest['generation_seconds']:.1f} s; ExampleGen pattern: {INPUT_PATTERN}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(handbook_main(sys.argv[1:]))

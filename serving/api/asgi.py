@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from errors import EsteiraError
+
 log = logging.getLogger("serving.http")
 
 Scope = dict[str, Any]
@@ -61,7 +63,7 @@ def read_timeout_error(seconds: float) -> str:
     return f"Request not received completely within {seconds:g} s; send the whole request promptly"
 
 
-class HttpError(Exception):
+class HttpError(EsteiraError):
     """A request refused before the handler sees it; answered with ``status`` and the connection closed."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -69,7 +71,7 @@ class HttpError(Exception):
         self.status, self.message = status, message
 
 
-class _Disconnected(Exception):
+class _Disconnected(EsteiraError):
     """The client went away before its body arrived; there is no one to answer."""
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import grpc
 
+from errors import EsteiraError
+
 log = logging.getLogger("serving")
 
 UNLIMITED = 2**31 - 1  # TF Serving sends messages of any size gRPC allows
@@ -87,7 +89,7 @@ INTEGER_ARGUMENTS = frozenset({
 STRING_ARGUMENTS = frozenset({"grpc.primary_user_agent", "grpc.secondary_user_agent", "grpc.optimization_target"})
 
 
-class ChannelArgumentError(ValueError):
+class ChannelArgumentError(EsteiraError, ValueError):
     """A ``--grpc_channel_arguments`` entry gRPC cannot take; the message names it and the fix."""
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from errors import EsteiraError
 from serving.api.asgi import Handler, Limits, RestApp, read_timeout_error
 
 log = logging.getLogger("serving.http")
@@ -46,7 +47,7 @@ REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header F
 PIPELINE_FULL = (0, "")  # not an answer: the connection closes after the requests already queued
 
 
-class _Refused(Exception):
+class _Refused(EsteiraError):
     """Raised in a parser callback to stop httptools; uvicorn then calls ``send_400_response``."""
 
 

@@ -31,12 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
+from errors import EsteiraError
+
 REFERENCE_FILE = "esteira_reference_stats.json"
 FORMAT = "esteira.reference_histograms.v1"
 _FLOOR = 1e-4
 
 
-class ReferenceFormatError(ValueError):
+class ReferenceFormatError(EsteiraError, ValueError):
     """The reference-statistics file does not follow the documented format."""
 
 

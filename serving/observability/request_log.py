@@ -29,6 +29,7 @@ from typing import Any
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import logging_config_pb2, model_server_config_pb2
 
+from errors import EsteiraError
 from serving.observability.metrics import Registry
 
 log = logging.getLogger("serving")
@@ -38,7 +39,7 @@ QUEUE_RECORDS = 10_000
 Build = Callable[[], prediction_log_pb2.PredictionLog]
 
 
-class RequestLogError(ValueError):
+class RequestLogError(EsteiraError, ValueError):
     """A ``logging_config`` this server cannot follow; the message names the model, the field and the fix."""
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import grpc
 
+from errors import EsteiraError
+
 Code = grpc.StatusCode
 
 # absl/TF status -> HTTP, as TF Serving's ToHTTPStatusCode maps it.
@@ -43,7 +45,7 @@ def code_from_number(number: int) -> grpc.StatusCode:
     return _BY_NUMBER.get(number, Code.UNKNOWN)
 
 
-class ServingError(Exception):
+class ServingError(EsteiraError):
     """A request failed with a status ``code`` (e.g. ``grpc.StatusCode.NOT_FOUND``) and a client-facing message."""
 
     def __init__(self, code: grpc.StatusCode, message: str) -> None:

@@ -54,7 +54,7 @@ def make_workspace(root: Path, overrides: dict | None = None) -> Workspace:
         data[section].update(values)
     config_path = root / "breast_cancer.yaml"
     config_path.write_text(yaml.safe_dump(data, sort_keys=False))
-    subprocess.run([sys.executable, "-m", "pipeline.cli", "data", "breast-cancer", "--out", "data/breast_cancer"],
+    subprocess.run([sys.executable, "-m", "cli", "data", "breast-cancer", "--out", "data/breast_cancer"],
                    cwd=root, check=True, capture_output=True)
     settings = AirflowSettings(root / "airflow", dag_environment={
         HOME_ENV: str(root), CONFIGS_ENV: str(config_path), RETRIES_ENV: "0"})

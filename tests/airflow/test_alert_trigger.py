@@ -41,7 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         (root / "tokens").write_text(f"alertmanager:{token}\n")
         (root / "alertmanager.token").write_text(token)
         trigger_port = free_port()
-        processes.append(_process([sys.executable, "-m", "orchestration.alert_trigger", "--port", str(trigger_port),
+        processes.append(_process([sys.executable, "-m", "cli", "alert-trigger", "--port", str(trigger_port),
                                    "--airflow_credentials", str(settings.state_dir / "admin.json"),
                                    "--auth_token_file", str(root / "tokens")], root / "trigger.log"))
         trigger = f"http://127.0.0.1:{trigger_port}/alertmanager"

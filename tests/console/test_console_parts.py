@@ -84,9 +84,9 @@ def test_a_bad_form_value_names_the_feature() -> None:
 
 
 def test_esteira_console_dispatches_and_names_missing_token_files(capsys: pytest.CaptureFixture[str]) -> None:
-    from console.cli import console_main
-    from pipeline.cli import DELEGATED, _load
+    from cli.console import console_main
+    from cli.main import COMMANDS, _load
 
-    assert _load(DELEGATED["console"][0]) is console_main
+    assert _load(COMMANDS["console"][0]) is console_main
     code = console_main(["--config", "configs/breast_cancer.yaml", "--model_config_file", "models.config"])
     assert code == 2 and "--reviewer_tokens FILE" in capsys.readouterr().err

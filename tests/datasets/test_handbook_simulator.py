@@ -232,7 +232,7 @@ def test_bad_flags_are_one_line_naming_the_flag(tmp_path: Path, capsys: pytest.C
 
 def test_the_esteira_command_dispatches_the_profile_and_its_errors(tmp_path: Path) -> None:
     def esteira(*flags: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "pipeline.cli", "data", "fraud", *flags],
+        return subprocess.run([sys.executable, "-m", "cli", "data", "fraud", *flags],
                               capture_output=True, text=True, cwd=REPO, timeout=120)
 
     bad = esteira("--profile", "handbook", "--out", str(tmp_path / "bad"), "--days", "0")

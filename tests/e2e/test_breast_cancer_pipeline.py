@@ -48,7 +48,7 @@ def make_workspace(root: Path, overrides: dict) -> Workspace:
 
 
 def esteira(cwd: Path, *args: str, expect: int = 0) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd,
+    result = subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == expect, f"esteira {' '.join(args)} exited {result.returncode}:\n{result.stderr[-4000:]}"
     return result

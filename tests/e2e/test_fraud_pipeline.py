@@ -43,7 +43,7 @@ class FraudWorkspace:
 
 
 def esteira(root: Path, env: dict[str, str], *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=root, env=env,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=root, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 

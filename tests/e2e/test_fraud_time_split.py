@@ -36,7 +36,7 @@ MODEL_WINDOW_FEATURES = {"customer_nb_tx_1d": "float", "customer_avg_amount_7d":
 
 
 def esteira(root: Path, env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=root, env=env,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=root, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 

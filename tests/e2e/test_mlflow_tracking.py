@@ -188,7 +188,7 @@ def model_server(workspace: Workspace, second_model: RunReport) -> Iterator[dict
                            "model_version_policy { all {} } } }\n")
     grpc_port, rest_port = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
+        [sys.executable, "-m", "cli", "serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
          "--host=127.0.0.1", f"--model_config_file={config_file}"],
         cwd=workspace.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     rest = f"http://127.0.0.1:{rest_port}"
@@ -213,7 +213,7 @@ def test_promote_and_rollback_move_aliases_and_server_labels(workspace: Workspac
     audit = workspace.root / "audit.jsonl"
 
     def move(command: str, *extra: str) -> None:
-        subprocess.run([sys.executable, "-m", "pipeline.cli", command, "--model", MODEL, *extra,
+        subprocess.run([sys.executable, "-m", "cli", command, "--model", MODEL, *extra,
                         "--tracking_uri", mlflow_uri, "--model_config_file", str(model_server["config_file"]),
                         "--server", model_server["grpc"], "--audit_log", str(audit)],
                        cwd=workspace.root, env={**os.environ, "ESTEIRA_ACTOR": "risk.committee"}, check=True,

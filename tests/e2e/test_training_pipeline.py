@@ -36,7 +36,7 @@ class Workspace:
         # model scored 0.946 against the mirrored run's 0.973, the expected cost of its noise, which the
         # default 0.01 change tolerance refuses. The floor above stays the gate these tests rely on.
         self.base["evaluation"]["auc_change_threshold"] = -0.05
-        subprocess.run([sys.executable, "-m", "pipeline.cli", "data", "breast-cancer", "--out",
+        subprocess.run([sys.executable, "-m", "cli", "data", "breast-cancer", "--out",
                         "data/breast_cancer"], cwd=root, check=True, capture_output=True)
 
     def config_path(self, training: dict) -> Path:
@@ -47,7 +47,7 @@ class Workspace:
         return path
 
     def command(self, training: dict) -> list[str]:
-        return [sys.executable, "-m", "pipeline.cli", "run", "--config", str(self.config_path(training))]
+        return [sys.executable, "-m", "cli", "run", "--config", str(self.config_path(training))]
 
     def run(self, training: dict, expect_ok: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(self.command(training), cwd=self.root, capture_output=True, text=True, timeout=900)
@@ -111,7 +111,7 @@ def test_non_finite_guard_fails_the_trainer_naming_epoch_and_batch(workspace: Wo
     data = yaml.safe_load(path.read_text())
     data["model"]["learning_rate"] = 1e38  # weights overflow to inf within a few steps
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(path)],
+    result = subprocess.run([sys.executable, "-m", "cli", "run", "--config", str(path)],
                             cwd=workspace.root, capture_output=True, text=True, timeout=900)
     assert result.returncode != 0
     assert "NonFiniteTrainingError" in result.stderr

@@ -25,7 +25,7 @@ LEAN = {"training": {"train_steps": 30, "eval_steps": 5}}
 def run_killed_inside(workspace: Workspace, component: str, after_seconds: float) -> list[str]:
     """``esteira run`` until ``component`` has been running ``after_seconds``, then SIGKILL its process group;
     the progress lines it printed."""
-    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(workspace.config_path)],
+    process = subprocess.Popen([sys.executable, "-m", "cli", "run", "--config", str(workspace.config_path)],
                                cwd=workspace.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
     seen: list[str] = []

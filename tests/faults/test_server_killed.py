@@ -77,7 +77,7 @@ def test_a_torn_last_line_is_reported_as_torn_and_the_restarted_server_continues
     before = verify(audit)
     with open(audit, "ab") as handle:
         handle.write(TORN)
-    cli = subprocess.run([sys.executable, "-m", "privacy.audit", "verify", str(audit)], capture_output=True,
+    cli = subprocess.run([sys.executable, "-m", "cli", "audit", "verify", str(audit)], capture_output=True,
                          text=True)
     assert cli.returncode == 0, cli.stderr
     assert f"ok: {before.records} records" in cli.stdout and f"torn last line of {len(TORN)} bytes" in cli.stderr

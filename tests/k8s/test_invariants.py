@@ -191,13 +191,16 @@ def test_tfjob_runs_chief_and_workers_on_shared_backups(rendered) -> None:
 
 
 def test_tfjob_commands_are_valid_esteira_runs(rendered, monkeypatch) -> None:
-    from pipeline.cli import _build_parser, _config_from
+    from cli.options import config_from
+    from cli.pipeline import run_parser
 
     monkeypatch.chdir(REPO)  # the pipeline image's working directory holds configs/
     tfjob = one(rendered["prod"], "TFJob", "esteira-training")
     for role, replica in tfjob["spec"]["tfReplicaSpecs"].items():
-        args = _build_parser().parse_args(replica["template"]["spec"]["containers"][0]["args"])
-        config = _config_from(args)  # unknown keys or bad values raise ConfigError
+        command, *rest = replica["template"]["spec"]["containers"][0]["args"]
+        assert command == "run"
+        args = run_parser().parse_args(rest)
+        config = config_from(args)  # unknown keys or bad values raise ConfigError
         assert config.training.distribution.strategy == "multi_worker"
         assert str(config.training.backup_root) == "/shared/backups"
         assert args.to == (None if role == "Chief" else "Trainer")

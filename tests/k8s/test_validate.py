@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 
 from deploy import crds
-from deploy.cli import custom_problems
+from deploy.crds import custom_problems
 from deploy.manifests import find, one
 
 from .conftest import make

@@ -6,13 +6,14 @@ import json
 import yaml
 from grafana_foundation_sdk.models.dashboard import Dashboard as GrafanaDashboard
 
-from observability.grafana import DASHBOARD_FILE, build, main, render
+from cli.dashboard import grafana_main as main
+from observability.grafana import DASHBOARD_FILE, build, render
 from observability.panels import DASHBOARD
 from observability.stack import MONITORING
 
 
 def test_committed_json_equals_generator_output() -> None:
-    assert DASHBOARD_FILE.read_text() == render(), "run `python -m observability.grafana` and commit the JSON"
+    assert DASHBOARD_FILE.read_text() == render(), "run `esteira grafana` and commit the JSON"
     assert main(["--check"]) == 0
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from observability.cli import dashboard_main
+from cli.dashboard import dashboard_main
 from observability.panels import DASHBOARD
 from observability.stack import MONITORING, StackConfig, free_port, start_stack, stop_processes, wait_until
 from observability.static_page import PrometheusClient, Window, query_panel
@@ -175,7 +175,7 @@ def test_dashboard_page_draws_charts_in_chromium(stack: StackConfig, tmp_path: P
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     _require("chromium", "chromedriver")
     out = tmp_path / "dashboard"
-    # `esteira dashboard` dispatches here (pipeline.cli.DELEGATED); called in-process to spare the
+    # `esteira dashboard` dispatches here (cli.main.COMMANDS); called in-process to spare the
     # pipeline CLI's TensorFlow import.
     code = dashboard_main(["--prometheus", stack.prometheus_url, "--out", str(out), "--range", "3m",
                            "--model", "demo", "--max-features", "2"])

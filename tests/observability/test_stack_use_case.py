@@ -14,7 +14,8 @@ import httpx
 import pytest
 import yaml
 
-from observability.stack import free_port, main, stop_processes
+from cli.stack import stack_main as main
+from observability.stack import free_port, stop_processes
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "breast_cancer"

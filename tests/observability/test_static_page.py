@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from observability.cli import dashboard_main
+from cli.dashboard import dashboard_main
 from observability.panels import DASHBOARD, Panel, Query, expand
 from observability.static_page import PrometheusClient, Window, collect, page, parse_duration, query_panel
 
@@ -100,6 +100,6 @@ def test_cli_rejects_a_bad_range(tmp_path: Path) -> None:
 
 
 def test_esteira_dispatches_the_dashboard_subcommand() -> None:
-    from pipeline.cli import DELEGATED, _load
+    from cli.main import COMMANDS, _load
 
-    assert _load(DELEGATED["dashboard"][0]) is dashboard_main
+    assert _load(COMMANDS["dashboard"][0]) is dashboard_main

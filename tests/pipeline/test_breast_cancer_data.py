@@ -30,7 +30,7 @@ def test_columns_and_labels_match_config(tmp_path: Path) -> None:
 
 
 def test_cli_prints_sha256(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "data", "breast-cancer", "--out",
+    result = subprocess.run([sys.executable, "-m", "cli", "data", "breast-cancer", "--out",
                              str(tmp_path)], capture_output=True, text=True, check=True)
     _path, digest, _rows = write_breast_cancer_csv(tmp_path / "again")
     assert f"sha256 {digest}" in result.stdout

@@ -120,14 +120,14 @@ def test_overrides_are_validated() -> None:
 
 def test_cli_config_error_is_one_line_without_traceback(tmp_path: Path) -> None:
     path = write_config(tmp_path, lambda d: d["evaluation"].update(auc_lower_bound=1.5))
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(path)],
+    result = subprocess.run([sys.executable, "-m", "cli", "run", "--config", str(path)],
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "evaluation.auc_lower_bound" in lines[0]
     assert "Traceback" not in result.stderr
 
-    debug = subprocess.run([sys.executable, "-m", "pipeline.cli", "--debug", "run", "--config", str(path)],
+    debug = subprocess.run([sys.executable, "-m", "cli", "--debug", "run", "--config", str(path)],
                            capture_output=True, text=True, cwd=tmp_path)
     assert debug.returncode == 2 and "Traceback" in debug.stderr
 

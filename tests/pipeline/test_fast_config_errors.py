@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Runs the CLI as `esteira run` would, then reports which heavy stacks the process had imported by then.
 PROBE = """
 import json, sys
-from pipeline.cli import main
+from cli.main import main
 code = main(["run", "--config", sys.argv[1]])
 loaded = sorted(name for name in ("tensorflow", "tfx", "tensorflow_transform", "apache_beam") if name in sys.modules)
 print(json.dumps({"code": code, "loaded": loaded}))

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from kfp import components
 
-from pipeline.cli import main
+from cli.main import main
 from pipeline.config import load_config
 from pipeline.kubeflow_run import KubeflowAuth, KubeflowRunError, client_for, follow, spec_task_names, submit
 

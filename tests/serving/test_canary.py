@@ -1,16 +1,17 @@
-"""Canary routing by version label (canary.py), and the label-only promote/rollback commands."""
+"""Canary routing by version label (canary.py), and label moves on a running server (serving/labels.py)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import httpx
+import pytest
 from serving_helpers import MODEL, metric_samples, start_server, write_config
 
 from serving.canary import CanaryRouter
-from serving.cli import promote_main, rollback_main
 from serving.config import read_model_config
 from serving.demo_model import raw_row
+from serving.labels import LabelChangeError, apply_version_labels
 
 BODY = {"signature_name": "predict_raw", "instances": [raw_row(1)]}
 
@@ -24,7 +25,7 @@ def test_canary_split_and_stickiness() -> None:
     assert router.route("other", {"stable"}) is None
 
 
-def test_canary_routing_promote_and_rollback(model_store: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_canary_routing_promote_and_rollback(model_store: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path / "models.config", {MODEL: str(model_store / MODEL)},
                           labels={MODEL: {"stable": 1, "canary": 2}})
     canary = tmp_path / "canary.json"
@@ -41,16 +42,18 @@ def test_canary_routing_promote_and_rollback(model_store: Path, tmp_path: Path, 
                     if labels["api"] == "predict"}
 
         assert versions() == {"1", "2"}
-        args = [f"--model={MODEL}", f"--model_config_file={config}", f"--server={server.grpc_target}"]
-        assert promote_main(args) == 0
+        def move(labels: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+            return apply_version_labels(str(config), MODEL, labels, server=server.grpc_target)
+
+        assert move({"stable": 2}) == ({"stable": 1, "canary": 2}, {"stable": 2, "canary": 2})  # canary promoted
         assert read_model_config(config).model_config_list.config[0].version_labels["stable"] == 2
         stable = httpx.post(f"{server.rest_url}/v1/models/{MODEL}/labels/stable:predict", json=BODY).json()
         v2 = httpx.post(f"{server.rest_url}/v1/models/{MODEL}/versions/2:predict", json=BODY).json()
         assert stable == v2
-        assert rollback_main([*args, "--label=stable", "--version=1"]) == 0
+        move({"stable": 1})
         assert read_model_config(config).model_config_list.config[0].version_labels["stable"] == 1
-        assert rollback_main([*args, "--version=9"]) == 1
-        assert "refused" in capsys.readouterr().err
+        with pytest.raises(LabelChangeError, match="refused"):  # version 9 is not loaded
+            move({"canary": 9})
         assert read_model_config(config).model_config_list.config[0].version_labels["canary"] == 2  # unchanged
     finally:
         server.stop()

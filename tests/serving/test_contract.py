@@ -1,7 +1,7 @@
 """TF Serving contract: paths, JSON shapes, error bodies and status codes, over REST and gRPC.
 
 Runs against the in-process server by default. Point it at any server that serves the demo model
-(``python -m serving.demo_model /models/demo --version 1`` and ``--version 2``, labels stable=1,
+(``esteira demo-model /models/demo --version 1`` and ``--version 2``, labels stable=1,
 canary=2) with ``ESTEIRA_CONTRACT_REST=http://host:8501 ESTEIRA_CONTRACT_GRPC=host:8500`` -- e.g. a
 real ``tensorflow_model_server`` -- and the same assertions run there.
 """

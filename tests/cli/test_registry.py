@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from cli.registry import promote_main, rollback_main
 from privacy.audit import read_records
 from serving.config import read_model_config
 from tests.tracking.conftest import make_record, pushed_version
-from tracking.cli import promote_main, rollback_main
 from tracking.registry import CHALLENGER, CHAMPION, aliases_of
 from tracking.run_logger import log_pipeline_run
 from tracking.run_record import Registration

@@ -1,4 +1,4 @@
-"""esteira serve's flag errors and esteira predict over REST and gRPC (serving/cli.py)."""
+"""esteira serve's flag errors and esteira predict over REST and gRPC (cli/serve.py)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from serving_helpers import MODEL
 
-from serving.cli import predict_main, serve_main
+from cli.serve import predict_main, serve_main
 from serving.demo_model import raw_row
 
 BODY = {"signature_name": "predict_raw", "instances": [raw_row(1)]}

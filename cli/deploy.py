@@ -1,47 +1,17 @@
-"""`python -m deploy.cli`: the manifest steps the Makefile (and so the workflows and tests) run."""
+"""``esteira deploy ...``: the Kubernetes manifest steps the Makefile (and so the workflows and tests) run."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 from deploy import alert_rules, crds
-from deploy.manifests import Manifest, ManifestError, dump, image_of, play_manifest, render_text, set_image
+from deploy.manifests import ManifestError, dump, image_of, play_manifest, render_text, set_image
 
 
-def _builtin(api_version: str) -> bool:
-    """Kinds of Kubernetes itself: the core group (v1) and groups without a dot or under k8s.io."""
-    group = api_version.rpartition("/")[0]
-    return "." not in group or group.endswith(".k8s.io")
-
-
-def custom_problems(manifests: list[Manifest]) -> list[str]:
-    """Problems of custom resources; a kind with no CRD kept in k8s/crds/ is one too."""
-    problems = [f"{m['kind']}/{m['metadata']['name']}: no CRD schema for {m['apiVersion']} {m['kind']} in "
-                f"{crds.CRD_DIR} (add the CRD of its project there)"
-                for m in manifests if not _builtin(m["apiVersion"]) and not crds.is_custom(m)]
-    return problems + [str(problem) for problem in crds.validate(manifests)]
-
-
-def _check(files: list[Path]) -> int:
-    problems = []
-    for path in files:
-        manifests = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-        problems += [f"{path}: {problem}" for problem in custom_problems(manifests)]
-    if not alert_rules.is_current():
-        problems.append(f"{alert_rules.TARGET} differs from configs/monitoring/rules: run `make k8s-rules`")
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    if not problems:
-        print(f"custom resources of {', '.join(map(str, files))} match their CRD schemas; the PrometheusRule "
-              "matches configs/monitoring/rules")
-    return 1 if problems else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.cli", description=__doc__)
+def deploy_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="esteira deploy", description="The manifest steps the Makefile (and so the workflows and tests) run.")
     commands = parser.add_subparsers(dest="command", required=True)
     show = commands.add_parser("render", help="print overlays as kubectl kustomize renders them")
     show.add_argument("overlay", nargs="+")
@@ -132,5 +102,13 @@ def _canary(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _check(files: list[Path]) -> int:
+    problems = crds.rendered_problems(files)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems:
+        print(f"custom resources of {', '.join(map(str, files))} match their CRD schemas; the PrometheusRule "
+              "matches configs/monitoring/rules")
+    return 1 if problems else 0
+
+

@@ -1,19 +1,19 @@
-"""``esteira promote | rollback``: move the registry's champion alias and the server labels with it.
+"""``esteira promote | rollback``: move the registry's champion alias, and the server labels with it.
 
-Order of work: check everything in the registry, then set the labels (on the server when --server
-is given, then in the models.config file), then move the alias, then append to the audit log; any
-refusal before the alias moves leaves the registry, the server and the file as they were.
+The work is tracking.champion's (registry checks, labels on the server then in the file, alias, audit
+record); this module reads the flags, finds the registry and prints the planned change.
 """
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from serving.labels import LabelChangeError
+from tracking.champion import DEFAULT_AUDIT_LOG, actor, change_champion
 from tracking.errors import TrackingError
 
 if TYPE_CHECKING:
@@ -22,17 +22,10 @@ if TYPE_CHECKING:
     from tracking.registry import ChampionMove
     from tracking.store import TrackingTarget
 
-DEFAULT_AUDIT_LOG = "outputs/audit/registry.jsonl"
-
 
 def _fail(message: str, code: int = 1) -> int:
     print(f"error: {message}", file=sys.stderr)
     return code
-
-
-def actor() -> str:
-    """Who is acting: ESTEIRA_ACTOR (e.g. set by CI to the approver), else the OS user."""
-    return os.environ.get("ESTEIRA_ACTOR") or getpass.getuser()
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -57,7 +50,7 @@ def _target(args: argparse.Namespace) -> TrackingTarget:
     if args.tracking_uri:
         return TrackingTarget(args.tracking_uri)
     if args.config is not None:
-        from pipeline.config import load_config  # the CLI front end reads the use case; the library does not
+        from pipeline.config import load_config  # the command reads the use case; the tracking library does not
 
         config = load_config(args.config)
         return resolve_target(config.tracking.uri, config.pipeline.root / LOCAL_FOLDER)
@@ -68,30 +61,8 @@ def _target(args: argparse.Namespace) -> TrackingTarget:
     return resolve_target(uri, Path.cwd())
 
 
-def change_champion(client: MlflowClient, move: ChampionMove, model_config_file: str | Path, *, action: str,
-                    actor_name: str, audit_log: str | Path, tracking_uri: str, server: str | None = None,
-                    token: str | None = None) -> tuple[dict[str, int], dict[str, int]]:
-    """Apply a planned champion move: server labels first, then the file, then the alias, then the
-    audit record naming ``actor_name``. Returns the labels before and after; raises
-    LabelChangeError (nothing changed) or TrackingError."""
-    from privacy.audit import AuditLog
-    from serving.cli import apply_version_labels
-    from tracking.registry import apply_move
-
-    before, after = apply_version_labels(str(model_config_file), move.model_name, move.labels, server=server,
-                                         token=token)
-    apply_move(client, move)
-    with AuditLog(audit_log) as audit:
-        audit.append({"event": f"registry.{action}", "actor": actor_name, "model": move.model_name,
-                      "champion_before": move.before, "champion_after": move.after,
-                      "labels_before": before, "labels_after": after,
-                      "model_config_file": str(Path(model_config_file).resolve()),
-                      "server": server, "tracking_uri": tracking_uri})
-    return before, after
-
-
 def _move(args: argparse.Namespace, action: str, plan: Callable[[MlflowClient], ChampionMove]) -> int:
-    from serving.cli import LabelChangeError, apply_version_labels
+    from serving.labels import apply_version_labels
     from tracking.store import connect
 
     try:
@@ -105,7 +76,7 @@ def _move(args: argparse.Namespace, action: str, plan: Callable[[MlflowClient], 
             return 0
         change_champion(client, move, args.model_config_file, action=action, actor_name=actor(),
                         audit_log=args.audit_log, tracking_uri=target.uri, server=args.server, token=args.token)
-    except (TrackingError, LabelChangeError, ValueError) as exc:  # ValueError: pipeline's ConfigError
+    except (TrackingError, LabelChangeError, ValueError) as exc:  # ValueError: the use case's ConfigError too
         return _fail(str(exc))
     return 0
 

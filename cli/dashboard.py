@@ -1,4 +1,4 @@
-"""``esteira dashboard``: the dashboard's panels from a Prometheus server as one static HTML page."""
+"""``esteira dashboard | grafana``: the dashboard's panels as a static page from Prometheus, or as Grafana JSON."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from observability.static_page import PrometheusError, parse_duration, render
+from observability.static_page import PrometheusError, parse_duration
+from observability.static_page import render as render_page
 
 
 def dashboard_main(argv: list[str]) -> int:
@@ -31,7 +32,7 @@ def dashboard_main(argv: list[str]) -> int:
         parser.error("--max-features must be at least 1")
     started = time.monotonic()
     try:
-        target, rows = render(args.prometheus, args.out, range_seconds=seconds, end=args.end, model=args.model,
+        target, rows = render_page(args.prometheus, args.out, range_seconds=seconds, end=args.end, model=args.model,
                               version=args.version, max_repeat=args.max_features)
     except PrometheusError as exc:
         print(f"esteira dashboard: {exc}", file=sys.stderr)
@@ -46,3 +47,24 @@ def dashboard_main(argv: list[str]) -> int:
     for panel in failed:
         print(f"  query failed: {panel.panel.title}: {panel.error}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def grafana_main(argv: list[str]) -> int:
+    from observability.grafana import DASHBOARD_FILE, render  # Grafana's SDK: only for this command
+
+    parser = argparse.ArgumentParser(
+        prog="esteira grafana", description="Grafana dashboard JSON from the panels observability.panels defines.")
+    parser.add_argument("--out", type=Path, default=DASHBOARD_FILE, help="where to write the JSON")
+    parser.add_argument("--check", action="store_true", help="exit 1 if --out differs from the generated JSON")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        current = args.out.read_text() if args.out.exists() else ""
+        if current != text:
+            print(f"{args.out} is out of date: run `esteira grafana` and commit it", file=sys.stderr)
+            return 1
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(args.out)
+    return 0
