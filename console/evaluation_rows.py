@@ -2,7 +2,7 @@
 
 The rows are the eval split of the Examples artifact a version was trained on (its MLflow run
 names the artifact's MLMD id); scores come from the pushed SavedModel itself, the way the drift
-report scores them (pipeline.governance), so two versions are compared on the very same rows.
+report scores them (evidence.governance), so two versions are compared on the very same rows.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def load_eval_rows(metadata_path: Path | None, examples_id: int | None, label_ke
     if examples_id is None:
         raise EvidenceUnavailable("the version's MLflow run names no Examples artifact (tag mlmd.examples_id); "
                                   "register versions through the pipeline")
-    from pipeline import governance, lineage
+    from evidence import governance, lineage
 
     try:
         store = lineage.open_store(metadata_path)
@@ -83,7 +83,7 @@ class ScoreCache:
 
 
 def _score(base_path: Path, serving_version: str, rows: EvalRows) -> np.ndarray:
-    from pipeline.governance import predict_scores
+    from evidence.governance import predict_scores
 
     model_dir = Path(base_path) / serving_version
     if not (model_dir / "saved_model.pb").is_file():

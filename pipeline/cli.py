@@ -148,7 +148,7 @@ def _run_kubeflow(args: argparse.Namespace, config: UseCaseConfig) -> int:
 
 def _run_summary(config: UseCaseConfig, wall: float, error: Exception | None) -> tuple[str | None, str | None]:
     """The run's id and printed report, from MLMD; none when a failed run recorded nothing."""
-    from pipeline.lineage import LineageError
+    from evidence.lineage import LineageError
     from pipeline.report import format_report, load_report
 
     try:
@@ -163,7 +163,7 @@ def _run_summary(config: UseCaseConfig, wall: float, error: Exception | None) ->
 def _gate(args: argparse.Namespace) -> int:
     config = _config_from(args)
     from components.model_validator.checks import non_finite_variables
-    from pipeline import lineage
+    from evidence import lineage
     from pipeline.model_gate import decide, facts_from_report, governance_reports, write_gate
     from pipeline.report import build_report
 
@@ -219,8 +219,9 @@ def _drift_report(args: argparse.Namespace, config: UseCaseConfig) -> int:
     if not (args.from_ and args.to):
         raise ConfigError("report drift needs --from and --to: two pushed versions (e.g. --from 1718000000 "
                           "--to 1718100000) or two spans (--from span:3 --to span:4)")
-    from pipeline import governance, lineage
-    from pipeline.drift_report import drift_exclusions, write_drift_report
+    from evidence import governance, lineage
+    from evidence.drift_report import write_drift_report
+    from pipeline.config import drift_exclusions
 
     store = lineage.open_store(config.pipeline.metadata_path)
     report = governance.drift_between(store, config.serving.model_name, governance.resolve_end(store, args.from_),
@@ -241,7 +242,7 @@ def _lgpd_report(args: argparse.Namespace, config: UseCaseConfig) -> int:
     if not args.version:
         raise ConfigError("report lgpd needs --version, a pushed model version (the folder name under "
                           f"{config.serving.base_path})")
-    from pipeline import governance, lineage
+    from evidence import governance, lineage
     from privacy.compliance import write_compliance_report
 
     store = lineage.open_store(config.pipeline.metadata_path)
@@ -269,8 +270,8 @@ def _lgpd_report(args: argparse.Namespace, config: UseCaseConfig) -> int:
 
 def _schema(args: argparse.Namespace) -> int:
     config = _config_from(args)
+    from evidence.lineage import LineageError
     from pipeline.config import ConfigError
-    from pipeline.lineage import LineageError
     from pipeline.schema_freeze import freeze_schema
 
     try:

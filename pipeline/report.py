@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import ml_metadata as mlmd
 
-from pipeline import lineage
-from pipeline.fairness import AttributeFairness, read_fairness
-
-if TYPE_CHECKING:
-    from tensorflow_model_analysis.proto import validation_result_pb2
+from evidence import evaluation, lineage
+from evidence.evaluation import fraud_metric_names
+from evidence.fairness import AttributeFairness, gap_metric_name, read_fairness
 
 
 @dataclass(frozen=True)
@@ -33,7 +30,7 @@ class RunReport:
     model_validation: dict[str, float | int | str] = field(default_factory=dict)
     optimization: dict = field(default_factory=dict)  # the ModelOptimizer's table, verdicts and publish reason
     time_split: dict[str, int | str] = field(default_factory=dict)  # windows' dates, spans and counts
-    fairness: list[AttributeFairness] = field(default_factory=list)  # per protected attribute (pipeline/fairness.py)
+    fairness: list[AttributeFairness] = field(default_factory=list)  # per protected attribute (evidence/fairness.py)
 
     @property
     def failed(self) -> list[str]:
@@ -76,27 +73,9 @@ class PromotionGate:
         return checks
 
 
-FRAUD_METRIC_PREFIXES = ("average_precision", "card_precision_at_", "recall_at_fpr_")
-
-
 def metric_label(name: str) -> str:
     """How reports name a metric: AUC for auc, the TFMA name otherwise."""
     return "AUC" if name == "auc" else name
-
-
-def metric_config_name(metric) -> str:  # type: ignore[no-untyped-def]
-    """The name TFMA records a MetricConfig's value under, as TFMA itself derives it."""
-    from tensorflow_model_analysis.metrics import metric_specs
-
-    return metric_specs.metric_instance(metric).name
-
-
-def fraud_metric_names(metrics: dict[str, float]) -> list[str]:
-    """The fraud team's metrics present in a run, in a fixed order: AP, CP@k, recall at FPR and at budgets."""
-    return sorted((name for name in metrics if name.startswith(FRAUD_METRIC_PREFIXES)
-                   or (name.startswith("recall_at_") and name.endswith("_alerts_per_day"))),
-                  key=lambda name: (0 if name == "average_precision" else 1 if name.startswith("card_") else
-                                    2 if name.startswith("recall_at_fpr_") else 3, name))
 
 
 def format_metric(name: str, metrics: dict[str, float]) -> str:
@@ -113,17 +92,8 @@ def format_metric(name: str, metrics: dict[str, float]) -> str:
 
 def _promotion_gate(uri: str, metrics: dict[str, float], baseline: dict[str, float]) -> PromotionGate | None:
     """The gated metric and its thresholds, from the eval config the Evaluator stored beside its results."""
-    from tensorflow_model_analysis.writers.eval_config_writer import load_eval_run
-
-    eval_config = load_eval_run(uri)[0]
-    name, threshold = None, None
-    for spec in eval_config.metrics_specs if eval_config else []:
-        for metric in spec.metrics:
-            for per_slice in metric.per_slice_thresholds:
-                name, threshold = metric_config_name(metric), per_slice.threshold
-            if metric.HasField("threshold"):
-                name, threshold = metric_config_name(metric), metric.threshold
-    name = name or "auc"
+    thresholds = evaluation.saved_thresholds(evaluation.saved_eval_config(uri))
+    name, threshold = thresholds[-1] if thresholds else ("auc", None)
     if name not in metrics:
         return None
     current, base = metrics[name], baseline.get(name)
@@ -143,42 +113,21 @@ def _evaluation_metrics(uri: str, fairness: list[AttributeFairness] | None = Non
                         ) -> tuple[dict[str, float], list[str], dict[str, float]]:
     """Overall-slice metrics of the candidate model and the reasons validation failed, if it did (a refused
     false-positive-rate gap names its groups and the limit)."""
-    from pipeline.fairness import gap_metric_name
-
     gaps = {gap_metric_name("false_positive_rate", table.attribute): table for table in fairness or []}
-    import tensorflow_model_analysis as tfma
-
-    metrics: dict[str, float] = {}
-    baseline: dict[str, float] = {}
-    for slice_metrics in tfma.load_metrics(uri):
-        if slice_metrics.slice_key.single_slice_keys:
-            continue
-        for item in slice_metrics.metric_keys_and_values:
-            if item.key.is_diff:
-                continue
-            if item.key.model_name == "baseline":
-                baseline[item.key.name] = item.value.double_value.value
-            elif item.key.model_name in ("", "candidate"):
-                metrics[item.key.name] = item.value.double_value.value
-    failures: list[str] = []
-    validation = tfma.load_validation_result(uri)
-    for per_slice in validation.metric_validations_per_slice:
-        where = ", ".join(f"{key.column}={key.bytes_value.decode() or key.int64_value or key.float_value}"
-                          for key in per_slice.slice_key.single_slice_keys) or "overall"
-        for failure in per_slice.failures:
-            table = gaps.get(failure.metric_key.name)
-            text = (table.gate_text() if table is not None and not failure.metric_key.is_diff
-                    else _describe_failure(failure))
-            failures.append(f"{text} ({where})")
-    return metrics, failures, baseline
+    found = evaluation.evaluation_metrics(uri)
+    failures = []
+    for failure in evaluation.validation_failures(uri):
+        table = gaps.get(failure.metric)
+        text = table.gate_text() if table is not None and not failure.is_diff else _describe_failure(failure)
+        failures.append(f"{text} ({failure.slice_text})")
+    return (found[evaluation.CANDIDATE].get(evaluation.OVERALL, {}), failures,
+            found[evaluation.BASELINE].get(evaluation.OVERALL, {}))
 
 
-def _describe_failure(failure: validation_result_pb2.ValidationFailure) -> str:
+def _describe_failure(failure: evaluation.ThresholdFailure) -> str:
     """E.g. 'auc 0.7598 below the lower bound 0.85' or 'auc change -0.0312 below the allowed -0.01'."""
-    name = failure.metric_key.name
-    value = failure.metric_value.double_value.value
-    threshold = failure.metric_threshold
-    if failure.metric_key.is_diff:
+    name, value, threshold = failure.metric, failure.value, failure.threshold
+    if failure.is_diff:
         change = threshold.change_threshold
         if change.HasField("relative") and not change.HasField("absolute"):
             return f"{name} relative change vs the blessed baseline is below the required {change.relative.value:+.2%}"

@@ -55,7 +55,7 @@ class ComplianceReport:
     evaluation: dict[str, float] = field(default_factory=dict)  # overall-slice figures of the eval split
     # each raw column: treatment and legal basis (its own, the processing's, or none when dropped)
     fields: list[dict[str, Any]] = field(default_factory=list)
-    # per protected attribute: groups' rates and AP, largest gaps with intervals, the gap gate (pipeline/fairness.py)
+    # per protected attribute: groups' rates and AP, largest gaps with intervals, the gap gate (evidence/fairness.py)
     fairness: list[dict[str, Any]] = field(default_factory=list)
     # art. 20: {"explanation": method, steps, measured completeness (or None),
     #           "contests": privacy.contested_decisions.tally}

@@ -1,5 +1,5 @@
-"""Executor of GovernanceReport: the evidence comes from MLMD (pipeline/governance.py), the
-renderers from privacy/compliance.py and pipeline/drift_report.py; this only wires them."""
+"""Executor of GovernanceReport: the evidence comes from MLMD (evidence/governance.py), the
+renderers from privacy/compliance.py and evidence/drift_report.py; this only wires them."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,8 @@ from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from pipeline import governance, lineage
-from pipeline.drift_report import write_drift_report
+from evidence import governance, lineage
+from evidence.drift_report import write_drift_report
 from privacy.access import current_actor
 from privacy.compliance import write_compliance_report
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tfx import types
 
+from evidence import evaluation
 from tracking.run_record import (
     PipelineRunRecord,
     Registration,
@@ -22,9 +23,6 @@ from tracking.run_record import (
     package_versions,
 )
 from tracking.tensorboard_history import epoch_scalars
-
-if TYPE_CHECKING:
-    from tensorflow_model_analysis.proto import config_pb2, metrics_for_slice_pb2
 
 TRAINING_PREFIX = "training_"  # the recording Trainer's Model properties
 MLFLOW_RUN_ID_PROPERTY = "mlflow_run_id"
@@ -40,76 +38,29 @@ def training_record(model: types.Artifact) -> dict[str, Any]:
             for name in model.mlmd_artifact.custom_properties if name.startswith(TRAINING_PREFIX)}
 
 
-def _slice_name(slice_key: metrics_for_slice_pb2.SliceKey) -> str:
-    parts = []
-    for key in slice_key.single_slice_keys:
-        value = key.bytes_value.decode() if key.HasField("bytes_value") else (
-            key.int64_value if key.HasField("int64_value") else key.float_value)
-        parts.append(f"{key.column}_{value}")
-    return "_".join(parts)
-
-
-def evaluation_metrics(uri: str) -> dict[str, dict[str, dict[str, float]]]:
-    """{'candidate'|'baseline'|'diff': {slice ('' = overall): {metric: value}}} from TFMA's output."""
-    import tensorflow_model_analysis as tfma
-
-    found: dict[str, dict[str, dict[str, float]]] = {"candidate": {}, "baseline": {}, "diff": {}}
-    for per_slice in tfma.load_metrics(uri):
-        where = _slice_name(per_slice.slice_key)
-        for item in per_slice.metric_keys_and_values:
-            if item.key.HasField("sub_key") or not item.value.HasField("double_value"):
-                continue
-            role = "diff" if item.key.is_diff else ("baseline" if item.key.model_name == "baseline" else "candidate")
-            found[role].setdefault(where, {})[item.key.name] = item.value.double_value.value
-    return found
-
-
 def gate_failures(uri: str) -> list[dict[str, Any]]:
     """Each failed threshold with its metric, value and slice, from TFMA's validation result."""
-    import tensorflow_model_analysis as tfma
     from google.protobuf import json_format
 
-    failures = []
-    for per_slice in tfma.load_validation_result(uri).metric_validations_per_slice:
-        for failure in per_slice.failures:
-            failures.append({
-                "slice": _slice_name(per_slice.slice_key) or "overall",
-                "metric": failure.metric_key.name + (" (change)" if failure.metric_key.is_diff else ""),
-                "value": failure.metric_value.double_value.value,
-                "threshold": json_format.MessageToDict(failure.metric_threshold)})
-    return failures
+    return [{"slice": failure.slice_name, "metric": failure.metric + (" (change)" if failure.is_diff else ""),
+             "value": failure.value, "threshold": json_format.MessageToDict(failure.threshold)}
+            for failure in evaluation.validation_failures(uri)]
 
 
 def gate_thresholds(uri: str) -> dict[str, float]:
     """'gate.auc.lower_bound' → 0.95, 'gate.auc.change_absolute' → -0.01, from the eval config TFMA saved."""
-    from tensorflow_model_analysis.writers.eval_config_writer import load_eval_run
-
-    eval_config = load_eval_run(uri)[0]
     gates: dict[str, float] = {}
-    for spec in eval_config.metrics_specs:
-        for metric in spec.metrics:
-            thresholds = [metric.threshold] + [t.threshold for t in metric.per_slice_thresholds]
-            name = _metric_config_name(metric)
-            for threshold in thresholds:
-                value, change = threshold.value_threshold, threshold.change_threshold
-                if value.HasField("lower_bound"):
-                    gates[metric_name("gate", name, "lower_bound")] = value.lower_bound.value
-                if value.HasField("upper_bound"):
-                    gates[metric_name("gate", name, "upper_bound")] = value.upper_bound.value
-                if change.HasField("absolute"):
-                    gates[metric_name("gate", name, "change_absolute")] = change.absolute.value
-                if change.HasField("relative"):
-                    gates[metric_name("gate", name, "change_relative")] = change.relative.value
+    for name, threshold in evaluation.saved_thresholds(evaluation.saved_eval_config(uri)):
+        value, change = threshold.value_threshold, threshold.change_threshold
+        if value.HasField("lower_bound"):
+            gates[metric_name("gate", name, "lower_bound")] = value.lower_bound.value
+        if value.HasField("upper_bound"):
+            gates[metric_name("gate", name, "upper_bound")] = value.upper_bound.value
+        if change.HasField("absolute"):
+            gates[metric_name("gate", name, "change_absolute")] = change.absolute.value
+        if change.HasField("relative"):
+            gates[metric_name("gate", name, "change_relative")] = change.relative.value
     return gates
-
-
-def _metric_config_name(metric: config_pb2.MetricConfig) -> str:
-    configured = json.loads(metric.config or "{}").get("name")
-    if configured:
-        return configured
-    import re
-
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", metric.class_name).lower().replace("a_u_c", "auc")
 
 
 def anomalies_summary(uri: str) -> dict[str, dict[str, str]]:
@@ -153,9 +104,9 @@ def build_record(artifacts: dict[str, types.Artifact], config: dict[str, Any], m
     metrics: dict[str, float] = {f"training.{key}": float(value) for key, value in record.items()
                                  if isinstance(value, (int, float)) and not isinstance(value, bool)}
     evaluation_uri = artifacts["evaluation"].uri
-    evaluation = evaluation_metrics(evaluation_uri)
+    found = evaluation.evaluation_metrics(evaluation_uri)
     for role, prefix in (("candidate", "eval"), ("baseline", "baseline"), ("diff", "eval_diff")):
-        for where, values in evaluation[role].items():
+        for where, values in found[role].items():
             for name, value in values.items():
                 metrics[metric_name(prefix, f"slice.{where}" if where else "", name)] = value
     metrics.update(gate_thresholds(evaluation_uri))
@@ -187,7 +138,7 @@ def build_record(artifacts: dict[str, types.Artifact], config: dict[str, Any], m
         params=params, metrics=metrics, metric_history=epoch_scalars(Path(artifacts["model_run"].uri)),
         tags=tags, files={"schema/schema.pbtxt": schema_file} if schema_file.is_file() else {},
         json_artifacts={
-            "evaluation/metrics.json": evaluation,
+            "evaluation/metrics.json": found,
             "evaluation/gate.json": {"blessed": blessed, "reason": reason, "failures": failures,
                                      "thresholds": gate_thresholds(evaluation_uri)},
             "data/anomalies_summary.json": anomalies_summary(artifacts["anomalies"].uri),

@@ -119,7 +119,7 @@ def test_each_recorded_column_gets_its_legal_basis() -> None:
     governance declarations: a column's own basis, else the processing's; dropped columns are not processed."""
     from ml_metadata.proto import metadata_store_pb2 as mpb
 
-    from pipeline.governance import _field_facts
+    from evidence.governance import _field_facts
 
     config = load_config(REPO / "configs" / "fraud.yaml")
     examples = mpb.Artifact()

@@ -1,7 +1,7 @@
 """Evidence for the governance reports, gathered from MLMD and handed to the renderers.
 
 The LGPD report of a pushed version (privacy/compliance.py) and the drift report between two
-versions or spans (pipeline/drift_report.py) are built from what the pipeline recorded: lineage,
+versions or spans (evidence/drift_report.py) are built from what the pipeline recorded: lineage,
 the ingestion records on the Examples artifact, the training record on the Model artifact, the
 gates' values and thresholds, and the serving access audit logs. Nothing here re-derives a fact
 that MLMD already holds.
@@ -20,9 +20,9 @@ import numpy as np
 from ml_metadata.proto import metadata_store_pb2 as mpb
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from pipeline import lineage
-from pipeline.drift_report import DriftReport, Side, feature_drift, prediction_shift
-from pipeline.fairness import read_fairness
+from evidence import evaluation, lineage
+from evidence.drift_report import DriftReport, Side, feature_drift, prediction_shift
+from evidence.fairness import read_fairness
 from privacy.access import iso_utc, summarize_access
 from privacy.compliance import ComplianceReport, Gate
 from privacy.contested_decisions import tally
@@ -179,7 +179,7 @@ def resolve_end(store: mlmd.MetadataStore, reference: str) -> DriftEnd:
 def drift_between(store: mlmd.MetadataStore, model_name: str, start: DriftEnd, end: DriftEnd,
                   excluded: Mapping[str, str] | None = None) -> DriftReport:
     """Feature drift of the two ends' training data and the shift of predicted scores; ``excluded``
-    features (name -> reason, see drift_report.drift_exclusions) are named in a note, not scored.
+    features (name -> reason, see pipeline.config.drift_exclusions) are named in a note, not scored.
 
     Two versions: both models score the newest eval split. Two spans: the newest pushed model
     scores each span's eval split.
@@ -262,10 +262,10 @@ def _field_facts(examples: mpb.Artifact, governance: dict[str, Any] | None) -> l
 
 def _fairness_facts(store: mlmd.MetadataStore, blessing: mpb.Artifact) -> list[dict[str, Any]]:
     """The Evaluator's fairness table per protected attribute, with the sentences the reports print."""
-    evaluation = lineage.output_artifacts(store, lineage.producer(store, blessing.id), "evaluation")
-    if not evaluation:
+    evaluated = lineage.output_artifacts(store, lineage.producer(store, blessing.id), "evaluation")
+    if not evaluated:
         return []
-    return [table.report_facts() for table in read_fairness(evaluation[0].uri)]
+    return [table.report_facts() for table in read_fairness(evaluated[0].uri)]
 
 
 def _date_range(store: mlmd.MetadataStore, examples: mpb.Artifact) -> dict[str, Any] | None:
@@ -311,56 +311,23 @@ def _data_facts(store: mlmd.MetadataStore, examples: mpb.Artifact) -> dict[str, 
     }
 
 
-def _metric_name(metric: dict[str, Any]) -> str:
-    config = json.loads(metric.get("config") or "{}")
-    if config.get("name"):
-        return config["name"]
-    import tensorflow_model_analysis as tfma
-
-    return getattr(tfma.metrics, metric["class_name"])().name
-
-
-def _thresholds(eval_config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Metric name -> its MetricThreshold (overall slice) as JSON, from the Evaluator's eval_config."""
-    result: dict[str, dict[str, Any]] = {}
-    for spec in eval_config.get("metrics_specs", []):
-        for metric in spec.get("metrics", []):
-            thresholds = [metric["threshold"]] if "threshold" in metric else [
-                item["threshold"] for item in metric.get("per_slice_thresholds", [])
-                if any(not s.get("feature_keys") and not s.get("feature_values")
-                       for s in item.get("slicing_specs", [{}]))]
-            if thresholds:
-                result[_metric_name(metric)] = thresholds[0]
-    return result
-
-
-def evaluation_values(uri: str) -> tuple[dict[str, float], dict[str, float]]:
+def _overall(uri: str) -> tuple[dict[str, float], dict[str, float]]:
     """Overall-slice candidate metrics and their differences to the baseline."""
-    import tensorflow_model_analysis as tfma
-
-    values: dict[str, float] = {}
-    diffs: dict[str, float] = {}
-    for slice_metrics in tfma.load_metrics(uri):
-        if slice_metrics.slice_key.single_slice_keys:
-            continue
-        for item in slice_metrics.metric_keys_and_values:
-            if item.key.model_name not in ("", "candidate"):
-                continue
-            (diffs if item.key.is_diff else values)[item.key.name] = item.value.double_value.value
-    return values, diffs
+    found = evaluation.evaluation_metrics(uri)
+    return found[evaluation.CANDIDATE].get(evaluation.OVERALL, {}), found[evaluation.DIFF].get(evaluation.OVERALL, {})
 
 
 def _evaluator_gates(store: mlmd.MetadataStore, blessing: mpb.Artifact) -> list[Gate]:
     evaluator = lineage.producer(store, blessing.id)
     execution = store.get_executions_by_id([evaluator])[0]
     eval_config = json.loads(_value(execution.custom_properties, "eval_config", "{}") or "{}")
-    evaluation = lineage.output_artifacts(store, evaluator, "evaluation")
-    if not evaluation:
+    evaluated = lineage.output_artifacts(store, evaluator, "evaluation")
+    if not evaluated:
         return []
-    values, diffs = evaluation_values(evaluation[0].uri)
+    values, diffs = _overall(evaluated[0].uri)
     component = lineage.node_name(store, evaluator)
     gates: list[Gate] = []
-    for name, threshold in _thresholds(eval_config).items():
+    for name, threshold in evaluation.declared_thresholds(eval_config).items():
         bounds = threshold.get("value_threshold")
         if bounds is not None:
             low, high = _number(bounds.get("lower_bound")), _number(bounds.get("upper_bound"))
@@ -392,13 +359,12 @@ def _evaluator_gates(store: mlmd.MetadataStore, blessing: mpb.Artifact) -> list[
 def _headline_metrics(store: mlmd.MetadataStore, blessing: mpb.Artifact) -> dict[str, float]:
     """The model card's evaluation figures (overall slice): AUC, AUC-PR and, when reported, the fraud team's
     average precision, Card Precision@k, recall at a false-positive rate and at a daily alert budget."""
-    from pipeline.report import fraud_metric_names
-
-    evaluation = lineage.output_artifacts(store, lineage.producer(store, blessing.id), "evaluation")
-    if not evaluation:
+    evaluated = lineage.output_artifacts(store, lineage.producer(store, blessing.id), "evaluation")
+    if not evaluated:
         return {}
-    values, _ = evaluation_values(evaluation[0].uri)
-    names = ["auc", "auc_precision_recall", *fraud_metric_names(values), "cards_in_smallest_day", "example_count"]
+    values, _ = _overall(evaluated[0].uri)
+    names = ["auc", "auc_precision_recall", *evaluation.fraud_metric_names(values), "cards_in_smallest_day",
+             "example_count"]
     return {name: values[name] for name in names if name in values}
 
 
@@ -458,7 +424,7 @@ def compliance_report(store: mlmd.MetadataStore, pushed: mpb.Artifact, model_nam
     pusher = lineage.producer(store, pushed.id)
     version = _value(pushed.custom_properties, "pushed_version")
     gates = _evaluator_gates(store, trace.blessing)
-    evaluation = _headline_metrics(store, trace.blessing)
+    headline = _headline_metrics(store, trace.blessing)
     blessings = _blessings(store, pusher)
     gates += [Gate(b["component"], "blessing", "blessed" if b["blessed"] else "not blessed", "blessed", b["blessed"])
               for b in blessings]
@@ -471,7 +437,7 @@ def compliance_report(store: mlmd.MetadataStore, pushed: mpb.Artifact, model_nam
         data=_data_facts(store, trace.examples), privacy=_privacy_facts(trace.examples),
         training=_props(trace.model, "training_"), gates=gates, blessings=blessings,
         access=summarize_access(audit_logs, model_name, version), governance=governance, notes=notes,
-        no_traffic_by_design=no_traffic_by_design, evaluation=evaluation,
+        no_traffic_by_design=no_traffic_by_design, evaluation=headline,
         fields=_field_facts(trace.examples, governance), fairness=_fairness_facts(store, trace.blessing),
         automated_decisions=automated_decisions(
             Path(_value(pushed.custom_properties, "pushed_destination", "")), blessings,
