@@ -1,14 +1,16 @@
 """What a pipeline run did, read from MLMD alone: per-component time and cache hits, the time split's
-windows, AUC, blessing, push."""
+windows, AUC, blessing, push. The reading is the evidence room's (lineage, the Evaluator's results, the
+components' records); this module picks the run's facts and words them for `esteira run`, `esteira report`
+and the deploy gate."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2 as mpb
 
-from evidence import evaluation, lineage
+from evidence import evaluation, lineage, records
 from evidence.evaluation import fraud_metric_names
 from evidence.fairness import AttributeFairness, gap_metric_name, read_fairness
 
@@ -143,77 +145,41 @@ def _describe_failure(failure: evaluation.ThresholdFailure) -> str:
     return f"{name} {value:.4f} failed {failure.message or 'its threshold'}"
 
 
-def _optimization(props) -> dict:  # type: ignore[no-untyped-def]
-    """The optimization table (optimization.json's content) and the publish reason, from the artifact."""
-    report = json.loads(props["optimization_report"].string_value) if "optimization_report" in props else {}
-    return {**report, "publish_reason": props["publish_reason"].string_value if "publish_reason" in props else ""}
-
-
-_TIME_SPLIT_PROPERTIES = ("time_split", "train_rows", "train_frauds", "eval_rows", "eval_frauds",
-                          "eval_known_compromised_rows")
-
-
-def _time_split(props) -> dict[str, int | str]:  # type: ignore[no-untyped-def]
-    """The time split's windows and counts as the anonymizing ExampleGen recorded them (empty: hash split)."""
-    if "time_split" not in props:
-        return {}
-    names = [*_TIME_SPLIT_PROPERTIES, *(f"{window}_{edge}_{what}" for window in ("history", "train", "delay", "eval")
-                                        for edge in ("first", "last") for what in ("span", "date"))]
-    return {name: getattr(props[name], props[name].WhichOneof("value")) for name in names if name in props}
-
-
 def build_report(store: mlmd.MetadataStore, pipeline_name: str, run_id: str | None = None) -> RunReport:
     run_id = run_id or lineage.latest_run_id(store, pipeline_name)
     executions = lineage.run_executions(store, run_id)
     by_node = {execution.node: execution for execution in executions}
-    values: dict = {}
-    example_gen = by_node.get("AnonymizingExampleGen")
-    if example_gen and example_gen.state in ("COMPLETE", "CACHED"):
-        examples = lineage.output_artifacts(store, example_gen.execution_id, "examples")
-        if examples:
-            values["time_split"] = _time_split(examples[0].custom_properties)
-    evaluator = by_node.get("Evaluator")
-    if evaluator and evaluator.state in ("COMPLETE", "CACHED"):
-        evaluation = lineage.output_artifacts(store, evaluator.execution_id, "evaluation")
-        if evaluation:
-            values["fairness"] = read_fairness(evaluation[0].uri)
-            values["metrics"], values["blessing_failures"], baseline = _evaluation_metrics(
-                evaluation[0].uri, values["fairness"])
-            values["gate"] = _promotion_gate(evaluation[0].uri, values["metrics"], baseline)
-        blessing = lineage.output_artifacts(store, evaluator.execution_id, "blessing")
-        if blessing:
-            values["blessed"] = blessing[0].custom_properties["blessed"].int_value == 1
-    trainer = by_node.get("Trainer")
-    if trainer and trainer.state in ("COMPLETE", "CACHED"):
-        models = lineage.output_artifacts(store, trainer.execution_id, "model")
-        if models:
-            values["training"] = {
-                name.removeprefix("training_"): getattr(value, value.WhichOneof("value"))
-                for name, value in models[0].custom_properties.items() if name.startswith("training_")}
-    for node, key, target in (("ExampleValidator", "anomalies", "data_validation"),
-                              ("ModelValidator", "blessing", "model_validation")):
+
+    def output(node: str, key: str) -> mpb.Artifact | None:
+        """The first ``key`` output of the run's ``node``, when that node completed (or was cached)."""
         execution = by_node.get(node)
-        if execution and execution.state in ("COMPLETE", "CACHED"):
-            outputs = lineage.output_artifacts(store, execution.execution_id, key)
-            if outputs:
-                values[target] = {name: getattr(value, value.WhichOneof("value"))
-                                  for name, value in outputs[0].custom_properties.items()
-                                  if value.WhichOneof("value") in ("int_value", "double_value", "string_value")}
-    optimizer = by_node.get("ModelOptimizer")
-    if optimizer and optimizer.state in ("COMPLETE", "CACHED"):
-        optimized = lineage.output_artifacts(store, optimizer.execution_id, "optimized_model")
-        if optimized:
-            values["optimization"] = _optimization(optimized[0].custom_properties)
-    pusher = by_node.get("Pusher")
-    if pusher and pusher.state in ("COMPLETE", "CACHED"):
-        pushed = lineage.output_artifacts(store, pusher.execution_id, "pushed_model")
-        if pushed:
-            props = pushed[0].custom_properties
-            values["pushed"] = props["pushed"].int_value == 1
-            values["push_reason"] = props["push_reason"].string_value if "push_reason" in props else ""
-            values["version"] = props["pushed_version"].string_value if "pushed_version" in props else ""
-            values["destination"] = (props["pushed_destination"].string_value
-                                     if "pushed_destination" in props else "")
+        if execution is None or execution.state not in ("COMPLETE", "CACHED"):
+            return None
+        outputs = lineage.output_artifacts(store, execution.execution_id, key)
+        return outputs[0] if outputs else None
+
+    values: dict = {}
+    if (examples := output("AnonymizingExampleGen", "examples")) is not None:
+        values["time_split"] = records.time_split(examples)
+    if (evaluated := output("Evaluator", "evaluation")) is not None:
+        values["fairness"] = read_fairness(evaluated.uri)
+        values["metrics"], values["blessing_failures"], baseline = _evaluation_metrics(evaluated.uri,
+                                                                                       values["fairness"])
+        values["gate"] = _promotion_gate(evaluated.uri, values["metrics"], baseline)
+    if (blessing := output("Evaluator", "blessing")) is not None:
+        values["blessed"] = records.blessed(blessing)
+    if (model := output("Trainer", "model")) is not None:
+        values["training"] = records.training_record(model)
+    if (anomalies := output("ExampleValidator", "anomalies")) is not None:
+        values["data_validation"] = records.scalars(anomalies)
+    if (validation := output("ModelValidator", "blessing")) is not None:
+        values["model_validation"] = records.scalars(validation)
+    if (optimized := output("ModelOptimizer", "optimized_model")) is not None:
+        values["optimization"] = records.optimization(optimized)
+    if (pushed := output("Pusher", "pushed_model")) is not None:
+        push = records.PushRecord.of(pushed)
+        values.update(pushed=push.pushed, push_reason=push.reason, version=push.version,
+                      destination=push.destination)
     return RunReport(run_id=run_id, executions=executions, **values)
 
 

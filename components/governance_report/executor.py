@@ -11,7 +11,7 @@ from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from evidence import governance, lineage
+from evidence import governance, lineage, records
 from evidence.drift_report import write_drift_report
 from privacy.access import current_actor
 from privacy.compliance import write_compliance_report
@@ -35,8 +35,9 @@ class GovernanceReportExecutor(base_executor.BaseExecutor):
         pushed_input = artifact_utils.get_single_instance(input_dict[PUSHED_MODEL_KEY])
         report = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
         report.set_string_custom_property(governance.ACTOR_PROPERTY, current_actor())
-        if not pushed_input.get_int_custom_property("pushed"):
-            reason = pushed_input.get_string_custom_property("push_reason") or "not pushed"
+        push = records.PushRecord.of(pushed_input.mlmd_artifact)
+        if not push.pushed:
+            reason = push.reason or "not pushed"
             report.set_string_custom_property("status", f"no report: nothing was pushed ({reason})")
             return
         store = lineage.open_store(Path(exec_properties[METADATA_PATH_KEY]))
@@ -44,14 +45,14 @@ class GovernanceReportExecutor(base_executor.BaseExecutor):
         declared = json.loads(exec_properties.get(GOVERNANCE_KEY) or "null")
         audit_logs = [Path(path) for path in (declared or {}).pop("access_audit_logs", [])]
         pushed = store.get_artifacts_by_id([pushed_input.id])[0]
-        version = pushed_input.get_string_custom_property("pushed_version")
+        version = push.version
         folder = Path(report.uri)
 
         previous = governance.previous_pushed(store, pushed)
         if previous is None:
             report.set_string_custom_property("drift", FIRST_VERSION)
         else:
-            before = previous.custom_properties["pushed_version"].string_value
+            before = records.PushRecord.of(previous).version
             drift = governance.drift_between(store, model_name, governance.resolve_end(store, before),
                                              governance.resolve_end(store, version),
                                              excluded=json.loads(exec_properties.get(DRIFT_EXCLUDED_KEY) or "{}"))

@@ -1,7 +1,8 @@
 """Facts of one pipeline run read from its TFX artifacts, as a tracking.PipelineRunRecord.
 
-Reading artifacts (TFMA results, TFDV anomalies, Model properties) is TFX's business, so it lives
-here; what MLflow does with the facts is tracking/'s.
+The artifacts are read through evidence/ (TFMA results, the data gate's anomalies, the training and push
+records); this module names them as MLflow params, metrics, tags and files; what MLflow does with the
+facts is tracking/'s.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from tfx import types
 
-from evidence import evaluation
+from evidence import evaluation, records
 from tracking.run_record import (
     PipelineRunRecord,
     Registration,
@@ -24,18 +25,8 @@ from tracking.run_record import (
 )
 from tracking.tensorboard_history import epoch_scalars
 
-TRAINING_PREFIX = "training_"  # the recording Trainer's Model properties
 MLFLOW_RUN_ID_PROPERTY = "mlflow_run_id"
 MLFLOW_TRACKING_URI_PROPERTY = "mlflow_tracking_uri"
-
-
-def _property(artifact: types.Artifact, name: str) -> Any:
-    return artifact.get_custom_property(name) if artifact.has_custom_property(name) else None
-
-
-def training_record(model: types.Artifact) -> dict[str, Any]:
-    return {name.removeprefix(TRAINING_PREFIX): model.get_custom_property(name)
-            for name in model.mlmd_artifact.custom_properties if name.startswith(TRAINING_PREFIX)}
 
 
 def gate_failures(uri: str) -> list[dict[str, Any]]:
@@ -63,27 +54,12 @@ def gate_thresholds(uri: str) -> dict[str, float]:
     return gates
 
 
-def anomalies_summary(uri: str) -> dict[str, dict[str, str]]:
-    """{split: {feature: description}} of ExampleValidator's anomalies (empty dicts: none)."""
-    from tensorflow_metadata.proto.v0 import anomalies_pb2
-
-    summary: dict[str, dict[str, str]] = {}
-    for split in sorted(Path(uri).glob("Split-*")):
-        anomalies = anomalies_pb2.Anomalies()
-        if (split / "SchemaDiff.pb").is_file():
-            anomalies.ParseFromString((split / "SchemaDiff.pb").read_bytes())
-        summary[split.name.removeprefix("Split-")] = {
-            feature: info.description or info.short_description
-            for feature, info in sorted(anomalies.anomaly_info.items())}
-    return summary
-
-
 def build_record(artifacts: dict[str, types.Artifact], config: dict[str, Any], model_name: str,
                  pipeline_run_id: str | None) -> PipelineRunRecord:
     examples, model, blessing, pushed = (artifacts[k] for k in ("examples", "model", "blessing", "pushed_model"))
     config_hash = config_sha256(config)
     pipeline_name = config.get("pipeline", {}).get("name", "pipeline")
-    blessed = int(_property(blessing, "blessed") or 0) == 1
+    blessed = records.blessed(blessing.mlmd_artifact)
     # The same trained model with the same verdict is the same MLflow run, even when a rerun
     # evaluates it again (the second run has itself as its baseline, so the Evaluator is not cached).
     run_key = hashlib.sha256(
@@ -94,10 +70,10 @@ def build_record(artifacts: dict[str, types.Artifact], config: dict[str, Any], m
     # dvc_*: the DVC version of the input folder (privacy/data_version.py), so a run names its exact data
     for name in ("input_sha256", "input_fingerprint", "span", "version", "dvc_md5", "dvc_path",
                  "dvc_matches_working_copy"):
-        value = _property(examples, name)
+        value = records.value(examples.mlmd_artifact.custom_properties, name)
         if value is not None:
             params[f"data.{name}"] = str(value)
-    record = training_record(model)
+    record = records.training_record(model.mlmd_artifact)
     params.update({f"training_record.{key}": str(value) for key, value in record.items()})
     params.update({f"package.{name}": version for name, version in package_versions().items()})
 
@@ -115,15 +91,14 @@ def build_record(artifacts: dict[str, types.Artifact], config: dict[str, Any], m
     reason = "all gates passed" if blessed else ("; ".join(
         f"{f['metric']} {f['value']:.4f} failed {json.dumps(f['threshold'], sort_keys=True)} ({f['slice']})"
         for f in failures) or "the Evaluator did not bless the model")
-    pushed_flag = int(_property(pushed, "pushed") or 0) == 1
-    serving_version = str(_property(pushed, "pushed_version") or "")
+    push = records.PushRecord.of(pushed.mlmd_artifact)
     tags = {
         "pipeline_name": pipeline_name, "pipeline_run_id": pipeline_run_id or "",
         "mlmd.examples_id": str(examples.id), "mlmd.model_id": str(model.id),
         "mlmd.blessing_id": str(blessing.id), "mlmd.pushed_model_id": str(pushed.id),
         "blessed": "yes" if blessed else "no", "blessed_reason": reason[:5000],
-        "pushed": "yes" if pushed_flag else "no", "push_reason": str(_property(pushed, "push_reason") or ""),
-        "serving_model_name": model_name, "serving_version": serving_version,
+        "pushed": "yes" if push.pushed else "no", "push_reason": push.reason,
+        "serving_model_name": model_name, "serving_version": push.version,
         "tensorboard_logdir": artifacts["model_run"].uri,
     }
     commit = git_commit(Path.cwd())
@@ -131,8 +106,8 @@ def build_record(artifacts: dict[str, types.Artifact], config: dict[str, Any], m
         tags["git_commit"] = commit
     schema_file = Path(artifacts["schema"].uri) / "schema.pbtxt"
     registration = None
-    if pushed_flag and serving_version:
-        registration = Registration(model_name, serving_version, Path(str(_property(pushed, "pushed_destination"))))
+    if push.pushed and push.version:
+        registration = Registration(model_name, push.version, Path(push.destination))
     return PipelineRunRecord(
         run_key=run_key, run_name=f"{pipeline_name} {pipeline_run_id or ''}".strip(),
         params=params, metrics=metrics, metric_history=epoch_scalars(Path(artifacts["model_run"].uri)),
@@ -141,7 +116,7 @@ def build_record(artifacts: dict[str, types.Artifact], config: dict[str, Any], m
             "evaluation/metrics.json": found,
             "evaluation/gate.json": {"blessed": blessed, "reason": reason, "failures": failures,
                                      "thresholds": gate_thresholds(evaluation_uri)},
-            "data/anomalies_summary.json": anomalies_summary(artifacts["anomalies"].uri),
+            "data/anomalies_summary.json": records.anomalies_summary(artifacts["anomalies"].uri),
             "tensorboard.json": {"logdir": artifacts["model_run"].uri,
                                  "open_with": f"tensorboard --logdir {artifacts['model_run'].uri}"},
         },
