@@ -16,22 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import ml_metadata as mlmd
-import numpy as np
 from ml_metadata.proto import metadata_store_pb2 as mpb
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from evidence import evaluation, lineage, records
 from evidence.drift_report import DriftReport, Side, feature_drift, prediction_shift
 from evidence.fairness import read_fairness
+from evidence.predictions import model_directory, predict_scores, serialized_examples
 from privacy.access import iso_utc, summarize_access
 from privacy.compliance import ComplianceReport, Gate
 from privacy.contested_decisions import tally
 
-PREDICTION_SAMPLE = 2000
 REPORT_ARTIFACT = "esteira.GovernanceReport"
 ACTOR_PROPERTY = "run_actor"
 DRIFT_SPLIT = "train"
-EVAL_SPLIT = "eval"
 
 
 # ---- finding artifacts --------------------------------------------------------------------------------
@@ -94,42 +92,6 @@ def split_statistics(statistics: mpb.Artifact, split: str) -> statistics_pb2.Dat
     stats = statistics_pb2.DatasetFeatureStatisticsList()
     stats.ParseFromString(path.read_bytes())
     return stats.datasets[0]
-
-
-# ---- predictions --------------------------------------------------------------------------------------
-
-def serialized_examples(examples: mpb.Artifact, split: str = EVAL_SPLIT, limit: int = PREDICTION_SAMPLE) -> list[bytes]:
-    """The first ``limit`` serialized tf.Examples of a split (ExampleGen writes gzipped TFRecords)."""
-    import tensorflow as tf
-
-    files = sorted(str(p) for p in (Path(examples.uri) / f"Split-{split}").glob("*"))
-    if not files:
-        raise lineage.LineageError(f"split {split!r} of the Examples at {examples.uri} holds no files")
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit)
-    return [record.numpy() for record in dataset]
-
-
-def model_directory(pushed: mpb.Artifact) -> Path:
-    destination = Path(records.value(pushed.custom_properties, "pushed_destination", ""))
-    if (destination / "saved_model.pb").is_file():
-        return destination
-    if (Path(pushed.uri) / "saved_model.pb").is_file():
-        return Path(pushed.uri)  # the Pusher's archived copy
-    raise lineage.LineageError(f"the SavedModel of version {records.value(pushed.custom_properties, 'pushed_version')} "
-                               f"is gone from {destination} and {pushed.uri}")
-
-
-def predict_scores(model_dir: Path, records: list[bytes], batch: int = 256) -> np.ndarray:
-    """Scores of the serving signature (the one TF Serving answers by default) on serialized examples."""
-    import tensorflow as tf
-
-    signature = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
-    outputs = []
-    for start in range(0, len(records), batch):
-        result = signature(examples=tf.constant(records[start:start + batch]))
-        tensor = result["probability"] if "probability" in result else next(iter(result.values()))
-        outputs.append(np.asarray(tensor).reshape(len(records[start:start + batch]), -1)[:, -1])
-    return np.concatenate(outputs) if outputs else np.zeros(0)
 
 
 # ---- drift --------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The LGPD compliance report of one pushed model version, and its model card.
 
-The facts are gathered elsewhere (from MLMD, by ``pipeline/governance.py``) and handed over as a
+The facts are gathered elsewhere (from MLMD, by ``evidence/governance.py``) and handed over as a
 :class:`ComplianceReport`; this module only shapes them into JSON, HTML and Markdown, so it needs
 neither TFX nor a metadata store and every rendering states the same facts.
 """
