@@ -141,7 +141,7 @@ def _run_kubeflow(args: argparse.Namespace, config: UseCaseConfig) -> int:
 
 def _run_summary(config: UseCaseConfig, wall: float, error: Exception | None) -> tuple[str | None, str | None]:
     """The run's id and printed report, from MLMD; none when a failed run recorded nothing."""
-    from pipeline.lineage import LineageError
+    from evidence.lineage import LineageError
     from pipeline.report import format_report, load_report
 
     try:
@@ -156,7 +156,7 @@ def _run_summary(config: UseCaseConfig, wall: float, error: Exception | None) ->
 def _gate(args: argparse.Namespace) -> int:
     config = config_from(args)
     from components.model_validator.checks import non_finite_variables
-    from pipeline import lineage
+    from evidence import lineage
     from pipeline.model_gate import decide, facts_from_report, governance_reports, write_gate
     from pipeline.report import build_report
 

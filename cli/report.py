@@ -50,8 +50,9 @@ def _drift_report(args: argparse.Namespace, config: UseCaseConfig) -> int:
     if not (args.from_ and args.to):
         raise ConfigError("report drift needs --from and --to: two pushed versions (e.g. --from 1718000000 "
                           "--to 1718100000) or two spans (--from span:3 --to span:4)")
-    from pipeline import governance, lineage
-    from pipeline.drift_report import drift_exclusions, write_drift_report
+    from evidence import governance, lineage
+    from evidence.drift_report import write_drift_report
+    from pipeline.config import drift_exclusions
 
     store = lineage.open_store(config.pipeline.metadata_path)
     report = governance.drift_between(store, config.serving.model_name, governance.resolve_end(store, args.from_),
@@ -70,7 +71,7 @@ def _lgpd_report(args: argparse.Namespace, config: UseCaseConfig) -> int:
     if not args.version:
         raise ConfigError("report lgpd needs --version, a pushed model version (the folder name under "
                           f"{config.serving.base_path})")
-    from pipeline import governance, lineage
+    from evidence import governance, lineage
     from privacy.compliance import write_compliance_report
 
     store = lineage.open_store(config.pipeline.metadata_path)

@@ -18,7 +18,7 @@ def schema_main(argv: list[str]) -> int:
 
 def _schema(args: argparse.Namespace) -> int:
     config = config_from(args)
-    from pipeline.lineage import LineageError
+    from evidence.lineage import LineageError
     from pipeline.schema_freeze import freeze_schema
 
     try:

@@ -2,7 +2,7 @@
 
 The rows are the eval split of the Examples artifact a version was trained on (its MLflow run
 names the artifact's MLMD id); scores come from the pushed SavedModel itself, the way the drift
-report scores them (pipeline.governance), so two versions are compared on the very same rows.
+report scores them (evidence/predictions.py), so two versions are compared on the very same rows.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def load_eval_rows(metadata_path: Path | None, examples_id: int | None, label_ke
     if examples_id is None:
         raise EvidenceUnavailable("the version's MLflow run names no Examples artifact (tag mlmd.examples_id); "
                                   "register versions through the pipeline")
-    from pipeline import governance, lineage
+    from evidence import lineage, predictions
 
     try:
         store = lineage.open_store(metadata_path)
@@ -63,7 +63,7 @@ def load_eval_rows(metadata_path: Path | None, examples_id: int | None, label_ke
         if not found:
             raise EvidenceUnavailable(f"MLMD at {metadata_path} has no Examples artifact {examples_id}; the run "
                                       "was recorded in another metadata store: start the console with its config")
-        records = governance.serialized_examples(found[0], limit=limit)
+        records = predictions.serialized_examples(found[0], limit=limit)
     except lineage.LineageError as error:
         raise EvidenceUnavailable(str(error)) from None
     return EvalRows(examples_id, records, _label_values(records, label_key) if label_key else None)
@@ -85,7 +85,7 @@ class ScoreCache:
 
 
 def _score(base_path: Path, serving_version: str, rows: EvalRows) -> np.ndarray:
-    from pipeline.governance import predict_scores
+    from evidence.predictions import predict_scores
 
     model_dir = Path(base_path) / serving_version
     if not (model_dir / "saved_model.pb").is_file():

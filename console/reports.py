@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.drift_report import REPORT_HTML as DRIFT_HTML
-from pipeline.drift_report import REPORT_JSON as DRIFT_JSON
+from evidence.drift_report import REPORT_HTML as DRIFT_HTML
+from evidence.drift_report import REPORT_JSON as DRIFT_JSON
 from privacy.compliance import MODEL_CARD
 from privacy.compliance import REPORT_HTML as LGPD_HTML
 from privacy.compliance import REPORT_JSON as LGPD_JSON

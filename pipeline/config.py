@@ -720,6 +720,18 @@ def protected_attribute_problem(config: UseCaseConfig, name: str) -> str | None:
     return f"the privacy policy writes '{name}' as '{written}'; name '{written}' instead"
 
 
+def drift_exclusions(config: UseCaseConfig) -> dict[str, str]:
+    """Columns a drift report must not score, each with the reason the report states: the label (its
+    shift is the prediction shift's business, not an input's), timestamps (they move by construction)
+    and the use case's ``validation.drift_skip_features`` (ids and the like)."""
+    excluded = dict.fromkeys(config.validation.drift_skip_features, "validation.drift_skip_features")
+    if config.privacy is not None:
+        excluded.update({name: "a timestamp (moves by construction)"
+                         for name, dtype in config.privacy.output_columns().items() if dtype == "timestamp"})
+    excluded[config.data.label] = "the label"
+    return dict(sorted(excluded.items()))
+
+
 def _generalized(policy: PrivacyPolicy) -> list[str]:
     """Output columns the policy generalizes (age bands, regions, amount bands): the natural groups."""
     return [rule.output or raw for raw, rule in policy.columns.items() if rule.treatment == "generalize"]

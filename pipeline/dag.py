@@ -19,9 +19,8 @@ from components.model_optimizer import ModelOptimizer
 from components.model_validator import ModelValidator
 from components.recording_trainer import RecordingTrainerExecutor
 from components.serving_pusher import ServingPusher
-from pipeline import fairness
-from pipeline.config import EvaluationConfig, GateConfig, UseCaseConfig
-from pipeline.drift_report import drift_exclusions
+from evidence.fairness import gap_metric_name
+from pipeline.config import EvaluationConfig, GateConfig, UseCaseConfig, drift_exclusions
 
 PREDICTION_KEY = "probability"
 FRAUD_METRICS_MODULE = "models.fraud.tfma_metrics"
@@ -77,7 +76,7 @@ def fairness_metric_configs(evaluation: EvaluationConfig, attributes: list[str])
     for attribute in attributes:
         metric = tfma.MetricConfig(class_name="ProtectedGroupGaps", module=FAIRNESS_METRICS_MODULE, config=json.dumps(
             {"attribute": attribute, "threshold": threshold,
-             "name": fairness.gap_metric_name("false_positive_rate", attribute)}))
+             "name": gap_metric_name("false_positive_rate", attribute)}))
         if evaluation.max_false_positive_rate_gap is not None:
             limit = tfma.MetricThreshold()
             limit.value_threshold.upper_bound.value = evaluation.max_false_positive_rate_gap

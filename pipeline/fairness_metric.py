@@ -5,7 +5,7 @@ Loaded by module path: ``tfma.MetricConfig(class_name="ProtectedGroupGaps", modu
 config='{"attribute": "age_band", "threshold": 0.5}')``. It records, per model and slice,
 ``false_positive_rate_gap_<attribute>`` (the gated number), ``false_negative_rate_gap_<attribute>``,
 ``average_precision_gap_<attribute>`` and ``fairness_<attribute>``, the whole table as JSON
-(pipeline/fairness.py). The rows (group, label, score) are kept per slice, about 20 bytes an eval example.
+(evidence/fairness.py). The rows (group, label, score) are kept per slice, about 20 bytes an eval example.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from tensorflow_model_analysis.proto import config_pb2
 from tensorflow_model_analysis.utils import util
 
 from errors import EsteiraError
+from evidence.fairness import gap_metric_name, table_metric_name
 from pipeline import fairness
 
 
@@ -108,7 +109,7 @@ class ProtectedGroupGaps(metric_types.Metric):
                          seed=seed, name=name)
 
     def _default_name(self) -> str:
-        return fairness.gap_metric_name("false_positive_rate", self._attribute)
+        return gap_metric_name("false_positive_rate", self._attribute)
 
 
 def _protected_group_gaps(attribute: str, threshold: float, replicates: int, seed: int, name: str | None = None,
@@ -118,9 +119,9 @@ def _protected_group_gaps(attribute: str, threshold: float, replicates: int, see
     if example_weighted:
         raise FairnessMetricError("the fairness figures are unweighted: remove example_weights from the metrics "
                                   "spec that holds ProtectedGroupGaps")
-    names = {figure: fairness.gap_metric_name(figure, attribute) for figure in fairness.FIGURES}
+    names = {figure: gap_metric_name(figure, attribute) for figure in fairness.FIGURES}
     names["false_positive_rate"] = name or names["false_positive_rate"]
-    table_name = fairness.table_metric_name(attribute)
+    table_name = table_metric_name(attribute)
     computations: metric_types.MetricComputations = []
     for model_name in model_names or [""]:
         for output_name in output_names or [""]:

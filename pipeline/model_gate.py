@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline.fairness import AttributeFairness
-from pipeline.report import RunReport, format_metric, fraud_metric_names, metric_label
+from evidence.evaluation import fraud_metric_names
+from evidence.fairness import AttributeFairness
+from pipeline.report import RunReport, format_metric, metric_label
 
 NonFiniteCheck = Callable[[Path], list[str]]
 
@@ -131,7 +132,7 @@ def _fairness_fact(table: AttributeFairness) -> dict:
 
 def governance_reports(store, run_id: str) -> Path | None:  # type: ignore[no-untyped-def]
     """The folder the run's GovernanceReport wrote (drift/ and lgpd/), if it wrote one."""
-    from pipeline import lineage
+    from evidence import lineage
 
     for execution in lineage.run_executions(store, run_id):
         if execution.node == "GovernanceReport" and execution.state in ("COMPLETE", "CACHED"):

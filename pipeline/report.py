@@ -1,19 +1,18 @@
 """What a pipeline run did, read from MLMD alone: per-component time and cache hits, the time split's
-windows, AUC, blessing, push."""
+windows, AUC, blessing, push. The reading is the evidence room's (lineage, the Evaluator's results, the
+components' records); this module picks the run's facts and words them for `esteira run`, `esteira report`
+and the deploy gate."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2 as mpb
 
-from pipeline import lineage
-from pipeline.fairness import AttributeFairness, read_fairness
-
-if TYPE_CHECKING:
-    from tensorflow_model_analysis.proto import validation_result_pb2
+from evidence import evaluation, lineage, records
+from evidence.evaluation import fraud_metric_names
+from evidence.fairness import AttributeFairness, gap_metric_name, read_fairness
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class RunReport:
     model_validation: dict[str, float | int | str] = field(default_factory=dict)
     optimization: dict = field(default_factory=dict)  # the ModelOptimizer's table, verdicts and publish reason
     time_split: dict[str, int | str] = field(default_factory=dict)  # windows' dates, spans and counts
-    fairness: list[AttributeFairness] = field(default_factory=list)  # per protected attribute (pipeline/fairness.py)
+    fairness: list[AttributeFairness] = field(default_factory=list)  # per protected attribute (evidence/fairness.py)
 
     @property
     def failed(self) -> list[str]:
@@ -76,27 +75,9 @@ class PromotionGate:
         return checks
 
 
-FRAUD_METRIC_PREFIXES = ("average_precision", "card_precision_at_", "recall_at_fpr_")
-
-
 def metric_label(name: str) -> str:
     """How reports name a metric: AUC for auc, the TFMA name otherwise."""
     return "AUC" if name == "auc" else name
-
-
-def metric_config_name(metric) -> str:  # type: ignore[no-untyped-def]
-    """The name TFMA records a MetricConfig's value under, as TFMA itself derives it."""
-    from tensorflow_model_analysis.metrics import metric_specs
-
-    return metric_specs.metric_instance(metric).name
-
-
-def fraud_metric_names(metrics: dict[str, float]) -> list[str]:
-    """The fraud team's metrics present in a run, in a fixed order: AP, CP@k, recall at FPR and at budgets."""
-    return sorted((name for name in metrics if name.startswith(FRAUD_METRIC_PREFIXES)
-                   or (name.startswith("recall_at_") and name.endswith("_alerts_per_day"))),
-                  key=lambda name: (0 if name == "average_precision" else 1 if name.startswith("card_") else
-                                    2 if name.startswith("recall_at_fpr_") else 3, name))
 
 
 def format_metric(name: str, metrics: dict[str, float]) -> str:
@@ -113,17 +94,8 @@ def format_metric(name: str, metrics: dict[str, float]) -> str:
 
 def _promotion_gate(uri: str, metrics: dict[str, float], baseline: dict[str, float]) -> PromotionGate | None:
     """The gated metric and its thresholds, from the eval config the Evaluator stored beside its results."""
-    from tensorflow_model_analysis.writers.eval_config_writer import load_eval_run
-
-    eval_config = load_eval_run(uri)[0]
-    name, threshold = None, None
-    for spec in eval_config.metrics_specs if eval_config else []:
-        for metric in spec.metrics:
-            for per_slice in metric.per_slice_thresholds:
-                name, threshold = metric_config_name(metric), per_slice.threshold
-            if metric.HasField("threshold"):
-                name, threshold = metric_config_name(metric), metric.threshold
-    name = name or "auc"
+    thresholds = evaluation.saved_thresholds(evaluation.saved_eval_config(uri))
+    name, threshold = thresholds[-1] if thresholds else ("auc", None)
     if name not in metrics:
         return None
     current, base = metrics[name], baseline.get(name)
@@ -143,42 +115,21 @@ def _evaluation_metrics(uri: str, fairness: list[AttributeFairness] | None = Non
                         ) -> tuple[dict[str, float], list[str], dict[str, float]]:
     """Overall-slice metrics of the candidate model and the reasons validation failed, if it did (a refused
     false-positive-rate gap names its groups and the limit)."""
-    from pipeline.fairness import gap_metric_name
-
     gaps = {gap_metric_name("false_positive_rate", table.attribute): table for table in fairness or []}
-    import tensorflow_model_analysis as tfma
-
-    metrics: dict[str, float] = {}
-    baseline: dict[str, float] = {}
-    for slice_metrics in tfma.load_metrics(uri):
-        if slice_metrics.slice_key.single_slice_keys:
-            continue
-        for item in slice_metrics.metric_keys_and_values:
-            if item.key.is_diff:
-                continue
-            if item.key.model_name == "baseline":
-                baseline[item.key.name] = item.value.double_value.value
-            elif item.key.model_name in ("", "candidate"):
-                metrics[item.key.name] = item.value.double_value.value
-    failures: list[str] = []
-    validation = tfma.load_validation_result(uri)
-    for per_slice in validation.metric_validations_per_slice:
-        where = ", ".join(f"{key.column}={key.bytes_value.decode() or key.int64_value or key.float_value}"
-                          for key in per_slice.slice_key.single_slice_keys) or "overall"
-        for failure in per_slice.failures:
-            table = gaps.get(failure.metric_key.name)
-            text = (table.gate_text() if table is not None and not failure.metric_key.is_diff
-                    else _describe_failure(failure))
-            failures.append(f"{text} ({where})")
-    return metrics, failures, baseline
+    found = evaluation.evaluation_metrics(uri)
+    failures = []
+    for failure in evaluation.validation_failures(uri):
+        table = gaps.get(failure.metric)
+        text = table.gate_text() if table is not None and not failure.is_diff else _describe_failure(failure)
+        failures.append(f"{text} ({failure.slice_text})")
+    return (found[evaluation.CANDIDATE].get(evaluation.OVERALL, {}), failures,
+            found[evaluation.BASELINE].get(evaluation.OVERALL, {}))
 
 
-def _describe_failure(failure: validation_result_pb2.ValidationFailure) -> str:
+def _describe_failure(failure: evaluation.ThresholdFailure) -> str:
     """E.g. 'auc 0.7598 below the lower bound 0.85' or 'auc change -0.0312 below the allowed -0.01'."""
-    name = failure.metric_key.name
-    value = failure.metric_value.double_value.value
-    threshold = failure.metric_threshold
-    if failure.metric_key.is_diff:
+    name, value, threshold = failure.metric, failure.value, failure.threshold
+    if failure.is_diff:
         change = threshold.change_threshold
         if change.HasField("relative") and not change.HasField("absolute"):
             return f"{name} relative change vs the blessed baseline is below the required {change.relative.value:+.2%}"
@@ -194,77 +145,41 @@ def _describe_failure(failure: validation_result_pb2.ValidationFailure) -> str:
     return f"{name} {value:.4f} failed {failure.message or 'its threshold'}"
 
 
-def _optimization(props) -> dict:  # type: ignore[no-untyped-def]
-    """The optimization table (optimization.json's content) and the publish reason, from the artifact."""
-    report = json.loads(props["optimization_report"].string_value) if "optimization_report" in props else {}
-    return {**report, "publish_reason": props["publish_reason"].string_value if "publish_reason" in props else ""}
-
-
-_TIME_SPLIT_PROPERTIES = ("time_split", "train_rows", "train_frauds", "eval_rows", "eval_frauds",
-                          "eval_known_compromised_rows")
-
-
-def _time_split(props) -> dict[str, int | str]:  # type: ignore[no-untyped-def]
-    """The time split's windows and counts as the anonymizing ExampleGen recorded them (empty: hash split)."""
-    if "time_split" not in props:
-        return {}
-    names = [*_TIME_SPLIT_PROPERTIES, *(f"{window}_{edge}_{what}" for window in ("history", "train", "delay", "eval")
-                                        for edge in ("first", "last") for what in ("span", "date"))]
-    return {name: getattr(props[name], props[name].WhichOneof("value")) for name in names if name in props}
-
-
 def build_report(store: mlmd.MetadataStore, pipeline_name: str, run_id: str | None = None) -> RunReport:
     run_id = run_id or lineage.latest_run_id(store, pipeline_name)
     executions = lineage.run_executions(store, run_id)
     by_node = {execution.node: execution for execution in executions}
-    values: dict = {}
-    example_gen = by_node.get("AnonymizingExampleGen")
-    if example_gen and example_gen.state in ("COMPLETE", "CACHED"):
-        examples = lineage.output_artifacts(store, example_gen.execution_id, "examples")
-        if examples:
-            values["time_split"] = _time_split(examples[0].custom_properties)
-    evaluator = by_node.get("Evaluator")
-    if evaluator and evaluator.state in ("COMPLETE", "CACHED"):
-        evaluation = lineage.output_artifacts(store, evaluator.execution_id, "evaluation")
-        if evaluation:
-            values["fairness"] = read_fairness(evaluation[0].uri)
-            values["metrics"], values["blessing_failures"], baseline = _evaluation_metrics(
-                evaluation[0].uri, values["fairness"])
-            values["gate"] = _promotion_gate(evaluation[0].uri, values["metrics"], baseline)
-        blessing = lineage.output_artifacts(store, evaluator.execution_id, "blessing")
-        if blessing:
-            values["blessed"] = blessing[0].custom_properties["blessed"].int_value == 1
-    trainer = by_node.get("Trainer")
-    if trainer and trainer.state in ("COMPLETE", "CACHED"):
-        models = lineage.output_artifacts(store, trainer.execution_id, "model")
-        if models:
-            values["training"] = {
-                name.removeprefix("training_"): getattr(value, value.WhichOneof("value"))
-                for name, value in models[0].custom_properties.items() if name.startswith("training_")}
-    for node, key, target in (("ExampleValidator", "anomalies", "data_validation"),
-                              ("ModelValidator", "blessing", "model_validation")):
+
+    def output(node: str, key: str) -> mpb.Artifact | None:
+        """The first ``key`` output of the run's ``node``, when that node completed (or was cached)."""
         execution = by_node.get(node)
-        if execution and execution.state in ("COMPLETE", "CACHED"):
-            outputs = lineage.output_artifacts(store, execution.execution_id, key)
-            if outputs:
-                values[target] = {name: getattr(value, value.WhichOneof("value"))
-                                  for name, value in outputs[0].custom_properties.items()
-                                  if value.WhichOneof("value") in ("int_value", "double_value", "string_value")}
-    optimizer = by_node.get("ModelOptimizer")
-    if optimizer and optimizer.state in ("COMPLETE", "CACHED"):
-        optimized = lineage.output_artifacts(store, optimizer.execution_id, "optimized_model")
-        if optimized:
-            values["optimization"] = _optimization(optimized[0].custom_properties)
-    pusher = by_node.get("Pusher")
-    if pusher and pusher.state in ("COMPLETE", "CACHED"):
-        pushed = lineage.output_artifacts(store, pusher.execution_id, "pushed_model")
-        if pushed:
-            props = pushed[0].custom_properties
-            values["pushed"] = props["pushed"].int_value == 1
-            values["push_reason"] = props["push_reason"].string_value if "push_reason" in props else ""
-            values["version"] = props["pushed_version"].string_value if "pushed_version" in props else ""
-            values["destination"] = (props["pushed_destination"].string_value
-                                     if "pushed_destination" in props else "")
+        if execution is None or execution.state not in ("COMPLETE", "CACHED"):
+            return None
+        outputs = lineage.output_artifacts(store, execution.execution_id, key)
+        return outputs[0] if outputs else None
+
+    values: dict = {}
+    if (examples := output("AnonymizingExampleGen", "examples")) is not None:
+        values["time_split"] = records.time_split(examples)
+    if (evaluated := output("Evaluator", "evaluation")) is not None:
+        values["fairness"] = read_fairness(evaluated.uri)
+        values["metrics"], values["blessing_failures"], baseline = _evaluation_metrics(evaluated.uri,
+                                                                                       values["fairness"])
+        values["gate"] = _promotion_gate(evaluated.uri, values["metrics"], baseline)
+    if (blessing := output("Evaluator", "blessing")) is not None:
+        values["blessed"] = records.blessed(blessing)
+    if (model := output("Trainer", "model")) is not None:
+        values["training"] = records.training_record(model)
+    if (anomalies := output("ExampleValidator", "anomalies")) is not None:
+        values["data_validation"] = records.scalars(anomalies)
+    if (validation := output("ModelValidator", "blessing")) is not None:
+        values["model_validation"] = records.scalars(validation)
+    if (optimized := output("ModelOptimizer", "optimized_model")) is not None:
+        values["optimization"] = records.optimization(optimized)
+    if (pushed := output("Pusher", "pushed_model")) is not None:
+        push = records.PushRecord.of(pushed)
+        values.update(pushed=push.pushed, push_reason=push.reason, version=push.version,
+                      destination=push.destination)
     return RunReport(run_id=run_id, executions=executions, **values)
 
 

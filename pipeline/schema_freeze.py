@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ml_metadata.proto import metadata_store_pb2 as mpb
 
-from pipeline import lineage
+from evidence import lineage
 from pipeline.config import ConfigError, UseCaseConfig
 
 INFERRING_COMPONENT = ".SchemaGen"  # execution type suffix of TFX's SchemaGen (not ImportSchemaGen)

@@ -1,6 +1,6 @@
 """The LGPD compliance report of one pushed model version, and its model card.
 
-The facts are gathered elsewhere (from MLMD, by ``pipeline/governance.py``) and handed over as a
+The facts are gathered elsewhere (from MLMD, by ``evidence/governance.py``) and handed over as a
 :class:`ComplianceReport`; this module only shapes them into JSON, HTML and Markdown, so it needs
 neither TFX nor a metadata store and every rendering states the same facts.
 """
@@ -55,7 +55,7 @@ class ComplianceReport:
     evaluation: dict[str, float] = field(default_factory=dict)  # overall-slice figures of the eval split
     # each raw column: treatment and legal basis (its own, the processing's, or none when dropped)
     fields: list[dict[str, Any]] = field(default_factory=list)
-    # per protected attribute: groups' rates and AP, largest gaps with intervals, the gap gate (pipeline/fairness.py)
+    # per protected attribute: groups' rates and AP, largest gaps with intervals, the gap gate (evidence/fairness.py)
     fairness: list[dict[str, Any]] = field(default_factory=list)
     # art. 20: {"explanation": method, steps, measured completeness (or None),
     #           "contests": privacy.contested_decisions.tally}

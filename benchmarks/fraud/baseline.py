@@ -56,7 +56,7 @@ class RunInputs:
 
 def find_run(pipeline_root: Path, metadata: Path) -> RunInputs:
     """The latest pushed model, its Examples artifact (train/eval splits) and its Trainer's custom_config."""
-    from pipeline.lineage import open_store, producer, pushed_models, trace_pushed_model
+    from evidence.lineage import open_store, producer, pushed_models, trace_pushed_model
 
     store = open_store(metadata)
     pushed = pushed_models(store)

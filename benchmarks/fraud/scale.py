@@ -80,7 +80,7 @@ def run_variant(work: Path, name: str, beam_args: list[str], data: Path, timeout
     wall = time.monotonic() - started
     if result.returncode != 0:
         raise RuntimeError(f"{name} failed (exit {result.returncode}); see {root / 'run.log'}")
-    from pipeline.lineage import open_store, output_artifacts
+    from evidence.lineage import open_store, output_artifacts
     from pipeline.report import load_report
 
     report = load_report(root / "metadata.db", doc["pipeline"]["name"])

@@ -145,7 +145,7 @@ def _rounded(value: float | None) -> float | None:
 
 def node_intervals(metadata: Path) -> list[tuple[str, str, float, float]]:
     """(node, state, start epoch s, end epoch s) of every execution of the run, in order."""
-    from pipeline.lineage import node_name, open_store
+    from evidence.lineage import node_name, open_store
 
     store = open_store(metadata)
     out = []
@@ -170,7 +170,7 @@ def run_once(root: Path, config: Path, timeout: int, env: dict) -> dict:
     load_after = os.getloadavg()
     if returncode != 0:
         raise RuntimeError(f"the run failed (exit {returncode}); see {root / 'run.log'}")
-    from pipeline.lineage import open_store, output_artifacts
+    from evidence.lineage import open_store, output_artifacts
     from pipeline.report import load_report
 
     doc = yaml.safe_load(config.read_text())

@@ -1,5 +1,5 @@
-"""Executor of GovernanceReport: the evidence comes from MLMD (pipeline/governance.py), the
-renderers from privacy/compliance.py and pipeline/drift_report.py; this only wires them."""
+"""Executor of GovernanceReport: the evidence comes from MLMD (evidence/governance.py), the
+renderers from privacy/compliance.py and evidence/drift_report.py; this only wires them."""
 from __future__ import annotations
 
 import json
@@ -12,8 +12,8 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from errors import EsteiraError
-from pipeline import governance, lineage
-from pipeline.drift_report import write_drift_report
+from evidence import governance, lineage, records
+from evidence.drift_report import write_drift_report
 from privacy.access import current_actor
 from privacy.compliance import write_compliance_report
 
@@ -36,8 +36,9 @@ class GovernanceReportExecutor(base_executor.BaseExecutor):
         pushed_input = artifact_utils.get_single_instance(input_dict[PUSHED_MODEL_KEY])
         report = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
         report.set_string_custom_property(governance.ACTOR_PROPERTY, current_actor())
-        if not pushed_input.get_int_custom_property("pushed"):
-            reason = pushed_input.get_string_custom_property("push_reason") or "not pushed"
+        push = records.PushRecord.of(pushed_input.mlmd_artifact)
+        if not push.pushed:
+            reason = push.reason or "not pushed"
             report.set_string_custom_property("status", f"no report: nothing was pushed ({reason})")
             return
         store = lineage.open_store(Path(exec_properties[METADATA_PATH_KEY]))
@@ -45,14 +46,14 @@ class GovernanceReportExecutor(base_executor.BaseExecutor):
         declared = json.loads(exec_properties.get(GOVERNANCE_KEY) or "null")
         audit_logs = [Path(path) for path in (declared or {}).pop("access_audit_logs", [])]
         pushed = store.get_artifacts_by_id([pushed_input.id])[0]
-        version = pushed_input.get_string_custom_property("pushed_version")
+        version = push.version
         folder = Path(report.uri)
 
         previous = governance.previous_pushed(store, pushed)
         if previous is None:
             report.set_string_custom_property("drift", FIRST_VERSION)
         else:
-            before = previous.custom_properties["pushed_version"].string_value
+            before = records.PushRecord.of(previous).version
             drift = governance.drift_between(store, model_name, governance.resolve_end(store, before),
                                              governance.resolve_end(store, version),
                                              excluded=json.loads(exec_properties.get(DRIFT_EXCLUDED_KEY) or "{}"))

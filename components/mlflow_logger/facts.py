@@ -1,17 +1,19 @@
 """Facts of one pipeline run read from its TFX artifacts, as a tracking.PipelineRunRecord.
 
-Reading artifacts (TFMA results, TFDV anomalies, Model properties) is TFX's business, so it lives
-here; what MLflow does with the facts is tracking/'s.
+The artifacts are read through evidence/ (TFMA results, the data gate's anomalies, the training and push
+records); this module names them as MLflow params, metrics, tags and files; what MLflow does with the
+facts is tracking/'s.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tfx import types
 
+from evidence import evaluation, records
 from tracking.run_record import (
     PipelineRunRecord,
     Registration,
@@ -23,108 +25,33 @@ from tracking.run_record import (
 )
 from tracking.tensorboard_history import epoch_scalars
 
-if TYPE_CHECKING:
-    from tensorflow_model_analysis.proto import config_pb2, metrics_for_slice_pb2
-
-TRAINING_PREFIX = "training_"  # the recording Trainer's Model properties
 MLFLOW_RUN_ID_PROPERTY = "mlflow_run_id"
 MLFLOW_TRACKING_URI_PROPERTY = "mlflow_tracking_uri"
 
 
-def _property(artifact: types.Artifact, name: str) -> Any:
-    return artifact.get_custom_property(name) if artifact.has_custom_property(name) else None
-
-
-def training_record(model: types.Artifact) -> dict[str, Any]:
-    return {name.removeprefix(TRAINING_PREFIX): model.get_custom_property(name)
-            for name in model.mlmd_artifact.custom_properties if name.startswith(TRAINING_PREFIX)}
-
-
-def _slice_name(slice_key: metrics_for_slice_pb2.SliceKey) -> str:
-    parts = []
-    for key in slice_key.single_slice_keys:
-        value = key.bytes_value.decode() if key.HasField("bytes_value") else (
-            key.int64_value if key.HasField("int64_value") else key.float_value)
-        parts.append(f"{key.column}_{value}")
-    return "_".join(parts)
-
-
-def evaluation_metrics(uri: str) -> dict[str, dict[str, dict[str, float]]]:
-    """{'candidate'|'baseline'|'diff': {slice ('' = overall): {metric: value}}} from TFMA's output."""
-    import tensorflow_model_analysis as tfma
-
-    found: dict[str, dict[str, dict[str, float]]] = {"candidate": {}, "baseline": {}, "diff": {}}
-    for per_slice in tfma.load_metrics(uri):
-        where = _slice_name(per_slice.slice_key)
-        for item in per_slice.metric_keys_and_values:
-            if item.key.HasField("sub_key") or not item.value.HasField("double_value"):
-                continue
-            role = "diff" if item.key.is_diff else ("baseline" if item.key.model_name == "baseline" else "candidate")
-            found[role].setdefault(where, {})[item.key.name] = item.value.double_value.value
-    return found
-
-
 def gate_failures(uri: str) -> list[dict[str, Any]]:
     """Each failed threshold with its metric, value and slice, from TFMA's validation result."""
-    import tensorflow_model_analysis as tfma
     from google.protobuf import json_format
 
-    failures = []
-    for per_slice in tfma.load_validation_result(uri).metric_validations_per_slice:
-        for failure in per_slice.failures:
-            failures.append({
-                "slice": _slice_name(per_slice.slice_key) or "overall",
-                "metric": failure.metric_key.name + (" (change)" if failure.metric_key.is_diff else ""),
-                "value": failure.metric_value.double_value.value,
-                "threshold": json_format.MessageToDict(failure.metric_threshold)})
-    return failures
+    return [{"slice": failure.slice_name, "metric": failure.metric + (" (change)" if failure.is_diff else ""),
+             "value": failure.value, "threshold": json_format.MessageToDict(failure.threshold)}
+            for failure in evaluation.validation_failures(uri)]
 
 
 def gate_thresholds(uri: str) -> dict[str, float]:
     """'gate.auc.lower_bound' → 0.95, 'gate.auc.change_absolute' → -0.01, from the eval config TFMA saved."""
-    from tensorflow_model_analysis.writers.eval_config_writer import load_eval_run
-
-    eval_config = load_eval_run(uri)[0]
     gates: dict[str, float] = {}
-    for spec in eval_config.metrics_specs:
-        for metric in spec.metrics:
-            thresholds = [metric.threshold] + [t.threshold for t in metric.per_slice_thresholds]
-            name = _metric_config_name(metric)
-            for threshold in thresholds:
-                value, change = threshold.value_threshold, threshold.change_threshold
-                if value.HasField("lower_bound"):
-                    gates[metric_name("gate", name, "lower_bound")] = value.lower_bound.value
-                if value.HasField("upper_bound"):
-                    gates[metric_name("gate", name, "upper_bound")] = value.upper_bound.value
-                if change.HasField("absolute"):
-                    gates[metric_name("gate", name, "change_absolute")] = change.absolute.value
-                if change.HasField("relative"):
-                    gates[metric_name("gate", name, "change_relative")] = change.relative.value
+    for name, threshold in evaluation.saved_thresholds(evaluation.saved_eval_config(uri)):
+        value, change = threshold.value_threshold, threshold.change_threshold
+        if value.HasField("lower_bound"):
+            gates[metric_name("gate", name, "lower_bound")] = value.lower_bound.value
+        if value.HasField("upper_bound"):
+            gates[metric_name("gate", name, "upper_bound")] = value.upper_bound.value
+        if change.HasField("absolute"):
+            gates[metric_name("gate", name, "change_absolute")] = change.absolute.value
+        if change.HasField("relative"):
+            gates[metric_name("gate", name, "change_relative")] = change.relative.value
     return gates
-
-
-def _metric_config_name(metric: config_pb2.MetricConfig) -> str:
-    configured = json.loads(metric.config or "{}").get("name")
-    if configured:
-        return configured
-    import re
-
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", metric.class_name).lower().replace("a_u_c", "auc")
-
-
-def anomalies_summary(uri: str) -> dict[str, dict[str, str]]:
-    """{split: {feature: description}} of ExampleValidator's anomalies (empty dicts: none)."""
-    from tensorflow_metadata.proto.v0 import anomalies_pb2
-
-    summary: dict[str, dict[str, str]] = {}
-    for split in sorted(Path(uri).glob("Split-*")):
-        anomalies = anomalies_pb2.Anomalies()
-        if (split / "SchemaDiff.pb").is_file():
-            anomalies.ParseFromString((split / "SchemaDiff.pb").read_bytes())
-        summary[split.name.removeprefix("Split-")] = {
-            feature: info.description or info.short_description
-            for feature, info in sorted(anomalies.anomaly_info.items())}
-    return summary
 
 
 def build_record(artifacts: dict[str, types.Artifact], config: dict[str, Any], model_name: str,
@@ -132,7 +59,7 @@ def build_record(artifacts: dict[str, types.Artifact], config: dict[str, Any], m
     examples, model, blessing, pushed = (artifacts[k] for k in ("examples", "model", "blessing", "pushed_model"))
     config_hash = config_sha256(config)
     pipeline_name = config.get("pipeline", {}).get("name", "pipeline")
-    blessed = int(_property(blessing, "blessed") or 0) == 1
+    blessed = records.blessed(blessing.mlmd_artifact)
     # The same trained model with the same verdict is the same MLflow run, even when a rerun
     # evaluates it again (the second run has itself as its baseline, so the Evaluator is not cached).
     run_key = hashlib.sha256(
@@ -143,19 +70,19 @@ def build_record(artifacts: dict[str, types.Artifact], config: dict[str, Any], m
     # dvc_*: the DVC version of the input folder (privacy/data_version.py), so a run names its exact data
     for name in ("input_sha256", "input_fingerprint", "span", "version", "dvc_md5", "dvc_path",
                  "dvc_matches_working_copy"):
-        value = _property(examples, name)
+        value = records.value(examples.mlmd_artifact.custom_properties, name)
         if value is not None:
             params[f"data.{name}"] = str(value)
-    record = training_record(model)
+    record = records.training_record(model.mlmd_artifact)
     params.update({f"training_record.{key}": str(value) for key, value in record.items()})
     params.update({f"package.{name}": version for name, version in package_versions().items()})
 
     metrics: dict[str, float] = {f"training.{key}": float(value) for key, value in record.items()
                                  if isinstance(value, (int, float)) and not isinstance(value, bool)}
     evaluation_uri = artifacts["evaluation"].uri
-    evaluation = evaluation_metrics(evaluation_uri)
+    found = evaluation.evaluation_metrics(evaluation_uri)
     for role, prefix in (("candidate", "eval"), ("baseline", "baseline"), ("diff", "eval_diff")):
-        for where, values in evaluation[role].items():
+        for where, values in found[role].items():
             for name, value in values.items():
                 metrics[metric_name(prefix, f"slice.{where}" if where else "", name)] = value
     metrics.update(gate_thresholds(evaluation_uri))
@@ -164,15 +91,14 @@ def build_record(artifacts: dict[str, types.Artifact], config: dict[str, Any], m
     reason = "all gates passed" if blessed else ("; ".join(
         f"{f['metric']} {f['value']:.4f} failed {json.dumps(f['threshold'], sort_keys=True)} ({f['slice']})"
         for f in failures) or "the Evaluator did not bless the model")
-    pushed_flag = int(_property(pushed, "pushed") or 0) == 1
-    serving_version = str(_property(pushed, "pushed_version") or "")
+    push = records.PushRecord.of(pushed.mlmd_artifact)
     tags = {
         "pipeline_name": pipeline_name, "pipeline_run_id": pipeline_run_id or "",
         "mlmd.examples_id": str(examples.id), "mlmd.model_id": str(model.id),
         "mlmd.blessing_id": str(blessing.id), "mlmd.pushed_model_id": str(pushed.id),
         "blessed": "yes" if blessed else "no", "blessed_reason": reason[:5000],
-        "pushed": "yes" if pushed_flag else "no", "push_reason": str(_property(pushed, "push_reason") or ""),
-        "serving_model_name": model_name, "serving_version": serving_version,
+        "pushed": "yes" if push.pushed else "no", "push_reason": push.reason,
+        "serving_model_name": model_name, "serving_version": push.version,
         "tensorboard_logdir": artifacts["model_run"].uri,
     }
     commit = git_commit(Path.cwd())
@@ -180,17 +106,17 @@ def build_record(artifacts: dict[str, types.Artifact], config: dict[str, Any], m
         tags["git_commit"] = commit
     schema_file = Path(artifacts["schema"].uri) / "schema.pbtxt"
     registration = None
-    if pushed_flag and serving_version:
-        registration = Registration(model_name, serving_version, Path(str(_property(pushed, "pushed_destination"))))
+    if push.pushed and push.version:
+        registration = Registration(model_name, push.version, Path(push.destination))
     return PipelineRunRecord(
         run_key=run_key, run_name=f"{pipeline_name} {pipeline_run_id or ''}".strip(),
         params=params, metrics=metrics, metric_history=epoch_scalars(Path(artifacts["model_run"].uri)),
         tags=tags, files={"schema/schema.pbtxt": schema_file} if schema_file.is_file() else {},
         json_artifacts={
-            "evaluation/metrics.json": evaluation,
+            "evaluation/metrics.json": found,
             "evaluation/gate.json": {"blessed": blessed, "reason": reason, "failures": failures,
                                      "thresholds": gate_thresholds(evaluation_uri)},
-            "data/anomalies_summary.json": anomalies_summary(artifacts["anomalies"].uri),
+            "data/anomalies_summary.json": records.anomalies_summary(artifacts["anomalies"].uri),
             "tensorboard.json": {"logdir": artifacts["model_run"].uri,
                                  "open_with": f"tensorboard --logdir {artifacts['model_run'].uri}"},
         },

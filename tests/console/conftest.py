@@ -98,7 +98,7 @@ def _registry(root: Path, base_path: Path, examples_id: int) -> str:
 
 
 def _reports(folder: Path) -> Path:
-    from pipeline.drift_report import DriftReport, write_drift_report
+    from evidence.drift_report import DriftReport, write_drift_report
 
     write_drift_report(DriftReport(MODEL, "version 100", "version 200", "2026-01-01T00:00:00Z", [], None),
                        folder / "drift-100-200")

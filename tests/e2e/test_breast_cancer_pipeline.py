@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from pipeline import lineage
+from evidence import lineage
 from pipeline.config import UseCaseConfig, load_config
 from pipeline.report import RunReport, load_report
 

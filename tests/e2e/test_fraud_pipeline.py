@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import governance, lineage
+from evidence import governance, lineage
 from pipeline.config import UseCaseConfig, load_config
 from pipeline.datasets.fraud_simulator import personal_values
 from pipeline.report import RunReport, load_report

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from evidence import lineage
 from models.fraud.window_features import WINDOW_FEATURE_NAMES
-from pipeline import lineage
 from pipeline.config import load_config
 from pipeline.report import load_report
 

@@ -17,7 +17,7 @@ import tensorflow as tf
 import yaml
 
 from components.model_validator.checks import free_port
-from pipeline import lineage
+from evidence import lineage
 from pipeline.config import load_config
 from pipeline.report import RunReport, load_report
 from privacy.audit import read_records

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from evidence import lineage
 from models.common.checkpointing import read_backup_state
-from pipeline import lineage
 from pipeline.config import load_config
 from pipeline.report import load_report
 

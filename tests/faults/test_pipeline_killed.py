@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from components.serving_pusher.executor import directory_digest
-from pipeline import lineage
+from evidence import lineage
 from pipeline.report import load_report
 from tests.e2e.test_breast_cancer_pipeline import Workspace, esteira, make_workspace, versions
 

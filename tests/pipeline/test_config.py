@@ -321,3 +321,13 @@ def test_an_overridden_end_span_is_checked_before_the_run(tmp_path: Path) -> Non
     assert len(check_data_columns(config)) == 45
     with pytest.raises(ConfigError, match=r"window_features\.label_delay_days: .*only 3 day\(s\) before the train"):
         check_data_columns(config.with_overrides({"data.split.end_span": 24}))
+
+
+def test_the_fraud_configs_never_score_the_label_timestamp_or_ids() -> None:
+    from pipeline.config import drift_exclusions
+
+    repo = Path(__file__).resolve().parents[2]
+    excluded = drift_exclusions(load_config(repo / "configs/fraud.yaml"))
+    assert {"is_fraud", "timestamp", "transaction_id"} <= set(excluded)
+    assert excluded["is_fraud"] == "the label" and excluded["transaction_id"] == "validation.drift_skip_features"
+    assert drift_exclusions(load_config(repo / "configs/breast_cancer.yaml")) == {"malignant": "the label"}

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evidence.fairness import AttributeFairness, read_fairness
 from models.fraud.metrics import average_precision
 from pipeline import fairness
 
@@ -65,7 +66,7 @@ def test_a_gap_needs_two_groups_that_define_the_figure() -> None:
     assert "undefined (fewer than two groups define false_negative_rate)" in table.gaps[
         "false_negative_rate"].describe(table.by_group)
     assert table.false_positive_rate_gap.value == pytest.approx(0.5)
-    limited = fairness.AttributeFairness(**{**table.__dict__, "max_false_positive_rate_gap": 0.1})
+    limited = AttributeFairness(**{**table.__dict__, "max_false_positive_rate_gap": 0.1})
     assert limited.gate_passed is False
     assert limited.gate_text().startswith("region false-positive-rate gap 0.5000 (1 0.5000 vs 2 0.0000; 95 % "
                                           "bootstrap interval [")
@@ -96,7 +97,7 @@ def test_the_table_survives_its_json() -> None:
     rows = make_rows()
     table = fairness.group_fairness("age_band", rows["age_band"], rows["is_fraud"], rows["probability"], THRESHOLD,
                                     replicates=20)
-    assert fairness.AttributeFairness.from_dict(json.loads(table.to_json())) == table
+    assert AttributeFairness.from_dict(json.loads(table.to_json())) == table
 
 
 def write_examples(rows: dict[str, np.ndarray], path: Path) -> Path:
@@ -144,7 +145,7 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory):
 
 def test_tfma_slices_on_the_attribute_and_agrees_with_the_table(evaluated) -> None:
     rows, per_slice, out = evaluated
-    (table,) = fairness.read_fairness(str(out))
+    (table,) = read_fairness(str(out))
     assert table.attribute == "age_band" and table.threshold == THRESHOLD
     assert table.max_false_positive_rate_gap == LIMIT
     for band in (b"18-24", b"35-44", b"65+"):
@@ -172,6 +173,6 @@ def test_a_gap_above_the_limit_is_refused_by_the_evaluator(evaluated) -> None:
     failures = [(failure.metric_key.name, list(per.slice_key.single_slice_keys))
                 for per in validation.metric_validations_per_slice for failure in per.failures]
     assert failures == [("false_positive_rate_gap_age_band", [])]  # the overall slice only
-    (table,) = fairness.read_fairness(str(out))
+    (table,) = read_fairness(str(out))
     assert table.gate_passed is False
     assert "age_band false-positive-rate gap" in table.gate_text() and "65+" in table.gate_text()

@@ -112,22 +112,3 @@ def test_the_retention_schedule_names_each_store(tmp_path: Path) -> None:
     assert config.governance.ripd == "RIPD-2026-07 (DPO office)"
     message = error_of(tmp_path, retention_schedule={"training_data": "5 years"})
     assert "governance.retention_schedule.prediction_memory" in message
-
-
-def test_each_recorded_column_gets_its_legal_basis() -> None:
-    """The LGPD report's legal basis per field, from the policy recorded on the Examples artifact and the
-    governance declarations: a column's own basis, else the processing's; dropped columns are not processed."""
-    from ml_metadata.proto import metadata_store_pb2 as mpb
-
-    from pipeline.governance import _field_facts
-
-    config = load_config(REPO / "configs" / "fraud.yaml")
-    examples = mpb.Artifact()
-    examples.custom_properties["privacy_policy"].string_value = config.privacy.canonical_json()
-    fields = {field["column"]: field for field in _field_facts(examples, config.governance.model_dump(mode="json"))}
-    assert set(fields) == set(config.privacy.columns)
-    assert fields["birth_date"]["legal_basis"] == "credit protection (art. 7, X)"
-    assert fields["birth_date"]["source"] == "governance.field_legal_bases"
-    assert fields["amount"]["legal_basis"] == config.governance.legal_basis
-    assert fields["amount"]["source"] == "governance.legal_basis"
-    assert (fields["cpf"]["legal_basis"], fields["cpf"]["source"]) == ("not processed: dropped while reading", None)

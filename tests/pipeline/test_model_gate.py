@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.lineage import NodeExecution
+from evidence.lineage import NodeExecution
 from pipeline.model_gate import GateFacts, decide, facts_from_report, write_gate
 from pipeline.report import PromotionGate, RunReport
 

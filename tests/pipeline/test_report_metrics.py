@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.lineage import NodeExecution
+from evidence.lineage import NodeExecution
 from pipeline.report import PromotionGate, RunReport, format_report
 
 METRICS = {"auc": 0.8812, "auc_precision_recall": 0.6, "average_precision": 0.6123, "example_count": 58264,

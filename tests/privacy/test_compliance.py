@@ -175,7 +175,7 @@ def test_a_report_without_the_dpo_declarations_says_what_is_missing(tmp_path: Pa
 
 
 def test_the_report_states_the_explanation_method_its_completeness_and_the_contests(tmp_path: Path) -> None:
-    from pipeline.governance import automated_decisions
+    from evidence.governance import automated_decisions
     from privacy.audit import AuditLog
     from privacy.contested_decisions import CONTESTED, REVIEWED
 

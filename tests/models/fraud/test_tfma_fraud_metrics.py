@@ -207,7 +207,8 @@ def test_the_run_report_reads_the_gate_and_the_metrics_from_the_evaluation(evalu
 
 
 def test_mlflow_facts_carry_the_fraud_metrics_and_their_gate(evaluated) -> None:
-    from components.mlflow_logger.facts import evaluation_metrics, gate_thresholds
+    from components.mlflow_logger.facts import gate_thresholds
+    from evidence.evaluation import evaluation_metrics
 
     _, found, _, out = evaluated
     logged = evaluation_metrics(str(out))

@@ -1,7 +1,7 @@
 """Evidence for the governance reports, gathered from MLMD and handed to the renderers.
 
 The LGPD report of a pushed version (privacy/compliance.py) and the drift report between two
-versions or spans (pipeline/drift_report.py) are built from what the pipeline recorded: lineage,
+versions or spans (evidence/drift_report.py) are built from what the pipeline recorded: lineage,
 the ingestion records on the Examples artifact, the training record on the Model artifact, the
 gates' values and thresholds, and the serving access audit logs. Nothing here re-derives a fact
 that MLMD already holds.
@@ -16,41 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import ml_metadata as mlmd
-import numpy as np
 from ml_metadata.proto import metadata_store_pb2 as mpb
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from pipeline import lineage
-from pipeline.drift_report import DriftReport, Side, feature_drift, prediction_shift
-from pipeline.fairness import read_fairness
+from evidence import evaluation, lineage, records
+from evidence.drift_report import DriftReport, Side, feature_drift, prediction_shift
+from evidence.fairness import read_fairness
+from evidence.predictions import model_directory, predict_scores, serialized_examples
 from privacy.access import iso_utc, summarize_access
 from privacy.compliance import ComplianceReport, Gate
 from privacy.contested_decisions import tally
 
-PREDICTION_SAMPLE = 2000
 REPORT_ARTIFACT = "esteira.GovernanceReport"
 ACTOR_PROPERTY = "run_actor"
 DRIFT_SPLIT = "train"
-EVAL_SPLIT = "eval"
-
-
-def _value(properties: Any, name: str, default: Any = None) -> Any:
-    if name not in properties:
-        return default
-    item = properties[name]
-    kind = item.WhichOneof("value")
-    return getattr(item, kind) if kind else default
-
-
-def _span(artifact: mpb.Artifact) -> int | None:
-    """ExampleGen records the span as a custom property (older TFX: a property)."""
-    return _value(artifact.custom_properties, "span", _value(artifact.properties, "span"))
-
-
-def _props(artifact: mpb.Artifact, prefix: str = "") -> dict[str, Any]:
-    return {name.removeprefix(prefix): _value(artifact.custom_properties, name)
-            for name in sorted(artifact.custom_properties) if name.startswith(prefix)
-            and artifact.custom_properties[name].WhichOneof("value") in ("int_value", "double_value", "string_value")}
 
 
 # ---- finding artifacts --------------------------------------------------------------------------------
@@ -59,9 +38,9 @@ def find_pushed(store: mlmd.MetadataStore, version: str) -> mpb.Artifact:
     """The PushedModel that published ``version``; a clear error when MLMD has no lineage for it."""
     pushed = lineage.pushed_models(store)
     for artifact in reversed(pushed):
-        if _value(artifact.custom_properties, "pushed_version") == str(version):
+        if records.value(artifact.custom_properties, "pushed_version") == str(version):
             return artifact
-    known = ", ".join(_value(a.custom_properties, "pushed_version", "?") for a in pushed) or "none"
+    known = ", ".join(records.value(a.custom_properties, "pushed_version", "?") for a in pushed) or "none"
     raise lineage.LineageError(
         f"version {version} has no lineage in this metadata store (pushed versions here: {known}); "
         "pass a version this pipeline pushed, or the --config whose metadata_path recorded it")
@@ -69,9 +48,9 @@ def find_pushed(store: mlmd.MetadataStore, version: str) -> mpb.Artifact:
 
 def previous_pushed(store: mlmd.MetadataStore, pushed: mpb.Artifact) -> mpb.Artifact | None:
     """The version pushed before ``pushed`` (None for the first version)."""
-    version = _value(pushed.custom_properties, "pushed_version")
+    version = records.value(pushed.custom_properties, "pushed_version")
     earlier = [a for a in lineage.pushed_models(store)
-               if a.id < pushed.id and _value(a.custom_properties, "pushed_version") != version]
+               if a.id < pushed.id and records.value(a.custom_properties, "pushed_version") != version]
     return earlier[-1] if earlier else None
 
 
@@ -88,9 +67,9 @@ def statistics_of(store: mlmd.MetadataStore, examples: mpb.Artifact) -> mpb.Arti
 
 def examples_of_span(store: mlmd.MetadataStore, span: int) -> mpb.Artifact:
     matching = [a for a in store.get_artifacts_by_type("Examples")
-                if _span(a) == span and not _is_transformed(store, a)]
+                if records.span(a) == span and not _is_transformed(store, a)]
     if not matching:
-        spans = sorted({s for a in store.get_artifacts_by_type("Examples") if (s := _span(a)) is not None})
+        spans = sorted({s for a in store.get_artifacts_by_type("Examples") if (s := records.span(a)) is not None})
         raise lineage.LineageError(f"span {span} was never ingested (spans in this metadata store: {spans})")
     return max(matching, key=lambda a: a.id)
 
@@ -115,42 +94,6 @@ def split_statistics(statistics: mpb.Artifact, split: str) -> statistics_pb2.Dat
     return stats.datasets[0]
 
 
-# ---- predictions --------------------------------------------------------------------------------------
-
-def serialized_examples(examples: mpb.Artifact, split: str = EVAL_SPLIT, limit: int = PREDICTION_SAMPLE) -> list[bytes]:
-    """The first ``limit`` serialized tf.Examples of a split (ExampleGen writes gzipped TFRecords)."""
-    import tensorflow as tf
-
-    files = sorted(str(p) for p in (Path(examples.uri) / f"Split-{split}").glob("*"))
-    if not files:
-        raise lineage.LineageError(f"split {split!r} of the Examples at {examples.uri} holds no files")
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit)
-    return [record.numpy() for record in dataset]
-
-
-def model_directory(pushed: mpb.Artifact) -> Path:
-    destination = Path(_value(pushed.custom_properties, "pushed_destination", ""))
-    if (destination / "saved_model.pb").is_file():
-        return destination
-    if (Path(pushed.uri) / "saved_model.pb").is_file():
-        return Path(pushed.uri)  # the Pusher's archived copy
-    raise lineage.LineageError(f"the SavedModel of version {_value(pushed.custom_properties, 'pushed_version')} "
-                               f"is gone from {destination} and {pushed.uri}")
-
-
-def predict_scores(model_dir: Path, records: list[bytes], batch: int = 256) -> np.ndarray:
-    """Scores of the serving signature (the one TF Serving answers by default) on serialized examples."""
-    import tensorflow as tf
-
-    signature = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
-    outputs = []
-    for start in range(0, len(records), batch):
-        result = signature(examples=tf.constant(records[start:start + batch]))
-        tensor = result["probability"] if "probability" in result else next(iter(result.values()))
-        outputs.append(np.asarray(tensor).reshape(len(records[start:start + batch]), -1)[:, -1])
-    return np.concatenate(outputs) if outputs else np.zeros(0)
-
-
 # ---- drift --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -173,13 +116,13 @@ def resolve_end(store: mlmd.MetadataStore, reference: str) -> DriftEnd:
         return DriftEnd(f"span {span}", examples, None)
     pushed = find_pushed(store, reference)
     examples = lineage.trace_pushed_model(store, pushed).examples
-    return DriftEnd(f"version {reference} (span {_span(examples)})", examples, pushed)
+    return DriftEnd(f"version {reference} (span {records.span(examples)})", examples, pushed)
 
 
 def drift_between(store: mlmd.MetadataStore, model_name: str, start: DriftEnd, end: DriftEnd,
                   excluded: Mapping[str, str] | None = None) -> DriftReport:
     """Feature drift of the two ends' training data and the shift of predicted scores; ``excluded``
-    features (name -> reason, see drift_report.drift_exclusions) are named in a note, not scored.
+    features (name -> reason, see pipeline.config.drift_exclusions) are named in a note, not scored.
 
     Two versions: both models score the newest eval split. Two spans: the newest pushed model
     scores each span's eval split.
@@ -190,16 +133,16 @@ def drift_between(store: mlmd.MetadataStore, model_name: str, start: DriftEnd, e
     shift = None
     if start.pushed is not None and end.pushed is not None:
         newest = newest_examples(store)
-        records = serialized_examples(newest)
-        source = f"eval split of span {_span(newest)} (Examples {newest.id})"
-        shift = prediction_shift(predict_scores(model_directory(start.pushed), records),
-                                 predict_scores(model_directory(end.pushed), records),
+        rows = serialized_examples(newest)
+        source = f"eval split of span {records.span(newest)} (Examples {newest.id})"
+        shift = prediction_shift(predict_scores(model_directory(start.pushed), rows),
+                                 predict_scores(model_directory(end.pushed), rows),
                                  (start.label, end.label), source)
     else:
         pushed = lineage.pushed_models(store)
         if pushed:
             model_dir = model_directory(pushed[-1])
-            version = _value(pushed[-1].custom_properties, "pushed_version")
+            version = records.value(pushed[-1].custom_properties, "pushed_version")
             shift = prediction_shift(predict_scores(model_dir, serialized_examples(start.examples)),
                                      predict_scores(model_dir, serialized_examples(end.examples)),
                                      (start.label, end.label), f"version {version} on each span's eval split")
@@ -221,18 +164,18 @@ def _privacy_facts(examples: mpb.Artifact) -> dict[str, Any] | None:
     properties = examples.custom_properties
     if "privacy_policy" not in properties:
         return None
-    policy = json.loads(_value(properties, "privacy_policy"))
+    policy = json.loads(records.value(properties, "privacy_policy"))
     k_config = policy.get("k_anonymity")
     return {
         "columns": {name: _describe_rule(rule) for name, rule in policy["columns"].items()},
-        "policy_sha256": _value(properties, "privacy_policy_sha256", ""),
-        "pseudonym_key_id": _value(properties, "pseudonym_key_id", ""),
-        "pseudonym_key_source": _value(properties, "pseudonym_key_source", ""),
-        "demo_key": bool(_value(properties, "pseudonym_key_is_demo", 0)),
+        "policy_sha256": records.value(properties, "privacy_policy_sha256", ""),
+        "pseudonym_key_id": records.value(properties, "pseudonym_key_id", ""),
+        "pseudonym_key_source": records.value(properties, "pseudonym_key_source", ""),
+        "demo_key": bool(records.value(properties, "pseudonym_key_is_demo", 0)),
         "k_anonymity": {
-            "k": _value(properties, "k_anonymity_k"), "quasi_identifiers": k_config["quasi_identifiers"],
-            "groups": _value(properties, "k_anonymity_groups"),
-            "small_groups": _value(properties, "k_anonymity_small_groups"),
+            "k": records.value(properties, "k_anonymity_k"), "quasi_identifiers": k_config["quasi_identifiers"],
+            "groups": records.value(properties, "k_anonymity_groups"),
+            "small_groups": records.value(properties, "k_anonymity_small_groups"),
             "on_violation": k_config.get("on_violation", ""),
         } if k_config else None,
     }
@@ -244,7 +187,7 @@ def _field_facts(examples: mpb.Artifact, governance: dict[str, Any] | None) -> l
     processed, so it has none."""
     if "privacy_policy" not in examples.custom_properties:
         return []
-    policy = json.loads(_value(examples.custom_properties, "privacy_policy"))
+    policy = json.loads(records.value(examples.custom_properties, "privacy_policy"))
     declared = governance or {}
     own = declared.get("field_legal_bases") or {}
     fields = []
@@ -262,24 +205,24 @@ def _field_facts(examples: mpb.Artifact, governance: dict[str, Any] | None) -> l
 
 def _fairness_facts(store: mlmd.MetadataStore, blessing: mpb.Artifact) -> list[dict[str, Any]]:
     """The Evaluator's fairness table per protected attribute, with the sentences the reports print."""
-    evaluation = lineage.output_artifacts(store, lineage.producer(store, blessing.id), "evaluation")
-    if not evaluation:
+    evaluated = lineage.output_artifacts(store, lineage.producer(store, blessing.id), "evaluation")
+    if not evaluated:
         return []
-    return [table.report_facts() for table in read_fairness(evaluation[0].uri)]
+    return [table.report_facts() for table in read_fairness(evaluated[0].uri)]
 
 
 def _date_range(store: mlmd.MetadataStore, examples: mpb.Artifact) -> dict[str, Any] | None:
     """First and last timestamp of the data, from the statistics of the policy's timestamp column."""
     if "privacy_policy" not in examples.custom_properties:
         return None
-    policy = json.loads(_value(examples.custom_properties, "privacy_policy"))
+    policy = json.loads(records.value(examples.custom_properties, "privacy_policy"))
     columns = [rule.get("output") or name for name, rule in policy["columns"].items()
                if rule.get("treatment") == "keep" and rule.get("dtype") == "timestamp"]
     if not columns:
         return None
     statistics = statistics_of(store, examples)
     lows, highs = [], []
-    for split in json.loads(_value(statistics.properties, "split_names", "[]")):
+    for split in json.loads(records.value(statistics.properties, "split_names", "[]")):
         for feature in split_statistics(statistics, split).features:
             if feature.path.step and feature.path.step[0] == columns[0] and feature.HasField("num_stats"):
                 lows.append(feature.num_stats.min)
@@ -293,74 +236,41 @@ def _data_facts(store: mlmd.MetadataStore, examples: mpb.Artifact) -> dict[str, 
     properties = examples.custom_properties
     return {
         "examples_uri": examples.uri,
-        "spans": [_span(examples)],
-        "rows_in": _value(properties, "rows_in"), "rows_out": _value(properties, "rows_out"),
-        "rows_suppressed": _value(properties, "rows_suppressed"),
+        "spans": [records.span(examples)],
+        "rows_in": records.value(properties, "rows_in"), "rows_out": records.value(properties, "rows_out"),
+        "rows_suppressed": records.value(properties, "rows_suppressed"),
         # a time split reads eval rows of cards already known compromised but emits them only as context
-        "rows_known_compromised": _value(properties, "eval_known_compromised_rows"),
+        "rows_known_compromised": records.value(properties, "eval_known_compromised_rows"),
         "date_range": _date_range(store, examples),
-        "input_sha256": _value(properties, "input_sha256", ""),
-        "input_files": _value(properties, "input_files"),
-        "input_file_sha256": json.loads(_value(properties, "input_file_sha256", "{}")),
-        "context_sha256": _value(properties, "context_sha256", ""),
+        "input_sha256": records.value(properties, "input_sha256", ""),
+        "input_files": records.value(properties, "input_files"),
+        "input_file_sha256": json.loads(records.value(properties, "input_file_sha256", "{}")),
+        "context_sha256": records.value(properties, "context_sha256", ""),
         # the input folder's DVC version (privacy/data_version.py): `dvc checkout` of it restores these bytes
-        "dvc": {"md5": _value(properties, "dvc_md5"), "path": _value(properties, "dvc_path"),
-                "file": _value(properties, "dvc_file"),
-                "matches_working_copy": _value(properties, "dvc_matches_working_copy") == "true"}
-        if _value(properties, "dvc_md5") else None,
+        "dvc": {"md5": records.value(properties, "dvc_md5"), "path": records.value(properties, "dvc_path"),
+                "file": records.value(properties, "dvc_file"),
+                "matches_working_copy": records.value(properties, "dvc_matches_working_copy") == "true"}
+        if records.value(properties, "dvc_md5") else None,
     }
 
 
-def _metric_name(metric: dict[str, Any]) -> str:
-    config = json.loads(metric.get("config") or "{}")
-    if config.get("name"):
-        return config["name"]
-    import tensorflow_model_analysis as tfma
-
-    return getattr(tfma.metrics, metric["class_name"])().name
-
-
-def _thresholds(eval_config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Metric name -> its MetricThreshold (overall slice) as JSON, from the Evaluator's eval_config."""
-    result: dict[str, dict[str, Any]] = {}
-    for spec in eval_config.get("metrics_specs", []):
-        for metric in spec.get("metrics", []):
-            thresholds = [metric["threshold"]] if "threshold" in metric else [
-                item["threshold"] for item in metric.get("per_slice_thresholds", [])
-                if any(not s.get("feature_keys") and not s.get("feature_values")
-                       for s in item.get("slicing_specs", [{}]))]
-            if thresholds:
-                result[_metric_name(metric)] = thresholds[0]
-    return result
-
-
-def evaluation_values(uri: str) -> tuple[dict[str, float], dict[str, float]]:
+def _overall(uri: str) -> tuple[dict[str, float], dict[str, float]]:
     """Overall-slice candidate metrics and their differences to the baseline."""
-    import tensorflow_model_analysis as tfma
-
-    values: dict[str, float] = {}
-    diffs: dict[str, float] = {}
-    for slice_metrics in tfma.load_metrics(uri):
-        if slice_metrics.slice_key.single_slice_keys:
-            continue
-        for item in slice_metrics.metric_keys_and_values:
-            if item.key.model_name not in ("", "candidate"):
-                continue
-            (diffs if item.key.is_diff else values)[item.key.name] = item.value.double_value.value
-    return values, diffs
+    found = evaluation.evaluation_metrics(uri)
+    return found[evaluation.CANDIDATE].get(evaluation.OVERALL, {}), found[evaluation.DIFF].get(evaluation.OVERALL, {})
 
 
 def _evaluator_gates(store: mlmd.MetadataStore, blessing: mpb.Artifact) -> list[Gate]:
     evaluator = lineage.producer(store, blessing.id)
     execution = store.get_executions_by_id([evaluator])[0]
-    eval_config = json.loads(_value(execution.custom_properties, "eval_config", "{}") or "{}")
-    evaluation = lineage.output_artifacts(store, evaluator, "evaluation")
-    if not evaluation:
+    eval_config = json.loads(records.value(execution.custom_properties, "eval_config", "{}") or "{}")
+    evaluated = lineage.output_artifacts(store, evaluator, "evaluation")
+    if not evaluated:
         return []
-    values, diffs = evaluation_values(evaluation[0].uri)
+    values, diffs = _overall(evaluated[0].uri)
     component = lineage.node_name(store, evaluator)
     gates: list[Gate] = []
-    for name, threshold in _thresholds(eval_config).items():
+    for name, threshold in evaluation.declared_thresholds(eval_config).items():
         bounds = threshold.get("value_threshold")
         if bounds is not None:
             low, high = _number(bounds.get("lower_bound")), _number(bounds.get("upper_bound"))
@@ -392,13 +302,12 @@ def _evaluator_gates(store: mlmd.MetadataStore, blessing: mpb.Artifact) -> list[
 def _headline_metrics(store: mlmd.MetadataStore, blessing: mpb.Artifact) -> dict[str, float]:
     """The model card's evaluation figures (overall slice): AUC, AUC-PR and, when reported, the fraud team's
     average precision, Card Precision@k, recall at a false-positive rate and at a daily alert budget."""
-    from pipeline.report import fraud_metric_names
-
-    evaluation = lineage.output_artifacts(store, lineage.producer(store, blessing.id), "evaluation")
-    if not evaluation:
+    evaluated = lineage.output_artifacts(store, lineage.producer(store, blessing.id), "evaluation")
+    if not evaluated:
         return {}
-    values, _ = evaluation_values(evaluation[0].uri)
-    names = ["auc", "auc_precision_recall", *fraud_metric_names(values), "cards_in_smallest_day", "example_count"]
+    values, _ = _overall(evaluated[0].uri)
+    names = ["auc", "auc_precision_recall", *evaluation.fraud_metric_names(values), "cards_in_smallest_day",
+             "example_count"]
     return {name: values[name] for name in names if name in values}
 
 
@@ -425,7 +334,7 @@ def _blessings(store: mlmd.MetadataStore, pusher: int) -> list[dict[str, Any]]:
         kind = lineage.artifact_type(store, artifact)
         if not kind.endswith("Blessing"):
             continue
-        properties = {k: v for k, v in _props(artifact).items() if k not in ("tfx_version", "is_external")}
+        properties = {k: v for k, v in records.scalars(artifact).items() if k not in ("tfx_version", "is_external")}
         result.append({"type": kind, "component": lineage.node_name(store, lineage.producer(store, artifact.id)),
                        "blessed": bool(properties.get("blessed", 0)), "properties": properties})
     return result
@@ -445,7 +354,7 @@ def recorded_actor(store: mlmd.MetadataStore, pushed: mpb.Artifact) -> str | Non
             continue
         for artifact in lineage.output_artifacts(store, event.execution_id, "report"):
             if ACTOR_PROPERTY in artifact.custom_properties:
-                return _value(artifact.custom_properties, ACTOR_PROPERTY)
+                return records.value(artifact.custom_properties, ACTOR_PROPERTY)
     return None
 
 
@@ -456,9 +365,9 @@ def compliance_report(store: mlmd.MetadataStore, pushed: mpb.Artifact, model_nam
     (``no_traffic_by_design``: the caller states the version has served nothing on purpose)."""
     trace = lineage.trace_pushed_model(store, pushed)
     pusher = lineage.producer(store, pushed.id)
-    version = _value(pushed.custom_properties, "pushed_version")
+    version = records.value(pushed.custom_properties, "pushed_version")
     gates = _evaluator_gates(store, trace.blessing)
-    evaluation = _headline_metrics(store, trace.blessing)
+    headline = _headline_metrics(store, trace.blessing)
     blessings = _blessings(store, pusher)
     gates += [Gate(b["component"], "blessing", "blessed" if b["blessed"] else "not blessed", "blessed", b["blessed"])
               for b in blessings]
@@ -466,15 +375,15 @@ def compliance_report(store: mlmd.MetadataStore, pushed: mpb.Artifact, model_nam
                                    "retention are not declared"]
     return ComplianceReport(
         model=model_name, version=version, pushed_at=iso_utc(pushed.create_time_since_epoch / 1000),
-        destination=_value(pushed.custom_properties, "pushed_destination", ""),
+        destination=records.value(pushed.custom_properties, "pushed_destination", ""),
         generated_at=iso_utc(time.time()), run=_run_facts(store, pusher, actor, pushed),
         data=_data_facts(store, trace.examples), privacy=_privacy_facts(trace.examples),
-        training=_props(trace.model, "training_"), gates=gates, blessings=blessings,
+        training=records.scalars(trace.model, "training_"), gates=gates, blessings=blessings,
         access=summarize_access(audit_logs, model_name, version), governance=governance, notes=notes,
-        no_traffic_by_design=no_traffic_by_design, evaluation=evaluation,
+        no_traffic_by_design=no_traffic_by_design, evaluation=headline,
         fields=_field_facts(trace.examples, governance), fairness=_fairness_facts(store, trace.blessing),
         automated_decisions=automated_decisions(
-            Path(_value(pushed.custom_properties, "pushed_destination", "")), blessings,
+            Path(records.value(pushed.custom_properties, "pushed_destination", "")), blessings,
             (governance or {}).get("contest_audit_log"), model_name, version))
 
 

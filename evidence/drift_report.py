@@ -1,7 +1,7 @@
 """Drift between two data sets and two models' predictions: scores, overlay charts, HTML and JSON.
 
 Inputs are StatisticsGen's statistics protos and arrays of predicted scores, so this module needs
-no TFX and no metadata store (``pipeline/governance.py`` gathers them). Numeric features are scored
+no TFX and no metadata store (``evidence/governance.py`` gathers them). Numeric features are scored
 with the Jensen-Shannon divergence of their histograms (base 2, 0..1), categorical ones with the
 L-infinity distance of their value frequencies, as TFDV's drift comparators do.
 """
@@ -25,8 +25,6 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-
-    from pipeline.config import UseCaseConfig
 
 TEMPLATES = Path(__file__).with_name("templates")
 REPORT_JSON = "drift_report.json"
@@ -212,18 +210,6 @@ def _categorical_chart(title: str, p: dict[str, float], q: dict[str, float], lab
     axes.tick_params(labelsize=7)
     axes.legend(fontsize=7)
     return _png(figure)
-
-
-def drift_exclusions(config: UseCaseConfig) -> dict[str, str]:
-    """Columns a drift report must not score, each with the reason the report states: the label (its
-    shift is the prediction shift's business, not an input's), timestamps (they move by construction)
-    and the use case's ``validation.drift_skip_features`` (ids and the like)."""
-    excluded = dict.fromkeys(config.validation.drift_skip_features, "validation.drift_skip_features")
-    if config.privacy is not None:
-        excluded.update({name: "a timestamp (moves by construction)"
-                         for name, dtype in config.privacy.output_columns().items() if dtype == "timestamp"})
-    excluded[config.data.label] = "the label"
-    return dict(sorted(excluded.items()))
 
 
 def feature_drift(a: Side, b: Side, js_threshold: float = JENSEN_SHANNON_THRESHOLD,

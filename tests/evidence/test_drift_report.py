@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from pipeline.drift_report import DriftReport, Side, feature_drift, prediction_shift, rebin, write_drift_report
+from evidence.drift_report import DriftReport, Side, feature_drift, prediction_shift, rebin, write_drift_report
 
 
 def statistics(amounts: np.ndarray, channels: dict[str, int]) -> statistics_pb2.DatasetFeatureStatistics:
@@ -75,14 +75,3 @@ def test_excluded_features_are_named_not_scored() -> None:
                                                                                      "absent": "an id"})
     assert [f.feature for f in features] == ["channel"]
     assert notes == ["not scored: amount (the label)"]
-
-
-def test_the_fraud_configs_never_score_the_label_timestamp_or_ids() -> None:
-    from pipeline.config import load_config
-    from pipeline.drift_report import drift_exclusions
-
-    repo = Path(__file__).resolve().parents[2]
-    excluded = drift_exclusions(load_config(repo / "configs/fraud.yaml"))
-    assert {"is_fraud", "timestamp", "transaction_id"} <= set(excluded)
-    assert excluded["is_fraud"] == "the label" and excluded["transaction_id"] == "validation.drift_skip_features"
-    assert drift_exclusions(load_config(repo / "configs/breast_cancer.yaml")) == {"malignant": "the label"}
