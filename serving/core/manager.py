@@ -7,6 +7,7 @@ that fails to load is reported (state END with its error) while the other versio
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import logging
@@ -35,10 +36,8 @@ def release_memory() -> None:
     """Free what an unloaded version leaves: collect its reference cycles, then hand the freed heap back to
     the system (glibc keeps freed memory in its arenas otherwise; elsewhere the trim is skipped)."""
     gc.collect()
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 class ModelManager:

@@ -7,7 +7,15 @@ import grpc
 import numpy as np
 import pytest
 
-from serving.observability.feedback import PredictionMemory, parse_feedback, request_id, row_classes
+from serving.flags import ServerFlags, usage
+from serving.observability.feedback import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ENTRIES,
+    PredictionMemory,
+    parse_feedback,
+    request_id,
+    row_classes,
+)
 from serving.observability.metrics import Registry
 from serving.protocol.errors import ServingError
 from serving.protocol.tensors import StackedInputs
@@ -142,6 +150,9 @@ def test_memory_flags_checked() -> None:
         PredictionMemory(Registry(), ttl_seconds=0)
     with pytest.raises(ValueError, match="--feedback_max_bytes must be at least 65536"):
         PredictionMemory(Registry(), max_bytes=1000)
+    flags = ServerFlags()  # the flags' defaults are the memory's own
+    assert (flags.feedback_max_entries, flags.feedback_max_bytes) == (DEFAULT_MAX_ENTRIES, DEFAULT_MAX_BYTES)
+    assert "--feedback_max_bytes=" in usage()
 
 
 def test_request_id_taken_from_client_or_generated() -> None:
