@@ -68,6 +68,7 @@ class ServerFlags:
     grpc_max_call_seconds: float = 60.0
     inference_threads: int = 0
     feedback_max_entries: int = 100_000
+    feedback_max_bytes: int = 64 * 1024 * 1024
     feedback_ttl_seconds: float = 86_400.0
     log_level: str = "INFO"
 
@@ -82,7 +83,7 @@ ESTEIRA_FLAGS = {
     "rest_api_idle_timeout_seconds", "rest_api_max_connections", "rest_api_max_header_bytes", "rest_api_max_headers",
     "rest_api_max_pipelined_requests",
     "grpc_max_receive_message_bytes", "grpc_max_concurrent_streams", "grpc_max_call_seconds",
-    "inference_threads", "feedback_max_entries", "feedback_ttl_seconds", "log_level",
+    "inference_threads", "feedback_max_entries", "feedback_max_bytes", "feedback_ttl_seconds", "log_level",
 }
 
 HELP = {
@@ -131,6 +132,8 @@ HELP = {
     "grpc_max_call_seconds": "no gRPC call lives longer, whatever deadline it sent: receiving the request and "
                              "inference together (DEADLINE_EXCEEDED beyond)",
     "feedback_max_entries": "predictions remembered for the feedback API (oldest evicted first)",
+    "feedback_max_bytes": "bytes the remembered predictions may hold, the inputs a review needs included "
+                          "(oldest evicted first)",
     "feedback_ttl_seconds": "how long a prediction is remembered for the feedback API",
 }
 

@@ -72,7 +72,8 @@ class ModelServer:
         if flags.ssl_config_file and self.tls is None:
             self.tls = ServerTls(flags.ssl_config_file)
         router = CanaryRouter.from_file(flags.canary_config_file)
-        memory = PredictionMemory(self.metrics, flags.feedback_max_entries, flags.feedback_ttl_seconds)
+        memory = PredictionMemory(self.metrics, flags.feedback_max_entries, flags.feedback_ttl_seconds,
+                                  max_bytes=flags.feedback_max_bytes)
         auth = Authenticator.load(flags.auth_token_file or None, protect_probes=flags.auth_protect_probes,
                                   protect_metrics=flags.auth_protect_metrics)
         tags = tuple(t.strip() for t in flags.saved_model_tags.split(",") if t.strip())

@@ -362,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="requests a second per client thread")
     parser.add_argument("--clients", type=int, default=2, help="client threads per protocol")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--ready-timeout", type=float, default=600.0,
+                        help="seconds the server may take to start (TensorFlow's import is slow on a busy machine)")
     args = parser.parse_args(argv)
     settle = args.settle_minutes if args.settle_minutes is not None else min(5.0, args.minutes / 3)
 
@@ -373,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     config, audit = work / "models.config", work / "audit" / "access.log"
     write_config(config, base, 1, 2)
     server = Server(work, config, audit)
-    server.wait_ready()
+    server.wait_ready(args.ready_timeout)
     probe = httpx.post(f"{server.url}/v1/models/{MODEL}:explain",
                        json={"signature_name": "predict_raw", "instances": _rows(1, 0)}, timeout=30)
     explain = probe.status_code == 200

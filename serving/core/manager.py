@@ -7,6 +7,9 @@ that fails to load is reported (state END with its error) while the other versio
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import logging
 import threading
 import time
@@ -27,6 +30,14 @@ from serving.protocol.errors import Code, ServingError
 log = logging.getLogger("serving.models.manager")  # the name operators see in log lines; kept across the move
 
 _STATE_ENUM = get_model_status_pb2.ModelVersionStatus.State
+
+
+def release_memory() -> None:
+    """Free what an unloaded version leaves: collect its reference cycles, then hand the freed heap back to
+    the system (glibc keeps freed memory in its arenas otherwise; elsewhere the trim is skipped)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class ModelManager:
@@ -150,12 +161,16 @@ class ModelManager:
             self._unload(version)
 
     def _unload(self, version: Version) -> None:
-        # In-flight requests hold their own reference to the servable; dropping ours is enough.
+        # In-flight requests hold their own reference to the servable; dropping ours is enough for it to go
+        # once they finish, but a loaded SavedModel is a graph of reference cycles that only a full collection
+        # frees, and in a process this size full collections are rare: without one here each replaced version
+        # stayed in memory (tens of MiB of TensorFlow functions and variables per version).
         with self._lock:
             version.servable = None
             version.drift = None
             version.state = END
         self.metrics.track_drift(version.model, str(version.number), None)
+        release_memory()
         log.info("Unloaded servable version {name: %s version: %d}", version.model, version.number)
         self._changed()
 

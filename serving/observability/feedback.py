@@ -1,7 +1,8 @@
 """Late labels joined to the predictions they label: the bounded prediction memory and the feedback join.
 
 A prediction is remembered under its request id (model, version, the predicted class of each row) for
-a TTL and up to a maximum number of entries; the oldest are evicted first and counted. A label for a
+a TTL, up to a maximum number of entries and a maximum of bytes (a 64-row prediction kept for a review
+holds its inputs: entries alone do not bound the memory); the oldest are evicted first and counted. A label for a
 remembered row is counted once in ``esteira_feedback_total``; every label that cannot be joined
 (unknown, expired or evicted id, duplicate, another model, a row or class the prediction never had) is
 counted by reason in ``esteira_feedback_unmatched_total`` and reported back, never counted twice.
@@ -14,15 +15,17 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from serving.observability.metrics import Registry
 from serving.protocol.errors import Code, ServingError
+from serving.protocol.tensors import StackedInputs
 
 DEFAULT_MAX_ENTRIES = 100_000
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_TTL_SECONDS = 86_400.0
 MAX_CLASSES = 64  # bound on the class label set of esteira_predictions_total and esteira_feedback_total
 MAX_FEEDBACK_ITEMS = 10_000
@@ -90,19 +93,37 @@ def row_classes(outputs: Mapping[str, np.ndarray], threshold: float | None = Non
 REVIEW_MAX_ROWS = 64  # a prediction of at most this many rows keeps its inputs for a review of the decision
 
 
-@dataclass
+ENTRY_OVERHEAD_BYTES = 600  # an entry's objects besides its arrays (measured with tracemalloc: ~560 on CPython 3.11)
+ARRAY_OVERHEAD_BYTES = 112  # a numpy array's header
+GONE_OVERHEAD_BYTES = 160  # a forgotten id kept for the reason: its string and its place in the ordered dict
+GONE_SHARE = 16  # forgotten ids may hold at most this fraction (1/16) of --feedback_max_bytes
+
+
+@dataclass(slots=True)
 class _Remembered:
     model: str
     version: str
     classes: bytes  # one byte per row: the predicted class index
     num_classes: int
     expires: float
-    labelled: set[int] = field(default_factory=set)
+    labelled: set[int] | None = None  # rows already labelled (made on the first label: most never get one)
     # what a review of a contested decision needs (console review channel): the inputs as received
     # (already pseudonymized and generalized upstream), the signature that answered and the scores
     inputs: Mapping[str, np.ndarray] | None = None
     signature: str = ""
-    scores: list[float] | None = None
+    scores: np.ndarray | None = None
+    size: int = 0  # bytes counted against --feedback_max_bytes
+
+
+def _compact(inputs: Mapping[str, np.ndarray]) -> tuple[Mapping[str, np.ndarray], int]:
+    """The inputs kept for a review, and their bytes: rows of one array stay one array (a dict of one
+    view per input costs 30 array headers per prediction); an array that is a view of a larger buffer is
+    copied so it does not keep that buffer alive."""
+    if type(inputs) is StackedInputs:
+        matrix = inputs.matrix if inputs.matrix.base is None else inputs.matrix.copy()
+        return StackedInputs(matrix, inputs.aliases), matrix.nbytes + ARRAY_OVERHEAD_BYTES
+    kept = {alias: value if value.base is None else value.copy() for alias, value in inputs.items()}
+    return kept, sum(value.nbytes + ARRAY_OVERHEAD_BYTES for value in kept.values())
 
 
 @dataclass(frozen=True)
@@ -120,23 +141,31 @@ class RecalledPrediction:
 
 
 class PredictionMemory:
-    """Request id -> what was predicted, bounded by entries and age. Ids that left the memory are kept
-    (ids only, as many as the memory holds) so a late label is told "expired" or "evicted", not "unknown"."""
+    """Request id -> what was predicted, bounded by entries, bytes and age. Ids that left the memory are
+    kept (ids only, as many as the memory may hold entries) so a late label is told "expired" or
+    "evicted", not "unknown"."""
 
     def __init__(self, metrics: Registry, max_entries: int = DEFAULT_MAX_ENTRIES,
-                 ttl_seconds: float = DEFAULT_TTL_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+                 ttl_seconds: float = DEFAULT_TTL_SECONDS, clock: Callable[[], float] = time.monotonic,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         if max_entries < 1:
             raise ValueError(f"--feedback_max_entries must be at least 1, got {max_entries}")
         if ttl_seconds <= 0:
             raise ValueError(f"--feedback_ttl_seconds must be positive, got {ttl_seconds}")
+        if max_bytes < 64 * 1024:
+            raise ValueError(f"--feedback_max_bytes must be at least 65536 (64 KiB), got {max_bytes}")
         self.metrics = metrics
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self.ttl_seconds = ttl_seconds
+        self.bytes = 0  # what the remembered entries and forgotten ids hold, as counted against max_bytes
+        self._gone_bytes = 0
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Remembered] = OrderedDict()
         self._gone: OrderedDict[str, str] = OrderedDict()  # request id -> "expired" | "evicted"
         metrics.feedback_memory_entries.set_function(lambda: [((), float(len(self._entries)))])
+        metrics.feedback_memory_bytes.set_function(lambda: [((), float(self.bytes))])
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -145,18 +174,27 @@ class PredictionMemory:
                  inputs: Mapping[str, np.ndarray] | None = None, signature: str = "") -> None:
         now = self._clock()
         entry = _Remembered(model, str(version), rows.classes, rows.num_classes, now + self.ttl_seconds)
+        entry.size = ENTRY_OVERHEAD_BYTES + len(request_id) + len(rows.classes)
         if inputs is not None and len(rows.classes) <= REVIEW_MAX_ROWS:
-            entry.inputs, entry.signature = dict(inputs), signature
-            entry.scores = [float(score) for score in rows.scores]
+            entry.inputs, kept = _compact(inputs)
+            entry.signature = signature
+            entry.scores = np.asarray(rows.scores, dtype=np.float64)
+            entry.size += kept + entry.scores.nbytes + ARRAY_OVERHEAD_BYTES
         with self._lock:
             self._expire(now)
             previous = self._entries.pop(request_id, None)
-            if previous is not None and previous.model == entry.model:
-                entry.labelled = previous.labelled  # a reused id never takes a second label for a row
-            self._gone.pop(request_id, None)
+            if previous is not None:
+                self.bytes -= previous.size
+                if previous.model == entry.model:
+                    entry.labelled = previous.labelled  # a reused id never takes a second label for a row
+            if self._gone.pop(request_id, None) is not None:
+                self._gone_bytes -= GONE_OVERHEAD_BYTES + len(request_id)
+                self.bytes -= GONE_OVERHEAD_BYTES + len(request_id)
             self._entries[request_id] = entry
-            while len(self._entries) > self.max_entries:
-                old_id, _ = self._entries.popitem(last=False)
+            self.bytes += entry.size
+            while len(self._entries) > self.max_entries or (self.bytes > self.max_bytes and len(self._entries) > 1):
+                old_id, old = self._entries.popitem(last=False)
+                self.bytes -= old.size
                 self._forget(old_id, "evicted")
 
     def _expire(self, now: float) -> None:
@@ -165,13 +203,19 @@ class PredictionMemory:
             if oldest.expires > now:
                 return
             del self._entries[old_id]
+            self.bytes -= oldest.size
             self._forget(old_id, "expired")
 
     def _forget(self, request_id: str, reason: str) -> None:
         self.metrics.feedback_memory_evictions.inc((reason,))
+        if request_id not in self._gone:
+            self._gone_bytes += GONE_OVERHEAD_BYTES + len(request_id)
+            self.bytes += GONE_OVERHEAD_BYTES + len(request_id)
         self._gone[request_id] = reason
-        while len(self._gone) > self.max_entries:
-            self._gone.popitem(last=False)
+        while self._gone and (len(self._gone) > self.max_entries or self._gone_bytes > self.max_bytes // GONE_SHARE):
+            old_id, _ = self._gone.popitem(last=False)
+            self._gone_bytes -= GONE_OVERHEAD_BYTES + len(old_id)
+            self.bytes -= GONE_OVERHEAD_BYTES + len(old_id)
 
     def recall(self, model: str, request_id: str) -> RecalledPrediction:
         """The remembered prediction of ``request_id`` for a review; NOT_FOUND says why it is not there and
@@ -183,7 +227,8 @@ class PredictionMemory:
             if entry is None:
                 reason = self._gone.get(request_id, "unknown")
                 kept = (f"this server keeps predictions for {self.ttl_seconds:g} s (--feedback_ttl_seconds), "
-                        f"at most {self.max_entries} (--feedback_max_entries)")
+                        f"at most {self.max_entries} (--feedback_max_entries) holding at most {self.max_bytes} "
+                        "bytes (--feedback_max_bytes)")
                 why = {"unknown": "no prediction with this request id is remembered",
                        "expired": "the prediction was forgotten when its retention period ended",
                        "evicted": "the prediction was evicted to make room for newer ones"}[reason]
@@ -196,7 +241,7 @@ class PredictionMemory:
                     f"Request id '{request_id}': the prediction is remembered for feedback only (its inputs were "
                     f"not kept: more than {REVIEW_MAX_ROWS} rows, or not a Predict on named inputs)"))
             return RecalledPrediction(request_id, entry.model, int(entry.version), entry.signature, entry.inputs,
-                                      list(entry.classes), list(entry.scores), entry.expires - now)
+                                      list(entry.classes), entry.scores.tolist(), entry.expires - now)
 
     def join(self, model: str, request_id: str, row: int, label: int) -> dict[str, Any]:
         """Count one label against its remembered row; the result says what happened to it."""
@@ -209,7 +254,8 @@ class PredictionMemory:
                     "unknown": "no prediction with this request id is remembered",
                     "expired": f"the prediction was forgotten after {self.ttl_seconds:g} s (--feedback_ttl_seconds)",
                     "evicted": f"the prediction was evicted to keep at most {self.max_entries} "
-                               "(--feedback_max_entries)",
+                               f"(--feedback_max_entries) holding at most {self.max_bytes} bytes "
+                               "(--feedback_max_bytes)",
                 }[reason])
             if entry.model != model:
                 return self._unmatched(request_id, row, "wrong_model",
@@ -220,7 +266,9 @@ class PredictionMemory:
             if label >= entry.num_classes:
                 return self._unmatched(request_id, row, "invalid_label",
                                        f"label must be a class index from 0 to {entry.num_classes - 1}")
-            if row in entry.labelled:
+            if entry.labelled is None:
+                entry.labelled = set()
+            elif row in entry.labelled:
                 return self._unmatched(request_id, row, "duplicate", "this row was already labelled; counted once")
             entry.labelled.add(row)
             predicted = entry.classes[row]

@@ -297,9 +297,12 @@ class Registry:
             "Labels not joined: unknown, expired or evicted id, duplicate, wrong model, row or label out of range."))
         self.feedback_memory_evictions = self._add(Counter(
             "esteira_feedback_memory_evictions_total", ["reason"],
-            "Remembered predictions forgotten before any label: expired (TTL) or evicted (max entries)."))
+            "Remembered predictions forgotten before any label: expired (TTL) or evicted (max entries or bytes)."))
         self.feedback_memory_entries = self._add(Gauge(
             "esteira_feedback_memory_entries", [], "Predictions remembered for feedback."))
+        self.feedback_memory_bytes = self._add(Gauge(
+            "esteira_feedback_memory_bytes", [],
+            "Bytes the remembered predictions hold, inputs kept for a review included (--feedback_max_bytes)."))
         self.build_info = self._add(Gauge(
             "esteira_build_info", ["version", "git_commit", "tensorflow_version"],
             "1, labelled with the Esteira release, the git commit and the TensorFlow release this server runs."))

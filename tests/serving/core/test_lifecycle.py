@@ -174,3 +174,29 @@ def test_bad_warmup_fails_the_load(model_store: Path, tmp_path: Path) -> None:
     assert entry.state == 50 and "warmup" in entry.status.error_message.lower()
     assert manager.not_ready() == [MODEL]
     manager.stop()
+
+
+def test_an_unloaded_version_is_released_from_memory(model_store: Path, tmp_path: Path) -> None:
+    """A replaced version's servable (its TensorFlow functions and variables) is gone once it is unloaded,
+    not left for a full garbage collection that a busy server seldom runs (the soak's memory growth)."""
+    import gc
+    import weakref
+
+    base = tmp_path / MODEL
+    base.mkdir()
+    _copy_version(model_store, base, 1)
+    manager = ModelManager(single_model_config(MODEL, str(base)), metrics=Registry(), poll_seconds=0)
+    manager.start()
+    try:
+        first = weakref.ref(manager.resolve(MODEL).servable)
+        model = weakref.ref(first()._model)  # type: ignore[union-attr]
+        _copy_version(model_store, base, 2)
+        gc.disable()  # only the unload may collect: the test shows it does
+        try:
+            manager.poll()
+            assert manager.resolve(MODEL).number == 2
+            assert first() is None and model() is None, "the unloaded version is still in memory"
+        finally:
+            gc.enable()
+    finally:
+        manager.stop()

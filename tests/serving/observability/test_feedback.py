@@ -1,13 +1,24 @@
 """The prediction memory and the feedback join: bounded, TTL'd, each labelled row counted once."""
 from __future__ import annotations
 
+import tracemalloc
+
 import grpc
 import numpy as np
 import pytest
 
-from serving.observability.feedback import PredictionMemory, parse_feedback, request_id, row_classes
+from serving.flags import ServerFlags, usage
+from serving.observability.feedback import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ENTRIES,
+    PredictionMemory,
+    parse_feedback,
+    request_id,
+    row_classes,
+)
 from serving.observability.metrics import Registry
 from serving.protocol.errors import ServingError
+from serving.protocol.tensors import StackedInputs
 
 
 class Clock:
@@ -79,6 +90,49 @@ def test_memory_is_bounded_by_entries_and_age() -> None:
     assert b"esteira_feedback_memory_entries 0.0" in metrics.render()
 
 
+def _review_inputs(rows: int, seed: int) -> StackedInputs:
+    """What REST and gRPC hand the memory for 30 float features: one matrix, a row per input."""
+    matrix = np.random.default_rng(seed).random((30, rows), dtype=np.float32)
+    return StackedInputs(matrix, tuple(sorted(f"feature_{i}" for i in range(30))))
+
+
+def test_memory_is_bounded_by_bytes_with_the_inputs_a_review_keeps() -> None:
+    """64-row predictions kept for a review hold ~8 KB each: the entry bound alone let the memory grow by
+    gigabytes; the byte bound evicts the oldest, and what the memory counts is what it holds."""
+    metrics, limit = Registry(), 1024 * 1024
+    memory = PredictionMemory(metrics, max_entries=100_000, max_bytes=limit, clock=Clock())
+    scores = np.linspace(0, 1, 64, dtype=np.float32).reshape(-1, 1)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(1000):
+            memory.remember(f"r{i}", "demo", 1, _rows(*scores.ravel()), _review_inputs(64, i), "predict_raw")
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert 0 < memory.bytes <= limit and 100 <= len(memory) < 1000
+    evicted = metrics.feedback_memory_evictions.value(("evicted",))
+    assert evicted == 1000 - len(memory)
+    assert held <= 1.3 * limit, f"the memory holds {held} bytes against its bound of {limit}"  # counted honestly
+    result = memory.join("demo", f"r{evicted - 1:.0f}", 0, 1)  # the last one evicted
+    assert result["status"] == "evicted" and "--feedback_max_bytes" in result["message"]
+    assert memory.join("demo", "r0", 0, 1)["status"] == "unknown"  # forgotten ids are bounded too
+    recalled = memory.recall("demo", "r999")
+    assert recalled.scores == pytest.approx(scores.ravel().tolist()) and len(recalled.classes) == 64
+    assert np.array_equal(recalled.inputs["feature_0"], _review_inputs(64, 999)["feature_0"])
+    [line] = [x for x in metrics.render().decode().splitlines() if x.startswith("esteira_feedback_memory_bytes ")]
+    assert float(line.split()[1]) == memory.bytes
+
+
+def test_a_kept_input_does_not_keep_a_larger_buffer_alive() -> None:
+    memory = PredictionMemory(Registry(), clock=Clock())
+    big = np.zeros((30, 10_000), dtype=np.float32)
+    memory.remember("r", "demo", 1, _rows(0.9), StackedInputs(big[:, :1], _review_inputs(1, 0).aliases), "p")
+    kept = memory.recall("demo", "r").inputs
+    assert isinstance(kept, StackedInputs) and kept.matrix.base is None and kept.matrix.nbytes == 30 * 4
+    assert memory.bytes < 2048
+
+
 def test_reused_request_id_never_labels_a_row_twice() -> None:
     metrics = Registry()
     memory = PredictionMemory(metrics, clock=Clock())
@@ -94,6 +148,11 @@ def test_memory_flags_checked() -> None:
         PredictionMemory(Registry(), max_entries=0)
     with pytest.raises(ValueError, match="--feedback_ttl_seconds"):
         PredictionMemory(Registry(), ttl_seconds=0)
+    with pytest.raises(ValueError, match="--feedback_max_bytes must be at least 65536"):
+        PredictionMemory(Registry(), max_bytes=1000)
+    flags = ServerFlags()  # the flags' defaults are the memory's own
+    assert (flags.feedback_max_entries, flags.feedback_max_bytes) == (DEFAULT_MAX_ENTRIES, DEFAULT_MAX_BYTES)
+    assert "--feedback_max_bytes=" in usage()
 
 
 def test_request_id_taken_from_client_or_generated() -> None:
