@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from privacy.audit import AuditLog, AuditLogError, main, read_records, verify
+from privacy.audit import AuditLog, AuditLogError, read_records, verify
 
 
 def _write(path: Path, count: int) -> str:
@@ -108,14 +108,3 @@ def test_concurrent_appends_keep_the_chain(tmp_path: Path) -> None:
         thread.join()
     log.close()
     assert verify(path).records == 200
-
-
-def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "audit.log"
-    _write(path, 2)
-    assert main(["verify", str(path)]) == 0
-    assert "ok: 2 records" in capsys.readouterr().out
-    path.write_text(path.read_text().replace("fraud", "other", 1))
-    assert main(["verify", str(path)]) == 1
-    assert "line 1" in capsys.readouterr().err
-    assert main(["verify", str(tmp_path / "missing")]) == 2
