@@ -1,21 +1,16 @@
 """The pipelines as Airflow DAGs under ``airflow dags test`` in .venv-airflow, sharing one Airflow home and
 database: the breast-cancer DAG runs every component to a pushed version, in the MLMD layout ``esteira run``
-writes (the run report and the LGPD report read it), with the DVC version of its data recorded; ``dvc
-checkout`` of that version plus ``esteira run`` reproduces the same model and publishes nothing; the fraud
+writes (the run report and the LGPD report read it), with the DVC version of its data recorded; the fraud
 DAG's run for a day reads the span dated that day, not the latest one."""
 from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from datetime import date
-from pathlib import Path
 
 import pytest
 from airflow_env import Workspace, dvc, make_fraud_config, make_workspace
 
-from components.serving_pusher.executor import directory_digest
-from orchestration.data_checkout import checkout_data_version
 from pipeline import governance, lineage
 from pipeline.config import ConfigError, UseCaseConfig, load_config
 from pipeline.dag import create_pipeline
@@ -33,13 +28,11 @@ FRAUD_DAY, FRAUD_SPAN, FRAUD_DAYS = "2024-01-05", 5, 6  # the fraud data's span 
 
 @pytest.fixture(scope="module")
 def dag_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, subprocess.CompletedProcess]:
-    """The breast-cancer data under DVC (a local remote), then the DAG run for LOGICAL_DATE."""
+    """The breast-cancer data under DVC, then the DAG run for LOGICAL_DATE."""
     root = tmp_path_factory.mktemp("airflow_pipeline")
     workspace = make_workspace(root, extra_configs=[make_fraud_config(root, FRAUD_DAYS)])
     dvc(root, "init", "--no-scm", "-q")
-    dvc(root, "remote", "add", "-d", "local", str(root / "dvc-remote"))
     dvc(root, "add", "-q", "data/breast_cancer")
-    dvc(root, "push", "-q")
     workspace.airflow("db", "migrate")
     return workspace, workspace.airflow("dags", "test", DAG_ID, LOGICAL_DATE, check=False, timeout=1200)
 
@@ -116,39 +109,3 @@ def test_the_fraud_run_for_a_day_reads_that_days_span(dag_run) -> None:
 
     with pytest.raises(ConfigError, match=r"2024-02-01 reads span 32 .*not under .*spans 1\.\.6.*write that day"):
         span_of_day(config, date(2024, 2, 1))
-
-
-def test_dvc_checkout_of_the_recorded_version_and_esteira_run_reproduce_the_model(dag_run) -> None:
-    """Last: the data changes (a new DVC version), the recorded hash is checked out again, `esteira run`
-    retrains on it and gets the served model back byte for byte, so it publishes and registers nothing."""
-    workspace, _ = dag_run
-    config = breast_cancer(workspace)
-    recorded = read_data_version(config.data.source)
-    assert recorded is not None
-    data_file = config.data.source / "breast_cancer.csv"
-    lines = data_file.read_text().splitlines(keepends=True)
-    data_file.unlink()  # DVC may link its cache; never write through to it
-    data_file.write_text("".join(lines[:-1]))
-    dvc(workspace.root, "add", "-q", "data/breast_cancer")
-    assert read_data_version(config.data.source).recorded_md5 != recorded.recorded_md5
-
-    restored = checkout_data_version(config.data.source, recorded.recorded_md5)
-    assert restored.recorded_md5 == recorded.recorded_md5 and restored.matches
-    client = connect(local_target(config.pipeline.root / LOCAL_FOLDER))
-    registered = len(client.search_model_versions(f"name = '{config.serving.model_name}'"))
-    run = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(workspace.config_path)],
-                         cwd=workspace.root, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
-
-    report = load_report(config.pipeline.metadata_path, config.pipeline.name)
-    assert report.run_id != RUN_ID
-    states = {execution.node: execution.state for execution in report.executions}
-    assert states["CsvExampleGen"] == states["Trainer"] == "COMPLETE", states  # read again, trained again
-    assert report.pushed is False and "identical to the served version" in report.push_reason
-    served = [p for p in config.serving.base_path.iterdir() if p.name.isdigit()]
-    assert len(served) == 1
-    store = lineage.open_store(config.pipeline.metadata_path)
-    trainer = next(e for e in report.executions if e.node == "Trainer")
-    [model] = lineage.output_artifacts(store, trainer.execution_id, "model")
-    assert directory_digest(Path(model.uri) / "Format-Serving") == directory_digest(served[0])
-    assert len(client.search_model_versions(f"name = '{config.serving.model_name}'")) == registered
