@@ -1,9 +1,16 @@
-"""The pipeline of a use case as an Airflow DAG: one task per TFX component, through TFX's AirflowDagRunner.
+"""The pipeline of a use case as an Airflow DAG: one task per TFX component, each launched by the node
+launcher TFX's LocalDagRunner uses, so an Airflow run writes MLMD and outputs exactly as ``esteira run`` does.
 
-A use case whose data arrives in daily spans (a time split) is scheduled daily, so each day's run reads the
-span that day brought; others run when triggered. One run at a time, because runs share the MLMD store and
-the latest blessed baseline. A gate that refuses fails its task, and the gate's reason is the exception in
-that task's log.
+Why not TFX's AirflowDagRunner: it runs components through TFX's older launcher, which records a run in an
+older MLMD layout (per-component run contexts and execution properties, no ``pipeline_run`` and ``node``
+contexts), so the run report, lineage, the LGPD report and the console would not find an Airflow-run model.
+Here the pipeline is compiled to TFX's IR as LocalDagRunner compiles it, each task launches its node with
+``tfx.orchestration.portable.launcher.Launcher``, and the Airflow run id is the TFX pipeline run id.
+
+A use case whose data arrives in daily spans (a time split) is scheduled daily, and the run for a day reads
+the span dated that day (orchestration/daily_span.py), never "the latest"; others run when triggered. One
+run at a time, because runs share the MLMD store and the latest blessed baseline. A gate that refuses fails
+its task, and the gate's reason is the exception in that task's log.
 """
 from __future__ import annotations
 
@@ -11,14 +18,20 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+import functools
+import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestration.daily_span import config_for_day
 from pipeline.config import UseCaseConfig, load_config
 
 if TYPE_CHECKING:
     from airflow.models import DAG
+    from tfx.proto.orchestration import pipeline_pb2
+
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS_ENV = "ESTEIRA_AIRFLOW_CONFIGS"   # use-case YAMLs, separated by ':' (default: the breast-cancer one)
@@ -26,7 +39,11 @@ HOME_ENV = "ESTEIRA_HOME"                 # the folder the configs' relative pat
 RETRIES_ENV = "ESTEIRA_AIRFLOW_RETRIES"
 DEFAULT_CONFIGS = ("configs/breast_cancer.yaml",)
 DEFAULT_RETRIES = 1
-START_DATE = datetime(2026, 1, 1)
+# Early, so a run can be made for any day the data holds (`airflow dags test <dag> <day>`, a backfill): Airflow
+# creates no task for a logical date before the DAG's start; catchup=False keeps the scheduler to the latest day.
+START_DATE = datetime(2000, 1, 1)
+
+_COMPILED: dict[str, bytes] = {}  # config JSON -> serialized IR: the tasks of one process compile once per config
 
 
 def schedule_of(config: UseCaseConfig) -> str | None:
@@ -47,16 +64,70 @@ def dag_settings(config: UseCaseConfig, retries: int = DEFAULT_RETRIES) -> dict[
     }
 
 
-def build_dag(config: UseCaseConfig, retries: int = DEFAULT_RETRIES) -> DAG:
-    """The use case's TFX pipeline (pipeline.dag.create_pipeline) as an Airflow DAG named after it."""
-    from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig
+def compile_pipeline(config: UseCaseConfig) -> pipeline_pb2.Pipeline:
+    """The use case's pipeline in TFX's IR, compiled as LocalDagRunner compiles it (a fresh copy each call)."""
+    from tfx.orchestration.portable.tfx_runner import _make_pipeline_proto
+    from tfx.proto.orchestration import pipeline_pb2
 
     from pipeline.dag import create_pipeline
+
+    key = config.model_dump_json()
+    if key not in _COMPILED:
+        _COMPILED[key] = _make_pipeline_proto(create_pipeline(config)).SerializeToString()
+    return pipeline_pb2.Pipeline.FromString(_COMPILED[key])
+
+
+def launch_node(config: UseCaseConfig, node_id: str, run_id: str) -> None:
+    """Run one node of the pipeline within the TFX run ``run_id``, as LocalDagRunner runs each of its nodes."""
+    from tfx.dsl.compiler import constants
+    from tfx.orchestration import metadata
+    from tfx.orchestration.local import runner_utils
+    from tfx.orchestration.portable import launcher, runtime_parameter_utils
+
     from pipeline.runners import prepare_devices
 
     prepare_devices(config)
-    runner = AirflowDagRunner(AirflowPipelineConfig(airflow_dag_config=dag_settings(config, retries)))
-    return runner.run(create_pipeline(config))
+    ir = compile_pipeline(config)
+    runtime_parameter_utils.substitute_runtime_parameter(ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+    nodes = {node.pipeline_node.node_info.id: node.pipeline_node for node in ir.nodes}
+    if node_id not in nodes:
+        raise ValueError(f"{node_id!r} is not a node of pipeline {config.pipeline.name} (nodes: {', '.join(nodes)}); "
+                         "the DAG file and the config disagree: let Airflow parse the DAG again")
+    deployment = runner_utils.extract_local_deployment_config(ir)
+    connection = deployment.metadata_connection_config
+    launcher.Launcher(
+        pipeline_node=nodes[node_id],
+        mlmd_connection=metadata.Metadata(getattr(connection, connection.WhichOneof("connection_config"))),
+        pipeline_info=ir.pipeline_info, pipeline_runtime_spec=ir.runtime_spec,
+        executor_spec=runner_utils.extract_executor_spec(deployment, node_id),
+        custom_driver_spec=runner_utils.extract_custom_driver_spec(deployment, node_id)).launch()
+
+
+def run_task(config: UseCaseConfig, node_id: str, **context: Any) -> None:
+    """An Airflow task: the node, within the TFX run named by the Airflow run id, on the run's day's span."""
+    day = context["logical_date"].date()
+    day_config = config_for_day(config, day)
+    if day_config.data.time_split is not None:
+        log.info("run %s for %s reads span %s", context["run_id"], day, day_config.data.time_split.end_span)
+    launch_node(day_config, node_id, context["run_id"])
+
+
+def build_dag(config: UseCaseConfig, retries: int = DEFAULT_RETRIES) -> DAG:
+    """The use case's TFX pipeline (pipeline.dag.create_pipeline) as an Airflow DAG named after it: a
+    PythonOperator per node, wired as the IR's upstream nodes say."""
+    from airflow.models import DAG
+    from airflow.operators.python import PythonOperator
+
+    ir = compile_pipeline(config)
+    dag = DAG(dag_id=config.pipeline.name, **dag_settings(config, retries))
+    tasks: dict[str, PythonOperator] = {}
+    for node in ir.nodes:  # topological order
+        node_id = node.pipeline_node.node_info.id
+        tasks[node_id] = PythonOperator(task_id=node_id, dag=dag,
+                                        python_callable=functools.partial(run_task, config, node_id))
+        for upstream in node.pipeline_node.upstream_nodes:
+            tasks[upstream] >> tasks[node_id]
+    return dag
 
 
 def configured_paths(environ: dict[str, str] | None = None) -> tuple[Path, list[Path]]:

@@ -125,7 +125,8 @@ def eval_config(config: UseCaseConfig) -> tfma.EvalConfig:
 
 
 def make_example_gen(config: UseCaseConfig) -> BaseComponent:
-    """CsvExampleGen, or the anonymizing ExampleGen when the use case declares a privacy policy.
+    """CsvExampleGen (TFX's CSV executor recording the DVC version), or the anonymizing ExampleGen when the
+    use case declares a privacy policy.
 
     A time split is two input splits, train and eval, over the same span pattern: TFX resolves the
     last eval span (the latest, or data.split.end_span through a RangeConfig) and the anonymizing
@@ -149,8 +150,11 @@ def make_example_gen(config: UseCaseConfig) -> BaseComponent:
             split_config.partition_feature_name = config.data.partition_feature
         output_config = tfx.proto.Output(split_config=split_config)
     if config.privacy is None:
-        return tfx.components.CsvExampleGen(input_base=str(config.data.source), input_config=input_config,
-                                            output_config=output_config)
+        # TFX's CSV reader, plus the input folder's DVC version on its Examples (as the anonymizing one records)
+        from components.recording_csv_example_gen import RecordingCsvExampleGen
+
+        return RecordingCsvExampleGen(input_base=str(config.data.source), input_config=input_config,
+                                      output_config=output_config).with_id("CsvExampleGen")
     from components.anonymizing_example_gen import AnonymizingExampleGen
 
     return AnonymizingExampleGen(

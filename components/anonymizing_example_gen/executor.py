@@ -261,9 +261,7 @@ def _time_split_files(
     if set(templates) != set(SPLITS) or templates["train"] != templates["eval"]:
         raise RuntimeError(f"a time split needs input splits 'train' and 'eval' with one span pattern; got {templates}")
     template = templates["train"]
-    calendar = read_manifest_calendar(input_base)
-    if calendar is None:
-        calendar = _timestamp_calendar(input_base, template, end_span, settings, policy)
+    calendar = span_calendar(input_base, template, end_span, settings, policy)
     plan = plan_time_split(settings, calendar, end_span)
     target: list[str] = []
     context: list[str] = []
@@ -275,6 +273,14 @@ def _time_split_files(
                                "or set data.split.end_span so the windows fall inside the data")
         (target if is_target else context).extend(files)
     return plan, target, context
+
+
+def span_calendar(
+    input_base: str, template: str, end_span: int, settings: TimeSplitSettings, policy: PrivacyPolicy
+) -> SpanCalendar:
+    """The spans' dates: the data's manifest.json, else the earliest span's first row (time_windows.py).
+    The Airflow DAG reads the same calendar to pick the span dated on a run's day."""
+    return read_manifest_calendar(input_base) or _timestamp_calendar(input_base, template, end_span, settings, policy)
 
 
 def _timestamp_calendar(

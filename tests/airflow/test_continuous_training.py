@@ -4,6 +4,7 @@ canary alerts' names), a real MLflow registry (sqlite) and a models.config: a qu
 Prometheus' queries and values, nothing moves without Prometheus, and new data or an alert triggers a run."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import yaml
 
 from observability.stack import free_port, wait_until
 from orchestration import continuous_training as ct
+from pipeline.config import load_config
 from privacy.audit import read_records
 from serving.config import read_model_config
 from tracking.registry import CHAMPION, aliases_of, apply_move, plan_promote
@@ -52,19 +54,15 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory):
         process.wait(timeout=15)
 
 
-def make_settings(root: Path, model: str, prometheus_url: str) -> ct.Settings:
+def build_use_case(root: Path, model: str) -> None:
     """A use case named ``model`` with two registered serving versions: 1 champion (stable), 2 the challenger."""
     data = yaml.safe_load((REPO / "configs" / "breast_cancer.yaml").read_text())
     data["serving"]["model_name"] = model
     data["optimization"] = None
     (root / "data" / "breast_cancer").mkdir(parents=True)
     (root / "data" / "breast_cancer" / "part.csv").write_text("malignant,mean_radius\n1,2.0\n")
-    config_path = root / "use_case.yaml"
-    config_path.write_text(yaml.safe_dump(data, sort_keys=False))
-    settings = ct.Settings(config_path=config_path, home=root, model_config_file=root / "models.config",
-                           prometheus_url=prometheus_url, audit_log=root / "audit.jsonl", soak_seconds=2,
-                           soak_every=0.5)
-    config = settings.config()
+    (root / "use_case.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    config = load_config(root / "use_case.yaml", base=root)
     client = connect(local_target(config.pipeline.root / LOCAL_FOLDER))
     experiment = experiment_id(client, local_target(config.pipeline.root / LOCAL_FOLDER), model)
     for serving in ("1", "2"):
@@ -75,8 +73,26 @@ def make_settings(root: Path, model: str, prometheus_url: str) -> ct.Settings:
             run_key=f"{model}-{serving}", run_name=serving, params={}, metrics={"eval.auc": 0.97},
             metric_history={}, tags={}, json_artifacts={}, registration=Registration(model, serving, folder)))
     apply_move(client, plan_promote(client, model, "1"))
+
+
+@pytest.fixture(scope="module")
+def use_cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each model's use case and registry, built once (an MLflow store takes seconds to create); every test
+    works on its own copy, so no test sees another's promotion."""
+    folders = {model: tmp_path_factory.mktemp(model) for model in (QUIET, WORSE)}
+    for model, folder in folders.items():
+        build_use_case(folder, model)
+    return folders
+
+
+def make_settings(root: Path, model: str, prometheus_url: str, use_cases: dict[str, Path]) -> ct.Settings:
+    """A copy of ``model``'s use case under root, its models.config serving version 1 as stable."""
+    shutil.copytree(use_cases[model], root, dirs_exist_ok=True)
+    settings = ct.Settings(config_path=root / "use_case.yaml", home=root, model_config_file=root / "models.config",
+                           prometheus_url=prometheus_url, audit_log=root / "audit.jsonl", soak_seconds=2,
+                           soak_every=0.5)
     settings.model_config_file.write_text(
-        f'model_config_list {{ config {{ name: "{model}" base_path: "{config.serving.base_path}" '
+        f'model_config_list {{ config {{ name: "{model}" base_path: "{settings.config().serving.base_path}" '
         'model_platform: "tensorflow" model_version_policy { specific { versions: 1 } } '
         'version_labels { key: "stable" value: 1 } } }\n')
     return settings
@@ -107,8 +123,8 @@ def run_steps(settings: ct.Settings, version: int) -> tuple[str, dict]:
     return decision, decisions[0]
 
 
-def test_a_quiet_canary_is_promoted_and_the_decision_audited(prometheus, tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, QUIET, prometheus)
+def test_a_quiet_canary_is_promoted_and_the_decision_audited(prometheus, use_cases, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, QUIET, prometheus, use_cases)
     decision, record = run_steps(settings, 2)
     assert decision == ct.PROMOTE
     assert labels(settings) == {"stable": 2, "canary": 2}
@@ -120,8 +136,8 @@ def test_a_quiet_canary_is_promoted_and_the_decision_audited(prometheus, tmp_pat
     assert events == ["registry.promote", "continuous_training.decision"]
 
 
-def test_a_canary_whose_alert_fires_is_rolled_back_with_the_evidence(prometheus, tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, WORSE, prometheus)
+def test_a_canary_whose_alert_fires_is_rolled_back_with_the_evidence(prometheus, use_cases, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, WORSE, prometheus, use_cases)
     decision, record = run_steps(settings, 2)
     assert decision == ct.ROLLBACK
     assert labels(settings) == {"stable": 1, "canary": 1}
@@ -132,8 +148,8 @@ def test_a_canary_whose_alert_fires_is_rolled_back_with_the_evidence(prometheus,
     assert "vector(0.2)" in errors["query"]
 
 
-def test_nothing_is_promoted_when_prometheus_cannot_be_reached(prometheus, tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, QUIET, prometheus)
+def test_nothing_is_promoted_when_prometheus_cannot_be_reached(prometheus, use_cases, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, QUIET, prometheus, use_cases)
     unreachable = ct.Settings(**{**settings.__dict__, "prometheus_url": "http://127.0.0.1:9"})
     ct.start_canary(unreachable, 2)
     with pytest.raises(ct.ContinuousTrainingError, match=r"127\.0\.0\.1:9.*nothing is promoted"):
@@ -143,8 +159,8 @@ def test_nothing_is_promoted_when_prometheus_cannot_be_reached(prometheus, tmp_p
     assert labels(settings) == {"stable": 1, "canary": 2} and champion(settings) == "1"
 
 
-def test_new_data_or_an_alert_triggers_and_trained_data_does_not(prometheus, tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, QUIET, prometheus)
+def test_new_data_or_an_alert_triggers_and_trained_data_does_not(prometheus, use_cases, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, QUIET, prometheus, use_cases)
     config = settings.config()
     assert ct.trigger_reason(settings, None).startswith("new data: sha256:")
     (config.pipeline.root.parent / ct.STATE_FILE).write_text(f'{{"data_version": "{ct.data_version(config)}"}}')

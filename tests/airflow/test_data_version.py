@@ -2,21 +2,12 @@
 folder, a stage out of ``dvc repro``, and a file changed after ``dvc add``, which must not pass as that version."""
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
+from airflow_env import dvc
 
-from orchestration.airflow_local import AIRFLOW_VENV
 from privacy.data_version import DataVersionError, read_data_version
-
-DVC = AIRFLOW_VENV / "bin" / "dvc"
-
-
-def dvc(cwd: Path, *args: str) -> None:
-    assert DVC.exists(), "no .venv-airflow: run `make airflow-install` (.ci/run does)"
-    result = subprocess.run([str(DVC), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, f"dvc {' '.join(args)}: {result.stdout}{result.stderr}"
 
 
 @pytest.fixture(scope="module")
