@@ -13,12 +13,13 @@ from pathlib import Path
 
 import yaml
 
+from errors import EsteiraError
 from privacy.data_version import DataVersion, DataVersionError, read_data_version
 
 DVC = Path(__file__).resolve().parent.parent / ".venv-airflow" / "bin" / "dvc"
 
 
-class DataCheckoutError(RuntimeError):
+class DataCheckoutError(EsteiraError, RuntimeError):
     """The recorded data version could not be restored; the message says why and what to do."""
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from airflow_env import dvc
 
+from cli.data import checkout_main
 from privacy.data_version import DataVersionError, read_data_version
 
 
@@ -79,3 +80,25 @@ def test_the_version_goes_onto_an_examples_artifact(project: Path) -> None:
     untracked = standard_artifacts.Examples()
     assert record_data_version(untracked, str(project / "loose")) is None
     assert untracked.get_string_custom_property("dvc_md5") == ""
+
+
+def test_esteira_data_checkout_brings_back_the_version_a_model_names(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dvc(tmp_path, "init", "--no-scm", "-q")
+    folder = tmp_path / "data"
+    (folder / "span-0001").mkdir(parents=True)
+    (folder / "span-0001" / "part.csv").write_text("a\n1\n")
+    dvc(tmp_path, "add", "-q", "data")
+    first = read_data_version(folder)
+    assert first is not None
+    (folder / "span-0001" / "part.csv").unlink()  # DVC may link the cache; never write through to it
+    (folder / "span-0001" / "part.csv").write_text("a\n1\n2\n")
+    dvc(tmp_path, "add", "-q", "data")
+    assert read_data_version(folder).recorded_md5 != first.recorded_md5
+
+    assert checkout_main([str(folder), "--dvc-md5", first.recorded_md5]) == 0
+    assert (folder / "span-0001" / "part.csv").read_text() == "a\n1\n"
+    assert read_data_version(folder).matches and first.recorded_md5 in capsys.readouterr().out
+
+    assert checkout_main([str(tmp_path / "untracked"), "--dvc-md5", first.recorded_md5]) == 1
+    assert "is not tracked by `dvc add`" in capsys.readouterr().err
