@@ -82,7 +82,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, process: su
         try:
             if check():
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError):  # not listening yet, or a starting server's non-JSON 503 body
             pass
         time.sleep(0.25)
     raise StackError(f"{what}: not ready after {timeout:.0f} s" + (f"; log {log}:\n{_tail(log)}" if log else ""))

@@ -185,7 +185,7 @@ def answer_and_compare(server: RunningServer, rows: Sequence[bytes], settings: V
                        result: ValidationResult) -> None:
     """Predict each row once per probability signature, time it, and compare the signatures' answers."""
     from models.common.explain import EXPLAIN_SIGNATURE
-    from serving.client import GrpcClient
+    from serving.client import GrpcClient, ServingClientError
 
     with GrpcClient(server.grpc_target, timeout=max(30.0, settings.latency_budget_ms / 100), retries=0) as client:
         _spec, signature_map = client.metadata(SERVED_NAME)
@@ -213,8 +213,11 @@ def answer_and_compare(server: RunningServer, rows: Sequence[bytes], settings: V
                 probabilities.append(np.asarray(outputs[settings.prediction_key], dtype=np.float64).reshape(-1))
             answers[name] = np.concatenate(probabilities)
         if EXPLAIN_SIGNATURE in signature_map.signature_def:
-            result.values.update(explain_completeness(client, signature_map.signature_def[EXPLAIN_SIGNATURE],
-                                                      rows[:EXPLAIN_ROWS]))
+            try:
+                result.values.update(explain_completeness(client, signature_map.signature_def[EXPLAIN_SIGNATURE],
+                                                          rows[:EXPLAIN_ROWS]))
+            except ServingClientError as error:  # a decision this version takes could not be explained (art. 20)
+                result.reasons.append(f"the explain signature could not be served: {error}")
     p95 = float(np.percentile(latencies, 95))
     result.values.update(signatures=",".join(signatures), rows=len(rows), requests=len(latencies),
                          latency_p50_ms=float(np.percentile(latencies, 50)), latency_p95_ms=p95,

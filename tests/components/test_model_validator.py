@@ -19,9 +19,10 @@ from components.model_validator.checks import (
 FEATURES = ("x1", "x2")
 
 
-def export_model(path: Path, weights: list[float], raw_offset: float = 0.0) -> Path:
-    """A logistic model with serving_default (tf.Examples) and serving_raw (named columns) signatures;
-    ``raw_offset`` makes the raw signature disagree."""
+def export_model(path: Path, weights: list[float], raw_offset: float = 0.0, explain_baseline: bool = True) -> Path:
+    """A logistic model with serving_default (tf.Examples) and serving_raw (named columns) signatures and an
+    explain signature whose one attribution is complete by construction; ``raw_offset`` makes the raw signature
+    disagree, ``explain_baseline=False`` drops the baseline score an explanation must answer."""
     module = tf.Module()
     module.weights = tf.Variable(weights, dtype=tf.float32, name="logistic_weights")
     spec = {name: tf.io.FixedLenFeature([], tf.float32) for name in FEATURES}
@@ -42,7 +43,10 @@ def export_model(path: Path, weights: list[float], raw_offset: float = 0.0) -> P
     def explain(columns: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         # Sorts before serving_default and answers differently: validation must neither warm up through it
         # without naming it nor count an attribution signature among the predictions it compares.
-        return {**probability(columns, 3.0), "attribution_x1": columns["x1"]}
+        score = probability(columns, 3.0)["probability"]
+        baseline = probability({name: tf.zeros_like(value) for name, value in columns.items()}, 3.0)["probability"]
+        answer = {"probability": score, "attribution_x1": score - baseline}
+        return {**answer, "baseline_probability": baseline} if explain_baseline else answer
 
     tf.saved_model.save(module, str(path), signatures={"serving_default": serve_examples.get_concrete_function(),
                                                        "serving_raw": serve_raw.get_concrete_function(),
@@ -84,6 +88,15 @@ def test_good_model_answers_within_budget_and_signatures_agree(good_server) -> N
     assert result.values["requests"] == 16 and result.values["rows"] == 8
     assert 0 < result.values["latency_p50_ms"] <= result.values["latency_p95_ms"] <= 5000
     assert result.values["max_signature_difference"] < 1e-6
+    assert result.values["explain_rows"] == 8 and result.values["explain_completeness_max_gap"] < 1e-6
+
+
+def test_an_explain_signature_that_cannot_be_served_is_refused_naming_it(tmp_path: Path) -> None:
+    model = export_model(tmp_path / "model", [0.5, -1.5], explain_baseline=False)
+    result = validate_model(model, rows(3), ValidationSettings(latency_budget_ms=5000))
+    assert not result.blessed
+    assert len(result.reasons) == 1 and result.reasons[0].startswith("the explain signature could not be served")
+    assert "baseline_probability" in result.reasons[0]
 
 
 def test_model_too_slow_for_the_budget_is_refused(good_server) -> None:

@@ -81,8 +81,11 @@ def test_the_pusher_on_a_full_disk_leaves_no_partial_version_and_says_why(
     shutil.rmtree(disk / "serving")
 
 
-def _server(tmp: Path, store: Path, disk: Path, name: str, *flags: str):  # type: ignore[no-untyped-def]
-    prefix = disk / name / "requests" / MODEL
+def _server(tmp: Path, store: Path, disk: Path, name: str, *flags: str,  # type: ignore[no-untyped-def]
+            requests_on_disk: bool = True):
+    """A server whose audit log is on the small disk, and its request log too unless ``requests_on_disk`` is
+    false (a request log that drops a file frees space on the disk it shares, which an audit test must not see)."""
+    prefix = (disk if requests_on_disk else tmp) / name / "requests" / MODEL
     config = tmp / "models.config"
     config.write_text(
         f'model_config_list {{ config {{ name: "{MODEL}" base_path: "{store}" model_platform: "tensorflow" '
@@ -114,7 +117,7 @@ def _until_refused(server, limit: int = 200) -> tuple[int, httpx.Response]:  # t
 
 def test_with_the_audit_required_a_request_whose_line_cannot_be_written_is_refused(
         disk: Path, store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    server, audit = _server(tmp_path, store, disk, "required")
+    server, audit = _server(tmp_path, store, disk, "required", requests_on_disk=False)
     try:
         assert _predict(server).status_code == 200
         before = verify(audit).records

@@ -1,8 +1,7 @@
-"""A pipeline run SIGKILLed inside the Evaluator, then a rerun SIGKILLed inside the Pusher (the breast-cancer
-config of the e2e tests with fewer training steps), then run to the end: the last run takes what finished before
-from the cache, pushes exactly the bytes the Trainer wrote, and no kill left a partial version under the serving
-base path. (A kill inside Transform costs one more Transform and TensorFlow start, about a minute here, beyond
-this suite's budget; it is not tested.)"""
+"""A pipeline run SIGKILLed inside Transform, a rerun SIGKILLed inside the Evaluator, then one SIGKILLed inside
+the Pusher (the breast-cancer config of the e2e tests with fewer training steps), then run to the end: the last
+run takes what finished before from the cache, pushes exactly the bytes the Trainer wrote, and no kill left a
+partial version under the serving base path."""
 from __future__ import annotations
 
 import os
@@ -42,11 +41,12 @@ def run_killed_inside(workspace: Workspace, component: str, after_seconds: float
     return seen
 
 
-@pytest.mark.timeout(900)
-def test_killed_inside_the_evaluator_and_the_pusher_the_rerun_pushes_the_trained_bytes(
+@pytest.mark.timeout(1200)
+def test_killed_inside_transform_the_evaluator_and_the_pusher_the_rerun_pushes_the_trained_bytes(
         tmp_path: Path) -> None:
     workspace = make_workspace(tmp_path, LEAN)
     base = Path(workspace.config.serving.base_path)
+    run_killed_inside(workspace, "Transform", 5.0)
     run_killed_inside(workspace, "Evaluator", 3.0)
     run_killed_inside(workspace, "Pusher", 0.0)
     assert versions(base) == []  # a Pusher killed while it wrote published nothing

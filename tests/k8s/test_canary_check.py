@@ -32,7 +32,10 @@ def prometheus_with_a_firing_canary_alert(tmp_path_factory: pytest.TempPathFacto
                                    stdout=out, stderr=subprocess.STDOUT)
     try:
         def firing() -> bool:
-            return any(a["state"] == "firing" for a in httpx.get(f"{url}/api/v1/alerts").json()["data"]["alerts"])
+            response = httpx.get(f"{url}/api/v1/alerts")
+            if response.status_code != 200:  # a Prometheus still starting answers 503 with a plain-text body
+                return False
+            return any(a["state"] == "firing" for a in response.json()["data"]["alerts"])
 
         wait_until(firing, 30, "the canary alert firing", process, log)
         yield url
