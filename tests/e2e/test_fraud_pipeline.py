@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from evidence import governance, lineage
+from evidence.evaluation import CANDIDATE, evaluation_metrics
 from pipeline.config import UseCaseConfig, load_config
 from pipeline.datasets.fraud_simulator import personal_values
 from pipeline.report import RunReport, load_report
@@ -231,8 +232,8 @@ def test_lgpd_report_in_chromium_matches_mlmd(two_pushes, browser) -> None:
     assert fact(browser, "demo_key") == "no"
     assert fact(browser, "legal_basis") == config.governance.legal_basis
     gated = browser.find_element(By.CSS_SELECTOR, '[data-gate="Evaluator:average_precision"] .value').text
-    evaluation = governance.evaluation_values(lineage.output_artifacts(
-        store, lineage.producer(store, trace.blessing.id), "evaluation")[0].uri)[0]
+    evaluation = evaluation_metrics(lineage.output_artifacts(
+        store, lineage.producer(store, trace.blessing.id), "evaluation")[0].uri)[CANDIDATE][""]  # overall slice
     assert gated == f"{evaluation['average_precision']:.4f}"
     # The Evaluator's fairness table reaches the report: each protected attribute's groups partition the eval
     # split, and the gap line names two of them; the legal basis of a generalized column is its own.
