@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2 as mpb
@@ -92,10 +93,17 @@ def format_metric(name: str, metrics: dict[str, float]) -> str:
     return f"{name} {value:.4f}"
 
 
+def gated_threshold(thresholds: list[tuple[str, Any]]) -> tuple[str, Any]:
+    """The promotion gate's (metric, threshold) among the eval config's: the last one that is not a fairness
+    gap's bound (evaluation.max_false_positive_rate_gap adds those after it; the fairness table reports them)."""
+    gap_prefix = gap_metric_name("false_positive_rate", "")
+    gates = [(name, threshold) for name, threshold in thresholds if not name.startswith(gap_prefix)]
+    return gates[-1] if gates else ("auc", None)
+
+
 def _promotion_gate(uri: str, metrics: dict[str, float], baseline: dict[str, float]) -> PromotionGate | None:
     """The gated metric and its thresholds, from the eval config the Evaluator stored beside its results."""
-    thresholds = evaluation.saved_thresholds(evaluation.saved_eval_config(uri))
-    name, threshold = thresholds[-1] if thresholds else ("auc", None)
+    name, threshold = gated_threshold(evaluation.saved_thresholds(evaluation.saved_eval_config(uri)))
     if name not in metrics:
         return None
     current, base = metrics[name], baseline.get(name)

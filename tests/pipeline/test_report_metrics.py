@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from evidence.lineage import NodeExecution
-from pipeline.report import PromotionGate, RunReport, format_report
+from pipeline.report import PromotionGate, RunReport, format_report, gated_threshold
 
 METRICS = {"auc": 0.8812, "auc_precision_recall": 0.6, "average_precision": 0.6123, "example_count": 58264,
            "card_precision_at_100": 0.2914, "cards_in_smallest_day": 812.0, "recall_at_100_alerts_per_day": 0.5531}
@@ -77,3 +77,15 @@ def test_the_run_report_shows_each_groups_figures_and_the_gap_gate() -> None:
     (gate,) = [line for line in shown if line.startswith("  gate: ")]
     assert gate.startswith("  gate: cep_region false-positive-rate gap 0.3333 (1 0.3333 vs 2 0.0000; 95 % bootstrap")
     assert gate.endswith("within the limit 0.5 (evaluation.max_false_positive_rate_gap): pass")
+
+
+def test_the_gate_is_the_metric_gated_not_a_fairness_gaps_bound_after_it() -> None:
+    from tensorflow_model_analysis.proto import config_pb2
+
+    bound = config_pb2.MetricThreshold()
+    bound.value_threshold.lower_bound.value = 0.5
+    gap = config_pb2.MetricThreshold()
+    gap.value_threshold.upper_bound.value = 0.1
+    name, threshold = gated_threshold([("average_precision", bound), ("false_positive_rate_gap_age_band", gap)])
+    assert name == "average_precision" and threshold is bound
+    assert gated_threshold([]) == ("auc", None)
