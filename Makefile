@@ -219,7 +219,7 @@ clean:
 # Rendering needs kubectl (it bundles kustomize; no cluster). Validation is offline.
 K8S_VERSION ?= 1.30.0
 OVERLAY ?= dev
-OVERLAYS := dev prod prod-tls
+OVERLAYS := dev prod prod-tls flink
 DEPLOY := $(ESTEIRA) deploy
 K8S_OUT ?= outputs/k8s
 

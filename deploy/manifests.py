@@ -32,11 +32,14 @@ class ManifestError(EsteiraError, RuntimeError):
     """A manifest cannot be rendered or edited; the message says what to fix."""
 
 
+STANDALONE = ("flink",)  # kustomizations beside the overlays, deployed on their own (Beam's Flink session cluster)
+
+
 def overlay_dir(overlay: str) -> Path:
-    path = K8S / "overlays" / overlay
+    path = K8S / overlay if overlay in STANDALONE else K8S / "overlays" / overlay
     if not (path / "kustomization.yaml").is_file():
-        raise ManifestError(f"unknown overlay {overlay!r}: no {path}/kustomization.yaml "
-                            f"(overlays: {', '.join(sorted(p.name for p in (K8S / 'overlays').iterdir()))})")
+        known = [*sorted(p.name for p in (K8S / "overlays").iterdir()), *STANDALONE]
+        raise ManifestError(f"unknown overlay {overlay!r}: no {path}/kustomization.yaml (overlays: {', '.join(known)})")
     return path
 
 

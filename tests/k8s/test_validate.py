@@ -17,7 +17,7 @@ from .conftest import make
 def test_make_k8s_validate_passes_for_every_overlay(tmp_path) -> None:
     result = make("k8s-validate", f"K8S_OUT={tmp_path}")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "k8s-validate: dev prod prod-tls valid for Kubernetes" in result.stdout
+    assert "k8s-validate: dev prod prod-tls flink valid for Kubernetes" in result.stdout
 
 
 def test_strict_validation_rejects_a_misspelt_field(rendered) -> None:
