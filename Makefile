@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: install lock data demo demo-fraud test test-fast lint tensorboard mlflow-ui serve-demo stack stack-down console dashboard images image-serving image-pipeline compose-up compose-down bench-pipeline-image bench-pipeline bench-pipeline-scale bench-serving bench-soak bench-training bench-fraud-handbook clean help \
+.PHONY: install lock data demo demo-fraud test test-fast lint tensorboard mlflow-ui serve-demo stack stack-down console dashboard images image-serving image-pipeline compose-up compose-down bench-pipeline-image bench-pipeline bench-pipeline-scale bench-capacity bench-serving bench-soak bench-training bench-fraud-handbook clean help \
 	k8s-render k8s-validate k8s-rules k8s-set-image k8s-play-manifest kubeflow-spec lint-workflows model-gate \
 	ci registry-login kubeconfig deploy-images deploy-pin deploy-apply canary-start canary-check canary-promote canary-rollback \
 	airflow-install airflow airflow-down data-version
@@ -41,6 +41,7 @@ help:
 	@echo "make bench-pipeline-image  esteira run on breast-cancer inside the pipeline image; records time and size"
 	@echo "make bench-pipeline  per-component times, LocalDagRunner vs BeamDagRunner"
 	@echo "make bench-pipeline-scale  the handbook's six months through the fraud pipeline, and the daily run on day 30 and 180"
+	@echo "make bench-capacity  the capacity table for 100 M transactions a day on k8s/flink, from a measured run (arithmetic)"
 	@echo "make bench-serving   Esteira vs KServe, Flask and the in-process call (needs: apt-get install wrk nghttp2-client)"
 	@echo "make bench-training  examples/s with and without DP-SGD, 1 vs 2 replicas"
 	@echo "make bench-fraud-handbook  the Fraud Detection Handbook benchmark: 5 baselines on 5 seeds, prequential tuned models (~1 h on 2 cores)"
@@ -211,6 +212,12 @@ bench-fraud-handbook: install
 bench-pipeline-scale: install
 	nice -n 15 $(PY) benchmarks/pipeline/scale.py --measure six-months --data $(HANDBOOK_DATA)/seed-1 $(if $(LABEL),--label "$(LABEL)")
 	nice -n 15 $(PY) benchmarks/pipeline/scale.py --measure daily --days 30 180 --data $(HANDBOOK_DATA)/seed-1 $(if $(LABEL),--label "$(LABEL)")
+
+# The capacity table (100 M transactions a day on k8s/flink): arithmetic over a measured results file, seconds.
+CAPACITY_RESULTS ?= benchmarks/fraud/results/scale/scale.json
+CAPACITY_ENTRY ?= in-process (FnApiRunner)
+bench-capacity: install
+	$(PY) benchmarks/pipeline/capacity.py --results $(CAPACITY_RESULTS) --entry "$(CAPACITY_ENTRY)"
 
 clean:
 	rm -rf data outputs
