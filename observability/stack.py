@@ -201,7 +201,9 @@ def stop_processes(state_dir: Path, timeout: float = 15.0) -> list[str]:
                 time.sleep(0.1)
             if _cmdline(pid):
                 _signal(pid, signal.SIGKILL)
-            _reap(pid)
+            deadline = time.monotonic() + 5.0  # SIGKILL lands at once but not synchronously: reap what dies
+            while not _reap(pid) and Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
             stopped.append(pid_file.stem)
         pid_file.unlink()
     return stopped
@@ -213,9 +215,12 @@ def _signal(pid: int, signum: int) -> None:
         os.killpg(pid, signum) if os.getpgid(pid) == pid else os.kill(pid, signum)
 
 
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):  # not our child (started by an earlier `up`): init reaps it
-        os.waitpid(pid, os.WNOHANG)
+def _reap(pid: int) -> bool:
+    """Collect ``pid`` if it is our child and has ended; True when there is nothing left for us to wait for."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:  # not our child (started by an earlier `up`): init reaps it
+        return True
 
 
 # ---- configuration --------------------------------------------------------------------------------
