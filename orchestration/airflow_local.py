@@ -95,7 +95,8 @@ def create_admin(settings: AirflowSettings) -> dict[str, str]:
     existing = airflow(settings, "users", "list", "--output", "json")
     if any(user.get("username") == ADMIN for user in json.loads(existing or "[]")):
         airflow(settings, "users", "delete", "--username", ADMIN)
-    airflow(settings, "users", "create", "--username", ADMIN, "--password", password, "--role", "Admin",
+    # --password=... : a random password may begin with '-', which argparse would take for an option
+    airflow(settings, "users", "create", "--username", ADMIN, f"--password={password}", "--role", "Admin",
             "--firstname", "Esteira", "--lastname", "Admin", "--email", "admin@localhost")
     credentials = {"url": settings.url, "username": ADMIN, "password": password}
     path = settings.state_dir / "admin.json"

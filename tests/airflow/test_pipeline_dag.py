@@ -11,7 +11,7 @@ from datetime import date
 import pytest
 from airflow_env import Workspace, dvc, make_fraud_config, make_workspace
 
-from pipeline import governance, lineage
+from evidence import governance, lineage
 from pipeline.config import ConfigError, UseCaseConfig, load_config
 from pipeline.dag import create_pipeline
 from pipeline.report import load_report
