@@ -24,6 +24,14 @@ def gap_metric_name(figure: str, attribute: str) -> str:
     return f"{figure}_gap_{attribute}"
 
 
+GAP_BOUND_PREFIX = gap_metric_name("false_positive_rate", "")  # what evaluation.max_false_positive_rate_gap bounds
+
+
+def is_gap_bound(metric: str) -> bool:
+    """Whether ``metric`` is a protected attribute's false-positive-rate gap (the fairness gate's metric)."""
+    return metric.startswith(GAP_BOUND_PREFIX)
+
+
 def table_metric_name(attribute: str) -> str:
     """The TFMA metric (a JSON string) holding an attribute's whole table."""
     return f"fairness_{attribute}"
@@ -127,10 +135,9 @@ class AttributeFairness:
 
 def gap_limits(eval_config: Any) -> dict[str, float]:
     """Attribute -> the upper bound the eval config puts on its false-positive-rate gap."""
-    prefix = gap_metric_name("false_positive_rate", "")
-    return {name.removeprefix(prefix): threshold.value_threshold.upper_bound.value
+    return {name.removeprefix(GAP_BOUND_PREFIX): threshold.value_threshold.upper_bound.value
             for name, threshold in evaluation.saved_thresholds(eval_config)
-            if name.startswith(prefix) and threshold.value_threshold.HasField("upper_bound")}
+            if is_gap_bound(name) and threshold.value_threshold.HasField("upper_bound")}
 
 
 def read_fairness(uri: str) -> list[AttributeFairness]:

@@ -13,7 +13,7 @@ from ml_metadata.proto import metadata_store_pb2 as mpb
 
 from evidence import evaluation, lineage, records
 from evidence.evaluation import fraud_metric_names
-from evidence.fairness import AttributeFairness, gap_metric_name, read_fairness
+from evidence.fairness import AttributeFairness, gap_metric_name, is_gap_bound, read_fairness
 
 
 @dataclass(frozen=True)
@@ -96,8 +96,7 @@ def format_metric(name: str, metrics: dict[str, float]) -> str:
 def gated_threshold(thresholds: list[tuple[str, Any]]) -> tuple[str, Any]:
     """The promotion gate's (metric, threshold) among the eval config's: the last one that is not a fairness
     gap's bound (evaluation.max_false_positive_rate_gap adds those after it; the fairness table reports them)."""
-    gap_prefix = gap_metric_name("false_positive_rate", "")
-    gates = [(name, threshold) for name, threshold in thresholds if not name.startswith(gap_prefix)]
+    gates = [(name, threshold) for name, threshold in thresholds if not is_gap_bound(name)]
     return gates[-1] if gates else ("auc", None)
 
 
