@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: install lock data demo demo-fraud test test-fast lint tensorboard mlflow-ui serve-demo stack stack-down console dashboard images image-serving image-pipeline compose-up compose-down bench-pipeline-image bench-pipeline bench-pipeline-scale bench-capacity bench-serving bench-soak bench-training bench-fraud-handbook clean help \
+.PHONY: install lock data demo demo-fraud test test-fast lint tensorboard mlflow-ui serve-demo stack stack-down console dashboard images image-serving image-pipeline compose-up compose-down bench-pipeline-image bench-pipeline bench-pipeline-scale bench-capacity bench-serving bench-serving-compare bench-soak bench-training bench-fraud-handbook clean help \
 	k8s-render k8s-validate k8s-rules k8s-set-image k8s-play-manifest kubeflow-spec lint-workflows model-gate \
 	ci registry-login kubeconfig deploy-images deploy-pin deploy-apply canary-start canary-check canary-promote canary-rollback \
 	airflow-install airflow airflow-down data-version
@@ -192,6 +192,11 @@ bench-pipeline: install
 
 bench-serving: install
 	$(PY) benchmarks/serving/bench_serving.py --seconds 4 --rounds 3
+
+# this checkout's server (or AFTER=<commit>'s) against BEFORE=<commit>'s, same run, same cells
+bench-serving-compare: install
+	@test -n "$(BEFORE)" || { echo "make bench-serving-compare BEFORE=<commit> [AFTER=<commit>]: name the earlier commit"; exit 2; }
+	$(PY) benchmarks/serving/before_after.py --before '$(BEFORE)' $(if $(AFTER),--after '$(AFTER)') --seconds 4 --rounds 3
 
 # 30 minutes of mixed load with versions, label flips and reloads (SOAK_ARGS="--minutes 3" for a short proof)
 bench-soak: install

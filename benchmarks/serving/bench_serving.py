@@ -230,19 +230,22 @@ def export_models(work: Path) -> Path:
     return base
 
 
-def start_esteira(work: Path, base: Path, grpc_port: int, rest_port: int) -> subprocess.Popen:
-    """``esteira serve`` as users run it: one process, REST + gRPC, dynamic batching, Prometheus metrics."""
+def start_esteira(work: Path, base: Path, grpc_port: int, rest_port: int, tree: Path = ROOT,
+                  module: str = "cli") -> subprocess.Popen:
+    """``esteira serve`` as users run it: one process, REST + gRPC, dynamic batching, Prometheus metrics.
+    ``tree`` and ``module`` start another checkout's server (its command module) for a before/after run."""
     batching = work / "batching.config"
     batching.write_text("max_batch_size { value: 256 } batch_timeout_micros { value: 0 } "
                         "num_batch_threads { value: 2 } max_enqueued_batches { value: 1000 }")
     monitoring = work / "monitoring.config"
     monitoring.write_text("prometheus_config { enable: true }")
-    return subprocess.Popen([PY, "-m", "cli", "serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
+    return subprocess.Popen([PY, "-m", module, "serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
                              "--host=127.0.0.1", "--model_name=demo", f"--model_base_path={base}",
                              "--file_system_poll_wait_seconds=1", "--enable_batching",
                              f"--batching_parameters_file={batching}", f"--monitoring_config_file={monitoring}",
                              "--log_level=WARNING"],
-                            env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env={**ENV, "PYTHONPATH": str(tree)}, cwd=tree, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
 
 
 def start_kserve(python: Path, model_dir: Path, port: int) -> subprocess.Popen:
