@@ -71,7 +71,7 @@ def metrics_directory() -> tuple[str, bool]:
     return tempfile.mkdtemp(prefix="esteira-metrics-"), True
 
 
-def _tie_to_parent(parent: int) -> Callable[[], None]:
+def tie_to_parent(parent: int) -> Callable[[], None]:
     """Run in the child before exec: SIGTERM when the parent dies (kept across exec), and exit at once
     if it already died."""
     libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork: nothing to load in the child
@@ -111,7 +111,7 @@ class Supervisor:
         env = {**os.environ, METRICS_DIR_ENV: self.directory, READY_FD_ENV: str(write_fd)}
         try:
             process = subprocess.Popen(self.command(index), env=env, pass_fds=(write_fd,),
-                                       preexec_fn=_tie_to_parent(os.getpid()))
+                                       preexec_fn=tie_to_parent(os.getpid()))
         finally:
             os.close(write_fd)
         log.info("worker %d started (pid %d)", index, process.pid)

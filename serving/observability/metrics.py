@@ -313,12 +313,12 @@ class Registry:
         self._drift_sources: dict[tuple[str, str], object] = {}
         self.shared: Any = None  # SharedMetrics of a --server_processes worker: scrapes show every worker
 
-    def share(self, directory: str) -> Any:
+    def share(self, directory: str, pid: int | None = None) -> Any:
         """Copy this process's samples to ``directory`` and answer scrapes with every worker's sum there
         (``serving.observability.multiprocess``); call ``start()`` on the result."""
         from serving.observability.multiprocess import SharedMetrics
 
-        self.shared = SharedMetrics(self._registry.collect, directory)
+        self.shared = SharedMetrics(self._registry.collect, directory, pid)
         return self.shared
 
     def _add(self, family):  # type: ignore[no-untyped-def]

@@ -64,13 +64,15 @@ def worker_died(directory: str, pid: int) -> None:
 class SharedMetrics:
     """This worker's samples in its mmap files, and the sum of every worker's."""
 
-    def __init__(self, collect: Callable[[], Iterable[Metric]], directory: str) -> None:
+    def __init__(self, collect: Callable[[], Iterable[Metric]], directory: str, pid: int | None = None) -> None:
+        """``pid``: whose files these are (this process's unless told)."""
         self._collect = collect
         self.directory = directory
-        pid = os.getpid()
+        self.pid = pid = os.getpid() if pid is None else pid
         self._files = {"counter": MmapedDict(os.path.join(directory, f"counter_{pid}.db")),
                        "gauge": MmapedDict(os.path.join(directory, f"gauge_liveall_{pid}.db"))}
         self._written: dict[str, set[str]] = {"counter": set(), "gauge": set()}
+        self._order: dict[str, Metric] = {}  # every family this worker exports (samples or none), in its order
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -93,6 +95,7 @@ class SharedMetrics:
         with self._lock:
             seen: dict[str, set[str]] = {"counter": set(), "gauge": set()}
             for metric in self._collect():
+                self._order.setdefault(metric.name, Metric(metric.name, metric.documentation, metric.type))
                 where = "gauge" if metric.type in GAUGE_KINDS else "counter"
                 target = self._files[where]
                 for sample in metric.samples:
@@ -116,14 +119,16 @@ class SharedMetrics:
                 target.close()
 
     def families(self) -> list[Metric]:
-        """Every worker's samples added up, families in the order this worker writes them."""
+        """Every worker's samples added up, families in the order one process writes them."""
         self.flush()
-        own = [os.path.join(self.directory, f"{kind}_{os.getpid()}.db") for kind in ("counter", "gauge_liveall")]
+        own = [os.path.join(self.directory, f"{kind}_{self.pid}.db") for kind in ("counter", "gauge_liveall")]
         others = sorted(set(glob.glob(os.path.join(self.directory, "*.db"))) - set(own))
-        return merge([*own, *others])
+        merged = {metric.name: metric for metric in merge([*own, *others])}
+        # a family no worker has a sample of keeps its HELP and TYPE lines, as with one process
+        return [merged.pop(name, empty) for name, empty in self._order.items()] + list(merged.values())
 
     def render(self) -> bytes:
-        return generate_latest(_Fixed(self.families()))  # type: ignore[arg-type]
+        return generate_latest(_Fixed(self.families()))
 
 
 class _Fixed:
