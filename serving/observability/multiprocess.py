@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
@@ -46,7 +47,11 @@ GAUGE_RULES = {
     "process_start_time_seconds": "min",  # the oldest worker
     "process_max_fds": "max",
     PSI: "psi",  # computed again from the summed histogram and the reference
+    "esteira_metrics_copy_seconds": "max",
 }
+COPY_SECONDS = Metric("esteira_metrics_copy_seconds", "Time the last copy of a worker's samples to the shared "
+                      "files took (the slowest worker's); the copy runs beside the request path, every second.",
+                      "gauge")
 GAUGE_KINDS = ("gauge", "info", "stateset")
 
 
@@ -74,6 +79,7 @@ class SharedMetrics:
         self._written: dict[str, set[str]] = {"counter": set(), "gauge": set()}
         self._order: dict[str, Metric] = {}  # every family this worker exports (samples or none), in its order
         self._lock = threading.Lock()
+        self.copy_seconds = 0.0  # of the last flush
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -93,8 +99,11 @@ class SharedMetrics:
         """Copy every sample of this worker into its files; a series that is gone (a version unloaded)
         is written as NaN, which the sum skips."""
         with self._lock:
+            started = time.perf_counter()
             seen: dict[str, set[str]] = {"counter": set(), "gauge": set()}
-            for metric in self._collect():
+            copy = Metric(COPY_SECONDS.name, COPY_SECONDS.documentation, "gauge")
+            copy.add_sample(COPY_SECONDS.name, {}, self.copy_seconds)
+            for metric in [*self._collect(), copy]:
                 self._order.setdefault(metric.name, Metric(metric.name, metric.documentation, metric.type))
                 where = "gauge" if metric.type in GAUGE_KINDS else "counter"
                 target = self._files[where]
@@ -107,6 +116,7 @@ class SharedMetrics:
                 for key in self._written[where] - keys:
                     self._files[where].write_value(key, float("nan"), 0.0)
             self._written = seen
+            self.copy_seconds = time.perf_counter() - started
 
     def stop(self) -> None:
         """Last copy (what was answered until the end counts), then close the files."""
