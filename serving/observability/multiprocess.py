@@ -49,8 +49,8 @@ GAUGE_RULES = {
     PSI: "psi",  # computed again from the summed histogram and the reference
     "esteira_metrics_copy_seconds": "max",
 }
-COPY_SECONDS = Metric("esteira_metrics_copy_seconds", "Time the last copy of a worker's samples to the shared "
-                      "files took (the slowest worker's); the copy runs beside the request path, every second.",
+COPY_SECONDS = Metric("esteira_metrics_copy_seconds", "CPU time the last copy of a worker's samples to the "
+                      "shared files took (the slowest worker's); the copy runs beside the request path, every second.",
                       "gauge")
 GAUGE_KINDS = ("gauge", "info", "stateset")
 
@@ -76,10 +76,11 @@ class SharedMetrics:
         self.pid = pid = os.getpid() if pid is None else pid
         self._files = {"counter": MmapedDict(os.path.join(directory, f"counter_{pid}.db")),
                        "gauge": MmapedDict(os.path.join(directory, f"gauge_liveall_{pid}.db"))}
-        self._written: dict[str, set[str]] = {"counter": set(), "gauge": set()}
+        self._written: dict[str, dict[str, float]] = {"counter": {}, "gauge": {}}  # key -> value in the file
+        self._keys: dict[tuple, str] = {}  # (family, sample, labels) -> its key in the files
         self._order: dict[str, Metric] = {}  # every family this worker exports (samples or none), in its order
         self._lock = threading.Lock()
-        self.copy_seconds = 0.0  # of the last flush
+        self.copy_seconds = 0.0  # CPU time of the last flush (the time it held a core, not waits for the GIL)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -96,27 +97,34 @@ class SharedMetrics:
                 log.exception("could not copy this worker's metrics to %s", self.directory)
 
     def flush(self) -> None:
-        """Copy every sample of this worker into its files; a series that is gone (a version unloaded)
-        is written as NaN, which the sum skips."""
+        """Copy every sample of this worker into its files, only those whose value changed since the last
+        copy; a series that is gone (a version unloaded) is written as NaN, which the sum skips."""
         with self._lock:
-            started = time.perf_counter()
-            seen: dict[str, set[str]] = {"counter": set(), "gauge": set()}
+            started = time.thread_time()
+            seen: dict[str, dict[str, float]] = {"counter": {}, "gauge": {}}
             copy = Metric(COPY_SECONDS.name, COPY_SECONDS.documentation, "gauge")
             copy.add_sample(COPY_SECONDS.name, {}, self.copy_seconds)
+            keys = self._keys
             for metric in [*self._collect(), copy]:
-                self._order.setdefault(metric.name, Metric(metric.name, metric.documentation, metric.type))
+                if metric.name not in self._order:
+                    self._order[metric.name] = Metric(metric.name, metric.documentation, metric.type)
                 where = "gauge" if metric.type in GAUGE_KINDS else "counter"
-                target = self._files[where]
+                target, written, now = self._files[where], self._written[where], seen[where]
                 for sample in metric.samples:
-                    key = json.dumps([metric.name, metric.type, metric.documentation, sample.name,
-                                      list(sample.labels.items())])
-                    target.write_value(key, float(sample.value), 0.0)
-                    seen[where].add(key)
-            for where, keys in seen.items():
-                for key in self._written[where] - keys:
+                    cache_key = (metric.name, sample.name, tuple(sample.labels.items()))
+                    key = keys.get(cache_key)
+                    if key is None:
+                        key = keys[cache_key] = json.dumps([metric.name, metric.type, metric.documentation,
+                                                            sample.name, list(sample.labels.items())])
+                    value = float(sample.value)
+                    if written.get(key) != value:
+                        target.write_value(key, value, 0.0)
+                    now[key] = value
+            for where, values in seen.items():
+                for key in self._written[where].keys() - values.keys():
                     self._files[where].write_value(key, float("nan"), 0.0)
             self._written = seen
-            self.copy_seconds = time.perf_counter() - started
+            self.copy_seconds = time.thread_time() - started
 
     def stop(self) -> None:
         """Last copy (what was answered until the end counts), then close the files."""
