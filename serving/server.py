@@ -81,6 +81,10 @@ class ModelServer:
         router = CanaryRouter.from_file(flags.canary_config_file)
         memory = PredictionMemory(self.metrics, flags.feedback_max_entries, flags.feedback_ttl_seconds,
                                   max_bytes=flags.feedback_max_bytes)
+        if self.worker is not None:
+            memory.unknown_note = (f" by this server process (worker {self.worker} of --server_processes="
+                                   f"{flags.server_processes}: each remembers only the predictions it answered, "
+                                   "and this call may have reached another than the prediction did)")
         auth = Authenticator.load(flags.auth_token_file or None, protect_probes=flags.auth_protect_probes,
                                   protect_metrics=flags.auth_protect_metrics)
         tags = tuple(t.strip() for t in flags.saved_model_tags.split(",") if t.strip())

@@ -38,7 +38,7 @@ STOP_SECONDS = 30.0  # a worker's graceful stop (5 s for calls in flight, then t
 MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 60.0
 PR_SET_PDEATHSIG = 1
-LIMITS = ("each worker keeps its own prediction memory: feedback (/v1/models/...:feedback) and explain by "
+LIMITS = ("each worker keeps its own prediction memory: feedback (/v1/models/<name>/feedback) and explain by "
           "request id reach the worker the kernel picks for their connection, which knows only the "
           "predictions it answered itself (others count as unknown ids); the access audit log is one "
           "hash chain per worker (<audit_log_file>.w<i>); serving/README.md, \"Several processes\"")

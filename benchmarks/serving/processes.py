@@ -164,7 +164,8 @@ def write_report(path: Path, meta: dict, rows: list[dict]) -> None:
                          f"{by[(2, api)]['req_per_s'] / by[(1, api)]['req_per_s']:.2f}x what 1 does.")
     if meta["metrics_copy_ms_last"] is not None:
         lines.append(f"The last copy of a worker's samples to the shared metrics files took "
-                     f"{meta['metrics_copy_ms_last']} ms (once a second, beside the request path).")
+                     f"{meta['metrics_copy_ms_last']} ms of CPU (esteira_metrics_copy_seconds; once a second, "
+                     "on its own thread beside the request path).")
     lines += ["", "The load generator runs on the same cores as the servers (2 here), and other work shared the "
               "machine (the load average above): read the ratio, not the absolute figures."]
     path.write_text("\n".join(lines) + "\n")

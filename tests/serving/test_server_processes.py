@@ -127,11 +127,15 @@ def test_two_workers_share_the_ports_sum_their_metrics_restart_and_stop(model_st
         text = httpx.get(rest_url + METRICS).text
         assert ':tensorflow:serving:request_latency_bucket{API="predict",entrypoint="REST",le="18",' in text
 
+        unknown = httpx.post(f"{rest_url}/v1/models/{MODEL}/feedback",
+                             json={"feedback": [{"request_id": "never-seen", "label": 1}]}).json()["results"][0]
+        assert unknown["status"] == "unknown" and "worker" in unknown["message"]  # says why, not just "unknown"
+
         verified = subprocess.run([sys.executable, "-m", "cli", "audit", "verify", str(audit)],
                                   capture_output=True, text=True)
         assert verified.returncode == 0, verified.stderr
-        chains = verified.stdout.splitlines()  # one per worker: 20 predictions and 4 gRPC metadata calls audited
-        assert len(chains) == 2 and sum(int(line.split("ok: ")[1].split()[0]) for line in chains) == 24
+        chains = verified.stdout.splitlines()  # one per worker: 20 predictions, 4 gRPC metadata calls, 1 feedback
+        assert len(chains) == 2 and sum(int(line.split("ok: ")[1].split()[0]) for line in chains) == 25
 
         killed = min(workers)
         os.kill(killed, signal.SIGKILL)
