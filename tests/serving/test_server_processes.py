@@ -81,6 +81,27 @@ def test_a_unix_socket_and_a_taken_port_are_refused_before_any_worker_starts(tmp
     assert f"cannot bind --rest_api_port={port}" in done.stderr and "worker 0 started" not in done.stderr
 
 
+def test_the_audit_chains_of_the_workers_are_verified_as_one_log(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from cli.audit import audit_main
+    from privacy.access import summarize_access
+    from privacy.audit import AuditLog
+
+    audit = tmp_path / "audit.jsonl"
+    for worker in (0, 1):
+        with AuditLog(f"{audit}.w{worker}") as chain:
+            chain.append({"model": MODEL, "version": 1, "caller": f"c{worker}"})
+    assert audit_main(["verify", str(audit)]) == 0
+    assert capsys.readouterr().out.count("ok: 1 records") == 2
+    summary = summarize_access([audit], MODEL, "1")
+    assert summary.verified and len(summary.logs) == 2
+
+    lines = (tmp_path / "audit.jsonl.w1").read_text().replace('"c1"', '"c9"')
+    (tmp_path / "audit.jsonl.w1").write_text(lines)  # one worker's chain edited
+    assert audit_main(["verify", str(audit)]) == 1
+    assert "audit.jsonl.w1" in capsys.readouterr().err
+    assert not summarize_access([audit], MODEL, "1").verified
+
+
 def test_workers_are_stopped_when_their_parent_is_killed(tmp_path: Path) -> None:
     parent = subprocess.Popen([sys.executable, "-c", (
         "import subprocess, sys, time; from serving.workers import tie_to_parent; import os\n"
