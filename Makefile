@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: install lock data demo demo-fraud test test-fast lint tensorboard mlflow-ui serve-demo stack stack-down console dashboard images image-serving image-pipeline compose-up compose-down bench-pipeline-image bench-pipeline bench-pipeline-scale bench-capacity bench-serving bench-serving-compare bench-soak bench-training bench-fraud-handbook clean help \
+.PHONY: install lock data demo demo-fraud test test-fast lint tensorboard mlflow-ui serve-demo stack stack-down console dashboard images image-serving image-pipeline compose-up compose-down bench-pipeline-image bench-pipeline bench-pipeline-scale bench-capacity bench-serving bench-serving-compare bench-serving-processes bench-soak bench-training bench-fraud-handbook clean help \
 	k8s-render k8s-validate k8s-rules k8s-set-image k8s-play-manifest kubeflow-spec lint-workflows model-gate \
 	ci registry-login kubeconfig deploy-images deploy-pin deploy-apply canary-start canary-check canary-promote canary-rollback \
 	airflow-install airflow airflow-down data-version
@@ -43,6 +43,7 @@ help:
 	@echo "make bench-pipeline-scale  the handbook's six months through the fraud pipeline, and the daily run on day 30 and 180"
 	@echo "make bench-capacity  the capacity table for 100 M transactions a day on k8s/flink, from a measured run (arithmetic)"
 	@echo "make bench-serving   Esteira vs KServe, Flask and the in-process call (needs: apt-get install wrk nghttp2-client)"
+	@echo "make bench-serving-processes   one server process against --server_processes=2, 1 row at c=32"
 	@echo "make bench-training  examples/s with and without DP-SGD, 1 vs 2 replicas"
 	@echo "make bench-fraud-handbook  the Fraud Detection Handbook benchmark: 5 baselines on 5 seeds, prequential tuned models (~1 h on 2 cores)"
 	@echo "make clean           remove generated data and pipeline outputs"
@@ -197,6 +198,10 @@ bench-serving: install
 bench-serving-compare: install
 	@test -n "$(BEFORE)" || { echo "make bench-serving-compare BEFORE=<commit> [AFTER=<commit>]: name the earlier commit"; exit 2; }
 	$(PY) benchmarks/serving/before_after.py --before '$(BEFORE)' $(if $(AFTER),--after '$(AFTER)') --seconds 4 --rounds 3
+
+# one server process against --server_processes=2 in the same run, 1 row at c=32 (REST; gRPC with h2load)
+bench-serving-processes: install
+	$(PY) benchmarks/serving/processes.py --seconds 5 --rounds 3
 
 # 30 minutes of mixed load with versions, label flips and reloads (SOAK_ARGS="--minutes 3" for a short proof)
 bench-soak: install

@@ -40,6 +40,13 @@ def serve_main(argv: list[str]) -> int:
         return 0
     logging.basicConfig(level=getattr(logging, flags.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from serving.workers import is_worker, serve_processes, signal_ready
+
+    if flags.server_processes > 1 and not is_worker(flags):  # the parent: no TensorFlow here, only workers
+        try:
+            return serve_processes(flags, argv)
+        except OSError as exc:
+            return _fail(str(exc))
     from serving.cuda_probe import cuda_probe_filtered
 
     try:
@@ -48,14 +55,14 @@ def serve_main(argv: list[str]) -> int:
 
             server = ModelServer(flags)
             server.build()
-    except (ConfigError, OSError) as exc:
+    except (ConfigError, OSError, FlagError) as exc:
         return _fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - e.g. a label pointing at a version that did not load
         message = getattr(exc, "message", None) or str(exc)
         return _fail(f"Failed to start server. Error: {message}")
     logging.getLogger("serving").info("%d startup objects frozen out of the cycle collector", freeze_startup_objects())
     try:
-        serve_until_signalled(server)
+        serve_until_signalled(server, signal_ready if is_worker(flags) else None)
     except OSError as exc:
         return _fail(f"cannot open the server ports: {exc}")
     return 0

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import overload
 
-from privacy.audit import AuditLogError, verify
+from privacy.audit import AuditLogError, log_set, verify
 
 
 @overload
@@ -111,7 +111,7 @@ def summarize_access(paths: list[Path], model: str, version: str) -> AccessSumma
     """Calls to ``model`` at ``version`` in the verified part of every log."""
     checks: list[LogCheck] = []
     per_caller: dict[str, dict] = {}
-    for path in paths:
+    for path in [part for declared in paths for part in log_set(declared)]:  # one chain per server process
         check, proven = _check(Path(path))
         checks.append(check)
         if not proven:

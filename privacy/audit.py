@@ -155,6 +155,16 @@ class AuditLog:
         self.close()
 
 
+def log_set(path: str | os.PathLike[str]) -> list[Path]:
+    """The files one declared log is made of: ``path`` itself when it exists, and the per-writer chains
+    ``<path>.w0``, ``<path>.w1``, ... that several server processes write (one writer per chain); just
+    ``[path]`` when there is neither, so a missing log is still reported missing."""
+    base = Path(path)
+    writers = sorted((p for p in base.parent.glob(base.name + ".w*") if p.name[len(base.name) + 2:].isdigit()),
+                     key=lambda p: int(p.name[len(base.name) + 2:]))
+    return ([base] if base.exists() or not writers else []) + writers
+
+
 def read_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """The records of a log, after verifying the whole chain (a torn last line is not a record)."""
     state = verify(path)

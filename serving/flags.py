@@ -71,6 +71,8 @@ class ServerFlags:
     feedback_max_bytes: int = 64 * 1024 * 1024
     feedback_ttl_seconds: float = 86_400.0
     log_level: str = "INFO"
+    server_processes: int = 1
+    server_worker_index: int = -1  # internal: set by the parent of --server_processes>1 on each worker it starts
 
     extra: dict = field(default_factory=dict, repr=False)
 
@@ -84,7 +86,9 @@ ESTEIRA_FLAGS = {
     "rest_api_max_pipelined_requests",
     "grpc_max_receive_message_bytes", "grpc_max_concurrent_streams", "grpc_max_call_seconds",
     "inference_threads", "feedback_max_entries", "feedback_max_bytes", "feedback_ttl_seconds", "log_level",
+    "server_processes", "server_worker_index",
 }
+INTERNAL_FLAGS = {"server_worker_index"}  # not for users: left out of --help
 
 HELP = {
     "port": "gRPC port (TF Serving: 8500)",
@@ -135,6 +139,8 @@ HELP = {
     "feedback_max_bytes": "bytes the remembered predictions may hold, the inputs a review needs included "
                           "(oldest evicted first)",
     "feedback_ttl_seconds": "how long a prediction is remembered for the feedback API",
+    "server_processes": "worker processes sharing --port and --rest_api_port (SO_REUSEPORT), each with its own "
+                        "models and batch queue; metrics summed over all (serving/README.md, \"Several processes\")",
 }
 
 
@@ -217,6 +223,7 @@ def validate(flags: ServerFlags) -> None:
     if (flags.remote_backend_ca_file or flags.remote_backend_cert_file) and not flags.remote_backend:
         raise FlagError("--remote_backend_ca_file/--remote_backend_cert_file configure the connection to "
                         "--remote_backend; pass --remote_backend=host:port too, or drop them")
+    validate_processes(flags)
     try:
         parse_channel_arguments(flags.grpc_channel_arguments, warn=False)
     except ChannelArgumentError as exc:
@@ -226,10 +233,25 @@ def validate(flags: ServerFlags) -> None:
         flags.model_base_path = os.path.abspath(flags.model_base_path)
 
 
+def validate_processes(flags: ServerFlags) -> None:
+    """Several workers must be able to share every listener they open."""
+    if flags.server_processes < 1:
+        raise FlagError(f"--server_processes must be at least 1 (got {flags.server_processes}); "
+                        "1 serves from this process alone")
+    if flags.server_processes == 1:
+        return
+    if flags.grpc_socket_path:
+        raise FlagError(f"--grpc_socket_path cannot be shared by --server_processes={flags.server_processes} "
+                        "workers (a Unix socket has one listener); drop it or use --server_processes=1")
+    if not 0 <= flags.server_worker_index < flags.server_processes and flags.server_worker_index != -1:
+        raise FlagError(f"--server_worker_index is internal (set by the parent of --server_processes); "
+                        f"got {flags.server_worker_index} for {flags.server_processes} processes")
+
+
 def usage() -> str:
     lines = ["usage: esteira serve [--flag=value ...]", "", "TF Serving flags (same meaning and defaults):"]
     for f in fields(ServerFlags):
-        if f.name == "extra":
+        if f.name == "extra" or f.name in INTERNAL_FLAGS:
             continue
         if f.name == "host":
             lines += ["", "Esteira flags:"]

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -37,6 +38,7 @@ from serving.observability.feedback import PredictionMemory
 from serving.observability.metrics import Registry
 from serving.observability.request_log import RequestLog
 from serving.protocol.json_codec import write_error
+from serving.workers import LIMITS, is_worker, worker_metrics_directory
 
 log = logging.getLogger("serving")
 
@@ -57,6 +59,8 @@ class ModelServer:
         self.health: ModelHealth | None = None
         self.tls: ServerTls | None = None
         self._tls_task: asyncio.Task | None = None
+        # a worker of --server_processes: its index; ports shared, metrics summed over all workers
+        self.worker: int | None = flags.server_worker_index if is_worker(flags) else None
 
     def _model_config(self):  # type: ignore[no-untyped-def]
         if self.flags.model_config_file:
@@ -66,6 +70,9 @@ class ModelServer:
     def build(self) -> Service:
         """Everything that can fail on bad configuration, before any port opens."""
         flags = self.flags
+        if self.worker is not None and self.metrics.shared is None:
+            self.metrics.share(worker_metrics_directory())
+            log.info("worker %d of %d (pid %d); %s", self.worker, flags.server_processes, os.getpid(), LIMITS)
         monitoring = read_monitoring_config(flags.monitoring_config_file)
         self.metrics_path = monitoring.path if monitoring.enable else None
         batching = read_batching_parameters(flags.batching_parameters_file) if flags.enable_batching else None
@@ -74,11 +81,16 @@ class ModelServer:
         router = CanaryRouter.from_file(flags.canary_config_file)
         memory = PredictionMemory(self.metrics, flags.feedback_max_entries, flags.feedback_ttl_seconds,
                                   max_bytes=flags.feedback_max_bytes)
+        if self.worker is not None:
+            memory.unknown_note = (f" by this server process (worker {self.worker} of --server_processes="
+                                   f"{flags.server_processes}: each remembers only the predictions it answered, "
+                                   "and this call may have reached another than the prediction did)")
         auth = Authenticator.load(flags.auth_token_file or None, protect_probes=flags.auth_protect_probes,
                                   protect_metrics=flags.auth_protect_metrics)
         tags = tuple(t.strip() for t in flags.saved_model_tags.split(",") if t.strip())
         request_log = RequestLog(self.metrics, max_file_bytes=flags.request_log_max_file_bytes,
-                                 max_files=flags.request_log_max_files, saved_model_tags=tags)
+                                 max_files=flags.request_log_max_files, saved_model_tags=tags,
+                                 worker="" if self.worker is None else f"w{self.worker}")
         if flags.model_config_file:  # checked before any model loads; off unless a model asks
             request_log.configure(read_model_config(flags.model_config_file))
         backend: Backend
@@ -105,7 +117,9 @@ class ModelServer:
             )
             manager.start()
             backend = LocalBackend(manager, batching=batching, threads=flags.inference_threads or None)
-        audit = (AuditSink(flags.audit_log_file, required=flags.audit_required, metrics=self.metrics)
+        audit_path = flags.audit_log_file if self.worker is None else worker_audit_path(flags.audit_log_file,
+                                                                                          self.worker)
+        audit = (AuditSink(audit_path, required=flags.audit_required, metrics=self.metrics)
                  if flags.audit_log_file else None)
         timeout = flags.rest_api_timeout_in_ms / 1000 if flags.rest_api_timeout_in_ms > 0 else None
         self.service = Service(backend, self.metrics, router=router, auth=auth, audit=audit, timeout_seconds=timeout,
@@ -120,11 +134,12 @@ class ModelServer:
     async def start(self) -> None:
         service = self.service or self.build()
         flags = self.flags
+        shared = self.worker is not None
         if flags.port or flags.grpc_socket_path:
             self.grpc_server = create_grpc_server(flags.grpc_channel_arguments, GrpcBounds(
                 max_receive_message_bytes=flags.grpc_max_receive_message_bytes,
                 max_concurrent_streams=flags.grpc_max_concurrent_streams,
-                max_call_seconds=flags.grpc_max_call_seconds))
+                max_call_seconds=flags.grpc_max_call_seconds), reuse_port=shared)
             add_services(self.grpc_server, service, flags.enable_serialization_as_tensor_content)
             if flags.enable_grpc_healthcheck_service:
                 self.health = ModelHealth(service.backend)
@@ -150,13 +165,16 @@ class ModelServer:
                                 max_headers=flags.rest_api_max_headers,
                                 max_pipelined=flags.rest_api_max_pipelined_requests)
                 self.http = RestServer(api, flags.host, flags.rest_api_port, limits, write_error,
-                                       tls=self.tls.uvicorn_settings() if self.tls is not None else None)
+                                       tls=self.tls.uvicorn_settings() if self.tls is not None else None,
+                                       reuse_port=shared)
                 self.rest_port = await self.http.start()
                 log.info("Exporting HTTP/REST API at:%s:%d ...", flags.host, self.rest_port)
         if self.tls is not None:
             self._tls_task = asyncio.get_running_loop().create_task(self._poll_tls(self.tls))
         if flags.model_config_file and flags.model_config_file_poll_wait_seconds > 0 and not flags.remote_backend:
             self._config_task = asyncio.get_running_loop().create_task(self._poll_config())
+        if self.metrics.shared is not None:
+            self.metrics.shared.start()
 
     async def _poll_config(self) -> None:
         """Re-read the config file periodically; a file that fails to apply is logged and counted once (until it
@@ -211,6 +229,15 @@ class ModelServer:
             await asyncio.to_thread(self.service.close)
         if self.tls is not None:
             self.tls.close()
+        if self.metrics.shared is not None:
+            self.metrics.shared.stop()  # the last calls answered count in the sum
+            self.metrics.shared = None
+
+
+def worker_audit_path(path: str, worker: int) -> str:
+    """One hash chain per writer: worker ``i`` of --server_processes appends to ``<path>.w<i>``
+    (``privacy.audit.log_set`` reads the set back)."""
+    return f"{path}.w{worker}"
 
 
 def _read(path: str) -> str:
@@ -247,9 +274,10 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 
-def serve_until_signalled(server: ModelServer) -> None:
+def serve_until_signalled(server: ModelServer, on_started: Callable[[], None] | None = None) -> None:
     """Run a built server on a new event loop until SIGINT or SIGTERM, then stop it gracefully. A port
-    that cannot be opened raises OSError, after what had started is stopped."""
+    that cannot be opened raises OSError, after what had started is stopped. ``on_started`` is called
+    once both APIs listen (a worker tells its parent)."""
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     stop = asyncio.Event()
@@ -263,6 +291,8 @@ def serve_until_signalled(server: ModelServer) -> None:
         except OSError:
             await server.stop()
             raise
+        if on_started is not None:
+            on_started()
         await stop.wait()
         await server.stop()
 

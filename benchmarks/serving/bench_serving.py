@@ -231,9 +231,11 @@ def export_models(work: Path) -> Path:
 
 
 def start_esteira(work: Path, base: Path, grpc_port: int, rest_port: int, tree: Path = ROOT,
-                  module: str = "cli") -> subprocess.Popen:
+                  module: str = "cli", extra: tuple[str, ...] = (), env: dict[str, str] | None = None
+                  ) -> subprocess.Popen:
     """``esteira serve`` as users run it: one process, REST + gRPC, dynamic batching, Prometheus metrics.
-    ``tree`` and ``module`` start another checkout's server (its command module) for a before/after run."""
+    ``tree`` and ``module`` start another checkout's server (its command module) for a before/after run;
+    ``extra`` flags go after these (e.g. ``--server_processes=2``), ``env`` adds to the environment."""
     batching = work / "batching.config"
     batching.write_text("max_batch_size { value: 256 } batch_timeout_micros { value: 0 } "
                         "num_batch_threads { value: 2 } max_enqueued_batches { value: 1000 }")
@@ -243,8 +245,8 @@ def start_esteira(work: Path, base: Path, grpc_port: int, rest_port: int, tree: 
                              "--host=127.0.0.1", "--model_name=demo", f"--model_base_path={base}",
                              "--file_system_poll_wait_seconds=1", "--enable_batching",
                              f"--batching_parameters_file={batching}", f"--monitoring_config_file={monitoring}",
-                             "--log_level=WARNING"],
-                            env={**ENV, "PYTHONPATH": str(tree)}, cwd=tree, stdout=subprocess.DEVNULL,
+                             "--log_level=WARNING", *extra],
+                            env={**ENV, "PYTHONPATH": str(tree), **(env or {})}, cwd=tree, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
 

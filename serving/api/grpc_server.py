@@ -120,8 +120,12 @@ def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-def create_grpc_server(channel_arguments: str = "", bounds: GrpcBounds = GrpcBounds()) -> grpc.aio.Server:
-    options = {**DEFAULT_OPTIONS, "grpc.max_receive_message_length": bounds.max_receive_message_bytes,
+def create_grpc_server(channel_arguments: str = "", bounds: GrpcBounds = GrpcBounds(),
+                       reuse_port: bool = False) -> grpc.aio.Server:
+    """``reuse_port``: the workers of ``--server_processes`` share the port (SO_REUSEPORT); otherwise a second
+    server on a taken port fails."""
+    options = {**DEFAULT_OPTIONS, "grpc.so_reuseport": int(reuse_port),
+               "grpc.max_receive_message_length": bounds.max_receive_message_bytes,
                "grpc.max_concurrent_streams": bounds.max_concurrent_streams,
                **parse_channel_arguments(channel_arguments)}
     return grpc.aio.server(options=list(options.items()), interceptors=[CallTimeLimit(bounds.max_call_seconds)])

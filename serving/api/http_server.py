@@ -170,12 +170,15 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     """Bound here, not by uvicorn, so a taken port is an ``OSError`` the caller sees (uvicorn would exit)
-    and port 0 tells which port it got."""
+    and port 0 tells which port it got. ``reuse_port``: SO_REUSEPORT, so the workers of
+    ``--server_processes`` listen on one port and the kernel spreads new connections over them."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
@@ -190,9 +193,11 @@ class RestServer:
     """``await start()`` returns the port; ``await stop()`` lets requests in flight finish."""
 
     def __init__(self, handler: Handler, host: str, port: int, limits: Limits,
-                 error_body: Callable[[str], bytes], tls: dict[str, Any] | None = None) -> None:
-        """``tls``: uvicorn's TLS keywords (``ServerTls.uvicorn_settings``), or None for plain HTTP."""
-        self.host, self.port, self.limits = host, port, limits
+                 error_body: Callable[[str], bytes], tls: dict[str, Any] | None = None,
+                 reuse_port: bool = False) -> None:
+        """``tls``: uvicorn's TLS keywords (``ServerTls.uvicorn_settings``), or None for plain HTTP;
+        ``reuse_port``: share the port with the other workers (:func:`listening_socket`)."""
+        self.host, self.port, self.limits, self.reuse_port = host, port, limits, reuse_port
         protocol = type("RestProtocol", (HeadLimitedProtocol,), {
             "read_timeout": limits.request_timeout, "max_connections": limits.max_connections,
             "max_header_bytes": limits.max_header_bytes, "max_headers": limits.max_headers,
@@ -209,7 +214,7 @@ class RestServer:
         self._task: asyncio.Task | None = None
 
     async def start(self) -> int:
-        self._socket = listening_socket(self.host, self.port)
+        self._socket = listening_socket(self.host, self.port, self.reuse_port)
         self.port = self._socket.getsockname()[1]
         self._task = asyncio.get_running_loop().create_task(self.server.serve(sockets=[self._socket]))
         while not self.server.started:

@@ -164,6 +164,7 @@ class PredictionMemory:
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Remembered] = OrderedDict()
         self._gone: OrderedDict[str, str] = OrderedDict()  # request id -> "expired" | "evicted"
+        self.unknown_note = ""  # with --server_processes>1: why an id may be unknown to this process
         metrics.feedback_memory_entries.set_function(lambda: [((), float(len(self._entries)))])
         metrics.feedback_memory_bytes.set_function(lambda: [((), float(self.bytes))])
 
@@ -229,7 +230,7 @@ class PredictionMemory:
                 kept = (f"this server keeps predictions for {self.ttl_seconds:g} s (--feedback_ttl_seconds), "
                         f"at most {self.max_entries} (--feedback_max_entries) holding at most {self.max_bytes} "
                         "bytes (--feedback_max_bytes)")
-                why = {"unknown": "no prediction with this request id is remembered",
+                why = {"unknown": "no prediction with this request id is remembered" + self.unknown_note,
                        "expired": "the prediction was forgotten when its retention period ended",
                        "evicted": "the prediction was evicted to make room for newer ones"}[reason]
                 raise ServingError(Code.NOT_FOUND, f"Request id '{request_id}': {why}; {kept}")
@@ -251,7 +252,7 @@ class PredictionMemory:
             if entry is None:
                 reason = self._gone.get(request_id, "unknown")
                 return self._unmatched(request_id, row, reason, {
-                    "unknown": "no prediction with this request id is remembered",
+                    "unknown": "no prediction with this request id is remembered" + self.unknown_note,
                     "expired": f"the prediction was forgotten after {self.ttl_seconds:g} s (--feedback_ttl_seconds)",
                     "evicted": f"the prediction was evicted to keep at most {self.max_entries} "
                                f"(--feedback_max_entries) holding at most {self.max_bytes} bytes "

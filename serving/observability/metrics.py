@@ -311,6 +311,15 @@ class Registry:
         self.threads.set_function(os_threads)
         self._feature_histograms: dict[tuple[str, str, str], Histogram] = {}
         self._drift_sources: dict[tuple[str, str], object] = {}
+        self.shared: Any = None  # SharedMetrics of a --server_processes worker: scrapes show every worker
+
+    def share(self, directory: str, pid: int | None = None) -> Any:
+        """Copy this process's samples to ``directory`` and answer scrapes with every worker's sum there
+        (``serving.observability.multiprocess``); call ``start()`` on the result."""
+        from serving.observability.multiprocess import SharedMetrics
+
+        self.shared = SharedMetrics(self._registry.collect, directory, pid)
+        return self.shared
 
     def _add(self, family):  # type: ignore[no-untyped-def]
         self._families.append(family)
@@ -354,5 +363,7 @@ class Registry:
             yield family.collect()
 
     def render(self) -> bytes:
-        """The text exposition format, written by prometheus_client."""
+        """The text exposition format, written by prometheus_client; every worker's sum when shared."""
+        if self.shared is not None:
+            return self.shared.render()
         return generate_latest(self._registry)

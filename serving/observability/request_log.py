@@ -7,7 +7,9 @@ Off unless a model's config has a ``logging_config``. Requests carry personal da
 whole request and response, values included (serving/README.md, "Request logging").
 
 Files are ``<filename_prefix>.<UTC start>.<pid>.<n>.tfrecord``; one is closed once it holds
-``max_file_bytes`` and a new one begun, and only the newest ``max_files`` of a prefix are kept. Records
+``max_file_bytes`` and a new one begun, and only the newest ``max_files`` of a prefix are kept. Worker
+``i`` of ``--server_processes`` writes ``<filename_prefix>.w<i>.<UTC start>.<pid>.<n>.tfrecord`` and
+keeps the newest ``max_files`` of its own, never deleting a file another worker is writing. Records
 are built and written on one writer thread; when it falls behind (``QUEUE_RECORDS`` waiting), a sampled
 request is dropped instead of slowing the request path, and counted
 (``:tensorflow:serving:request_log_count{status_code="RESOURCE_EXHAUSTED"}``; written ones ``OK``).
@@ -74,8 +76,9 @@ class LogSettings:
 class _RotatingFile:
     """TFRecord files of one prefix, bounded in size and number."""
 
-    def __init__(self, prefix: str, max_file_bytes: int, max_files: int) -> None:
+    def __init__(self, prefix: str, max_file_bytes: int, max_files: int, worker: str = "") -> None:
         self.prefix, self.max_file_bytes, self.max_files = prefix, max_file_bytes, max_files
+        self.stem = f"{prefix}.{worker}" if worker else prefix  # what this process's file names begin with
         Path(prefix).parent.mkdir(mode=0o750, parents=True, exist_ok=True)
         self._writer: Any = None  # tf.io.TFRecordWriter of the file being filled
         self._bytes = 0
@@ -90,7 +93,7 @@ class _RotatingFile:
             self.close()
         if self._writer is None:
             self._sequence += 1
-            path = f"{self.prefix}.{self._started}.{os.getpid()}.{self._sequence:06d}.tfrecord"
+            path = f"{self.stem}.{self._started}.{os.getpid()}.{self._sequence:06d}.tfrecord"
             self._writer = tf.io.TFRecordWriter(path)
             os.chmod(path, 0o640)  # requests hold personal data: owner and group only
             self._bytes = 0
@@ -99,7 +102,7 @@ class _RotatingFile:
         self._bytes += size
 
     def _prune(self) -> None:
-        folder, stem = Path(self.prefix).parent, Path(self.prefix).name
+        folder, stem = Path(self.stem).parent, Path(self.stem).name
         files = sorted(folder.glob(f"{stem}.*.tfrecord"))  # names sort by start time, then number
         for old in files[: max(len(files) - self.max_files, 0)]:
             old.unlink(missing_ok=True)
@@ -118,8 +121,10 @@ class RequestLog:
     """Every model's request log; ``submit`` is called on the request path after a successful call."""
 
     def __init__(self, metrics: Registry, *, max_file_bytes: int = 64 * 1024 * 1024, max_files: int = 10,
-                 saved_model_tags: Iterable[str] = ("serve",)) -> None:
+                 saved_model_tags: Iterable[str] = ("serve",), worker: str = "") -> None:
+        """``worker``: ``w<i>`` in a worker of --server_processes (its own files), else empty."""
         self.metrics = metrics
+        self.worker = worker
         self.max_file_bytes, self.max_files = max_file_bytes, max_files
         self.tags = list(saved_model_tags)
         self.settings: dict[str, LogSettings] = {}
@@ -199,7 +204,7 @@ class RequestLog:
             file = self._files.get(settings.filename_prefix)
             if file is None:
                 file = self._files[settings.filename_prefix] = _RotatingFile(
-                    settings.filename_prefix, self.max_file_bytes, self.max_files)
+                    settings.filename_prefix, self.max_file_bytes, self.max_files, self.worker)
             file.write(record.SerializeToString())
         except Exception as exc:  # noqa: BLE001 - a full disk or a bad record must not stop the writer
             self.metrics.request_log_count.inc((settings.model, "INTERNAL"))

@@ -191,3 +191,20 @@ def test_files_rotate_at_their_size_and_only_the_newest_are_kept(model_store: Pa
     ids = [record.log_metadata.request_origin for record in read_logs(prefix)]
     assert ids and ids == [f"r{n}" for n in range(8 - len(ids), 8)]  # the newest, in order; the oldest files deleted
     assert len(ids) < 8
+
+
+def test_a_worker_rotates_only_its_own_files(tmp_path: Path) -> None:
+    """Workers of --server_processes share a prefix: each keeps its newest files and never removes another's."""
+    from serving.observability.request_log import _RotatingFile
+
+    prefix = str(tmp_path / MODEL)
+    other = _RotatingFile(prefix, max_file_bytes=100, max_files=1, worker="w1")
+    other.write(b"x" * 50)
+    other.flush()
+    mine = _RotatingFile(prefix, max_file_bytes=100, max_files=1, worker="w0")
+    for _ in range(3):  # a new file each time: the earlier ones of w0 are removed
+        mine.write(b"y" * 90)
+    mine.close()
+    other.close()
+    names = sorted(path.name.split(".")[1] for path in tmp_path.glob(f"{MODEL}.*.tfrecord"))
+    assert names == ["w0", "w1"]
