@@ -121,3 +121,33 @@ def test_a_folder_that_is_not_a_saved_model_is_refused(tmp_path: Path) -> None:
     (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
     result = validate_model(broken, rows(2), ValidationSettings(latency_budget_ms=5000, startup_timeout_s=60))
     assert not result.blessed and "the model server could not serve the model" in result.reasons[0]
+
+
+def test_the_validation_server_does_not_outlive_a_killed_run(tmp_path: Path) -> None:
+    """A run SIGKILLed while it validates (a test's timeout, an operator) takes its model server with it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    model = export_model(tmp_path / "model", [0.5, -1.5])
+    script = ("import sys, time\n"
+              "from components.model_validator.checks import model_server\n"
+              f"with model_server({str(model)!r}, startup_timeout_s=120) as server:\n"
+              "    print(server.pid, flush=True)\n"
+              "    time.sleep(600)\n")
+    run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                           cwd=Path(__file__).resolve().parents[2])
+    try:
+        server_pid = int(run.stdout.readline())
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{server_pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        state = Path(f"/proc/{server_pid}/stat").read_text().split()[2] if Path(f"/proc/{server_pid}").exists() else ""
+        assert state in ("", "Z"), f"validation server {server_pid} still running (state {state}) after its run died"
+    finally:
+        if run.poll() is None:
+            run.kill()
