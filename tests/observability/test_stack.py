@@ -37,6 +37,27 @@ def test_stop_leaves_a_process_that_reused_the_pid(tmp_path: Path) -> None:
             process.wait()
 
 
+def test_the_recorded_command_line_is_the_one_the_kernel_shows_after_exec(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read just after Popen, /proc/<pid>/cmdline can still be empty (the exec has not set up argv yet):
+    a script is then recorded as its interpreter's command line once it appears, so `down` stops it."""
+    script = tmp_path / "sleeper"
+    script.write_text("#!/bin/sh\nsleep 60\n")
+    script.chmod(0o755)
+    reads = iter([[]])
+    monkeypatch.setattr("observability.stack._cmdline", lambda pid: next(reads, None) or _cmdline(pid))
+    process, _log = start_process("sleeper", [str(script)], tmp_path)
+    try:
+        record = json.loads((tmp_path / "pids" / "sleeper.pid").read_text())
+        assert record["cmdline"] == ["/bin/sh", str(script)]
+        monkeypatch.undo()
+        assert stop_processes(tmp_path) == ["sleeper"]
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
 def test_stack_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
