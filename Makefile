@@ -28,7 +28,7 @@ help:
 	@echo "make demo-fraud      simulate card transactions and run the fraud pipeline (privacy at ingestion)"
 	@echo "make mlflow-ui       open the local MLflow store of CONFIG's runs on http://127.0.0.1:5000 (MLFLOW_UI_PORT)"
 	@echo "make tensorboard     serve the Trainer's TensorBoard logs on http://127.0.0.1:6006"
-	@echo "make serve-demo      serve the demo's pushed model on 127.0.0.1 (REST :8501, gRPC :8500)"
+	@echo "make serve-demo      serve the demo's pushed model on 127.0.0.1 (REST :8501, gRPC :8500; REST_PORT, GRPC_PORT)"
 	@echo "make stack           serve CONFIG's newest version, Prometheus, Alertmanager, MLflow on 127.0.0.1 (prints URLs)"
 	@echo "make console         the review console against the running stack (creates sign-in tokens in secrets/)"
 	@echo "make stack-down      stop exactly what make stack started"
@@ -143,15 +143,20 @@ mlflow-ui: install
 	echo "MLflow UI for $$store on http://127.0.0.1:$(MLFLOW_UI_PORT)" && \
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri $$store --host 127.0.0.1 --port $(MLFLOW_UI_PORT) --workers 1
 
+# The model server's ports in `make serve-demo` and `make stack` (e.g. REST_PORT=9501 make serve-demo);
+# STACK_ARGS moves the stack's others (--prometheus-port=, --alertmanager-port=, --mlflow-port=).
+REST_PORT ?= 8501
+GRPC_PORT ?= 8500
 serve-demo: install
-	$(ESTEIRA) serve --port=8500 --rest_api_port=8501 --host=127.0.0.1 \
+	$(ESTEIRA) serve --port=$(GRPC_PORT) --rest_api_port=$(REST_PORT) --host=127.0.0.1 \
 	  --model_name=breast_cancer --model_base_path=$(CURDIR)/outputs/breast_cancer/serving \
 	  --monitoring_config_file=configs/serving/monitoring.config
 
 # Needs Debian's prometheus and prometheus-alertmanager. State, logs and pid files in outputs/stack.
 # Serves CONFIG's newest published version and opens its MLflow store; STACK_ARGS=--demo: the demo model.
 stack: install
-	$(ESTEIRA) stack up --config $(CONFIG) --state-dir outputs/stack $(STACK_ARGS)
+	$(ESTEIRA) stack up --config $(CONFIG) --state-dir outputs/stack --rest-port=$(REST_PORT) --grpc-port=$(GRPC_PORT) \
+	  $(STACK_ARGS)
 
 stack-down:
 	$(ESTEIRA) stack down --state-dir outputs/stack
@@ -162,8 +167,9 @@ CONSOLE_PORT ?= 8088
 console: install
 	$(ESTEIRA) console --config $(CONFIG) --stack outputs/stack --tokens_dir secrets --port $(CONSOLE_PORT)
 
+# The running stack's Prometheus (its address from outputs/stack/stack.json, whatever ports it took).
 dashboard: install
-	$(ESTEIRA) dashboard --prometheus http://127.0.0.1:9090 --out outputs/dashboard --range 1h
+	$(ESTEIRA) dashboard --stack outputs/stack --out outputs/dashboard --range 1h
 
 # Images (Podman; .ci/run installs podman, mmdebstrap and podman-compose). State in build/podman.
 PODMAN_ENV := CONTAINERS_CONF=$(CURDIR)/build/podman/containers.conf

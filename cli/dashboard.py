@@ -15,7 +15,10 @@ def dashboard_main(argv: list[str]) -> int:
         prog="esteira dashboard",
         description="Render every panel of the model-server dashboard from Prometheus into DIR/index.html "
                     "(charts drawn by a bundled uPlot; the page opens offline).")
-    parser.add_argument("--prometheus", required=True, help="Prometheus base URL, e.g. http://127.0.0.1:9090")
+    parser.add_argument("--prometheus", help="Prometheus base URL, e.g. http://127.0.0.1:9090")
+    parser.add_argument("--stack", type=Path,
+                        help="a running `make stack` state folder (outputs/stack): its Prometheus, whatever its port, "
+                             "is the default of --prometheus")
     parser.add_argument("--out", required=True, type=Path, help="directory for index.html")
     parser.add_argument("--range", default="1h", help="time range ending now (or at --end): 30s, 15m, 1h, 2d")
     parser.add_argument("--end", type=float, default=None, help="end of the range, unix seconds (default: now)")
@@ -30,9 +33,20 @@ def dashboard_main(argv: list[str]) -> int:
         parser.error(f"--range: {exc}")
     if args.max_features < 1:
         parser.error("--max-features must be at least 1")
+    prometheus = args.prometheus
+    if prometheus is None:
+        if args.stack is None:
+            parser.error("pass --prometheus URL, or --stack outputs/stack for a running `make stack`")
+        from observability.stack import StackError, read_state
+
+        try:
+            prometheus = str(read_state(args.stack)["prometheus_url"])
+        except StackError as exc:
+            print(f"esteira dashboard: {exc}", file=sys.stderr)
+            return 1
     started = time.monotonic()
     try:
-        target, rows = render_page(args.prometheus, args.out, range_seconds=seconds, end=args.end, model=args.model,
+        target, rows = render_page(prometheus, args.out, range_seconds=seconds, end=args.end, model=args.model,
                               version=args.version, max_repeat=args.max_features)
     except PrometheusError as exc:
         print(f"esteira dashboard: {exc}", file=sys.stderr)

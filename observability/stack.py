@@ -47,7 +47,10 @@ def free_port() -> int:
 
 
 def _port_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` now. SO_REUSEADDR as the servers bind: connections a
+    just-stopped server closed (TIME_WAIT, up to a minute) do not hold the port, a listener does."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -174,10 +177,19 @@ def start_process(name: str, argv: list[str], state_dir: Path) -> tuple[subproce
     with open(log, "wb") as sink:
         process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    cwd=ROOT, start_new_session=True)
-    # Popen returns after exec, so /proc holds the final command line (a script's shows its interpreter)
-    cmdline = _cmdline(process.pid) or argv
+    cmdline = _exec_cmdline(process.pid) or argv
     (_pid_dir(state_dir) / f"{name}.pid").write_text(json.dumps({"pid": process.pid, "cmdline": cmdline}))
     return process, log
+
+
+def _exec_cmdline(pid: int, timeout: float = 5.0) -> list[str]:
+    """The command line of a process Popen just started (a script's shows its interpreter). Popen returns when
+    the exec has closed the close-on-exec pipe, which is a moment before the kernel sets up the new argv; read
+    then, /proc/<pid>/cmdline is empty, and a recorded ``argv`` would never match, so ``down`` left it running."""
+    deadline = time.monotonic() + timeout
+    while not (cmdline := _cmdline(pid)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return cmdline
 
 
 def _cmdline(pid: int) -> list[str]:

@@ -94,6 +94,23 @@ def test_cli_names_an_unreachable_prometheus(tmp_path: Path, capsys: pytest.Capt
     assert not (tmp_path / "index.html").exists()
 
 
+def test_cli_takes_prometheus_from_a_running_stack_or_says_to_start_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`make dashboard` passes --stack outputs/stack: the stack's Prometheus, on whatever port it took."""
+    from observability.stack import StackConfig, free_port, write_state
+
+    state = tmp_path / "stack"
+    assert dashboard_main(["--stack", str(state), "--out", str(tmp_path / "out")]) == 1
+    assert "start it with `make stack`" in capsys.readouterr().err
+    (state / "pids").mkdir(parents=True)
+    (state / "pids" / "prometheus.pid").write_text("{}")  # what `up` leaves while the stack runs
+    port = free_port()
+    write_state(StackConfig(state, prometheus_port=port), mlflow_url=None)
+    assert dashboard_main(["--stack", str(state), "--out", str(tmp_path / "out")]) == 1
+    assert f"127.0.0.1:{port}" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "index.html").exists()
+
+
 def test_cli_rejects_a_bad_range(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         dashboard_main(["--prometheus", "http://x", "--out", str(tmp_path), "--range", "an hour"])
