@@ -155,6 +155,12 @@ class AuditLog:
         self.close()
 
 
+def writer_path(path: str | os.PathLike[str], writer: int) -> str:
+    """The chain writer ``writer`` of a log shared by several server processes appends to (one writer per
+    chain; :func:`log_set` reads them all back)."""
+    return f"{os.fspath(path)}.w{writer}"
+
+
 def log_set(path: str | os.PathLike[str]) -> list[Path]:
     """The files one declared log is made of: ``path`` itself when it exists, and the per-writer chains
     ``<path>.w0``, ``<path>.w1``, ... that several server processes write (one writer per chain); just

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from privacy.audit import writer_path
 from serving.api.asgi import Limits
 from serving.api.auth import Authenticator
 from serving.api.grpc_server import GrpcBounds, create_grpc_server, listen
@@ -117,8 +118,8 @@ class ModelServer:
             )
             manager.start()
             backend = LocalBackend(manager, batching=batching, threads=flags.inference_threads or None)
-        audit_path = flags.audit_log_file if self.worker is None else worker_audit_path(flags.audit_log_file,
-                                                                                          self.worker)
+        audit_path = (flags.audit_log_file if self.worker is None
+                      else writer_path(flags.audit_log_file, self.worker))
         audit = (AuditSink(audit_path, required=flags.audit_required, metrics=self.metrics)
                  if flags.audit_log_file else None)
         timeout = flags.rest_api_timeout_in_ms / 1000 if flags.rest_api_timeout_in_ms > 0 else None
@@ -232,12 +233,6 @@ class ModelServer:
         if self.metrics.shared is not None:
             self.metrics.shared.stop()  # the last calls answered count in the sum
             self.metrics.shared = None
-
-
-def worker_audit_path(path: str, worker: int) -> str:
-    """One hash chain per writer: worker ``i`` of --server_processes appends to ``<path>.w<i>``
-    (``privacy.audit.log_set`` reads the set back)."""
-    return f"{path}.w{worker}"
 
 
 def _read(path: str) -> str:

@@ -19,7 +19,6 @@ import os
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,17 +46,16 @@ LIMITS = ("each worker keeps its own prediction memory: feedback (/v1/models/<na
 def check_ports_free(flags: ServerFlags) -> None:
     """Every port the workers will share, bound once without SO_REUSEPORT: a port another server holds
     (even one that shares it with SO_REUSEPORT) is refused here, before a worker joins it."""
+    from serving.api.http_server import bound_socket
+
     for name, port in (("--port", flags.port), ("--rest_api_port", flags.rest_api_port)):
         if not port:
             continue
-        family = socket.AF_INET6 if ":" in flags.host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((flags.host.strip("[]"), port))
-            except OSError as exc:
-                raise OSError(f"cannot bind {name}={port} on {flags.host} ({exc.strerror}); is another server "
-                              "running on it? Stop it or pick another port") from None
+        try:
+            bound_socket(flags.host, port).close()
+        except OSError as exc:
+            raise OSError(f"cannot bind {name}={port} on {flags.host} ({exc.strerror}); is another server "
+                          "running on it? Stop it or pick another port") from None
 
 
 def metrics_directory() -> tuple[str, bool]:

@@ -170,10 +170,10 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-def listening_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
-    """Bound here, not by uvicorn, so a taken port is an ``OSError`` the caller sees (uvicorn would exit)
-    and port 0 tells which port it got. ``reuse_port``: SO_REUSEPORT, so the workers of
-    ``--server_processes`` listen on one port and the kernel spreads new connections over them."""
+def bound_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound as the servers bind (SO_REUSEADDR; ``reuse_port``: SO_REUSEPORT, so the workers of
+    ``--server_processes`` listen on one port and the kernel spreads new connections over them); the
+    bind's own ``OSError`` otherwise, the socket closed."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -181,8 +181,18 @@ def listening_socket(host: str, port: int, reuse_port: bool = False) -> socket.s
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host.strip("[]"), port))
-    except OSError as exc:
+    except OSError:
         sock.close()
+        raise
+    return sock
+
+
+def listening_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """Bound here, not by uvicorn, so a taken port is an ``OSError`` the caller sees (uvicorn would exit)
+    and port 0 tells which port it got."""
+    try:
+        sock = bound_socket(host, port, reuse_port)
+    except OSError as exc:
         raise OSError(f"cannot bind REST port {host}:{port} ({exc.strerror}); "
                       "is another server running on it?") from None
     sock.setblocking(False)
