@@ -97,7 +97,10 @@ def main() -> None:
         run(sys.executable, str(ROOT / "scripts" / "elf_compat.py"), "--patchelf", patchelf,
             *(str(site / ext) for ext in EXTENSIONS))
     uv("install", "--no-deps", "--require-hashes", "-r", str(NO_DEPS))
-    uv("install", "--no-deps", "--no-build-isolation", "-e", str(ROOT))
+    # Bytecode for the whole site-packages, once: where PYTHONDONTWRITEBYTECODE is set (CI sandboxes,
+    # containers) Python never caches it, and every process then compiles TensorFlow's and TFX's sources
+    # again (~25 CPU-seconds each). A cached `esteira run` measured 87 s without, 32 s with.
+    uv("install", "--no-deps", "--no-build-isolation", "--compile-bytecode", "-e", str(ROOT))
     verify()
 
 
