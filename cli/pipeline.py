@@ -64,6 +64,7 @@ def compile_main(argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pipeline.beam_engines import check_artifact_root
     from pipeline.config import check_data_columns
 
     config = config_from(args)
@@ -73,6 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     stray = [f"--{name.replace('_', '-')}" for name in KUBEFLOW_OPTIONS if getattr(args, name)]
     if stray:
         raise ConfigError(f"{', '.join(stray)} only apply to --runner kubeflow; add it or leave them out")
+    check_artifact_root(config.runner.engine, str(config.pipeline.root), in_process=True)
     check_data_columns(config)
     from pipeline.run_log import name_after_run, output_to, started_log
 
@@ -112,10 +114,13 @@ KUBEFLOW_OPTIONS = ("host", "no_wait", "existing_token", "cookies", "sa_token", 
 
 def _run_kubeflow(args: argparse.Namespace, config: UseCaseConfig) -> int:
     """Submit to Kubeflow Pipelines; the data lives where the cluster reads it, so nothing is read here."""
+    from pipeline.beam_engines import check_artifact_root
 
     if args.to:
         raise ConfigError("--to runs part of the pipeline in this process; Kubeflow runs the whole pipeline "
                           "(leave out --to, or use --runner local)")
+    check_artifact_root(config.runner.engine, args.pipeline_root or config.pipeline.remote_root
+                        or str(config.pipeline.root), in_process=False)
     host = args.host or os.environ.get("KF_PIPELINES_ENDPOINT")
     if not host:
         raise ConfigError("--runner kubeflow needs --host, the KFP API endpoint (e.g. http://localhost:8080 "

@@ -11,15 +11,17 @@ whole install for each Beam component (tfx.utils.dependency_utils). Pure pydanti
 """
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from errors import EsteiraError
+from errors import ConfigError, EsteiraError
 
 EngineName = Literal["direct", "flink", "spark", "dataflow"]
 
 _ENDPOINT = r"^[A-Za-z0-9.\-_\[\]:]+:[0-9]{1,5}$"
+OBJECT_STORE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # gs://, s3://, minio://, hdfs://
 
 
 class EngineError(EsteiraError, ValueError):
@@ -105,6 +107,20 @@ class DataflowEngine(_Engine):
                     "subnetwork": self.subnetwork}
         args += [f"--{name}={value}" for name, value in optional.items() if value is not None]
         return args
+
+
+def check_artifact_root(engine: EngineName, root: str, *, in_process: bool) -> None:
+    """Refuse, before any TFX work, an artifact root the engine's workers cannot write: Dataflow's workers
+    are Cloud machines, so the Beam components' outputs (TFX writes them under the root) must be on Cloud
+    Storage; Flink and Spark workers write a volume mounted at the same path, or an object store."""
+    if engine != "dataflow" or root.startswith("gs://"):
+        return
+    if in_process:
+        raise ConfigError(f"runner.engine: dataflow writes the Beam components' artifacts from Cloud workers, which "
+                          f"cannot reach pipeline.root {root}; submit with --runner kubeflow and "
+                          "pipeline.remote_root (or --pipeline-root) gs://<bucket>/<folder>, or use engine direct")
+    raise ConfigError(f"runner.engine: dataflow needs the artifacts on Cloud Storage, not {root!r}; set "
+                      "pipeline.remote_root or --pipeline-root to gs://<bucket>/<folder>")
 
 
 def _flag(arg: str) -> tuple[str, str | None]:

@@ -38,7 +38,15 @@ from models.common.settings import (
     settings_schema,
 )
 from optimization.settings import OptimizationSettings
-from pipeline.beam_engines import DataflowEngine, EngineError, EngineName, FlinkEngine, SparkEngine, merge_args
+from pipeline.beam_engines import (
+    OBJECT_STORE_URI,
+    DataflowEngine,
+    EngineError,
+    EngineName,
+    FlinkEngine,
+    SparkEngine,
+    merge_args,
+)
 from privacy.errors import PrivacyError
 from privacy.policy import DropColumn, PrivacyPolicy, PseudonymizeColumn
 
@@ -455,9 +463,30 @@ class PipelineSection(_Section):
     # Kubeflow Pipelines' rule, enforced here so a local run never picks a name KFP later rejects.
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,127}$",
                       description="lower-case letters, digits and '-', e.g. breast-cancer")
-    root: Path = Field(description="folder for pipeline artifacts")
+    root: Path = Field(description="folder for pipeline artifacts (this machine's or a mounted volume)")
+    remote_root: str | None = Field(
+        default=None, description="object-store URI (gs://, s3://, minio://) a Kubeflow run keeps its artifacts "
+                                  "under; --pipeline-root overrides it, in-process runs use root")
     metadata_path: Path = Field(description="sqlite MLMD database file")
     enable_cache: bool = True
+
+    @field_validator("root", mode="before")
+    @classmethod
+    def _root_is_a_folder(cls, value: Any) -> Any:
+        """pathlib would silently fold gs://bank/x into the folder gs:/bank/x."""
+        if isinstance(value, str) and OBJECT_STORE_URI.match(value):
+            raise ValueError(f"{value!r} is an object-store URI, but root is the folder an in-process run writes "
+                             "(its run log, reports and MLflow store go beside it); keep root a folder and set "
+                             f"pipeline.remote_root: {value} for Kubeflow runs (or pass --pipeline-root)")
+        return value
+
+    @field_validator("remote_root")
+    @classmethod
+    def _remote_root_is_a_uri(cls, value: str | None) -> str | None:
+        if value is not None and not OBJECT_STORE_URI.match(value):
+            raise ValueError(f"{value!r} has no scheme; name the object store, e.g. gs://bank-ml/esteira "
+                             "(a folder goes in pipeline.root)")
+        return value
 
 
 class UseCaseConfig(_Section):

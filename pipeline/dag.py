@@ -227,9 +227,11 @@ def make_model_optimizer(config: UseCaseConfig, trainer: BaseComponent, example_
         prediction_key=PREDICTION_KEY).with_id("ModelOptimizer")
 
 
-def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None = None) -> tfx.dsl.Pipeline:
+def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None = None,
+                    pipeline_root: str | None = None) -> tfx.dsl.Pipeline:
     """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer → Evaluator
-    → ModelValidator → ModelOptimizer (with an optimization section) → Pusher → GovernanceReport → MlflowLogger."""
+    → ModelValidator → ModelOptimizer (with an optimization section) → Pusher → GovernanceReport → MlflowLogger.
+    ``pipeline_root``: where artifacts go when not pipeline.root (a Kubeflow run's object store)."""
     module = config.model.module
     custom_config = trainer_custom_config(config)
 
@@ -290,7 +292,7 @@ def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None 
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline.name,
-        pipeline_root=str(config.pipeline.root),
+        pipeline_root=pipeline_root or str(config.pipeline.root),
         components=[example_gen, statistics_gen, schema_gen, *previous_span, example_validator, transform,
                     trainer, baseline_resolver, evaluator, model_validator, *filter(None, [optimizer]), pusher,
                     governance_report, mlflow_logger],

@@ -67,6 +67,7 @@ def compile_kubeflow(config: UseCaseConfig, output: Path, image: str | None = No
     output.parent.mkdir(parents=True, exist_ok=True)
     runner_config = kfp_v2.KubeflowV2DagRunnerConfig(
         default_image=image or config.runner.kubeflow_image, display_name=config.pipeline.name)
+    pipeline = create_pipeline(config, pipeline_root=config.pipeline.remote_root)
     kfp_v2.KubeflowV2DagRunner(config=runner_config, output_dir=str(output.parent),
-                               output_filename=output.name).run(create_pipeline(config))
+                               output_filename=output.name).run(pipeline)
     return output

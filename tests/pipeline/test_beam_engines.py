@@ -18,6 +18,7 @@ from apache_beam.options.pipeline_options import (
 from apache_beam.transforms.environments import Environment, ExternalEnvironment
 from tfx.utils.dependency_utils import make_beam_dependency_flags
 
+from pipeline.beam_engines import check_artifact_root
 from pipeline.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -123,3 +124,21 @@ def test_dataflow_folders_must_be_cloud_storage(tmp_path: Path) -> None:
 def test_an_unknown_engine_is_refused_with_the_near_one(tmp_path: Path) -> None:
     message = error_of(tmp_path, {"engine": "flnk"})
     assert "runner.engine" in message and "did you mean 'flink'?" in message
+
+
+def test_dataflow_artifacts_must_be_on_cloud_storage_and_other_engines_take_a_mounted_folder() -> None:
+    check_artifact_root("dataflow", "gs://bank-ml/esteira", in_process=False)
+    check_artifact_root("flink", "/pipeline/fraud/pipeline", in_process=True)  # the claim k8s/flink mounts
+    with pytest.raises(ConfigError, match="--runner kubeflow"):
+        check_artifact_root("dataflow", "/pipeline/fraud/pipeline", in_process=True)
+    with pytest.raises(ConfigError, match=r"pipeline.remote_root or --pipeline-root to gs://"):
+        check_artifact_root("dataflow", "minio://mlpipeline/esteira", in_process=False)
+
+
+def test_a_remote_root_names_its_object_store(tmp_path: Path) -> None:
+    data = yaml.safe_load(CONFIG.read_text())
+    data["pipeline"]["remote_root"] = "bank-ml/esteira"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"pipeline.remote_root.*no scheme.*gs://"):
+        load_config(path, base=tmp_path)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 # Runs the CLI as `esteira run` would, then reports which heavy stacks the process had imported by then.
@@ -54,3 +55,23 @@ def test_a_missing_config_file_names_the_nearest_one(tmp_path: Path) -> None:
     outcome, stderr = run_probe(Path("configs/breast_cancr.yaml"))
     assert outcome == {"code": 2, "loaded": []}
     assert "config file configs/breast_cancr.yaml not found; did you mean configs/breast_cancer.yaml?" in stderr
+
+
+def test_an_object_store_root_is_refused_with_the_key_that_takes_it(tmp_path: Path) -> None:
+    outcome, stderr = run_probe(edited(tmp_path, "breast_cancer.yaml", "  root: outputs/breast_cancer/pipeline",
+                                       "  root: gs://bank-ml/esteira/breast-cancer"))
+    assert outcome == {"code": 2, "loaded": []}, stderr
+    assert "pipeline.root" in stderr and "pipeline.remote_root: gs://bank-ml/esteira/breast-cancer" in stderr
+
+
+def test_dataflow_in_process_is_refused_before_any_tfx_work(tmp_path: Path) -> None:
+    """Dataflow's workers could not write the local pipeline.root the run would hand them."""
+    data = yaml.safe_load((REPO / "configs" / "breast_cancer.yaml").read_text())
+    data["runner"] = {"engine": "dataflow", "dataflow": {
+        "project": "bank-ml", "region": "southamerica-east1", "temp_location": "gs://bank-ml/tmp",
+        "sdk_container_image": "registry.example/esteira-pipeline:1.4"}}
+    config = tmp_path / "breast_cancer.yaml"
+    config.write_text(yaml.safe_dump(data))
+    outcome, stderr = run_probe(config)
+    assert outcome == {"code": 2, "loaded": []}, stderr
+    assert "runner.engine: dataflow" in stderr and "--runner kubeflow" in stderr and "remote_root" in stderr

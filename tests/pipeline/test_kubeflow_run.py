@@ -117,7 +117,7 @@ def no_wait_submission(tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
         with redirect_stdout(out):
             code = main(["run", "--config", str(CONFIG), "--runner", "kubeflow", "--host", host, "--no-wait",
                          "--existing-token", "tok-123", "--image", "registry.example/esteira-pipeline:1.4",
-                         "--pipeline-root", "minio://mlpipeline/esteira"])
+                         "--set", "pipeline.remote_root=minio://mlpipeline/esteira"])
     package = tmp_path_factory.mktemp("kfp") / "uploaded.yaml"
     uploads = [r for r in replay.requests if r.path == "/apis/v2beta1/pipelines/upload_version"]
     if uploads:
@@ -139,7 +139,7 @@ def test_no_wait_uploads_a_version_starts_the_run_and_prints_its_url(no_wait_sub
     assert run["pipeline_version_reference"] == {"pipeline_id": "6f1c2d2e-8a53-4c1e-9d43-0b6b1f3a2c10",
                                                  "pipeline_version_id": "d92a6e4b-7f3c-4b0d-a2e1-5f8a9b0c1d03"}
     assert run["experiment_id"] == "0d3c9a71-5b8e-4c62-a0f4-7e1d2c3b4a55"
-    assert run["runtime_config"]["pipeline_root"] == "minio://mlpipeline/esteira"
+    assert run["runtime_config"]["pipeline_root"] == "minio://mlpipeline/esteira"  # compiled from remote_root
     assert all(r.headers.get("authorization") == "Bearer tok-123" for r in replay.requests)
 
 
@@ -188,7 +188,9 @@ def test_a_failed_task_is_named_with_its_error(kfp_server, no_wait_submission, t
     host, load = kfp_server
     replay = load("trainer_fails.json")
     client = client_for(host, KubeflowAuth())
-    submission = submit(client, load_config(CONFIG, base=tmp_path), no_wait_submission["package"], {}, host=host)
+    submission = submit(client, load_config(CONFIG, base=tmp_path), no_wait_submission["package"],
+                        {"gcsOutputDirectory": "minio://mlpipeline/esteira"}, host=host,
+                        pipeline_root="gs://bank-ml/esteira")  # --pipeline-root over the compiled root
     with pytest.raises(KubeflowRunError) as error:
         follow(client, submission.run_id, io.StringIO(), poll_seconds=0,
                task_names=spec_task_names(no_wait_submission["package"]))
@@ -196,6 +198,8 @@ def test_a_failed_task_is_named_with_its_error(kfp_server, no_wait_submission, t
     assert "ended FAILED; failed task: Trainer (container exited with code 1 (OOMKilled))" in message
     assert "breast-cancer" not in message.split("failed task")[1]  # the root DAG is not named as a task
     assert replay.unexpected == [] and "authorization" not in replay.requests[0].headers
+    started = [r.json() for r in replay.requests if r.path == "/apis/v2beta1/runs" and r.method == "POST"]
+    assert [run["runtime_config"]["pipeline_root"] for run in started] == ["gs://bank-ml/esteira"]
 
 
 def test_kubeflow_without_a_host_is_a_usage_error(capsys, monkeypatch) -> None:
