@@ -13,7 +13,7 @@ from pathlib import Path
 SYSTEMS = (("asgi-ceiling", "REST"), ("flask", "REST"), ("kserve", "REST"), ("esteira", "REST"),
            ("grpc-ceiling", "gRPC"), ("esteira", "gRPC"))
 LABELS = {"asgi-ceiling": "bare ASGI ceiling", "grpc-ceiling": "bare gRPC servicer", "flask": "Flask",
-          "kserve": "KServe ModelServer", "esteira": "Esteira"}
+          "kserve": "KServe ModelServer", "esteira": "Esteira", "esteira-tls": "Esteira, TLS"}
 QUIET_LOAD = 1.5  # the p99 target is judged only below this 1-min load average
 PROCESSES = Path(__file__).resolve().parent / "processes.json"  # make bench-serving-processes
 
@@ -46,6 +46,23 @@ def processes_verdict(path: Path = PROCESSES) -> Verdict:
     return (target, f"{reached} (PROCESSES.md, {meta['date']}, load {meta['load_average_before']})",
             ", ".join(f"{api} 1 process {rates[(api, 1)]:.0f} req/s" for api in ratios),
             bool(ratios) and all(ratio > 1 for ratio in ratios.values()))
+
+
+def tls_verdict(results: list[dict]) -> Verdict:
+    """What server TLS costs at 1-row c=8: the TLS server's req/s against the plain-text one's, same rounds."""
+    target = "TLS costs at most 15 % of the plain-text req/s (1-row c=8)"
+    costs, plain = {}, {}
+    for api in ("REST", "gRPC"):
+        found = [r for r in results
+                 if (r["system"], r["api"], r["rows"], r["concurrency"]) == ("esteira-tls", api, 1, 8)]
+        if found:
+            plain[api] = _cell(results, "esteira", api, 1, 8)["req_per_s"]
+            costs[api] = 1 - _share(found[0]["req_per_s"], plain[api])
+    if not costs:
+        return target, "not measured in this run", "", None
+    return (target, ", ".join(f"{api} {100 * cost:.0f} %" for api, cost in costs.items()),
+            ", ".join(f"plain text {api} {rate:.0f} req/s" for api, rate in plain.items()),
+            all(cost <= 0.15 for cost in costs.values()))
 
 
 def verdicts(results: list[dict], swap: dict) -> list[Verdict]:
@@ -84,7 +101,7 @@ def verdicts(results: list[dict], swap: dict) -> list[Verdict]:
                     "under REST + gRPC load: " + ", ".join(f"v{k} {v:.3f} s" for k, v in sorted(loads.items())
                                                             if k != "1"),
                     idle is not None and idle <= 0.8))
-    out.append(("TLS costs at most 15 % of the plain-text req/s", "not measured: no TLS benchmark yet", "", None))
+    out.append(tls_verdict(results))
     out.append(processes_verdict())
     return out
 
@@ -163,7 +180,8 @@ def write_outputs(out: Path, results: list[dict], swap: dict, meta: dict) -> Non
              "Systems, all up for the whole measuring phase, one process each: the bare ASGI ceiling (asgi_ceiling.py: "
              "uvicorn with httptools and uvloop, orjson parses the body, predictions of the same shape, no model) and "
              "the bare gRPC servicer (grpc_ceiling.py: grpc.aio decodes the PredictRequest, a PredictResponse of the "
-             "same shape, no model); Esteira (`esteira serve`, "
+             "same shape, no model); a second Esteira with --ssl_config_file (self-signed P-256 certificate, server "
+             "TLS) in the 1-row c=8 cells; Esteira (`esteira serve`, "
              "REST + gRPC, --enable_batching with max_batch_size 256, timeout 0, 2 threads, log level WARNING); "
              "KServe's ModelServer "
              f"({', '.join(kserve['pins'])}, its own virtualenv, {installed}; a custom `kserve.Model` calling the same "
