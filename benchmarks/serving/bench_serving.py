@@ -1,12 +1,17 @@
-"""Serving benchmark: Esteira against KServe's ModelServer, a Flask baseline and the in-process signature call.
+"""Serving benchmark: Esteira against the engine's ceilings, KServe's ModelServer, Flask and the in-process call.
 
-One run, one model (the demo model: 30 float features, the size of the pipeline's), every server up for
-the whole run and measured in the same interleaved rounds, with the same load generators: wrk (C, closed
-loop) sends the same JSON bodies to every REST server; h2load (C, closed loop; grpc_load.py on grpc.aio
-where h2load is missing) drives Esteira's gRPC Predict. KServe runs from its own virtualenv
-(kserve_env.py) through a custom ``kserve.Model`` (kserve_server.py) calling the same signature.
+The ceilings are what no server on our engines can pass: a bare uvicorn ASGI app (asgi_ceiling.py) and a
+bare ``grpc.aio`` servicer (grpc_ceiling.py), both answering the same bodies with predictions of the same
+shape and no model. One run, one model (the demo model: 30 float features, the size of the pipeline's),
+every server up for the whole run and measured in the same interleaved rounds, with the same load
+generators: wrk (C, closed loop) sends the same JSON bodies to every REST server; h2load (C, closed loop;
+grpc_load.py on grpc.aio where h2load is missing) sends the same PredictRequest to both gRPC servers.
+KServe runs from its own virtualenv (kserve_env.py) through a custom ``kserve.Model`` (kserve_server.py)
+calling the same signature.
 Servers and load generators share this machine's cores; each side's CPU share is recorded.
-Then versions 2 and 3 are published under REST + gRPC load to count failed requests across swaps.
+A second Esteira with ``--ssl_config_file`` (a self-signed certificate, server TLS) answers the 1-row c=8
+cells beside it, for what TLS costs. Then versions 2 and 3 are published under REST + gRPC load to count
+failed requests across swaps.
 Writes results.csv, results.json, throughput.png and RESULTS.md (report.py) into --out.
 
     python benchmarks/serving/bench_serving.py [--seconds 4 --rounds 3]
@@ -63,9 +68,9 @@ def wait_ready(url: str, process: subprocess.Popen, body: str | None = None, tim
         if process.poll() is not None:
             raise RuntimeError(f"{' '.join(map(str, process.args[:3]))} exited with {process.returncode} "
                                f"before {url} answered")
-        try:
+        try:  # verify=False: the TLS server's certificate is the benchmark's own, self-signed
             answer = (httpx.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=5)
-                      if body is not None else httpx.get(url, timeout=1))
+                      if body is not None else httpx.get(url, timeout=1, verify=False))
             if answer.status_code == 200:
                 return
         except httpx.HTTPError:
@@ -86,6 +91,23 @@ def write_grpc_frame(path: Path, rows: int) -> Path:
 
     message = build(rows)
     path.write_bytes(b"\x00" + len(message).to_bytes(4, "big") + message)
+    return path
+
+
+def write_tls_config(work: Path) -> Path:
+    """A self-signed P-256 certificate for 127.0.0.1 (openssl) in TF Serving's SSLConfig text format:
+    server TLS without client certificates, what a TLS figure is usually quoted for."""
+    from google.protobuf import text_format
+
+    from serving.config import SSLConfigProto
+
+    key, cert = work / "tls.key", work / "tls.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    path = work / "ssl.config"
+    path.write_text(text_format.MessageToString(SSLConfigProto(server_key=key.read_text(),
+                                                               server_cert=cert.read_text())))
     return path
 
 
@@ -124,19 +146,22 @@ def run_wrk(url: str, body: str, concurrency: int, seconds: float) -> dict:
             "p50_ms": ms("50"), "p99_ms": ms("99"), "loadgen_cpu_s": cpu}
 
 
-def run_h2load_grpc(target: str, frame: Path, concurrency: int, seconds: float, metrics_url: str) -> dict:
+def run_h2load_grpc(target: str, frame: Path, concurrency: int, seconds: float, metrics_url: str | None,
+                    tls: bool = False) -> dict:
     """gRPC Predict load from h2load (C, closed loop, one stream per connection like wrk's connections).
 
     h2load sees HTTP status only; gRPC errors travel in trailers, so failures also count the server's own
-    non-OK Predict requests over the cell (nothing else sends Predict to it meanwhile)."""
+    non-OK Predict requests over the cell (nothing else sends Predict to it meanwhile); a server without
+    metrics (the bare servicer, ``metrics_url`` None) answers OK or not at all."""
     import numpy as np
 
     log = Path(tempfile.mkstemp(suffix=".log")[1])
-    errors_before = server_errors(metrics_url)
+    errors_before = server_errors(metrics_url) if metrics_url else 0
     before = children_cpu()
+    scheme = "https" if tls else "http"
     out = subprocess.run(["h2load", "-c", str(concurrency), "-m", "1", "-t", "1", "-D", str(max(int(seconds), 1)),
                           "-d", str(frame), "-H", "content-type: application/grpc", "-H", "te: trailers",
-                          "--log-file", str(log), f"http://{target}/tensorflow.serving.PredictionService/Predict"],
+                          "--log-file", str(log), f"{scheme}://{target}/tensorflow.serving.PredictionService/Predict"],
                          capture_output=True, text=True, check=True).stdout
     cpu = children_cpu() - before
     durations, bad_status = [], 0
@@ -150,9 +175,28 @@ def run_h2load_grpc(target: str, frame: Path, concurrency: int, seconds: float, 
     h2_failed = sum(int(x) for x in failed.groups()) if failed else 0
     lat = np.array(durations or [0.0])
     elapsed = float(re.search(r"finished in ([\d.]+)s", out).group(1)) if "finished in" in out else seconds
-    return {"requests": len(durations), "failures": bad_status + h2_failed + server_errors(metrics_url) - errors_before,
+    counted = server_errors(metrics_url) - errors_before if metrics_url else 0
+    return {"requests": len(durations), "failures": bad_status + h2_failed + counted,
             "seconds": elapsed, "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
             "loadgen_cpu_s": cpu}
+
+
+def wait_grpc_ready(target: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Until a gRPC server at ``target`` accepts a channel; one that exits first is an error naming it."""
+    import grpc
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{' '.join(map(str, process.args[:3]))} exited with {process.returncode} "
+                               f"before {target} accepted a channel")
+        with grpc.insecure_channel(target) as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=1)
+                return
+            except grpc.FutureTimeoutError:
+                pass
+    raise RuntimeError(f"{target} did not accept a gRPC channel within {timeout:.0f} s")
 
 
 def run_python_grpc(target: str, rows: int, concurrency: int, seconds: float) -> dict:
@@ -164,7 +208,7 @@ def run_python_grpc(target: str, rows: int, concurrency: int, seconds: float) ->
 def _requests_total(metrics_url: str) -> list[tuple[dict[str, str], int]]:
     import httpx
 
-    text = httpx.get(metrics_url, timeout=10).text
+    text = httpx.get(metrics_url, timeout=10, verify=False).text  # the TLS server's certificate is self-signed
     return [(dict(re.findall(r'(\w+)="([^"]*)"', m.group(1))), int(float(m.group(2))))
             for m in re.finditer(r'^esteira_requests_total\{([^}]*)\} ([\d.e+]+)$', text, re.M)]
 
@@ -392,21 +436,35 @@ def main() -> None:
         frames = {rows: write_grpc_frame(work / f"predict_{rows}.grpc", rows) for rows in ROW_COUNTS}
         # All servers stay up for the whole measuring phase, so every cell is measured in the same rounds.
         flask_port, kserve_port, rest_port, grpc_port = free_port(), free_port(), free_port(), free_port()
-        progress("starting Esteira, Flask and KServe", started_run)
+        asgi_port, bare_grpc_port, tls_rest_port, tls_grpc_port = free_port(), free_port(), free_port(), free_port()
+        progress("starting Esteira, the two ceilings, Flask and KServe", started_run)
         esteira_started = time.monotonic()
         esteira = start_esteira(work, base, grpc_port, rest_port)
         servers.append(esteira)
+        esteira_tls = start_esteira(work, base, tls_grpc_port, tls_rest_port,
+                                    extra=(f"--ssl_config_file={write_tls_config(work)}",))
+        servers.append(esteira_tls)
         flask = subprocess.Popen([PY, str(HERE / "flask_baseline.py"), str(base / "1"), str(flask_port)], env=ENV,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         servers.append(flask)
         kserve = start_kserve(kserve_python, base / "1", kserve_port)
         servers.append(kserve)
+        asgi = subprocess.Popen([PY, str(HERE / "asgi_ceiling.py"), str(asgi_port)], env=ENV,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        servers.append(asgi)
+        bare_grpc = subprocess.Popen([PY, str(HERE / "grpc_ceiling.py"), str(bare_grpc_port)], env=ENV,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        servers.append(bare_grpc)
         wait_ready(f"http://127.0.0.1:{rest_port}/readyz", esteira)
         esteira_ready_s = time.monotonic() - esteira_started  # while the other two start beside it
         progress(f"Esteira ready in {esteira_ready_s:.1f} s", started_run)
         status_url = f"http://127.0.0.1:{rest_port}/v1/models/demo"
         urls = {name: f"http://127.0.0.1:{port}/v1/models/demo:predict"
-                for name, port in (("esteira", rest_port), ("flask", flask_port), ("kserve", kserve_port))}
+                for name, port in (("esteira", rest_port), ("flask", flask_port), ("kserve", kserve_port),
+                                   ("asgi-ceiling", asgi_port))}
+        wait_ready(f"https://127.0.0.1:{tls_rest_port}/readyz", esteira_tls)
+        wait_ready(urls["asgi-ceiling"], asgi, bodies[1])
+        wait_grpc_ready(f"127.0.0.1:{bare_grpc_port}", bare_grpc)
         wait_ready(urls["flask"], flask, bodies[1])
         wait_ready(urls["kserve"], kserve, bodies[1])
         progress("all servers answer; measuring", started_run)
@@ -414,26 +472,38 @@ def main() -> None:
         target = f"127.0.0.1:{grpc_port}"
         loadgen = "h2load" if use_h2load else "grpc_load.py"
 
-        def grpc_cell(rows: int, c: int, seconds: float) -> dict:
+        def grpc_cell(rows: int, c: int, seconds: float, at: str = target, metrics: str | None = metrics_url) -> dict:
             if use_h2load:
-                return run_h2load_grpc(target, frames[rows], c, seconds, metrics_url)
-            return run_python_grpc(target, rows, c, seconds)
+                return run_h2load_grpc(at, frames[rows], c, seconds, metrics)
+            return run_python_grpc(at, rows, c, seconds)
 
         cells: list[Cell] = [(("in-process", "signature call", rows, 1, "none"),
                               lambda rows=rows: in_process(base / "1", rows, args.seconds), None)
                              for rows in ROW_COUNTS]
         for rows in ROW_COUNTS:
             for c in levels:
-                for name, server in (("flask", flask), ("kserve", kserve), ("esteira", esteira)):
+                for name, server in (("asgi-ceiling", asgi), ("flask", flask), ("kserve", kserve),
+                                     ("esteira", esteira)):
                     cells.append(((name, "REST", rows, c, "wrk"),
                                   lambda url=urls[name], rows=rows, c=c: run_wrk(url, bodies[rows], c, args.seconds),
                                   server))
+                cells.append((("grpc-ceiling", "gRPC", rows, c, loadgen),
+                              lambda rows=rows, c=c: grpc_cell(rows, c, args.seconds, f"127.0.0.1:{bare_grpc_port}",
+                                                               None), bare_grpc))
                 cells.append((("esteira", "gRPC", rows, c, loadgen),
                               lambda rows=rows, c=c: grpc_cell(rows, c, args.seconds), esteira))
+        tls_url = f"https://127.0.0.1:{tls_rest_port}/v1/models/demo:predict"
+        cells.append((("esteira-tls", "REST", 1, 8, "wrk"), lambda: run_wrk(tls_url, bodies[1], 8, args.seconds),
+                      esteira_tls))
+        if use_h2load:  # grpc_load.py speaks plain text only
+            tls_metrics = f"https://127.0.0.1:{tls_rest_port}/monitoring/prometheus/metrics"
+            cells.append((("esteira-tls", "gRPC", 1, 8, "h2load"),
+                          lambda: run_h2load_grpc(f"127.0.0.1:{tls_grpc_port}", frames[1], 8, args.seconds,
+                                                  tls_metrics, tls=True), esteira_tls))
         for key, runs in measure(cells, args.rounds).items():
             results.append(summarize(key, runs))
             print(json.dumps(results[-1]), flush=True)
-        for other in (flask, kserve):
+        for other in (flask, kserve, asgi, bare_grpc, esteira_tls):
             stop(other, 10)
         progress("publishing versions 2 and 3 under load", started_run)
         swap = swap_under_load(work, base, urls["esteira"], status_url, metrics_url, grpc_cell, bodies[1])

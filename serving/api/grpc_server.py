@@ -47,14 +47,18 @@ class CallTimeLimit(grpc.aio.ServerInterceptor):
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
+        self._bounded_handlers: dict[Any, Any] = {}  # one per method handler, built on its first call
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
         if handler is None or handler.request_streaming or handler.response_streaming:
             return handler
-        return grpc.stream_unary_rpc_method_handler(self._bounded(handler.unary_unary),
-                                                    request_deserializer=handler.request_deserializer,
-                                                    response_serializer=handler.response_serializer)
+        bounded = self._bounded_handlers.get(handler)
+        if bounded is None:
+            bounded = self._bounded_handlers[handler] = grpc.stream_unary_rpc_method_handler(
+                self._bounded(handler.unary_unary), request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        return bounded
 
     def _bounded(self, behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
                  ) -> Callable[..., Awaitable[Any]]:

@@ -51,6 +51,48 @@ class _Refused(EsteiraError):
     """Raised in a parser callback to stop httptools; uvicorn then calls ``send_400_response``."""
 
 
+class _OneWriteTransport:
+    """The connection's transport, with a response's head held until its body is written, so that both
+    leave in one system call and one TCP segment: uvicorn writes them apart, and the client then reads
+    twice. A held head goes out before anything else the transport does (close, the response's end);
+    ``100 Continue`` and bodies over 64 KiB are never joined (the client waits for the first; the second
+    would be copied)."""
+
+    __slots__ = ("_head", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            if len(data) <= 65536:
+                self._transport.write(head + data)
+                return
+            self._transport.write(head)
+        elif data[:9] == b"HTTP/1.1 " and data[9:10] != b"1":
+            self._head = data
+            return
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._head is not None:
+            head, self._head = self._head, None
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + len(self._head or b"")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class HeadLimitedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, its 400s in the server's JSON error format, plus the bounds it lacks:
     a request head must arrive within the read timeout (else 408), within ``max_header_bytes`` and
@@ -81,7 +123,7 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         self._refusal: tuple[int, str] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(_OneWriteTransport(transport))  # type: ignore[arg-type]
         if len(self.connections) > self.max_connections:
             self._refuse(503, too_many_connections_error(self.max_connections))
             return
@@ -133,6 +175,10 @@ class HeadLimitedProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_bytes:
                 self._refuse(431, headers_too_large_error(self.max_header_bytes))
+
+    def on_response_complete(self) -> None:
+        self.transport.flush()  # type: ignore[attr-defined]  # a HEAD answer writes no body
+        super().on_response_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._head_done()

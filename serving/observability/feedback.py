@@ -9,10 +9,10 @@ counted by reason in ``esteira_feedback_unmatched_total`` and reported back, nev
 """
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,12 +30,29 @@ DEFAULT_TTL_SECONDS = 86_400.0
 MAX_CLASSES = 64  # bound on the class label set of esteira_predictions_total and esteira_feedback_total
 MAX_FEEDBACK_ITEMS = 10_000
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_IDS_PER_READ = 256
+_UUID4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))  # the variant and version fields of a UUID
+_UUID4_SET = (0x8000 << 48) | (4 << 76)  # RFC 4122 variant, version 4
+_random_blocks: list[bytes] = []
+os.register_at_fork(after_in_child=_random_blocks.clear)  # a forked worker must not repeat its parent's ids
+
+
+def new_request_id() -> str:
+    """A random UUID4 in hex, as ``uuid.uuid4().hex``, from os.urandom 4 KiB at a time: one system call
+    per 256 requests instead of one each (it was the request path's largest item of our own in a profile)."""
+    try:
+        raw = _random_blocks.pop()  # atomic: two threads never take the same bytes
+    except IndexError:
+        block = os.urandom(16 * _IDS_PER_READ)
+        _random_blocks[:] = [block[i: i + 16] for i in range(16, len(block), 16)]
+        raw = block[:16]
+    return f"{int.from_bytes(raw) & _UUID4_CLEAR | _UUID4_SET:032x}"
 
 
 def request_id(given: str | None) -> str:
     """The client's id when it is usable as one, a new UUID when none was given."""
     if given is None or given == "":
-        return uuid.uuid4().hex
+        return new_request_id()
     if not REQUEST_ID_PATTERN.fullmatch(given):
         raise ServingError(
             Code.INVALID_ARGUMENT,

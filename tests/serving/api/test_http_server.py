@@ -19,7 +19,7 @@ import pytest
 from serving_helpers import LoopThread, closed_by_peer, post, read_response
 
 from serving.api.asgi import Limits, Request, Response
-from serving.api.http_server import RestServer
+from serving.api.http_server import RestServer, _OneWriteTransport
 from serving.protocol.json_codec import write_error
 
 LIMITS = Limits(max_body_bytes=1000, request_timeout=0.5, keepalive_timeout=1.5)
@@ -283,3 +283,36 @@ def test_mutated_requests_never_break_the_transport(server: Running) -> None:
         sock.sendall(post("/after", b"ok"))
         status, _, body, _ = read_response(sock, bytearray())
         assert status == 200 and json.loads(body)["target"] == "/after"
+
+
+class _Recorder:
+    """A transport that records each write, as the socket would see it."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def test_a_response_head_leaves_with_its_body_in_one_write() -> None:
+    raw = _Recorder()
+    transport = _OneWriteTransport(raw)  # type: ignore[arg-type]
+    transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the client waits for it: never held
+    transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    assert transport.get_write_buffer_size() > 0 and len(raw.writes) == 1
+    transport.write(b"{}")
+    transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")  # a HEAD answer: no body follows
+    transport.flush()  # at the response's end
+    transport.write(b"HTTP/1.1 503 Service Unavailable\r\n\r\n")
+    transport.close()  # a held head goes out before the close
+    assert raw.writes == [b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}",
+                          b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", b"HTTP/1.1 503 Service Unavailable\r\n\r\n"]
+    assert raw.closed

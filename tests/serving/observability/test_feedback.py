@@ -1,7 +1,9 @@
 """The prediction memory and the feedback join: bounded, TTL'd, each labelled row counted once."""
 from __future__ import annotations
 
+import os
 import tracemalloc
+import uuid
 
 import grpc
 import numpy as np
@@ -163,6 +165,21 @@ def test_request_id_taken_from_client_or_generated() -> None:
         with pytest.raises(ServingError, match="X-Request-Id") as info:
             request_id(bad)
         assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_generated_request_ids_are_distinct_uuid4s_across_refills_and_forks() -> None:
+    ids = [request_id(None) for _ in range(600)]  # more than one read of random bytes
+    assert len(set(ids)) == len(ids)
+    assert all(uuid.UUID(hex=i).version == 4 and uuid.UUID(hex=i).variant == uuid.RFC_4122 for i in ids)
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # a forked worker draws its own ids, not the rest of its parent's random bytes
+        os.write(writer, request_id(None).encode())
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    assert os.read(reader, 64).decode() != request_id(None)
+    os.close(reader)
 
 
 @pytest.mark.parametrize(("body", "needle"), [
