@@ -28,6 +28,8 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from components.anonymizing_example_gen.card_examples import TimeSplitExamples
+from components.anonymizing_example_gen.card_pass import keys_agree
 from components.anonymizing_example_gen.encoding import column_kinds, to_example
 from components.anonymizing_example_gen.ingest import (
     CONTEXT_ROWS,
@@ -160,6 +162,8 @@ class Executor(BaseExampleGenExecutor):
             return super().GenerateExamplesByBeam(pipeline, exec_properties)
         plan: IngestPlan = exec_properties[_PLANS_KEY]["time"]
         kinds = feature_kinds(plan.policy, plan.sequence, plan.window_features)
+        if keys_agree(plan.time_split, plan.window_features, plan.sequence):  # one card pass, columnar
+            return pipeline | "TimeSplitExamples" >> TimeSplitExamples(plan, kinds)
         rows = pipeline | "AnonymizedRows" >> AnonymizedRows(plan)
         return {name: split | f"ToExample[{name}]" >> beam.ParDo(_Encode(kinds))
                 for name, split in split_by_window(rows, time_plan).items()}
