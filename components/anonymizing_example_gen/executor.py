@@ -156,7 +156,11 @@ class Executor(BaseExampleGenExecutor):
     def GenerateExamplesByBeam(
         self, pipeline: beam.Pipeline, exec_properties: dict[str, Any]
     ) -> dict[str, beam.PCollection]:
-        """A time split reads its spans once and divides the rows by day; otherwise TFX's splitting."""
+        """A time split reads its spans once and divides the rows by day; otherwise TFX's splitting.
+
+        When the card steps name one card column (the shipped configs), the columnar card pass
+        (card_examples.py) writes the examples; otherwise the row-at-a-time steps do.
+        """
         time_plan: TimeSplitPlan | None = exec_properties.get(_TIME_PLAN_KEY)
         if time_plan is None:
             return super().GenerateExamplesByBeam(pipeline, exec_properties)
