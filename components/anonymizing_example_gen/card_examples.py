@@ -48,11 +48,11 @@ from components.anonymizing_example_gen.time_windows import (
 from components.anonymizing_example_gen.window_features import order_key, time_value
 from models.fraud.time_split import known_compromised
 from models.fraud.window_features import calendar_features, customer_window_features, terminal_window_features
-from privacy.policy import KAnonymityConfig
 
 Values = tuple[Any, ...]  # a row's output columns, in the policy's order
 JoinKey = tuple[bool, Any]  # (True, card) or, for a row without a card, (False, its row id)
 _PAD: dict[Kind, Any] = {"float": 0.0, "bytes": "", "int": 0}
+THIN, MEMBERS = "thin", "members"  # the reader's tagged outputs
 
 
 @dataclass(frozen=True)
@@ -83,18 +83,46 @@ class _Privacy:
         return not small  # fail mode: any small group drops every row (the executor then fails)
 
 
-class _ReadRows(ReadAnonymizedRows):
-    """(file number, path, is_target) -> (row id, is_target, values): the row id is unique in the run."""
+@dataclass(frozen=True)
+class _Routes:
+    """What the reader sends where: each row keyed by card, a thin record by terminal, a k-anonymity member."""
 
-    def __init__(self, policy_json: str, time_split: TimeSplitPlan, columns: tuple[str, ...]) -> None:
+    card_at: int
+    terminal: tuple[int, int, int] | None  # (terminal, time, label) columns, with window features
+    privacy: _Privacy | None
+    distinct_at: int | None  # k-anonymity's count_distinct column
+
+    def join_key(self, row_id: int, values: Values) -> JoinKey:
+        card = values[self.card_at]
+        return (True, card) if card is not None else (False, row_id)
+
+
+class _ReadRows(ReadAnonymizedRows):
+    """(file number, path, is_target) -> (join key, (0, row id, is_target, values)); tagged THIN, the terminal's
+    (terminal, (join key, row id, time, label, group)); tagged MEMBERS, a target's (group, member).
+
+    The row id is unique in the run. One step routes each row three ways, where separate maps would
+    each take every row again."""
+
+    def __init__(self, policy_json: str, time_split: TimeSplitPlan, columns: tuple[str, ...], routes: _Routes) -> None:
         super().__init__(policy_json, time_split)
         self._columns = columns
+        self._routes = routes
 
-    def process(self, element: tuple[int, str, bool]) -> Iterator[tuple[int, bool, Values]]:  # type: ignore[override]
+    def process(self, element: tuple[int, str, bool]) -> Iterator[Any]:  # type: ignore[override]
         number, path, is_target = element
-        columns = self._columns
+        columns, routes = self._columns, self._routes
+        privacy, terminal, distinct_at = routes.privacy, routes.terminal, routes.distinct_at
         for line, (target, row) in self.read(path, is_target):
-            yield number << 32 | line, target, tuple(row[name] for name in columns)
+            row_id, values = number << 32 | line, tuple(row[name] for name in columns)
+            key = routes.join_key(row_id, values)
+            yield key, (0, row_id, target, values)
+            group = privacy.group(values) if privacy is not None else None
+            if terminal is not None and values[terminal[0]] is not None:
+                yield beam.pvalue.TaggedOutput(THIN, (values[terminal[0]], (
+                    key, row_id, values[terminal[1]], values[terminal[2]], group)))
+            if privacy is not None and target:
+                yield beam.pvalue.TaggedOutput(MEMBERS, (group, None if distinct_at is None else values[distinct_at]))
 
 
 class _TerminalWindows(beam.DoFn):
@@ -120,7 +148,7 @@ class _TerminalWindows(beam.DoFn):
 
 
 class _CardExamples(beam.DoFn):
-    """(join key, its rows and terminal windows) -> (0 train | 1 eval, is_fraud, serialized tf.Example)."""
+    """(join key, its rows and terminal windows) -> serialized tf.Examples, tagged 'train' or 'eval', counted."""
 
     def __init__(self, plan: TimeSplitPlan, windows: WindowFeaturesConfig | None,
                  sequence: SequenceFeaturesConfig | None, kinds: Mapping[str, Kind], columns: _Columns,
@@ -135,9 +163,11 @@ class _CardExamples(beam.DoFn):
         self._suppressed = Metrics.counter(METRICS_NAMESPACE, ROWS_SUPPRESSED)
         self._removed = Metrics.counter(METRICS_NAMESPACE, EVAL_KNOWN_COMPROMISED)
         self._rows_out = Metrics.counter(METRICS_NAMESPACE, ROWS_OUT)
+        self._rows = [Metrics.counter(METRICS_NAMESPACE, name) for name in (TRAIN_ROWS, EVAL_ROWS)]
+        self._frauds = [Metrics.counter(METRICS_NAMESPACE, name) for name in (TRAIN_FRAUDS, EVAL_FRAUDS)]
 
     def process(self, element: tuple[JoinKey, Iterable[tuple]], small: Mapping[Any, int] | None = None
-                ) -> Iterator[tuple[int, bool, bytes]]:
+                ) -> Iterator[beam.pvalue.TaggedOutput]:
         (has_card, _), items = element
         rows: list[tuple] = []
         terminal: dict[int, tuple[float, ...]] = {}
@@ -268,7 +298,7 @@ class _CardExamples(beam.DoFn):
         return out
 
     def _encode(self, values: list[Values], features: Mapping[str, Any], chosen: np.ndarray
-                ) -> Iterator[tuple[int, bool, bytes]]:
+                ) -> Iterator[beam.pvalue.TaggedOutput]:
         settings = self._plan.settings
         time_at, label_at = self._columns.index(settings.time), self._columns.index(settings.label)
         assert time_at is not None and label_at is not None
@@ -286,21 +316,10 @@ class _CardExamples(beam.DoFn):
         for v, example in zip(picked, encoded, strict=True):
             self._rows_out.inc()
             split = 0 if plan.window_of_day(plan.day_of_time(v[time_at])) == "train" else 1
-            yield split, v[label_at] == 1, example
-
-
-class _CountSplit(beam.DoFn):
-    """(split, is_fraud, example) -> the example, counted as time_windows._CountWindow counts rows."""
-
-    def __init__(self, split: str) -> None:
-        self._rows = Metrics.counter(METRICS_NAMESPACE, TRAIN_ROWS if split == "train" else EVAL_ROWS)
-        self._frauds = Metrics.counter(METRICS_NAMESPACE, TRAIN_FRAUDS if split == "train" else EVAL_FRAUDS)
-
-    def process(self, element: tuple[int, bool, bytes]) -> Iterator[bytes]:
-        self._rows.inc()
-        if element[1]:
-            self._frauds.inc()
-        yield element[2]
+            self._rows[split].inc()  # as time_windows.split_by_window counts
+            if v[label_at] == 1:
+                self._frauds[split].inc()
+            yield beam.pvalue.TaggedOutput(SPLITS[split], example)
 
 
 class TimeSplitExamples(beam.PTransform):
@@ -318,57 +337,34 @@ class TimeSplitExamples(beam.PTransform):
         time_split = plan.time_split
         assert time_split is not None
         columns = _Columns(tuple(policy.output_columns()))
-        card_at = columns.index(card_keys(time_split, plan.window_features, plan.sequence).pop())
+        card_at = columns.names.index(card_keys(time_split, plan.window_features, plan.sequence).pop())
+        windows, rule = plan.window_features, policy.k_anonymity
+        privacy = None
+        if rule is not None:  # the policy checks that the quasi-identifiers are output columns
+            privacy = _Privacy(tuple(columns.names.index(name) for name in rule.quasi_identifiers),
+                               rule.on_violation == "suppress")
+        routes = _Routes(card_at, None if windows is None else (
+            columns.names.index(windows.terminal_key), columns.names.index(windows.time),
+            columns.names.index(windows.label)), privacy, columns.index(rule.count_distinct if rule else None))
         files = [(number, path, is_target) for number, (path, is_target) in enumerate(
             [(path, True) for path in plan.target_files] + [(path, False) for path in plan.context_files])]
-        rows = (pipeline
+        read = (pipeline
                 | "ListFiles" >> beam.Create(files)
                 | "SpreadFiles" >> beam.Reshuffle()
-                | "ReadAndAnonymize" >> beam.ParDo(_ReadRows(plan.policy_json, time_split, columns.names)))
-
-        privacy, side = None, {}
-        if policy.k_anonymity is not None:
-            privacy, small = self._small_groups(pipeline, rows, columns, policy.k_anonymity)
+                | "ReadAndAnonymize" >> beam.ParDo(_ReadRows(plan.policy_json, time_split, columns.names, routes))
+                .with_outputs(THIN, MEMBERS, main="rows"))
+        side = {}
+        if rule is not None:
+            small = small_groups(pipeline, read[MEMBERS], rule, plan.k_anonymity_report_path)
             side = {"small": beam.pvalue.AsDict(small)}
-
-        def join_key(row: tuple) -> JoinKey:
-            card = row[2][card_at]
-            return (True, card) if card is not None else (False, row[0])
-
-        keyed = rows | "KeyByCard" >> beam.Map(lambda row: (join_key(row), (0, *row)))
-        parts = [keyed]
-        windows = plan.window_features
+        parts = [read.rows]
         if windows is not None:
-            terminal_at, time_at = columns.index(windows.terminal_key), columns.index(windows.time)
-            label_at = columns.index(windows.label)
-
-            def thin(row: tuple) -> Iterator[tuple]:
-                v = row[2]
-                if v[terminal_at] is not None:
-                    group = privacy.group(v) if privacy is not None else None
-                    yield v[terminal_at], (join_key(row), row[0], v[time_at], v[label_at], group)
-
-            parts.append(rows
-                         | "ThinTerminalRows" >> beam.FlatMap(thin)
+            parts.append(read[THIN]
                          | "GroupByTerminal" >> beam.GroupByKey()
                          | "TerminalWindows" >> beam.ParDo(_TerminalWindows(windows, privacy), **side))
         steps = _CardExamples(time_split, windows, plan.sequence, self._kinds, columns, privacy)
         examples = (parts
                     | "RowsAndTerminalWindows" >> beam.Flatten()
                     | "GroupByCard" >> beam.GroupByKey()
-                    | "CardSteps" >> beam.ParDo(steps, **side))
-        by_split = examples | "ByWindow" >> beam.Partition(lambda element, _: element[0], 2)
-        return {name: by_split[index] | f"Count[{name}]" >> beam.ParDo(_CountSplit(name))
-                for index, name in enumerate(SPLITS)}
-
-    def _small_groups(self, pipeline: beam.Pipeline, rows: beam.PCollection, columns: _Columns,
-                      rule: KAnonymityConfig) -> tuple[_Privacy, beam.PCollection]:
-        # the policy checks that the quasi-identifiers and count_distinct are output columns
-        privacy = _Privacy(tuple(columns.names.index(name) for name in rule.quasi_identifiers),
-                           rule.on_violation == "suppress")
-        distinct_at = columns.index(rule.count_distinct)
-        members = (rows
-                   | "TargetRows" >> beam.Filter(lambda row: row[1])
-                   | "GroupAndMember" >> beam.Map(lambda row: (privacy.group(row[2]),
-                                                               None if distinct_at is None else row[2][distinct_at])))
-        return privacy, small_groups(pipeline, members, rule, self._plan.k_anonymity_report_path)
+                    | "CardSteps" >> beam.ParDo(steps, **side).with_outputs(*SPLITS))
+        return {name: examples[name] for name in SPLITS}
