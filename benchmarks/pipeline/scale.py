@@ -280,6 +280,31 @@ def _cell(node: dict | None) -> str:
     return f"{node['seconds']:.1f} / {node['peak_rss_mb']:.0f}{cpu}"
 
 
+def example_gen_cpu_section() -> list[str]:
+    """The ExampleGen alone, old code against new (benchmarks/pipeline/example_gen_cpu.py's results)."""
+    out: list[str] = []
+    for path in sorted(RESULTS.glob("example_gen_cpu*.json")):
+        report = json.loads(path.read_text())
+        if not out:
+            out += ["## The AnonymizingExampleGen alone, old code against new (CPU seconds)", "",
+                    "Each tree's executor in a fresh process, alternately, as tests/components/"
+                    "test_example_gen_equivalence.py runs it (`benchmarks/pipeline/example_gen_cpu.py`); CPU "
+                    "seconds (user + system, the whole process: about 11 s of it, measured once on the new tree, "
+                    "is importing TensorFlow, TFX and Beam) from the kernel, wall seconds, peak resident MB, and the "
+                    "1-minute load before and after each run.", ""]
+        rows = next(iter(report["runs"].values()))[0]["rows_read"]
+        out += [f"**{path.name}**: {report['date']}; {report['data']}; {rows:,} rows read. Command: "
+                f"`{report['command']}`" + (f" {report['note']}" if report.get("note") else ""), "",
+                "| tree | CPU s | wall s | peak MB | load before / after |", "|---|---|---|---|---|"]
+        for name, runs in report["runs"].items():
+            for run in runs:
+                after = run.get("load_average_after")
+                load = f"{run['load_average_before']:.1f}" + (f" / {after:.1f}" if after is not None else "")
+                out.append(f"| {name} | {run['cpu_s']:.1f} | {run['wall_s']:.1f} | {run['peak_rss_mb']} | {load} |")
+        out.append("")
+    return out
+
+
 def markdown(results: dict) -> str:
     out = ["# The fraud pipeline on the handbook's six months", "",
            "The Fraud Detection Handbook's default data set (`esteira data fraud --profile handbook --seed 1`: 183 "
@@ -318,6 +343,7 @@ def markdown(results: dict) -> str:
                        f"{_loads(e)}. Command: `{e['command']}`; beam args {e['beam_args']}"
                        + (f" {e['note']}" if e.get("note") else ""))
         out.append("")
+    out += example_gen_cpu_section()
     any_entry = next(iter([*results["six_months"].values(), *results["daily"].values()]))
     m = any_entry["machine"]
     out += [f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gb']} GB, {m['platform']}, Python {m['python']}; "

@@ -28,6 +28,8 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from components.anonymizing_example_gen.card_examples import TimeSplitExamples
+from components.anonymizing_example_gen.card_pass import keys_agree
 from components.anonymizing_example_gen.encoding import column_kinds, to_example
 from components.anonymizing_example_gen.ingest import (
     CONTEXT_ROWS,
@@ -154,12 +156,18 @@ class Executor(BaseExampleGenExecutor):
     def GenerateExamplesByBeam(
         self, pipeline: beam.Pipeline, exec_properties: dict[str, Any]
     ) -> dict[str, beam.PCollection]:
-        """A time split reads its spans once and divides the rows by day; otherwise TFX's splitting."""
+        """A time split reads its spans once and divides the rows by day; otherwise TFX's splitting.
+
+        When the card steps name one card column (the shipped configs), the columnar card pass
+        (card_examples.py) writes the examples; otherwise the row-at-a-time steps do.
+        """
         time_plan: TimeSplitPlan | None = exec_properties.get(_TIME_PLAN_KEY)
         if time_plan is None:
             return super().GenerateExamplesByBeam(pipeline, exec_properties)
         plan: IngestPlan = exec_properties[_PLANS_KEY]["time"]
         kinds = feature_kinds(plan.policy, plan.sequence, plan.window_features)
+        if keys_agree(plan.time_split, plan.window_features, plan.sequence):  # one card pass, columnar
+            return pipeline | "TimeSplitExamples" >> TimeSplitExamples(plan, kinds)
         rows = pipeline | "AnonymizedRows" >> AnonymizedRows(plan)
         return {name: split | f"ToExample[{name}]" >> beam.ParDo(_Encode(kinds))
                 for name, split in split_by_window(rows, time_plan).items()}

@@ -80,7 +80,11 @@ class ReadAnonymizedRows(beam.DoFn):
         self._anonymizer = Anonymizer(policy, load_key(policy.key) if policy.needs_key else None)
 
     def process(self, element: tuple[str, bool]) -> Iterator[tuple[bool, Row]]:
-        path, is_target = element
+        for _, pair in self.read(*element):
+            yield pair
+
+    def read(self, path: str, is_target: bool) -> Iterator[tuple[int, tuple[bool, Row]]]:
+        """(line number, (is_target, anonymized row)) for every data row of the file, counted."""
         assert self._anonymizer is not None
         counter = self._rows_in if is_target else self._context_rows
         # utf-8-sig: spreadsheet exports often start with a byte-order mark, which is not part of a name
@@ -95,7 +99,8 @@ class ReadAnonymizedRows(beam.DoFn):
                     continue
                 row = anonymize(cells, line=reader.line_num)
                 counter.inc()
-                yield (is_target, row) if self._time_split is None else tag_window((is_target, row), self._time_split)
+                pair = (is_target, row) if self._time_split is None else tag_window((is_target, row), self._time_split)
+                yield reader.line_num, pair
 
 
 class _DropSmallGroups(beam.DoFn):
@@ -168,35 +173,46 @@ class AnonymizedRows(beam.PTransform):
     ) -> tuple[beam.PCollection, beam.PCollection]:
         """Count members per quasi-identifier group; drop small groups' rows (or all rows, in fail mode)."""
         qis = list(rule.quasi_identifiers)
-        if rule.count_distinct:  # members are people (e.g. cards), not rows
-            distinct = rule.count_distinct
-            members = (
-                targets
-                | "GroupAndMember" >> beam.Map(lambda pair: (group_key(pair[1], qis), pair[1].get(distinct)))
-                | "DistinctMembers" >> beam.Distinct()
-                | "CountMember" >> beam.Map(lambda kv: (kv[0], 1))
-            )
-        else:
-            members = targets | "GroupKey" >> beam.Map(lambda pair: (group_key(pair[1], qis), 1))
-        group_sizes = members | "GroupSizes" >> beam.CombinePerKey(sum)
-        small = group_sizes | "SmallGroups" >> beam.Filter(lambda kv, k: kv[1] < k, rule.k)
+        distinct = rule.count_distinct
+        members = targets | "GroupAndMember" >> beam.Map(
+            lambda pair: (group_key(pair[1], qis), pair[1].get(distinct) if distinct else None))
+        small = small_groups(pipeline, members, rule, self._plan.k_anonymity_report_path)
         suppress = rule.on_violation == "suppress"
         targets = targets | "KAnonymize" >> beam.ParDo(
             _DropSmallGroups(qis, suppress, count=True), beam.pvalue.AsDict(small))
         context = context | "KAnonymizeContext" >> beam.ParDo(
             _DropSmallGroups(qis, suppress, count=False), beam.pvalue.AsDict(small))
-        if self._plan.k_anonymity_report_path:
-            n_groups = group_sizes | "CountGroups" >> beam.combiners.Count.Globally()
-            sizes = group_sizes | "GroupSize" >> beam.Map(lambda kv: kv[1])
-            n_members = sizes | "SumSizes" >> beam.CombineGlobally(sum)
-            _ = (
-                pipeline
-                | "ReportTrigger" >> beam.Create([None])
-                | "WriteKAnonymityReport" >> beam.Map(
-                    _write_report, self._plan.k_anonymity_report_path, rule.k,
-                    beam.pvalue.AsSingleton(n_groups),
-                    beam.pvalue.AsSingleton(n_members),
-                    beam.pvalue.AsList(small),
-                )
-            )
         return targets, context
+
+
+def small_groups(
+    pipeline: beam.Pipeline, members: beam.PCollection, rule: KAnonymityConfig, report_path: str | None
+) -> beam.PCollection:
+    """(group key, member) of every target row -> (group key, size) of the groups smaller than k.
+
+    A member is the row's `count_distinct` value (people, e.g. cards), or None when rows are counted;
+    the report of group counts is written to `report_path` when given.
+    """
+    if rule.count_distinct:  # members are people (e.g. cards), not rows
+        members = (members
+                   | "DistinctMembers" >> beam.Distinct()
+                   | "CountMember" >> beam.Map(lambda kv: (kv[0], 1)))
+    else:
+        members = members | "GroupKey" >> beam.Map(lambda kv: (kv[0], 1))
+    group_sizes = members | "GroupSizes" >> beam.CombinePerKey(sum)
+    small = group_sizes | "SmallGroups" >> beam.Filter(lambda kv, k: kv[1] < k, rule.k)
+    if report_path:
+        n_groups = group_sizes | "CountGroups" >> beam.combiners.Count.Globally()
+        sizes = group_sizes | "GroupSize" >> beam.Map(lambda kv: kv[1])
+        n_members = sizes | "SumSizes" >> beam.CombineGlobally(sum)
+        _ = (
+            pipeline
+            | "ReportTrigger" >> beam.Create([None])
+            | "WriteKAnonymityReport" >> beam.Map(
+                _write_report, report_path, rule.k,
+                beam.pvalue.AsSingleton(n_groups),
+                beam.pvalue.AsSingleton(n_members),
+                beam.pvalue.AsList(small),
+            )
+        )
+    return small

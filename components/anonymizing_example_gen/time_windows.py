@@ -151,7 +151,10 @@ class TimeSplitPlan:
     def day_of(self, row: Row) -> int | None:
         """`day_index` of the row's time, in plain float arithmetic (the same IEEE steps, without an array
         per row: this runs for every row read)."""
-        value = row.get(self.settings.time)
+        return self.day_of_time(row.get(self.settings.time))
+
+    def day_of_time(self, value: Any) -> int | None:
+        """`day_of` for the time value itself."""
         return None if value is None else math.floor((float(value) - self.origin_seconds) / DAY_SECONDS)
 
     @cached_property
@@ -162,7 +165,10 @@ class TimeSplitPlan:
 
     def window_of(self, row: Row) -> str | None:
         """'train', 'delay', 'eval' or None (history, or a row without a time)."""
-        day = self.day_of(row)
+        return self.window_of_day(self.day_of(row))
+
+    def window_of_day(self, day: int | None) -> str | None:
+        """`window_of` for the row's day (from `day_of_time`)."""
         if day is None:
             return None
         for name, first, last in self._windows:  # TimeSplit.window_of, with the ranges computed once

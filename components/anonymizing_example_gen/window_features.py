@@ -33,19 +33,26 @@ Row = dict[str, Any]
 
 
 def _time(row: Row, config: WindowFeaturesConfig) -> float:
-    value = row.get(config.time)
+    return time_value(row.get(config.time), row.get(config.tiebreak or ""), config)
+
+
+def time_value(value: Any, transaction: Any, config: WindowFeaturesConfig) -> float:
+    """A row's time as a float; `transaction` (its tiebreak value) only names the row in the error."""
     if value is None:
         raise ValueError(f"window_features.time: a row has no {config.time!r} value (transaction "
-                         f"{row.get(config.tiebreak or '')!r}); window features need every row's time")
+                         f"{transaction!r}); window features need every row's time")
     return float(value)
 
 
 def _order_key(row: Row, config: WindowFeaturesConfig) -> tuple[float, int, float, str]:
+    return order_key(_time(row, config), row.get(config.tiebreak) if config.tiebreak else None)
+
+
+def order_key(time: float, tiebreak: Any) -> tuple[float, int, float, str]:
     """(time, tiebreak): numbers compare as numbers, anything else as text, a missing tiebreak first."""
-    tiebreak = row.get(config.tiebreak) if config.tiebreak else None
     if isinstance(tiebreak, (int, float)):
-        return _time(row, config), 1, float(tiebreak), ""
-    return _time(row, config), 0 if tiebreak is None else 2, 0.0, "" if tiebreak is None else str(tiebreak)
+        return time, 1, float(tiebreak), ""
+    return time, 0 if tiebreak is None else 2, 0.0, "" if tiebreak is None else str(tiebreak)
 
 
 Pair = tuple[bool, Row]  # (is_target, row)
