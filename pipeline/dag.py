@@ -18,6 +18,7 @@ from components.mlflow_logger import MlflowLogger
 from components.model_optimizer import ModelOptimizer
 from components.model_validator import ModelValidator
 from components.recording_trainer import RecordingTrainerExecutor
+from components.reproducible_transform import ReproducibleTransformExecutor
 from components.serving_pusher import ServingPusher
 from evidence.fairness import gap_metric_name
 from pipeline.config import EvaluationConfig, GateConfig, UseCaseConfig, drift_exclusions
@@ -242,6 +243,7 @@ def create_pipeline(config: UseCaseConfig, beam_pipeline_args: list[str] | None 
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=f"{module}.preprocessing.preprocessing_fn", custom_config=custom_config)
+    transform.executor_spec = executor_spec.BeamExecutorSpec(ReproducibleTransformExecutor)
     transform.add_upstream_node(example_validator)  # the data gate runs, and may stop the run, first
     trainer = tfx.components.Trainer(
         run_fn=f"{module}.model.run_fn",

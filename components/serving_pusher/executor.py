@@ -45,13 +45,13 @@ WARMUP_ROWS_KEY = "warmup_rows"
 REFERENCE_SPLIT = "train"
 WARMUP_SPLIT = "eval"
 DEFAULT_WARMUP_ROWS = 8
-_ADDED_BY_PUSH = (f"assets.extra/{REFERENCE_FILE}", TFLITE_FILE, WARMUP_PATH)
+PUSH_ADDED_FILES = (f"assets.extra/{REFERENCE_FILE}", TFLITE_FILE, WARMUP_PATH)
 # TF writes fingerprint.pb on every export with per-save fields: the graph, variables and assets define the
 # model, so a deterministic retrain of the same model compares equal to the version it would republish.
-_PER_SAVE = ("fingerprint.pb",)
+PER_SAVE_FILES = ("fingerprint.pb",)
 
 
-def directory_digest(root: Path, ignore: tuple[str, ...] = _ADDED_BY_PUSH + _PER_SAVE) -> str:
+def directory_digest(root: Path, ignore: tuple[str, ...] = PUSH_ADDED_FILES + PER_SAVE_FILES) -> str:
     """SHA-256 over every file's relative path and bytes, in sorted order (content, not mtimes); files the
     push itself adds and the per-save fingerprint are ignored, so a pushed version compares equal to its
     source and to a bit-identical retrain."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,9 +15,12 @@ import pytest
 import tensorflow as tf
 import yaml
 
+from components.serving_pusher.executor import PER_SAVE_FILES, PUSH_ADDED_FILES
 from evidence import lineage
+from orchestration.data_checkout import DVC
 from pipeline.config import UseCaseConfig, load_config
 from pipeline.report import RunReport, load_report
+from privacy.data_version import read_data_version
 
 pytestmark = pytest.mark.e2e
 
@@ -58,9 +62,19 @@ def versions(base: Path) -> list[Path]:
     return sorted(p for p in base.iterdir() if p.name.isdigit()) if base.is_dir() else []
 
 
+def dvc(cwd: Path, *args: str) -> None:
+    # DVC starts slowly (seconds of imports); on a loaded 2-core machine a niced run took over 120 s
+    result = subprocess.run([str(DVC), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"dvc {' '.join(args)}: {result.stdout}{result.stderr}"
+
+
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, RunReport, str]:
+    """The data under DVC (as a team versions it), then `esteira run`."""
     workspace = make_workspace(tmp_path_factory.mktemp("breast_cancer"), {**FEW_STEPS, **OPTIMIZE})
+    assert DVC.exists(), "no .venv-airflow (DVC lives there): run `make airflow-install` (.ci/run does)"
+    dvc(workspace.root, "init", "--no-scm", "-q")
+    dvc(workspace.root, "add", "-q", "data/breast_cancer")
     result = esteira(workspace.root, "run", "--config", str(workspace.config_path))
     report = load_report(workspace.config.pipeline.metadata_path, workspace.config.pipeline.name)
     return workspace, report, result.stdout
@@ -228,6 +242,53 @@ def test_second_run_hits_cache_and_does_not_republish(first_run) -> None:
     assert len(versions(workspace.config.serving.base_path)) == 1
     assert "cache hits" in result.stdout and "pushed: no" in result.stdout
     assert _mlflow_runs_and_versions(workspace) == tracked
+
+
+def differing_files(candidate: Path, served: Path, ignore: tuple[str, ...]) -> list[str]:
+    """Relative paths whose bytes differ, or that only one side has (``ignore`` left out)."""
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
+                if p.is_file() and str(p.relative_to(root)) not in ignore}
+
+    ours, theirs = files(candidate), files(served)
+    return sorted(name for name in ours.keys() | theirs.keys() if ours.get(name) != theirs.get(name))
+
+
+def test_dvc_checkout_and_a_fresh_run_reproduce_the_pushed_model(first_run, tmp_path: Path) -> None:
+    """The data moves on to a new DVC version; `esteira data checkout` of the version the pushed model names,
+    then `esteira run` in a fresh pipeline root and MLMD (nothing cached), trains the same model (graph,
+    variables and assets byte for byte) and publishes no new version. The DVC project is a copy, so the
+    workspace's data keeps its bytes and mtimes (later tests rely on its cache hits)."""
+    workspace, first, _ = first_run
+    config = workspace.config
+    [served] = versions(config.serving.base_path)
+    store = lineage.open_store(config.pipeline.metadata_path)
+    example_gen = next(e for e in first.executions if e.node == "CsvExampleGen")
+    [examples] = lineage.output_artifacts(store, example_gen.execution_id, "examples")
+    recorded = examples.custom_properties["dvc_md5"].string_value
+    project = tmp_path / "project"
+    for part in (".dvc", "data"):
+        shutil.copytree(workspace.root / part, project / part, symlinks=True)
+    source = project / "data" / "breast_cancer"
+    named = read_data_version(source)
+    assert named is not None and named.matches and named.recorded_md5 == recorded
+    table = source / "breast_cancer.csv"
+    original = table.read_bytes()
+    table.unlink()  # DVC may link the cache; never write through to it
+    table.write_bytes(original[:original.rindex(b"\n", 0, len(original) - 1) + 1])  # the last case dropped
+    dvc(project, "add", "-q", "data/breast_cancer")
+    assert read_data_version(source).recorded_md5 != recorded
+
+    esteira(project, "data", "checkout", "data/breast_cancer", "--dvc-md5", recorded)
+    assert table.read_bytes() == original
+    rerun = esteira(workspace.root, "run", "--config", str(workspace.config_path),
+                    "--set", f"data.source={source}", "--set", f"pipeline.root={tmp_path / 'pipeline'}",
+                    "--set", f"pipeline.metadata_path={tmp_path / 'metadata.db'}",
+                    "--set", "optimization=null")  # TFLite variants are no part of the identity check
+    assert f"pushed: no — identical to the served version {served.name}" in rerun.stdout, rerun.stdout[-3000:]
+    assert versions(config.serving.base_path) == [served]
+    [trained] = (tmp_path / "pipeline" / "Trainer" / "model").glob("*/Format-Serving")
+    assert differing_files(trained, served, PUSH_ADDED_FILES + PER_SAVE_FILES) == []
 
 
 def test_tfx_cli_creates_and_runs_the_pipeline(first_run) -> None:
