@@ -53,7 +53,8 @@ class Workspace:
 
 def dvc(cwd: Path, *args: str) -> None:
     assert DVC.exists(), "no .venv-airflow: run `make airflow-install` (.ci/run does)"
-    result = subprocess.run([str(DVC), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    # DVC starts slowly (seconds of imports); on a loaded 2-core machine a niced `dvc add` took over 120 s
+    result = subprocess.run([str(DVC), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"dvc {' '.join(args)}: {result.stdout}{result.stderr}"
 
 

@@ -21,6 +21,7 @@ from orchestration.data_checkout import DVC
 from pipeline.config import UseCaseConfig, load_config
 from pipeline.report import RunReport, load_report
 from privacy.data_version import read_data_version
+from tests.airflow.airflow_env import dvc
 
 pytestmark = pytest.mark.e2e
 
@@ -60,12 +61,6 @@ def esteira(cwd: Path, *args: str, expect: int = 0) -> subprocess.CompletedProce
 
 def versions(base: Path) -> list[Path]:
     return sorted(p for p in base.iterdir() if p.name.isdigit()) if base.is_dir() else []
-
-
-def dvc(cwd: Path, *args: str) -> None:
-    # DVC starts slowly (seconds of imports); on a loaded 2-core machine a niced run took over 120 s
-    result = subprocess.run([str(DVC), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"dvc {' '.join(args)}: {result.stdout}{result.stderr}"
 
 
 @pytest.fixture(scope="module")
