@@ -21,6 +21,9 @@ def _fail(message: str, code: int = 1) -> int:
 
 def serve_main(argv: list[str]) -> int:
     """Run the server until SIGINT/SIGTERM; same flags as tensorflow_model_server."""
+    from serving.workers import tie_to_parent
+
+    tie_to_parent()  # first: a parent that started this server and dies takes it along
     from serving.config import ConfigError
     from serving.flags import FlagError, parse_flags, usage
 

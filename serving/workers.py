@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from serving.flags import FlagError, ServerFlags
@@ -37,6 +36,7 @@ STOP_SECONDS = 30.0  # a worker's graceful stop (5 s for calls in flight, then t
 MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 60.0
 PR_SET_PDEATHSIG = 1
+PARENT_PID_ENV = "ESTEIRA_TIED_TO_PID"  # set by a parent for the child esteira serve it starts
 LIMITS = ("each worker keeps its own prediction memory: feedback (/v1/models/<name>/feedback) and explain by "
           "request id reach the worker the kernel picks for their connection, which knows only the "
           "predictions it answered itself (others count as unknown ids); the access audit log is one "
@@ -69,17 +69,23 @@ def metrics_directory() -> tuple[str, bool]:
     return tempfile.mkdtemp(prefix="esteira-metrics-"), True
 
 
-def tie_to_parent(parent: int) -> Callable[[], None]:
-    """Run in the child before exec: SIGTERM when the parent dies (kept across exec), and exit at once
-    if it already died."""
-    libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork: nothing to load in the child
+def tied_to(parent: int) -> dict[str, str]:
+    """The environment entry that ties a child ``esteira serve`` to ``parent`` (see tie_to_parent)."""
+    return {PARENT_PID_ENV: str(parent)}
 
-    def tie() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:
-            os._exit(1)
 
-    return tie
+def tie_to_parent() -> None:
+    """In the child, first thing: SIGTERM when the parent named in the environment dies, and exit at once
+    if it already died. Done by the child itself, never in a Popen ``preexec_fn``: that makes Popen fork
+    instead of vfork, and a parent running gRPC's EventEngine (an Airflow task after Beam components) then
+    restarts its poller in the child, which aborts on the epoll descriptor close_fds closed before exec
+    (grpc/grpc#43055: "epoll_wait error: Bad file descriptor", exit -6)."""
+    parent = os.environ.pop(PARENT_PID_ENV, "")
+    if not parent:
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(parent):
+        os._exit(1)
 
 
 @dataclass
@@ -106,10 +112,9 @@ class Supervisor:
 
     def spawn(self, index: int) -> Worker:
         read_fd, write_fd = os.pipe()
-        env = {**os.environ, METRICS_DIR_ENV: self.directory, READY_FD_ENV: str(write_fd)}
+        env = {**os.environ, METRICS_DIR_ENV: self.directory, READY_FD_ENV: str(write_fd), **tied_to(os.getpid())}
         try:
-            process = subprocess.Popen(self.command(index), env=env, pass_fds=(write_fd,),
-                                       preexec_fn=tie_to_parent(os.getpid()))
+            process = subprocess.Popen(self.command(index), env=env, pass_fds=(write_fd,))
         finally:
             os.close(write_fd)
         log.info("worker %d started (pid %d)", index, process.pid)

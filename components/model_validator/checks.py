@@ -84,18 +84,18 @@ def model_server(saved_model_dir: Path, startup_timeout_s: float) -> Iterator[Ru
     """``esteira serve`` in its own process over the candidate as version 1 of a temporary base path,
     on free loopback ports; stopped by its pid. Raises RuntimeError if it does not load in time."""
     from serving.client import RestClient, ServingClientError
-    from serving.workers import tie_to_parent
+    from serving.workers import tied_to
 
     base = Path(tempfile.mkdtemp(prefix="esteira-model-validation-"))
     (base / str(SERVED_VERSION)).symlink_to(Path(saved_model_dir).resolve(), target_is_directory=True)
     grpc_port, rest_port = free_port(), free_port()
     log = (base / "server.log").open("w+")
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    # tied to this run: a SIGKILLed run leaves no server behind
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", **tied_to(os.getpid()))
     process = subprocess.Popen(
         [sys.executable, "-m", "cli", "serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
          f"--model_name={SERVED_NAME}", f"--model_base_path={base}", "--host=127.0.0.1"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-        preexec_fn=tie_to_parent(os.getpid()))  # a SIGKILLed run leaves no server behind
+        stdout=log, stderr=subprocess.STDOUT, env=env)
     target = f"127.0.0.1:{grpc_port}"
     try:
         deadline = time.monotonic() + startup_timeout_s

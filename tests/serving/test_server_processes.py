@@ -104,8 +104,9 @@ def test_the_audit_chains_of_the_workers_are_verified_as_one_log(tmp_path: Path,
 
 def test_workers_are_stopped_when_their_parent_is_killed(tmp_path: Path) -> None:
     parent = subprocess.Popen([sys.executable, "-c", (
-        "import subprocess, sys, time; from serving.workers import tie_to_parent; import os\n"
-        "child = subprocess.Popen(['sleep', '60'], preexec_fn=tie_to_parent(os.getpid()))\n"
+        "import os, subprocess, sys, time; from serving.workers import tied_to\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'from serving.workers import tie_to_parent; "
+        "tie_to_parent(); import time; time.sleep(60)'], env={**os.environ, **tied_to(os.getpid())})\n"
         "print(child.pid, flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     child = int(parent.stdout.readline())  # type: ignore[union-attr]
